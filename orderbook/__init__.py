@@ -1,0 +1,1 @@
+"""A real-time consolidated Binance + Bitstamp order book, streamed over gRPC."""

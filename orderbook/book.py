@@ -1,0 +1,87 @@
+"""One exchange's order book: price levels kept sorted, no I/O, no locking of its own.
+
+Both sides are :class:`~sortedcontainers.SortedDict` keyed so that iteration runs best level first: asks by
+price, bids by negated price. An amount-only change at an existing price touches only the dict, not the sorted
+key list. A crossed book is reported by :meth:`OrderBook.is_crossed`, never silently repaired: a cross inside
+one venue means the sync logic is wrong, and hiding it would hide the bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+
+from sortedcontainers import SortedDict
+
+PriceLevel = tuple[int, int]
+"""(price, amount), both scaled integers (see :mod:`orderbook.prices`)."""
+
+
+class OrderBook:
+    __slots__ = ("_bids", "_asks")
+
+    def __init__(self) -> None:
+        self._bids: SortedDict = SortedDict()  # -price -> amount
+        self._asks: SortedDict = SortedDict()  # price -> amount
+
+    def clear(self) -> None:
+        self._bids.clear()
+        self._asks.clear()
+
+    def load(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
+        """Replace the whole book (a snapshot). Zero amounts are not levels."""
+        self._bids = SortedDict({-price: amount for price, amount in bids if amount})
+        self._asks = SortedDict({price: amount for price, amount in asks if amount})
+
+    def apply(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
+        """Set each level to its new absolute amount; zero removes the level."""
+        side = self._bids
+        for price, amount in bids:
+            if amount:
+                side[-price] = amount
+            else:
+                side.pop(-price, None)
+        side = self._asks
+        for price, amount in asks:
+            if amount:
+                side[price] = amount
+            else:
+                side.pop(price, None)
+
+    def top_bids(self, depth: int) -> list[PriceLevel]:
+        """The best ``depth`` bids, highest price first."""
+        bids = self._bids
+        return [(-key, bids[key]) for key in islice(bids, depth)]
+
+    def top_asks(self, depth: int) -> list[PriceLevel]:
+        """The best ``depth`` asks, lowest price first."""
+        asks = self._asks
+        return [(key, asks[key]) for key in islice(asks, depth)]
+
+    def bids(self) -> list[PriceLevel]:
+        return self.top_bids(len(self._bids))
+
+    def asks(self) -> list[PriceLevel]:
+        return self.top_asks(len(self._asks))
+
+    @property
+    def bid_depth(self) -> int:
+        return len(self._bids)
+
+    @property
+    def ask_depth(self) -> int:
+        return len(self._asks)
+
+    def is_crossed(self) -> bool:
+        """True when the best bid is at or above the best ask: impossible inside one healthy venue."""
+        if not self._bids or not self._asks:
+            return False
+        return -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OrderBook):
+            return NotImplemented
+        return self._bids == other._bids and self._asks == other._asks
+
+    def __repr__(self) -> str:
+        return f"OrderBook(bids={self.bid_depth}, asks={self.ask_depth})"
