@@ -1,0 +1,75 @@
+"""Every exchange's book behind one lock, and the merged top-N that is served from them.
+
+Only books that are in step take part in the merged view: an exchange that is rebuilding contributes nothing
+until its new book is loaded, so no level is served that cannot be vouched for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from orderbook.book import OrderBook
+from orderbook.merge import MergedTop, merge_top
+
+
+class ConsolidatedBook:
+    def __init__(self, exchanges: Iterable[str], depth: int) -> None:
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        self.depth = depth
+        self.lock = threading.Lock()  # a gevent lock once the process is monkey-patched
+        self._books: dict[str, OrderBook | None] = dict.fromkeys(exchanges)
+
+    @property
+    def exchanges(self) -> list[str]:
+        return list(self._books)
+
+    def attach(self, exchange: str, book: OrderBook) -> None:
+        """Serve ``book`` for ``exchange`` from now on (it is in step). Call with the lock held."""
+        self._require(exchange)
+        self._books[exchange] = book
+
+    def detach(self, exchange: str) -> None:
+        """Stop serving ``exchange`` (it is rebuilding or gone). Call with the lock held."""
+        self._require(exchange)
+        self._books[exchange] = None
+
+    def in_step(self, exchange: str) -> bool:
+        return self._books[exchange] is not None
+
+    def book(self, exchange: str) -> OrderBook | None:
+        return self._books[exchange]
+
+    def merged_top(self) -> MergedTop:
+        depth = self.depth
+        with self.lock:
+            live = [(name, book) for name, book in self._books.items() if book is not None]
+            bids = {name: book.top_bids(depth) for name, book in live}
+            asks = {name: book.top_asks(depth) for name, book in live}
+        return merge_top(bids, asks, depth)
+
+    def _require(self, exchange: str) -> None:
+        if exchange not in self._books:
+            raise KeyError(f"unknown exchange {exchange!r}")
+
+
+class BookPublisher:
+    """Publishes the merged top-N when, and only when, it changed."""
+
+    def __init__(self, book: ConsolidatedBook, publish: Callable[[MergedTop], None]) -> None:
+        self._book = book
+        self._publish = publish
+        self._last: MergedTop | None = None
+
+    @property
+    def last(self) -> MergedTop | None:
+        return self._last
+
+    def refresh(self) -> bool:
+        top = self._book.merged_top()
+        if top == self._last:
+            return False
+        self._last = top
+        self._publish(top)
+        return True

@@ -1,0 +1,1 @@
+"""Exchange protocols: wire parsing and the per-exchange sync rules, all pure (no I/O)."""

@@ -1,0 +1,72 @@
+"""What a connector needs to know about one exchange: its URLs, its frames, its snapshot, its sync rules."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message
+from orderbook.exchanges.sync import BookSync
+
+
+class ExchangeError(Exception):
+    """The exchange answered with an error that retrying cannot fix (an unknown symbol): a configuration error."""
+
+
+class ExchangeProtocol(ABC):
+    """One exchange's wire protocol for one trading pair. Pure: builds URLs and messages, parses what comes back."""
+
+    name: str
+    needs_subscription_ack = False
+    """Wait for the subscription to be confirmed before fetching the snapshot (else diffs could be missed)."""
+
+    def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
+        self.symbol = symbol.upper()
+        self.ws_base = ws_url.rstrip("/")
+        self.rest_base = rest_url.rstrip("/")
+
+    @property
+    @abstractmethod
+    def stream_url(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def snapshot_url(self) -> str: ...
+
+    def subscribe_messages(self) -> list[str]:
+        """Frames to send once connected."""
+        return []
+
+    def heartbeat_message(self) -> str | None:
+        """An application-level keep-alive whose reply proves the feed is alive; None: use WebSocket pings."""
+        return None
+
+    @abstractmethod
+    def parse_message(self, raw: str | bytes) -> Message:
+        """One WebSocket frame -> a typed message; raises :class:`BadMessage`."""
+
+    @abstractmethod
+    def parse_snapshot(self, body: bytes) -> BookSnapshot:
+        """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage`."""
+
+    @abstractmethod
+    def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
+        """An error response that says the configuration is wrong (not worth retrying), else None."""
+
+    @abstractmethod
+    def new_sync(self) -> BookSync: ...
+
+
+def load_json(raw: str | bytes, *, loses_data: bool) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadMessage("not_json", str(error), loses_data=loses_data) from None
+
+
+def load_object(raw: str | bytes, *, loses_data: bool) -> dict[str, Any]:
+    value = load_json(raw, loses_data=loses_data)
+    if type(value) is not dict:
+        raise BadMessage("unknown_shape", f"not an object: {raw!r:.80}", loses_data=loses_data)
+    return value

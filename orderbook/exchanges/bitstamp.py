@@ -1,0 +1,95 @@
+"""Bitstamp: the ``diff_order_book_<pair>`` channel (WebSocket v2) and ``GET /api/v2/order_book/<pair>/``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orderbook.exchanges.base import ExchangeError, ExchangeProtocol, load_object
+from orderbook.exchanges.messages import (
+    BadMessage,
+    BookDiff,
+    BookSnapshot,
+    Message,
+    Notice,
+    ReconnectRequest,
+    parse_id,
+    parse_levels,
+)
+from orderbook.exchanges.sync import BitstampSync, BookSync
+
+_RECONNECT = ReconnectRequest("request_reconnect")
+_NOTICES = {
+    "bts:subscription_succeeded": Notice("subscribed"),
+    "bts:heartbeat": Notice("heartbeat"),
+    "bts:unsubscription_succeeded": Notice("unsubscribed"),
+}
+
+
+class BitstampProtocol(ExchangeProtocol):
+    name = "bitstamp"
+    needs_subscription_ack = True
+
+    def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
+        super().__init__(symbol, ws_url, rest_url)
+        self.pair = self.symbol.lower()
+        self.channel = f"diff_order_book_{self.pair}"
+
+    @property
+    def stream_url(self) -> str:
+        return f"{self.ws_base}/"
+
+    @property
+    def snapshot_url(self) -> str:
+        return f"{self.rest_base}/api/v2/order_book/{self.pair}/"
+
+    def subscribe_messages(self) -> list[str]:
+        return [json.dumps({"event": "bts:subscribe", "data": {"channel": self.channel}})]
+
+    def heartbeat_message(self) -> str:
+        return '{"event":"bts:heartbeat"}'
+
+    def parse_message(self, raw: str | bytes) -> Message:
+        # No sequence numbers: a frame that cannot be read may have been a diff, and nothing later would show it.
+        frame = load_object(raw, loses_data=True)
+        event = frame.get("event")
+        if event == "data":
+            if frame.get("channel") != self.channel:
+                raise BadMessage("wrong_channel", f"{frame.get('channel')!r:.60}", loses_data=False)
+            return self._parse_diff(frame.get("data"))
+        notice = _NOTICES.get(event)  # type: ignore[arg-type]
+        if notice is not None:
+            return notice
+        if event == "bts:request_reconnect":
+            return _RECONNECT
+        if event == "bts:error":
+            raise BadMessage("exchange_error", f"{frame.get('data')!r:.200}", loses_data=False)
+        raise BadMessage("unknown_event", f"{raw!r:.120}", loses_data=False)
+
+    def _parse_diff(self, data: Any) -> BookDiff:
+        if type(data) is not dict:
+            raise BadMessage("unknown_shape", f"diff data is not an object: {data!r:.80}", loses_data=True)
+        microtimestamp = parse_id(data.get("microtimestamp"), "microtimestamp")
+        return BookDiff(
+            microtimestamp,
+            microtimestamp,
+            microtimestamp / 1e6,
+            parse_levels(data.get("bids")),
+            parse_levels(data.get("asks")),
+        )
+
+    def parse_snapshot(self, body: bytes) -> BookSnapshot:
+        snapshot = load_object(body, loses_data=True)
+        return BookSnapshot(
+            parse_id(snapshot.get("microtimestamp"), "microtimestamp"),
+            parse_levels(snapshot.get("bids")),
+            parse_levels(snapshot.get("asks")),
+        )
+
+    def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
+        if status == 404:
+            return ExchangeError(f"Bitstamp does not know the pair {self.pair} (HTTP 404)")
+        return None
+
+    def new_sync(self) -> BookSync:
+        return BitstampSync()

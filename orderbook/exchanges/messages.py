@@ -1,0 +1,87 @@
+"""The typed values the parsers produce: nothing past a parser touches raw JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orderbook.book import PriceLevel
+from orderbook.prices import BadNumber, parse_decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BookDiff:
+    """Changed levels (absolute amounts; zero removes) and the ids that place the diff in the stream.
+
+    Binance: ``first_id``/``final_id`` are the event's ``U``/``u``. Bitstamp has no sequence number: both are the
+    ``microtimestamp``, which the exchange guarantees to increase strictly.
+    """
+
+    first_id: int
+    final_id: int
+    event_time: float
+    """When the exchange stamped the event, seconds since the epoch (the exchange's clock, not ours)."""
+    bids: tuple[PriceLevel, ...]
+    asks: tuple[PriceLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """A full (or depth-limited) book from REST. ``last_id`` is Binance's lastUpdateId or Bitstamp's microtimestamp."""
+
+    last_id: int
+    bids: tuple[PriceLevel, ...]
+    asks: tuple[PriceLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectRequest:
+    """The exchange asked us to reconnect (Binance ``serverShutdown``, Bitstamp ``bts:request_reconnect``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A frame that only proves the connection is alive: a subscription ack, a heartbeat reply, a method result."""
+
+    kind: str
+
+
+Message = BookDiff | ReconnectRequest | Notice
+
+
+class BadMessage(ValueError):
+    """A frame or body that cannot be used.
+
+    ``reason`` is a short fixed label (it becomes a metric label). ``loses_data`` says whether the frame may have
+    carried a book change that is now lost, in which case the book can no longer be vouched for.
+    """
+
+    def __init__(self, reason: str, detail: str, *, loses_data: bool) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.loses_data = loses_data
+
+
+def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[PriceLevel, ...]:
+    """``[["0.05123000", "1.2"], ...]`` -> ((price, amount), ...) as scaled integers. Prices must be positive."""
+    if type(raw) is not list:
+        raise BadMessage("bad_levels", f"levels are not a list: {raw!r:.80}", loses_data=loses_data)
+    try:
+        levels = tuple((parse_decimal(price), parse_decimal(amount)) for price, amount in raw)
+    except (BadNumber, ValueError, TypeError) as error:
+        raise BadMessage("bad_number", str(error), loses_data=loses_data) from None
+    for price, _ in levels:
+        if not price:
+            raise BadMessage("bad_number", "zero price", loses_data=loses_data)
+    return levels
+
+
+def parse_id(raw: Any, what: str) -> int:
+    """An id or timestamp: a non-negative integer, or a string of digits (Bitstamp writes them as strings)."""
+    if type(raw) is int and raw >= 0:
+        return raw
+    if type(raw) is str and raw.isascii() and raw.isdigit() and len(raw) <= 20:
+        return int(raw)
+    raise BadMessage("bad_id", f"{what} is not an id: {raw!r:.40}", loses_data=True)

@@ -1,0 +1,128 @@
+"""Keeping one exchange's book in step: a pure state machine, fed snapshots and diffs, answering what it did.
+
+The procedure is the same for both venues (PROTOCOLS.md): buffer diffs from the moment the stream is open, load
+the snapshot, drop the buffered diffs it already reflects, apply the rest, then apply live diffs. What differs is
+only the continuity rule, which each exchange's subclass states in :meth:`BookSync._continuity`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+
+from orderbook.book import OrderBook
+from orderbook.exchanges.messages import BookDiff, BookSnapshot
+
+
+class Outcome(Enum):
+    BUFFERED = "buffered"
+    """Not in step yet: kept for when the snapshot arrives."""
+    APPLIED = "applied"
+    """The book changed (or a snapshot was loaded)."""
+    STALE = "stale"
+    """Already reflected in the book: ignored."""
+    GAP = "gap"
+    """Binance: update ids were missed. The book is no longer valid and must be rebuilt."""
+    OUT_OF_ORDER = "out_of_order"
+    """Bitstamp: a diff not newer than the last applied one. The book must be rebuilt."""
+    SNAPSHOT_TOO_OLD = "snapshot_too_old"
+    """The snapshot predates the first buffered diff: fetch another one, keep the buffer."""
+    OVERFLOW = "overflow"
+    """Too many diffs buffered while waiting for a snapshot: start over rather than grow without bound."""
+
+    @property
+    def breaks_book(self) -> bool:
+        return self in _BREAKING
+
+
+_BREAKING = frozenset({Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.OVERFLOW})
+
+
+class BookSync(ABC):
+    """One exchange's book and the rules that keep it exact. Not in step until a snapshot has been loaded."""
+
+    def __init__(self, max_buffered: int = 100_000) -> None:
+        self.book = OrderBook()
+        self.in_step = False
+        self.last_id: int | None = None
+        self._buffer: list[BookDiff] = []
+        self._max_buffered = max_buffered
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def reset(self) -> None:
+        """Forget everything: the next snapshot starts a new book."""
+        self.book.clear()
+        self.in_step = False
+        self.last_id = None
+        self._buffer.clear()
+
+    def on_diff(self, diff: BookDiff) -> Outcome:
+        if not self.in_step:
+            if len(self._buffer) >= self._max_buffered:
+                self.reset()
+                return Outcome.OVERFLOW
+            self._buffer.append(diff)
+            return Outcome.BUFFERED
+        outcome = self._continuity(diff)
+        if outcome is Outcome.APPLIED:
+            self.book.apply(diff.bids, diff.asks)
+            self.last_id = diff.final_id
+        elif outcome.breaks_book:
+            self.reset()
+        return outcome
+
+    def on_snapshot(self, snapshot: BookSnapshot) -> Outcome:
+        """Load a snapshot and replay the buffered diffs it does not already reflect."""
+        pending = [diff for diff in self._buffer if diff.final_id > snapshot.last_id]
+        if pending and self._snapshot_too_old(snapshot, pending[0]):
+            return Outcome.SNAPSHOT_TOO_OLD
+        self._buffer.clear()
+        self.book.load(snapshot.bids, snapshot.asks)
+        self.last_id = snapshot.last_id
+        self.in_step = True
+        for diff in pending:
+            outcome = self.on_diff(diff)
+            if outcome.breaks_book:
+                return outcome
+        return Outcome.APPLIED
+
+    @abstractmethod
+    def _continuity(self, diff: BookDiff) -> Outcome:
+        """Whether a live diff follows the book: APPLIED, STALE, or an outcome that breaks the book."""
+
+    @abstractmethod
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
+        """Whether the snapshot leaves a hole before the first buffered diff it does not reflect."""
+
+
+class BinanceSync(BookSync):
+    """Update ids: each event covers ids ``U..u``; the book's id is the last ``u`` applied."""
+
+    def _continuity(self, diff: BookDiff) -> Outcome:
+        if diff.final_id < self.last_id:
+            return Outcome.STALE
+        if diff.first_id > self.last_id + 1:
+            return Outcome.GAP
+        return Outcome.APPLIED
+
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
+        # The first event kept must satisfy U <= lastUpdateId + 1 <= u; anything later leaves ids no one has.
+        # (The official text says "lastUpdateId < U"; lastUpdateId == U - 1 is the exact fit step 4 asks for.)
+        return first_pending.first_id > snapshot.last_id + 1
+
+
+class BitstampSync(BookSync):
+    """Microtimestamps: the only continuity check is that they strictly increase."""
+
+    def _continuity(self, diff: BookDiff) -> Outcome:
+        if diff.first_id <= self.last_id:
+            return Outcome.OUT_OF_ORDER
+        return Outcome.APPLIED
+
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
+        # Bitstamp gives nothing to tell a missed diff by; the buffer started before the request, which is all
+        # that can be done (PROTOCOLS.md).
+        return False
