@@ -1,0 +1,252 @@
+"""``bin/client``: stream the merged book from the aggregator and print it.
+
+A readable two-sided ladder (redrawn in place on a terminal, one block per summary when piped) or, with
+``--json``, one JSON object per summary per line. Connection problems are reported in one line on stderr with
+exit code 2, never a traceback: this is a tool for people watching a market, not for debugging gRPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+import grpc
+
+from orderbook.proto import orderbook_pb2
+
+METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
+EXIT_OK = 0
+EXIT_STREAM_ENDED = 1
+EXIT_UNREACHABLE = 2
+EXIT_INTERRUPTED = 130
+
+_CHANNEL_OPTIONS = (
+    # Notice a server that vanished without closing the connection; the server accepts pings every 5 s or more.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 1024 * 1024),
+)
+
+_CLEAR_SCREEN = "\x1b[2J"
+_HOME = "\x1b[H"
+_CLEAR_TO_END_OF_LINE = "\x1b[K"
+_CLEAR_TO_END_OF_SCREEN = "\x1b[J"
+
+
+class ClientError(Exception):
+    """A problem the user must hear about in one line; the process exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="client", description="Stream the consolidated order book.")
+    parser.add_argument("--addr", default="127.0.0.1:5002", help="server address HOST:PORT (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per summary per line")
+    parser.add_argument("--count", type=_positive_int, help="exit after this many summaries")
+    parser.add_argument(
+        "--timeout", type=_positive_float, default=5.0, help="seconds to wait for a connection (default %(default)s)"
+    )
+    parser.add_argument("--tls-ca", metavar="PATH", help="connect with TLS, trusting this PEM root certificate")
+    return parser.parse_args(argv)
+
+
+# --- rendering -----------------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    """Eight decimals, as the exchanges write them, without float noise (0.05123 -> "0.05123000")."""
+    return f"{value:.8f}"
+
+
+def summary_to_json(summary: orderbook_pb2.Summary) -> str:
+    """One line; a NaN spread (one side empty, nothing to measure) becomes null."""
+
+    def levels(side: Sequence[orderbook_pb2.Level]) -> list[dict[str, object]]:
+        return [{"exchange": level.exchange, "price": level.price, "amount": level.amount} for level in side]
+
+    spread = None if math.isnan(summary.spread) else summary.spread
+    return json.dumps({"spread": spread, "bids": levels(summary.bids), "asks": levels(summary.asks)})
+
+
+def render_ladder(summary: orderbook_pb2.Summary, number: int) -> list[str]:
+    """Bids on the left (best at the top), asks on the right (best at the top), the spread underneath."""
+    bids = [(level.exchange, _number(level.amount), _number(level.price)) for level in summary.bids]
+    asks = [(_number(level.price), _number(level.amount), level.exchange) for level in summary.asks]
+    exchange_width = max([8, *(len(level.exchange) for level in (*summary.bids, *summary.asks))])
+    numbers = [cell for row in bids for cell in row[1:]] + [cell for row in asks for cell in row[:2]]
+    number_width = max([12, *(len(cell) for cell in numbers)])
+
+    def bid_cells(row: tuple[str, str, str]) -> str:
+        return f"{row[0]:<{exchange_width}}  {row[1]:>{number_width}}  {row[2]:>{number_width}}"
+
+    def ask_cells(row: tuple[str, str, str]) -> str:
+        return f"{row[0]:>{number_width}}  {row[1]:>{number_width}}  {row[2]:<{exchange_width}}"
+
+    blank = ("", "", "")
+    half = exchange_width + 2 * number_width + 4
+    lines = [
+        f"{'BIDS':^{half}} | {'ASKS':^{half}}",
+        f"{bid_cells(('exchange', 'amount', 'price'))} | {ask_cells(('price', 'amount', 'exchange'))}",
+        f"{'-' * half}-+-{'-' * half}",
+    ]
+    for index in range(max(len(bids), len(asks))):
+        bid = bids[index] if index < len(bids) else blank
+        ask = asks[index] if index < len(asks) else blank
+        lines.append(f"{bid_cells(bid)} | {ask_cells(ask)}")
+    spread = "n/a (one side of the book is empty)" if math.isnan(summary.spread) else _number(summary.spread)
+    lines.append(f"spread {spread}    summary #{number} at {time.strftime('%H:%M:%S')}")
+    return [line.rstrip() for line in lines]
+
+
+class Printer:
+    """Writes each summary in the chosen form; on a terminal the ladder replaces the previous one."""
+
+    def __init__(self, out: TextIO, as_json: bool) -> None:
+        self._out = out
+        self._as_json = as_json
+        self._redraw = not as_json and out.isatty()
+        self._count = 0
+
+    def show(self, summary: orderbook_pb2.Summary) -> None:
+        self._count += 1
+        if self._as_json:
+            text = summary_to_json(summary) + "\n"
+        elif self._redraw:
+            lines = render_ladder(summary, self._count)
+            body = "".join(f"{line}{_CLEAR_TO_END_OF_LINE}\n" for line in lines)
+            text = (_CLEAR_SCREEN if self._count == 1 else "") + _HOME + body + _CLEAR_TO_END_OF_SCREEN
+        else:
+            separator = "\n" if self._count > 1 else ""
+            text = separator + "\n".join(render_ladder(summary, self._count)) + "\n"
+        self._out.write(text)
+        self._out.flush()
+
+
+# --- connection ----------------------------------------------------------------------------------------------
+
+
+def open_channel(addr: str, tls_ca: str | None) -> grpc.Channel:
+    if tls_ca is None:
+        return grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+    try:
+        with open(tls_ca, "rb") as file:
+            root = file.read()
+    except OSError as exc:
+        raise ClientError(f"error: cannot read the TLS root certificate {tls_ca}: {exc.strerror}") from exc
+    return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=root), options=_CHANNEL_OPTIONS)
+
+
+def _failure_reason(error: grpc.RpcError) -> str:
+    details = (error.details() or "").strip()  # type: ignore[attr-defined]  # grpc.Call methods
+    if "Connection refused" in details:
+        return "connection refused"
+    if "Domain name not found" in details:
+        return "unknown host"
+    last = details.rsplit("last error:", 1)[-1].strip()
+    return last.splitlines()[0] if last else str(error.code())  # type: ignore[attr-defined]
+
+
+def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float) -> None:
+    """Return once the channel is READY; fail fast (with the reason) when the first connection attempt fails."""
+    settled = threading.Event()
+    states: list[grpc.ChannelConnectivity] = []
+
+    def on_state(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            states.append(state)
+            settled.set()
+
+    channel.subscribe(on_state, try_to_connect=True)
+    try:
+        if not settled.wait(timeout):
+            raise ClientError(f"error: cannot reach the order book server at {addr} (no answer within {timeout:g} s)")
+    finally:
+        channel.unsubscribe(on_state)
+    if states[0] is grpc.ChannelConnectivity.READY:
+        return
+    # A call that is not willing to wait for the channel fails at once, and its details say why.
+    method = channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
+    probe = method(orderbook_pb2.Empty(), timeout=timeout)
+    try:
+        next(probe)  # succeeds only if the server came up meanwhile: then go on as connected
+    except grpc.RpcError as error:
+        reason = _failure_reason(error)
+        raise ClientError(f"error: cannot reach the order book server at {addr} ({reason})") from error
+    finally:
+        probe.cancel()
+
+
+def summaries(channel: grpc.Channel, addr: str) -> Iterator[orderbook_pb2.Summary]:
+    """The stream of summaries until the server ends it; errors become :class:`ClientError`."""
+    call = channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
+    responses = call(orderbook_pb2.Empty(), wait_for_ready=True)
+    try:
+        yield from responses
+    except grpc.RpcError as error:
+        code, details = error.code(), error.details()  # type: ignore[attr-defined]  # grpc.Call methods
+        if code is grpc.StatusCode.UNAVAILABLE:
+            raise ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})") from error
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise ClientError(f"error: the order book server at {addr} has no room for another stream") from error
+        message = f"error: the order book server at {addr} failed the stream: {code.name}: {details}"
+        raise ClientError(message) from error
+    finally:
+        responses.cancel()
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    printer = Printer(out, args.json)
+    with open_channel(args.addr, args.tls_ca) as channel:
+        wait_until_connected(channel, args.addr, args.timeout)
+        stream = summaries(channel, args.addr)
+        try:
+            for received, summary in enumerate(stream, start=1):
+                printer.show(summary)
+                if received == args.count:
+                    return EXIT_OK
+        finally:
+            stream.close()
+    raise ClientError(f"error: the order book server at {args.addr} ended the stream", EXIT_STREAM_ENDED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args, sys.stdout)
+    except ClientError as error:
+        print(error, file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. piped into head): stop quietly, and keep the final flush from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

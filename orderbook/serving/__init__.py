@@ -1,0 +1,1 @@
+"""Serving the merged book: the wire encoding, the fan-out to streams, and the gRPC server."""

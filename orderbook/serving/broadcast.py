@@ -1,0 +1,102 @@
+"""Latest-value fan-out of serialized summaries to any number of streams.
+
+Clients want the current book, not its history: a reader that falls behind skips to the newest summary instead
+of queueing the ones it missed, so memory stays bounded (one payload, whatever the number or speed of readers)
+and a slow client cannot delay anyone else. Publishing is O(1): it stores the payload, bumps a version and
+swaps the event every waiting stream sleeps on. All of this runs on one gevent hub (greenlets, not threads).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+from gevent.event import Event
+
+log = logging.getLogger(__name__)
+
+
+class SummaryBroadcaster:
+    """Holds the latest payload and hands it to every stream; see the module docstring for the semantics."""
+
+    def __init__(self, recheck_interval: float = 1.0) -> None:
+        """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there."""
+        self._recheck_interval = recheck_interval
+        self._version = 0
+        self._latest: bytes | None = None
+        self._changed = Event()
+        self._closed = False
+        self._open_streams = 0
+        self._sent_total = 0
+        self._skipped_total = 0
+
+    @property
+    def latest(self) -> bytes | None:
+        return self._latest
+
+    @property
+    def version(self) -> int:
+        """How many payloads have been published; a stream compares it with the last version it sent."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def open_streams(self) -> int:
+        return self._open_streams
+
+    @property
+    def published_total(self) -> int:
+        return self._version
+
+    @property
+    def sent_total(self) -> int:
+        """Payloads handed to streams (each stream counts separately)."""
+        return self._sent_total
+
+    @property
+    def skipped_total(self) -> int:
+        """Payloads a stream never sent because a newer one was published before it was ready for more."""
+        return self._skipped_total
+
+    def publish(self, payload: bytes) -> None:
+        """Make ``payload`` the current summary and wake every waiting stream."""
+        if self._closed:
+            log.debug("publish after close ignored")
+            return
+        self._latest = payload
+        self._version += 1
+        self._wake()
+
+    def wake(self) -> None:
+        """Make every waiting stream re-check its client now (used when a client cancels)."""
+        self._wake()
+
+    def close(self) -> None:
+        """End every stream (they return at their next check, which this triggers at once)."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, Event()
+        changed.set()
+
+    def stream(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
+        """Yield the current payload at once if there is one, then each newer one, until closed or inactive."""
+        self._open_streams += 1
+        try:
+            sent_version = 0
+            while not self._closed and is_active():
+                version, payload = self._version, self._latest
+                if payload is None or version == sent_version:
+                    self._changed.wait(self._recheck_interval)
+                    continue
+                if sent_version:
+                    self._skipped_total += version - sent_version - 1
+                sent_version = version
+                self._sent_total += 1
+                yield payload
+        finally:
+            self._open_streams -= 1

@@ -1,0 +1,221 @@
+"""The gRPC endpoint: ``orderbook.OrderbookAggregator/BookSummary``, health checking and reflection.
+
+The process must be gevent-patched and have called ``grpc.experimental.gevent.init_gevent()`` before this
+module's objects are created. Each RPC runs in its own greenlet (:class:`GreenletExecutor`) and
+``maximum_concurrent_rpcs`` bounds them, so the stream beyond the limit is refused with RESOURCE_EXHAUSTED
+instead of waiting silently for a worker. Summaries arrive pre-serialized from the broadcaster and are sent as
+they are. The limit counts every RPC, health Watch and reflection streams included.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from orderbook.proto import orderbook_pb2
+from orderbook.serving.broadcast import SummaryBroadcaster
+from orderbook.serving.executor import GreenletExecutor
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = orderbook_pb2.DESCRIPTOR.services_by_name["OrderbookAggregator"].full_name
+METHOD_NAME = "BookSummary"
+
+_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Ping idle connections so a client that vanished without closing its socket (host gone, cable pulled)
+    # is detected and its stream ended; a killed client process closes its socket and is seen at once.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # Keep pinging while the market is quiet and no summary is sent (the default stops after two pings).
+    ("grpc.http2.max_pings_without_data", 0),
+    # Accept client keepalive pings down to every 5 s (the bundled client pings every 20 s) without treating
+    # them as abuse.
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    # Requests are an Empty message or a small reflection or health query; a summary is well under 4 KiB.
+    ("grpc.max_receive_message_length", 64 * 1024),
+    ("grpc.max_send_message_length", 1024 * 1024),
+)
+
+# host:port, host:port with the host a name or IPv4 address, or [IPv6]:port.
+_ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})", re.ASCII)
+
+
+class ServerStartError(Exception):
+    """The server could not start; the message is one line fit for the user."""
+
+
+class BadAddress(ServerStartError, ValueError):
+    """The listen address is not ``host:port``."""
+
+
+class AddressInUse(ServerStartError):
+    """Something already listens on the address."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for a TLS listener: the certificate chain and its private key."""
+
+    cert_path: Path
+    key_path: Path
+
+    def credentials(self) -> grpc.ServerCredentials:
+        try:
+            cert = Path(self.cert_path).read_bytes()
+            key = Path(self.key_path).read_bytes()
+        except OSError as exc:
+            raise ServerStartError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from exc
+        return grpc.ssl_server_credentials([(key, cert)])
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6), checking the port range grpc would silently wrap."""
+    match = _ADDRESS.fullmatch(address)
+    if match is None:
+        raise BadAddress(f"malformed address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:5002")
+    port = int(match["port"])
+    if port > 65535:
+        raise BadAddress(f"malformed address {address!r}: port {port} is out of range 0-65535")
+    return match["host"].strip("[]"), port
+
+
+def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None) -> ServerStartError:
+    """grpc only says "Failed to bind"; bind a plain socket the same way to learn and report why."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return ServerStartError(f"cannot listen on {address}: cannot resolve {host!r} ({exc.strerror})")
+    reason = None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return AddressInUse(f"cannot listen on {address}: address already in use")
+                reason = exc.strerror or str(exc)
+    if reason is None and tls is not None:
+        reason = f"the TLS certificate {tls.cert_path} or key {tls.key_path} was rejected (not PEM, or not a pair)"
+    return ServerStartError(f"cannot listen on {address}: {reason or 'grpc refused it (see its log line above)'}")
+
+
+class GrpcServer:
+    """Serves the broadcaster's summaries to every ``BookSummary`` stream."""
+
+    def __init__(
+        self,
+        broadcaster: SummaryBroadcaster,
+        address: str = "127.0.0.1:5002",
+        *,
+        max_streams: int = 1000,
+        tls: TlsFiles | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """``reuse_port`` lets several server processes share one port; off by default so that a port that is
+        already taken is reported instead of silently shared (grpcio turns SO_REUSEPORT on by default)."""
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, not {max_streams}")
+        self._broadcaster = broadcaster
+        self._address = address
+        self._max_streams = max_streams
+        self._tls = tls
+        self._reuse_port = reuse_port
+        self._health = health.HealthServicer()
+        self._server: grpc.Server | None = None
+        self._port: int | None = None
+        self._stopped = False
+        self.set_serving(False)  # until the owner says the book is in step
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        if self._port is None:
+            raise RuntimeError("the server has not been started")
+        return self._port
+
+    def start(self) -> None:
+        """Bind and start serving; raise :class:`ServerStartError` (or a subclass) with the address on failure."""
+        if self._server is not None:
+            raise RuntimeError("the server was already started")
+        host, port = parse_address(self._address)
+        credentials = self._tls.credentials() if self._tls is not None else None
+        server = grpc.server(
+            GreenletExecutor(),
+            handlers=[self._summary_handler()],
+            options=[*_SERVER_OPTIONS, ("grpc.so_reuseport", int(self._reuse_port))],
+            maximum_concurrent_rpcs=self._max_streams,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            if credentials is None:
+                bound = server.add_insecure_port(self._address)
+            else:
+                bound = server.add_secure_port(self._address, credentials)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise _bind_failure(self._address, host, port, self._tls)
+        server.start()
+        self._server, self._port = server, bound
+        log.info(
+            "gRPC serving %s on %s port %s (%s, at most %s concurrent RPCs)",
+            SERVICE_NAME,
+            host,
+            bound,
+            "TLS" if credentials is not None else "plaintext",
+            self._max_streams,
+        )
+
+    def set_serving(self, serving: bool) -> None:
+        """Report SERVING (the book is being served) or NOT_SERVING through grpc.health.v1."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in (SERVICE_NAME, health.OVERALL_HEALTH):
+            self._health.set(name, status)
+
+    def stop(self, grace: float) -> None:
+        """End every stream (clients see a normal end of stream), then stop within ``grace`` seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._broadcaster.close()
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            log.info("gRPC server on port %s stopped", self._port)
+
+    def _summary_handler(self) -> grpc.GenericRpcHandler:
+        method = grpc.unary_stream_rpc_method_handler(
+            self._book_summary,
+            request_deserializer=orderbook_pb2.Empty.FromString,
+            response_serializer=_already_serialized,
+        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: method})
+
+    def _book_summary(self, request: orderbook_pb2.Empty, context: grpc.ServicerContext) -> Iterator[bytes]:
+        # A client that cancels wakes the waiting streams so this one ends now, not at its next timed re-check.
+        context.add_callback(self._broadcaster.wake)
+        peer = context.peer()
+        log.debug("stream opened for %s", peer)
+        try:
+            yield from self._broadcaster.stream(context.is_active)
+        finally:
+            log.debug("stream closed for %s", peer)
+
+
+def _already_serialized(payload: bytes) -> bytes:
+    """The broadcaster hands out Summary bytes serialized once for all streams."""
+    return payload

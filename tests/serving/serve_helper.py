@@ -1,0 +1,105 @@
+"""A GrpcServer in its own gevent process, for the serving tests (run as a script, not collected by pytest).
+
+Prints ``PORT <n>`` once listening (or ``ERROR <kind>: <message>`` and exits 2), then publishes synthetic
+summaries every ``--interval`` seconds (with ``--interval 0``, only on command). Summary number n has its first
+bid amount equal to n, so a client can tell which summaries it saw and which it skipped.
+Stdin commands, one per line: ``publish`` (the next summary), ``empty`` (a summary with no asks),
+``serving on|off``, ``stats`` (prints ``STATS {json}`` with the broadcaster's counters); each is answered "OK".
+SIGTERM, SIGINT or the end of stdin stops the server (grace 1 s) and exits 0.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import grpc.experimental.gevent  # noqa: E402 - must follow patch_all
+
+grpc.experimental.gevent.init_gevent()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+from gevent.fileobject import FileObjectThread  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from orderbook.merge import Level, MergedTop  # noqa: E402
+from orderbook.prices import SCALE, parse_decimal  # noqa: E402
+from orderbook.serving.broadcast import SummaryBroadcaster  # noqa: E402
+from orderbook.serving.codec import encode_summary  # noqa: E402
+from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+
+
+def synthetic_top(number: int, depth: int) -> MergedTop:
+    """Bids from 0.05123 down, asks from 0.05124 up (spread 0.00001); first bid amount = ``number``."""
+    tick = parse_decimal("0.00001")
+    bids = [Level("binance", parse_decimal("0.05123"), number * SCALE)]
+    bids += [Level("bitstamp", parse_decimal("0.05122") - i * tick, SCALE // 2) for i in range(depth - 1)]
+    asks = [
+        Level("bitstamp" if i % 2 else "binance", parse_decimal("0.05124") + i * tick, 2 * SCALE) for i in range(depth)
+    ]
+    return MergedTop(asks[0].price - bids[0].price, tuple(bids), tuple(asks))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--address", default="127.0.0.1:0")
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--max-streams", type=int, default=1000)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    args = parser.parse_args()
+
+    tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
+    broadcaster = SummaryBroadcaster(recheck_interval=0.5)
+    server = GrpcServer(broadcaster, args.address, max_streams=args.max_streams, tls=tls)
+    try:
+        server.start()
+    except ServerStartError as error:
+        print(f"ERROR {type(error).__name__}: {error}", flush=True)
+        return 2
+    stop = Event()
+    gevent.signal_handler(signal.SIGTERM, stop.set)
+    gevent.signal_handler(signal.SIGINT, stop.set)
+    counter = iter(range(1, 1 << 62))
+
+    def publish_steadily() -> None:
+        while True:
+            broadcaster.publish(encode_summary(synthetic_top(next(counter), args.depth)))
+            gevent.sleep(args.interval)
+
+    def obey_stdin() -> None:
+        for line in FileObjectThread(sys.stdin):
+            command = line.split()
+            if command == ["publish"]:
+                broadcaster.publish(encode_summary(synthetic_top(next(counter), args.depth)))
+            elif command == ["empty"]:
+                top = synthetic_top(next(counter), args.depth)
+                broadcaster.publish(encode_summary(MergedTop(None, top.bids, ())))
+            elif command[:1] == ["serving"]:
+                server.set_serving(command[1:] == ["on"])
+            elif command == ["stats"]:
+                names = ("open_streams", "published_total", "sent_total", "skipped_total")
+                stats = {name: getattr(broadcaster, name) for name in names}
+                print("STATS", json.dumps(stats), flush=True)
+            print("OK", flush=True)
+        stop.set()  # stdin closed: the test that started this process is gone
+
+    print("PORT", server.port, flush=True)
+    workers = [gevent.spawn(obey_stdin)]
+    if args.interval > 0:
+        workers.append(gevent.spawn(publish_steadily))
+    stop.wait()
+    gevent.killall(workers, block=False)
+    server.stop(1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Shared pieces of the serving tests: the helper server process and a few client shortcuts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from orderbook.proto import orderbook_pb2
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+HELPER = HERE / "serve_helper.py"
+CLIENT = REPO_ROOT / "bin" / "client"
+METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
+
+
+class Helper:
+    """One running ``serve_helper.py``; commands go to its stdin, replies come from its stdout."""
+
+    def __init__(self, args: list[str], stderr_path: Path) -> None:
+        self.stderr_path = stderr_path
+        with stderr_path.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HELPER), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self._stdin = self.proc.stdin
+        self._stdout = self.proc.stdout
+        self.first_line = self._stdout.readline().strip()
+
+    @property
+    def port(self) -> int:
+        word, _, port = self.first_line.partition(" ")
+        assert word == "PORT", f"helper did not start: {self.first_line!r}; stderr: {self.stderr()}"
+        return int(port)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")[-4000:]
+
+    def command(self, line: str) -> list[str]:
+        """Send one command and return the lines the helper printed before its "OK"."""
+        self._stdin.write(line + "\n")
+        self._stdin.flush()
+        replies = []
+        while (reply := self._stdout.readline().strip()) != "OK":
+            assert reply, f"helper exited; stderr: {self.stderr()}"
+            replies.append(reply)
+        return replies
+
+    def stats(self) -> dict[str, int]:
+        (line,) = self.command("stats")
+        word, _, payload = line.partition(" ")
+        assert word == "STATS"
+        return json.loads(payload)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self._stdin.close()  # the helper stops when its stdin ends
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stdout.close()
+
+
+def book_summary(channel: grpc.Channel) -> Callable[..., grpc.Call]:
+    """The streaming method, by path (no generated stub needed)."""
+    return channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
+
+
+def run_client(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLIENT), *args], capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from orderbook.serving.broadcast import SummaryBroadcaster
+
+
+class Activity:
+    """A client that is there until ``leave()``."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def __call__(self) -> bool:
+        return self.active
+
+    def leave(self) -> None:
+        self.active = False
+
+
+def always() -> bool:
+    return True
+
+
+def test_new_subscriber_gets_the_current_summary_at_once() -> None:
+    broadcaster = SummaryBroadcaster()
+    broadcaster.publish(b"one")
+    broadcaster.publish(b"two")
+    stream = broadcaster.stream(always)
+    with gevent.Timeout(0.1):  # no waiting: the current summary is there
+        assert next(stream) == b"two"
+    assert broadcaster.sent_total == 1
+    assert broadcaster.skipped_total == 0  # summaries from before a stream opened are not skipped by it
+
+
+def test_stream_waits_for_the_first_summary() -> None:
+    broadcaster = SummaryBroadcaster()
+    reader = gevent.spawn(next, broadcaster.stream(always))
+    gevent.sleep(0.05)
+    assert not reader.ready()
+    broadcaster.publish(b"first")
+    assert reader.get(timeout=1) == b"first"
+
+
+def test_a_reader_that_keeps_up_sees_every_summary() -> None:
+    broadcaster = SummaryBroadcaster()
+    stream = broadcaster.stream(always)
+    seen = []
+    for payload in (b"a", b"b", b"c"):
+        broadcaster.publish(payload)
+        seen.append(next(stream))
+    assert seen == [b"a", b"b", b"c"]
+    assert (broadcaster.published_total, broadcaster.sent_total, broadcaster.skipped_total) == (3, 3, 0)
+
+
+def test_a_slow_reader_skips_to_the_latest_and_the_skips_are_counted() -> None:
+    broadcaster = SummaryBroadcaster()
+    broadcaster.publish(b"v1")
+    slow = broadcaster.stream(always)
+    fast = broadcaster.stream(always)
+    assert next(slow) == b"v1"
+    assert next(fast) == b"v1"
+    for number in range(2, 6):
+        broadcaster.publish(b"v%d" % number)
+        assert next(fast) == b"v%d" % number
+    assert next(slow) == b"v5"
+    assert broadcaster.skipped_total == 3  # v2, v3, v4 never reached the slow reader
+    assert broadcaster.sent_total == 2 + 4 + 1
+    assert broadcaster.latest == b"v5" and broadcaster.version == 5
+
+
+def test_every_waiting_stream_wakes_on_publish() -> None:
+    broadcaster = SummaryBroadcaster(recheck_interval=10)
+    readers = [gevent.spawn(next, broadcaster.stream(always)) for _ in range(100)]
+    gevent.sleep(0.01)
+    assert broadcaster.open_streams == 100
+    broadcaster.publish(b"x")
+    assert [reader.get(timeout=1) for reader in readers] == [b"x"] * 100
+
+
+def test_close_ends_every_stream_and_later_publishes_are_ignored() -> None:
+    broadcaster = SummaryBroadcaster(recheck_interval=10)
+    broadcaster.publish(b"only")
+    readers = [gevent.spawn(list, broadcaster.stream(always)) for _ in range(3)]
+    gevent.sleep(0.01)
+    assert broadcaster.open_streams == 3
+    broadcaster.close()
+    assert [reader.get(timeout=1) for reader in readers] == [[b"only"]] * 3
+    assert broadcaster.open_streams == 0
+    broadcaster.publish(b"late")
+    assert broadcaster.latest == b"only" and broadcaster.closed
+    assert list(broadcaster.stream(always)) == []
+
+
+def test_stream_ends_when_its_client_leaves() -> None:
+    broadcaster = SummaryBroadcaster(recheck_interval=0.05)
+    client = Activity()
+    reader = gevent.spawn(list, broadcaster.stream(client))
+    gevent.sleep(0.01)
+    client.leave()
+    assert reader.get(timeout=1) == []  # noticed at the timed re-check
+    assert broadcaster.open_streams == 0
+
+
+def test_wake_makes_a_departed_client_noticed_at_once() -> None:
+    broadcaster = SummaryBroadcaster(recheck_interval=60)
+    client = Activity()
+    other = gevent.spawn(next, broadcaster.stream(always))
+    reader = gevent.spawn(list, broadcaster.stream(client))
+    gevent.sleep(0.01)
+    client.leave()
+    broadcaster.wake()
+    assert reader.get(timeout=0.5) == []
+    assert not other.ready()  # a wake-up is not a summary
+    broadcaster.publish(b"p")
+    assert other.get(timeout=1) == b"p"
+
+
+def test_open_streams_counts_generators_until_they_are_closed() -> None:
+    broadcaster = SummaryBroadcaster()
+    broadcaster.publish(b"p")
+    streams = [broadcaster.stream(always) for _ in range(4)]
+    assert broadcaster.open_streams == 0  # a generator starts when first iterated
+    for stream in streams:
+        next(stream)
+    assert broadcaster.open_streams == 4
+    streams[0].close()
+    assert broadcaster.open_streams == 3
+    del streams[1]  # dropped by its consumer, as grpc does with a finished RPC's iterator
+    assert broadcaster.open_streams == 2
+
+
+@pytest.mark.parametrize("readers", [0, 1000])
+def test_publish_holds_only_the_latest_payload(readers: int) -> None:
+    broadcaster = SummaryBroadcaster(recheck_interval=10)
+    waiting = [gevent.spawn(next, broadcaster.stream(always)) for _ in range(readers)]
+    gevent.sleep(0)
+    for number in range(1000):
+        broadcaster.publish(b"%d" % number)
+    assert broadcaster.latest == b"999" and broadcaster.version == 1000
+    assert {reader.get(timeout=2) for reader in waiting} <= {b"999"}

@@ -1,0 +1,205 @@
+"""bin/client: rendering as units, and the real command against the helper server."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from serving_support import CLIENT, Helper, book_summary, run_client
+
+from orderbook.client import Printer, render_ladder, summary_to_json
+from orderbook.proto import orderbook_pb2
+
+Start = Callable[..., Helper]
+
+
+def summary(spread: float, bids: list[tuple[str, float, float]], asks: list[tuple[str, float, float]]):  # noqa: ANN201
+    def levels(side: list[tuple[str, float, float]]) -> list[orderbook_pb2.Level]:
+        return [orderbook_pb2.Level(exchange=e, price=p, amount=a) for e, p, a in side]
+
+    return orderbook_pb2.Summary(spread=spread, bids=levels(bids), asks=levels(asks))
+
+
+SAMPLE = summary(
+    0.05124 - 0.05123,  # float noise on purpose: 1.0000000000010001e-05
+    [("binance", 0.05123, 1.5), ("bitstamp", 0.1 + 0.2, 12345.678)],
+    [("bitstamp", 0.05124, 0.0001)],
+)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_line_has_the_values_and_null_for_no_spread() -> None:
+    assert json.loads(summary_to_json(SAMPLE)) == {
+        "spread": 0.05124 - 0.05123,
+        "bids": [
+            {"exchange": "binance", "price": 0.05123, "amount": 1.5},
+            {"exchange": "bitstamp", "price": 0.1 + 0.2, "amount": 12345.678},
+        ],
+        "asks": [{"exchange": "bitstamp", "price": 0.05124, "amount": 0.0001}],
+    }
+    one_sided = summary(math.nan, [("binance", 1.0, 2.0)], [])
+    line = summary_to_json(one_sided)
+    assert "\n" not in line and json.loads(line) == {
+        "spread": None,
+        "bids": [{"exchange": "binance", "price": 1.0, "amount": 2.0}],
+        "asks": [],
+    }
+
+
+def test_ladder_puts_bids_left_asks_right_with_eight_decimals() -> None:
+    lines = render_ladder(SAMPLE, 7)
+    assert lines[0].split() == ["BIDS", "|", "ASKS"]
+    assert lines[1].split() == ["exchange", "amount", "price", "|", "price", "amount", "exchange"]
+    assert lines[3].split() == ["binance", "1.50000000", "0.05123000", "|", "0.05124000", "0.00010000", "bitstamp"]
+    assert lines[4].split() == ["bitstamp", "12345.67800000", "0.30000000", "|"]
+    assert lines[5].startswith("spread 0.00001000 ") and "summary #7" in lines[5]
+    assert len(lines) == 6
+    assert {line.index("|") for line in (*lines[:2], *lines[3:5])} == {lines[2].index("+")}  # the sides line up
+
+
+def test_ladder_without_spread_says_so() -> None:
+    assert render_ladder(summary(math.nan, [], []), 1)[-1].startswith("spread n/a")
+
+
+def test_piped_output_is_plain_blocks_separated_by_a_blank_line() -> None:
+    out = io.StringIO()
+    printer = Printer(out, as_json=False)
+    printer.show(SAMPLE)
+    printer.show(SAMPLE)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    first, second = text.split("\n\n")
+    assert first.splitlines()[3] == second.splitlines()[3]
+    assert "summary #2" in second
+
+
+def test_terminal_output_redraws_in_place() -> None:
+    out = Terminal()
+    printer = Printer(out, as_json=False)
+    printer.show(SAMPLE)
+    first = out.getvalue()
+    printer.show(SAMPLE)
+    second = out.getvalue()[len(first) :]
+    assert first.startswith("\x1b[2J\x1b[H") and second.startswith("\x1b[H") and not second.startswith("\x1b[2J")
+    assert second.endswith("\x1b[J")
+
+
+def test_json_output_stays_json_on_a_terminal() -> None:
+    out = Terminal()
+    Printer(out, as_json=True).show(SAMPLE)
+    assert json.loads(out.getvalue())["bids"][0]["exchange"] == "binance"
+
+
+# --- the real command -----------------------------------------------------------------------------------------
+
+
+def test_json_count_prints_that_many_summaries_with_the_served_values(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.02")
+    result = run_client("--addr", helper.target, "--json", "--count", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 3
+    numbers = [line["bids"][0]["amount"] for line in lines]
+    assert numbers == sorted(set(numbers))
+    for line in lines:
+        assert line["spread"] == 1e-05
+        assert line["bids"][0] | {"amount": 0} == {"exchange": "binance", "price": 0.05123, "amount": 0}
+        assert [level["price"] for level in line["bids"][1:3]] == [0.05122, 0.05121]
+        assert [(level["exchange"], level["price"], level["amount"]) for level in line["asks"][:2]] == [
+            ("binance", 0.05124, 2.0),
+            ("bitstamp", 0.05125, 2.0),
+        ]
+        assert len(line["bids"]) == len(line["asks"]) == 10
+
+
+def test_one_sided_book_prints_null_spread(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0")
+    helper.command("empty")
+    result = run_client("--addr", helper.target, "--json", "--count", "1")
+    assert result.returncode == 0
+    line = json.loads(result.stdout)
+    assert line["spread"] is None and line["asks"] == [] and len(line["bids"]) == 10
+
+
+def test_ladder_output_when_piped(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.02", "--depth", "3")
+    result = run_client("--addr", helper.target, "--count", "2")
+    assert result.returncode == 0
+    blocks = result.stdout.split("\n\n")
+    assert len(blocks) == 2 and "\x1b" not in result.stdout
+    rows = blocks[1].splitlines()
+    assert rows[4].split() == ["bitstamp", "0.50000000", "0.05122000", "|", "0.05125000", "2.00000000", "bitstamp"]
+    assert rows[-1].startswith("spread 0.00001000")
+
+
+def test_closed_port_is_one_clear_line_and_exit_2(closed_port: int) -> None:
+    result = run_client("--addr", f"127.0.0.1:{closed_port}")
+    assert result.returncode == 2
+    expected = f"error: cannot reach the order book server at 127.0.0.1:{closed_port} (connection refused)\n"
+    assert result.stderr == expected
+    assert result.stdout == ""
+
+
+def test_unresolvable_address_is_one_clear_line_and_exit_2() -> None:
+    result = run_client("--addr", "no-such-host.invalid:5002", "--timeout", "3")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot reach the order book server at no-such-host.invalid:5002 (")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.05", "--max-streams", "1")
+    with grpc.insecure_channel(helper.target) as channel:
+        holder = book_summary(channel)(orderbook_pb2.Empty(), timeout=15)
+        next(holder)
+        result = run_client("--addr", helper.target)
+        holder.cancel()
+    assert result.returncode == 2
+    assert result.stderr == f"error: the order book server at {helper.target} has no room for another stream\n"
+
+
+def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    helper = start_helper("--interval", "0.02", "--tls-cert", str(cert), "--tls-key", str(key))
+    result = run_client("--addr", helper.target, "--tls-ca", str(cert), "--json", "--count", "1")
+    assert result.returncode == 0 and json.loads(result.stdout)["bids"][0]["price"] == 0.05123
+    plain = run_client("--addr", helper.target, "--json", "--count", "1", "--timeout", "2")
+    assert plain.returncode == 2 and plain.stderr.startswith("error: cannot reach the order book server at")
+
+
+def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.05")
+    client = subprocess.Popen(
+        [str(CLIENT), "--addr", helper.target, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert client.stdout is not None
+    json.loads(client.stdout.readline())
+    assert helper.terminate() == 0
+    _, stderr = client.communicate(timeout=10)
+    assert client.returncode == 1
+    assert stderr == f"error: the order book server at {helper.target} ended the stream\n"
+
+
+def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.05")
+    client = subprocess.Popen(
+        [str(CLIENT), "--addr", helper.target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert client.stdout is not None
+    client.stdout.readline()
+    time.sleep(0.1)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=10)
+    assert client.returncode == 130
+    assert stderr == ""
