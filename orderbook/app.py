@@ -1,0 +1,127 @@
+"""The running service: two exchange feeds, the consolidated book, the publisher, gRPC and metrics, wired together.
+
+Assumes a gevent-patched process with grpc's gevent integration initialised (see :mod:`orderbook.server`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+import gevent.event
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from orderbook.config import Config, ConfigError
+from orderbook.consolidated import BookPublisher, ConsolidatedBook
+from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
+from orderbook.exchanges.binance import BinanceProtocol
+from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.feed import ExchangeFeed, FeedSettings
+from orderbook.merge import MergedTop
+from orderbook.metrics import Metrics, merged_book_families
+from orderbook.serving.broadcast import SummaryBroadcaster
+from orderbook.serving.codec import encode_summary
+from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 2
+
+
+def exchange_protocols(config: Config) -> list[ExchangeProtocol]:
+    return [
+        BinanceProtocol(config.symbol, config.binance_ws_url, config.binance_rest_url, config.binance_snapshot_limit),
+        BitstampProtocol(config.symbol, config.bitstamp_ws_url, config.bitstamp_rest_url),
+    ]
+
+
+class Application:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics(registry or CollectorRegistry())
+        protocols = exchange_protocols(config)
+        self.book = ConsolidatedBook([p.name for p in protocols], config.depth)
+        self.broadcaster = SummaryBroadcaster()
+        self.publisher = BookPublisher(self.book, self._publish)
+        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        self.grpc = GrpcServer(self.broadcaster, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
+        settings = FeedSettings(silence_timeout=config.silence_timeout)
+        self.feeds = [
+            ExchangeFeed(
+                protocol,
+                self.book,
+                on_change=self._book_changed,
+                on_fatal=self._fatal,
+                metrics=self.metrics.exchange(protocol.name),
+                settings=settings,
+            )
+            for protocol in protocols
+        ]
+        self.metrics.add_state_source(merged_book_families(lambda: self.publisher.last))
+        self.metrics.add_state_source(self._stream_families)
+        self.metrics_port: int | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self._serving = False
+        self._done = gevent.event.AsyncResult()
+
+    def start(self) -> None:
+        """Bind the listeners (configuration errors surface here) and start the feeds."""
+        try:
+            self.grpc.start()
+        except ServerStartError as error:
+            raise ConfigError(str(error)) from None
+        if self.config.metrics_addr is not None:
+            address = self.config.metrics_addr
+            try:
+                httpd, _ = start_http_server(address.port, address.host, registry=self.metrics.registry)
+            except OSError as error:
+                self.grpc.stop(0)
+                raise ConfigError(f"--metrics-addr {address}: {error.strerror or error}") from None
+            self.metrics_port = httpd.server_port
+            log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
+        log.info("serving the consolidated %s book", self.config.symbol)
+        self._greenlets = [gevent.spawn(feed.run) for feed in self.feeds]
+
+    def wait(self) -> int:
+        """Block until :meth:`stop` or a fatal exchange error; returns the exit code."""
+        return self._done.get()
+
+    def stop(self, exit_code: int = EXIT_OK, grace: float = 1.0) -> None:
+        if self._done.ready():
+            return
+        log.info("shutting down")
+        gevent.killall(self._greenlets, timeout=grace)
+        self.grpc.stop(grace)
+        self._done.set(exit_code)
+
+    def _fatal(self, error: ExchangeError) -> None:
+        log.error("%s", error)
+        gevent.spawn(self.stop, EXIT_FATAL)
+
+    def _book_changed(self, received_at: float) -> None:
+        if self.publisher.refresh():
+            self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
+        serving = any(self.book.in_step(name) for name in self.book.exchanges)
+        if serving != self._serving:
+            self._serving = serving
+            self.grpc.set_serving(serving)
+
+    def _publish(self, top: MergedTop) -> None:
+        self.broadcaster.publish(encode_summary(top))
+
+    def _stream_families(self) -> list[Metric]:
+        b = self.broadcaster
+        streams = GaugeMetricFamily("orderbook_grpc_open_streams", "BookSummary streams open")
+        streams.add_metric([], b.open_streams)
+        published = CounterMetricFamily("orderbook_summaries_published", "Summaries published (the book changed)")
+        published.add_metric([], b.published_total)
+        sent = CounterMetricFamily("orderbook_summaries_sent", "Summaries handed to client streams")
+        sent.add_metric([], b.sent_total)
+        skipped = CounterMetricFamily(
+            "orderbook_summaries_skipped", "Summaries a slow client never saw because a newer one replaced it"
+        )
+        skipped.add_metric([], b.skipped_total)
+        return [streams, published, sent, skipped]

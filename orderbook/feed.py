@@ -1,0 +1,296 @@
+"""One exchange's feed: the supervisor that connects, buffers, snapshots, applies, and rebuilds from scratch.
+
+Two error boundaries (STYLE.md): a bad frame is counted, logged (cut short) and skipped, unless it may have
+carried a change we can no longer apply, in which case the book is rebuilt; anything that breaks the connection
+or the book ends the session, and the supervisor loop starts a new one after a backoff. Each exchange has its
+own feed, so one exchange rebuilding never touches the other's book.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+import requests
+import websocket
+
+from orderbook.backoff import Backoff
+from orderbook.consolidated import ConsolidatedBook
+from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
+from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
+from orderbook.exchanges.sync import BookSync, Outcome
+from orderbook.metrics import ExchangeMetrics
+from orderbook.transport import FrameTooLarge, open_stream
+
+log = logging.getLogger(__name__)
+
+RAW_EXCERPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    connect_timeout: float = 5.0
+    snapshot_timeout: float = 10.0
+    silence_timeout: float = 10.0
+    """No byte at all for this long (data, pong, heartbeat reply) and the connection is taken for dead."""
+    max_frame_bytes: int = 1 << 20
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    healthy_after: float = 30.0
+    """A session that lasted this long resets the backoff."""
+
+    @property
+    def keepalive_interval(self) -> float:
+        return self.silence_timeout / 3
+
+
+class Rebuild(Exception):
+    """Ends the session: the book is discarded and rebuilt on a new connection."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}{': ' if detail else ''}{detail}")
+        self.reason = reason
+
+
+class ExchangeFeed:
+    def __init__(
+        self,
+        protocol: ExchangeProtocol,
+        book: ConsolidatedBook,
+        *,
+        on_change: Callable[[float], None],
+        on_fatal: Callable[[ExchangeError], None],
+        metrics: ExchangeMetrics,
+        settings: FeedSettings = FeedSettings(),
+        http: requests.Session | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.name = protocol.name
+        self._book = book
+        self._on_change = on_change
+        self._on_fatal = on_fatal
+        self._metrics = metrics
+        self._stats = metrics.stats
+        self._settings = settings
+        self._http = http or requests.Session()
+        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        self._rest_not_before = 0.0  # honours Retry-After across sessions
+        self._sync: BookSync | None = None
+        self._stats.bid_levels = lambda: self._sync.book.bid_depth if self._sync else 0
+        self._stats.ask_levels = lambda: self._sync.book.ask_depth if self._sync else 0
+
+    # -- supervisor ------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run sessions until killed (``GreenletExit``), each ended session followed by a backoff."""
+        while True:
+            started = time.monotonic()
+            reason = self._session()
+            self._metrics.reconnect(reason)
+            if time.monotonic() - started >= self._settings.healthy_after:
+                self._backoff.reset()
+            delay = self._backoff.next()
+            log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
+            gevent.sleep(delay)
+
+    def _session(self) -> str:
+        """One connection's life. Returns why it ended."""
+        url = self.protocol.stream_url
+        try:
+            ws = open_stream(
+                url,
+                connect_timeout=self._settings.connect_timeout,
+                read_timeout=self._settings.silence_timeout,
+                max_frame_bytes=self._settings.max_frame_bytes,
+            )
+        except (OSError, websocket.WebSocketException) as error:
+            log.warning("%s: cannot connect to %s: %s", self.name, url, error)
+            return "connect_failed"
+        log.info("%s: connected to %s", self.name, url)
+        self._metrics.set_connected(True)
+        self._sync = sync = self.protocol.new_sync()
+        helpers: list[gevent.Greenlet] = []
+        try:
+            for message in self.protocol.subscribe_messages():
+                ws.send(message)
+            helpers.append(gevent.spawn(self._keepalive, ws))
+            self._read(ws, sync, helpers)
+            return "closed"  # not reached: _read only ends by raising
+        except Rebuild as rebuild:
+            log.warning("%s: rebuilding the book: %s", self.name, rebuild)
+            self._metrics.rebuild(rebuild.reason)
+            return rebuild.reason
+        except (OSError, websocket.WebSocketException) as error:
+            log.warning("%s: connection lost: %s", self.name, error)
+            self._metrics.rebuild("disconnect")
+            return "disconnect"
+        finally:
+            gevent.killall(helpers)
+            self._leave_book()
+            self._sync = None
+            self._metrics.set_connected(False)
+            ws.close(timeout=0.5)
+
+    def _leave_book(self) -> None:
+        with self._book.lock:
+            was_served = self._book.in_step(self.name)
+            self._book.detach(self.name)
+        self._metrics.set_in_step(False)
+        if was_served:
+            self._on_change(time.perf_counter())
+
+    # -- the stream ------------------------------------------------------------------------------------------
+
+    def _read(self, ws: websocket.WebSocket, sync: BookSync, helpers: list[gevent.Greenlet]) -> None:
+        stats = self._stats
+        parse = self.protocol.parse_message
+        snapshot_requested = False
+
+        def request_snapshot() -> None:
+            nonlocal snapshot_requested
+            snapshot_requested = True
+            helpers.append(gevent.spawn(self._load_snapshot, sync, gevent.getcurrent()))
+
+        if not self.protocol.needs_subscription_ack:
+            request_snapshot()
+        while True:
+            try:
+                opcode, payload = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                raise Rebuild("silence", f"nothing received for {self._settings.silence_timeout:.0f} s") from None
+            except FrameTooLarge as error:
+                self._metrics.bad_frame("too_large")
+                raise Rebuild("bad_frame", str(error)) from None
+            except websocket.WebSocketConnectionClosedException:
+                raise Rebuild("disconnect", "connection closed") from None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise Rebuild("disconnect", "closed by the exchange")
+            received_at = time.perf_counter()
+            stats.frames += 1
+            stats.frame_bytes += len(payload)
+            stats.last_frame_at = time.time()
+            try:
+                message = parse(payload)
+            except BadMessage as error:
+                self._bad_frame(error, payload)
+                continue
+            if type(message) is BookDiff:
+                self._apply(sync, message, received_at)
+            elif type(message) is ReconnectRequest:
+                raise Rebuild("server_request", message.reason)
+            elif type(message) is Notice and message.kind == "subscribed" and not snapshot_requested:
+                request_snapshot()
+
+    def _apply(self, sync: BookSync, diff: BookDiff, received_at: float) -> None:
+        book = self._book
+        with book.lock:
+            outcome = sync.on_diff(diff)
+            if outcome.breaks_book:
+                book.detach(self.name)
+        if outcome is Outcome.APPLIED:
+            self._metrics.event_age(time.time() - diff.event_time)
+            self._on_change(received_at)
+        elif outcome is Outcome.STALE:
+            self._metrics.stale_diff()
+        elif outcome.breaks_book:
+            raise Rebuild(outcome.value, f"at id {diff.first_id}..{diff.final_id}")
+
+    def _bad_frame(self, error: BadMessage, payload: bytes | str) -> None:
+        self._metrics.bad_frame(error.reason)
+        log.warning("%s: bad frame (%s): %.*r", self.name, error, RAW_EXCERPT, payload)
+        if error.loses_data and self._sync is not None:
+            raise Rebuild("bad_frame", error.reason)
+
+    def _keepalive(self, ws: websocket.WebSocket) -> None:
+        """Provoke traffic in a quiet market, so that silence means a dead connection, not a calm one."""
+        heartbeat = self.protocol.heartbeat_message()
+        while True:
+            gevent.sleep(self._settings.keepalive_interval)
+            try:
+                if heartbeat is None:
+                    ws.ping()
+                else:
+                    ws.send(heartbeat)
+            except (OSError, websocket.WebSocketException):
+                return  # the reader sees the broken connection
+
+    # -- the snapshot ----------------------------------------------------------------------------------------
+
+    def _load_snapshot(self, sync: BookSync, reader: gevent.Greenlet) -> None:
+        """Fetch snapshots until one fits the buffered stream, then serve the book."""
+        while True:
+            try:
+                snapshot = self._fetch_snapshot()
+            except ExchangeError as error:
+                self._on_fatal(error)
+                return
+            with self._book.lock:
+                outcome = sync.on_snapshot(snapshot)
+                if outcome is Outcome.APPLIED:
+                    self._book.attach(self.name, sync.book)
+            if outcome is Outcome.APPLIED:
+                log.info(
+                    "%s: in step from snapshot %s (%d bids, %d asks)",
+                    self.name, snapshot.last_id, sync.book.bid_depth, sync.book.ask_depth,
+                )
+                self._metrics.set_in_step(True)
+                self._on_change(time.perf_counter())
+                return
+            if outcome is Outcome.SNAPSHOT_TOO_OLD:
+                log.info("%s: snapshot %s is older than the stream; fetching again", self.name, snapshot.last_id)
+                gevent.sleep(self._backoff.base / 2)
+                continue
+            reader.kill(Rebuild(outcome.value, "while replaying the buffered diffs"), block=False)
+            return
+
+    def _fetch_snapshot(self) -> BookSnapshot:
+        """Retry until a usable snapshot arrives; honour Retry-After; raise only for a configuration error."""
+        retry = Backoff(self._settings.backoff_base, self._settings.backoff_cap)
+        url = self.protocol.snapshot_url
+        while True:
+            wait = self._rest_not_before - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+            started = time.perf_counter()
+            try:
+                response = self._http.get(url, timeout=(self._settings.connect_timeout, self._settings.snapshot_timeout))
+            except requests.RequestException as error:
+                self._metrics.snapshot_error("network")
+                log.warning("%s: snapshot request failed: %s", self.name, error)
+                gevent.sleep(retry.next())
+                continue
+            self._metrics.snapshot_fetched(time.perf_counter() - started)
+            if response.status_code == 200:
+                try:
+                    return self.protocol.parse_snapshot(response.content)
+                except BadMessage as error:
+                    self._metrics.snapshot_error("bad_body")
+                    log.warning("%s: unusable snapshot (%s): %.*r", self.name, error, RAW_EXCERPT, response.content)
+                    gevent.sleep(retry.next())
+                    continue
+            self._metrics.snapshot_error(str(response.status_code))
+            fatal = self.protocol.snapshot_error(response.status_code, response.content)
+            if fatal is not None:
+                raise fatal
+            delay = retry_after(response) if response.status_code in (418, 429) else None
+            if delay is None:
+                delay = retry.next()
+            else:
+                self._rest_not_before = time.monotonic() + delay
+            log.warning(
+                "%s: snapshot request answered HTTP %d: %.*r; retrying in %.1f s",
+                self.name, response.status_code, RAW_EXCERPT, response.content, delay,
+            )
+            gevent.sleep(delay)
+
+
+def retry_after(response: requests.Response, default: float = 60.0) -> float:
+    """Seconds to wait from a ``Retry-After`` header (Binance sends seconds); a rate-limited venue is not retried sooner."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default

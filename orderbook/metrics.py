@@ -1,0 +1,182 @@
+"""Prometheus metrics, all in one place, on an injected registry (tests use a fresh ``CollectorRegistry``).
+
+Events that are rare (connects, rebuilds, bad frames, snapshot fetches) update prometheus-client metrics when
+they happen. Values that change on every frame (frame counts, book depth, the merged spread) are plain
+attributes of the objects that own them, read by :class:`_StateCollector` only when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from orderbook.merge import MergedTop
+from orderbook.prices import to_float
+
+# Sub-millisecond to seconds: the service's own latency lives in the first buckets, exchange lag in the last.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters updated on every frame: plain attributes, cheap to write, exported at scrape time."""
+
+    frames: int = 0
+    frame_bytes: int = 0
+    last_frame_at: float | None = None  # time.time() of the last frame received
+    bid_levels: Callable[[], int] = field(default=lambda: 0)
+    ask_levels: Callable[[], int] = field(default=lambda: 0)
+
+
+class ExchangeMetrics:
+    """The metrics of one exchange's feed, labels bound."""
+
+    def __init__(self, metrics: Metrics, exchange: str) -> None:
+        self.exchange = exchange
+        self.stats = FeedStats()
+        self._m = metrics
+        metrics._feeds[exchange] = self.stats
+        for gauge in (metrics.connected, metrics.in_step):
+            gauge.labels(exchange).set(0)
+
+    def set_connected(self, connected: bool) -> None:
+        self._m.connected.labels(self.exchange).set(int(connected))
+        if connected:
+            self._m.connects.labels(self.exchange).inc()
+
+    def set_in_step(self, in_step: bool) -> None:
+        self._m.in_step.labels(self.exchange).set(int(in_step))
+
+    def reconnect(self, reason: str) -> None:
+        self._m.reconnects.labels(self.exchange, reason).inc()
+
+    def rebuild(self, reason: str) -> None:
+        self._m.rebuilds.labels(self.exchange, reason).inc()
+
+    def bad_frame(self, reason: str) -> None:
+        self._m.bad_frames.labels(self.exchange, reason).inc()
+
+    def stale_diff(self) -> None:
+        self._m.stale_diffs.labels(self.exchange).inc()
+
+    def snapshot_fetched(self, seconds: float) -> None:
+        self._m.snapshot_seconds.labels(self.exchange).observe(seconds)
+
+    def snapshot_error(self, status: str) -> None:
+        self._m.snapshot_errors.labels(self.exchange, status).inc()
+
+    def event_age(self, seconds: float) -> None:
+        self._m.event_age.labels(self.exchange).observe(seconds)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._feeds: dict[str, FeedStats] = {}
+        self._state_sources: list[Callable[[], Iterable[Metric]]] = []
+        ex = ["exchange"]
+        self.connected = Gauge(
+            "orderbook_exchange_connected", "1 while the exchange's WebSocket is open", ex, registry=registry
+        )
+        self.in_step = Gauge(
+            "orderbook_exchange_in_step", "1 while the exchange's book is in step and served", ex, registry=registry
+        )
+        self.connects = Counter(
+            "orderbook_exchange_connects_total", "WebSocket connections opened", ex, registry=registry
+        )
+        self.reconnects = Counter(
+            "orderbook_exchange_reconnects_total", "Connections ended and retried, by reason", [*ex, "reason"],
+            registry=registry,
+        )
+        self.rebuilds = Counter(
+            "orderbook_book_rebuilds_total", "Books discarded and rebuilt from a snapshot, by reason",
+            [*ex, "reason"], registry=registry,
+        )
+        self.bad_frames = Counter(
+            "orderbook_bad_frames_total", "Frames that could not be used, by reason", [*ex, "reason"],
+            registry=registry,
+        )
+        self.stale_diffs = Counter(
+            "orderbook_stale_diffs_total", "Diffs already reflected in the book, ignored", ex, registry=registry
+        )
+        self.snapshot_seconds = Histogram(
+            "orderbook_snapshot_fetch_duration_seconds", "REST snapshot request time", ex,
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.snapshot_errors = Counter(
+            "orderbook_snapshot_errors_total", "Failed snapshot requests, by HTTP status or 'network'",
+            [*ex, "status"], registry=registry,
+        )
+        self.event_age = Histogram(
+            "orderbook_exchange_event_to_applied_seconds",
+            "Exchange event timestamp (exchange clock) to applied to the book (local clock)", ex,
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.frame_to_publish = Histogram(
+            "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.publish_to_send = Histogram(
+            "orderbook_publish_to_send_seconds", "Summary published to handed to a client's stream",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        registry.register(_StateCollector(self))
+
+    def exchange(self, name: str) -> ExchangeMetrics:
+        return ExchangeMetrics(self, name)
+
+    def add_state_source(self, source: Callable[[], Iterable[Metric]]) -> None:
+        """Register a function that yields metric families at scrape time."""
+        self._state_sources.append(source)
+
+
+def merged_book_families(last: Callable[[], MergedTop | None]) -> Callable[[], Iterable[Metric]]:
+    """Spread and best prices of the served book, read at scrape time."""
+
+    def collect() -> Iterable[Metric]:
+        top = last()
+        spread = GaugeMetricFamily("orderbook_spread", "Best ask minus best bid of the served merged book")
+        best_bid = GaugeMetricFamily("orderbook_best_bid", "Best bid price of the served merged book")
+        best_ask = GaugeMetricFamily("orderbook_best_ask", "Best ask price of the served merged book")
+        if top is not None and top.spread is not None:
+            spread.add_metric([], to_float(top.spread))
+        if top is not None and top.bids:
+            best_bid.add_metric([], to_float(top.bids[0].price))
+        if top is not None and top.asks:
+            best_ask.add_metric([], to_float(top.asks[0].price))
+        return [spread, best_bid, best_ask]
+
+    return collect
+
+
+class _StateCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        frames = CounterMetricFamily("orderbook_frames_received", "WebSocket frames received", labels=["exchange"])
+        frame_bytes = CounterMetricFamily(
+            "orderbook_frames_received_bytes", "WebSocket payload bytes received", labels=["exchange"]
+        )
+        age = GaugeMetricFamily(
+            "orderbook_last_frame_age_seconds", "Time since the exchange's last frame", labels=["exchange"]
+        )
+        levels = GaugeMetricFamily(
+            "orderbook_book_levels", "Price levels in the exchange's book", labels=["exchange", "side"]
+        )
+        now = time.time()
+        for exchange, stats in self._metrics._feeds.items():
+            frames.add_metric([exchange], stats.frames)
+            frame_bytes.add_metric([exchange], stats.frame_bytes)
+            if stats.last_frame_at is not None:
+                age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
+            levels.add_metric([exchange, "bid"], stats.bid_levels())
+            levels.add_metric([exchange, "ask"], stats.ask_levels())
+        yield from (frames, frame_bytes, age, levels)
+        for source in self._metrics._state_sources:
+            yield from source()
