@@ -44,7 +44,7 @@ class Application:
         self.metrics = Metrics(registry or CollectorRegistry())
         protocols = exchange_protocols(config)
         self.book = ConsolidatedBook([p.name for p in protocols], config.depth)
-        self.broadcaster = SummaryBroadcaster()
+        self.broadcaster = SummaryBroadcaster(on_send=self.metrics.publish_to_send.observe)
         self.publisher = BookPublisher(self.book, self._publish)
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         self.grpc = GrpcServer(self.broadcaster, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)

@@ -9,6 +9,7 @@ swaps the event every waiting stream sleeps on. All of this runs on one gevent h
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from gevent.event import Event
@@ -19,11 +20,14 @@ log = logging.getLogger(__name__)
 class SummaryBroadcaster:
     """Holds the latest payload and hands it to every stream; see the module docstring for the semantics."""
 
-    def __init__(self, recheck_interval: float = 1.0) -> None:
-        """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there."""
+    def __init__(self, recheck_interval: float = 1.0, on_send: Callable[[float], None] | None = None) -> None:
+        """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there.
+        ``on_send`` is told, for each payload handed to a stream, the seconds since it was published."""
         self._recheck_interval = recheck_interval
+        self._on_send = on_send
         self._version = 0
         self._latest: bytes | None = None
+        self._published_at = 0.0
         self._changed = Event()
         self._closed = False
         self._open_streams = 0
@@ -67,6 +71,7 @@ class SummaryBroadcaster:
             log.debug("publish after close ignored")
             return
         self._latest = payload
+        self._published_at = time.perf_counter()
         self._version += 1
         self._wake()
 
@@ -86,6 +91,7 @@ class SummaryBroadcaster:
     def stream(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
         """Yield the current payload at once if there is one, then each newer one, until closed or inactive."""
         self._open_streams += 1
+        on_send = self._on_send
         try:
             sent_version = 0
             while not self._closed and is_active():
@@ -97,6 +103,8 @@ class SummaryBroadcaster:
                     self._skipped_total += version - sent_version - 1
                 sent_version = version
                 self._sent_total += 1
+                if on_send is not None:
+                    on_send(time.perf_counter() - self._published_at)
                 yield payload
         finally:
             self._open_streams -= 1

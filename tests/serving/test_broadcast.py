@@ -140,3 +140,15 @@ def test_publish_holds_only_the_latest_payload(readers: int) -> None:
         broadcaster.publish(b"%d" % number)
     assert broadcaster.latest == b"999" and broadcaster.version == 1000
     assert {reader.get(timeout=2) for reader in waiting} <= {b"999"}
+
+
+def test_on_send_reports_the_time_from_publish_to_each_stream() -> None:
+    delays: list[float] = []
+    broadcaster = SummaryBroadcaster(on_send=delays.append)
+    first, second = broadcaster.stream(always), broadcaster.stream(always)
+    broadcaster.publish(b"one")
+    gevent.sleep(0.02)
+    assert next(first) == b"one"
+    assert next(second) == b"one"
+    assert len(delays) == 2
+    assert all(0.02 <= delay < 1.0 for delay in delays)

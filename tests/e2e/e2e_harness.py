@@ -1,0 +1,179 @@
+"""Real processes on loopback: the service (bin/run-server) and gRPC readers that keep what they receive."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orderbook.proto import orderbook_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_SERVER = REPO_ROOT / "bin" / "run-server"
+METHOD = "/orderbook.OrderbookAggregator/BookSummary"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``bin/run-server`` pointed at a simulator; its log goes to a file the test can read."""
+
+    def __init__(self, urls: dict[str, str], log_path: Path, *extra: str) -> None:
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        self.log_path = log_path
+        args = [
+            str(RUN_SERVER),
+            "--grpc-addr", self.target,
+            "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+            "--binance-ws-url", urls["binance_ws"],
+            "--binance-rest-url", urls["binance_rest"],
+            "--bitstamp-ws-url", urls["bitstamp_ws"],
+            "--bitstamp-rest-url", urls["bitstamp_rest"],
+            *extra,
+        ]
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = 20.0) -> None:
+        """Until grpc.health.v1 says SERVING (at least one exchange in step)."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, f"server exited early:\n{self.log()[-3000:]}"
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise AssertionError(f"server not SERVING within {timeout} s:\n{self.log()[-3000:]}")
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@dataclass(frozen=True)
+class Row:
+    exchange: str
+    price: float
+    amount: float
+
+
+@dataclass(frozen=True)
+class Book:
+    spread: float | None
+    bids: tuple[Row, ...]
+    asks: tuple[Row, ...]
+
+    @classmethod
+    def from_summary(cls, summary: orderbook_pb2.Summary) -> Book:
+        def rows(levels) -> tuple[Row, ...]:  # type: ignore[no-untyped-def]
+            return tuple(Row(level.exchange, level.price, level.amount) for level in levels)
+
+        return cls(None if math.isnan(summary.spread) else summary.spread, rows(summary.bids), rows(summary.asks))
+
+    @classmethod
+    def from_truth(cls, merged: dict) -> Book:  # type: ignore[type-arg]
+        """The simulator's merged top-N (decimal strings), as the floats a client must receive."""
+
+        def rows(levels) -> tuple[Row, ...]:  # type: ignore[no-untyped-def]
+            return tuple(Row(lv["exchange"], float(Decimal(lv["price"])), float(Decimal(lv["amount"]))) for lv in levels)
+
+        spread = merged["spread"]
+        return cls(None if spread is None else float(Decimal(spread)), rows(merged["bids"]), rows(merged["asks"]))
+
+    def exchanges(self) -> set[str]:
+        return {row.exchange for row in (*self.bids, *self.asks)}
+
+
+@dataclass
+class BookReader:
+    """Reads one BookSummary stream on a thread, keeping the latest book and a few facts about all of them."""
+
+    target: str
+    latest: Book | None = None
+    received: int = 0
+    min_spread: float = math.inf
+    error: grpc.RpcError | None = None
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self._channel = grpc.insecure_channel(self.target)
+        stream = self._channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString,
+                                            response_deserializer=orderbook_pb2.Summary.FromString)
+        self._call = stream(orderbook_pb2.Empty())
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for summary in self._call:
+                book = Book.from_summary(summary)
+                with self._changed:
+                    self.latest = book
+                    self.received += 1
+                    if book.spread is not None:
+                        self.min_spread = min(self.min_spread, book.spread)
+                    self._changed.notify_all()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                self.error = error
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[Book], bool], timeout: float, what: str) -> Book:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.latest is None or not predicate(self.latest):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"no summary {what} within {timeout} s; latest: {self.latest}"
+                assert self.error is None, f"stream failed: {self.error}"
+                self._changed.wait(remaining)
+            return self.latest
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._thread.join(5)
+        self._channel.close()
+
+
+def wait_until_matches_truth(reader: BookReader, truth: Callable[[], Book], timeout: float) -> Book:
+    """Until the reader's latest book equals the simulator's truth (the simulator should be paused)."""
+    deadline = time.monotonic() + timeout
+    expected = truth()
+    while time.monotonic() < deadline:
+        expected = truth()
+        if reader.latest == expected:
+            return expected
+        time.sleep(0.05)
+    raise AssertionError(f"served book never matched the truth.\nserved:   {reader.latest}\nexpected: {expected}")
