@@ -28,6 +28,7 @@ from orderbook.transport import FrameTooLarge, open_stream
 log = logging.getLogger(__name__)
 
 RAW_EXCERPT = 200
+BAD_FRAME_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class ExchangeFeed:
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._rest_not_before = 0.0  # honours Retry-After across sessions
         self._sync: BookSync | None = None
+        self._bad_frame_log = LogThrottle(BAD_FRAME_LOG_INTERVAL)
         self._stats.bid_levels = lambda: self._sync.book.bid_depth if self._sync else 0
         self._stats.ask_levels = lambda: self._sync.book.ask_depth if self._sync else 0
 
@@ -92,7 +94,8 @@ class ExchangeFeed:
             self._metrics.reconnect(reason)
             if time.monotonic() - started >= self._settings.healthy_after:
                 self._backoff.reset()
-            delay = self._backoff.next()
+            # A server's request to move is not a failure: go at once (the old book is served meanwhile).
+            delay = 0.0 if reason == "server_request" else self._backoff.next()
             log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
             gevent.sleep(delay)
 
@@ -113,6 +116,7 @@ class ExchangeFeed:
         self._metrics.set_connected(True)
         self._sync = sync = self.protocol.new_sync()
         helpers: list[gevent.Greenlet] = []
+        hand_over = False
         try:
             for message in self.protocol.subscribe_messages():
                 ws.send(message)
@@ -120,6 +124,9 @@ class ExchangeFeed:
             self._read(ws, sync, helpers)
             return "closed"  # not reached: _read only ends by raising
         except Rebuild as rebuild:
+            # The exchange asked us to move while this connection still works: keep serving its book until the
+            # new connection's book is in step, so that the outage is as short as it can be.
+            hand_over = rebuild.reason == "server_request" and self._book.book(self.name) is sync.book
             log.warning("%s: rebuilding the book: %s", self.name, rebuild)
             self._metrics.rebuild(rebuild.reason)
             return rebuild.reason
@@ -129,22 +136,44 @@ class ExchangeFeed:
             return "disconnect"
         finally:
             gevent.killall(helpers)
-            self._leave_book()
             self._sync = None
             self._metrics.set_connected(False)
+            if hand_over:
+                gevent.spawn(self._drain, ws, sync)
+            else:
+                self._leave_book(sync)
+                ws.close(timeout=0.5)
+
+    def _drain(self, ws: websocket.WebSocket, sync: BookSync) -> None:
+        """Keep the old connection's book current until the successor's book replaces it, or the old one breaks."""
+        try:
+            self._read(ws, sync, [], until=lambda: self._book.book(self.name) is not sync.book)
+        except (Rebuild, OSError, websocket.WebSocketException) as error:
+            log.info("%s: the old connection ended before its successor was in step: %s", self.name, error)
+        finally:
+            self._leave_book(sync)
             ws.close(timeout=0.5)
 
-    def _leave_book(self) -> None:
+    def _leave_book(self, sync: BookSync) -> None:
+        """Stop serving ``sync``'s book, unless a newer session's book has replaced it already."""
         with self._book.lock:
-            was_served = self._book.in_step(self.name)
-            self._book.detach(self.name)
-        self._metrics.set_in_step(False)
+            was_served = self._book.book(self.name) is sync.book
+            if was_served:
+                self._book.detach(self.name)
         if was_served:
+            self._metrics.set_in_step(False)
             self._on_change(time.perf_counter())
 
     # -- the stream ------------------------------------------------------------------------------------------
 
-    def _read(self, ws: websocket.WebSocket, sync: BookSync, helpers: list[gevent.Greenlet]) -> None:
+    def _read(
+        self,
+        ws: websocket.WebSocket,
+        sync: BookSync,
+        helpers: list[gevent.Greenlet],
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Apply frames until something breaks (raises :class:`Rebuild`) or ``until()`` holds (draining)."""
         stats = self._stats
         parse = self.protocol.parse_message
         snapshot_requested = False
@@ -154,9 +183,9 @@ class ExchangeFeed:
             snapshot_requested = True
             helpers.append(gevent.spawn(self._load_snapshot, sync, gevent.getcurrent()))
 
-        if not self.protocol.needs_subscription_ack:
+        if until is None and not self.protocol.needs_subscription_ack:
             request_snapshot()
-        while True:
+        while until is None or not until():
             try:
                 opcode, payload = ws.recv_data()
             except websocket.WebSocketTimeoutException:
@@ -180,15 +209,16 @@ class ExchangeFeed:
             if type(message) is BookDiff:
                 self._apply(sync, message, received_at)
             elif type(message) is ReconnectRequest:
-                raise Rebuild("server_request", message.reason)
-            elif type(message) is Notice and message.kind == "subscribed" and not snapshot_requested:
+                if until is None:
+                    raise Rebuild("server_request", message.reason)
+            elif type(message) is Notice and message.kind == "subscribed" and until is None and not snapshot_requested:
                 request_snapshot()
 
     def _apply(self, sync: BookSync, diff: BookDiff, received_at: float) -> None:
         book = self._book
         with book.lock:
             outcome = sync.on_diff(diff)
-            if outcome.breaks_book:
+            if outcome.breaks_book and book.book(self.name) is sync.book:
                 book.detach(self.name)
         if outcome is Outcome.APPLIED:
             self._metrics.event_age(time.time() - diff.event_time)
@@ -200,8 +230,13 @@ class ExchangeFeed:
 
     def _bad_frame(self, error: BadMessage, payload: bytes | str) -> None:
         self._metrics.bad_frame(error.reason)
-        log.warning("%s: bad frame (%s): %.*r", self.name, error, RAW_EXCERPT, payload)
-        if error.loses_data and self._sync is not None:
+        suppressed = self._bad_frame_log.allow(error.reason)
+        if suppressed is not None:
+            log.warning(
+                "%s: bad frame (%s)%s: %.*r",
+                self.name, error, f" [{suppressed} more like it not logged]" if suppressed else "", RAW_EXCERPT, payload,
+            )
+        if error.loses_data:
             raise Rebuild("bad_frame", error.reason)
 
     def _keepalive(self, ws: websocket.WebSocket) -> None:
@@ -285,6 +320,25 @@ class ExchangeFeed:
                 self.name, response.status_code, RAW_EXCERPT, response.content, delay,
             )
             gevent.sleep(delay)
+
+
+class LogThrottle:
+    """At most one log line per key per interval, so a venue spewing bad frames cannot flood the log."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None: do not log. Otherwise log, mentioning the returned count of lines suppressed since the last one."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
 
 
 def retry_after(response: requests.Response, default: float = 60.0) -> float:

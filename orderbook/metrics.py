@@ -7,11 +7,13 @@ attributes of the objects that own them, read by :class:`_StateCollector` only w
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from greenlet import greenlet
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -126,6 +128,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=registry,
         )
         registry.register(_StateCollector(self))
+        ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
 
     def exchange(self, name: str) -> ExchangeMetrics:
         return ExchangeMetrics(self, name)
@@ -177,6 +180,8 @@ class _StateCollector(Collector):
                 age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
             levels.add_metric([exchange, "bid"], stats.bid_levels())
             levels.add_metric([exchange, "ask"], stats.ask_levels())
-        yield from (frames, frame_bytes, age, levels)
+        greenlets = GaugeMetricFamily("orderbook_greenlets", "Greenlets alive in the process (leak check)")
+        greenlets.add_metric([], sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead))
+        yield from (frames, frame_bytes, age, levels, greenlets)
         for source in self._metrics._state_sources:
             yield from source()
