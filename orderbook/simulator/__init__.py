@@ -1,0 +1,1 @@
+"""Local exchange simulator: Binance and Bitstamp wire protocols on loopback."""
