@@ -1,0 +1,74 @@
+"""Fixtures for the monitoring kit tests: Prometheus's tools, the service's real exposition, the kit's files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+
+from prom_tools import MONITORING, PrometheusApi, ToolMissing, find_tool, prometheus_server, scrape_config, wait_until
+from service_metrics import exercised_registry, exposition, sample_names
+
+
+def _tool(name: str) -> str:
+    try:
+        return find_tool(name)
+    except ToolMissing as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def promtool_bin() -> str:
+    return _tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return _tool("prometheus")
+
+
+@pytest.fixture(scope="session")
+def service_registry() -> CollectorRegistry:
+    return exercised_registry()
+
+
+@pytest.fixture(scope="session")
+def service_exposition(service_registry: CollectorRegistry) -> str:
+    return exposition(service_registry)
+
+
+@pytest.fixture(scope="session")
+def exported_names(service_exposition: str) -> set[str]:
+    return sample_names(service_exposition)
+
+
+@pytest.fixture(scope="session")
+def dashboard() -> dict[str, Any]:
+    return json.loads((MONITORING / "grafana" / "dashboard.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def kit_prometheus(
+    prometheus_bin: str, service_registry: CollectorRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusApi]:
+    """A real Prometheus running the kit's config and rules, scraping the exercised registry every second."""
+    httpd, thread = start_http_server(0, "127.0.0.1", registry=service_registry)
+    try:
+        workdir: Path = tmp_path_factory.mktemp("kit-prometheus")
+        config = scrape_config(httpd.server_port, "1s")
+        with prometheus_server(prometheus_bin, workdir, config, (MONITORING / "alerts.yml").read_text()) as api:
+
+            def scraped_twice() -> bool:
+                # two scrapes, so that rate() over a few seconds has something to work with
+                return any(float(r["value"][1]) >= 2 for r in api.query('count_over_time(up{job="orderbook"}[1m])'))
+
+            wait_until("two scrapes of the service's registry", scraped_twice, timeout=20)
+            yield api
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

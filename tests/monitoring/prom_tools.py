@@ -1,0 +1,171 @@
+"""Prometheus's own tools for the monitoring tests: find or install them, run promtool, run a private server.
+
+The binaries come from Debian's ``prometheus`` package. CI runs as root on Debian, so a missing package is
+installed on first use; anywhere else the tests fail with what to install, rather than skip and pass silently.
+The package may also register a system service: it is never used; each test runs its own server on a free
+loopback port with its own storage directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
+PACKAGE = "prometheus"
+
+T = TypeVar("T")
+
+
+class ToolMissing(RuntimeError):
+    """promtool or prometheus is not installed and cannot be installed from here."""
+
+
+def _install_package() -> None:
+    if os.geteuid() != 0:
+        raise ToolMissing(
+            f"promtool/prometheus not found on PATH and not running as root; install them first: "
+            f"sudo apt-get install {PACKAGE}"
+        )
+    if shutil.which("apt-get") is None:
+        raise ToolMissing(f"promtool/prometheus not found on PATH and there is no apt-get to install {PACKAGE!r}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", PACKAGE],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if result.returncode != 0:
+            raise ToolMissing(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+
+
+def find_tool(name: str) -> str:
+    """Absolute path of ``promtool`` or ``prometheus``, installing the Debian package when missing (as root)."""
+    path = shutil.which(name)
+    if path is None:
+        _install_package()
+        path = shutil.which(name)
+    if path is None:
+        raise ToolMissing(f"{PACKAGE!r} is installed but {name!r} is still not on PATH")
+    return path
+
+
+def promtool(tool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class PrometheusApi:
+    """The few HTTP API calls the tests make, answering the ``data`` member of a successful reply."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def get(self, path: str, **params: str) -> Any:
+        url = f"{self.base_url}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise AssertionError(f"{url}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant vector result of ``expr`` (a list of {"metric": {...}, "value": [t, "v"]})."""
+        data = self.get("/api/v1/query", query=expr)
+        return data["result"]
+
+    def targets(self) -> list[dict[str, Any]]:
+        return self.get("/api/v1/targets")["activeTargets"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.get("/api/v1/alerts")["alerts"]
+
+    def rules(self) -> list[dict[str, Any]]:
+        return [rule for group in self.get("/api/v1/rules")["groups"] for rule in group["rules"]]
+
+
+def scrape_config(metrics_port: int, interval: str) -> str:
+    """monitoring/prometheus.yml with its target moved to ``metrics_port`` and both intervals set to ``interval``."""
+    text = (MONITORING / "prometheus.yml").read_text()
+    for old, new in (
+        ("127.0.0.1:9102", f"127.0.0.1:{metrics_port}"),
+        ("scrape_interval: 5s", f"scrape_interval: {interval}"),
+        ("evaluation_interval: 5s", f"evaluation_interval: {interval}"),
+    ):
+        if old not in text:
+            raise AssertionError(f"monitoring/prometheus.yml no longer contains {old!r}; update the test's rewrite")
+        text = text.replace(old, new)
+    return text
+
+
+@contextmanager
+def prometheus_server(binary: str, workdir: Path, config: str, rules: str) -> Iterator[PrometheusApi]:
+    """Run ``prometheus`` with ``config`` (which names ``alerts.yml``) and ``rules`` as that file, until ready."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus.yml").write_text(config)
+    (workdir / "alerts.yml").write_text(rules)
+    port = free_port()
+    log_path = workdir / "prometheus.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = PrometheusApi(f"http://127.0.0.1:{port}")
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{api.base_url}/-/ready", timeout=1) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until("prometheus to be ready", ready, timeout=20)
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

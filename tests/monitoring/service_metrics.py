@@ -1,0 +1,59 @@
+"""What the service exports: a real scrape of the real Application's registry, with every metric family touched.
+
+The Application is built but not started: no listener, no feed, no network. Its metric objects are then
+driven through the same calls the feeds and the publisher make, so every family, labelled or not, has at
+least one sample and so shows up in the exposition text (a labelled metric with no child exposes nothing).
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from orderbook.app import Application
+from orderbook.book import OrderBook
+from orderbook.config import load_config
+from orderbook.prices import parse_decimal
+
+
+def exercised_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    app = Application(load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0"], {}), registry)
+    for name in app.book.exchanges:
+        feed = app.metrics.exchange(name)
+        feed.set_connected(True)
+        feed.set_in_step(True)
+        feed.reconnect("silence")
+        feed.rebuild("gap")
+        feed.bad_frame("not_json")
+        feed.stale_diff()
+        feed.snapshot_fetched(0.02)
+        feed.snapshot_error("429")
+        feed.event_age(0.003)
+        feed.stats.frames = 10
+        feed.stats.frame_bytes = 2048
+        feed.stats.last_frame_at = time.time()
+    book = OrderBook()
+    book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
+    app.book.attach(app.book.exchanges[0], book)
+    if not app.publisher.refresh():
+        raise AssertionError("the publisher did not publish the first merged book")
+    app.metrics.frame_to_publish.observe(0.0004)
+    app.metrics.publish_to_send.observe(0.0002)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> str:
+    return generate_latest(registry).decode()
+
+
+def sample_names(text: str) -> set[str]:
+    """Every series name in an exposition, with its suffixes (``_bucket``, ``_sum``, ``_count``, ``_total``...)."""
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def empty_families(registry: CollectorRegistry) -> list[str]:
+    """Families the exercise left without a sample: a metric added to the service that this module does not drive."""
+    return [family.name for family in registry.collect() if not family.samples]

@@ -1,0 +1,147 @@
+"""monitoring/grafana/dashboard.json: provisionable, every query valid PromQL over metrics the service exports,
+every exported metric on some panel, and every query answered by a real Prometheus scraping the service."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from prom_tools import PrometheusApi, promtool
+from promql_names import metric_names
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+GRAFANA_BUILTINS = {"__rate_interval": "5s", "__interval": "5s", "__range": "1h"}
+VARIABLE = re.compile(r"\$\{(\w+)[^}]*\}|\$(\w+)")
+LABEL_VALUES = re.compile(r"label_values\(\s*([^,]+),\s*(\w+)\s*\)")
+LATENCY_HISTOGRAMS = (
+    "orderbook_exchange_event_to_applied_seconds",
+    "orderbook_frame_to_publish_seconds",
+    "orderbook_publish_to_send_seconds",
+)
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # a collapsed row holds its panels
+
+
+def exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+
+
+def as_promql(expr: str, dashboard_variables: dict[str, dict[str, Any]]) -> str:
+    """What Grafana sends for "All": built-in intervals become durations, each selection its allValue."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name in GRAFANA_BUILTINS:
+            return GRAFANA_BUILTINS[name]
+        return dashboard_variables[name]["allValue"]
+
+    return VARIABLE.sub(value, expr)
+
+
+def test_dashboard_is_provisionable(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "orderbook-service"
+    assert dashboard.get("id") is None  # Grafana assigns ids; a fixed one clashes across instances
+    assert dashboard["title"]
+    source = variables(dashboard)["datasource"]
+    assert (source["type"], source["query"]) == ("datasource", "prometheus")
+
+
+def test_every_query_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
+    with_queries = [panel for panel in panels(dashboard) if panel.get("targets")]
+    assert with_queries
+    for panel in with_queries:
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert all(target["datasource"] == DATASOURCE for target in panel["targets"]), panel["title"]
+    for variable in variables(dashboard).values():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
+
+
+def test_panels_have_unique_ids_and_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    all_panels = list(panels(dashboard))
+    ids = [panel["id"] for panel in all_panels]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in all_panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+
+
+def test_queries_use_only_defined_variables(dashboard: dict[str, Any]) -> None:
+    defined = set(variables(dashboard)) | set(GRAFANA_BUILTINS)
+    used = {m.group(1) or m.group(2) for expr in exprs(dashboard) for m in VARIABLE.finditer(expr)}
+    assert used, "the panels should filter by the instance and exchange variables"
+    assert used <= defined
+
+
+def test_queries_name_only_exported_metrics(dashboard: dict[str, Any], exported_names: set[str]) -> None:
+    unknown = {expr: metric_names(expr) - exported_names - {"up"} for expr in exprs(dashboard)}
+    assert {expr: names for expr, names in unknown.items() if names} == {}
+    assert all(metric_names(expr) for expr in exprs(dashboard))
+
+
+def test_variable_queries_name_exported_metrics(dashboard: dict[str, Any], exported_names: set[str]) -> None:
+    queries = [v["query"]["query"] for v in variables(dashboard).values() if v["type"] == "query"]
+    assert queries
+    for query in queries:
+        match = LABEL_VALUES.fullmatch(query)
+        assert match, query
+        assert metric_names(match.group(1)) <= exported_names | {"up"}, query
+
+
+def test_every_exported_metric_is_on_a_panel(dashboard: dict[str, Any], service_registry: CollectorRegistry) -> None:
+    used = set().union(*(metric_names(expr) for expr in exprs(dashboard)))
+    missing = [
+        family.name
+        for family in service_registry.collect()
+        if not {sample.name for sample in family.samples if not sample.name.endswith("_created")} & used
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("histogram", LATENCY_HISTOGRAMS)
+def test_latency_panels_show_p50_and_p99(dashboard: dict[str, Any], histogram: str) -> None:
+    quantiles = {
+        expr.split("(", 1)[1].split(",", 1)[0].strip()
+        for expr in exprs(dashboard)
+        if expr.startswith("histogram_quantile(") and f"{histogram}_bucket" in expr
+    }
+    assert quantiles == {"0.5", "0.99"}
+
+
+def test_queries_are_valid_promql(dashboard: dict[str, Any], promtool_bin: str, tmp_path: Path) -> None:
+    """promtool parses each query as a recording rule (it has no command that parses a bare expression)."""
+    dashboard_variables = variables(dashboard)
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": as_promql(expr, dashboard_variables)}
+        for i, expr in enumerate(exprs(dashboard))
+    ]
+    path = tmp_path / "dashboard-queries.json"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = promtool(promtool_bin, "check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def test_every_query_returns_series_from_the_service(dashboard: dict[str, Any], kit_prometheus: PrometheusApi) -> None:
+    dashboard_variables = variables(dashboard)
+    empty = [expr for expr in exprs(dashboard) if not kit_prometheus.query(as_promql(expr, dashboard_variables))]
+    assert empty == []

@@ -1,0 +1,147 @@
+"""The monitoring kit against the real thing: exchange simulator -> bin/run-server -> a real Prometheus.
+
+Prometheus runs the kit's scrape config and alert rules, with three test-only changes: the target is the
+service's port, scrape and evaluation run every second, and the exchange alerts hold for 2 s instead of 30 s.
+
+Silencing Bitstamp (socket open, nothing sent) makes the service drop and retry the connection every
+--silence-timeout: the connection flaps, but the book never gets back in step, so the out-of-step alert fires
+for Bitstamp alone. Stopping the simulator then leaves both exchanges disconnected, and the disconnect alert
+fires for both.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orderbook.simulator.process import SimulatorProcess
+from prom_tools import MONITORING, REPO, PrometheusApi, free_port, prometheus_server, scrape_config, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+EXCHANGES = {"binance", "bitstamp"}
+HOLD = "for: 30s"
+SHORT_HOLD = "for: 2s"
+SILENCE_TIMEOUT = "2"
+
+
+def short_hold_rules() -> str:
+    text = (MONITORING / "alerts.yml").read_text()
+    assert text.count(HOLD) == 2, "expected the disconnected and out-of-step alerts to hold for 30 s"
+    return text.replace(HOLD, SHORT_HOLD)
+
+
+@pytest.fixture
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def prometheus(prometheus_bin: str, metrics_port: int, tmp_path: Path) -> Iterator[PrometheusApi]:
+    """Started first: its first scrape waits for target discovery (about 5 s), which overlaps the service's start."""
+    with prometheus_server(
+        prometheus_bin, tmp_path / "prometheus", scrape_config(metrics_port, "1s"), short_hold_rules()
+    ) as api:
+        yield api
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess() as sim:
+        yield sim
+
+
+@pytest.fixture
+def service_log(simulator: SimulatorProcess, metrics_port: int, tmp_path: Path) -> Iterator[Path]:
+    urls = simulator.urls
+    log_path = tmp_path / "run-server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(REPO / "bin" / "run-server"),
+                "--binance-ws-url", urls["binance_ws"],
+                "--binance-rest-url", urls["binance_rest"],
+                "--bitstamp-ws-url", urls["bitstamp_ws"],
+                "--bitstamp-rest-url", urls["bitstamp_rest"],
+                "--grpc-addr", f"127.0.0.1:{free_port()}",
+                "--metrics-addr", f"127.0.0.1:{metrics_port}",
+                "--silence-timeout", SILENCE_TIMEOUT,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def values(api: PrometheusApi, expr: str, label: str = "exchange") -> dict[str, float]:
+    return {result["metric"].get(label, ""): float(result["value"][1]) for result in api.query(expr)}
+
+
+def firing(api: PrometheusApi, alert: str) -> set[str]:
+    return {
+        a["labels"].get("exchange", "")
+        for a in api.alerts()
+        if a["labels"]["alertname"] == alert and a["state"] == "firing"
+    }
+
+
+def alerts_for(api: PrometheusApi, exchange: str) -> list[dict[str, Any]]:
+    return [a for a in api.alerts() if a["labels"].get("exchange") == exchange]
+
+
+def test_prometheus_scrapes_the_service_and_fires_the_exchange_alerts(
+    prometheus: PrometheusApi, simulator: SimulatorProcess, service_log: Path, metrics_port: int
+) -> None:
+    context = f"(service log: {service_log})"
+
+    def target_up() -> bool:
+        targets = prometheus.targets()
+        return [(t["scrapeUrl"], t["health"]) for t in targets] == [(f"http://127.0.0.1:{metrics_port}/metrics", "up")]
+
+    wait_until(f"the service's target to be up {context}", target_up, timeout=20)
+    wait_until(
+        f"both exchanges connected and in step {context}",
+        lambda: values(prometheus, "orderbook_exchange_connected == 1").keys() == EXCHANGES
+        and values(prometheus, "orderbook_exchange_in_step == 1").keys() == EXCHANGES,
+        timeout=15,
+    )
+
+    assert all(v > 0 for v in values(prometheus, "orderbook_frames_received_total").values())
+    assert len(prometheus.query("orderbook_book_levels > 0")) == 4  # both sides of both books
+    assert all(age < 5 for age in values(prometheus, "orderbook_last_frame_age_seconds").values())
+    best_bid = values(prometheus, "orderbook_best_bid")[""]
+    best_ask = values(prometheus, "orderbook_best_ask")[""]
+    assert 0 < best_bid < best_ask
+    assert values(prometheus, "orderbook_spread")[""] == pytest.approx(best_ask - best_bid)
+    assert values(prometheus, "orderbook_summaries_published_total")[""] > 0
+    assert values(prometheus, "orderbook_grpc_open_streams")[""] == 0
+    assert set(values(prometheus, "orderbook_snapshot_fetch_duration_seconds_count")) == EXCHANGES
+    assert not [a for a in prometheus.alerts() if a["state"] == "firing"]
+
+    simulator.control.silence("bitstamp")
+    wait_until(
+        f"OrderbookExchangeOutOfStep firing for bitstamp {context}",
+        lambda: firing(prometheus, "OrderbookExchangeOutOfStep") == {"bitstamp"},
+        timeout=20,
+    )
+    assert values(prometheus, 'orderbook_book_rebuilds_total{reason="silence"}').keys() == {"bitstamp"}
+    assert alerts_for(prometheus, "binance") == []
+
+    simulator.stop()
+    wait_until(
+        f"OrderbookExchangeDisconnected firing for both exchanges {context}",
+        lambda: firing(prometheus, "OrderbookExchangeDisconnected") == EXCHANGES,
+        timeout=20,
+    )
