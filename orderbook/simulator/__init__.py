@@ -1,1 +1,28 @@
-"""Local exchange simulator: Binance and Bitstamp wire protocols on loopback."""
+"""Local exchange simulator: Binance and Bitstamp wire protocols on loopback.
+
+Neither this machine nor CI can reach the exchanges, so every test, the benchmark and the offline demo see an
+exchange through this package. It runs as its own process (``bin/exchange-sim``), prints one JSON line of base
+URLs, and is driven over an HTTP control API (:mod:`.control`, or :class:`.process.SimulatorControl` from Python).
+
+Modules, one job each:
+
+- :mod:`.wire` -- HTTP/1.1 + WebSocket server on gevent, able to misbehave on purpose
+- :mod:`.market` -- the seeded market model, stepped without a clock (so a seed gives the same events)
+- :mod:`.exchange` -- what both venues share: true book, connections, REST faults, common faults
+- :mod:`.binance`, :mod:`.bitstamp` -- each venue's wire protocol and its own faults
+- :mod:`.feed` -- what moves a venue in time: the model at a rate, or a recording at its pace
+- :mod:`.replay` -- loading recorded data sets from ``../shared/recordings``
+- :mod:`.faults`, :mod:`.ratelimit` -- fault building blocks; Binance's REST weight budget
+- :mod:`.simulator` -- the whole simulator as one object; :mod:`.control` -- its HTTP control API
+- :mod:`.config`, :mod:`.cli` -- flags and the process entry point; :mod:`.process` -- run it from tests
+
+Typical use from a test::
+
+    with SimulatorProcess("--rate", "2000", "--snapshot-delay", "0.5") as sim:
+        ws = websocket.create_connection(sim.urls["binance_ws"] + "/ws/ethbtc@depth@100ms")
+        sim.control.gap(events=3)
+        truth = sim.control.truth(depth=10)
+
+Start with ``--paused`` and call ``resume()`` once clients are connected to make a run reproducible from its
+first event (same seed and same control calls while paused => same events, apart from timestamps).
+"""

@@ -1,0 +1,48 @@
+"""``bin/exchange-sim``: run the simulator as its own process and print its base URLs as one JSON line."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import json  # noqa: E402  (after monkey-patching, on purpose)
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+
+from orderbook.simulator.config import ConfigError, from_args, parser  # noqa: E402
+from orderbook.simulator.control import ControlApi  # noqa: E402
+from orderbook.simulator.replay import RecordingError  # noqa: E402
+from orderbook.simulator.simulator import Simulator  # noqa: E402
+from orderbook.simulator.wire import WireServer  # noqa: E402
+
+logger = logging.getLogger("orderbook.simulator")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        simulator = Simulator(from_args(args))
+    except (ConfigError, RecordingError) as exc:
+        print(f"exchange-sim: {exc}", file=sys.stderr)
+        return 2
+    control = WireServer(args.host, args.control_port, http=ControlApi(simulator).handle, name="control")
+    stopping = Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    gevent.signal_handler(signal.SIGINT, stopping.set)
+    simulator.start()
+    control.start()
+    print(json.dumps({**simulator.urls(), "control": control.url("http")}), flush=True)
+    stopping.wait()
+    logger.info("simulator: stopping")
+    control.stop(timeout=0.2)
+    simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The simulator's configuration: one frozen, validated object built from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_RATE = 100_000.0
+"""Events per second per exchange; the benchmark needs at least 20,000."""
+
+DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "recordings"
+"""``../shared/recordings`` next to the repository, where the recorded data sets live."""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; reported at start-up, before any port is opened."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    binance_port: int = 0
+    bitstamp_port: int = 0
+    control_port: int = 0
+    seed: int = 1
+    binance_rate: float = 50.0
+    bitstamp_rate: float = 50.0
+    symbol: str = "ETHBTC"
+    levels: int = 300
+    snapshot_delay: float = 0.0
+    binance_ping_interval: float = 20.0
+    binance_pong_timeout: float = 60.0
+    binance_weight_limit: int = 6000
+    replay_binance: str | None = None
+    replay_bitstamp: str | None = None
+    replay_speed: str = "recorded"
+    recordings: Path = DEFAULT_RECORDINGS
+    paused: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("binance_rate", "bitstamp_rate"):
+            rate = getattr(self, name)
+            if not 0 < rate <= MAX_RATE:
+                raise ConfigError(f"{name} must be in (0, {MAX_RATE:g}], got {rate}")
+        for name in ("binance_port", "bitstamp_port", "control_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} out of range")
+        if not self.symbol.isalnum() or not self.symbol.isupper():
+            raise ConfigError(f"symbol must be upper-case letters and digits, got {self.symbol!r}")
+        if not 2 <= self.levels <= 5000:
+            raise ConfigError(f"levels must be in [2, 5000], got {self.levels}")
+        if self.snapshot_delay < 0:
+            raise ConfigError("snapshot_delay must be >= 0")
+        if self.binance_ping_interval <= 0 or self.binance_pong_timeout <= 0:
+            raise ConfigError("ping interval and pong timeout must be > 0")
+        if self.binance_weight_limit < 1:
+            raise ConfigError("binance_weight_limit must be >= 1")
+        if self.replay_speed not in ("recorded", "max"):
+            raise ConfigError(f"replay_speed must be 'recorded' or 'max', got {self.replay_speed!r}")
+
+    @property
+    def pair(self) -> str:
+        """The Bitstamp pair for the symbol: the same letters, lower case."""
+        return self.symbol.lower()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="exchange-sim",
+        description="Local Binance + Bitstamp exchange simulator. Prints one JSON line of base URLs on start.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--binance-port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--bitstamp-port", type=int, default=0)
+    p.add_argument("--control-port", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rate", type=float, default=50.0, help="events per second per exchange")
+    p.add_argument("--binance-rate", type=float, help="overrides --rate for Binance")
+    p.add_argument("--bitstamp-rate", type=float, help="overrides --rate for Bitstamp")
+    p.add_argument("--symbol", default="ETHBTC", help="Binance symbol; the Bitstamp pair is its lower case")
+    p.add_argument("--levels", type=int, default=300, help="levels per side per exchange")
+    p.add_argument("--snapshot-delay", type=float, default=0.0, help="seconds before a REST snapshot is sent")
+    p.add_argument("--binance-ping-interval", type=float, default=20.0)
+    p.add_argument("--binance-pong-timeout", type=float, default=60.0)
+    p.add_argument("--binance-weight-limit", type=int, default=6000, help="REST weight per minute per IP")
+    p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX")
+    p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX")
+    p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded")
+    p.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS, help="where data set names resolve")
+    p.add_argument("--paused", action="store_true", help="start with event generation paused (POST /resume)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def from_args(args: argparse.Namespace) -> SimulatorConfig:
+    return SimulatorConfig(
+        host=args.host,
+        binance_port=args.binance_port,
+        bitstamp_port=args.bitstamp_port,
+        control_port=args.control_port,
+        seed=args.seed,
+        binance_rate=args.binance_rate if args.binance_rate is not None else args.rate,
+        bitstamp_rate=args.bitstamp_rate if args.bitstamp_rate is not None else args.rate,
+        symbol=args.symbol,
+        levels=args.levels,
+        snapshot_delay=args.snapshot_delay,
+        binance_ping_interval=args.binance_ping_interval,
+        binance_pong_timeout=args.binance_pong_timeout,
+        binance_weight_limit=args.binance_weight_limit,
+        replay_binance=args.replay_binance,
+        replay_bitstamp=args.replay_bitstamp,
+        replay_speed=args.replay_speed,
+        recordings=args.recordings,
+        paused=args.paused,
+    )

@@ -1,0 +1,80 @@
+"""The HTTP control API on loopback: faults, pause/resume, rate, truth and stats. Every answer is JSON.
+
+    GET  /truth?depth=N        true books (full, or N levels) and the true merged top N (default 10)
+    GET  /stats                counters per exchange
+    GET  /urls                 the venues' base URLs
+    POST /pause, /resume       stop / restart event generation (books frozen while paused)
+    POST /rate                 {"binance": r, "bitstamp": r}
+    POST /cross                make the venues cross now
+    POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from orderbook.simulator.faults import FaultError
+from orderbook.simulator.simulator import Simulator
+from orderbook.simulator.wire import Request, Response
+
+logger = logging.getLogger(__name__)
+
+
+class ControlApi:
+    def __init__(self, simulator: Simulator) -> None:
+        self._sim = simulator
+
+    def handle(self, request: Request) -> Response:
+        try:
+            return Response.json(self._route(request))
+        except FaultError as exc:
+            return Response.json({"error": str(exc)}, status=400)
+        except LookupError as exc:
+            return Response.json({"error": str(exc)}, status=404)
+
+    def _route(self, request: Request) -> object:
+        sim = self._sim
+        method, path = request.method, request.path.rstrip("/")
+        if method == "GET":
+            if path == "/truth":
+                return sim.truth(_int_param(request, "depth"))
+            if path == "/stats":
+                return sim.stats()
+            if path == "/urls":
+                return sim.urls()
+        elif method == "POST":
+            if path == "/pause":
+                sim.pause()
+                return {"paused": True}
+            if path == "/resume":
+                sim.resume()
+                return {"paused": False}
+            if path == "/rate":
+                return {"rates": sim.set_rate(_body(request))}
+            if path == "/cross":
+                return sim.cross()
+            if path.startswith("/faults/"):
+                return sim.inject(path.removeprefix("/faults/"), _body(request))
+        raise LookupError(f"no route {method} {request.path}")
+
+
+def _body(request: Request) -> dict[str, object]:
+    if not request.body.strip():
+        return {}
+    try:
+        body = json.loads(request.body)
+    except ValueError as exc:
+        raise FaultError(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise FaultError("body must be a JSON object")
+    return body
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise FaultError(f"{name} must be a positive integer")
+    return int(value)

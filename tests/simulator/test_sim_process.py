@@ -1,0 +1,69 @@
+"""The simulator as a process: its URL line, clean exit on signals, refusal of bad settings, control basics."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+from simulator_support import connect, recv_json
+
+from orderbook.simulator.process import EXCHANGE_SIM, SimulatorError, SimulatorProcess
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_prints_base_urls_and_exits_0_promptly_on_signal(sig):
+    process = SimulatorProcess("--rate", "500").start()
+    assert set(process.urls) == {"binance_ws", "binance_rest", "bitstamp_ws", "bitstamp_rest", "control"}
+    assert process.urls["binance_ws"].startswith("ws://127.0.0.1:")
+    assert process.urls["binance_ws"].removeprefix("ws") == process.urls["binance_rest"].removeprefix("http")
+    ws = connect(f"{process.urls['binance_ws']}/ws/ethbtc@depth@100ms")
+    recv_json(ws)
+    started = time.monotonic()
+    process.send_signal(sig)
+    assert process.wait(5) == 0
+    assert time.monotonic() - started < 3
+    process.stop()
+
+
+def test_bad_settings_exit_2_before_listening():
+    result = subprocess.run([str(EXCHANGE_SIM), "--rate", "0"], capture_output=True, timeout=20)
+    assert result.returncode == 2 and b"rate" in result.stderr and not result.stdout
+    with pytest.raises(SimulatorError, match="exited with code 2"):
+        SimulatorProcess("--replay-binance", "no_such_set").start()
+
+
+def test_pause_freezes_truth_and_rate_changes_the_flow(make_sim):
+    process = make_sim("--rate", "100", "--levels", "40")
+    control = process.control
+    control.pause()
+    first = control.truth()
+    time.sleep(0.3)
+    assert control.truth() == first
+    assert first["paused"] is True and 40 <= len(first["binance"]["bids"]) <= 50
+    assert len(control.truth(depth=5)["bitstamp"]["asks"]) == 5
+    before = control.stats()["binance"]["events"]
+    assert control.set_rate(binance=2000)["rates"]["binance"] == 2000.0
+    control.resume()
+    time.sleep(0.5)
+    stats = control.stats()
+    assert stats["binance"]["events"] - before > 500
+    assert stats["bitstamp"]["rate"] == 100.0
+    with pytest.raises(SimulatorError, match="rate"):
+        control.set_rate(binance=0)
+
+
+def test_truth_merged_uses_the_product_merge_rule(make_sim):
+    process = make_sim("--paused")
+    truth = process.control.truth(depth=10)
+    merged = truth["merged"]
+    assert len(merged["bids"]) == len(merged["asks"]) == 10
+    prices = [float(level["price"]) for level in merged["bids"]]
+    assert prices == sorted(prices, reverse=True)
+    best = max(float(truth[name]["bids"][0][0]) for name in ("binance", "bitstamp"))
+    assert float(merged["bids"][0]["price"]) == best
+    spread = float(merged["asks"][0]["price"]) - float(merged["bids"][0]["price"])
+    assert abs(float(merged["spread"]) - spread) < 1e-9
+    assert requests.get(f"{process.urls['control']}/nowhere", timeout=5).status_code == 404

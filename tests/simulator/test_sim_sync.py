@@ -1,0 +1,174 @@
+"""THE faithfulness test: clients written only from the documented procedures (PROTOCOLS.md) sync both books
+against a fast simulator whose snapshots arrive late, and end up equal to the truth, checkpoint after checkpoint.
+
+``SIM_SYNC_SECONDS`` sets how long the traffic runs (default 30; set it to minutes by hand), ``SIM_SYNC_RATE``
+the events per second per exchange (default 2000).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from itertools import chain
+
+import requests
+import websocket
+
+from orderbook.book import OrderBook
+from orderbook.prices import parse_decimal
+from orderbook.simulator.process import SimulatorProcess
+
+SYNC_SECONDS = float(os.environ.get("SIM_SYNC_SECONDS", "30"))
+RATE = int(os.environ.get("SIM_SYNC_RATE", "2000"))
+SNAPSHOT_DELAY = 0.5
+CHECKPOINTS = 3
+
+
+def parse(levels: list[list[str]]) -> list[tuple[int, int]]:
+    return [(parse_decimal(price), parse_decimal(amount)) for price, amount in levels]
+
+
+class FeedClient(threading.Thread):
+    """Reads one WebSocket into a queue (the buffer), while the sync thread fetches the snapshot."""
+
+    def __init__(self, url: str, subscribe: dict | None = None) -> None:
+        super().__init__(daemon=True)
+        self.ws = websocket.create_connection(url, timeout=10)
+        if subscribe is not None:
+            self.ws.send(json.dumps(subscribe))
+        self.messages: queue.Queue[dict | None] = queue.Queue()
+
+    def run(self) -> None:
+        try:
+            while text := self.ws.recv():  # "" once the connection is closed
+                self.messages.put(json.loads(text))
+        except (websocket.WebSocketException, OSError):
+            pass
+        self.messages.put(None)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class BinanceSync(threading.Thread):
+    """Binance's documented procedure: buffer, snapshot (retry while too old), drop, apply, gap => restart."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.urls = urls
+        self.book = OrderBook()
+        self.book_id = 0
+        self.buffered_at_sync = 0
+        self.restarts = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._sync_once():
+                self.restarts += 1
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+
+    def _sync_once(self) -> bool:
+        feed = self.feed = FeedClient(f"{self.urls['binance_ws']}/ws/ethbtc@depth@100ms")
+        feed.start()
+        first = feed.messages.get(timeout=10)
+        while True:
+            snapshot = requests.get(f"{self.urls['binance_rest']}/api/v3/depth",
+                                    params={"symbol": "ETHBTC", "limit": 5000}, timeout=10).json()
+            if snapshot["lastUpdateId"] >= first["U"]:
+                break
+        last_id = snapshot["lastUpdateId"]
+        self.book.load(parse(snapshot["bids"]), parse(snapshot["asks"]))
+        self.book_id = last_id
+        self.buffered_at_sync = feed.messages.qsize() + 1
+        kept_first = False
+        for event in chain([first], iter(feed.messages.get, None)):
+            if not kept_first:
+                if event["u"] <= last_id:
+                    continue
+                assert event["U"] <= last_id + 1 <= event["u"], "first kept event must straddle the snapshot"
+                kept_first = True
+            if event["u"] < self.book_id:
+                continue
+            if event["U"] > self.book_id + 1:
+                feed.close()
+                return False
+            self.book.apply(parse(event["b"]), parse(event["a"]))
+            self.book_id = event["u"]
+        return True  # the test closed the connection
+
+
+class BitstampSync(threading.Thread):
+    """Bitstamp's: subscribe and buffer, snapshot, drop diffs not newer than it, apply in order."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.urls = urls
+        self.book = OrderBook()
+        self.last_us = 0
+        self.buffered_at_sync = 0
+        self.out_of_order = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._sync()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+
+    def _sync(self) -> None:
+        feed = FeedClient(f"{self.urls['bitstamp_ws']}/",
+                          {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}})
+        self.feed = feed
+        feed.start()
+        assert feed.messages.get(timeout=10)["event"] == "bts:subscription_succeeded"
+        snapshot = requests.get(f"{self.urls['bitstamp_rest']}/api/v2/order_book/ethbtc/", timeout=10).json()
+        self.book.load(parse(snapshot["bids"]), parse(snapshot["asks"]))
+        self.last_us = int(snapshot["microtimestamp"])
+        self.buffered_at_sync = feed.messages.qsize()
+        while (frame := feed.messages.get()) is not None:
+            us = int(frame["data"]["microtimestamp"])
+            if us <= self.last_us:
+                continue  # already in the snapshot (or out of order, which the simulator never does unasked)
+            self.book.apply(parse(frame["data"]["bids"]), parse(frame["data"]["asks"]))
+            self.last_us = us
+
+
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "client did not catch up with the truth"
+        time.sleep(0.02)
+
+
+def test_documented_clients_stay_exactly_in_sync_at_high_rate():
+    args = ("--rate", str(RATE), "--snapshot-delay", str(SNAPSHOT_DELAY), "--seed", "9")
+    with SimulatorProcess(*args) as sim:
+        binance, bitstamp = BinanceSync(sim.urls), BitstampSync(sim.urls)
+        binance.start()
+        bitstamp.start()
+        for checkpoint in range(CHECKPOINTS):
+            time.sleep(SYNC_SECONDS / CHECKPOINTS)
+            sim.control.pause()
+            truth = sim.control.truth()
+            wait_until(lambda: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10)
+            wait_until(lambda: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"] or bitstamp.error, 10)
+            assert binance.error is None and bitstamp.error is None, (binance.error, bitstamp.error)
+            assert binance.book.bids() == parse(truth["binance"]["bids"]), checkpoint
+            assert binance.book.asks() == parse(truth["binance"]["asks"]), checkpoint
+            assert bitstamp.book.bids() == parse(truth["bitstamp"]["bids"]), checkpoint
+            assert bitstamp.book.asks() == parse(truth["bitstamp"]["asks"]), checkpoint
+            sim.control.resume()
+        stats = sim.control.stats()
+        binance.feed.close()
+        bitstamp.feed.close()
+    # The snapshot really arrived late while diffs kept coming, and the traffic really was fast.
+    assert binance.buffered_at_sync > RATE * SNAPSHOT_DELAY / 4
+    assert bitstamp.buffered_at_sync > RATE * SNAPSHOT_DELAY / 4
+    assert binance.restarts == 0
+    for name in ("binance", "bitstamp"):
+        assert stats[name]["events"] > RATE * SYNC_SECONDS * 0.6, stats[name]
