@@ -27,11 +27,11 @@ def parse_decimal(text: str) -> int:
     if match is None:
         raise BadNumber(f"not a plain decimal: {text!r:.40}")
     whole, fraction = match.groups()
-    if fraction:
+    if fraction and len(fraction) > DIGITS:
+        fraction = fraction.rstrip("0")
         if len(fraction) > DIGITS:
-            fraction = fraction.rstrip("0")
-            if len(fraction) > DIGITS:
-                raise BadNumber(f"more than {DIGITS} decimals: {text!r:.40}")
+            raise BadNumber(f"more than {DIGITS} decimals: {text!r:.40}")
+    if fraction:
         return int(whole) * SCALE + int(fraction) * 10 ** (DIGITS - len(fraction))
     return int(whole) * SCALE
 

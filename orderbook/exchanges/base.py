@@ -61,7 +61,7 @@ class ExchangeProtocol(ABC):
 def load_json(raw: str | bytes, *, loses_data: bool) -> Any:
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise BadMessage("not_json", str(error), loses_data=loses_data) from None
 
 

@@ -57,7 +57,9 @@ class BitstampProtocol(ExchangeProtocol):
             if frame.get("channel") != self.channel:
                 raise BadMessage("wrong_channel", f"{frame.get('channel')!r:.60}", loses_data=False)
             return self._parse_diff(frame.get("data"))
-        notice = _NOTICES.get(event)  # type: ignore[arg-type]
+        if type(event) is not str:  # readable, and not a diff (those say "data")
+            raise BadMessage("unknown_event", f"{raw!r:.120}", loses_data=False)
+        notice = _NOTICES.get(event)
         if notice is not None:
             return notice
         if event == "bts:request_reconnect":

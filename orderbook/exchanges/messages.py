@@ -68,9 +68,12 @@ def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[PriceLevel, ...]
     """``[["0.05123000", "1.2"], ...]`` -> ((price, amount), ...) as scaled integers. Prices must be positive."""
     if type(raw) is not list:
         raise BadMessage("bad_levels", f"levels are not a list: {raw!r:.80}", loses_data=loses_data)
+    for level in raw:
+        if type(level) is not list or len(level) != 2:
+            raise BadMessage("bad_levels", f"a level is not a [price, amount] pair: {level!r:.80}", loses_data=loses_data)
     try:
         levels = tuple((parse_decimal(price), parse_decimal(amount)) for price, amount in raw)
-    except (BadNumber, ValueError, TypeError) as error:
+    except BadNumber as error:
         raise BadMessage("bad_number", str(error), loses_data=loses_data) from None
     for price, _ in levels:
         if not price:
@@ -80,7 +83,7 @@ def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[PriceLevel, ...]
 
 def parse_id(raw: Any, what: str) -> int:
     """An id or timestamp: a non-negative integer, or a string of digits (Bitstamp writes them as strings)."""
-    if type(raw) is int and raw >= 0:
+    if type(raw) is int and 0 <= raw < 10**20:
         return raw
     if type(raw) is str and raw.isascii() and raw.isdigit() and len(raw) <= 20:
         return int(raw)

@@ -45,6 +45,7 @@ class BookSync(ABC):
         self.book = OrderBook()
         self.in_step = False
         self.last_id: int | None = None
+        self.snapshot_id: int | None = None
         self._buffer: list[BookDiff] = []
         self._max_buffered = max_buffered
 
@@ -57,6 +58,7 @@ class BookSync(ABC):
         self.book.clear()
         self.in_step = False
         self.last_id = None
+        self.snapshot_id = None
         self._buffer.clear()
 
     def on_diff(self, diff: BookDiff) -> Outcome:
@@ -81,7 +83,7 @@ class BookSync(ABC):
             return Outcome.SNAPSHOT_TOO_OLD
         self._buffer.clear()
         self.book.load(snapshot.bids, snapshot.asks)
-        self.last_id = snapshot.last_id
+        self.last_id = self.snapshot_id = snapshot.last_id
         self.in_step = True
         for diff in pending:
             outcome = self.on_diff(diff)
@@ -118,6 +120,11 @@ class BitstampSync(BookSync):
     """Microtimestamps: the only continuity check is that they strictly increase."""
 
     def _continuity(self, diff: BookDiff) -> Outcome:
+        # The stream can lag behind REST: a diff stamped at or before the snapshot may arrive after it was loaded.
+        # The snapshot already reflects it. Only a diff newer than the snapshot but not newer than the last one
+        # applied is out of order.
+        if diff.final_id <= self.snapshot_id:
+            return Outcome.STALE
         if diff.first_id <= self.last_id:
             return Outcome.OUT_OF_ORDER
         return Outcome.APPLIED

@@ -1,0 +1,187 @@
+"""Configuration: defaults, flags, ORDERBOOK_* variables (the flag wins), and one clear error for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from orderbook.config import Address, Config, ConfigError, load_config
+
+DEFAULTS = Config(
+    symbol="ETHBTC",
+    depth=10,
+    grpc_addr=Address("127.0.0.1", 5002),
+    metrics_addr=Address("127.0.0.1", 9102),
+    binance_ws_url="wss://stream.binance.com:9443",
+    binance_rest_url="https://api.binance.com",
+    bitstamp_ws_url="wss://ws.bitstamp.net",
+    bitstamp_rest_url="https://www.bitstamp.net",
+    binance_snapshot_limit=1000,
+    max_streams=1000,
+    silence_timeout=10.0,
+    tls_cert=None,
+    tls_key=None,
+    log_level="info",
+    log_format="text",
+    demo=False,
+)
+
+# flag, a value to give it, the field it sets, the value that field should get, another valid value
+SETTINGS = [
+    ("--symbol", "btcusdt", "symbol", "BTCUSDT", "LTCBTC"),
+    ("--depth", "25", "depth", 25, "9"),
+    ("--grpc-addr", "0.0.0.0:6000", "grpc_addr", Address("0.0.0.0", 6000), "127.0.0.1:1"),
+    ("--metrics-addr", "[::1]:9200", "metrics_addr", Address("::1", 9200), "127.0.0.1:2"),
+    ("--binance-ws-url", "ws://127.0.0.1:9001/", "binance_ws_url", "ws://127.0.0.1:9001", "ws://other:1"),
+    ("--binance-rest-url", "http://127.0.0.1:9002", "binance_rest_url", "http://127.0.0.1:9002", "http://other:2"),
+    ("--bitstamp-ws-url", "wss://ws.example.net", "bitstamp_ws_url", "wss://ws.example.net", "ws://other:3"),
+    ("--bitstamp-rest-url", "https://bitstamp.example.net/", "bitstamp_rest_url", "https://bitstamp.example.net",
+     "http://other:4"),
+    ("--binance-snapshot-limit", "5000", "binance_snapshot_limit", 5000, "10"),
+    ("--max-streams", "3", "max_streams", 3, "99"),
+    ("--silence-timeout", "2.5", "silence_timeout", 2.5, "9"),
+    ("--tls-cert", "cert.pem", "tls_cert", "cert.pem", "other.pem"),  # with --tls-key (below)
+    ("--log-level", "debug", "log_level", "debug", "error"),
+    ("--log-format", "json", "log_format", "json", "text"),
+]
+IDS = [setting[0] for setting in SETTINGS]
+TLS_KEY = ["--tls-key", "key.pem"]
+
+def env_name(flag: str) -> str:
+    return "ORDERBOOK_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def test_defaults():
+    assert load_config([], {}) == DEFAULTS
+
+
+def test_the_process_environment_is_read_when_none_is_given(monkeypatch):
+    monkeypatch.setenv("ORDERBOOK_DEPTH", "7")
+    assert load_config([]).depth == 7
+
+
+def with_key(flag: str) -> list[str]:
+    return TLS_KEY if flag == "--tls-cert" else []
+
+
+@pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
+def test_each_flag(flag, value, field, expected, other):
+    config = load_config([flag, value, *with_key(flag)], {})
+    assert getattr(config, field) == expected
+    unchanged = [name for name in DEFAULTS.__slots__ if name not in (field, "tls_key")]
+    assert [getattr(config, name) for name in unchanged] == [getattr(DEFAULTS, name) for name in unchanged]
+
+
+@pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
+def test_each_environment_variable(flag, value, field, expected, other):
+    config = load_config(with_key(flag), {env_name(flag): value})
+    assert getattr(config, field) == expected
+
+
+@pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
+def test_the_flag_wins_over_the_environment(flag, value, field, expected, other):
+    assert getattr(load_config(with_key(flag), {env_name(flag): other}), field) != expected  # a real contest
+    assert getattr(load_config([flag, value, *with_key(flag)], {env_name(flag): other}), field) == expected
+
+
+def test_the_flag_wins_over_the_environment_with_different_values():
+    config = load_config(["--symbol", "ETHBTC", "--depth", "5"], {"ORDERBOOK_SYMBOL": "LTCBTC", "ORDERBOOK_DEPTH": "9"})
+    assert (config.symbol, config.depth) == ("ETHBTC", 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("off", False),
+     ("", False)],
+)
+def test_demo_from_the_environment(value, expected):
+    assert load_config([], {"ORDERBOOK_DEMO": value}).demo is expected
+
+
+def test_demo_flag_wins_over_a_false_environment():
+    assert load_config(["--demo"], {"ORDERBOOK_DEMO": "0"}).demo is True
+
+
+def test_demo_environment_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="ORDERBOOK_DEMO"):
+        load_config([], {"ORDERBOOK_DEMO": "maybe"})
+
+
+def test_unknown_orderbook_variable_is_rejected():
+    with pytest.raises(ConfigError, match="ORDERBOOK_SYMBOLS"):
+        load_config([], {"ORDERBOOK_SYMBOLS": "ETHBTC"})
+    with pytest.raises(ConfigError, match="ORDERBOOK_HELP"):
+        load_config([], {"ORDERBOOK_HELP": "1"})
+
+
+def test_other_variables_are_ignored():
+    assert load_config([], {"PATH": "/bin", "ORDERBOOK": "x", "XORDERBOOK_DEPTH": "3"}) == DEFAULTS
+    assert load_config([], {"ORDERBOOK_PYTHON": "/usr/bin/python3"}) == DEFAULTS  # read by the bin/ shims
+
+
+def test_metrics_off():
+    assert load_config(["--metrics-addr", "off"], {}).metrics_addr is None
+    assert load_config([], {"ORDERBOOK_METRICS_ADDR": "off"}).metrics_addr is None
+
+
+def test_tls_pair():
+    config = load_config(["--tls-cert", "cert.pem", "--tls-key", "key.pem"], {})
+    assert (config.tls_cert, config.tls_key) == ("cert.pem", "key.pem")
+    config = load_config([], {"ORDERBOOK_TLS_CERT": "c.pem", "ORDERBOOK_TLS_KEY": "k.pem"})
+    assert (config.tls_cert, config.tls_key) == ("c.pem", "k.pem")
+    for argv in (["--tls-cert", "cert.pem"], ["--tls-key", "key.pem"]):
+        with pytest.raises(ConfigError, match="--tls-cert and --tls-key go together"):
+            load_config(argv, {})
+
+
+def test_address_text():
+    assert str(Address("127.0.0.1", 5002)) == "127.0.0.1:5002"
+    assert str(Address("::1", 5002)) == "[::1]:5002"
+    assert load_config(["--grpc-addr", "::1:5002"], {}).grpc_addr == Address("::1", 5002)
+    assert load_config(["--grpc-addr", "localhost:0"], {}).grpc_addr == Address("localhost", 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--symbol", "ETH/BTC"], "--symbol"),
+        (["--symbol", "E"], "--symbol"),
+        (["--symbol", ""], "--symbol"),
+        (["--symbol", "ETH BTC"], "--symbol"),
+        (["--depth", "0"], "--depth"),
+        (["--depth", "1001"], "--depth"),
+        (["--depth", "-3"], "--depth"),
+        (["--binance-snapshot-limit", "0"], "--binance-snapshot-limit"),
+        (["--binance-snapshot-limit", "5001"], "--binance-snapshot-limit"),
+        (["--max-streams", "0"], "--max-streams"),
+        (["--silence-timeout", "0"], "--silence-timeout"),
+        (["--silence-timeout", "nan"], "--silence-timeout"),
+        (["--grpc-addr", "127.0.0.1"], "--grpc-addr"),
+        (["--grpc-addr", ":5002"], "--grpc-addr"),
+        (["--grpc-addr", "host:port"], "--grpc-addr"),
+        (["--grpc-addr", "host:70000"], "--grpc-addr"),
+        (["--grpc-addr", "host:-1"], "--grpc-addr"),
+        (["--metrics-addr", "nowhere"], "--metrics-addr"),
+        (["--binance-ws-url", "https://stream.binance.com"], "--binance-ws-url"),
+        (["--binance-ws-url", "stream.binance.com:9443"], "--binance-ws-url"),
+        (["--binance-rest-url", "wss://api.binance.com"], "--binance-rest-url"),
+        (["--bitstamp-ws-url", "ftp://ws.bitstamp.net"], "--bitstamp-ws-url"),
+        (["--bitstamp-rest-url", "https://"], "--bitstamp-rest-url"),
+    ],
+)
+def test_bad_values_are_one_clear_error(argv, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(argv, {})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("argv", [["--depth", "ten"], ["--log-level", "verbose"], ["--no-such-flag"]])
+def test_malformed_flags_exit_as_argparse_does(argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        load_config(argv, {})
+    assert caught.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        DEFAULTS.depth = 3  # type: ignore[misc]

@@ -1,0 +1,378 @@
+"""The exchange parsers, on every real recorded frame and on every kind of frame they must refuse.
+
+Expected values are computed here from the raw JSON with ``Decimal``, not with the product's number code.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from orderbook.exchanges.base import ExchangeError
+from orderbook.exchanges.binance import BinanceProtocol
+from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
+from orderbook.exchanges.sync import BinanceSync, BitstampSync
+from recordings import control_events, params
+
+ONE = 10**12
+
+
+def scaled(text: str) -> int:
+    """The exact scaled integer for a decimal string, via Decimal (independent of orderbook.prices)."""
+    value = Decimal(text).scaleb(12)
+    assert value == value.to_integral_value(), text
+    return int(value)
+
+
+def expected_levels(raw: list[list[str]]) -> tuple[tuple[int, int], ...]:
+    return tuple((scaled(price), scaled(amount)) for price, amount in raw)
+
+
+def binance(symbol: str = "ETHBTC") -> BinanceProtocol:
+    return BinanceProtocol(symbol, "wss://stream.binance.com:9443", "https://api.binance.com")
+
+
+def bitstamp(pair: str = "ETHBTC") -> BitstampProtocol:
+    return BitstampProtocol(pair, "wss://ws.bitstamp.net", "https://www.bitstamp.net")
+
+
+def dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def bad(parse, raw) -> BadMessage:
+    with pytest.raises(BadMessage) as caught:
+        parse(raw)
+    return caught.value
+
+
+# -- recorded frames -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data_set", params("binance"))
+def test_binance_recorded_frames_parse_in_both_endpoint_shapes(data_set):
+    protocol = binance(data_set.symbol)
+    for frame, event in zip(data_set.frames, data_set.events(), strict=True):
+        combined = protocol.parse_message(frame)
+        raw_shape = protocol.parse_message(dumps(event))  # what /ws/<stream> sends: the event alone
+        assert combined == raw_shape
+        assert combined == BookDiff(
+            event["U"], event["u"], event["E"] / 1e3, expected_levels(event["b"]), expected_levels(event["a"])
+        )
+        assert protocol.parse_message(frame.encode()) == combined  # websocket-client may hand over bytes
+
+
+@pytest.mark.parametrize("data_set", params("binance"))
+def test_binance_recorded_snapshot_parses(data_set):
+    body = data_set.snapshot()
+    snapshot = binance(data_set.symbol).parse_snapshot(data_set.snapshot_body)
+    assert snapshot == BookSnapshot(
+        data_set.snapshot_id, expected_levels(body["bids"]), expected_levels(body["asks"])
+    )
+    assert snapshot.last_id == body["lastUpdateId"]
+    assert len(snapshot.bids) > 0 and len(snapshot.asks) > 0
+
+
+@pytest.mark.parametrize("data_set", params("bitstamp"))
+def test_bitstamp_recorded_frames_parse(data_set):
+    protocol = bitstamp(data_set.symbol)
+    for frame, event in zip(data_set.frames, data_set.events(), strict=True):
+        diff = protocol.parse_message(frame)
+        microtimestamp = int(event["microtimestamp"])
+        assert diff == BookDiff(
+            microtimestamp,
+            microtimestamp,
+            microtimestamp / 1e6,
+            expected_levels(event["bids"]),
+            expected_levels(event["asks"]),
+        )
+
+
+@pytest.mark.parametrize("data_set", params("bitstamp"))
+def test_bitstamp_recorded_snapshot_parses(data_set):
+    body = data_set.snapshot()
+    snapshot = bitstamp(data_set.symbol).parse_snapshot(data_set.snapshot_body)
+    assert snapshot == BookSnapshot(
+        data_set.snapshot_id, expected_levels(body["bids"]), expected_levels(body["asks"])
+    )
+    assert len(snapshot.bids) > 0 and len(snapshot.asks) > 0
+
+
+def test_bitstamp_recorded_control_events_are_notices():
+    events = control_events()
+    assert len(events) > 0
+    for frame in events:
+        pair = json.loads(frame)["channel"].removeprefix("diff_order_book_")
+        assert bitstamp(pair).parse_message(frame) == Notice("subscribed")
+
+
+# -- control frames ------------------------------------------------------------------------------------------------
+
+
+def test_binance_server_shutdown_asks_for_a_reconnect():
+    protocol = binance()
+    event = {"e": "serverShutdown", "E": 1700000000000}
+    assert protocol.parse_message(dumps(event)) == ReconnectRequest("server_shutdown")
+    wrapped = {"stream": "ethbtc@depth@100ms", "data": event}
+    assert protocol.parse_message(dumps(wrapped)) == ReconnectRequest("server_shutdown")
+
+
+def test_binance_method_result_is_a_notice():
+    assert binance().parse_message('{"result":null,"id":1}') == Notice("method_result")
+
+
+@pytest.mark.parametrize("data", ["", None, {}])
+def test_bitstamp_request_reconnect(data):
+    frame = dumps({"event": "bts:request_reconnect", "channel": "", "data": data})
+    assert bitstamp().parse_message(frame) == ReconnectRequest("request_reconnect")
+
+
+def test_bitstamp_heartbeat_reply_is_a_notice():
+    frame = '{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
+    assert bitstamp().parse_message(frame) == Notice("heartbeat")
+
+
+def test_bitstamp_subscribe_message_and_heartbeat():
+    protocol = bitstamp("ethbtc")
+    assert [json.loads(m) for m in protocol.subscribe_messages()] == [
+        {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}}
+    ]
+    assert json.loads(protocol.heartbeat_message()) == {"event": "bts:heartbeat"}
+    assert protocol.parse_message(
+        '{"event":"bts:subscription_succeeded","channel":"diff_order_book_ethbtc","data":{}}'
+    ) == Notice("subscribed")
+
+
+def test_urls():
+    assert binance("ethbtc").stream_url == "wss://stream.binance.com:9443/ws/ethbtc@depth@100ms"
+    assert binance("ethbtc").snapshot_url == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=1000"
+    custom = BinanceProtocol("ETHBTC", "ws://127.0.0.1:9/", "http://127.0.0.1:8/", snapshot_limit=5000)
+    assert custom.stream_url == "ws://127.0.0.1:9/ws/ethbtc@depth@100ms"
+    assert custom.snapshot_url == "http://127.0.0.1:8/api/v3/depth?symbol=ETHBTC&limit=5000"
+    assert bitstamp("ETHBTC").stream_url == "wss://ws.bitstamp.net/"
+    assert bitstamp("ETHBTC").snapshot_url == "https://www.bitstamp.net/api/v2/order_book/ethbtc/"
+
+
+@pytest.mark.parametrize("limit", [0, 5001])
+def test_binance_snapshot_limit_range(limit):
+    with pytest.raises(ValueError):
+        BinanceProtocol("ETHBTC", "wss://x", "https://x", snapshot_limit=limit)
+
+
+def test_each_protocol_makes_its_own_sync():
+    assert type(binance().new_sync()) is BinanceSync
+    assert type(bitstamp().new_sync()) is BitstampSync
+
+
+# -- frames to refuse ----------------------------------------------------------------------------------------------
+
+BINANCE_DIFF = {"e": "depthUpdate", "E": 1700000000123, "s": "ETHBTC", "U": 10, "u": 12,
+                "b": [["0.05123000", "1.5"]], "a": [["0.05124000", "0"]]}
+BITSTAMP_DIFF = {"data": {"timestamp": "1641343691", "microtimestamp": "1641343691591603",
+                          "bids": [["0.06310274", "1.5"]], "asks": [["0.06311", "0.00000000"]]},
+                 "channel": "diff_order_book_ethbtc", "event": "data"}
+
+
+def binance_diff(**changes):
+    return dumps({**BINANCE_DIFF, **changes})
+
+
+def bitstamp_diff(**changes):
+    return dumps({**BITSTAMP_DIFF, "data": {**BITSTAMP_DIFF["data"], **changes}})
+
+
+def test_the_templates_parse():
+    assert binance().parse_message(binance_diff()) == BookDiff(
+        10, 12, 1700000000.123, ((51_230_000_000, 3 * ONE // 2),), ((51_240_000_000, 0),)
+    )
+    assert bitstamp().parse_message(bitstamp_diff()) == BookDiff(
+        1641343691591603, 1641343691591603, 1641343691.591603,
+        ((63_102_740_000, 3 * ONE // 2),), ((63_110_000_000, 0),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json", "not_json"),
+        ("", "not_json"),
+        (b"\xff\xfe\x00", "not_json"),
+        ('{"e":"depthUpdate"', "not_json"),
+        ("[1, 2]", "unknown_shape"),
+        ('"depthUpdate"', "unknown_shape"),
+        ("42", "unknown_shape"),
+        ("null", "unknown_shape"),
+        ('{"stream":"ethbtc@depth@100ms","data":[1]}', "unknown_shape"),
+        ('{"stream":"ethbtc@depth@100ms","data":"x"}', "unknown_shape"),
+        ('{"e":"trade","E":1,"s":"ETHBTC"}', "unknown_event"),
+        ("{}", "unknown_event"),
+        ('{"code":-1121,"msg":"Invalid symbol."}', "unknown_event"),
+        ('{"error":{"code":2,"msg":"Invalid request"},"id":1}', "exchange_error"),
+    ],
+)
+def test_binance_unreadable_frames_do_not_lose_data(raw, reason):
+    # a lost Binance frame shows up as a gap in the ids, so an unreadable one does not break the book by itself
+    error = bad(binance().parse_message, raw)
+    assert (error.reason, error.loses_data) == (reason, False)
+
+
+def test_binance_wrong_symbol():
+    error = bad(binance("ETHBTC").parse_message, binance_diff(s="BTCUSDT"))
+    assert (error.reason, error.loses_data) == ("wrong_symbol", False)
+    error = bad(binance("ETHBTC").parse_message, dumps({k: v for k, v in BINANCE_DIFF.items() if k != "s"}))
+    assert error.reason == "wrong_symbol"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"b": [["abc", "1"]]}, "bad_number"),
+        ({"b": [["-0.05", "1"]]}, "bad_number"),
+        ({"a": [["0.05", "-1"]]}, "bad_number"),
+        ({"a": [["NaN", "1"]]}, "bad_number"),
+        ({"a": [["0.05", "NaN"]]}, "bad_number"),
+        ({"a": [["0.05", "inf"]]}, "bad_number"),
+        ({"b": [[0.05, "1"]]}, "bad_number"),  # a JSON number, not a string
+        ({"b": [["0.05", "1", "2"]]}, "bad_levels"),
+        ({"b": [["0.05"]]}, "bad_levels"),
+        ({"b": [5]}, "bad_levels"),
+        ({"b": [["0", "1"]]}, "bad_number"),  # a zero price is no level
+        ({"b": {"0.05": "1"}}, "bad_levels"),
+        ({"b": None}, "bad_levels"),
+        ({"a": "0.05"}, "bad_levels"),
+        ({"U": "ten"}, "bad_id"),
+        ({"u": -1}, "bad_id"),
+        ({"U": 1.5}, "bad_id"),
+        ({"U": True}, "bad_id"),
+        ({"E": None}, "bad_id"),
+        ({"U": 13, "u": 12}, "bad_id"),
+    ],
+)
+def test_binance_bad_diffs_lose_data(changes, reason):
+    error = bad(binance().parse_message, binance_diff(**changes))
+    assert (error.reason, error.loses_data) == (reason, True)
+    wrapped = dumps({"stream": "ethbtc@depth@100ms", "data": json.loads(binance_diff(**changes))})
+    assert bad(binance().parse_message, wrapped).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "loses_data"),
+    [
+        ("not json", "not_json", True),
+        (b"\xff\xfe", "not_json", True),
+        ("[1, 2]", "unknown_shape", True),
+        ('"data"', "unknown_shape", True),
+        ("null", "unknown_shape", True),
+        ('{"event":"bts:error","channel":"","data":{"code":null,"message":"Invalid channel provided."}}',
+         "exchange_error", False),
+        ('{"result":null,"id":1}', "unknown_event", False),
+        ('{"event":"trade","channel":"live_trades_ethbtc","data":{}}', "unknown_event", False),
+        ('{"event":"data","channel":"diff_order_book_btcusd","data":{}}', "wrong_channel", False),
+        ('{"event":"data","channel":"order_book_ethbtc","data":{}}', "wrong_channel", False),
+        ('{"event":"data","channel":"diff_order_book_ethbtc","data":[]}', "unknown_shape", True),
+        ('{"event":"data","channel":"diff_order_book_ethbtc","data":null}', "unknown_shape", True),
+        ('{"event":"data","channel":"diff_order_book_ethbtc"}', "unknown_shape", True),
+    ],
+)
+def test_bitstamp_unusable_frames(raw, reason, loses_data):
+    # no sequence numbers: a frame that cannot be read at all may have been a diff
+    error = bad(bitstamp().parse_message, raw)
+    assert (error.reason, error.loses_data) == (reason, loses_data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"bids": [["abc", "1"]]}, "bad_number"),
+        ({"bids": [["0.06", "-1"]]}, "bad_number"),
+        ({"asks": [["NaN", "1"]]}, "bad_number"),
+        ({"asks": [["0.06", "1e3"]]}, "bad_number"),
+        ({"asks": [["0.06", 1]]}, "bad_number"),
+        ({"bids": None}, "bad_levels"),
+        ({"asks": "x"}, "bad_levels"),
+        ({"microtimestamp": "soon"}, "bad_id"),
+        ({"microtimestamp": "-1641343691591603"}, "bad_id"),
+        ({"microtimestamp": None}, "bad_id"),
+    ],
+)
+def test_bitstamp_bad_diffs_lose_data(changes, reason):
+    error = bad(bitstamp().parse_message, bitstamp_diff(**changes))
+    assert (error.reason, error.loses_data) == (reason, True)
+
+
+@pytest.mark.parametrize("level", ["12", {"1": "x", "2": "y"}])
+def test_a_level_must_be_a_pair_of_strings(level):
+    error = bad(binance().parse_message, binance_diff(b=[level]))
+    assert error.loses_data
+
+
+@pytest.mark.parametrize("protocol", [binance(), bitstamp()], ids=["binance", "bitstamp"])
+def test_deeply_nested_json_is_a_bad_message(protocol):
+    error = bad(protocol.parse_message, "[" * 100_000)
+    assert error.reason == "not_json"
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", "0.00000", "0.00000000", "00.000000000000"])
+@pytest.mark.parametrize("exchange", ["binance", "bitstamp"])
+def test_zero_however_written_removes_the_level(zero, exchange):
+    if exchange == "binance":
+        protocol, frame = binance(), binance_diff(b=[["0.05", zero]], a=[])
+        snapshot = b'{"lastUpdateId": 11, "bids": [["0.05", "1"], ["0.04", "1"]], "asks": []}'
+    else:
+        protocol, frame = bitstamp(), bitstamp_diff(bids=[["0.05", zero]], asks=[])
+        snapshot = b'{"microtimestamp": "1641343691000000", "bids": [["0.05", "1"], ["0.04", "1"]], "asks": []}'
+    sync = protocol.new_sync()
+    sync.on_snapshot(protocol.parse_snapshot(snapshot))
+    assert sync.on_diff(protocol.parse_message(frame)).value == "applied"
+    assert sync.book.bids() == [(40_000_000_000, ONE)]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>", "not_json"),
+        (b"[]", "unknown_shape"),
+        (b'{"bids": [], "asks": []}', "bad_id"),
+        (b'{"lastUpdateId": 5, "bids": [["x", "1"]], "asks": []}', "bad_number"),
+        (b'{"lastUpdateId": 5, "bids": [], "asks": null}', "bad_levels"),
+        (b'{"code": -1121, "msg": "Invalid symbol."}', "bad_id"),
+    ],
+)
+def test_binance_bad_snapshots(body, reason):
+    error = bad(binance().parse_snapshot, body)
+    assert (error.reason, error.loses_data) == (reason, True)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>", "not_json"),
+        (b'{"microtimestamp": "1", "bids": "", "asks": []}', "bad_levels"),
+        (b'{"timestamp": "1", "bids": [], "asks": []}', "bad_id"),
+        (b'{"microtimestamp": "1", "bids": [], "asks": [["1", "-1"]]}', "bad_number"),
+    ],
+)
+def test_bitstamp_bad_snapshots(body, reason):
+    assert bad(bitstamp().parse_snapshot, body).reason == reason
+
+
+def test_binance_snapshot_errors():
+    protocol = binance("NOPE")
+    error = protocol.snapshot_error(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+    assert isinstance(error, ExchangeError) and "NOPE" in str(error)
+    assert protocol.snapshot_error(400, b'{"code":-1100,"msg":"Illegal characters found."}') is None
+    assert protocol.snapshot_error(400, b"not json") is None
+    assert protocol.snapshot_error(400, b"[-1121]") is None
+    assert protocol.snapshot_error(429, b'{"code":-1121}') is None
+    assert protocol.snapshot_error(500, b"") is None
+
+
+def test_bitstamp_snapshot_errors():
+    protocol = bitstamp("nope")
+    error = protocol.snapshot_error(404, b"<html>Not found</html>")
+    assert isinstance(error, ExchangeError) and "nope" in str(error)
+    assert protocol.snapshot_error(500, b"") is None
+    assert protocol.snapshot_error(429, b"") is None
