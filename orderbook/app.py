@@ -10,6 +10,7 @@ import time
 
 import gevent
 import gevent.event
+import gevent.pool
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -49,6 +50,7 @@ class Application:
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         self.grpc = GrpcServer(self.broadcaster, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
         settings = FeedSettings(silence_timeout=config.silence_timeout)
+        self._greenlets = gevent.pool.Group()
         self.feeds = [
             ExchangeFeed(
                 protocol,
@@ -57,13 +59,13 @@ class Application:
                 on_fatal=self._fatal,
                 metrics=self.metrics.exchange(protocol.name),
                 settings=settings,
+                spawn=self._greenlets.spawn,
             )
             for protocol in protocols
         ]
         self.metrics.add_state_source(merged_book_families(lambda: self.publisher.last))
-        self.metrics.add_state_source(self._stream_families)
+        self.metrics.add_state_source(self._service_families)
         self.metrics_port: int | None = None
-        self._greenlets: list[gevent.Greenlet] = []
         self._serving = False
         self._done = gevent.event.AsyncResult()
 
@@ -83,7 +85,8 @@ class Application:
             self.metrics_port = httpd.server_port
             log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
         log.info("serving the consolidated %s book", self.config.symbol)
-        self._greenlets = [gevent.spawn(feed.run) for feed in self.feeds]
+        for feed in self.feeds:
+            self._greenlets.spawn(feed.run)
 
     def wait(self) -> int:
         """Block until :meth:`stop` or a fatal exchange error; returns the exit code."""
@@ -93,7 +96,7 @@ class Application:
         if self._done.ready():
             return
         log.info("shutting down")
-        gevent.killall(self._greenlets, timeout=grace)
+        self._greenlets.kill(timeout=grace)
         self.grpc.stop(grace)
         self._done.set(exit_code)
 
@@ -112,7 +115,7 @@ class Application:
     def _publish(self, top: MergedTop) -> None:
         self.broadcaster.publish(encode_summary(top))
 
-    def _stream_families(self) -> list[Metric]:
+    def _service_families(self) -> list[Metric]:
         b = self.broadcaster
         streams = GaugeMetricFamily("orderbook_grpc_open_streams", "BookSummary streams open")
         streams.add_metric([], b.open_streams)
@@ -124,4 +127,8 @@ class Application:
             "orderbook_summaries_skipped", "Summaries a slow client never saw because a newer one replaced it"
         )
         skipped.add_metric([], b.skipped_total)
-        return [streams, published, sent, skipped]
+        greenlets = GaugeMetricFamily(
+            "orderbook_greenlets", "Greenlets alive that the service started: feeds and their helpers, gRPC calls"
+        )
+        greenlets.add_metric([], len(self._greenlets) + self.grpc.active_calls)
+        return [streams, published, sent, skipped, greenlets]

@@ -67,7 +67,9 @@ class ExchangeFeed:
         metrics: ExchangeMetrics,
         settings: FeedSettings = FeedSettings(),
         http: requests.Session | None = None,
+        spawn: Callable[..., gevent.Greenlet] = gevent.spawn,
     ) -> None:
+        """``spawn`` starts the feed's helper greenlets (the owner passes its pool's, to account for them)."""
         self.protocol = protocol
         self.name = protocol.name
         self._book = book
@@ -76,6 +78,7 @@ class ExchangeFeed:
         self._metrics = metrics
         self._stats = metrics.stats
         self._settings = settings
+        self._spawn = spawn
         self._http = http or requests.Session()
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._rest_not_before = 0.0  # honours Retry-After across sessions
@@ -120,7 +123,7 @@ class ExchangeFeed:
         try:
             for message in self.protocol.subscribe_messages():
                 ws.send(message)
-            helpers.append(gevent.spawn(self._keepalive, ws))
+            helpers.append(self._spawn(self._keepalive, ws))
             self._read(ws, sync, helpers)
             return "closed"  # not reached: _read only ends by raising
         except Rebuild as rebuild:
@@ -139,7 +142,7 @@ class ExchangeFeed:
             self._sync = None
             self._metrics.set_connected(False)
             if hand_over:
-                gevent.spawn(self._drain, ws, sync)
+                self._spawn(self._drain, ws, sync)
             else:
                 self._leave_book(sync)
                 ws.close(timeout=0.5)
@@ -181,7 +184,7 @@ class ExchangeFeed:
         def request_snapshot() -> None:
             nonlocal snapshot_requested
             snapshot_requested = True
-            helpers.append(gevent.spawn(self._load_snapshot, sync, gevent.getcurrent()))
+            helpers.append(self._spawn(self._load_snapshot, sync, gevent.getcurrent()))
 
         if until is None and not self.protocol.needs_subscription_ack:
             request_snapshot()

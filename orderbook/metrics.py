@@ -7,12 +7,10 @@ attributes of the objects that own them, read by :class:`_StateCollector` only w
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from greenlet import greenlet
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -180,8 +178,6 @@ class _StateCollector(Collector):
                 age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
             levels.add_metric([exchange, "bid"], stats.bid_levels())
             levels.add_metric([exchange, "ask"], stats.ask_levels())
-        greenlets = GaugeMetricFamily("orderbook_greenlets", "Greenlets alive in the process (leak check)")
-        greenlets.add_metric([], sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead))
-        yield from (frames, frame_bytes, age, levels, greenlets)
+        yield from (frames, frame_bytes, age, levels)
         for source in self._metrics._state_sources:
             yield from source()

@@ -130,6 +130,7 @@ class GrpcServer:
         self._tls = tls
         self._reuse_port = reuse_port
         self._health = health.HealthServicer()
+        self._executor = GreenletExecutor()
         self._server: grpc.Server | None = None
         self._port: int | None = None
         self._stopped = False
@@ -146,6 +147,11 @@ class GrpcServer:
             raise RuntimeError("the server has not been started")
         return self._port
 
+    @property
+    def active_calls(self) -> int:
+        """RPCs running now, each in its own greenlet (streams, health checks, reflection)."""
+        return self._executor.running
+
     def start(self) -> None:
         """Bind and start serving; raise :class:`ServerStartError` (or a subclass) with the address on failure."""
         if self._server is not None:
@@ -153,7 +159,7 @@ class GrpcServer:
         host, port = parse_address(self._address)
         credentials = self._tls.credentials() if self._tls is not None else None
         server = grpc.server(
-            GreenletExecutor(),
+            self._executor,
             handlers=[self._summary_handler()],
             options=[*_SERVER_OPTIONS, ("grpc.so_reuseport", int(self._reuse_port))],
             maximum_concurrent_rpcs=self._max_streams,
