@@ -33,20 +33,34 @@ class OrderBook:
         self._bids = SortedDict({-price: amount for price, amount in bids if amount})
         self._asks = SortedDict({price: amount for price, amount in asks if amount})
 
-    def apply(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
-        """Set each level to its new absolute amount; zero removes the level."""
+    def apply(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel], watch: int = 0) -> bool:
+        """Set each level to its new absolute amount; zero removes the level.
+
+        Returns whether the change may have altered the best ``watch`` levels of either side (with ``watch`` 0:
+        whether there was any level at all), so that a caller serving only the top of the book can skip the
+        work when a diff only moved deeper levels. A level at or better than the ``watch``-th best is in reach.
+        """
+        touched = False
         side = self._bids
+        bound = side.keys()[watch - 1] if 0 < watch <= len(side) else None
         for price, amount in bids:
+            key = -price
+            if bound is None or key <= bound:
+                touched = True
             if amount:
-                side[-price] = amount
+                side[key] = amount
             else:
-                side.pop(-price, None)
+                side.pop(key, None)
         side = self._asks
+        bound = side.keys()[watch - 1] if 0 < watch <= len(side) else None
         for price, amount in asks:
+            if bound is None or price <= bound:
+                touched = True
             if amount:
                 side[price] = amount
             else:
                 side.pop(price, None)
+        return touched
 
     def top_bids(self, depth: int) -> list[PriceLevel]:
         """The best ``depth`` bids, highest price first."""

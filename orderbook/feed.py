@@ -117,7 +117,7 @@ class ExchangeFeed:
             return "connect_failed"
         log.info("%s: connected to %s", self.name, url)
         self._metrics.set_connected(True)
-        self._sync = sync = self.protocol.new_sync()
+        self._sync = sync = self.protocol.new_sync(watch_depth=self._book.depth)
         helpers: list[gevent.Greenlet] = []
         hand_over = False
         try:
@@ -225,7 +225,8 @@ class ExchangeFeed:
                 book.detach(self.name)
         if outcome is Outcome.APPLIED:
             self._metrics.event_age(time.time() - diff.event_time)
-            self._on_change(received_at)
+            if sync.top_changed:
+                self._on_change(received_at)
         elif outcome is Outcome.STALE:
             self._metrics.stale_diff()
         elif outcome.breaks_book:

@@ -28,24 +28,20 @@ class MergedTop(NamedTuple):
     asks: tuple[Level, ...]
 
 
-def _bid_order(level: Level) -> tuple[int, int, str]:
-    return (-level.price, -level.amount, level.exchange)
-
-
-def _ask_order(level: Level) -> tuple[int, int, str]:
-    return (level.price, -level.amount, level.exchange)
+# Sort keys are plain tuples compared natively (no key function), and Level objects are made only for the
+# levels kept: this runs on every change of the top of either book.
 
 
 def merge_bids(tops: Mapping[str, Sequence[PriceLevel]], depth: int) -> tuple[Level, ...]:
-    levels = [Level(exchange, price, amount) for exchange, top in tops.items() for price, amount in top]
-    levels.sort(key=_bid_order)
-    return tuple(levels[:depth])
+    rows = [(-price, -amount, exchange) for exchange, top in tops.items() for price, amount in top]
+    rows.sort()
+    return tuple([Level(exchange, -price, -amount) for price, amount, exchange in rows[:depth]])
 
 
 def merge_asks(tops: Mapping[str, Sequence[PriceLevel]], depth: int) -> tuple[Level, ...]:
-    levels = [Level(exchange, price, amount) for exchange, top in tops.items() for price, amount in top]
-    levels.sort(key=_ask_order)
-    return tuple(levels[:depth])
+    rows = [(price, -amount, exchange) for exchange, top in tops.items() for price, amount in top]
+    rows.sort()
+    return tuple([Level(exchange, price, -amount) for price, amount, exchange in rows[:depth]])
 
 
 def merge_top(

@@ -8,6 +8,7 @@ an int scaled by 10**DIGITS; floats appear only at the gRPC boundary (:func:`to_
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 DIGITS = 12
 SCALE = 10**DIGITS
@@ -23,7 +24,16 @@ class BadNumber(ValueError):
 
 def parse_decimal(text: str) -> int:
     """Parse a non-negative decimal string into an integer scaled by ``SCALE``."""
-    match = _DECIMAL.fullmatch(text) if type(text) is str else None
+    if type(text) is not str:
+        raise BadNumber(f"not a string: {text!r:.40}")
+    return _parse_cached(text)
+
+
+# Prices recur frame after frame and amounts often do: a cache hit costs ~0.1 us against ~2 us to parse.
+# Bounded, so a stream of ever-new numbers cannot grow it without limit.
+@lru_cache(maxsize=1 << 16)
+def _parse_cached(text: str) -> int:
+    match = _DECIMAL.fullmatch(text)
     if match is None:
         raise BadNumber(f"not a plain decimal: {text!r:.40}")
     whole, fraction = match.groups()

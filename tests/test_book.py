@@ -140,3 +140,31 @@ def test_book_matches_a_dict_model(ops, depth):
     assert (book.bid_depth, book.ask_depth) == (len(model.bids), len(model.asks))
     best_bid, best_ask = model.sorted_bids()[:1], model.sorted_asks()[:1]
     assert book.is_crossed() == bool(best_bid and best_ask and best_bid[0][0] >= best_ask[0][0])
+
+
+level_changes = st.lists(st.tuples(st.integers(1, 30), st.integers(0, 3)), max_size=5)
+
+
+@FAST
+@given(
+    st.lists(st.tuples(st.integers(1, 30), st.integers(1, 3)), max_size=20),
+    st.lists(st.tuples(st.integers(1, 30), st.integers(1, 3)), max_size=20),
+    level_changes,
+    level_changes,
+    st.integers(min_value=1, max_value=6),
+)
+def test_apply_reports_every_change_that_reaches_the_watched_top(bids, asks, bid_changes, ask_changes, watch):
+    """No false negatives: whenever the best ``watch`` levels differ after a diff, apply() said so."""
+    book = book_of(bids, asks)
+    before = (book.top_bids(watch), book.top_asks(watch))
+    touched = book.apply(bid_changes, ask_changes, watch)
+    if (book.top_bids(watch), book.top_asks(watch)) != before:
+        assert touched
+
+
+def test_apply_says_untouched_for_changes_below_the_watched_top():
+    book = book_of([(p, 1) for p in range(1, 21)], [(p, 1) for p in range(21, 41)])
+    assert not book.apply([(5, 2), (1, 0)], [(35, 0), (39, 4)], watch=10)
+    assert book.apply([(11, 2)], [], watch=10)  # the 10th best bid
+    assert book.apply([], [(20, 1)], watch=10)  # a new best ask
+    assert book.apply([(3, 1)], [], watch=0)  # watching everything

@@ -55,7 +55,8 @@ class ExchangeProtocol(ABC):
         """An error response that says the configuration is wrong (not worth retrying), else None."""
 
     @abstractmethod
-    def new_sync(self) -> BookSync: ...
+    def new_sync(self, watch_depth: int = 0) -> BookSync:
+        """A fresh sync; ``watch_depth`` is how many best levels per side are served (see BookSync)."""
 
 
 def load_json(raw: str | bytes, *, loses_data: bool) -> Any:

@@ -90,5 +90,5 @@ class BinanceProtocol(ExchangeProtocol):
             return ExchangeError(f"Binance does not know the symbol {self.symbol}: {error.get('msg')}")
         return None
 
-    def new_sync(self) -> BookSync:
-        return BinanceSync()
+    def new_sync(self, watch_depth: int = 0) -> BookSync:
+        return BinanceSync(watch_depth=watch_depth)

@@ -93,5 +93,5 @@ class BitstampProtocol(ExchangeProtocol):
             return ExchangeError(f"Bitstamp does not know the pair {self.pair} (HTTP 404)")
         return None
 
-    def new_sync(self) -> BookSync:
-        return BitstampSync()
+    def new_sync(self, watch_depth: int = 0) -> BookSync:
+        return BitstampSync(watch_depth=watch_depth)

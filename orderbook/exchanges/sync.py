@@ -41,8 +41,12 @@ _BREAKING = frozenset({Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.OVERFLOW})
 class BookSync(ABC):
     """One exchange's book and the rules that keep it exact. Not in step until a snapshot has been loaded."""
 
-    def __init__(self, max_buffered: int = 100_000) -> None:
+    def __init__(self, max_buffered: int = 100_000, watch_depth: int = 0) -> None:
+        """``watch_depth``: how many best levels per side are served; see :attr:`top_changed`."""
         self.book = OrderBook()
+        self.top_changed = False
+        """Whether the last diff applied may have changed the best ``watch_depth`` levels (always, if 0)."""
+        self._watch_depth = watch_depth
         self.in_step = False
         self.last_id: int | None = None
         self.snapshot_id: int | None = None
@@ -70,7 +74,7 @@ class BookSync(ABC):
             return Outcome.BUFFERED
         outcome = self._continuity(diff)
         if outcome is Outcome.APPLIED:
-            self.book.apply(diff.bids, diff.asks)
+            self.top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
             self.last_id = diff.final_id
         elif outcome.breaks_book:
             self.reset()

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from orderbook.merge import Level, MergedTop
-from orderbook.prices import parse_decimal
+from orderbook.prices import parse_decimal, to_float
 from orderbook.proto import orderbook_pb2
 from orderbook.serving.codec import encode_summary
 
@@ -53,3 +56,39 @@ def test_zero_and_negative_spreads_survive() -> None:
 def test_encoding_is_deterministic() -> None:
     top = MergedTop(parse_decimal("0.1"), (level("binance", "1", "2"),), (level("bitstamp", "1.1", "3"),))
     assert encode_summary(top) == encode_summary(top)
+
+
+def _reference(top: MergedTop) -> orderbook_pb2.Summary:
+    """What protobuf itself builds for ``top``."""
+
+    def levels(rows):  # type: ignore[no-untyped-def]
+        return [orderbook_pb2.Level(exchange=r.exchange, price=to_float(r.price), amount=to_float(r.amount)) for r in rows]
+
+    spread = math.nan if top.spread is None else to_float(top.spread)
+    return orderbook_pb2.Summary(spread=spread, bids=levels(top.bids), asks=levels(top.asks))
+
+
+_levels = st.lists(
+    st.builds(
+        Level,
+        st.sampled_from(["binance", "bitstamp", "", "é" * 70]),
+        st.integers(min_value=0, max_value=10**24),
+        st.integers(min_value=0, max_value=10**24),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spread=st.none() | st.integers(min_value=-(10**20), max_value=10**20),
+    bids=_levels,
+    asks=_levels,
+)
+def test_hand_encoding_decodes_to_what_protobuf_builds(spread, bids, asks) -> None:
+    top = MergedTop(spread, tuple(bids), tuple(asks))
+    decoded = orderbook_pb2.Summary.FromString(encode_summary(top))
+    expected = _reference(top)
+    assert decoded.bids == expected.bids and decoded.asks == expected.asks
+    assert math.isnan(decoded.spread) if top.spread is None else decoded.spread == expected.spread
+    assert encode_summary(top) == expected.SerializeToString()  # byte for byte, as protobuf writes it
