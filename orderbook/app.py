@@ -67,6 +67,7 @@ class Application:
         self.metrics.add_state_source(self._service_families)
         self.metrics_port: int | None = None
         self._serving = False
+        self.fatal_error: ExchangeError | None = None
         self._done = gevent.event.AsyncResult()
 
     def start(self) -> None:
@@ -101,8 +102,9 @@ class Application:
         self._done.set(exit_code)
 
     def _fatal(self, error: ExchangeError) -> None:
-        log.error("%s", error)
-        gevent.spawn(self.stop, EXIT_FATAL)
+        if self.fatal_error is None:
+            self.fatal_error = error
+            gevent.spawn(self.stop, EXIT_FATAL)
 
     def _book_changed(self, received_at: float) -> None:
         if self.publisher.refresh():

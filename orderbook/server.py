@@ -65,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, app.stop)
     try:
-        return app.wait()
+        code = app.wait()
+        if app.fatal_error is not None:
+            print(f"run-server: error: {app.fatal_error}", file=sys.stderr)
+        return code
     finally:
         if simulator is not None:
             simulator.stop()
