@@ -37,6 +37,8 @@ class SimulatorConfig:
     replay_speed: str = "recorded"
     recordings: Path = DEFAULT_RECORDINGS
     paused: bool = False
+    probe_every: int = 0
+    """Every Nth event of each venue is a latency probe (see :mod:`orderbook.simulator.probe`); 0: none."""
 
     def __post_init__(self) -> None:
         for name in ("binance_rate", "bitstamp_rate"):
@@ -56,6 +58,8 @@ class SimulatorConfig:
             raise ConfigError("ping interval and pong timeout must be > 0")
         if self.binance_weight_limit < 1:
             raise ConfigError("binance_weight_limit must be >= 1")
+        if self.probe_every < 0:
+            raise ConfigError(f"probe_every must be >= 0, got {self.probe_every}")
         if self.replay_speed not in ("recorded", "max"):
             raise ConfigError(f"replay_speed must be 'recorded' or 'max', got {self.replay_speed!r}")
 
@@ -89,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded")
     p.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS, help="where data set names resolve")
     p.add_argument("--paused", action="store_true", help="start with event generation paused (POST /resume)")
+    p.add_argument("--probe-every", type=int, default=0, metavar="N",
+                   help="make every Nth event of each venue a latency probe (GET /probes); 0: none")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -113,4 +119,5 @@ def from_args(args: argparse.Namespace) -> SimulatorConfig:
         replay_speed=args.replay_speed,
         recordings=args.recordings,
         paused=args.paused,
+        probe_every=args.probe_every,
     )

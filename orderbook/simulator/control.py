@@ -6,6 +6,8 @@
     POST /pause, /resume       stop / restart event generation (books frozen while paused)
     POST /rate                 {"binance": r, "bitstamp": r}
     POST /cross                make the venues cross now
+    POST /probe                {"every": N}: every Nth event of each venue is a latency probe (0: none)
+    GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time], ...]
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
 """
 
@@ -43,6 +45,8 @@ class ControlApi:
                 return sim.stats()
             if path == "/urls":
                 return sim.urls()
+            if path == "/probes":
+                return sim.probes_sent(_int_param(request, "since") or 0)
         elif method == "POST":
             if path == "/pause":
                 sim.pause()
@@ -54,6 +58,8 @@ class ControlApi:
                 return {"rates": sim.set_rate(_body(request))}
             if path == "/cross":
                 return sim.cross()
+            if path == "/probe":
+                return sim.set_probe(_body(request).get("every"))
             if path.startswith("/faults/"):
                 return sim.inject(path.removeprefix("/faults/"), _body(request))
         raise LookupError(f"no route {method} {request.path}")

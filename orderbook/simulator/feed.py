@@ -15,6 +15,7 @@ from gevent.event import Event
 
 from orderbook.simulator.exchange import Exchange
 from orderbook.simulator.market import VenueModel
+from orderbook.simulator.probe import ProbeLog
 from orderbook.simulator.replay import Recording
 
 logger = logging.getLogger(__name__)
@@ -54,12 +55,15 @@ class Pause:
 
 
 class ModelFeed:
-    def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause) -> None:
+    def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause,
+                 probes: ProbeLog | None = None) -> None:
         self.exchange = exchange
         self.model = model
         self.rate = rate
+        self.probes = probes or ProbeLog()
         self._pause = pause
         self._greenlet: gevent.Greenlet | None = None
+        self._since_probe = 0
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
@@ -86,9 +90,21 @@ class ModelFeed:
             burst = max(1, int(self.rate * MAX_BURST_SECONDS))
             if count > burst:
                 count, carry = burst, 0.0
-            for _ in range(count):
+            self._since_probe += count
+            probe = count > 0 and 0 < self.probes.every <= self._since_probe
+            for _ in range(count - 1 if probe else count):
                 exchange.publish(model.step())
+            if probe:
+                self._publish_probe()
             exchange.flush(now)
+
+    def _publish_probe(self) -> None:
+        """A probe event, always the last of its batch so that nothing queued after it delays its write."""
+        self._since_probe = 0
+        key, lots = self.probes.new_marker()
+        change = self.model.mark_best_bid(lots)
+        self.probes.record(key, self.exchange.name, time.monotonic())
+        self.exchange.publish(change)
 
 
 class ReplayFeed:

@@ -49,6 +49,15 @@ class ModelParams:
     half_spread: float = 1.0
     max_ops: int = 4
 
+    @classmethod
+    def with_levels(cls, levels: int) -> ModelParams:
+        """``levels`` per side, centred high enough that the deepest bid stays above zero.
+
+        A side spans about 1.45 ticks per level (gaps of one or two ticks), so the default centre (5,000 ticks)
+        holds some 3,400 levels; deeper books move the centre up to twice the depth.
+        """
+        return cls(levels=levels, centre_ticks=max(CENTRE_TICKS, 2 * levels))
+
 
 class _Side:
     """One side's levels in ticks; ``sign`` = +1 for bids (best = highest), -1 for asks (best = lowest)."""
@@ -126,6 +135,15 @@ class VenueModel:
         self._keep_depth(self._bids, bid_changes)
         self._keep_depth(self._asks, ask_changes)
         return self._change(bid_changes, ask_changes)
+
+    def mark_best_bid(self, lots: int) -> BookChange:
+        """Set the best bid's amount to ``lots`` (a latency probe's marker, see :mod:`orderbook.simulator.probe`).
+
+        Draws nothing from the random stream, so a run with probes differs from one without only at the probes.
+        """
+        changes: dict[int, int] = {}
+        self._bids.set(self._bids.best(), lots, changes)
+        return self._change(changes, {})
 
     def cross_above(self, price: int) -> BookChange:
         """Bid one tick above ``price`` (another venue's best ask) now, clearing this venue's asks in the way."""

@@ -69,6 +69,15 @@ class SimulatorControl:
         rates = {name: rate for name, rate in (("binance", binance), ("bitstamp", bitstamp)) if rate is not None}
         return self._call("POST", "/rate", rates)
 
+    def set_probe(self, every: int) -> dict[str, Any]:
+        """Every ``every``-th event of each venue becomes a latency probe (0: none)."""
+        return self._call("POST", "/probe", {"every": every})
+
+    def probes(self, since: int = 0) -> list[tuple[int, str, float]]:
+        """Probes sent after key ``since``: (key, exchange, time.monotonic() just before sending)."""
+        answer = self._call("GET", "/probes", params={"since": since})
+        return [(key, exchange, sent_at) for key, exchange, sent_at in answer["probes"]]
+
     # -- faults ------------------------------------------------------------------------------------------
 
     def fault(self, name: str, **params: Any) -> dict[str, Any]:

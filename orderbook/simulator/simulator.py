@@ -21,6 +21,7 @@ from orderbook.simulator.exchange import Exchange
 from orderbook.simulator.faults import DEFAULT_HUGE_BYTES, FaultError
 from orderbook.simulator.feed import ModelFeed, Pause, ReplayFeed
 from orderbook.simulator.market import ModelParams, VenueModel
+from orderbook.simulator.probe import ProbeError, ProbeLog
 from orderbook.simulator.wire import WireServer
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.pause_switch = Pause(config.paused)
+        self.probes = ProbeLog(config.probe_every)
         binance_rec = replay.load(config.replay_binance, "binance", config.recordings) if config.replay_binance else None
         bitstamp_rec = (replay.load(config.replay_bitstamp, "bitstamp", config.recordings)
                         if config.replay_bitstamp else None)
@@ -95,9 +97,9 @@ class Simulator:
         if recording is not None:
             exchange.load_recorded(recording.snapshot_id, recording.bids, recording.asks)
             return ReplayFeed(exchange, recording, self.config.replay_speed, self.pause_switch)
-        model = VenueModel(f"{self.config.seed}:{exchange.name}", ModelParams(levels=self.config.levels))
+        model = VenueModel(f"{self.config.seed}:{exchange.name}", ModelParams.with_levels(self.config.levels))
         exchange.load(*model.levels())
-        return ModelFeed(exchange, model, rate, self.pause_switch)
+        return ModelFeed(exchange, model, rate, self.pause_switch, self.probes)
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -147,6 +149,18 @@ class Simulator:
         for name, rate in rates.items():
             self.feeds[name].rate = float(rate)  # type: ignore[arg-type]
         return {name: feed.rate for name, feed in self.feeds.items()}
+
+    def set_probe(self, every: object) -> dict[str, int]:
+        """Make every ``every``-th model event of each venue a latency probe (0: none)."""
+        try:
+            self.probes.set_every(every)  # type: ignore[arg-type]
+        except ProbeError as error:
+            raise FaultError(str(error)) from None
+        return {"every": self.probes.every}
+
+    def probes_sent(self, since: int = 0) -> dict[str, object]:
+        """Probes sent with a key above ``since``: ``[key, exchange, monotonic send time]`` each, oldest first."""
+        return {"every": self.probes.every, "probes": [list(record) for record in self.probes.sent(since)]}
 
     def truth(self, depth: int | None = None) -> dict[str, object]:
         """Each venue's true book (full, or ``depth`` levels) and the true merged top ``depth`` (default 10)."""
