@@ -20,7 +20,7 @@ import websocket
 from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
-from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
+from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Message, Notice, ReconnectRequest
 from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.metrics import ExchangeMetrics
 from orderbook.transport import FrameTooLarge, open_stream
@@ -117,7 +117,7 @@ class ExchangeFeed:
             return "connect_failed"
         log.info("%s: connected to %s", self.name, url)
         self._metrics.set_connected(True)
-        self._sync = sync = self.protocol.new_sync(watch_depth=self._book.depth)
+        self._sync = sync = self.new_sync()
         helpers: list[gevent.Greenlet] = []
         hand_over = False
         try:
@@ -177,8 +177,7 @@ class ExchangeFeed:
         until: Callable[[], bool] | None = None,
     ) -> None:
         """Apply frames until something breaks (raises :class:`Rebuild`) or ``until()`` holds (draining)."""
-        stats = self._stats
-        parse = self.protocol.parse_message
+        handle = self.handle_frame
         snapshot_requested = False
 
         def request_snapshot() -> None:
@@ -200,22 +199,35 @@ class ExchangeFeed:
                 raise Rebuild("disconnect", "connection closed") from None
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise Rebuild("disconnect", "closed by the exchange")
-            received_at = time.perf_counter()
-            stats.frames += 1
-            stats.frame_bytes += len(payload)
-            stats.last_frame_at = time.time()
-            try:
-                message = parse(payload)
-            except BadMessage as error:
-                self._bad_frame(error, payload)
-                continue
-            if type(message) is BookDiff:
-                self._apply(sync, message, received_at)
-            elif type(message) is ReconnectRequest:
+            message = handle(sync, payload, time.perf_counter())
+            if type(message) is ReconnectRequest:
                 if until is None:
                     raise Rebuild("server_request", message.reason)
             elif type(message) is Notice and message.kind == "subscribed" and until is None and not snapshot_requested:
                 request_snapshot()
+
+    def new_sync(self) -> BookSync:
+        """A fresh book sync for this feed, watching as many levels as are served."""
+        return self.protocol.new_sync(watch_depth=self._book.depth)
+
+    def handle_frame(self, sync: BookSync, payload: bytes | str, received_at: float) -> Message | None:
+        """All the work one frame costs: count, parse, apply, publish if the served top changed.
+
+        Returns the parsed message (None for a bad frame, which is counted, logged and skipped); raises
+        :class:`Rebuild` when the book can no longer be vouched for. No I/O: the benchmark drives it directly.
+        """
+        stats = self._stats
+        stats.frames += 1
+        stats.frame_bytes += len(payload)
+        stats.last_frame_at = time.time()
+        try:
+            message = self.protocol.parse_message(payload)
+        except BadMessage as error:
+            self._bad_frame(error, payload)
+            return None
+        if type(message) is BookDiff:
+            self._apply(sync, message, received_at)
+        return message
 
     def _apply(self, sync: BookSync, diff: BookDiff, received_at: float) -> None:
         book = self._book
@@ -266,17 +278,8 @@ class ExchangeFeed:
             except ExchangeError as error:
                 self._on_fatal(error)
                 return
-            with self._book.lock:
-                outcome = sync.on_snapshot(snapshot)
-                if outcome is Outcome.APPLIED:
-                    self._book.attach(self.name, sync.book)
+            outcome = self.install_snapshot(sync, snapshot)
             if outcome is Outcome.APPLIED:
-                log.info(
-                    "%s: in step from snapshot %s (%d bids, %d asks)",
-                    self.name, snapshot.last_id, sync.book.bid_depth, sync.book.ask_depth,
-                )
-                self._metrics.set_in_step(True)
-                self._on_change(time.perf_counter())
                 return
             if outcome is Outcome.SNAPSHOT_TOO_OLD:
                 log.info("%s: snapshot %s is older than the stream; fetching again", self.name, snapshot.last_id)
@@ -284,6 +287,21 @@ class ExchangeFeed:
                 continue
             reader.kill(Rebuild(outcome.value, "while replaying the buffered diffs"), block=False)
             return
+
+    def install_snapshot(self, sync: BookSync, snapshot: BookSnapshot) -> Outcome:
+        """Load a snapshot into ``sync``; once it fits, serve the book. No I/O."""
+        with self._book.lock:
+            outcome = sync.on_snapshot(snapshot)
+            if outcome is Outcome.APPLIED:
+                self._book.attach(self.name, sync.book)
+        if outcome is Outcome.APPLIED:
+            log.info(
+                "%s: in step from snapshot %s (%d bids, %d asks)",
+                self.name, snapshot.last_id, sync.book.bid_depth, sync.book.ask_depth,
+            )
+            self._metrics.set_in_step(True)
+            self._on_change(time.perf_counter())
+        return outcome
 
     def _fetch_snapshot(self) -> BookSnapshot:
         """Retry until a usable snapshot arrives; honour Retry-After; raise only for a configuration error."""

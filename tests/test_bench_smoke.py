@@ -44,7 +44,7 @@ def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
             assert ingest[f"{source} frames/s @{depth} lvls"]["target"] == 20_000
         assert ingest[f"{source} cost 5000/100 lvls"]["value"] > 0
     runs = document["scenarios"]["ingest"]["details"]["runs"][0]
-    assert runs["simulated@5000"]["outcomes"] == {"applied": runs["simulated@5000"]["frames"]}
+    assert 0 < runs["simulated@5000"]["summaries_published"] <= runs["simulated@5000"]["frames"]
     latency = {figure["name"]: figure for figure in document["scenarios"]["latency"]["figures"]}
     assert 0 < latency["p50 send->receipt"]["value"] <= latency["p99 send->receipt"]["value"]
     assert latency["p99 send->receipt"]["value"] <= latency["max send->receipt"]["value"]

@@ -1,9 +1,9 @@
 """Scenario 1, ingest in process: parse -> sync -> book -> merged top-N -> publish, no sockets.
 
-:class:`Pipeline` does per frame what the server does per frame (``ExchangeFeed._read``/``_apply`` and
-``Application._book_changed``/``_publish``), with the real objects: the protocols and their syncs, the
-ConsolidatedBook (with the gevent lock a patched process gives it), BookPublisher, encode_summary, the
-SummaryBroadcaster, and the per-frame metrics. Only the socket read and the sends to clients are missing.
+:class:`Pipeline` drives the server's own objects: a real :class:`~orderbook.app.Application` (not started: no
+listener, no connection) and its :class:`~orderbook.feed.ExchangeFeed` objects, whose ``handle_frame`` is all the
+work the server does for one frame once it has been read from the socket (count, parse, sync, book, merge when
+the served top changed, encode, publish to the broadcaster). Only the socket read and the sends are missing.
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from gevent.thread import allocate_lock
-from prometheus_client import CollectorRegistry
 
+from orderbook.app import Application
 from orderbook.book import OrderBook
-from orderbook.consolidated import BookPublisher, ConsolidatedBook
-from orderbook.exchanges.messages import BadMessage, BookDiff
-from orderbook.exchanges.sync import Outcome
-from orderbook.merge import MergedTop
-from orderbook.metrics import Metrics
-from orderbook.serving.broadcast import SummaryBroadcaster
-from orderbook.serving.codec import encode_summary
-from tests.bench.ingest_frames import EXCHANGES, SYMBOL, Replay, protocol, recorded, recorded_symbol, simulated
+from orderbook.config import load_config
+from orderbook.exchanges.sync import BookSync, Outcome
+from orderbook.feed import ExchangeFeed
+from tests.bench.ingest_frames import SYMBOL, Replay, recorded, recorded_symbol, simulated
 from tests.bench.report import Figure
 
 DEPTHS = (100, 1_000, 5_000)
@@ -34,90 +30,49 @@ MAX_DEPTH_GROWTH = 1.25
 
 
 class Pipeline:
-    """One server's book state and the per-frame work on it, fed a :class:`Replay`."""
+    """One server's book state, fed a :class:`Replay` through the server's own per-frame code."""
 
     def __init__(self, replay: Replay, symbol: str, depth: int = 10) -> None:
-        self.metrics = Metrics(CollectorRegistry())
-        self.book = ConsolidatedBook(EXCHANGES, depth)
-        self.book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
-        self.broadcaster = SummaryBroadcaster(on_send=self.metrics.publish_to_send.observe)
-        self.publisher = BookPublisher(self.book, self._publish)
-        self.lanes: dict[str, tuple[Callable[[bytes], Any], Any, Any]] = {}
-        self.outcomes: dict[str, int] = {}
+        config = load_config(["--symbol", symbol, "--depth", str(depth), "--metrics-addr", "off",
+                              "--grpc-addr", "127.0.0.1:0"], {})
+        self.app = Application(config)
+        self.app.book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
+        self.broadcaster = self.app.broadcaster
+        feeds = {feed.name: feed for feed in self.app.feeds}
+        self.lanes: dict[str, tuple[ExchangeFeed, BookSync]] = {}
         for exchange, snapshot in replay.snapshots.items():
-            proto = protocol(exchange, symbol)
+            feed = feeds[exchange]
             if any(name == exchange for name, _ in replay.frames):
-                sync = proto.new_sync()
-                sync.on_snapshot(snapshot)
-                self.book.attach(exchange, sync.book)
-                self.lanes[exchange] = (proto.parse_message, sync, self.metrics.exchange(exchange))
-            else:
+                sync = feed.new_sync()
+                if feed.install_snapshot(sync, snapshot) is not Outcome.APPLIED:
+                    raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
+                self.lanes[exchange] = (feed, sync)
+            else:  # an exchange with no frames in this replay: a static book that is served all the same
                 static = OrderBook()
                 static.load(snapshot.bids, snapshot.asks)
-                self.book.attach(exchange, static)
-        self._serving = False
-
-    def _publish(self, top: MergedTop) -> None:
-        self.broadcaster.publish(encode_summary(top))
+                with self.app.book.lock:
+                    self.app.book.attach(exchange, static)
 
     def run(self, frames: list[tuple[str, bytes]]) -> float:
-        """Process ``frames``; returns the seconds it took."""
+        """Process ``frames`` (a Rebuild raised by the feed fails the benchmark); returns the seconds it took."""
         lanes = self.lanes
-        frame = self.frame
-        started = time.perf_counter()
+        clock = time.perf_counter
+        started = clock()
         for exchange, payload in frames:
-            frame(lanes[exchange], exchange, payload)
-        return time.perf_counter() - started
-
-    def frame(self, lane: tuple[Callable[[bytes], Any], Any, Any], name: str, payload: bytes) -> None:
-        parse, sync, metrics = lane
-        received_at = time.perf_counter()
-        stats = metrics.stats
-        stats.frames += 1
-        stats.frame_bytes += len(payload)
-        stats.last_frame_at = time.time()
-        try:
-            message = parse(payload)
-        except BadMessage as error:
-            metrics.bad_frame(error.reason)
-            return
-        if type(message) is not BookDiff:
-            return
-        book = self.book
-        with book.lock:
-            outcome = sync.on_diff(message)
-            if outcome.breaks_book and book.book(name) is sync.book:
-                book.detach(name)
-        self.outcomes[outcome.value] = self.outcomes.get(outcome.value, 0) + 1
-        if outcome is Outcome.APPLIED:
-            metrics.event_age(time.time() - message.event_time)
-            self._book_changed(received_at)
-        elif outcome is Outcome.STALE:
-            metrics.stale_diff()
-        elif outcome.breaks_book:
-            raise AssertionError(f"{name}: the replay broke the book ({outcome.value}) at {message.first_id}")
-
-    def _book_changed(self, received_at: float) -> None:
-        if self.publisher.refresh():
-            self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        serving = any(self.book.in_step(name) for name in self.book.exchanges)
-        if serving != self._serving:
-            self._serving = serving
+            feed, sync = lanes[exchange]
+            feed.handle_frame(sync, payload, clock())
+        return clock() - started
 
 
 def _run_source(replays: list[Replay], symbol_of: Callable[[Replay], str]) -> dict[str, Any]:
     seconds, frames, published = 0.0, 0, 0
-    outcomes: dict[str, int] = {}
     for replay in replays:
         pipeline = Pipeline(replay, symbol_of(replay))
         seconds += pipeline.run(replay.frames)
         frames += len(replay.frames)
         published += pipeline.broadcaster.published_total
-        for key, count in pipeline.outcomes.items():
-            outcomes[key] = outcomes.get(key, 0) + count
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds if seconds else None,
-            "us_per_frame": seconds / frames * 1e6 if frames else None, "summaries_published": published,
-            "outcomes": outcomes}
+            "us_per_frame": seconds / frames * 1e6 if frames else None, "summaries_published": published}
 
 
 class IngestSources:
