@@ -20,7 +20,7 @@ import websocket
 from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
-from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Message, Notice, ReconnectRequest
+from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Message, ReconnectRequest
 from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.metrics import ExchangeMetrics
 from orderbook.transport import FrameTooLarge, open_stream
@@ -145,7 +145,7 @@ class ExchangeFeed:
                 self._spawn(self._drain, ws, sync)
             else:
                 self._leave_book(sync)
-                ws.close(timeout=0.5)
+                hang_up(ws)
 
     def _drain(self, ws: websocket.WebSocket, sync: BookSync) -> None:
         """Keep the old connection's book current until the successor's book replaces it, or the old one breaks."""
@@ -155,7 +155,7 @@ class ExchangeFeed:
             log.info("%s: the old connection ended before its successor was in step: %s", self.name, error)
         finally:
             self._leave_book(sync)
-            ws.close(timeout=0.5)
+            hang_up(ws)
 
     def _leave_book(self, sync: BookSync) -> None:
         """Stop serving ``sync``'s book, unless a newer session's book has replaced it already."""
@@ -178,15 +178,8 @@ class ExchangeFeed:
     ) -> None:
         """Apply frames until something breaks (raises :class:`Rebuild`) or ``until()`` holds (draining)."""
         handle = self.handle_frame
+        ready_for_snapshot = self.protocol.ready_for_snapshot
         snapshot_requested = False
-
-        def request_snapshot() -> None:
-            nonlocal snapshot_requested
-            snapshot_requested = True
-            helpers.append(self._spawn(self._load_snapshot, sync, gevent.getcurrent()))
-
-        if until is None and not self.protocol.needs_subscription_ack:
-            request_snapshot()
         while until is None or not until():
             try:
                 opcode, payload = ws.recv_data()
@@ -203,8 +196,9 @@ class ExchangeFeed:
             if type(message) is ReconnectRequest:
                 if until is None:
                     raise Rebuild("server_request", message.reason)
-            elif type(message) is Notice and message.kind == "subscribed" and until is None and not snapshot_requested:
-                request_snapshot()
+            if until is None and not snapshot_requested and message is not None and ready_for_snapshot(message):
+                snapshot_requested = True
+                helpers.append(self._spawn(self._load_snapshot, sync, gevent.getcurrent()))
 
     def new_sync(self) -> BookSync:
         """A fresh book sync for this feed, watching as many levels as are served."""
@@ -361,6 +355,16 @@ class LogThrottle:
             return None
         self._last[key] = now
         return self._suppressed.pop(key, 0)
+
+
+def hang_up(ws: websocket.WebSocket) -> None:
+    """Say goodbye without waiting for an answer: reading the reply could mean reading whatever the exchange
+    still has queued, a refused over-size frame included, or waiting on a connection that went silent."""
+    try:
+        ws.send_close()
+    except (OSError, websocket.WebSocketException):
+        pass  # the connection is already gone
+    ws.shutdown()
 
 
 def retry_after(response: requests.Response, default: float = 60.0) -> float:

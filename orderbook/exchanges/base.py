@@ -18,8 +18,6 @@ class ExchangeProtocol(ABC):
     """One exchange's wire protocol for one trading pair. Pure: builds URLs and messages, parses what comes back."""
 
     name: str
-    needs_subscription_ack = False
-    """Wait for the subscription to be confirmed before fetching the snapshot (else diffs could be missed)."""
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
         self.symbol = symbol.upper()
@@ -37,6 +35,10 @@ class ExchangeProtocol(ABC):
     def subscribe_messages(self) -> list[str]:
         """Frames to send once connected."""
         return []
+
+    @abstractmethod
+    def ready_for_snapshot(self, message: Message) -> bool:
+        """Whether, once ``message`` has arrived, the snapshot can be asked for without a hole before it."""
 
     def heartbeat_message(self) -> str | None:
         """An application-level keep-alive whose reply proves the feed is alive; None: use WebSocket pings."""
