@@ -1,0 +1,64 @@
+"""Standard gRPC tooling's view of the service (health, reflection) and its logs, end to end."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = pytest.mark.e2e
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def wait_health(target: str, service: str, expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    status = None
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+            if status == expected:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"health of {service!r} stayed {status}, expected {expected}")
+
+
+def test_health_is_serving_only_while_an_exchange_is_in_step(simulator_factory, server_factory):
+    simulator = simulator_factory("--rate", "50")
+    server = server_factory(simulator.urls, "--silence-timeout", "2")
+    server.wait_serving()
+    for service in ("", "orderbook.OrderbookAggregator"):
+        wait_health(server.target, service, SERVING, 20)
+
+    simulator.control.silence("bitstamp")  # one exchange out of step: still serving the other
+    time.sleep(3)
+    wait_health(server.target, "orderbook.OrderbookAggregator", SERVING, 1)
+
+    simulator.control.silence("binance")  # both out: nothing can be vouched for
+    for service in ("", "orderbook.OrderbookAggregator"):
+        wait_health(server.target, service, NOT_SERVING, 6)
+
+    simulator.control.silence("binance", on=False)
+    simulator.control.silence("bitstamp", on=False)
+    wait_health(server.target, "orderbook.OrderbookAggregator", SERVING, 15)
+    assert server.terminate() == 0
+
+
+def test_json_logs_are_one_object_per_line_and_quiet_per_frame(simulator_factory, server_factory):
+    simulator = simulator_factory("--rate", "200")
+    server = server_factory(simulator.urls, "--log-format", "json")
+    server.wait_serving()
+    time.sleep(2)  # ~800 frames
+    assert server.terminate() == 0
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is JSON
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    messages = [entry["message"] for entry in entries]
+    assert any(m.startswith("binance: in step from snapshot") for m in messages)
+    assert any(m.startswith("bitstamp: in step from snapshot") for m in messages)
+    assert len(entries) < 30, "info logging must not grow with the number of frames"
