@@ -20,5 +20,11 @@ demo: $(READY)
 test: $(READY)
 	$(VENV)/bin/python -m pytest
 
+bench: $(READY)
+	bin/bench
+
+soak: $(READY)
+	bin/soak
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -6,7 +6,7 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any
 
-from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
 
 
@@ -18,6 +18,9 @@ class ExchangeProtocol(ABC):
     """One exchange's wire protocol for one trading pair. Pure: builds URLs and messages, parses what comes back."""
 
     name: str
+    snapshot_id_field: str
+    """The snapshot body's field that places it in the stream."""
+    sync_class: type[BookSync]
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
         self.symbol = symbol.upper()
@@ -48,17 +51,22 @@ class ExchangeProtocol(ABC):
     def parse_message(self, raw: str | bytes) -> Message:
         """One WebSocket frame -> a typed message; raises :class:`BadMessage`."""
 
-    @abstractmethod
     def parse_snapshot(self, body: bytes) -> BookSnapshot:
         """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage`."""
+        snapshot = load_object(body, loses_data=True)
+        return BookSnapshot(
+            parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field),
+            parse_levels(snapshot.get("bids")),
+            parse_levels(snapshot.get("asks")),
+        )
 
     @abstractmethod
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
         """An error response that says the configuration is wrong (not worth retrying), else None."""
 
-    @abstractmethod
     def new_sync(self, watch_depth: int = 0) -> BookSync:
         """A fresh sync; ``watch_depth`` is how many best levels per side are served (see BookSync)."""
+        return self.sync_class(watch_depth=watch_depth)
 
 
 def load_json(raw: str | bytes, *, loses_data: bool) -> Any:

@@ -8,14 +8,13 @@ from orderbook.exchanges.base import ExchangeError, ExchangeProtocol, load_json,
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
-    BookSnapshot,
     Message,
     Notice,
     ReconnectRequest,
     parse_id,
     parse_levels,
 )
-from orderbook.exchanges.sync import BinanceSync, BookSync
+from orderbook.exchanges.sync import BinanceSync
 
 UNKNOWN_SYMBOL = -1121
 _SHUTDOWN = ReconnectRequest("server_shutdown")
@@ -24,6 +23,8 @@ _METHOD_RESULT = Notice("method_result")
 
 class BinanceProtocol(ExchangeProtocol):
     name = "binance"
+    snapshot_id_field = "lastUpdateId"
+    sync_class = BinanceSync
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str, snapshot_limit: int = 1000) -> None:
         super().__init__(symbol, ws_url, rest_url)
@@ -76,14 +77,6 @@ class BinanceProtocol(ExchangeProtocol):
             parse_levels(event.get("a")),
         )
 
-    def parse_snapshot(self, body: bytes) -> BookSnapshot:
-        snapshot = load_object(body, loses_data=True)
-        return BookSnapshot(
-            parse_id(snapshot.get("lastUpdateId"), "lastUpdateId"),
-            parse_levels(snapshot.get("bids")),
-            parse_levels(snapshot.get("asks")),
-        )
-
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
         if status != 400:
             return None
@@ -94,6 +87,3 @@ class BinanceProtocol(ExchangeProtocol):
         if type(error) is dict and error.get("code") == UNKNOWN_SYMBOL:
             return ExchangeError(f"Binance does not know the symbol {self.symbol}: {error.get('msg')}")
         return None
-
-    def new_sync(self, watch_depth: int = 0) -> BookSync:
-        return BinanceSync(watch_depth=watch_depth)

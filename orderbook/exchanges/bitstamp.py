@@ -9,14 +9,13 @@ from orderbook.exchanges.base import ExchangeError, ExchangeProtocol, load_objec
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
-    BookSnapshot,
     Message,
     Notice,
     ReconnectRequest,
     parse_id,
     parse_levels,
 )
-from orderbook.exchanges.sync import BitstampSync, BookSync
+from orderbook.exchanges.sync import BitstampSync
 
 _RECONNECT = ReconnectRequest("request_reconnect")
 _NOTICES = {
@@ -28,6 +27,8 @@ _NOTICES = {
 
 class BitstampProtocol(ExchangeProtocol):
     name = "bitstamp"
+    snapshot_id_field = "microtimestamp"
+    sync_class = BitstampSync
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
         super().__init__(symbol, ws_url, rest_url)
@@ -84,18 +85,7 @@ class BitstampProtocol(ExchangeProtocol):
             parse_levels(data.get("asks")),
         )
 
-    def parse_snapshot(self, body: bytes) -> BookSnapshot:
-        snapshot = load_object(body, loses_data=True)
-        return BookSnapshot(
-            parse_id(snapshot.get("microtimestamp"), "microtimestamp"),
-            parse_levels(snapshot.get("bids")),
-            parse_levels(snapshot.get("asks")),
-        )
-
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
         if status == 404:
             return ExchangeError(f"Bitstamp does not know the pair {self.pair} (HTTP 404)")
         return None
-
-    def new_sync(self, watch_depth: int = 0) -> BookSync:
-        return BitstampSync(watch_depth=watch_depth)
