@@ -54,16 +54,10 @@ class Pause:
         return time.monotonic() - started
 
 
-class ModelFeed:
-    def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause,
-                 probes: ProbeLog | None = None) -> None:
-        self.exchange = exchange
-        self.model = model
-        self.rate = rate
-        self.probes = probes or ProbeLog()
-        self._pause = pause
-        self._greenlet: gevent.Greenlet | None = None
-        self._since_probe = 0
+class _Driver:
+    """Runs ``_run`` in its own greenlet between start() and stop()."""
+
+    _greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
@@ -71,6 +65,20 @@ class ModelFeed:
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ModelFeed(_Driver):
+    def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause,
+                 probes: ProbeLog | None = None) -> None:
+        self.exchange = exchange
+        self.model = model
+        self.rate = rate
+        self.probes = probes or ProbeLog()
+        self._pause = pause
+        self._since_probe = 0
 
     def _run(self) -> None:
         exchange, model = self.exchange, self.model
@@ -107,7 +115,7 @@ class ModelFeed:
         self.exchange.publish(change)
 
 
-class ReplayFeed:
+class ReplayFeed(_Driver):
     """Serves a recording's frames once, at the recorded pace (receive-time gaps) or as fast as possible."""
 
     def __init__(self, exchange: Exchange, recording: Recording, speed: str, pause: Pause) -> None:
@@ -117,14 +125,6 @@ class ReplayFeed:
         self.rate = 0.0
         self.finished = Event()
         self._pause = pause
-        self._greenlet: gevent.Greenlet | None = None
-
-    def start(self) -> None:
-        self._greenlet = gevent.spawn(self._run)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
 
     def _run(self) -> None:
         frames = self.recording.frames
