@@ -31,7 +31,7 @@ def parse_decimal(text: str) -> int:
 
 # Prices recur frame after frame and amounts often do: a cache hit costs ~0.1 us against ~2 us to parse.
 # Bounded, so a stream of ever-new numbers cannot grow it without limit.
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def _parse_cached(text: str) -> int:
     match = _DECIMAL.fullmatch(text)
     if match is None:

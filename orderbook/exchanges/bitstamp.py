@@ -50,9 +50,10 @@ class BitstampProtocol(ExchangeProtocol):
         return '{"event":"bts:heartbeat"}'
 
     def ready_for_snapshot(self, message: Message) -> bool:
-        # Diffs flow once the subscription is confirmed; a snapshot asked for earlier could miss some. Bitstamp
-        # gives no way to check a snapshot against the stream, so nothing more can be waited for.
-        return message is _NOTICES["bts:subscription_succeeded"]
+        # Diffs flow once the subscription is confirmed, or as soon as one arrives (the confirmation can go
+        # missing); a snapshot asked for earlier could miss some. Bitstamp gives no way to check a snapshot
+        # against the stream, so nothing more can be waited for.
+        return type(message) is BookDiff or message is _NOTICES["bts:subscription_succeeded"]
 
     def parse_message(self, raw: str | bytes) -> Message:
         # No sequence numbers: a frame that cannot be read may have been a diff, and nothing later would show it.
