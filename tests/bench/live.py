@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.report import percentile
 from tests.e2e.e2e_harness import RUN_SERVER, free_port
+from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -97,13 +97,7 @@ class Server:
         return found
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
 
 
 def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:

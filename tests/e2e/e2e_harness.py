@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -18,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.proto import orderbook_pb2
+from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "bin" / "run-server"
@@ -71,14 +71,7 @@ class ServerProcess:
         raise AssertionError(f"server not SERVING within {timeout} s:\n{self.log()[-3000:]}")
 
     def terminate(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
 PACKAGE = "prometheus"
@@ -163,9 +165,4 @@ def prometheus_server(binary: str, workdir: Path, config: str, rules: str) -> It
         wait_until("prometheus to be ready", ready, timeout=20)
         yield api
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from orderbook.simulator.process import SimulatorProcess
 from prom_tools import (
     MONITORING,
     REPO,
@@ -30,6 +28,9 @@ from prom_tools import (
     scrape_config,
     wait_until,
 )
+
+from orderbook.simulator.process import SimulatorProcess
+from tests.processes import stop_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -87,12 +88,7 @@ def service_log(simulator: SimulatorProcess, metrics_port: int, tmp_path: Path) 
     try:
         yield log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def values(api: PrometheusApi, expr: str, label: str = "exchange") -> dict[str, float]:
