@@ -18,7 +18,7 @@ import grpc
 import requests
 
 from orderbook.proto import orderbook_pb2
-from tests.bench.live import ClientGroup, Server, Stack, metric_sum, probe_stats
+from tests.bench.live import ClientGroup, Server, Stack, probe_stats
 from tests.bench.report import Figure, median, percentile
 
 IN_FLIGHT = 0.5
@@ -125,10 +125,10 @@ def max_sustained(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                     steps.append({"rate": rate, "error": f"{type(error).__name__}: /metrics did not answer"})
                     break
                 sent = sum(sim1[n]["frames_sent"] - sim0[n]["frames_sent"] for n in ("binance", "bitstamp"))
-                received = (metric_sum(srv1, "orderbook_frames_received_total")
-                            - metric_sum(srv0, "orderbook_frames_received_total"))
-                reconnects = (metric_sum(srv1, "orderbook_exchange_reconnects_total")
-                              - metric_sum(srv0, "orderbook_exchange_reconnects_total"))
+                received = (srv1.value("orderbook_frames_received_total")
+                            - srv0.value("orderbook_frames_received_total"))
+                reconnects = (srv1.value("orderbook_exchange_reconnects_total")
+                              - srv0.value("orderbook_exchange_reconnects_total"))
                 steps.append({"rate": rate, "t0": t0, "t1": t1, "sent": sent, "received": received,
                               "sent_per_s": sent / (t1 - t0), "received_per_s": received / (t1 - t0),
                               "received_ratio": received / sent if sent else None, "reconnects": reconnects})
@@ -244,7 +244,8 @@ def memory(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     details = {
         "duration_s": duration, "streams_started": started, "samples": len(rss),
         "rss_first_mb": rss[0] if rss else None, "rss_last_mb": rss[-1] if rss else None,
-        "book_levels": {key: value for key, value in levels.items() if key.startswith("orderbook_book_levels")},
+        "book_levels": {f"{exchange}/{side}": value
+                        for (exchange, side), value in levels.by_label("orderbook_book_levels", "exchange", "side").items()},
         "messages": sum(sum(result["received"]) for result in results),
         "rss_mb_every_10s": rss[::10],
     }
@@ -293,13 +294,13 @@ def startup(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             reader.start()
             reader.join(35)
             at = found.get("at")
-            samples = server.metrics() if at is not None else {}
+            samples = server.metrics() if at is not None else None
         finally:
             server.stop()
     if at is None:
         raise RuntimeError(f"no full summary within 30 s:\n{server.log_tail()}")
     total = at - server.launched_at
-    fetch = {name: metric_sum(samples, "orderbook_snapshot_fetch_duration_seconds_sum", exchange=name)
+    fetch = {name: samples.value("orderbook_snapshot_fetch_duration_seconds_sum", exchange=name)
              for name in ("binance", "bitstamp")}
     net = total - max(fetch.values())
     figures = [

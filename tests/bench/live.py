@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.report import percentile
 from tests.e2e.e2e_harness import RUN_SERVER, free_port
+from tests.metrics_scrape import Samples, scrape
 from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,15 +76,8 @@ class Server:
                 time.sleep(0.05)
         raise RuntimeError(f"server not SERVING within {timeout} s:\n{self.log_tail()}")
 
-    def metrics(self) -> dict[str, float]:
-        """``name{label=value,...}`` -> value, every sample of /metrics."""
-        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        samples = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}"] = sample.value
-        return samples
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_port)
 
     def memory(self) -> dict[str, float]:
         """VmRSS and VmHWM of the server process, in MB."""
@@ -98,17 +90,6 @@ class Server:
 
     def stop(self, timeout: float = 15.0) -> None:
         stop_process(self.proc, timeout)
-
-
-def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    wanted = [f"{k}={v}" for k, v in labels.items()]
-    total = 0.0
-    for key, value in samples.items():
-        sample_name, _, rest = key.partition("{")
-        if sample_name == name and all(item in rest.rstrip("}").split(",") for item in wanted):
-            total += value
-    return total
 
 
 class ClientGroup:

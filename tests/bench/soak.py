@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "clients"))
 
-from clients_support import scrape
 from e2e_harness import Book, BookReader, ServerProcess
 
 from orderbook.simulator.faults import MALFORMED_KINDS
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
+from tests.metrics_scrape import scrape
 
 STREAM_CLIENTS = REPO_ROOT / "tests" / "clients" / "stream_clients.py"
 EXCHANGES = ("binance", "bitstamp")

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from orderbook.proto import orderbook_pb2
+from tests.metrics_scrape import Samples, scrape  # noqa: F401 - the tests import them from here
 
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
 T = TypeVar("T")
@@ -25,37 +24,6 @@ T = TypeVar("T")
 # A client that never reads should push back on the server as soon as HTTP/2 flow control allows: without
 # BDP probing the receive window stays at its initial 64 KiB instead of growing to megabytes.
 NO_WINDOW_GROWTH = (("grpc.http2.bdp_probe", 0),)
-
-
-@dataclass
-class Samples:
-    """One /metrics scrape: metric sample name -> [(labels, value)]."""
-
-    samples: dict[str, list[tuple[dict[str, str], float]]]
-
-    def value(self, name: str, **labels: str) -> float:
-        """The sum of the samples called ``name`` whose labels include ``labels`` (0 when there are none)."""
-        return sum(
-            value
-            for sample_labels, value in self.samples.get(name, [])
-            if all(sample_labels.get(key) == wanted for key, wanted in labels.items())
-        )
-
-    def by_label(self, name: str, *keys: str) -> dict[tuple[str, ...], float]:
-        return {
-            tuple(sample_labels.get(key, "") for key in keys): value
-            for sample_labels, value in self.samples.get(name, [])
-        }
-
-
-def scrape(metrics_port: int, timeout: float = 5.0) -> Samples:
-    response = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=timeout)
-    response.raise_for_status()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return Samples(samples)
 
 
 def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: float, what: str,

@@ -17,11 +17,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import requests
 from e2e_harness import Book, BookReader, ServerProcess, wait_until_matches_truth
-from prometheus_client.parser import text_string_to_metric_families
 
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
+from tests.metrics_scrape import Samples, scrape
 
 EXCHANGES = ("binance", "bitstamp")
 SILENCE_TIMEOUT = 2.0
@@ -120,24 +119,6 @@ class WatchedReader(BookReader):
         return [seen for seen in list(self.history) if start <= seen.at <= end]
 
 
-class Samples:
-    """One scrape of the server's /metrics: sample name + labels -> value (absent samples read as 0)."""
-
-    def __init__(self, text: str) -> None:
-        self._values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self._values[(sample.name, frozenset(sample.labels.items()))] = sample.value
-
-    def __call__(self, name: str, **labels: str) -> float:
-        return self._values.get((name, frozenset(labels.items())), 0.0)
-
-    def labelled(self, name: str, **labels: str) -> dict[frozenset[tuple[str, str]], float]:
-        """Every sample of ``name`` whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return {key: value for (sample, key), value in self._values.items() if sample == name and wanted <= key}
-
-
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     """How much one sample grew between two scrapes."""
     return after(name, **labels) - before(name, **labels)
@@ -187,9 +168,7 @@ class System:
         return self.simulator.control
 
     def metrics(self) -> Samples:
-        response = requests.get(f"http://127.0.0.1:{self.server.metrics_port}/metrics", timeout=5)
-        response.raise_for_status()
-        return Samples(response.text)
+        return scrape(self.server.metrics_port)
 
     def mark_log(self) -> None:
         """Later :meth:`new_log` calls return only what the server logged after this point."""
