@@ -12,7 +12,7 @@ import gevent
 import gevent.event
 import gevent.pool
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from orderbook.config import Config, ConfigError
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
@@ -24,7 +24,10 @@ from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.codec import encode_summary
+from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
+from orderbook.serving.pacing import SendPacer
+from orderbook.serving.stats import serving_families
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,10 @@ class Application:
         self.metrics = Metrics(registry or CollectorRegistry())
         protocols = exchange_protocols(config)
         self.book = ConsolidatedBook([p.name for p in protocols], config.depth)
-        self.broadcaster = SummaryBroadcaster(on_send=self.metrics.publish_to_send.observe)
-        self.publisher = BookPublisher(self.book, self._publish)
-        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        self.grpc = GrpcServer(self.broadcaster, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
-        settings = FeedSettings(silence_timeout=config.silence_timeout)
         self._greenlets = gevent.pool.Group()
+        self.broadcaster, self.grpc = self._serving_side(config)
+        self.publisher = BookPublisher(self.book, self._publish)
+        settings = FeedSettings(silence_timeout=config.silence_timeout)
         self.feeds = [
             ExchangeFeed(
                 protocol,
@@ -69,6 +70,24 @@ class Application:
         self._serving = False
         self.fatal_error: ExchangeError | None = None
         self._done = gevent.event.AsyncResult()
+
+    def _serving_side(self, config: Config) -> tuple[SummaryBroadcaster, GrpcServer | ServingProcesses]:
+        """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
+        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        if not config.serve_processes:
+            pacer = SendPacer(config.send_rate_limit) if config.send_rate_limit else None
+            broadcaster = SummaryBroadcaster(pacer=pacer)
+            return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
+                                           tls=tls)
+        broadcaster = SummaryBroadcaster()  # followed by the serving processes' links, which pace their own streams
+        settings = WorkerSettings(
+            max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
+            send_rate_limit=config.send_rate_limit, tls=tls, log_level=config.log_level,
+            log_format=config.log_format)
+        processes = ServingProcesses(broadcaster, str(config.grpc_addr), config.serve_processes, settings,
+                                     spawn=self._greenlets.spawn)
+        self.metrics.add_state_source(processes.families)
+        return broadcaster, processes
 
     def start(self) -> None:
         """Bind the listeners (configuration errors surface here) and start the feeds."""
@@ -118,19 +137,10 @@ class Application:
         self.broadcaster.publish(encode_summary(top))
 
     def _service_families(self) -> list[Metric]:
-        b = self.broadcaster
-        streams = GaugeMetricFamily("orderbook_grpc_open_streams", "BookSummary streams open")
-        streams.add_metric([], b.open_streams)
-        published = CounterMetricFamily("orderbook_summaries_published", "Summaries published (the book changed)")
-        published.add_metric([], b.published_total)
-        sent = CounterMetricFamily("orderbook_summaries_sent", "Summaries handed to client streams")
-        sent.add_metric([], b.sent_total)
-        skipped = CounterMetricFamily(
-            "orderbook_summaries_skipped", "Summaries a slow client never saw because a newer one replaced it"
-        )
-        skipped.add_metric([], b.skipped_total)
+        stats = self.grpc.stats()
         greenlets = GaugeMetricFamily(
-            "orderbook_greenlets", "Greenlets alive that the service started: feeds and their helpers, gRPC calls"
+            "orderbook_greenlets", "Greenlets alive that the service started: feeds and their helpers, gRPC calls "
+            "(in every serving process)"
         )
-        greenlets.add_metric([], len(self._greenlets) + self.grpc.active_calls)
-        return [streams, published, sent, skipped, greenlets]
+        greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
+        return [*serving_families(stats, self.broadcaster.published_total), greenlets]

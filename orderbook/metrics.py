@@ -127,10 +127,6 @@ class Metrics:
             "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published",
             buckets=LATENCY_BUCKETS, registry=registry,
         )
-        self.publish_to_send = Histogram(
-            "orderbook_publish_to_send_seconds", "Summary published to handed to a client's stream",
-            buckets=LATENCY_BUCKETS, registry=registry,
-        )
         registry.register(_StateCollector(self))
         ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
 

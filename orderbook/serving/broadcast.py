@@ -14,17 +14,22 @@ from collections.abc import Callable, Iterator
 
 from gevent.event import Event
 
+from orderbook.serving.pacing import SendPacer
+from orderbook.serving.stats import LatencyHistogram, ServingStats
+
 log = logging.getLogger(__name__)
 
 
 class SummaryBroadcaster:
     """Holds the latest payload and hands it to every stream; see the module docstring for the semantics."""
 
-    def __init__(self, recheck_interval: float = 1.0, on_send: Callable[[float], None] | None = None) -> None:
+    def __init__(self, recheck_interval: float = 1.0, pacer: SendPacer | None = None) -> None:
         """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there.
-        ``on_send`` is told, for each payload handed to a stream, the seconds since it was published."""
+        ``pacer`` bounds the sends per second across all streams (a stream's first summary does not wait for it)."""
         self._recheck_interval = recheck_interval
-        self._on_send = on_send
+        self._pacer = pacer
+        self.send_latency = LatencyHistogram()
+        """For each payload handed to a stream, the seconds since it was published."""
         self._version = 0
         self._latest: bytes | None = None
         self._published_at = 0.0
@@ -42,6 +47,11 @@ class SummaryBroadcaster:
     def version(self) -> int:
         """How many payloads have been published; a stream compares it with the last version it sent."""
         return self._version
+
+    @property
+    def published_at(self) -> float:
+        """``time.perf_counter()`` when the latest payload was published."""
+        return self._published_at
 
     @property
     def closed(self) -> bool:
@@ -65,13 +75,19 @@ class SummaryBroadcaster:
         """Payloads a stream never sent because a newer one was published before it was ready for more."""
         return self._skipped_total
 
-    def publish(self, payload: bytes) -> None:
-        """Make ``payload`` the current summary and wake every waiting stream."""
+    def stats(self) -> ServingStats:
+        """The stream figures (``active_calls`` is the gRPC server's to fill in)."""
+        return ServingStats(self._open_streams, self._sent_total, self._skipped_total, 0, self.send_latency)
+
+    def publish(self, payload: bytes, published_at: float | None = None) -> None:
+        """Make ``payload`` the current summary and wake every waiting stream. ``published_at`` (a
+        ``time.perf_counter()`` value, the same clock in every process on Linux) is when the book published it,
+        if that was in another process; the default is now."""
         if self._closed:
             log.debug("publish after close ignored")
             return
         self._latest = payload
-        self._published_at = time.perf_counter()
+        self._published_at = time.perf_counter() if published_at is None else published_at
         self._version += 1
         self._wake()
 
@@ -88,23 +104,37 @@ class SummaryBroadcaster:
         changed, self._changed = self._changed, Event()
         changed.set()
 
+    def follow(self, is_active: Callable[[], bool]) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(version, payload)`` for the current payload at once if there is one, then for each newer one,
+        until closed or inactive; skipped versions show as gaps. Not counted as a client stream."""
+        sent_version = 0
+        while not self._closed and is_active():
+            version, payload = self._version, self._latest
+            if payload is None or version == sent_version:
+                self._changed.wait(self._recheck_interval)
+                continue
+            sent_version = version
+            yield version, payload
+
     def stream(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
-        """Yield the current payload at once if there is one, then each newer one, until closed or inactive."""
+        """A client's stream: :meth:`follow`, counted, paced and timed."""
         self._open_streams += 1
-        on_send = self._on_send
+        observe, pacer = self.send_latency.observe, self._pacer
         try:
             sent_version = 0
-            while not self._closed and is_active():
-                version, payload = self._version, self._latest
-                if payload is None or version == sent_version:
-                    self._changed.wait(self._recheck_interval)
-                    continue
+            for version, payload in self.follow(is_active):
+                if version <= sent_version:
+                    continue  # already sent: it became the newest while this stream waited for the budget
+                if sent_version and pacer is not None:
+                    pacer.take()
+                    if self._closed or not is_active():
+                        break
+                    version, payload = self._version, self._latest  # the newest once the budget allows
                 if sent_version:
                     self._skipped_total += version - sent_version - 1
                 sent_version = version
                 self._sent_total += 1
-                if on_send is not None:
-                    on_send(time.perf_counter() - self._published_at)
+                observe(time.perf_counter() - self._published_at)
                 yield payload
         finally:
             self._open_streams -= 1

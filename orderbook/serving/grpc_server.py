@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from orderbook.proto import orderbook_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
+from orderbook.serving.stats import ServingStats
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,11 @@ def parse_address(address: str) -> tuple[str, int]:
     return match["host"].strip("[]"), port
 
 
-def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None) -> ServerStartError:
-    """grpc only says "Failed to bind"; bind a plain socket the same way to learn and report why."""
+def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reuse_port: bool) -> ServerStartError:
+    """grpc only says "Failed to bind"; bind a plain socket the same way to learn and report why. With
+    ``reuse_port`` the probe shares the port too: the book process's reservation and the sibling serving
+    processes hold it, and a probe without SO_REUSEPORT would report any failure (a rejected TLS certificate)
+    as "address already in use"."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -97,6 +101,8 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None) -> S
     reason = None
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as probe:
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             try:
                 probe.bind(sockaddr)
             except OSError as exc:
@@ -152,6 +158,11 @@ class GrpcServer:
         """RPCs running now, each in its own greenlet (streams, health checks, reflection)."""
         return self._executor.running
 
+    def stats(self) -> ServingStats:
+        stats = self._broadcaster.stats()
+        stats.active_calls = self.active_calls
+        return stats
+
     def start(self) -> None:
         """Bind and start serving; raise :class:`ServerStartError` (or a subclass) with the address on failure."""
         if self._server is not None:
@@ -174,7 +185,7 @@ class GrpcServer:
         except RuntimeError:
             bound = 0
         if bound == 0:
-            raise _bind_failure(self._address, host, port, self._tls)
+            raise _bind_failure(self._address, host, port, self._tls, self._reuse_port)
         server.start()
         self._server, self._port = server, bound
         log.info(

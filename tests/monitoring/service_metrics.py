@@ -41,7 +41,7 @@ def exercised_registry() -> CollectorRegistry:
     if not app.publisher.refresh():
         raise AssertionError("the publisher did not publish the first merged book")
     app.metrics.frame_to_publish.observe(0.0004)
-    app.metrics.publish_to_send.observe(0.0002)
+    app.broadcaster.send_latency.observe(0.0002)
     return registry
 
 

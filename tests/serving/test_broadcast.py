@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 
@@ -142,13 +144,22 @@ def test_publish_holds_only_the_latest_payload(readers: int) -> None:
     assert {reader.get(timeout=2) for reader in waiting} <= {b"999"}
 
 
-def test_on_send_reports_the_time_from_publish_to_each_stream() -> None:
-    delays: list[float] = []
-    broadcaster = SummaryBroadcaster(on_send=delays.append)
+def test_send_latency_counts_the_time_from_publish_to_each_stream() -> None:
+    broadcaster = SummaryBroadcaster()
     first, second = broadcaster.stream(always), broadcaster.stream(always)
     broadcaster.publish(b"one")
     gevent.sleep(0.02)
     assert next(first) == b"one"
     assert next(second) == b"one"
-    assert len(delays) == 2
-    assert all(0.02 <= delay < 1.0 for delay in delays)
+    latency = broadcaster.send_latency
+    assert sum(latency.counts) == 2
+    assert 0.04 <= latency.total < 2.0
+    assert sum(latency.counts[latency.bounds.index(0.01) + 1:]) == 2  # both above 10 ms
+
+
+def test_a_publish_time_from_another_process_is_kept() -> None:
+    broadcaster = SummaryBroadcaster()
+    stream = broadcaster.stream(always)
+    broadcaster.publish(b"one", published_at=time.perf_counter() - 0.3)
+    assert next(stream) == b"one"
+    assert 0.3 <= broadcaster.send_latency.total < 1.0

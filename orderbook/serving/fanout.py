@@ -1,0 +1,303 @@
+"""Serving from several processes (``--serve-processes N``), fed by this one, the book process.
+
+One process completes about 7,500 stream sends a second through grpcio's sync server under gevent
+(RUNTIME-NOTES.md), so a few hundred clients at the natural summary rate already queue behind each other. Here
+the book process keeps the books and publishes as before, and N serving processes
+(:mod:`orderbook.serving.worker`) bind the same gRPC address with SO_REUSEPORT; the kernel spreads incoming
+connections over them. Each one is fed over its own socketpair by a greenlet that follows this process's
+broadcaster: latest value only, so a slow serving process skips summaries instead of queueing them, and never
+delays the book or its siblings. The health state travels the same way.
+
+The address is reserved here first with a bound, non-listening socket (so port 0 works and the port stays ours
+while a serving process restarts), after checking that nothing else listens there: SO_REUSEPORT would otherwise
+share the port silently with any other grpc server of the same user. A serving process that dies is restarted
+(its clients reconnect to the others); when this process stops or dies, the link closes and they all exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import gevent
+from gevent.lock import Semaphore
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from orderbook.backoff import Backoff
+from orderbook.serving import link
+from orderbook.serving.broadcast import SummaryBroadcaster
+from orderbook.serving.grpc_server import AddressInUse, ServerStartError, TlsFiles, parse_address
+from orderbook.serving.stats import ServingStats
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 15.0
+"""Seconds a new serving process gets to import, bind and say ready."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every serving process is started with."""
+
+    max_streams: int
+    send_rate_limit: float
+    tls: TlsFiles | None
+    log_level: str
+    log_format: str
+    grace: float = 1.0
+
+    def argv(self, link_fd: int, address: str) -> list[str]:
+        argv = [sys.executable, "-m", "orderbook.serving.worker", "--link-fd", str(link_fd),
+                "--grpc-addr", address, "--max-streams", str(self.max_streams),
+                "--send-rate-limit", str(self.send_rate_limit), "--grace", str(self.grace),
+                "--log-level", self.log_level, "--log-format", self.log_format]
+        if self.tls is not None:
+            argv += ["--tls-cert", str(self.tls.cert_path), "--tls-key", str(self.tls.key_path)]
+        return argv
+
+
+def reserve_address(address: str) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT socket on ``address``; raises :class:`AddressInUse` if taken."""
+    host, port = parse_address(address)
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise ServerStartError(f"cannot listen on {address}: cannot resolve {host!r} ({error.strerror})") from None
+    probe = socket.socket(family, kind, proto)
+    reservation = socket.socket(family, kind, proto)
+    try:
+        for sock in (probe, reservation):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(sockaddr)  # without SO_REUSEPORT: fails if anyone at all has the port
+        sockaddr = probe.getsockname()
+        probe.close()
+        reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reservation.bind(sockaddr)
+    except OSError as error:
+        probe.close()
+        reservation.close()
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"cannot listen on {address}: address already in use") from None
+        raise ServerStartError(f"cannot listen on {address}: {error.strerror or error}") from None
+    return reservation
+
+
+class _Worker:
+    """One serving process and its link; ``index`` names it in the logs."""
+
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.index = index
+        self.proc = proc
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.stats = ServingStats()
+        self.write_turn = Semaphore(1)  # frames from the feeder and health updates never interleave
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        with self.write_turn:
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.closed = True
+        for closing in (self.reader, self.sock):
+            try:
+                closing.close()
+            except OSError:
+                pass
+
+
+class ServingProcesses:
+    """The gRPC endpoint as N serving processes; the same face as :class:`GrpcServer` to the application."""
+
+    def __init__(self, broadcaster: SummaryBroadcaster, address: str, count: int, settings: WorkerSettings,
+                 spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        self._broadcaster = broadcaster
+        self._address = address
+        self._count = count
+        self._settings = settings
+        self._spawn = spawn
+        self._reservation: socket.socket | None = None
+        self._bound_address = address
+        self._workers: dict[int, _Worker] = {}
+        self._retired = ServingStats()  # counters of serving processes that ended, so the sums never go back
+        self._serving = False
+        self._stopping = False
+        self.restarts_total = 0
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def port(self) -> int:
+        if self._reservation is None:
+            raise RuntimeError("the serving processes have not been started")
+        return int(self._reservation.getsockname()[1])
+
+    @property
+    def active_calls(self) -> int:
+        return self.stats().active_calls
+
+    @property
+    def processes(self) -> list[int]:
+        """The pids of the serving processes running now."""
+        return [worker.proc.pid for worker in self._workers.values()]
+
+    def start(self) -> None:
+        """Reserve the address, start every serving process and wait for each to listen, or raise
+        :class:`ServerStartError` with the first one's reason."""
+        self._reservation = reserve_address(self._address)
+        host, _ = parse_address(self._address)
+        self._bound_address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        launches = [gevent.spawn(self._first_launch, index) for index in range(self._count)]  # imports take a while
+        try:
+            for launch in gevent.iwait(launches):
+                if (error := launch.get()) is not None:
+                    raise error
+        except BaseException:
+            gevent.killall(launches)  # the ones still starting: else they would join after stop()
+            self.stop(0)
+            raise
+        log.info("gRPC served by %d processes on %s (pids %s)", self._count, self._bound_address,
+                 ", ".join(map(str, self.processes)))
+
+    def set_serving(self, serving: bool) -> None:
+        self._serving = serving
+        frame = link.serving_frame(serving)
+        for worker in list(self._workers.values()):
+            self._spawn(self._send_quietly, worker, frame)  # never block the caller (a feed) on a full link
+
+    def stats(self) -> ServingStats:
+        total = ServingStats()
+        total.add(self._retired)
+        for worker in self._workers.values():
+            total.add(worker.stats)
+        return total
+
+    def families(self) -> Iterable[Metric]:
+        running = GaugeMetricFamily("orderbook_serving_processes", "Serving processes running (--serve-processes)")
+        running.add_metric([], len(self._workers))
+        restarts = CounterMetricFamily("orderbook_serving_process_restarts", "Serving processes that ended and "
+                                       "were started again")
+        restarts.add_metric([], self.restarts_total)
+        return [running, restarts]
+
+    def stop(self, grace: float) -> None:
+        """Close every link (the serving processes end their streams within their grace and exit), then wait."""
+        self._stopping = True
+        self._broadcaster.close()
+        workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.close()
+        for worker in workers:
+            try:
+                worker.proc.wait(grace + 5)
+            except subprocess.TimeoutExpired:
+                log.warning("serving process %d did not stop; killing it", worker.proc.pid)
+                worker.proc.kill()
+                worker.proc.wait()
+        if self._reservation is not None:
+            self._reservation.close()
+        if workers:
+            log.info("gRPC serving processes on %s stopped", self._bound_address)
+
+    # -- one serving process -------------------------------------------------------------------------------
+
+    def _first_launch(self, index: int) -> ServerStartError | None:
+        """:meth:`_launch` at start-up, the error returned: raised, gevent would print it as a crash."""
+        try:
+            self._launch(index)
+        except ServerStartError as error:
+            return error
+        return None
+
+    def _launch(self, index: int) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(self._settings.argv(theirs.fileno(), self._bound_address),
+                                    pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        worker = _Worker(index, proc, ours)
+        try:
+            with gevent.Timeout(READY_TIMEOUT, ServerStartError(
+                    f"serving process {index} did not start listening within {READY_TIMEOUT:g} s")):
+                first = link.read_message(worker.reader)
+            if first is None or "ready" not in first:
+                reason = (first or {}).get("error") or f"serving process {index} exited with {proc.wait()}"
+                raise ServerStartError(str(reason))
+        except BaseException:
+            proc.kill()  # before closing the link, which it would find broken and complain about
+            worker.close()
+            proc.wait()
+            raise
+        self._workers[index] = worker
+        worker.send(link.serving_frame(self._serving))
+        self._spawn(self._feed, worker)
+        self._spawn(self._watch, worker)
+
+    def _feed(self, worker: _Worker) -> None:
+        """Follow the broadcaster and hand each newest summary to the serving process."""
+        broadcaster = self._broadcaster
+        try:
+            for _, payload in broadcaster.follow(lambda: not worker.closed):
+                worker.send(link.frame(link.SUMMARY, payload, broadcaster.published_at))
+        except OSError:
+            pass  # the serving process is gone: _watch sees its link close and restarts it
+
+    def _watch(self, worker: _Worker) -> None:
+        """Read the serving process's reports until its link closes; then restart it unless stopping."""
+        try:
+            while (message := link.read_message(worker.reader)) is not None:
+                stats = message.get("stats")
+                if isinstance(stats, dict):
+                    worker.stats = ServingStats.from_json(stats)
+        except (link.LinkError, OSError, KeyError, TypeError, ValueError) as error:
+            log.error("serving process %d (pid %d): bad report: %s", worker.index, worker.proc.pid, error)
+        if self._stopping or worker.closed:
+            return
+        self._retire(worker)
+        code = worker.proc.wait()
+        log.error("serving process %d (pid %d) ended with %s; its clients reconnect to the others; restarting",
+                  worker.index, worker.proc.pid, code)
+        self._restart(worker.index)
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.close()
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+        self._workers.pop(worker.index, None)
+        counters = worker.stats
+        counters.open_streams = counters.active_calls = 0
+        self._retired.add(counters)
+
+    def _restart(self, index: int) -> None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while not self._stopping:
+            gevent.sleep(backoff.next())
+            if self._stopping:
+                return
+            self.restarts_total += 1
+            try:
+                self._launch(index)
+                log.info("serving process %d restarted (pid %d)", index, self._workers[index].proc.pid)
+                return
+            except (ServerStartError, OSError) as error:  # OSError: fork failed, or the link broke at once
+                log.error("serving process %d could not restart: %s", index, error)
+
+    @staticmethod
+    def _send_quietly(worker: _Worker, data: bytes) -> None:
+        try:
+            worker.send(data)
+        except OSError:
+            pass
+

@@ -1,0 +1,67 @@
+"""The link between the book process and a serving process: one socketpair, a message type each way.
+
+Book -> serving process: binary frames, a 13-byte header (kind, payload length, the book's publish time as a
+``time.perf_counter()`` value, CLOCK_MONOTONIC in every process on Linux) and the payload: a serialized summary,
+or the health state. Serving process -> book: one JSON object a line: ``{"ready": port}`` or ``{"error": text}``
+once at start, then ``{"stats": {...}}`` (:class:`~orderbook.serving.stats.ServingStats`) every second.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any, BinaryIO
+
+SUMMARY = 1
+SERVING = 2
+
+HEADER = struct.Struct("<BId")
+MAX_PAYLOAD = 1 << 20
+"""A summary is a few hundred bytes; anything near this is a bug, and the serving process exits on it."""
+
+
+class LinkError(Exception):
+    """The other end sent something this end cannot read."""
+
+
+def frame(kind: int, payload: bytes, published_at: float = 0.0) -> bytes:
+    return HEADER.pack(kind, len(payload), published_at) + payload
+
+
+def serving_frame(serving: bool) -> bytes:
+    return frame(SERVING, b"\x01" if serving else b"\x00")
+
+
+def read_frame(reader: BinaryIO) -> tuple[int, bytes, float] | None:
+    """The next ``(kind, payload, published_at)``, or None at a clean end of stream."""
+    header = reader.read(HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise LinkError("link closed in the middle of a frame header")
+    kind, length, published_at = HEADER.unpack(header)
+    if kind not in (SUMMARY, SERVING) or length > MAX_PAYLOAD:
+        raise LinkError(f"bad frame: kind {kind}, {length} bytes")
+    payload = reader.read(length)
+    if len(payload) < length:
+        raise LinkError("link closed in the middle of a frame")
+    return kind, payload, published_at
+
+
+def send_message(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+
+def read_message(reader: BinaryIO) -> dict[str, Any] | None:
+    """The next JSON message, or None at the end of stream. Raises :class:`LinkError` on a malformed line."""
+    line = reader.readline(MAX_PAYLOAD)
+    if not line:
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError as error:
+        raise LinkError(f"not JSON: {line[:80]!r}") from error
+    if not isinstance(message, dict):
+        raise LinkError(f"not an object: {line[:80]!r}")
+    return message

@@ -1,0 +1,96 @@
+"""What the serving side counts: streams, summaries sent and skipped, RPCs running, and publish-to-send latency.
+
+Plain attributes updated on every send and turned into metric families only when Prometheus scrapes. The same
+figures travel from each serving process to the book process (:mod:`orderbook.serving.fanout`) as a small JSON
+object, where they are summed, so /metrics reads the same whether the streams are served in one process or many.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from orderbook.metrics import LATENCY_BUCKETS
+
+
+class LatencyHistogram:
+    """A Prometheus-style histogram without a lock: observed from one gevent hub, read at scrape time."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1  # first bucket whose upper bound is >= seconds
+        self.total += seconds
+
+    def add(self, other: LatencyHistogram) -> None:
+        if other.bounds != self.bounds:
+            raise ValueError("cannot add histograms with different buckets")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
+
+
+@dataclass(slots=True)
+class ServingStats:
+    """One serving process's figures (or the sum of several: see :meth:`add`)."""
+
+    open_streams: int = 0
+    sent: int = 0
+    skipped: int = 0
+    active_calls: int = 0
+    send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def add(self, other: ServingStats) -> None:
+        self.open_streams += other.open_streams
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.active_calls += other.active_calls
+        self.send_latency.add(other.send_latency)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"open_streams": self.open_streams, "sent": self.sent, "skipped": self.skipped,
+                "active_calls": self.active_calls, "latency_counts": self.send_latency.counts,
+                "latency_sum": self.send_latency.total}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServingStats:
+        """Raises ``KeyError``, ``TypeError`` or ``ValueError`` on a malformed object."""
+        latency = LatencyHistogram()
+        counts = [int(count) for count in data["latency_counts"]]
+        if len(counts) != len(latency.counts):
+            raise ValueError(f"expected {len(latency.counts)} latency buckets, got {len(counts)}")
+        latency.counts, latency.total = counts, float(data["latency_sum"])
+        return cls(int(data["open_streams"]), int(data["sent"]), int(data["skipped"]), int(data["active_calls"]),
+                   latency)
+
+
+def serving_families(stats: ServingStats, published: int) -> Iterable[Metric]:
+    streams = GaugeMetricFamily("orderbook_grpc_open_streams", "BookSummary streams open")
+    streams.add_metric([], stats.open_streams)
+    published_family = CounterMetricFamily("orderbook_summaries_published", "Summaries published (the book changed)")
+    published_family.add_metric([], published)
+    sent = CounterMetricFamily("orderbook_summaries_sent", "Summaries handed to client streams")
+    sent.add_metric([], stats.sent)
+    skipped = CounterMetricFamily(
+        "orderbook_summaries_skipped", "Summaries a slow client never saw because a newer one replaced it"
+    )
+    skipped.add_metric([], stats.skipped)
+    latency = stats.send_latency.family(
+        "orderbook_publish_to_send_seconds", "Summary published to handed to a client's stream"
+    )
+    return [streams, published_family, sent, skipped, latency]

@@ -1,0 +1,126 @@
+"""A serving process (``--serve-processes N`` starts N): gRPC streams fed by the book process over a link.
+
+    python -m orderbook.serving.worker --link-fd FD --grpc-addr HOST:PORT [--max-streams N] ...
+
+It binds the service's gRPC address with SO_REUSEPORT beside its siblings (the kernel spreads new connections
+over them), reports ``ready`` or the bind error, then publishes every summary that arrives on the link to its
+streams and reports its figures every second. When the link closes (the book process stopped or died) it ends
+its streams and exits: it never serves a book nobody keeps in step. SIGINT is ignored (a Ctrl-C reaches the
+whole process group; the book process decides); SIGTERM stops it.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import grpc.experimental.gevent  # noqa: E402
+
+grpc.experimental.gevent.init_gevent()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import gevent  # noqa: E402
+
+from orderbook.logs import configure_logging  # noqa: E402
+from orderbook.serving import link  # noqa: E402
+from orderbook.serving.broadcast import SummaryBroadcaster  # noqa: E402
+from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+from orderbook.serving.pacing import SendPacer  # noqa: E402
+
+log = logging.getLogger("orderbook.serving.worker")
+
+STATS_INTERVAL = 1.0
+EXIT_LINK_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orderbook.serving.worker", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--link-fd", type=int, required=True, help="the inherited socket to the book process")
+    add("--grpc-addr", required=True)
+    add("--max-streams", type=int, default=1000)
+    add("--send-rate-limit", type=float, default=0.0, help="summaries per second across all streams; 0: none")
+    add("--tls-cert")
+    add("--tls-key")
+    add("--grace", type=float, default=1.0, help="seconds the streams get to end when the link closes")
+    add("--log-level", default="info")
+    add("--log-format", default="text")
+    return parser
+
+
+class ServingProcess:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.link = socket.socket(fileno=args.link_fd)
+        self.reader = self.link.makefile("rb")
+        pacer = SendPacer(args.send_rate_limit) if args.send_rate_limit > 0 else None
+        self.broadcaster = SummaryBroadcaster(pacer=pacer)
+        tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
+        self.server = GrpcServer(self.broadcaster, args.grpc_addr, max_streams=args.max_streams, tls=tls,
+                                 reuse_port=True)
+        self.grace = args.grace
+        self.terminated = False
+
+    def run(self) -> int:
+        try:
+            self.server.start()
+        except ServerStartError as error:
+            link.send_message(self.link, {"error": str(error)})
+            return EXIT_LINK_ERROR
+        link.send_message(self.link, {"ready": self.server.port})
+        reporter = gevent.spawn(self._report_stats)
+        try:
+            return self._follow_link()
+        finally:
+            reporter.kill()
+            self.server.stop(self.grace)
+
+    def stop(self) -> None:
+        """SIGTERM: end as if the link had closed."""
+        self.terminated = True
+        self.link.shutdown(socket.SHUT_RD)  # gevent wakes the reading greenlet with EBADF, not an end of stream
+
+    def _follow_link(self) -> int:
+        try:
+            while (message := link.read_frame(self.reader)) is not None:
+                kind, payload, published_at = message
+                if kind == link.SUMMARY:
+                    self.broadcaster.publish(payload, published_at)
+                else:
+                    self.server.set_serving(payload == b"\x01")
+        except (link.LinkError, OSError) as error:
+            if self.terminated and isinstance(error, OSError):
+                log.info("serving process %d: SIGTERM; stopping", os.getpid())
+                return 0
+            log.error("serving process %d: link to the book process broken: %s", os.getpid(), error)
+            return EXIT_LINK_ERROR
+        log.info("serving process %d: the book process closed the link; stopping", os.getpid())
+        return 0
+
+    def _report_stats(self) -> None:
+        while True:
+            gevent.sleep(STATS_INTERVAL)
+            stats = self.broadcaster.stats()
+            stats.active_calls = self.server.active_calls
+            try:
+                link.send_message(self.link, {"stats": stats.to_json()})
+            except OSError:
+                return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process = ServingProcess(args)
+    gevent.signal_handler(signal.SIGTERM, process.stop)
+    return process.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
