@@ -162,13 +162,21 @@ def max_sustained(options: Options) -> tuple[list[Figure], dict[str, Any]]:
 # -- 4. fan-out -----------------------------------------------------------------------------------------------
 
 
+SERVE_PROCESSES = 2
+"""Serving processes for the fan-out scenario (one a core here); see --serve-processes."""
+STREAMS_PER_CONNECTION = 5
+"""Clients are spread over connections as separate programs would be: SO_REUSEPORT balances connections."""
+
+
 def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     """200 streams at the natural summary rate (p99 delivery), then 1,000 streams connecting at once."""
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"serve_processes": SERVE_PROCESSES, "streams_per_connection": STREAMS_PER_CONNECTION}
     figures: list[Figure] = []
-    with Stack(options.workdir, ["--probe-every", "5"], ["--max-streams", "2000"], name="server-fanout") as stack:
+    server_args = ["--max-streams", "2000", "--serve-processes", str(SERVE_PROCESSES)]
+    with Stack(options.workdir, ["--probe-every", "5"], server_args, name="server-fanout") as stack:
         stack.server.wait_serving()
-        clients = ClientGroup(stack.server.target, processes=4, streams_each=50)
+        clients = ClientGroup(stack.server.target, processes=4, streams_each=50,
+                              channels_each=50 // STREAMS_PER_CONNECTION)
         try:
             started = clients.wait_ready()
             time.sleep(1.0)
@@ -186,7 +194,8 @@ def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             Figure("200 streams: probes never seen", summary["lost_fraction"], "fraction"),
         ]
         time.sleep(1.0)  # the 200 streams' cancellations drain
-        clients = ClientGroup(stack.server.target, processes=5, streams_each=200, start_timeout=20)
+        clients = ClientGroup(stack.server.target, processes=5, streams_each=200, start_timeout=20,
+                              channels_each=200 // STREAMS_PER_CONNECTION)
         try:
             started = clients.wait_ready()
             time.sleep(options.seconds(3, 2))

@@ -64,7 +64,10 @@ class Streams:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    channels = [grpc.aio.insecure_channel(args.target) for _ in range(max(1, args.channels))]
+    # A local subchannel pool gives each channel its own connection (channels to one target share one otherwise),
+    # as separate client programs would have: the kernel spreads connections, not streams, over serving processes.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(args.target, options=options) for _ in range(max(1, args.channels))]
     streams = Streams(args.streams)
     tasks = [asyncio.create_task(streams.read(i, channels[i % len(channels)])) for i in range(args.streams)]
     try:
@@ -86,7 +89,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("target")
     parser.add_argument("--streams", type=int, default=1)
-    parser.add_argument("--channels", type=int, default=1, help="streams are spread over this many channels")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="streams are spread over this many channels, each its own connection")
     parser.add_argument("--start-timeout", type=float, default=30.0)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
