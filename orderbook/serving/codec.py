@@ -30,7 +30,7 @@ _LEVEL_PRICE = b"\x11"  # Level.price = 2, double
 _LEVEL_AMOUNT = b"\x19"  # Level.amount = 3, double
 
 _double = struct.Struct("<d").pack
-_CACHE_LIMIT = 1 << 14
+_CACHE_LIMIT = 1 << 11  # a few summaries' worth of levels: see orderbook.merge
 _level_cache: dict[tuple[bytes, Level], bytes] = {}
 
 
@@ -60,14 +60,14 @@ def _cached_field(tag: bytes, level: Level) -> bytes:
     key = (tag, level)
     encoded = _level_cache.get(key)
     if encoded is None:
-        if len(_level_cache) >= _CACHE_LIMIT:
-            _level_cache.clear()
         encoded = _level_cache[key] = _field(tag, level)
     return encoded
 
 
 def encode_summary(top: MergedTop) -> bytes:
     """Serialize ``top``; the spread is NaN when either side is empty (``top.spread is None``)."""
+    if len(_level_cache) >= max(_CACHE_LIMIT, 4 * (len(top.bids) + len(top.asks))):
+        _level_cache.clear()  # between summaries, never in the middle of one
     spread = NO_SPREAD if top.spread is None else to_float(top.spread)
     parts = [_SUMMARY_SPREAD + _double(spread)] if spread != 0.0 else []
     parts += [_cached_field(_SUMMARY_BIDS, level) for level in top.bids]
