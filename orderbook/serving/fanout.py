@@ -144,10 +144,6 @@ class ServingProcesses:
         return int(self._reservation.getsockname()[1])
 
     @property
-    def active_calls(self) -> int:
-        return self.stats().active_calls
-
-    @property
     def processes(self) -> list[int]:
         """The pids of the serving processes running now."""
         return [worker.proc.pid for worker in self._workers.values()]

@@ -105,10 +105,8 @@ class ServingProcess:
     def _report_stats(self) -> None:
         while True:
             gevent.sleep(STATS_INTERVAL)
-            stats = self.broadcaster.stats()
-            stats.active_calls = self.server.active_calls
             try:
-                link.send_message(self.link, {"stats": stats.to_json()})
+                link.send_message(self.link, {"stats": self.server.stats().to_json()})
             except OSError:
                 return
 
