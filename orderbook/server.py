@@ -8,9 +8,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import grpc.experimental.gevent  # noqa: E402
+from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
 
-grpc.experimental.gevent.init_gevent()
+init_grpc_gevent()
 
 import dataclasses  # noqa: E402
 import logging  # noqa: E402

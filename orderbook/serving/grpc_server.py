@@ -1,9 +1,9 @@
 """The gRPC endpoint: ``orderbook.OrderbookAggregator/BookSummary``, health checking and reflection.
 
-The process must be gevent-patched and have called ``grpc.experimental.gevent.init_gevent()`` before this
-module's objects are created. Each RPC runs in its own greenlet (:class:`GreenletExecutor`) and
-``maximum_concurrent_rpcs`` bounds them, so the stream beyond the limit is refused with RESOURCE_EXHAUSTED
-instead of waiting silently for a worker. Summaries arrive pre-serialized from the broadcaster and are sent as
+The process must be gevent-patched and have called :func:`orderbook.serving.gevent_polling.init_grpc_gevent`
+(grpcio's gevent integration) before this module's objects are created. Each RPC runs in its own greenlet
+(:class:`GreenletExecutor`) and ``maximum_concurrent_rpcs`` bounds them, so the stream beyond the limit is
+refused with RESOURCE_EXHAUSTED instead of waiting silently for a worker. Summaries arrive pre-serialized from the broadcaster and are sent as
 they are. The limit counts every RPC, health Watch and reflection streams included.
 """
 

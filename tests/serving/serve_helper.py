@@ -12,21 +12,22 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import grpc.experimental.gevent  # noqa: E402 - must follow patch_all
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-grpc.experimental.gevent.init_gevent()
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
+
+READY_FIRST = init_grpc_gevent()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.fileobject import FileObjectThread  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
@@ -87,6 +88,8 @@ def main() -> int:
             elif command == ["stats"]:
                 names = ("open_streams", "published_total", "sent_total", "skipped_total")
                 stats = {name: getattr(broadcaster, name) for name in names}
+                if READY_FIRST is not None:
+                    stats.update(polls_ready=READY_FIRST.ready, polls_parked=READY_FIRST.parked)
                 print("STATS", json.dumps(stats), flush=True)
             print("OK", flush=True)
         stop.set()  # stdin closed: the test that started this process is gone

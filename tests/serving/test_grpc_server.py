@@ -56,6 +56,20 @@ def test_fifty_concurrent_streams_all_receive_data(start_helper: Start, channels
         call.cancel()
 
 
+def test_ready_completion_events_are_taken_without_the_thread_pool(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    # grpcio internals behind orderbook.serving.gevent_polling: if a grpcio release moves them, this fails.
+    helper = start_helper("--interval", "0.02")
+    method = book_summary(channels(helper.target))
+    calls = [method(EMPTY, timeout=15) for _ in range(20)]
+    assert all(len(set(numbers(call, 5))) == 5 for call in calls)
+    stats = helper.stats()
+    assert stats["polls_ready"] > 0 and stats["polls_parked"] > 0, stats
+    for call in calls:
+        call.cancel()
+
+
 def test_stream_beyond_the_limit_gets_resource_exhausted(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
