@@ -26,7 +26,6 @@ from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.codec import encode_summary
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
-from orderbook.serving.pacing import SendPacer
 from orderbook.serving.stats import serving_families
 
 log = logging.getLogger(__name__)
@@ -75,15 +74,13 @@ class Application:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         if not config.serve_processes:
-            pacer = SendPacer(config.send_rate_limit) if config.send_rate_limit else None
-            broadcaster = SummaryBroadcaster(pacer=pacer)
+            broadcaster = SummaryBroadcaster()
             return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
                                            tls=tls)
-        broadcaster = SummaryBroadcaster()  # followed by the serving processes' links, which pace their own streams
+        broadcaster = SummaryBroadcaster()  # followed by the serving processes' links
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
-            send_rate_limit=config.send_rate_limit, tls=tls, log_level=config.log_level,
-            log_format=config.log_format)
+            tls=tls, log_level=config.log_level, log_format=config.log_format)
         processes = ServingProcesses(broadcaster, str(config.grpc_addr), config.serve_processes, settings,
                                      spawn=self._greenlets.spawn)
         self.metrics.add_state_source(processes.families)

@@ -17,9 +17,6 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "ORDERBOOK_"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 MAX_SERVE_PROCESSES = 64
-DEFAULT_SEND_RATE_LIMIT = 4500.0
-"""Summaries a second one serving process sends before pacing its streams: below the ~7,500 it can complete
-(RUNTIME-NOTES.md), so that new calls and health checks still get through (see orderbook.serving.pacing)."""
 
 
 class ConfigError(ValueError):
@@ -48,7 +45,6 @@ class Config:
     binance_snapshot_limit: int
     max_streams: int
     serve_processes: int
-    send_rate_limit: float
     silence_timeout: float
     tls_cert: str | None
     tls_key: str | None
@@ -92,12 +88,9 @@ def _parser() -> argparse.ArgumentParser:
         help="levels per side in the Binance snapshot, 1-5000 (default %(default)s)")
     add("--max-streams", type=int, default=1000, help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED")
     add("--serve-processes", type=int, default=0,
-        help="serve gRPC from this many processes sharing the port, fed by the book process; 0 serves from the "
-        "book process itself (default %(default)s). Each process sends about 7,500 summaries/s at most: use 2 or "
-        "more for hundreds of clients")
-    add("--send-rate-limit", type=float, default=DEFAULT_SEND_RATE_LIMIT,
-        help="summaries sent per second per serving process, across its streams; beyond it every stream still "
-        "gets the newest summary, less often, and new clients are not starved. 0: no limit (default %(default)s)")
+        help="serve gRPC from this many processes sharing the port, fed by the book process, so the fan-out to "
+        "many clients does not share a core with the exchange feeds; 0 serves from the book process itself "
+        "(default %(default)s)")
     add("--silence-timeout", type=float, default=10.0,
         help="seconds without any byte from an exchange before its connection is taken for dead (default %(default)s)")
     add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
@@ -143,9 +136,6 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         raise ConfigError("--max-streams: expected at least 1")
     if not 0 <= args.serve_processes <= MAX_SERVE_PROCESSES:
         raise ConfigError(f"--serve-processes: expected 0 to {MAX_SERVE_PROCESSES}, got {args.serve_processes}")
-    if not 0 <= args.send_rate_limit < float("inf"):
-        raise ConfigError(f"--send-rate-limit: expected a number of summaries per second, or 0, got "
-                          f"{args.send_rate_limit}")
     if not args.silence_timeout > 0:
         raise ConfigError("--silence-timeout: expected a positive number of seconds")
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -163,7 +153,6 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         binance_snapshot_limit=args.binance_snapshot_limit,
         max_streams=args.max_streams,
         serve_processes=args.serve_processes,
-        send_rate_limit=args.send_rate_limit,
         silence_timeout=args.silence_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

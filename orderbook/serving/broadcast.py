@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 
 from gevent.event import Event
 
-from orderbook.serving.pacing import SendPacer
 from orderbook.serving.stats import LatencyHistogram, ServingStats
 
 log = logging.getLogger(__name__)
@@ -23,11 +22,9 @@ log = logging.getLogger(__name__)
 class SummaryBroadcaster:
     """Holds the latest payload and hands it to every stream; see the module docstring for the semantics."""
 
-    def __init__(self, recheck_interval: float = 1.0, pacer: SendPacer | None = None) -> None:
-        """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there.
-        ``pacer`` bounds the sends per second across all streams (a stream's first summary does not wait for it)."""
+    def __init__(self, recheck_interval: float = 1.0) -> None:
+        """``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there."""
         self._recheck_interval = recheck_interval
-        self._pacer = pacer
         self.send_latency = LatencyHistogram()
         """For each payload handed to a stream, the seconds since it was published."""
         self._version = 0
@@ -117,19 +114,12 @@ class SummaryBroadcaster:
             yield version, payload
 
     def stream(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
-        """A client's stream: :meth:`follow`, counted, paced and timed."""
+        """A client's stream: :meth:`follow`, counted and timed."""
         self._open_streams += 1
-        observe, pacer = self.send_latency.observe, self._pacer
+        observe = self.send_latency.observe
         try:
             sent_version = 0
             for version, payload in self.follow(is_active):
-                if version <= sent_version:
-                    continue  # already sent: it became the newest while this stream waited for the budget
-                if sent_version and pacer is not None:
-                    pacer.take()
-                    if self._closed or not is_active():
-                        break
-                    version, payload = self._version, self._latest  # the newest once the budget allows
                 if sent_version:
                     self._skipped_total += version - sent_version - 1
                 sent_version = version

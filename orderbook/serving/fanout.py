@@ -45,7 +45,6 @@ class WorkerSettings:
     """What every serving process is started with."""
 
     max_streams: int
-    send_rate_limit: float
     tls: TlsFiles | None
     log_level: str
     log_format: str
@@ -54,7 +53,7 @@ class WorkerSettings:
     def argv(self, link_fd: int, address: str) -> list[str]:
         argv = [sys.executable, "-m", "orderbook.serving.worker", "--link-fd", str(link_fd),
                 "--grpc-addr", address, "--max-streams", str(self.max_streams),
-                "--send-rate-limit", str(self.send_rate_limit), "--grace", str(self.grace),
+                "--grace", str(self.grace),
                 "--log-level", self.log_level, "--log-format", self.log_format]
         if self.tls is not None:
             argv += ["--tls-cert", str(self.tls.cert_path), "--tls-key", str(self.tls.key_path)]

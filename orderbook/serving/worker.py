@@ -31,7 +31,6 @@ from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
 from orderbook.serving.broadcast import SummaryBroadcaster  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
-from orderbook.serving.pacing import SendPacer  # noqa: E402
 
 log = logging.getLogger("orderbook.serving.worker")
 
@@ -45,7 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     add("--link-fd", type=int, required=True, help="the inherited socket to the book process")
     add("--grpc-addr", required=True)
     add("--max-streams", type=int, default=1000)
-    add("--send-rate-limit", type=float, default=0.0, help="summaries per second across all streams; 0: none")
     add("--tls-cert")
     add("--tls-key")
     add("--grace", type=float, default=1.0, help="seconds the streams get to end when the link closes")
@@ -58,8 +56,7 @@ class ServingProcess:
     def __init__(self, args: argparse.Namespace) -> None:
         self.link = socket.socket(fileno=args.link_fd)
         self.reader = self.link.makefile("rb")
-        pacer = SendPacer(args.send_rate_limit) if args.send_rate_limit > 0 else None
-        self.broadcaster = SummaryBroadcaster(pacer=pacer)
+        self.broadcaster = SummaryBroadcaster()
         tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
         self.server = GrpcServer(self.broadcaster, args.grpc_addr, max_streams=args.max_streams, tls=tls,
                                  reuse_port=True)

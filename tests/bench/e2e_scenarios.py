@@ -31,6 +31,8 @@ class Options:
     quick: bool
     minutes: float
     profile_dir: Path | None = None
+    serve_processes: int = 0
+    """The fan-out scenario's server runs with ``--serve-processes`` this (0: the server's default)."""
 
     def seconds(self, full: float, quick: float) -> float:
         return quick if self.quick else full
@@ -162,17 +164,16 @@ def max_sustained(options: Options) -> tuple[list[Figure], dict[str, Any]]:
 # -- 4. fan-out -----------------------------------------------------------------------------------------------
 
 
-SERVE_PROCESSES = 2
-"""Serving processes for the fan-out scenario (one a core here); see --serve-processes."""
 STREAMS_PER_CONNECTION = 5
 """Clients are spread over connections as separate programs would be: SO_REUSEPORT balances connections."""
 
 
 def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     """200 streams at the natural summary rate (p99 delivery), then 1,000 streams connecting at once."""
-    details: dict[str, Any] = {"serve_processes": SERVE_PROCESSES, "streams_per_connection": STREAMS_PER_CONNECTION}
+    details: dict[str, Any] = {"serve_processes": options.serve_processes,
+                               "streams_per_connection": STREAMS_PER_CONNECTION}
     figures: list[Figure] = []
-    server_args = ["--max-streams", "2000", "--serve-processes", str(SERVE_PROCESSES)]
+    server_args = ["--max-streams", "2000", "--serve-processes", str(options.serve_processes)]
     with Stack(options.workdir, ["--probe-every", "5"], server_args, name="server-fanout") as stack:
         stack.server.wait_serving()
         clients = ClientGroup(stack.server.target, processes=4, streams_each=50,

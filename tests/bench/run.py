@@ -1,6 +1,7 @@
 """``bin/bench``: run the benchmark scenarios, print a table, write the same figures as JSON.
 
     bin/bench [--scenario NAME ...] [--repeat N] [--quick] [--minutes M] [--json PATH] [--profile DIR]
+              [--serve-processes N]
 
 Scenarios: ingest, latency, max_rate, fanout, memory, startup (see issue 6 for the targets). Figures are medians
 over ``--repeat`` runs (default 3; 1 for the ramp and memory runs, which are long and already sample over time,
@@ -12,6 +13,7 @@ could not run at all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -40,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, help="length of the memory run (default 1; 0.25 with --quick)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the figures as JSON")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="write pyinstrument reports into DIR")
+    parser.add_argument("--serve-processes", type=int, default=0, metavar="N",
+                        help="the fan-out scenario's server serves from N processes (default 0: in-process)")
     return parser
 
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     results: list[ScenarioResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        options = e2e_scenarios.Options(Path(workdir), args.quick, minutes, args.profile)
+        options = e2e_scenarios.Options(Path(workdir), args.quick, minutes, args.profile, args.serve_processes)
         sources = ingest.IngestSources(args.quick)
         runners: dict[str, Callable[[], tuple[list[Figure], dict[str, Any]]]] = {
             "ingest": lambda: ingest.run_once(sources),
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     profiled, _ = runners[name]()
                     log.info("latency under pyinstrument: %s",
                              ", ".join(f"{f.name} {f.value:.3g}" for f in profiled if f.value is not None))
-                    options_plain = e2e_scenarios.Options(Path(workdir), args.quick, minutes, None)
+                    options_plain = dataclasses.replace(options, profile_dir=None)
                     runners[name] = lambda: e2e_scenarios.latency(options_plain)
                     log.info("server profile: %s",
                              _render_server_profile(args.profile / "server-latency.pyisession"))
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("ingest profile: %s", ingest.profile(sources, args.profile))
     print()
     print(table(results))
-    write_json(args.json, results, {"quick": args.quick, "minutes": minutes, "scenarios": names})
+    write_json(args.json, results, {"quick": args.quick, "minutes": minutes, "scenarios": names,
+                                    "serve_processes": args.serve_processes})
     print(f"\nfigures written to {args.json}")
     return 1 if any(result.error for result in results) else 0
 
