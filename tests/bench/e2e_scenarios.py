@@ -270,9 +270,16 @@ def memory(options: Options) -> tuple[list[Figure], dict[str, Any]]:
 # -- 6. start-up ---------------------------------------------------------------------------------------------------
 
 
+_EAGER_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 5), ("grpc.min_reconnect_backoff_ms", 5),
+                    ("grpc.max_reconnect_backoff_ms", 20)]
+
+
 def _first_full_summary(target: str, depth: int, deadline: float) -> float | None:
-    """Monotonic time of the first summary with ``depth`` levels a side from both exchanges, or None."""
-    channel = grpc.insecure_channel(target)
+    """Monotonic time of the first summary with ``depth`` levels a side from both exchanges, or None.
+
+    The channel is opened before the server listens; its reconnect backoff (gRPC's default: 1 s, then longer)
+    would add up to a second of the client's own waiting, so it retries every few milliseconds instead."""
+    channel = grpc.insecure_channel(target, options=_EAGER_RECONNECT)
     stream = channel.unary_stream("/orderbook.OrderbookAggregator/BookSummary",
                                   request_serializer=orderbook_pb2.Empty.SerializeToString,
                                   response_deserializer=orderbook_pb2.Summary.FromString)
