@@ -1,18 +1,19 @@
 """Prometheus metrics, all in one place, on an injected registry (tests use a fresh ``CollectorRegistry``).
 
 Events that are rare (connects, rebuilds, bad frames, snapshot fetches) update prometheus-client metrics when
-they happen. Values that change on every frame (frame counts, book depth, the merged spread) are plain
-attributes of the objects that own them, read by :class:`_StateCollector` only when Prometheus scrapes.
+they happen. Values that change on every frame (frame counts, book depth, the merged spread, the per-frame
+latency histograms) are plain attributes of the objects that own them, read only when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from orderbook.merge import MergedTop
@@ -20,6 +21,38 @@ from orderbook.prices import to_float
 
 # Sub-millisecond to seconds: the service's own latency lives in the first buckets, exchange lag in the last.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class LatencyHistogram:
+    """A Prometheus-style histogram without a lock: observed from one gevent hub, read at scrape time."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1  # first bucket whose upper bound is >= seconds
+        self.total += seconds
+
+    def add(self, other: LatencyHistogram) -> None:
+        if other.bounds != self.bounds:
+            raise ValueError("cannot add histograms with different buckets")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
+    def cumulative_buckets(self) -> list[tuple[str, int]]:
+        """``(le, count of observations <= le)`` for every bucket, as the exposition format wants them."""
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        return buckets
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        return HistogramMetricFamily(name, documentation, buckets=self.cumulative_buckets(), sum_value=self.total)
 
 
 @dataclass(slots=True)
@@ -31,6 +64,8 @@ class FeedStats:
     last_frame_at: float | None = None  # time.time() of the last frame received
     bid_levels: Callable[[], int] = field(default=lambda: 0)
     ask_levels: Callable[[], int] = field(default=lambda: 0)
+    event_age: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Exchange event timestamp (exchange clock) to applied to the book (local clock), per diff."""
 
 
 class ExchangeMetrics:
@@ -46,7 +81,7 @@ class ExchangeMetrics:
         self._connects = metrics.connects.labels(exchange)
         self._stale = metrics.stale_diffs.labels(exchange)
         self._snapshot_seconds = metrics.snapshot_seconds.labels(exchange)
-        self._event_age = metrics.event_age.labels(exchange)
+        self._event_age = self.stats.event_age.observe
         self._connected.set(0)
         self._in_step.set(0)
 
@@ -77,7 +112,7 @@ class ExchangeMetrics:
         self._m.snapshot_errors.labels(self.exchange, status).inc()
 
     def event_age(self, seconds: float) -> None:
-        self._event_age.observe(seconds)
+        self._event_age(seconds)
 
 
 class Metrics:
@@ -118,15 +153,8 @@ class Metrics:
             "orderbook_snapshot_errors_total", "Failed snapshot requests, by HTTP status or 'network'",
             [*ex, "status"], registry=registry,
         )
-        self.event_age = Histogram(
-            "orderbook_exchange_event_to_applied_seconds",
-            "Exchange event timestamp (exchange clock) to applied to the book (local clock)", ex,
-            buckets=LATENCY_BUCKETS, registry=registry,
-        )
-        self.frame_to_publish = Histogram(
-            "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published",
-            buckets=LATENCY_BUCKETS, registry=registry,
-        )
+        self.frame_to_publish = LatencyHistogram()
+        """Frame received to the summary reflecting it published."""
         registry.register(_StateCollector(self))
         ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
 
@@ -172,6 +200,10 @@ class _StateCollector(Collector):
         levels = GaugeMetricFamily(
             "orderbook_book_levels", "Price levels in the exchange's book", labels=["exchange", "side"]
         )
+        event_age = HistogramMetricFamily(
+            "orderbook_exchange_event_to_applied_seconds",
+            "Exchange event timestamp (exchange clock) to applied to the book (local clock)", labels=["exchange"]
+        )
         now = time.time()
         for exchange, stats in self._metrics._feeds.items():
             frames.add_metric([exchange], stats.frames)
@@ -180,6 +212,9 @@ class _StateCollector(Collector):
                 age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
             levels.add_metric([exchange, "bid"], stats.bid_levels())
             levels.add_metric([exchange, "ask"], stats.ask_levels())
-        yield from (frames, frame_bytes, age, levels)
+            event_age.add_metric([exchange], stats.event_age.cumulative_buckets(), stats.event_age.total)
+        yield from (frames, frame_bytes, age, levels, event_age)
+        yield self._metrics.frame_to_publish.family(
+            "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published")
         for source in self._metrics._state_sources:
             yield from source()

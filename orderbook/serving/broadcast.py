@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 
 from gevent.event import Event
 
-from orderbook.serving.stats import LatencyHistogram, ServingStats
+from orderbook.metrics import LatencyHistogram
+from orderbook.serving.stats import ServingStats
 
 log = logging.getLogger(__name__)
 

@@ -7,42 +7,13 @@ object, where they are summed, so /metrics reads the same whether the streams ar
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from orderbook.metrics import LATENCY_BUCKETS
-
-
-class LatencyHistogram:
-    """A Prometheus-style histogram without a lock: observed from one gevent hub, read at scrape time."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self.bounds, seconds)] += 1  # first bucket whose upper bound is >= seconds
-        self.total += seconds
-
-    def add(self, other: LatencyHistogram) -> None:
-        if other.bounds != self.bounds:
-            raise ValueError("cannot add histograms with different buckets")
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        self.total += other.total
-
-    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
-        cumulative, buckets = 0, []
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
+from orderbook.metrics import LatencyHistogram
 
 
 @dataclass(slots=True)

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orderbook.metrics import LATENCY_BUCKETS
-from orderbook.serving.stats import LatencyHistogram, ServingStats
+from orderbook.metrics import LATENCY_BUCKETS, LatencyHistogram
+from orderbook.serving.stats import ServingStats
 
 BOUNDS = (0.001, 0.01, 0.1)
 
