@@ -6,6 +6,7 @@ monkey.patch_all()
 
 import json  # noqa: E402  (after monkey-patching, on purpose)
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -19,6 +20,15 @@ from orderbook.simulator.simulator import Simulator  # noqa: E402
 from orderbook.simulator.wire import WireServer  # noqa: E402
 
 logger = logging.getLogger("orderbook.simulator")
+PARENT_CHECK_INTERVAL = 0.5
+
+
+def _stop_when_orphaned(parent: int, stopping: Event) -> None:
+    """An orphan is re-parented: its parent id changes. Polled, as no signal tells of a SIGKILLed parent."""
+    while os.getppid() == parent:
+        gevent.sleep(PARENT_CHECK_INTERVAL)
+    logger.warning("simulator: the process that started it (%d) is gone; stopping", parent)
+    stopping.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     stopping = Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
+    if args.exit_with_parent:
+        gevent.spawn(_stop_when_orphaned, os.getppid(), stopping)
     simulator.start()
     control.start()
     print(json.dumps({**simulator.urls(), "control": control.url("http")}), flush=True)

@@ -95,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--paused", action="store_true", help="start with event generation paused (POST /resume)")
     p.add_argument("--probe-every", type=int, default=0, metavar="N",
                    help="make every Nth event of each venue a latency probe (GET /probes); 0: none")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started this one is gone (even killed with SIGKILL)")
     p.add_argument("--log-level", default="INFO")
     return p
 

@@ -150,7 +150,7 @@ class SimulatorProcess:
 
     def start(self) -> SimulatorProcess:
         self._proc = subprocess.Popen(
-            [str(EXCHANGE_SIM), *self.args],
+            [str(EXCHANGE_SIM), "--exit-with-parent", *self.args],  # never outlives the process that owns it
             stdout=subprocess.PIPE,
             env={**os.environ, **(self.env or {})},
         )

@@ -29,7 +29,7 @@ def simulator_factory() -> Iterator[Callable[..., SimulatorProcess]]:
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(urls: dict[str, str], *extra: str) -> ServerProcess:
+    def start(urls: dict[str, str] | None, *extra: str) -> ServerProcess:
         server = ServerProcess(urls, tmp_path / f"server-{len(started)}.log", *extra)
         started.append(server)
         return server

@@ -31,9 +31,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``bin/run-server`` pointed at a simulator; its log goes to a file the test can read."""
+    """``bin/run-server`` pointed at a simulator (``urls``, or ``None`` with ``--demo``); its log goes to a file the
+    test can read."""
 
-    def __init__(self, urls: dict[str, str], log_path: Path, *extra: str) -> None:
+    def __init__(self, urls: dict[str, str] | None, log_path: Path, *extra: str) -> None:
         self.grpc_port = free_port()
         self.metrics_port = free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
@@ -42,12 +43,11 @@ class ServerProcess:
             str(RUN_SERVER),
             "--grpc-addr", self.target,
             "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
-            "--binance-ws-url", urls["binance_ws"],
-            "--binance-rest-url", urls["binance_rest"],
-            "--bitstamp-ws-url", urls["bitstamp_ws"],
-            "--bitstamp-rest-url", urls["bitstamp_rest"],
             *extra,
         ]
+        if urls is not None:
+            args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
+                     "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"]]
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 

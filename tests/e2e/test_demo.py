@@ -1,0 +1,51 @@
+"""``bin/run-server --demo``: the README's first command. It serves the simulated book, and its simulator never
+outlives it, however the server ends."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may wait for a container's init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not running(pid)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_demo_serves_both_venues_and_its_simulator_ends_with_it(server_factory, reader_factory, how):
+    server = server_factory(None, "--demo")
+    server.wait_serving()
+    book = reader_factory(server.target).wait_for(
+        lambda book: book.exchanges() == {"binance", "bitstamp"} and len(book.bids) == len(book.asks) == 10,
+        20, "with ten levels a side from both venues")
+    assert book.spread is not None and book.bids[0].price < book.asks[0].price
+    (simulator,) = children(server.proc.pid)
+    assert running(simulator)
+
+    server.proc.send_signal(how)
+    server.proc.wait(10)
+    assert wait_gone(simulator, 5), f"the demo simulator {simulator} outlived the server ({how.name})"
