@@ -26,6 +26,7 @@ ALERTS = {
     "OrderbookStaleBook",
     "OrderbookFrameToPublishLatencyHigh",
     "OrderbookPublishToSendLatencyHigh",
+    "OrderbookServingProcessRestarts",
 }
 SERVICE = {"instance": "svc:9102", "job": "orderbook"}
 
@@ -198,11 +199,28 @@ SLOW_PUBLISH_TO_SEND = {
     ],
 }
 
+SERVING_PROCESS_RESTARTS = {
+    "interval": "1m",
+    "input_series": [
+        # One restart every 5 minutes (3 in 15: fires from the 3rd), then steady; another instance restarts twice.
+        series("orderbook_serving_process_restarts_total", "0 0 0 0 0 1 1 1 1 1 2 2 2 2 2 3x30"),
+        {"series": 'orderbook_serving_process_restarts_total{instance="b:9102",job="orderbook"}',
+         "values": "0 1 1 1 1 2x40"},
+    ],
+    "alert_rule_test": [
+        expect("OrderbookServingProcessRestarts", "14m"),
+        expect("OrderbookServingProcessRestarts", "17m", warning(instance="svc:9102", job="orderbook")),
+        expect("OrderbookServingProcessRestarts", "40m"),  # none in the last 15 minutes
+    ],
+}
+
 
 @pytest.mark.parametrize(
     "case",
-    [EXCHANGE_HEALTH, TARGET_DOWN, REBUILD_STORM, STALE_BOOK, SLOW_FRAME_TO_PUBLISH, SLOW_PUBLISH_TO_SEND],
-    ids=["exchange-health", "target-down", "rebuild-storm", "stale-book", "frame-to-publish", "publish-to-send"],
+    [EXCHANGE_HEALTH, TARGET_DOWN, REBUILD_STORM, STALE_BOOK, SLOW_FRAME_TO_PUBLISH, SLOW_PUBLISH_TO_SEND,
+     SERVING_PROCESS_RESTARTS],
+    ids=["exchange-health", "target-down", "rebuild-storm", "stale-book", "frame-to-publish", "publish-to-send",
+         "serving-process-restarts"],
 )
 def test_alert_fires_when_and_only_when_it_should(
     case: dict[str, Any], loaded_rules: list[dict[str, Any]], promtool_bin: str, tmp_path: Path
