@@ -199,10 +199,13 @@ def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                               channels_each=200 // STREAMS_PER_CONNECTION)
         try:
             started = clients.wait_ready()
+            sent0, t0 = stack.server.metrics().value("orderbook_summaries_sent_total"), time.monotonic()
             time.sleep(options.seconds(3, 2))
+            sent1, t1 = stack.server.metrics().value("orderbook_summaries_sent_total"), time.monotonic()
             results = clients.finish()
         finally:
             clients.kill()
+    sent_per_s = (sent1 - sent0) / (t1 - t0)
     first = [at for result in results for at in result["first_at"]]
     connected = [at - clients.launched_at for at in first if at is not None]
     receiving = sum(1 for result in results for count in result["received"] if count >= 2)
@@ -210,7 +213,7 @@ def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     details["1000_streams"] = {
         "started": started, "connected": len(connected), "receiving": receiving,
         "all_connected_s": all_connected, "p50_connected_s": percentile(connected, 0.5),
-        "messages": sum(sum(result["received"]) for result in results),
+        "messages": sum(sum(result["received"]) for result in results), "sent_per_s": sent_per_s,
         "client_errors": sum(result["error_count"] for result in results),
         "errors": [error for result in results for error in result["errors"]][:5],
     }
@@ -219,6 +222,8 @@ def fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                note="client processes launched -> every stream has its first summary"),
         Figure("1000 streams: receiving", receiving, "streams", 1000, "higher",
                note="streams with a second summary after all connected"),
+        Figure("1000 streams: msgs sent/s", sent_per_s, "msgs/s",
+               note="the server's count, all connected (with serving processes: reported each second)"),
     ]
     return figures, details
 
