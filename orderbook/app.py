@@ -73,11 +73,10 @@ class Application:
     def _serving_side(self, config: Config) -> tuple[SummaryBroadcaster, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        broadcaster = SummaryBroadcaster()  # its streams, or the serving processes' links, follow it
         if not config.serve_processes:
-            broadcaster = SummaryBroadcaster()
             return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
                                            tls=tls)
-        broadcaster = SummaryBroadcaster()  # followed by the serving processes' links
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
             tls=tls, log_level=config.log_level, log_format=config.log_format)
