@@ -219,14 +219,19 @@ def test_two_serving_processes_serve_the_true_book_and_report_their_streams(flee
     assert "Traceback" not in server.log()
 
 
-def test_a_killed_serving_process_is_restarted_and_serves_the_true_book(fleet, reader_factory):
-    simulator, server = fleet.start("--seed", "12", "--rate", "100")
+def end_one_and_wait_for_its_restart(fleet: Fleet, server: ServerProcess, how: signal.Signals) -> tuple[int, set[int]]:
+    """Signal the lowest-pid serving process; once restarted, return its pid and the pids from before."""
     before = fleet.workers(server)
     victim = min(before)
-    os.kill(victim, signal.SIGKILL)
-
+    os.kill(victim, how)
     wait_metric(server, lambda s: s("orderbook_serving_process_restarts_total") == 1
                 and s("orderbook_serving_processes") == 2, 15, "one restart and 2 processes again")
+    return victim, before
+
+
+def test_a_killed_serving_process_is_restarted_and_serves_the_true_book(fleet, reader_factory):
+    simulator, server = fleet.start("--seed", "12", "--rate", "100")
+    victim, before = end_one_and_wait_for_its_restart(fleet, server, signal.SIGKILL)
     after = fleet.workers(server)
     (restarted,) = after - before
     assert after - {restarted} == before - {victim}
@@ -243,12 +248,7 @@ def test_a_killed_serving_process_is_restarted_and_serves_the_true_book(fleet, r
 
 def test_a_serving_process_stopped_with_sigterm_ends_cleanly_and_is_restarted(fleet):
     _, server = fleet.start("--seed", "16", "--rate", "50")
-    before = fleet.workers(server)
-    victim = min(before)
-    os.kill(victim, signal.SIGTERM)
-
-    wait_metric(server, lambda s: s("orderbook_serving_process_restarts_total") == 1
-                and s("orderbook_serving_processes") == 2, 15, "one restart and 2 processes again")
+    victim, before = end_one_and_wait_for_its_restart(fleet, server, signal.SIGTERM)
     assert len(fleet.workers(server) - before) == 1
     log = server.log()
     assert re.search(rf"serving process \d \(pid {victim}\) ended with 0;", log), log[-3000:]
