@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from orderbook.exchanges.base import ExchangeError
+from orderbook.exchanges.base import ErrorBody, ExchangeError
 from orderbook.exchanges.binance import BinanceProtocol
 from orderbook.exchanges.bitstamp import BitstampProtocol
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
@@ -239,7 +239,6 @@ def test_binance_wrong_symbol():
         ({"b": [["0.05", "1", "2"]]}, "bad_levels"),
         ({"b": [["0.05"]]}, "bad_levels"),
         ({"b": [5]}, "bad_levels"),
-        ({"b": [["0", "1"]]}, "bad_number"),  # a zero price is no level
         ({"b": {"0.05": "1"}}, "bad_levels"),
         ({"b": None}, "bad_levels"),
         ({"a": "0.05"}, "bad_levels"),
@@ -376,3 +375,44 @@ def test_bitstamp_snapshot_errors():
     assert isinstance(error, ExchangeError) and "nope" in str(error)
     assert protocol.snapshot_error(500, b"") is None
     assert protocol.snapshot_error(429, b"") is None
+
+
+# -- rows a venue should not send, but does (docs/protocols.md) -----------------------------------------------------
+
+
+def test_bitstamp_snapshot_with_a_zero_price_bid_and_a_null_row_keeps_the_real_levels():
+    """Seen on Bitstamp: a bid at price 0 at the end of a snapshot (gocryptotrader's filterOrderbookZeroBidPrice)
+    and a null row closing the bids (ccxt issue 13043). The rows go; the book stays."""
+    body = (b'{"timestamp": "1641343695", "microtimestamp": "1641343695681418", '
+            b'"bids": [["0.06310274", "1.5"], ["0.06300000", "2"], ["0.00000000", "1234.5"], null], '
+            b'"asks": [["0.06311000", "0.25"]]}')
+    snapshot = bitstamp().parse_snapshot(body)
+    assert snapshot.bids == expected_levels([["0.06310274", "1.5"], ["0.06300000", "2"]])
+    assert snapshot.asks == expected_levels([["0.06311000", "0.25"]])
+    assert snapshot.ignored_rows == ("null_row", "zero_price")
+
+
+@pytest.mark.parametrize("exchange", ["binance", "bitstamp"])
+def test_a_diff_with_a_zero_price_row_applies_its_real_levels(exchange):
+    rows = [["0.05100000", "3"], ["0", "1"]]
+    if exchange == "binance":
+        diff = binance().parse_message(binance_diff(b=rows, a=[["0.05200000", "1"]]))
+    else:
+        diff = bitstamp().parse_message(bitstamp_diff(bids=[*rows, None], asks=[["0.05200000", "1"]]))
+    assert diff.bids == expected_levels([["0.05100000", "3"]])
+    assert diff.asks == expected_levels([["0.05200000", "1"]])
+    expected = ("zero_price",) if exchange == "binance" else ("null_row", "zero_price")
+    assert diff.ignored_rows == expected
+
+
+def test_a_clean_diff_reports_no_ignored_rows():
+    assert binance().parse_message(binance_diff()).ignored_rows == ()
+
+
+def test_bitstamp_error_body_with_http_200_is_an_error_not_a_book():
+    with pytest.raises(ErrorBody) as caught:
+        bitstamp().parse_snapshot(b'{"status": "error", "reason": "Rate limit exceeded", "code": "400.002"}')
+    assert caught.value.rate_limited and caught.value.code == "400.002"
+    with pytest.raises(ErrorBody) as caught:
+        bitstamp().parse_snapshot(b'{"status": "error", "reason": "Something else", "code": "500.000"}')
+    assert not caught.value.rate_limited

@@ -14,6 +14,15 @@ class ExchangeError(Exception):
     """The exchange answered with an error that retrying cannot fix (an unknown symbol): a configuration error."""
 
 
+class ErrorBody(Exception):
+    """The venue answered with an error in the body, whatever the HTTP status (Bitstamp sends some with 200)."""
+
+    def __init__(self, code: str, reason: str, *, rate_limited: bool) -> None:
+        super().__init__(f"error {code}: {reason}")
+        self.code = code
+        self.rate_limited = rate_limited
+
+
 class ExchangeProtocol(ABC):
     """One exchange's wire protocol for one trading pair. Pure: builds URLs and messages, parses what comes back."""
 
@@ -54,11 +63,18 @@ class ExchangeProtocol(ABC):
     def parse_snapshot(self, body: bytes) -> BookSnapshot:
         """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage`."""
         snapshot = load_object(body, loses_data=True)
+        self.check_error_body(snapshot)
+        last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
+        bids, asks = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
         return BookSnapshot(
-            parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field),
-            parse_levels(snapshot.get("bids")),
-            parse_levels(snapshot.get("asks")),
+            last_id,
+            bids.levels,
+            asks.levels,
+            bids.ignored + asks.ignored,
         )
+
+    def check_error_body(self, body: dict[str, Any]) -> None:
+        """Raise :class:`ErrorBody` when a body that came with HTTP 200 is an error (the venue's own shape)."""
 
     @abstractmethod
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:

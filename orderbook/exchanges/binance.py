@@ -69,12 +69,14 @@ class BinanceProtocol(ExchangeProtocol):
         first_id, final_id = parse_id(event.get("U"), "U"), parse_id(event.get("u"), "u")
         if first_id > final_id:
             raise BadMessage("bad_id", f"U {first_id} > u {final_id}", loses_data=True)
+        bids, asks = parse_levels(event.get("b")), parse_levels(event.get("a"))
         return BookDiff(
             first_id,
             final_id,
             parse_id(event.get("E"), "E") / 1e3,
-            parse_levels(event.get("b")),
-            parse_levels(event.get("a")),
+            bids.levels,
+            asks.levels,
+            bids.ignored + asks.ignored,
         )
 
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from orderbook.book import PriceLevel
 from orderbook.prices import BadNumber, parse_decimal
@@ -23,6 +23,8 @@ class BookDiff:
     """When the exchange stamped the event, seconds since the epoch (the exchange's clock, not ours)."""
     bids: tuple[PriceLevel, ...]
     asks: tuple[PriceLevel, ...]
+    ignored_rows: tuple[str, ...] = ()
+    """Why each row the venue should not have sent was dropped (``zero_price``, ``null_row``); usually empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,8 @@ class BookSnapshot:
     last_id: int
     bids: tuple[PriceLevel, ...]
     asks: tuple[PriceLevel, ...]
+    ignored_rows: tuple[str, ...] = ()
+    """As for :attr:`BookDiff.ignored_rows`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +68,40 @@ class BadMessage(ValueError):
         self.loses_data = loses_data
 
 
-def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[PriceLevel, ...]:
-    """``[["0.05123000", "1.2"], ...]`` -> ((price, amount), ...) as scaled integers. Prices must be positive."""
+class Levels(NamedTuple):
+    levels: tuple[PriceLevel, ...]
+    ignored: tuple[str, ...]
+    """Why each dropped row was dropped: ``zero_price`` or ``null_row``."""
+
+
+def parse_levels(raw: Any, *, loses_data: bool = True) -> Levels:
+    """``[["0.05123000", "1.2"], ...]`` -> ((price, amount), ...) as scaled integers.
+
+    Rows a venue should not send but does (docs/protocols.md, "Rows a client must survive") are dropped and
+    reported, not fatal: a bid at price 0 (seen at the end of every Bitstamp snapshot of some pairs) and a
+    ``null`` row (seen at the end of Bitstamp's bids). Anything else malformed raises :class:`BadMessage`.
+    """
     if type(raw) is not list:
         raise BadMessage("bad_levels", f"levels are not a list: {raw!r:.80}", loses_data=loses_data)
+    ignored: list[str] = []
     for level in raw:
         if type(level) is not list or len(level) != 2:
+            if level is None:
+                ignored.append("null_row")
+                continue
             raise BadMessage("bad_levels", f"a level is not a [price, amount] pair: {level!r:.80}", loses_data=loses_data)
     try:
+        if ignored:
+            raw = [level for level in raw if level is not None]
         levels = tuple((parse_decimal(price), parse_decimal(amount)) for price, amount in raw)
     except BadNumber as error:
         raise BadMessage("bad_number", str(error), loses_data=loses_data) from None
     for price, _ in levels:
         if not price:
-            raise BadMessage("bad_number", "zero price", loses_data=loses_data)
-    return levels
+            ignored.extend("zero_price" for price, _ in levels if not price)
+            levels = tuple(level for level in levels if level[0])
+            break
+    return Levels(levels, tuple(ignored))
 
 
 def parse_id(raw: Any, what: str) -> int:
