@@ -18,23 +18,40 @@ PriceLevel = tuple[int, int]
 
 
 class OrderBook:
-    __slots__ = ("_bids", "_asks")
+    __slots__ = ("_bids", "_asks", "bid_floor", "ask_ceiling")
 
     def __init__(self) -> None:
         self._bids: SortedDict = SortedDict()  # -price -> amount
         self._asks: SortedDict = SortedDict()  # price -> amount
+        self.bid_floor: int | None = None
+        """The lowest bid price this book can vouch for (a depth-limited snapshot's worst bid); None: no limit."""
+        self.ask_ceiling: int | None = None
+        """The highest ask price this book can vouch for; None: no limit."""
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
+        self.bid_floor = self.ask_ceiling = None
 
-    def load(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
-        """Replace the whole book (a snapshot). Zero amounts are not levels."""
+    def load(
+        self,
+        bids: Iterable[PriceLevel],
+        asks: Iterable[PriceLevel],
+        bid_floor: int | None = None,
+        ask_ceiling: int | None = None,
+    ) -> None:
+        """Replace the whole book (a snapshot). Zero amounts are not levels.
+
+        ``bid_floor``/``ask_ceiling``: where a depth-limited snapshot stops. Past them the venue's levels are
+        unknown until they change (docs/protocols.md), so a change out there is not kept: what the book holds is
+        exactly the venue's book between the two edges.
+        """
         self._bids = SortedDict({-price: amount for price, amount in bids if amount})
         self._asks = SortedDict({price: amount for price, amount in asks if amount})
+        self.bid_floor, self.ask_ceiling = bid_floor, ask_ceiling
 
     def apply(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel], watch: int = 0) -> bool:
-        """Set each level to its new absolute amount; zero removes the level.
+        """Set each level to its new absolute amount; zero removes the level. Levels past an edge are not kept.
 
         Returns whether the change may have altered the best ``watch`` levels of either side (with ``watch`` 0:
         whether there was any level at all), so that a caller serving only the top of the book can skip the
@@ -43,8 +60,11 @@ class OrderBook:
         touched = False
         side = self._bids
         bound = side.keys()[watch - 1] if 0 < watch <= len(side) else None
+        edge = None if self.bid_floor is None else -self.bid_floor
         for price, amount in bids:
             key = -price
+            if edge is not None and key > edge:
+                continue
             if bound is None or key <= bound:
                 touched = True
             if amount:
@@ -53,7 +73,10 @@ class OrderBook:
                 side.pop(key, None)
         side = self._asks
         bound = side.keys()[watch - 1] if 0 < watch <= len(side) else None
+        edge = self.ask_ceiling
         for price, amount in asks:
+            if edge is not None and price > edge:
+                continue
             if bound is None or price <= bound:
                 touched = True
             if amount:

@@ -195,20 +195,32 @@ class ModelSync:
             return Outcome.OUT_OF_ORDER
         self.set_levels(diff)
         self.last = diff.final_id
-        return Outcome.APPLIED
+        return self.crossed_or(Outcome.APPLIED)
+
+    def crossed_or(self, outcome: Outcome) -> Outcome:
+        """A venue's book whose best bid is at or above its best ask cannot be right: start over."""
+        if self.bids and self.asks and max(self.bids) >= min(self.asks):
+            self.reset()
+            return Outcome.CROSSED
+        return outcome
 
     def snapshot(self, snapshot: BookSnapshot) -> Outcome:
         kept = [diff for diff in self.waiting if diff.final_id > snapshot.last_id]  # "drop u <= lastUpdateId"
         if self.binance and kept and not kept[0].first_id <= snapshot.last_id + 1:
+            return Outcome.SNAPSHOT_TOO_OLD
+        # Bitstamp: "a snapshot is accepted only when its microtimestamp is at or after the first buffered diff's"
+        if not self.binance and self.waiting and snapshot.last_id < self.waiting[0].first_id:
             return Outcome.SNAPSHOT_TOO_OLD
         self.waiting = []
         self.bids = {price: amount for price, amount in snapshot.bids if amount}
         self.asks = {price: amount for price, amount in snapshot.asks if amount}
         self.last = self.snapshot_last = snapshot.last_id
         self.in_step = True
+        if self.crossed_or(Outcome.APPLIED) is Outcome.CROSSED:
+            return Outcome.CROSSED
         for diff in kept:
             outcome = self.diff(diff)
-            if outcome in (Outcome.GAP, Outcome.OUT_OF_ORDER):
+            if outcome in (Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.CROSSED):
                 return outcome
         return Outcome.APPLIED
 

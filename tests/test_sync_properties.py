@@ -18,9 +18,17 @@ from orderbook.exchanges.sync import BinanceSync, BitstampSync, BookSync, Outcom
 
 FAST = settings(max_examples=120, deadline=None)
 
-prices = st.integers(min_value=1, max_value=25)
-changes = st.lists(st.tuples(prices, st.integers(min_value=0, max_value=4)), max_size=4, unique_by=lambda x: x[0])
-initial_side = st.dictionaries(prices, st.integers(min_value=1, max_value=4), max_size=8)
+# Bids below asks: a venue's own book never crosses, and a sync that sees it cross rebuilds (tested apart).
+bid_prices = st.integers(min_value=1, max_value=12)
+ask_prices = st.integers(min_value=13, max_value=25)
+
+
+def changes(prices: st.SearchStrategy[int]) -> st.SearchStrategy[list[tuple[int, int]]]:
+    return st.lists(st.tuples(prices, st.integers(min_value=0, max_value=4)), max_size=4, unique_by=lambda x: x[0])
+
+
+def initial_side(prices: st.SearchStrategy[int]) -> st.SearchStrategy[dict[int, int]]:
+    return st.dictionaries(prices, st.integers(min_value=1, max_value=4), max_size=8)
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,9 @@ def histories(draw, binance: bool, min_diffs: int = 1, max_diffs: int = 10) -> H
         # Binance: each event covers ids U..u; Bitstamp: one microtimestamp, strictly increasing by any step
         width = draw(st.integers(min_value=1, max_value=4))
         first, final = (next_id, next_id + width - 1) if binance else (next_id + width, next_id + width)
-        diffs.append(BookDiff(first, final, 0.0, tuple(draw(changes)), tuple(draw(changes))))
+        diffs.append(BookDiff(first, final, 0.0, tuple(draw(changes(bid_prices))), tuple(draw(changes(ask_prices)))))
         next_id = final + 1 if binance else final
-    return History(start - 1, (draw(initial_side), draw(initial_side)), tuple(diffs))
+    return History(start - 1, (draw(initial_side(bid_prices)), draw(initial_side(ask_prices))), tuple(diffs))
 
 
 def book_of(sync: BookSync):
@@ -211,10 +219,11 @@ def bitstamp_snapshot(history: History, k: int, data) -> BookSnapshot:
 @given(histories(binance=False), st.data())
 def test_bitstamp_increasing_microtimestamps_all_apply(history, data):
     n = len(history.diffs)
-    k = data.draw(st.integers(0, n), label="snapshot after diff")
+    s = data.draw(st.integers(0, n - 1), label="first diff the stream delivers")
+    k = data.draw(st.integers(s + 1, n), label="snapshot after diff (at or after the first buffered)")
     b = data.draw(st.integers(k, n), label="diffs delivered before the snapshot")
     sync = BitstampSync()
-    for diff in history.diffs[:b]:
+    for diff in history.diffs[s:b]:
         assert sync.on_diff(diff) is Outcome.BUFFERED
     assert sync.on_snapshot(bitstamp_snapshot(history, k, data)) is Outcome.APPLIED
     assert sync.in_step and sync.buffered == 0
@@ -223,6 +232,46 @@ def test_bitstamp_increasing_microtimestamps_all_apply(history, data):
         assert sync.on_diff(history.diffs[i]) is Outcome.APPLIED
         assert book_of(sync) == history.truth(i + 1)
         assert sync.last_id == history.diffs[i].final_id
+
+
+@FAST
+@given(histories(binance=False), st.data())
+def test_bitstamp_snapshot_with_nothing_buffered_is_taken_and_older_diffs_are_stale(history, data):
+    """A quiet pair: nothing to compare with (the feed only asks after a quiet wait; see BitstampProtocol)."""
+    n = len(history.diffs)
+    k = data.draw(st.integers(0, n), label="snapshot after diff")
+    sync = BitstampSync()
+    assert sync.on_snapshot(bitstamp_snapshot(history, k, data)) is Outcome.APPLIED
+    for i, diff in enumerate(history.diffs):
+        assert sync.on_diff(diff) is (Outcome.STALE if i < k else Outcome.APPLIED)
+    assert book_of(sync) == history.truth(n)
+
+
+@FAST
+@given(histories(binance=False, min_diffs=2), st.data())
+def test_bitstamp_snapshot_older_than_the_first_buffered_diff_is_refused_and_the_buffer_kept(history, data):
+    """The freshness rule: a snapshot stamped before the first buffered diff misses what happened in between."""
+    n = len(history.diffs)
+    s = data.draw(st.integers(1, n - 1), label="first diff the stream delivers")
+    b = data.draw(st.integers(s + 1, n), label="diffs buffered up to")
+    old = data.draw(st.integers(0, s), label="too-old snapshot after diff")
+    sync = BitstampSync()
+    for diff in history.diffs[s:b]:
+        assert sync.on_diff(diff) is Outcome.BUFFERED
+    assert sync.on_snapshot(bitstamp_snapshot(history, old, data)) is Outcome.SNAPSHOT_TOO_OLD
+    assert not sync.in_step and sync.buffered == b - s and book_of(sync) == ([], [])
+    good = data.draw(st.integers(s + 1, n), label="fresh snapshot after diff")
+    assert sync.on_snapshot(bitstamp_snapshot(history, good, data)) is Outcome.APPLIED
+    for diff in history.diffs[b:]:
+        assert sync.on_diff(diff) in (Outcome.APPLIED, Outcome.STALE)
+    assert book_of(sync) == history.truth(n)
+
+
+def test_bitstamp_snapshot_at_the_first_buffered_microtimestamp_is_fresh_enough():
+    sync = BitstampSync()
+    sync.on_diff(BookDiff(1000, 1000, 0.0, ((5, 1),), ()))
+    assert sync.on_snapshot(BookSnapshot(999, ((4, 1),), ())) is Outcome.SNAPSHOT_TOO_OLD
+    assert sync.on_snapshot(BookSnapshot(1000, ((5, 1), (4, 1)), ())) is Outcome.APPLIED
 
 
 @FAST
@@ -244,7 +293,7 @@ def test_bitstamp_non_increasing_microtimestamp_resets(history, data):
 @given(histories(binance=False, min_diffs=3), st.data())
 def test_bitstamp_reordered_buffered_pair_is_noticed_after_the_snapshot(history, data):
     n = len(history.diffs)
-    k = data.draw(st.integers(0, n - 2), label="snapshot after diff")
+    k = data.draw(st.integers(1, n - 2), label="snapshot after diff (not before the first buffered)")
     i = data.draw(st.integers(k, n - 2), label="first of the swapped pair")
     delivered = list(history.diffs)
     delivered[i], delivered[i + 1] = delivered[i + 1], delivered[i]

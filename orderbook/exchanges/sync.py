@@ -1,6 +1,6 @@
 """Keeping one exchange's book in step: a pure state machine, fed snapshots and diffs, answering what it did.
 
-The procedure is the same for both venues (PROTOCOLS.md): buffer diffs from the moment the stream is open, load
+The procedure is the same for both venues (docs/protocols.md): buffer diffs from the moment the stream is open, load
 the snapshot, drop the buffered diffs it already reflects, apply the rest, then apply live diffs. What differs is
 only the continuity rule, which each exchange's subclass states in :meth:`BookSync._continuity`.
 """
@@ -29,24 +29,35 @@ class Outcome(Enum):
     """The snapshot predates the first buffered diff: fetch another one, keep the buffer."""
     OVERFLOW = "overflow"
     """Too many diffs buffered while waiting for a snapshot: start over rather than grow without bound."""
+    CROSSED = "crossed"
+    """The venue's own book has its best bid at or above its best ask: impossible if it were right."""
+    PAST_SNAPSHOT = "past_snapshot"
+    """Fewer than the served depth of levels remain inside a depth-limited snapshot's range on a side (the
+    market swept through it): the levels that would be served next are unknown. Start over from a new snapshot."""
 
     @property
     def breaks_book(self) -> bool:
         return self in _BREAKING
 
 
-_BREAKING = frozenset({Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.OVERFLOW})
+_BREAKING = frozenset({Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.OVERFLOW, Outcome.CROSSED, Outcome.PAST_SNAPSHOT})
 
 
 class BookSync(ABC):
     """One exchange's book and the rules that keep it exact. Not in step until a snapshot has been loaded."""
 
-    def __init__(self, max_buffered: int = 100_000, watch_depth: int = 0) -> None:
-        """``watch_depth``: how many best levels per side are served; see :attr:`top_changed`."""
+    def __init__(self, max_buffered: int = 100_000, watch_depth: int = 0, snapshot_limit: int | None = None) -> None:
+        """``watch_depth``: how many best levels per side are served; see :attr:`top_changed`.
+
+        ``snapshot_limit``: the most levels a side of a snapshot has (Binance's ``limit``); a side that comes
+        that full may go deeper at the venue, so the book is bounded at its worst price (:class:`OrderBook`).
+        None: snapshots are the whole book.
+        """
         self.book = OrderBook()
         self.top_changed = False
         """Whether the last diff applied may have changed the best ``watch_depth`` levels (always, if 0)."""
         self._watch_depth = watch_depth
+        self._snapshot_limit = snapshot_limit
         self.in_step = False
         self.last_id: int | None = None
         self.snapshot_id: int | None = None
@@ -76,23 +87,43 @@ class BookSync(ABC):
         if outcome is Outcome.APPLIED:
             self.top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
             self.last_id = diff.final_id
-        elif outcome.breaks_book:
+            outcome = self._check_book()
+        if outcome.breaks_book:
             self.reset()
         return outcome
 
     def on_snapshot(self, snapshot: BookSnapshot) -> Outcome:
         """Load a snapshot and replay the buffered diffs it does not already reflect."""
         pending = [diff for diff in self._buffer if diff.final_id > snapshot.last_id]
-        if pending and self._snapshot_too_old(snapshot, pending[0]):
+        if self._buffer and self._snapshot_too_old(snapshot, self._buffer[0], pending[0] if pending else None):
             return Outcome.SNAPSHOT_TOO_OLD
         self._buffer.clear()
-        self.book.load(snapshot.bids, snapshot.asks)
+        limit = self._snapshot_limit
+        bid_floor = snapshot.bids[-1][0] if limit is not None and len(snapshot.bids) >= limit else None
+        ask_ceiling = snapshot.asks[-1][0] if limit is not None and len(snapshot.asks) >= limit else None
+        self.book.load(snapshot.bids, snapshot.asks, bid_floor, ask_ceiling)
         self.last_id = self.snapshot_id = snapshot.last_id
         self.in_step = True
+        outcome = self._check_book()
+        if outcome.breaks_book:
+            self.reset()
+            return outcome
         for diff in pending:
             outcome = self.on_diff(diff)
             if outcome.breaks_book:
                 return outcome
+        return Outcome.APPLIED
+
+    def _check_book(self) -> Outcome:
+        """What a book that follows the stream must still be: uncrossed, and deep enough to serve in full."""
+        book = self.book
+        if book.is_crossed():
+            return Outcome.CROSSED
+        depth = self._watch_depth
+        if (book.bid_floor is not None and book.bid_depth < depth) or (
+            book.ask_ceiling is not None and book.ask_depth < depth
+        ):
+            return Outcome.PAST_SNAPSHOT
         return Outcome.APPLIED
 
     @abstractmethod
@@ -100,8 +131,9 @@ class BookSync(ABC):
         """Whether a live diff follows the book: APPLIED, STALE, or an outcome that breaks the book."""
 
     @abstractmethod
-    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
-        """Whether the snapshot leaves a hole before the first buffered diff it does not reflect."""
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
+        """Whether the snapshot leaves a hole before the buffered diffs: ``first`` is the first buffered,
+        ``first_pending`` the first the snapshot does not reflect (None: it reflects them all)."""
 
 
 class BinanceSync(BookSync):
@@ -114,10 +146,10 @@ class BinanceSync(BookSync):
             return Outcome.GAP
         return Outcome.APPLIED
 
-    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
         # The first event kept must satisfy U <= lastUpdateId + 1 <= u; anything later leaves ids no one has.
         # (The official text says "lastUpdateId < U"; lastUpdateId == U - 1 is the exact fit step 4 asks for.)
-        return first_pending.first_id > snapshot.last_id + 1
+        return first_pending is not None and first_pending.first_id > snapshot.last_id + 1
 
 
 class BitstampSync(BookSync):
@@ -133,7 +165,8 @@ class BitstampSync(BookSync):
             return Outcome.OUT_OF_ORDER
         return Outcome.APPLIED
 
-    def _snapshot_too_old(self, snapshot: BookSnapshot, first_pending: BookDiff) -> bool:
-        # Bitstamp gives nothing to tell a missed diff by; the buffer started before the request, which is all
-        # that can be done (PROTOCOLS.md).
-        return False
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
+        # Bitstamp's REST book lags its stream (docs/protocols.md): a snapshot stamped before the first buffered
+        # diff misses the changes made between its moment and that diff, and no later diff brings them back.
+        # Stamped at or after it, the snapshot and the buffer overlap, and together they miss nothing.
+        return snapshot.last_id < first.first_id
