@@ -50,7 +50,8 @@ class Application:
         self._greenlets = gevent.pool.Group()
         self.broadcaster, self.grpc = self._serving_side(config)
         self.publisher = BookPublisher(self.book, self._publish)
-        settings = FeedSettings(silence_timeout=config.silence_timeout)
+        settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
+                                audit_interval=config.audit_interval)
         self.feeds = [
             ExchangeFeed(
                 protocol,

@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "ORDERBOOK_"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 MAX_SERVE_PROCESSES = 64
+MIN_SILENCE_TIMEOUT = 1.5
+"""Keep-alive pings go out every third of --silence-timeout. Binance drops a connection that sends more than 5
+messages a second, pings and pongs included (docs/protocols.md): at this bound the pings take 2 of them, which
+leaves room for the pongs to the venue's own pings and for subscriptions."""
 
 
 class ConfigError(ValueError):
@@ -46,6 +50,8 @@ class Config:
     max_streams: int
     serve_processes: int
     silence_timeout: float
+    max_connection_age: float
+    audit_interval: float
     tls_cert: str | None
     tls_key: str | None
     log_level: str
@@ -93,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default %(default)s)")
     add("--silence-timeout", type=float, default=10.0,
         help="seconds without any byte from an exchange before its connection is taken for dead (default %(default)s)")
+    add("--max-connection-age", type=float, default=84_600.0,
+        help="seconds after which an exchange connection is replaced by a new one, make-before-break: Binance "
+        "closes every connection at 24 hours (default %(default)s, 23.5 h)")
+    add("--audit-interval", type=float, default=60.0,
+        help="seconds between drift audits: each exchange's book is compared with a fresh snapshot and rebuilt "
+        "if they differ; 0 turns audits off (default %(default)s)")
     add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
     add("--tls-key", default=None, help="PEM private key for --tls-cert")
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -136,8 +148,17 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         raise ConfigError("--max-streams: expected at least 1")
     if not 0 <= args.serve_processes <= MAX_SERVE_PROCESSES:
         raise ConfigError(f"--serve-processes: expected 0 to {MAX_SERVE_PROCESSES}, got {args.serve_processes}")
-    if not args.silence_timeout > 0:
-        raise ConfigError("--silence-timeout: expected a positive number of seconds")
+    if not args.silence_timeout >= MIN_SILENCE_TIMEOUT:
+        raise ConfigError(f"--silence-timeout: expected at least {MIN_SILENCE_TIMEOUT} seconds (keep-alive pings go "
+                          f"out every third of it, and Binance drops a connection that sends over 5 messages a "
+                          f"second), got {args.silence_timeout}")
+    if not args.max_connection_age > 0:
+        raise ConfigError(f"--max-connection-age: expected a positive number of seconds, got {args.max_connection_age}")
+    if not 0 <= args.audit_interval < float("inf"):
+        raise ConfigError(f"--audit-interval: expected 0 (off) or a number of seconds, got {args.audit_interval}")
+    if args.depth > args.binance_snapshot_limit:
+        raise ConfigError(f"--depth {args.depth} is more than --binance-snapshot-limit {args.binance_snapshot_limit}: "
+                          "levels past the snapshot are unknown until they change, so they cannot be served")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
     ws, rest = ("ws", "wss"), ("http", "https")
@@ -154,6 +175,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         max_streams=args.max_streams,
         serve_processes=args.serve_processes,
         silence_timeout=args.silence_timeout,
+        max_connection_age=args.max_connection_age,
+        audit_interval=args.audit_interval,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         log_level=args.log_level,

@@ -17,18 +17,25 @@ import gevent
 import requests
 import websocket
 
+from orderbook.audit import Divergence, compare
 from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Message, ReconnectRequest
 from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.metrics import ExchangeMetrics
+from orderbook.rest import AUDIT_SHARE, SnapshotFetcher
 from orderbook.transport import FrameTooLarge, open_stream
 
 log = logging.getLogger(__name__)
 
 RAW_EXCERPT = 200
 BAD_FRAME_LOG_INTERVAL = 10.0
+TOO_OLD_RETRY_BASE = 0.25
+TOO_OLD_RETRY_CAP = 4.0
+"""A snapshot older than the stream is asked for again after 0.25 s, then up to 4 s apart (and never faster
+than the venue's REST budget allows): a lagging REST book catches up in seconds."""
+AUDIT_LOG_LEVELS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +49,20 @@ class FeedSettings:
     backoff_cap: float = 30.0
     healthy_after: float = 30.0
     """A session that lasted this long resets the backoff."""
+    max_connection_age: float = 84_600.0
+    """A connection this old is replaced, make-before-break: Binance cuts every connection at 24 hours."""
+    audit_interval: float = 60.0
+    """Seconds between drift audits of an in-step book (0: none)."""
+    stream_lag_bound: float = 5.0
+    """How long an audit waits for the stream to catch up with its snapshot (Bitstamp's REST can be ahead)."""
 
     @property
     def keepalive_interval(self) -> float:
         return self.silence_timeout / 3
+
+
+HANDOVER_REASONS = frozenset({"server_request", "max_age"})
+"""Sessions that end while their connection still works: its book is served until the successor is in step."""
 
 
 class Rebuild(Exception):
@@ -79,9 +96,11 @@ class ExchangeFeed:
         self._stats = metrics.stats
         self._settings = settings
         self._spawn = spawn
-        self._http = http or requests.Session()
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
-        self._rest_not_before = 0.0  # honours Retry-After across sessions
+        self.snapshots = SnapshotFetcher(
+            protocol, metrics, http=http or requests.Session(), connect_timeout=settings.connect_timeout,
+            read_timeout=settings.snapshot_timeout, backoff=self._backoff,
+        )
         self._sync: BookSync | None = None
         self._bad_frame_log = LogThrottle(BAD_FRAME_LOG_INTERVAL)
         self._stats.bid_levels = lambda: self._sync.book.bid_depth if self._sync else 0
@@ -97,8 +116,9 @@ class ExchangeFeed:
             self._metrics.reconnect(reason)
             if time.monotonic() - started >= self._settings.healthy_after:
                 self._backoff.reset()
-            # A server's request to move is not a failure: go at once (the old book is served meanwhile).
-            delay = 0.0 if reason == "server_request" else self._backoff.next()
+            # A server's request to move, or a connection retired by age, is not a failure: go at once (the old
+            # book is served meanwhile).
+            delay = 0.0 if reason in HANDOVER_REASONS else self._backoff.next()
             log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
             gevent.sleep(delay)
 
@@ -123,13 +143,17 @@ class ExchangeFeed:
         try:
             for message in self.protocol.subscribe_messages():
                 ws.send(message)
+            reader = gevent.getcurrent()
             helpers.append(self._spawn(self._keepalive, ws))
+            helpers.append(self._spawn(_after, self._settings.max_connection_age, self._retire, reader))
+            if self._settings.audit_interval:
+                helpers.append(self._spawn(self._audit_loop, sync, reader))
             self._read(ws, sync, helpers)
             return "closed"  # not reached: _read only ends by raising
         except Rebuild as rebuild:
-            # The exchange asked us to move while this connection still works: keep serving its book until the
-            # new connection's book is in step, so that the outage is as short as it can be.
-            hand_over = rebuild.reason == "server_request" and self._book.book(self.name) is sync.book
+            # The exchange asked us to move, or the connection is too old, while it still works: keep serving its
+            # book until the new connection's book is in step, so that the outage is as short as it can be.
+            hand_over = rebuild.reason in HANDOVER_REASONS and self._book.book(self.name) is sync.book
             log.warning("%s: rebuilding the book: %s", self.name, rebuild)
             self._metrics.rebuild(rebuild.reason)
             return rebuild.reason
@@ -180,6 +204,7 @@ class ExchangeFeed:
         handle = self.handle_frame
         ready_for_snapshot = self.protocol.ready_for_snapshot
         snapshot_requested = False
+        quiet_timer: gevent.Greenlet | None = None
         while until is None or not until():
             try:
                 opcode, payload = ws.recv_data()
@@ -196,9 +221,31 @@ class ExchangeFeed:
             if type(message) is ReconnectRequest:
                 if until is None:
                     raise Rebuild("server_request", message.reason)
-            if until is None and not snapshot_requested and message is not None and ready_for_snapshot(message):
+            if until is not None or snapshot_requested or message is None:
+                continue
+            if ready_for_snapshot(message):
                 snapshot_requested = True
+                if quiet_timer is not None:
+                    quiet_timer.kill(block=False)
                 helpers.append(self._spawn(self._load_snapshot, sync, gevent.getcurrent()))
+            elif quiet_timer is None and self.protocol.confirms_subscription(message):
+                quiet_timer = self._quiet_timer(sync, helpers)
+
+    def _quiet_timer(self, sync: BookSync, helpers: list[gevent.Greenlet]) -> gevent.Greenlet | None:
+        """A venue whose snapshot waits for a diff (Bitstamp): if none comes, the pair is quiet; take it then."""
+        wait = self.protocol.quiet_snapshot_wait
+        if wait is None:
+            return None
+        reader = gevent.getcurrent()
+
+        def quiet() -> None:
+            if sync.buffered == 0:
+                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.name, wait)
+                self._load_snapshot(sync, reader)
+
+        timer = self._spawn(_after, wait, quiet)
+        helpers.append(timer)
+        return timer
 
     def new_sync(self) -> BookSync:
         """A fresh book sync for this feed, watching as many levels as are served."""
@@ -220,8 +267,17 @@ class ExchangeFeed:
             self._bad_frame(error, payload)
             return None
         if type(message) is BookDiff:
+            if message.ignored_rows:
+                self._ignored_rows(message, payload)
             self._apply(sync, message, received_at)
         return message
+
+    def _ignored_rows(self, diff: BookDiff, payload: bytes | str) -> None:
+        for reason in diff.ignored_rows:
+            self._metrics.ignored_row(reason)
+        if self._bad_frame_log.allow("ignored_rows") is not None:
+            log.warning("%s: dropped rows the venue should not send (%s): %.*r",
+                        self.name, ", ".join(diff.ignored_rows), RAW_EXCERPT, payload)
 
     def _apply(self, sync: BookSync, diff: BookDiff, received_at: float) -> None:
         book = self._book
@@ -266,9 +322,10 @@ class ExchangeFeed:
 
     def _load_snapshot(self, sync: BookSync, reader: gevent.Greenlet) -> None:
         """Fetch snapshots until one fits the buffered stream, then serve the book."""
+        too_old = Backoff(TOO_OLD_RETRY_BASE, TOO_OLD_RETRY_CAP)
         while True:
             try:
-                snapshot = self._fetch_snapshot()
+                snapshot = self.snapshots.fetch()
             except ExchangeError as error:
                 self._on_fatal(error)
                 return
@@ -276,8 +333,10 @@ class ExchangeFeed:
             if outcome is Outcome.APPLIED:
                 return
             if outcome is Outcome.SNAPSHOT_TOO_OLD:
-                log.info("%s: snapshot %s is older than the stream; fetching again", self.name, snapshot.last_id)
-                gevent.sleep(self._backoff.base / 2)
+                delay = too_old.next()
+                log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
+                         self.name, snapshot.last_id, delay)
+                gevent.sleep(delay)  # and then the venue's REST budget, in fetch()
                 continue
             reader.kill(Rebuild(outcome.value, "while replaying the buffered diffs"), block=False)
             return
@@ -297,45 +356,63 @@ class ExchangeFeed:
             self._on_change(time.perf_counter())
         return outcome
 
-    def _fetch_snapshot(self) -> BookSnapshot:
-        """Retry until a usable snapshot arrives; honour Retry-After; raise only for a configuration error."""
-        retry = Backoff(self._settings.backoff_base, self._settings.backoff_cap)
-        url = self.protocol.snapshot_url
+    # -- the drift audit -------------------------------------------------------------------------------------
+
+    def _audit_loop(self, sync: BookSync, reader: gevent.Greenlet) -> None:
+        """Now and then, check the book against a fresh snapshot; rebuild it if they disagree."""
         while True:
-            wait = self._rest_not_before - time.monotonic()
-            if wait > 0:
-                gevent.sleep(wait)
-            started = time.perf_counter()
-            try:
-                response = self._http.get(url, timeout=(self._settings.connect_timeout, self._settings.snapshot_timeout))
-            except requests.RequestException as error:
-                self._metrics.snapshot_error("network")
-                log.warning("%s: snapshot request failed: %s", self.name, error)
-                gevent.sleep(retry.next())
+            gevent.sleep(self._settings.audit_interval)
+            if not sync.in_step:
                 continue
-            self._metrics.snapshot_fetched(time.perf_counter() - started)
-            if response.status_code == 200:
-                try:
-                    return self.protocol.parse_snapshot(response.content)
-                except BadMessage as error:
-                    self._metrics.snapshot_error("bad_body")
-                    log.warning("%s: unusable snapshot (%s): %.*r", self.name, error, RAW_EXCERPT, response.content)
-                    gevent.sleep(retry.next())
-                    continue
-            self._metrics.snapshot_error(str(response.status_code))
-            fatal = self.protocol.snapshot_error(response.status_code, response.content)
-            if fatal is not None:
-                raise fatal
-            delay = retry_after(response) if response.status_code in (418, 429) else None
-            if delay is None:
-                delay = retry.next()
-            else:
-                self._rest_not_before = time.monotonic() + delay
-            log.warning(
-                "%s: snapshot request answered HTTP %d: %.*r; retrying in %.1f s",
-                self.name, response.status_code, RAW_EXCERPT, response.content, delay,
-            )
-            gevent.sleep(delay)
+            try:
+                divergences = self.audit(sync)
+            except ExchangeError as error:
+                self._on_fatal(error)
+                return
+            if divergences:
+                reader.kill(Rebuild("audit", f"{len(divergences)} levels differ from the venue's"), block=False)
+                return
+
+    def audit(self, sync: BookSync) -> list[Divergence]:
+        """One audit: the levels that differ (logged and counted), or [] when they agree or it was skipped."""
+        protocol, budget = self.protocol, self.snapshots.budget
+        if budget.delay(protocol.snapshot_weight, AUDIT_SHARE) > 0:
+            self._metrics.audit("skipped")  # the venue's minute is busy: the book's own needs come first
+            return []
+        snapshot = self.snapshots.fetch_once(AUDIT_SHARE)
+        if snapshot is None or not sync.in_step:
+            self._metrics.audit("skipped")
+            return []
+        # The stream can lag the REST book: wait until it has passed the snapshot's moment, or for the bound.
+        deadline = time.monotonic() + self._settings.stream_lag_bound
+        while sync.in_step and sync.last_id < snapshot.last_id and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        since = sync.recorded_since()
+        if since is None or since > snapshot.last_id or (
+            protocol.snapshot_names_an_event and sync.last_id < snapshot.last_id
+        ):
+            log.info("%s: audit skipped: the book cannot be compared with snapshot %s", self.name, snapshot.last_id)
+            self._metrics.audit("skipped")
+            return []
+        with self._book.lock:
+            divergences = compare(sync.book, snapshot, sync.recent, protocol.snapshot_depth)
+        if not divergences:
+            self._metrics.audit("match")
+            return []
+        self._metrics.audit("divergent", len(divergences))
+        log.warning("%s: audit: %d levels differ from snapshot %s, rebuilding; first: %s", self.name,
+                    len(divergences), snapshot.last_id, "; ".join(str(d) for d in divergences[:AUDIT_LOG_LEVELS]))
+        return divergences
+
+    def _retire(self, reader: gevent.Greenlet) -> None:
+        """The connection is as old as it may get: move to a new one while this one still works."""
+        age = self._settings.max_connection_age
+        reader.kill(Rebuild("max_age", f"the connection is {age:.0f} s old"), block=False)
+
+
+def _after(seconds: float, function: Callable[..., object], *args: object) -> None:
+    gevent.sleep(seconds)
+    function(*args)
 
 
 class LogThrottle:
@@ -365,12 +442,3 @@ def hang_up(ws: websocket.WebSocket) -> None:
     except (OSError, websocket.WebSocketException):
         pass  # the connection is already gone
     ws.shutdown()
-
-
-def retry_after(response: requests.Response, default: float = 60.0) -> float:
-    """Seconds to wait from a ``Retry-After`` header (Binance sends seconds); a rate-limited venue is not retried sooner."""
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default

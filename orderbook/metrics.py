@@ -66,6 +66,8 @@ class FeedStats:
     ask_levels: Callable[[], int] = field(default=lambda: 0)
     event_age: LatencyHistogram = field(default_factory=LatencyHistogram)
     """Exchange event timestamp (exchange clock) to applied to the book (local clock), per diff."""
+    last_audit_at: float | None = None
+    """time.time() when the last drift audit compared the book (whatever it found)."""
 
 
 class ExchangeMetrics:
@@ -114,6 +116,17 @@ class ExchangeMetrics:
     def event_age(self, seconds: float) -> None:
         self._event_age(seconds)
 
+    def ignored_row(self, reason: str) -> None:
+        self._m.ignored_rows.labels(self.exchange, reason).inc()
+
+    def audit(self, result: str, divergent_levels: int = 0) -> None:
+        """One drift audit: ``match``, ``divergent`` (with how many levels differed) or ``skipped``."""
+        self._m.audits.labels(self.exchange, result).inc()
+        if divergent_levels:
+            self._m.audit_divergent_levels.labels(self.exchange).inc(divergent_levels)
+        if result != "skipped":
+            self.stats.last_audit_at = time.time()
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -152,6 +165,19 @@ class Metrics:
         self.snapshot_errors = Counter(
             "orderbook_snapshot_errors_total", "Failed snapshot requests, by HTTP status or 'network'",
             [*ex, "status"], registry=registry,
+        )
+        self.ignored_rows = Counter(
+            "orderbook_ignored_rows_total", "Rows a venue should not send (zero price, null), dropped from a snapshot "
+            "or diff whose other rows were kept, by reason", [*ex, "reason"], registry=registry,
+        )
+        self.audits = Counter(
+            "orderbook_audits_total", "Drift audits (a fresh snapshot compared with the live book), by result: "
+            "match, divergent (the book was rebuilt) or skipped (no snapshot within the audit's REST budget)",
+            [*ex, "result"], registry=registry,
+        )
+        self.audit_divergent_levels = Counter(
+            "orderbook_audit_divergent_levels_total", "Price levels a drift audit found different from the venue's",
+            ex, registry=registry,
         )
         self.frame_to_publish = LatencyHistogram()
         """Frame received to the summary reflecting it published."""
@@ -204,8 +230,13 @@ class _StateCollector(Collector):
             "orderbook_exchange_event_to_applied_seconds",
             "Exchange event timestamp (exchange clock) to applied to the book (local clock)", labels=["exchange"]
         )
+        audit_age = GaugeMetricFamily(
+            "orderbook_audit_last_age_seconds", "Time since the exchange's book was last audited", labels=["exchange"]
+        )
         now = time.time()
         for exchange, stats in self._metrics._feeds.items():
+            if stats.last_audit_at is not None:
+                audit_age.add_metric([exchange], max(0.0, now - stats.last_audit_at))
             frames.add_metric([exchange], stats.frames)
             frame_bytes.add_metric([exchange], stats.frame_bytes)
             if stats.last_frame_at is not None:
@@ -213,7 +244,7 @@ class _StateCollector(Collector):
             levels.add_metric([exchange, "bid"], stats.bid_levels())
             levels.add_metric([exchange, "ask"], stats.ask_levels())
             event_age.add_metric([exchange], stats.event_age.cumulative_buckets(), stats.event_age.total)
-        yield from (frames, frame_bytes, age, levels, event_age)
+        yield from (frames, frame_bytes, age, levels, event_age, audit_age)
         yield self._metrics.frame_to_publish.family(
             "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published")
         for source in self._metrics._state_sources:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -333,3 +334,47 @@ def test_bitstamp_live_diff_older_than_the_snapshot_is_stale():
     assert sync.on_diff(BookDiff(999, 999, 0.0, ((5, 1),), ())) is Outcome.STALE
     assert sync.in_step and sync.book.bids() == [(4, 1)] and sync.last_id == 1000
     assert sync.on_diff(BookDiff(1001, 1001, 0.0, ((5, 1),), ())) is Outcome.APPLIED
+
+
+# -- what a book must still be after each change ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sync_class", [BinanceSync, BitstampSync])
+def test_a_diff_that_crosses_the_venues_own_book_breaks_it(sync_class):
+    sync = sync_class()
+    assert sync.on_snapshot(BookSnapshot(10, ((5, 1), (4, 1)), ((6, 1), (7, 1)))) is Outcome.APPLIED
+    assert sync.on_diff(BookDiff(11, 11, 0.0, ((6, 2),), ())) is Outcome.CROSSED  # bid at the best ask
+    assert_reset(sync)
+
+
+def test_a_crossed_snapshot_is_not_served():
+    sync = BinanceSync()
+    assert sync.on_snapshot(BookSnapshot(10, ((6, 1),), ((6, 1),))) is Outcome.CROSSED
+    assert_reset(sync)
+
+
+def test_a_depth_limited_snapshot_bounds_the_book_and_a_sweep_through_it_breaks_it():
+    """Binance: levels outside the initial snapshot are unknown until they change (official docs)."""
+    sync = BinanceSync(watch_depth=2, snapshot_limit=3)
+    # bids came back full (3 of 3): they may go deeper; asks did not (2 of 3): that side is the whole book
+    assert sync.on_snapshot(BookSnapshot(10, ((9, 1), (8, 1), (7, 1)), ((10, 1), (11, 1)))) is Outcome.APPLIED
+    assert sync.book.bid_floor == 7 and sync.book.ask_ceiling is None
+    assert sync.on_diff(BookDiff(11, 11, 0.0, ((6, 5),), ((20, 5),))) is Outcome.APPLIED
+    assert sync.book.bids() == [(9, 1), (8, 1), (7, 1)]  # 6 is past the edge: not kept
+    assert sync.book.asks() == [(10, 1), (11, 1), (20, 5)]
+    assert sync.on_diff(BookDiff(12, 12, 0.0, ((9, 0),), ())) is Outcome.APPLIED  # 2 left inside the edge
+    assert sync.on_diff(BookDiff(13, 13, 0.0, ((8, 0),), ())) is Outcome.PAST_SNAPSHOT  # 1 < the 2 served
+    assert_reset(sync)
+
+
+def test_the_recent_diffs_cover_everything_applied_since_the_snapshot_until_they_are_forgotten():
+    from orderbook.exchanges.sync import RECENT_DIFFS
+
+    sync = BinanceSync()
+    assert sync.recorded_since() is None
+    sync.on_snapshot(BookSnapshot(100, ((5, 1),), ((9, 1),)))
+    assert sync.recorded_since() == 100
+    for i in range(RECENT_DIFFS + 5):
+        sync.on_diff(BookDiff(101 + 2 * i, 102 + 2 * i, 0.0, ((5, i + 1),), ()))
+    assert len(sync.recent) == RECENT_DIFFS
+    assert sync.recorded_since() == 100 + 2 * 5  # the five forgotten diffs ended at id 110

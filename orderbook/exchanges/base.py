@@ -30,6 +30,19 @@ class ExchangeProtocol(ABC):
     snapshot_id_field: str
     """The snapshot body's field that places it in the stream."""
     sync_class: type[BookSync]
+    rest_limit: int
+    """The venue's REST allowance a minute, in the unit of :attr:`snapshot_weight`."""
+    used_weight_header: str | None = None
+    """A response header in which the venue reports the allowance used this minute, if it has one."""
+    status_meanings: dict[int, str] = {}
+    """What the venue means by an HTTP status, for the log line."""
+    quiet_snapshot_wait: float | None = None
+    """If set: with no diff this long after the subscription is confirmed, fetch the snapshot anyway."""
+    snapshot_depth: int | None = None
+    """The most levels a side of a snapshot has; None: snapshots are the whole book."""
+    snapshot_names_an_event = False
+    """Whether a snapshot's id is that of an event the stream carries (Binance's lastUpdateId), so that the
+    stream always reaches it; Bitstamp's microtimestamp can be later than every diff of a quiet pair."""
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
         self.symbol = symbol.upper()
@@ -47,6 +60,15 @@ class ExchangeProtocol(ABC):
     def subscribe_messages(self) -> list[str]:
         """Frames to send once connected."""
         return []
+
+    @property
+    def snapshot_weight(self) -> int:
+        """What one snapshot request costs of :attr:`rest_limit`."""
+        return 1
+
+    def confirms_subscription(self, message: Message) -> bool:
+        """Whether ``message`` says the venue has taken our subscription (starts :attr:`quiet_snapshot_wait`)."""
+        return False
 
     @abstractmethod
     def ready_for_snapshot(self, message: Message) -> bool:
@@ -82,7 +104,7 @@ class ExchangeProtocol(ABC):
 
     def new_sync(self, watch_depth: int = 0) -> BookSync:
         """A fresh sync; ``watch_depth`` is how many best levels per side are served (see BookSync)."""
-        return self.sync_class(watch_depth=watch_depth)
+        return self.sync_class(watch_depth=watch_depth, snapshot_limit=self.snapshot_depth)
 
 
 def load_json(raw: str | bytes, *, loses_data: bool) -> Any:

@@ -25,12 +25,28 @@ class BinanceProtocol(ExchangeProtocol):
     name = "binance"
     snapshot_id_field = "lastUpdateId"
     sync_class = BinanceSync
+    rest_limit = 6000
+    """Request weight a minute per IP (docs/protocols.md)."""
+    used_weight_header = "X-MBX-USED-WEIGHT-1M"
+    snapshot_names_an_event = True
+    status_meanings = {
+        403: "blocked by Binance's web application firewall",
+        418: "IP banned for repeated rate-limit violations",
+        429: "request weight limit exceeded",
+    }
 
     def __init__(self, symbol: str, ws_url: str, rest_url: str, snapshot_limit: int = 1000) -> None:
         super().__init__(symbol, ws_url, rest_url)
         if not 1 <= snapshot_limit <= 5000:
             raise ValueError("the Binance snapshot limit must be between 1 and 5000")
         self.snapshot_limit = snapshot_limit
+        self.snapshot_depth = snapshot_limit
+
+    @property
+    def snapshot_weight(self) -> int:
+        """``GET /api/v3/depth``'s weight by limit band (docs/protocols.md)."""
+        limit = self.snapshot_limit
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
     @property
     def stream_url(self) -> str:

@@ -19,8 +19,9 @@ from orderbook.exchanges.sync import BitstampSync
 
 RATE_LIMIT_CODE = "400.002"
 _RECONNECT = ReconnectRequest("request_reconnect")
+_SUBSCRIBED = Notice("subscribed")
 _NOTICES = {
-    "bts:subscription_succeeded": Notice("subscribed"),
+    "bts:subscription_succeeded": _SUBSCRIBED,
     "bts:heartbeat": Notice("heartbeat"),
     "bts:unsubscription_succeeded": Notice("unsubscribed"),
 }
@@ -56,6 +57,9 @@ class BitstampProtocol(ExchangeProtocol):
 
     def heartbeat_message(self) -> str:
         return '{"event":"bts:heartbeat"}'
+
+    def confirms_subscription(self, message: Message) -> bool:
+        return message is _SUBSCRIBED
 
     def ready_for_snapshot(self, message: Message) -> bool:
         # Bitstamp's REST book lags its stream (docs/protocols.md): a snapshot is only usable once it can be

@@ -8,10 +8,16 @@ only the continuity rule, which each exchange's subclass states in :meth:`BookSy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from enum import Enum
 
 from orderbook.book import OrderBook
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
+
+
+RECENT_DIFFS = 1_000
+"""Diffs kept for the drift audit: 100 s of Binance's 100 ms stream, minutes of Bitstamp's; an audit whose
+snapshot is older than what is kept cannot tell changes apart and is skipped."""
 
 
 class Outcome(Enum):
@@ -63,6 +69,8 @@ class BookSync(ABC):
         self.snapshot_id: int | None = None
         self._buffer: list[BookDiff] = []
         self._max_buffered = max_buffered
+        self.recent: deque[BookDiff] = deque(maxlen=RECENT_DIFFS)
+        """The last diffs applied, for the drift audit to tell a divergence from a change made after its snapshot."""
 
     @property
     def buffered(self) -> int:
@@ -75,6 +83,7 @@ class BookSync(ABC):
         self.last_id = None
         self.snapshot_id = None
         self._buffer.clear()
+        self.recent.clear()
 
     def on_diff(self, diff: BookDiff) -> Outcome:
         if not self.in_step:
@@ -87,6 +96,7 @@ class BookSync(ABC):
         if outcome is Outcome.APPLIED:
             self.top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
             self.last_id = diff.final_id
+            self.recent.append(diff)
             outcome = self._check_book()
         if outcome.breaks_book:
             self.reset()
@@ -113,6 +123,16 @@ class BookSync(ABC):
             if outcome.breaks_book:
                 return outcome
         return Outcome.APPLIED
+
+    def recorded_since(self) -> int | None:
+        """Every diff applied with an id above this is in :attr:`recent` (None: not in step)."""
+        if not self.in_step:
+            return None
+        recent = self.recent
+        if len(recent) < RECENT_DIFFS:
+            return self.snapshot_id  # nothing applied since the snapshot has been forgotten
+        # The forgotten diffs all end before the oldest one kept begins.
+        return recent[0].first_id - 1
 
     def _check_book(self) -> Outcome:
         """What a book that follows the stream must still be: uncrossed, and deep enough to serve in full."""

@@ -1,0 +1,79 @@
+"""The drift audit's comparison: a live book against a fresh snapshot of the same venue. Pure, no I/O.
+
+Bitstamp has no sequence numbers, so a lost diff leaves no trace and a book can stay wrong for hours (ccxt issue
+8106, PR 16331; docs/protocols.md). Now and then the feed fetches a snapshot and hands it here with the diffs it
+applied recently. A level that differs is a divergence unless a diff newer than the snapshot touched that price
+(the book moved on since the snapshot's moment). Only the prices both can vouch for are compared: inside the
+live book's edge (a depth-limited first snapshot) and inside the audit snapshot's own depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from orderbook.book import OrderBook, PriceLevel
+from orderbook.exchanges.messages import BookDiff, BookSnapshot
+from orderbook.prices import format_decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    side: str
+    price: int
+    ours: int
+    """The live book's amount (0: no level)."""
+    venue: int
+    """The snapshot's amount (0: no level)."""
+
+    def __str__(self) -> str:
+        return (f"{self.side} {format_decimal(self.price)}: ours {format_decimal(self.ours)}, "
+                f"venue {format_decimal(self.venue)}")
+
+
+def touched_after(diffs: Iterable[BookDiff], snapshot_id: int) -> tuple[set[int], set[int]]:
+    """The bid and ask prices that diffs newer than the snapshot changed."""
+    bids: set[int] = set()
+    asks: set[int] = set()
+    for diff in diffs:
+        if diff.final_id > snapshot_id:
+            bids.update(price for price, _ in diff.bids)
+            asks.update(price for price, _ in diff.asks)
+    return bids, asks
+
+
+def compare(
+    book: OrderBook, snapshot: BookSnapshot, recent: Iterable[BookDiff], snapshot_depth: int | None
+) -> list[Divergence]:
+    """Every level, best first per side, where ``book`` and ``snapshot`` disagree and no newer diff explains it.
+
+    ``snapshot_depth``: the most levels a side of the audit snapshot can have (a side that full may go deeper
+    at the venue, so nothing past its worst price is compared); None: the snapshot is the whole book.
+    """
+    touched_bids, touched_asks = touched_after(recent, snapshot.last_id)
+    bid_floor = _tighter(book.bid_floor, _edge(snapshot.bids, snapshot_depth), max)
+    ask_ceiling = _tighter(book.ask_ceiling, _edge(snapshot.asks, snapshot_depth), min)
+    bids = _side("bid", book.bids(), snapshot.bids, touched_bids, lambda price: bid_floor is None or price >= bid_floor)
+    asks = _side("ask", book.asks(), snapshot.asks, touched_asks,
+                 lambda price: ask_ceiling is None or price <= ask_ceiling)
+    return sorted(bids, key=lambda d: -d.price) + sorted(asks, key=lambda d: d.price)
+
+
+def _edge(levels: tuple[PriceLevel, ...], depth: int | None) -> int | None:
+    return levels[-1][0] if depth is not None and len(levels) >= depth else None
+
+
+def _tighter(a: int | None, b: int | None, pick) -> int | None:  # type: ignore[no-untyped-def]
+    if a is None or b is None:
+        return a if b is None else b
+    return pick(a, b)
+
+
+def _side(name, ours_levels, venue_levels, touched, inside) -> list[Divergence]:  # type: ignore[no-untyped-def]
+    ours = dict(ours_levels)
+    venue = {price: amount for price, amount in venue_levels if amount}
+    return [
+        Divergence(name, price, ours.get(price, 0), venue.get(price, 0))
+        for price in ours.keys() | venue.keys()
+        if ours.get(price, 0) != venue.get(price, 0) and price not in touched and inside(price)
+    ]
