@@ -9,6 +9,9 @@ from pathlib import Path
 MAX_RATE = 100_000.0
 """Events per second per exchange; the benchmark needs at least 20,000."""
 
+MAX_REST_LAG = 60.0
+"""Seconds: real Bitstamp's REST book lags its stream by 0.07 to 2.6 s in the recordings; a minute is plenty."""
+
 DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "recordings"
 """``../shared/recordings`` next to the repository, where the recorded data sets live."""
 
@@ -32,6 +35,21 @@ class SimulatorConfig:
     binance_ping_interval: float = 20.0
     binance_pong_timeout: float = 60.0
     binance_weight_limit: int = 6000
+    binance_max_client_messages: int = 5
+    """Messages per second a client may send on one Binance connection (PING, PONG and JSON frames all count);
+    one more and the connection is closed (1008). Binance docs, "WebSocket Limits": 5."""
+    binance_max_connection_age: float = 86400.0
+    """Seconds a Binance connection lives before the simulator closes it cleanly. Binance: "A single connection to
+    stream.binance.com is only valid for 24 hours; expect to be disconnected at the 24 hour mark"."""
+    binance_shutdown_notice: float = 0.0
+    """When > 0, ``serverShutdown`` is sent this many seconds before the age cut (Binance sends it some time before
+    it closes a connection); 0: the cut comes unannounced."""
+    bitstamp_rest_lag: float = 0.0
+    """Seconds by which Bitstamp's REST book lags its stream: the snapshot is the book as it was then, with that
+    moment's microtimestamp (0.07 to 2.6 s in the recordings, see PROTOCOLS.md); 0: the current book."""
+    bitstamp_junk_rows: bool = False
+    """Every Bitstamp REST snapshot's bids end with a price-0 row, then ``null``: both seen from the real venue
+    (gocryptotrader ``filterOrderbookZeroBidPrice``; ccxt issue 13043). The true book holds neither."""
     replay_binance: str | None = None
     replay_bitstamp: str | None = None
     replay_speed: str = "recorded"
@@ -58,6 +76,15 @@ class SimulatorConfig:
             raise ConfigError("ping interval and pong timeout must be > 0")
         if self.binance_weight_limit < 1:
             raise ConfigError("binance_weight_limit must be >= 1")
+        if self.binance_max_client_messages < 1:
+            raise ConfigError(f"binance_max_client_messages must be >= 1, got {self.binance_max_client_messages}")
+        if self.binance_max_connection_age <= 0:
+            raise ConfigError(f"binance_max_connection_age must be > 0, got {self.binance_max_connection_age}")
+        if not 0 <= self.binance_shutdown_notice < self.binance_max_connection_age:
+            raise ConfigError("binance_shutdown_notice must be >= 0 and below binance_max_connection_age, got "
+                              f"{self.binance_shutdown_notice}")
+        if not 0 <= self.bitstamp_rest_lag <= MAX_REST_LAG:
+            raise ConfigError(f"bitstamp_rest_lag must be in [0, {MAX_REST_LAG:g}], got {self.bitstamp_rest_lag}")
         if self.probe_every < 0:
             raise ConfigError(f"probe_every must be >= 0, got {self.probe_every}")
         if self.replay_speed not in ("recorded", "max"):
@@ -88,6 +115,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--binance-ping-interval", type=float, default=20.0)
     p.add_argument("--binance-pong-timeout", type=float, default=60.0)
     p.add_argument("--binance-weight-limit", type=int, default=6000, help="REST weight per minute per IP")
+    p.add_argument("--binance-max-client-messages", type=int, default=5, metavar="N",
+                   help="client messages per second per connection (pings and pongs count) before a 1008 close")
+    p.add_argument("--binance-max-connection-age", type=float, default=86400.0, metavar="SECONDS",
+                   help="close a Binance connection cleanly once it is this old (real Binance: 24 h)")
+    p.add_argument("--binance-shutdown-notice", type=float, default=0.0, metavar="SECONDS",
+                   help="send serverShutdown this long before the age cut (0: no notice)")
+    p.add_argument("--bitstamp-rest-lag", type=float, default=0.0, metavar="SECONDS",
+                   help="Bitstamp's REST snapshot is the book as it was this long ago")
+    p.add_argument("--bitstamp-junk-rows", action="store_true",
+                   help="end every Bitstamp snapshot's bids with a price-0 row and a null row, as the venue has")
     p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX")
     p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX")
     p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded")
@@ -116,6 +153,11 @@ def from_args(args: argparse.Namespace) -> SimulatorConfig:
         binance_ping_interval=args.binance_ping_interval,
         binance_pong_timeout=args.binance_pong_timeout,
         binance_weight_limit=args.binance_weight_limit,
+        binance_max_client_messages=args.binance_max_client_messages,
+        binance_max_connection_age=args.binance_max_connection_age,
+        binance_shutdown_notice=args.binance_shutdown_notice,
+        bitstamp_rest_lag=args.bitstamp_rest_lag,
+        bitstamp_junk_rows=args.bitstamp_junk_rows,
         replay_binance=args.replay_binance,
         replay_bitstamp=args.replay_bitstamp,
         replay_speed=args.replay_speed,

@@ -9,6 +9,20 @@
     POST /probe                {"every": N}: every Nth event of each venue is a latency probe (0: none)
     GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time], ...]
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
+
+Faults (``exchange`` defaults to the only venue a fault applies to; other parameters have the defaults shown):
+
+    drop, close {code: 1000, reason: ""}, silence {on: true}            both venues
+    rest {status, count: 1, retry_after: 30}   status 429, 418, 500, hang; 403 (Binance WAF, HTML body);
+                                               200_error (Bitstamp: HTTP 200 with {"status": "error", ...})
+    malformed {kind, size}                     both venues; kinds in faults.MALFORMED_KINDS
+    junk_rows {count: 1}                       both: the next diffs carry a price-0 bid (Bitstamp: and a null row)
+    lose_change {side: "bid", index: 2}        both: the true book changes and nothing is sent (no id consumed)
+    sweep {side: "bid", levels: 20}            both (model-driven): one diff removes the best levels of a side
+    gap {events: 5}, stale_snapshot {count: 1}                         Binance
+    server_shutdown {close_after: 1.0}         Binance: serverShutdown now, the close that much later
+    request_reconnect {after: 3.0}, reorder                            Bitstamp
+    rest_lag {seconds}                         Bitstamp: the REST book lags the stream by that much from now on
 """
 
 from __future__ import annotations

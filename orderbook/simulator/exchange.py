@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 
 import gevent
 
 from orderbook.book import OrderBook, PriceLevel
 from orderbook.prices import format_decimal
-from orderbook.simulator.faults import RestFaults, check_kind, rest_fault_response
-from orderbook.simulator.market import BookChange
+from orderbook.simulator.faults import REST_STATUSES, FaultError, RestFaults, check_kind, rest_fault_response
+from orderbook.simulator.market import LOT, BookChange, VenueModel
 from orderbook.simulator.wire import Request, Response, WebSocket
 
 logger = logging.getLogger(__name__)
@@ -34,21 +34,36 @@ def format_levels(levels: Sequence[PriceLevel]) -> list[tuple[str, str]]:
 
 
 class Session:
-    """One client connection and what it is subscribed to (stream or channel names, in subscription order)."""
+    """One client connection and what it is subscribed to (stream or channel names, in subscription order).
 
-    __slots__ = ("ws", "subscriptions", "combined", "recent")
+    ``recent`` holds the arrival times of the client's messages in the last second (for a venue's flood limit);
+    ``timers`` the greenlets scheduled for this connection (an age cut), killed when it ends.
+    """
+
+    __slots__ = ("ws", "subscriptions", "combined", "recent", "timers")
 
     def __init__(self, ws: WebSocket, combined: bool = False) -> None:
         self.ws = ws
         self.subscriptions: dict[str, None] = {}
         self.combined = combined
-        self.recent: list[float] = []
+        self.recent: deque[float] = deque()
+        self.timers: list[gevent.Greenlet] = []
+
+    def count_message(self, now: float, limit: int) -> bool:
+        """Note one client message; True when the last second now holds more than ``limit`` of them."""
+        recent = self.recent
+        recent.append(now)
+        while now - recent[0] >= 1.0:
+            recent.popleft()
+        return len(recent) > limit
 
 
 class Exchange:
     """Base of the two venues. ``name`` is the exchange's name on the wire of the product (``binance``...)."""
 
     name = ""
+    rest_statuses: tuple[str, ...] = REST_STATUSES
+    """The scripted REST answers this venue is known to give (the ``rest`` fault refuses others)."""
 
     def __init__(self, *, snapshot_delay: float = 0.0) -> None:
         self.truth = OrderBook()
@@ -58,13 +73,21 @@ class Exchange:
         self.sessions: dict[Session, None] = {}
         self._subscribers: dict[str, dict[Session, None]] = {}
         self.counters: Counter[str] = Counter(dict.fromkeys(
-            ("events", "frames_sent", "connections", "messages_received", "rest_requests"), 0))
+            ("events", "frames_sent", "connections", "messages_received", "rest_requests", "junk_rows_sent"), 0))
         self.faults: Counter[str] = Counter()
+        self.model: VenueModel | None = None
+        """The venue's market model when model-driven (None when replaying): faults that change the book go
+        through it, so that the model's idea of the book stays the true book."""
+        self.junk_pending = 0
 
     # -- the book ----------------------------------------------------------------------------------------
 
     def load(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
         self.truth.load(bids, asks)
+
+    def apply_unsent(self, change: BookChange) -> None:
+        """Apply a change to the true book without sending it nor advancing the venue's sequence."""
+        self.truth.apply(change.bids, change.asks)
 
     def load_recorded(self, snapshot_id: int, bids: list[PriceLevel], asks: list[PriceLevel]) -> None:
         """Start from a recorded snapshot (``snapshot_id``: Binance lastUpdateId, Bitstamp microtimestamp)."""
@@ -100,6 +123,8 @@ class Exchange:
                 self.counters["messages_received"] += 1
                 self.on_message(session, text)
         finally:
+            for timer in session.timers:
+                timer.kill(block=False)
             for name in list(session.subscriptions):
                 self.unsubscribe(session, name)
             self.sessions.pop(session, None)
@@ -151,7 +176,8 @@ class Exchange:
     def rest(self, request: Request) -> Response | None:
         raise NotImplementedError
 
-    def rest_error_body(self, status: int) -> dict[str, object]:
+    def rest_error_body(self, status: str) -> dict[str, object] | str:
+        """The body of a scripted REST failure (one of ``rest_statuses``): a dict for JSON, a string for HTML."""
         raise NotImplementedError
 
     def delayed(self, response: Response) -> Response:
@@ -191,6 +217,8 @@ class Exchange:
         return len(self.sessions)
 
     def arm_rest(self, status: str, count: int, retry_after: int) -> int:
+        if status in REST_STATUSES and status not in self.rest_statuses:
+            raise FaultError(f"rest: {self.name} does not answer {status!r}; it can: {self.rest_statuses}")
         self.rest_faults.arm(status, count, retry_after)
         self.count_fault("rest")
         return self.rest_faults.pending()
@@ -208,14 +236,81 @@ class Exchange:
         """Send a text to every data subscriber as the venue frames its data; returns how many got it."""
         raise NotImplementedError
 
+    def junk_rows(self, count: int) -> int:
+        """The next ``count`` diffs sent carry rows a venue should not send but does (see each venue's
+        ``JUNK``); the true book is unaffected. Returns how many diffs are still to carry them."""
+        if count < 1:
+            raise FaultError("count must be >= 1")
+        self.count_fault("junk_rows")
+        self.junk_pending += count
+        return self.junk_pending
+
+    def take_junk(self) -> bool:
+        """Whether the diff about to be sent carries junk rows (and count it as sent)."""
+        if not self.junk_pending:
+            return False
+        self.junk_pending -= 1
+        self.counters["junk_rows_sent"] += 1
+        return True
+
+    def lose_change(self, side: str, index: int) -> dict[str, str]:
+        """The level ``index`` places from the best on ``side`` gets a new amount (twice the old plus one lot),
+        and nothing is sent: no diff, no sequence consumed, so the stream shows no gap.
+
+        A venue's message lost between its matching engine and its stream: a client only learns of it from a
+        later snapshot (or a later change of that level). Works while paused, so nothing overwrites it.
+        """
+        bid = _side_is_bid(side)
+        if index < 0:
+            raise FaultError(f"index must be >= 0, got {index}")
+        levels = self.truth.top_bids(index + 1) if bid else self.truth.top_asks(index + 1)
+        if index >= len(levels):
+            raise FaultError(f"lose_change: {self.name} has only {len(levels)} {side} levels")
+        price, amount = levels[index]
+        new = 2 * amount + LOT
+        if self.model is not None:
+            change = self.model.set_level(bid, price, new)
+        else:
+            change = BookChange(((price, new),), ()) if bid else BookChange((), ((price, new),))
+        self.count_fault("lose_change")
+        self.apply_unsent(change)
+        return {"price": format_decimal(price), "amount": format_decimal(new), "side": side}
+
+    def sweep(self, side: str, levels: int) -> dict[str, object]:
+        """One ordinary diff (sequence advancing as usual) that removes the best ``levels`` levels of ``side``, as
+        a large market order does: the book leaves the range of a client's depth-limited snapshot.
+
+        Only on a model-driven venue, through the model (a replayed recording's own ids would clash).
+        """
+        bid = _side_is_bid(side)
+        if self.model is None:
+            raise FaultError(f"sweep: {self.name} is replaying a recording; its ids and stamps are recorded")
+        depth = self.truth.bid_depth if bid else self.truth.ask_depth
+        if not 1 <= levels < depth:
+            raise FaultError(f"levels must be in [1, {depth - 1}] (at least one {side} level stays), got {levels}")
+        change = self.model.sweep(bid, levels)
+        self.count_fault("sweep")
+        self.publish(change)
+        best = self.truth.top_bids(1) if bid else self.truth.top_asks(1)
+        removed = change.bids if bid else change.asks
+        return {"side": side, "removed": len(removed), "from": format_decimal(removed[0][0]),
+                "to": format_decimal(removed[-1][0]), "best": format_decimal(best[0][0])}
+
     def stats(self) -> dict[str, object]:
         return {
             **self.counters,
             "connections_open": len(self.sessions),
             "silenced": self.silenced,
             "rest_faults_pending": self.rest_faults.pending(),
+            "junk_rows_pending": self.junk_pending,
             "faults": dict(self.faults),
         }
+
+
+def _side_is_bid(side: str) -> bool:
+    if side not in ("bid", "ask"):
+        raise FaultError(f"side must be 'bid' or 'ask', got {side!r}")
+    return side == "bid"
 
 
 def now_ms() -> int:

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from orderbook.simulator.wire import Response
 
-REST_STATUSES = ("429", "418", "500", "hang")
+REST_STATUSES = ("429", "418", "500", "403", "200_error", "hang")
+"""Every scripted REST answer; each venue accepts those it is known to give (``Exchange.rest_statuses``).
+
+``403``: Binance's web application firewall blocked the request (docs: "HTTP 403 return code is used when the WAF
+Limit (Web Application Firewall) has been violated"); the body is an HTML error page, not JSON. ``200_error``:
+Bitstamp answers some errors with HTTP 200 and ``{"status": "error", ...}`` (PROTOCOLS.md), so a client that
+trusts the status code parses an error as a book."""
+JUNK_ROW = ("0.00000000", "1.00000000")
+"""A bid at price 0: real Bitstamp has sent one at the end of every snapshot of a pair (gocryptotrader drops it in
+``filterOrderbookZeroBidPrice``). No true book holds it; the ``junk_rows`` fault and setting add it."""
 MALFORMED_KINDS = ("not_json", "unknown_shape", "non_numeric", "negative", "nan", "huge")
 DEFAULT_HUGE_BYTES = 4 << 20
 
@@ -29,7 +38,8 @@ class RestFault:
 
 
 class RestFaults:
-    """The next N REST answers of one venue, scripted: 429 (with Retry-After), 418, 500, or never answering."""
+    """The next N REST answers of one venue, scripted: 429 (with Retry-After), 418, 500, 403, an error with
+    status 200, or never answering."""
 
     def __init__(self) -> None:
         self._queue: deque[RestFault] = deque()
@@ -48,13 +58,19 @@ class RestFaults:
         return self._queue.popleft() if self._queue else None
 
 
-def rest_fault_response(fault: RestFault, error_body: Callable[[int], dict[str, object]]) -> Response | None:
-    """The scripted answer, with the venue's error body for the status; None means never answer."""
+def rest_fault_response(fault: RestFault, error_body: Callable[[str], dict[str, object] | str]) -> Response | None:
+    """The scripted answer, with the venue's error body for the status; None means never answer.
+
+    A body given as a dict is sent as JSON, one given as a string as HTML (a firewall's page, not the API's).
+    """
     if fault.status == "hang":
         return None
-    status = int(fault.status)
+    status = 200 if fault.status == "200_error" else int(fault.status)
     headers = {"Retry-After": str(fault.retry_after)} if status in (418, 429) else {}
-    return Response.json(error_body(status), status=status, headers=headers)
+    body = error_body(fault.status)
+    if isinstance(body, str):
+        return Response(status, body.encode(), {"Content-Type": "text/html", **headers})
+    return Response.json(body, status=status, headers=headers)
 
 
 def bad_levels(kind: str) -> list[list[str]]:

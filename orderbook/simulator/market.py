@@ -153,6 +153,30 @@ class VenueModel:
         """Offer one tick below ``price`` (another venue's best bid) now, clearing this venue's bids in the way."""
         return self._cross(self._asks, self._bids, -(-price // TICK) - 1)
 
+    def set_level(self, bid: bool, price: int, amount: int) -> BookChange:
+        """Set the level at ``price`` (scaled) on one side to ``amount`` (scaled, a whole number of lots; 0
+        removes it), for a fault that changes the book outside the random walk. Draws nothing at random."""
+        if price % TICK or amount % LOT:
+            raise ValueError(f"price {price} is not on the tick grid or amount {amount} not in lots")
+        changes: dict[int, int] = {}
+        (self._bids if bid else self._asks).set(price // TICK, amount // LOT, changes)
+        return self._change(changes, {}) if bid else self._change({}, changes)
+
+    def sweep(self, bid: bool, levels: int) -> BookChange:
+        """Remove the best ``levels`` levels of one side at once, as a large market order does.
+
+        Only removals: the depth is restored by the following steps (``_keep_depth`` refills inside the book), and
+        the quote target is left where it was, so the best price walks back a tick at a time as the market
+        refills the hole. At least one level stays, so the side is never empty. Draws nothing at random.
+        """
+        side = self._bids if bid else self._asks
+        if not 1 <= levels < len(side):
+            raise ValueError(f"levels must be in [1, {len(side) - 1}], got {levels}")
+        changes: dict[int, int] = {}
+        for _ in range(levels):
+            side.set(side.best(), 0, changes)
+        return self._change(changes, {}) if bid else self._change({}, changes)
+
     # -- internals ---------------------------------------------------------------------------------------
 
     def _build_initial_book(self) -> None:

@@ -98,8 +98,9 @@ class SimulatorControl:
     def stale_snapshot(self, count: int = 1) -> dict[str, Any]:
         return self.fault("stale_snapshot", exchange="binance", count=count)
 
-    def server_shutdown(self) -> dict[str, Any]:
-        return self.fault("server_shutdown", exchange="binance")
+    def server_shutdown(self, close_after: float = 1.0) -> dict[str, Any]:
+        """``serverShutdown`` to every Binance connection, each closed ``close_after`` seconds later."""
+        return self.fault("server_shutdown", exchange="binance", close_after=close_after)
 
     def request_reconnect(self, after: float = 3.0) -> dict[str, Any]:
         return self.fault("request_reconnect", exchange="bitstamp", after=after)
@@ -112,6 +113,22 @@ class SimulatorControl:
 
     def rest(self, exchange: str, status: int | str, count: int = 1, retry_after: int = 30) -> dict[str, Any]:
         return self.fault("rest", exchange=exchange, status=str(status), count=count, retry_after=retry_after)
+
+    def rest_lag(self, seconds: float) -> dict[str, Any]:
+        """Bitstamp's REST book is the book as it was ``seconds`` ago from now on (0: current); ``{"lag": s}``."""
+        return self.fault("rest_lag", exchange="bitstamp", seconds=float(seconds))
+
+    def junk_rows(self, exchange: str, count: int = 1) -> dict[str, Any]:
+        """The next ``count`` diffs carry a price-0 bid row (and, on Bitstamp, a trailing ``null`` bid row)."""
+        return self.fault("junk_rows", exchange=exchange, count=count)
+
+    def lose_change(self, exchange: str, side: str = "bid", index: int = 2) -> dict[str, Any]:
+        """Change the true book silently (no diff, no id); ``{"price", "amount", "side"}`` of the changed level."""
+        return self.fault("lose_change", exchange=exchange, side=side, index=index)
+
+    def sweep(self, exchange: str, side: str = "bid", levels: int = 20) -> dict[str, Any]:
+        """One ordinary diff removing the best ``levels`` levels of ``side`` (a model-driven venue only)."""
+        return self.fault("sweep", exchange=exchange, side=side, levels=levels)
 
     def malformed(self, exchange: str, kind: str, size: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"exchange": exchange, "kind": kind}

@@ -28,14 +28,25 @@ logger = logging.getLogger(__name__)
 
 EXCHANGES = ("binance", "bitstamp")
 DEFAULT_MERGED_DEPTH = 10
-_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Required:
+    """A parameter with no default, of this type."""
+
+    type: type
+
+
+_REQUIRED = _Required(str)
+"""A required string (an int is taken too and turned into its digits: ``{"status": 429}``)."""
+_REQUIRED_FLOAT = _Required(float)
 
 
 @dataclass(frozen=True, slots=True)
 class _Fault:
     exchanges: tuple[str, ...]
     params: Mapping[str, Any]
-    """Parameter name -> default (``_REQUIRED`` when there is none); the default's type is the expected type."""
+    """Parameter name -> default (a ``_Required`` when there is none); the default's type is the expected type."""
     run: Callable[..., object]
 
 
@@ -51,10 +62,17 @@ _FAULTS: dict[str, _Fault] = {
     "gap": _Fault(("binance",), {"events": 5}, lambda ex, events: ex.gap(events)),
     "stale_snapshot": _Fault(("binance",), {"count": 1},
                              lambda ex, count: {"last_update_id": ex.stale_snapshot(count)}),
-    "server_shutdown": _Fault(("binance",), {}, lambda ex: {"connections": ex.server_shutdown()}),
+    "server_shutdown": _Fault(("binance",), {"close_after": 1.0},
+                              lambda ex, close_after: {"connections": ex.server_shutdown(close_after)}),
     "request_reconnect": _Fault(("bitstamp",), {"after": 3.0},
                                 lambda ex, after: {"connections": ex.request_reconnect(after)}),
     "reorder": _Fault(("bitstamp",), {}, lambda ex: ex.reorder()),
+    "rest_lag": _Fault(("bitstamp",), {"seconds": _REQUIRED_FLOAT},
+                       lambda ex, seconds: {"lag": ex.rest_lag_fault(seconds)}),
+    "junk_rows": _Fault(EXCHANGES, {"count": 1}, lambda ex, count: {"pending": ex.junk_rows(count)}),
+    "lose_change": _Fault(EXCHANGES, {"side": "bid", "index": 2},
+                          lambda ex, side, index: ex.lose_change(side, index)),
+    "sweep": _Fault(EXCHANGES, {"side": "bid", "levels": 20}, lambda ex, side, levels: ex.sweep(side, levels)),
 }
 FAULT_NAMES = (*_FAULTS, "cross")
 
@@ -78,9 +96,13 @@ class Simulator:
                         if config.replay_bitstamp else None)
         self.binance = BinanceExchange(binance_rec.symbol if binance_rec else config.symbol, seed=config.seed,
                                        snapshot_delay=config.snapshot_delay,
-                                       weight_limit=config.binance_weight_limit)
+                                       weight_limit=config.binance_weight_limit,
+                                       max_client_messages=config.binance_max_client_messages,
+                                       max_connection_age=config.binance_max_connection_age,
+                                       shutdown_notice=config.binance_shutdown_notice)
         self.bitstamp = BitstampExchange(bitstamp_rec.symbol if bitstamp_rec else config.pair,
-                                         snapshot_delay=config.snapshot_delay)
+                                         snapshot_delay=config.snapshot_delay, rest_lag=config.bitstamp_rest_lag,
+                                         junk_rows=config.bitstamp_junk_rows)
         self.feeds: dict[str, ModelFeed | ReplayFeed] = {
             "binance": self._feed(self.binance, binance_rec, config.binance_rate),
             "bitstamp": self._feed(self.bitstamp, bitstamp_rec, config.bitstamp_rate),
@@ -99,6 +121,7 @@ class Simulator:
             return ReplayFeed(exchange, recording, self.config.replay_speed, self.pause_switch)
         model = VenueModel(f"{self.config.seed}:{exchange.name}", ModelParams.with_levels(self.config.levels))
         exchange.load(*model.levels())
+        exchange.model = model
         return ModelFeed(exchange, model, rate, self.pause_switch, self.probes)
 
     # -- life cycle --------------------------------------------------------------------------------------
@@ -221,13 +244,13 @@ class Simulator:
 
 
 def _param(fault: str, key: str, value: object, default: object) -> object:
-    if value is _REQUIRED:
+    if isinstance(value, _Required):
         raise FaultError(f"{fault}: parameter {key!r} is required")
     if default is _REQUIRED:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise FaultError(f"{fault}: {key} must be a string")
         return str(value)
-    expected = type(default)
+    expected = default.type if isinstance(default, _Required) else type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not expected:

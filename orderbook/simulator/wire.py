@@ -223,6 +223,10 @@ class WebSocket:
         self.silenced = False
         self.closed = False
         self.last_pong_at = time.monotonic()
+        self.on_control_frame: Callable[[str], None] | None = None
+        """Called with ``"ping"`` or ``"pong"`` for each such frame the client sends, before it is answered: a
+        venue that counts every incoming frame against a rate limit (Binance) hooks in here. Messages go to
+        ``receive()`` as usual."""
         self._sock = sock
         self._reader = reader
         self._limits = limits
@@ -401,11 +405,15 @@ class WebSocket:
                 self._on_peer_close(payload)
                 return
             if opcode == _OP_PING:
+                if self.on_control_frame is not None:
+                    self.on_control_frame("ping")
                 if not self.silenced:
-                    self._enqueue(_frame(_OP_PONG, payload))
+                    self._enqueue(_frame(_OP_PONG, payload))  # dropped if the hook closed the connection
                 continue
             if opcode == _OP_PONG:
                 self.last_pong_at = time.monotonic()
+                if self.on_control_frame is not None:
+                    self.on_control_frame("pong")
                 continue
             parts.append(payload)
             size += length

@@ -9,9 +9,12 @@ from orderbook.simulator.process import SimulatorProcess
 
 @pytest.fixture(scope="module")
 def sim():
-    """A default simulator at a moderate rate, with a short server ping interval."""
-    with SimulatorProcess("--rate", "200", "--binance-ping-interval", "0.3", "--binance-pong-timeout", "0.8",
-                          "--binance-weight-limit", "100000") as process:
+    """A default simulator at a moderate rate.
+
+    Server pings keep their real 20 s interval: a client's pongs count against Binance's 5 messages per second, so
+    fast pings would crowd out a test's own messages (the ping test starts its own simulator).
+    """
+    with SimulatorProcess("--rate", "200", "--binance-weight-limit", "100000") as process:
         yield process
 
 

@@ -68,12 +68,12 @@ def test_stale_snapshot_is_older_than_the_stream_then_fresh_again(sim):
     assert fresh["lastUpdateId"] >= first["u"]
 
 
-def test_server_shutdown_event_then_close(sim):
+def test_server_shutdown_with_close_after_0_closes_right_after_the_event(sim):
     ws = binance_subscriber(sim)
-    sim.control.server_shutdown()
+    sim.control.server_shutdown(close_after=0)
     kind, code, texts = drain_until_end(ws)
     assert json.loads(texts[-1]).keys() == {"e", "E"} and json.loads(texts[-1])["e"] == "serverShutdown"
-    assert kind == "close"
+    assert (kind, code) == ("close", 1001)
 
 
 def test_request_reconnect_then_close_after_the_delay(sim):
