@@ -29,6 +29,7 @@ def _load_e2e_fixtures() -> ModuleType:
 _e2e = _load_e2e_fixtures()
 simulator_factory = _e2e.simulator_factory
 server_factory = _e2e.server_factory
+reader_factory = _e2e.reader_factory
 
 from resilience_harness import (  # after the e2e directory is on sys.path
     EXCHANGES,
@@ -45,17 +46,17 @@ from orderbook.simulator.process import SimulatorProcess
 def start_system(
     simulator_factory: Callable[..., SimulatorProcess], server_factory: Callable[..., object]
 ) -> Iterator[Callable[..., System]]:
-    """Start a simulator (100 events/s per exchange, plus ``sim_args``) and a server (``--silence-timeout 2``),
-    and return once a reader sees both exchanges served.
+    """Start a simulator (100 events/s per exchange, plus ``sim_args``) and a server (``--silence-timeout 2``,
+    plus ``server_args``), and return once a reader sees both exchanges served.
 
     Fresh per test: every fault raises the server's reconnect backoff, so sharing one server would make each
     test's recovery bound depend on the tests before it.
     """
     readers: list[WatchedReader] = []
 
-    def start(*sim_args: str) -> System:
+    def start(*sim_args: str, server_args: tuple[str, ...] = ()) -> System:
         simulator = simulator_factory(*SIM_ARGS, *sim_args)
-        server = server_factory(simulator.urls, "--silence-timeout", str(SILENCE_TIMEOUT))
+        server = server_factory(simulator.urls, "--silence-timeout", str(SILENCE_TIMEOUT), *server_args)
         server.wait_serving()
         reader = WatchedReader(server.target)
         readers.append(reader)

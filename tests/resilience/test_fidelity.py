@@ -1,0 +1,288 @@
+"""What the real venues do that a naive client gets wrong (docs/protocols.md), each imitated by the simulator
+and shown end to end: the values a gRPC client receives against the simulator's truth, and the server's metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+import websocket
+from resilience_harness import EXCHANGES, IMMEDIATE, SETTLE, RestWatch, System, changed, delta
+
+from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.messages import BookDiff
+from orderbook.exchanges.sync import BitstampSync, Outcome
+from orderbook.prices import parse_decimal
+from orderbook.simulator.process import SimulatorProcess
+
+pytestmark = pytest.mark.e2e
+
+REST_LAG = 1.0
+"""Bitstamp's REST book is this far behind its stream (0.07 to 2.6 s in the recordings)."""
+
+
+def wait_for(what: str, check, timeout: float, poll: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:.1f} s: {what}"
+        time.sleep(poll)
+
+
+# -- 1. Bitstamp snapshot freshness -------------------------------------------------------------------------------
+
+
+class AnySnapshotSync(BitstampSync):
+    """The rule the service had before: every snapshot taken, whatever its age."""
+
+    def _snapshot_too_old(self, snapshot, first, first_pending) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+def test_a_lagging_bitstamp_snapshot_leaves_the_old_rule_wrong_and_is_refused_by_the_new(
+    simulator_factory,
+) -> None:
+    """One subscription, one snapshot asked for on its first diff, both rules fed the same frames."""
+    simulator = simulator_factory("--seed", "31", "--rate", "100", "--bitstamp-rest-lag", str(REST_LAG))
+    protocol = BitstampProtocol("ETHBTC", simulator.urls["bitstamp_ws"], simulator.urls["bitstamp_rest"])
+    time.sleep(REST_LAG + 1.0)  # the market has moved: the lagging REST book is of a moment before we subscribe
+    ws = websocket.create_connection(protocol.stream_url, timeout=5)
+    try:
+        ws.send(protocol.subscribe_messages()[0])
+        diffs: list[BookDiff] = []
+        while not diffs:
+            message = protocol.parse_message(ws.recv())
+            if type(message) is BookDiff:
+                diffs.append(message)
+        snapshot = protocol.parse_snapshot(requests.get(protocol.snapshot_url, timeout=5).content)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            message = protocol.parse_message(ws.recv())
+            if type(message) is BookDiff:
+                diffs.append(message)
+        simulator.control.pause()
+        ws.settimeout(0.5)
+        try:
+            while True:
+                message = protocol.parse_message(ws.recv())
+                if type(message) is BookDiff:
+                    diffs.append(message)
+        except websocket.WebSocketTimeoutException:
+            pass  # paused: nothing more will come
+    finally:
+        ws.close()
+    truth = simulator.control.truth()["bitstamp"]
+
+    old, new = AnySnapshotSync(), BitstampSync()
+    for sync in (old, new):
+        sync.on_diff(diffs[0])
+    assert snapshot.last_id < diffs[0].first_id, "the lagging REST book predates the first diff"
+    assert new.on_snapshot(snapshot) is Outcome.SNAPSHOT_TOO_OLD
+    assert old.on_snapshot(snapshot) is Outcome.APPLIED
+    for diff in diffs[1:]:
+        old.on_diff(diff)
+    served = {"bids": old.book.bids(), "asks": old.book.asks()}
+    true_book = {side: [(parse_decimal(p), parse_decimal(a)) for p, a in truth[side]] for side in ("bids", "asks")}
+    assert served != true_book, "the changes between the snapshot's moment and the first diff are lost for good"
+
+
+def test_a_lagging_bitstamp_rest_book_is_fetched_again_until_it_covers_the_stream(start_system) -> None:
+    system: System = start_system("--bitstamp-rest-lag", str(REST_LAG))
+    log = system.server.log()
+    assert "bitstamp: snapshot" in log and "older than the stream; fetching again" in log
+    assert system.control.stats()["bitstamp"]["rest_requests"] >= 2
+    system.settle()  # the served book is the truth, both venues
+    system.control.resume()
+    # and it stays right through a rebuild (a dropped connection) with the REST book still lagging
+    system.outage("bitstamp", lambda: system.control.drop("bitstamp"), extra=REST_LAG + 4.0)
+    system.assert_survived()
+
+
+# -- 2. Rows a venue should not send, and error answers ---------------------------------------------------------------
+
+
+def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) -> None:
+    system: System = start_system("--bitstamp-junk-rows")  # every Bitstamp snapshot ends with a 0 bid and a null
+    before = system.metrics()
+    assert before("orderbook_ignored_rows_total", exchange="bitstamp", reason="zero_price") >= 1
+    assert before("orderbook_ignored_rows_total", exchange="bitstamp", reason="null_row") >= 1
+    system.control.junk_rows("binance", count=3)
+    system.control.junk_rows("bitstamp", count=3)
+    wait_for("the junk diffs sent", lambda: all(
+        system.control.stats()[name]["junk_rows_pending"] == 0 for name in EXCHANGES), 5)
+    after = wait_for("the junk rows counted", lambda: (
+        m := system.metrics())("orderbook_ignored_rows_total", exchange="binance", reason="zero_price") >= 3 and m, 5)
+    assert delta(before, after, "orderbook_ignored_rows_total", exchange="bitstamp", reason="zero_price") >= 3
+    assert delta(before, after, "orderbook_ignored_rows_total", exchange="bitstamp", reason="null_row") >= 3
+    assert changed(before, after, "orderbook_book_rebuilds_total") == {}
+    assert "dropped rows the venue should not send" in system.server.log()
+    system.settle()
+    system.assert_survived()
+
+
+def test_a_bitstamp_rate_limit_body_with_http_200_holds_requests_off(system: System) -> None:
+    before = system.metrics()
+    system.control.rest("bitstamp", "200_error", count=1)
+    watch = RestWatch(system.simulator.urls["control"], "bitstamp")
+    try:
+        system.outage("bitstamp", lambda: system.control.drop("bitstamp"), extra=12.0)
+    finally:
+        arrivals = watch.stop()
+    after = system.metrics()
+    assert changed(before, after, "orderbook_snapshot_errors_total", exchange="bitstamp") == {"status=error_body": 1}
+    assert "rate limited" in system.new_log()
+    assert len(arrivals) >= 2 and arrivals[1] - arrivals[0] >= 10.0 - 0.2, arrivals
+    system.assert_survived()
+
+
+def test_a_binance_firewall_block_is_logged_and_retried_with_backoff(system: System) -> None:
+    before = system.metrics()
+    system.control.rest("binance", "403", count=2)
+    watch = RestWatch(system.simulator.urls["control"], "binance")
+    try:
+        system.outage("binance", lambda: system.control.drop("binance"), extra=2.0)
+    finally:
+        arrivals = watch.stop()
+    after = system.metrics()
+    assert changed(before, after, "orderbook_snapshot_errors_total", exchange="binance") == {"status=403": 2}
+    assert "answered HTTP 403 (blocked by Binance's web application firewall)" in system.new_log()
+    assert len(arrivals) == 3 and all(b - a >= 0.2 for a, b in zip(arrivals, arrivals[1:])), arrivals
+    system.assert_survived()
+
+
+# -- 3. Levels past the snapshot's depth ----------------------------------------------------------------------------
+
+
+def test_a_sweep_through_a_depth_limited_snapshot_rebuilds_binance_and_never_serves_past_it(start_system) -> None:
+    system: System = start_system("--levels", "300", server_args=("--binance-snapshot-limit", "30"))
+    system.settle()
+    system.control.resume()
+    before = system.metrics()
+    system.outage("binance", lambda: system.control.sweep("binance", side="bid", levels=25))
+    after = system.metrics()
+    assert changed(before, after, "orderbook_book_rebuilds_total", exchange="binance") == {"reason=past_snapshot": 1}
+    assert after("orderbook_book_levels", exchange="binance", side="bid") <= 30
+    system.assert_survived()
+
+
+# -- 4. The 24-hour cut, and serverShutdown before it ------------------------------------------------------------------
+
+
+def test_connections_are_retired_before_the_venue_cuts_them_with_no_outage(start_system) -> None:
+    system: System = start_system("--binance-max-connection-age", "4", server_args=("--max-connection-age", "2.5"))
+    started = time.monotonic()
+    before = system.metrics()
+    time.sleep(8.0)
+    after = system.metrics()
+    assert delta(before, after, "orderbook_exchange_connects_total", exchange="binance") >= 2
+    assert after("orderbook_exchange_reconnects_total", exchange="binance", reason="max_age") >= 2
+    assert system.control.stats()["binance"]["age_disconnects"] == 0, "the server moved before the venue's cut"
+    assert system.reader.absences("binance", started, time.monotonic()) == []
+    system.settle()
+    system.assert_survived()
+
+
+def test_server_shutdown_sent_ahead_of_the_cut_is_a_handover_with_no_outage(start_system) -> None:
+    system: System = start_system("--binance-max-connection-age", "3", "--binance-shutdown-notice", "1.5")
+    started = time.monotonic()
+    before = system.metrics()
+    time.sleep(7.0)
+    after = system.metrics()
+    stats = system.control.stats()["binance"]
+    assert stats["shutdown_notices_sent"] >= 2
+    assert after("orderbook_exchange_reconnects_total", exchange="binance", reason="server_request") >= 2
+    assert delta(before, after, "orderbook_exchange_connects_total", exchange="binance") >= 2
+    assert system.reader.absences("binance", started, time.monotonic()) == []
+    system.settle()
+    system.assert_survived()
+
+
+# -- 5. Binance's incoming message limit ------------------------------------------------------------------------------
+
+
+def test_the_server_never_sends_binance_more_than_it_allows_at_the_shortest_silence_timeout(
+    simulator_factory, server_factory, reader_factory
+) -> None:
+    """Pings every 0.5 s (a third of 1.5 s), pongs to the venue's own pings every second: under 5 a second."""
+    simulator = simulator_factory("--seed", "7", "--rate", "100", "--binance-ping-interval", "1")
+    server = server_factory(simulator.urls, "--silence-timeout", "1.5")
+    server.wait_serving()
+    reader = reader_factory(server.target)
+    reader.wait_for(lambda book: book.exchanges() == set(EXCHANGES), 10, "with both exchanges")
+    simulator.control.pause()  # a quiet market: the keep-alive is all that flows
+    time.sleep(6.0)
+    stats = simulator.control.stats()["binance"]
+    assert stats["flood_disconnects"] == 0
+    assert stats["connections"] == 1 and stats["connections_open"] == 1
+    assert server.proc.poll() is None
+
+
+def test_the_simulator_drops_a_client_over_the_limit_as_binance_does() -> None:
+    with SimulatorProcess("--rate", "10") as simulator:
+        ws = websocket.create_connection(simulator.urls["binance_ws"] + "/ws/ethbtc@depth@100ms", timeout=5)
+        for _ in range(6):
+            ws.ping()
+        wait_for("the connection closed", lambda: simulator.control.stats()["binance"]["flood_disconnects"] == 1, 3)
+        ws.close()
+
+
+# -- 6. The drift audit -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_a_change_lost_silently_is_found_by_the_audit_within_one_interval(start_system, exchange: str) -> None:
+    interval = 2.0
+    system: System = start_system(server_args=("--audit-interval", str(interval)))
+    system.control.pause()
+    before = system.metrics()
+    lost = system.control.lose_change(exchange, side="bid", index=2)
+    system.mark_log()
+    found = wait_for("the divergence found", lambda: (m := system.metrics())(
+        "orderbook_audits_total", exchange=exchange, result="divergent") and m, interval * 2 + 5.0 + SETTLE)
+    assert delta(before, found, "orderbook_audit_divergent_levels_total", exchange=exchange) == 1
+    assert found("orderbook_book_rebuilds_total", exchange=exchange, reason="audit") == 1
+    line = system.wait_log(re.compile(rf"{exchange}: audit: 1 levels differ .*"))[0].group(0)
+    assert lost["price"].rstrip("0") in line
+    system.control.resume()  # a rebuilt book waits for a diff to check its snapshot against
+    system.reader.wait_seen(lambda names: exchange in names, time.monotonic(), 2 * SETTLE, f"with {exchange} again")
+    system.settle()  # rebuilt: the served book is the truth, the lost change included
+    system.assert_survived()
+
+
+def test_audits_of_a_moving_market_find_nothing_even_with_a_lagging_rest_book(start_system) -> None:
+    system: System = start_system("--bitstamp-rest-lag", str(REST_LAG), server_args=("--audit-interval", "1"))
+    time.sleep(12.0)
+    samples = system.metrics()
+    for exchange in EXCHANGES:
+        assert samples("orderbook_audits_total", exchange=exchange, result="match") >= 3, exchange
+        assert samples("orderbook_audits_total", exchange=exchange, result="divergent") == 0, exchange
+        assert samples("orderbook_audit_last_age_seconds", exchange=exchange) < 8
+    system.settle()
+    system.assert_survived()
+
+
+# -- 7. Snapshot retries --------------------------------------------------------------------------------------------
+
+
+def test_a_snapshot_that_stays_too_old_is_asked_for_ever_less_often(start_system) -> None:
+    """0.25 s, then doubling to 4 s: 6 or fewer requests in 4 s, where a fixed 0.25 s made 16."""
+    system: System = start_system()
+    system.control.stale_snapshot(count=1000)
+    time.sleep(0.3)
+    watch = RestWatch(system.simulator.urls["control"], "binance")
+    try:
+        system.control.gap(events=1)
+        time.sleep(4.0)
+    finally:
+        arrivals = watch.stop()
+    assert 2 <= len(arrivals) <= 6, arrivals
+    # Freeze the book as it is now for one more snapshot: that one fits the buffer, and Binance comes back.
+    system.control.stale_snapshot(count=1)
+    system.reader.wait_seen(lambda names: "binance" in names, time.monotonic(), 4.0 + SETTLE, "with binance again")
+    system.settle()
+    system.assert_survived()
