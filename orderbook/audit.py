@@ -9,7 +9,7 @@ live book's edge (a depth-limited first snapshot) and inside the audit snapshot'
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from orderbook.book import OrderBook, PriceLevel
@@ -63,13 +63,19 @@ def _edge(levels: tuple[PriceLevel, ...], depth: int | None) -> int | None:
     return levels[-1][0] if depth is not None and len(levels) >= depth else None
 
 
-def _tighter(a: int | None, b: int | None, pick) -> int | None:  # type: ignore[no-untyped-def]
+def _tighter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
     if a is None or b is None:
         return a if b is None else b
     return pick(a, b)
 
 
-def _side(name, ours_levels, venue_levels, touched, inside) -> list[Divergence]:  # type: ignore[no-untyped-def]
+def _side(
+    name: str,
+    ours_levels: Iterable[PriceLevel],
+    venue_levels: Iterable[PriceLevel],
+    touched: set[int],
+    inside: Callable[[int], bool],
+) -> list[Divergence]:
     ours = dict(ours_levels)
     venue = {price: amount for price, amount in venue_levels if amount}
     return [

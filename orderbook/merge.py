@@ -1,4 +1,4 @@
-"""The consolidated view: the product's merge rule (PROTOCOLS.md, "Merging").
+"""The consolidated view: the product's merge rule (docs/protocols.md, "Merging").
 
 Bids by price descending, asks by price ascending; at equal price the larger amount first; each exchange's
 level stays its own entry. Ties at equal price and amount are ordered by exchange name, so the result is

@@ -1,4 +1,4 @@
-"""The merge rule (PROTOCOLS.md, "Merging"): ordering, ties, one entry per venue and price, depth, spread."""
+"""The merge rule (docs/protocols.md, "Merging"): ordering, ties, one entry per venue and price, depth, spread."""
 
 from __future__ import annotations
 

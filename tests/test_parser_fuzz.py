@@ -152,7 +152,7 @@ def bitstamp_ops(draw):
 
 
 class ModelSync:
-    """PROTOCOLS.md's procedure with plain dicts, written apart from orderbook.exchanges.sync."""
+    """docs/protocols.md's procedure with plain dicts, written apart from orderbook.exchanges.sync."""
 
     def __init__(self, binance: bool, max_buffered: int) -> None:
         self.binance = binance

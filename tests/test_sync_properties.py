@@ -157,7 +157,7 @@ def test_binance_duplicates_and_old_events_are_stale(history, data):
         assert sync.on_diff(history.diffs[i]) is Outcome.STALE
         assert book_of(sync) == history.truth(n)
         assert sync.last_id == history.id_at(n)
-    # The last event again has u == book id: PROTOCOLS.md applies it ("otherwise"), which changes nothing.
+    # The last event again has u == book id: docs/protocols.md applies it ("otherwise"), which changes nothing.
     sync.on_diff(history.diffs[-1])
     assert book_of(sync) == history.truth(n) and sync.last_id == history.id_at(n) and sync.in_step
 

@@ -1,6 +1,6 @@
 """Every recorded data set replayed through the real parser and sync, against a book rebuilt independently.
 
-The independent book follows PROTOCOLS.md with ``Decimal`` dicts and the raw JSON, sharing no code with the
+The independent book follows docs/protocols.md with ``Decimal`` dicts and the raw JSON, sharing no code with the
 product: Binance keeps the events with ``u > lastUpdateId`` (the first must straddle it, the rest be contiguous);
 Bitstamp keeps the diffs with ``microtimestamp > snapshot.microtimestamp`` (strictly increasing).
 """

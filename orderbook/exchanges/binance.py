@@ -1,4 +1,4 @@
-"""Binance spot: the ``<symbol>@depth@100ms`` diff stream and ``GET /api/v3/depth`` (PROTOCOLS.md, "Binance")."""
+"""Binance spot: the ``<symbol>@depth@100ms`` diff stream and ``GET /api/v3/depth`` (docs/protocols.md, "Binance spot")."""
 
 from __future__ import annotations
 

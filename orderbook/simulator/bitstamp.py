@@ -259,7 +259,7 @@ class BitstampExchange(Exchange):
 
     def rest_error_body(self, status: str) -> dict[str, object] | str:
         if status == "200_error":
-            # Sent with HTTP 200: "400.002" is the rate-limit code (PROTOCOLS.md).
+            # Sent with HTTP 200: "400.002" is the rate-limit code (docs/protocols.md).
             return {"status": "error", "reason": "Rate limit exceeded", "code": "400.002"}
         reasons = {"429": "Rate limit exceeded.", "418": "Banned.", "500": "Internal server error."}
         return {"status": "error", "reason": reasons.get(status, "Error."), "code": f"API{status}"}

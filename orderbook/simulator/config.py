@@ -46,7 +46,7 @@ class SimulatorConfig:
     it closes a connection); 0: the cut comes unannounced."""
     bitstamp_rest_lag: float = 0.0
     """Seconds by which Bitstamp's REST book lags its stream: the snapshot is the book as it was then, with that
-    moment's microtimestamp (0.07 to 2.6 s in the recordings, see PROTOCOLS.md); 0: the current book."""
+    moment's microtimestamp (0.07 to 2.6 s in the recordings, see docs/protocols.md); 0: the current book."""
     bitstamp_junk_rows: bool = False
     """Every Bitstamp REST snapshot's bids end with a price-0 row, then ``null``: both seen from the real venue
     (gocryptotrader ``filterOrderbookZeroBidPrice``; ccxt issue 13043). The true book holds neither."""

@@ -18,7 +18,7 @@ REST_STATUSES = ("429", "418", "500", "403", "200_error", "hang")
 
 ``403``: Binance's web application firewall blocked the request (docs: "HTTP 403 return code is used when the WAF
 Limit (Web Application Firewall) has been violated"); the body is an HTML error page, not JSON. ``200_error``:
-Bitstamp answers some errors with HTTP 200 and ``{"status": "error", ...}`` (PROTOCOLS.md), so a client that
+Bitstamp answers some errors with HTTP 200 and ``{"status": "error", ...}`` (docs/protocols.md), so a client that
 trusts the status code parses an error as a book."""
 JUNK_ROW = ("0.00000000", "1.00000000")
 """A bid at price 0: real Bitstamp has sent one at the end of every snapshot of a pair (gocryptotrader drops it in

@@ -27,6 +27,8 @@ ALERTS = {
     "OrderbookFrameToPublishLatencyHigh",
     "OrderbookPublishToSendLatencyHigh",
     "OrderbookServingProcessRestarts",
+    "OrderbookAuditDivergence",
+    "OrderbookAuditOverdue",
 }
 SERVICE = {"instance": "svc:9102", "job": "orderbook"}
 
@@ -215,12 +217,33 @@ SERVING_PROCESS_RESTARTS = {
 }
 
 
+AUDITS = {
+    "interval": "1m",
+    "input_series": [
+        # bitstamp: one divergent audit at minute 5; binance: matches only, but its audits stop at minute 10
+        series("orderbook_audits_total", "0 0 0 0 0 1x80", exchange="bitstamp", result="divergent"),
+        series("orderbook_audits_total", "0+1x80", exchange="bitstamp", result="match"),
+        series("orderbook_audits_total", "0+1x80", exchange="binance", result="match"),
+        series("orderbook_audit_last_age_seconds", "30x10 90+60x70", exchange="binance"),
+        series("orderbook_audit_last_age_seconds", "30x80", exchange="bitstamp"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookAuditDivergence", "3m"),
+        expect("OrderbookAuditDivergence", "8m", {**SERVICE, "exchange": "bitstamp", "result": "divergent",
+                                                  "severity": "warning"}),
+        expect("OrderbookAuditDivergence", "70m"),  # an hour after, with no other
+        expect("OrderbookAuditOverdue", "20m"),  # 15 minutes old at minute 24
+        expect("OrderbookAuditOverdue", "31m", {**SERVICE, "exchange": "binance", "severity": "warning"}),
+    ],
+}
+
+
 @pytest.mark.parametrize(
     "case",
     [EXCHANGE_HEALTH, TARGET_DOWN, REBUILD_STORM, STALE_BOOK, SLOW_FRAME_TO_PUBLISH, SLOW_PUBLISH_TO_SEND,
-     SERVING_PROCESS_RESTARTS],
+     SERVING_PROCESS_RESTARTS, AUDITS],
     ids=["exchange-health", "target-down", "rebuild-storm", "stale-book", "frame-to-publish", "publish-to-send",
-         "serving-process-restarts"],
+         "serving-process-restarts", "audits"],
 )
 def test_alert_fires_when_and_only_when_it_should(
     case: dict[str, Any], loaded_rules: list[dict[str, Any]], promtool_bin: str, tmp_path: Path

@@ -10,13 +10,12 @@ import time
 import pytest
 import requests
 import websocket
-from resilience_harness import EXCHANGES, IMMEDIATE, SETTLE, RestWatch, System, changed, delta
+from resilience_harness import EXCHANGES, SETTLE, RestWatch, System, changed, delta
 
 from orderbook.exchanges.bitstamp import BitstampProtocol
 from orderbook.exchanges.messages import BookDiff
 from orderbook.exchanges.sync import BitstampSync, Outcome
 from orderbook.prices import parse_decimal
-from orderbook.simulator.process import SimulatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -103,7 +102,7 @@ def test_a_lagging_bitstamp_rest_book_is_fetched_again_until_it_covers_the_strea
     system.assert_survived()
 
 
-# -- 2. Rows a venue should not send, and error answers ---------------------------------------------------------------
+# -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ------------------------------------------------------------------------
 
 
 def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) -> None:
@@ -122,36 +121,6 @@ def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) ->
     assert changed(before, after, "orderbook_book_rebuilds_total") == {}
     assert "dropped rows the venue should not send" in system.server.log()
     system.settle()
-    system.assert_survived()
-
-
-def test_a_bitstamp_rate_limit_body_with_http_200_holds_requests_off(system: System) -> None:
-    before = system.metrics()
-    system.control.rest("bitstamp", "200_error", count=1)
-    watch = RestWatch(system.simulator.urls["control"], "bitstamp")
-    try:
-        system.outage("bitstamp", lambda: system.control.drop("bitstamp"), extra=12.0)
-    finally:
-        arrivals = watch.stop()
-    after = system.metrics()
-    assert changed(before, after, "orderbook_snapshot_errors_total", exchange="bitstamp") == {"status=error_body": 1}
-    assert "rate limited" in system.new_log()
-    assert len(arrivals) >= 2 and arrivals[1] - arrivals[0] >= 10.0 - 0.2, arrivals
-    system.assert_survived()
-
-
-def test_a_binance_firewall_block_is_logged_and_retried_with_backoff(system: System) -> None:
-    before = system.metrics()
-    system.control.rest("binance", "403", count=2)
-    watch = RestWatch(system.simulator.urls["control"], "binance")
-    try:
-        system.outage("binance", lambda: system.control.drop("binance"), extra=2.0)
-    finally:
-        arrivals = watch.stop()
-    after = system.metrics()
-    assert changed(before, after, "orderbook_snapshot_errors_total", exchange="binance") == {"status=403": 2}
-    assert "answered HTTP 403 (blocked by Binance's web application firewall)" in system.new_log()
-    assert len(arrivals) == 3 and all(b - a >= 0.2 for a, b in zip(arrivals, arrivals[1:])), arrivals
     system.assert_survived()
 
 
@@ -220,15 +189,6 @@ def test_the_server_never_sends_binance_more_than_it_allows_at_the_shortest_sile
     assert stats["flood_disconnects"] == 0
     assert stats["connections"] == 1 and stats["connections_open"] == 1
     assert server.proc.poll() is None
-
-
-def test_the_simulator_drops_a_client_over_the_limit_as_binance_does() -> None:
-    with SimulatorProcess("--rate", "10") as simulator:
-        ws = websocket.create_connection(simulator.urls["binance_ws"] + "/ws/ethbtc@depth@100ms", timeout=5)
-        for _ in range(6):
-            ws.ping()
-        wait_for("the connection closed", lambda: simulator.control.stats()["binance"]["flood_disconnects"] == 1, 3)
-        ws.close()
 
 
 # -- 6. The drift audit -----------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from resilience_harness import (
     other,
 )
 
+from orderbook.rest import RATE_LIMITED_PAUSE
+
 pytestmark = pytest.mark.e2e
 
 RETRY_AFTER = 2
@@ -42,7 +44,7 @@ def _snapshot_outage(system: System, exchange: str, status: str, count: int, ext
         arrivals = watch.stop()
     assert outage.detected_after < IMMEDIATE
     after = system.metrics()
-    label = "network" if status == "hang" else status
+    label = {"hang": "network", "200_error": "error_body"}.get(status, status)
     assert changed(before, after, "orderbook_snapshot_errors_total", exchange=exchange) == {f"status={label}": count}
     assert changed(before, after, "orderbook_snapshot_errors_total", exchange=other(exchange)) == {}
     assert changed(before, after, "orderbook_book_rebuilds_total", exchange=exchange) == {"reason=disconnect": 1}
@@ -112,4 +114,21 @@ def test_a_snapshot_request_that_never_answers_times_out_and_is_retried(system: 
     assert len(arrivals) == 2
     waited = arrivals[1] - arrivals[0]
     assert SNAPSHOT_TIMEOUT - POLL_SLACK <= waited < SNAPSHOT_TIMEOUT + 0.5 + 1.0, waited
+    system.assert_survived()
+
+
+def test_a_bitstamp_rate_limit_body_with_http_200_holds_requests_off(system: System) -> None:
+    """Bitstamp answers a rate-limited request with HTTP 200 and {"status": "error", "code": "400.002"}."""
+    arrivals = _snapshot_outage(system, "bitstamp", "200_error", 1, extra=RATE_LIMITED_PAUSE + 1.0)
+
+    assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= RATE_LIMITED_PAUSE - POLL_SLACK, arrivals
+    assert "answered with an error body (error 400.002: 'Rate limit exceeded', rate limited)" in system.new_log()
+    system.assert_survived()
+
+
+def test_a_binance_firewall_block_is_logged_as_such_and_retried_with_backoff(system: System) -> None:
+    arrivals = _snapshot_outage(system, "binance", "403", 2, extra=0.5 + 1.0)
+
+    assert len(arrivals) == 3 and all(b - a >= 0.25 - POLL_SLACK for a, b in pairwise(arrivals)), arrivals
+    assert "answered HTTP 403 (blocked by Binance's web application firewall)" in system.new_log()
     system.assert_survived()

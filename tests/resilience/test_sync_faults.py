@@ -53,7 +53,7 @@ def test_a_snapshot_older_than_the_stream_is_fetched_again_on_the_same_connectio
 
 
 def test_a_snapshot_older_than_the_stream_is_never_served_in_a_quiet_market(system: System) -> None:
-    """PROTOCOLS.md, Binance step 1-3: note the first buffered event's U, then fetch; a snapshot with
+    """docs/protocols.md, Binance step 1-3: note the first buffered event's U, then fetch; a snapshot with
     lastUpdateId < U is too old. Reconnect while the market is quiet, with a frozen snapshot waiting: Binance
     is not served until a snapshot can be checked against the stream, and the stale one is then refused."""
     system.control.stale_snapshot(count=1)

@@ -1,4 +1,4 @@
-"""THE faithfulness test: clients written only from the documented procedures (PROTOCOLS.md) sync both books
+"""THE faithfulness test: clients written only from the documented procedures (docs/protocols.md) sync both books
 against a fast simulator whose snapshots arrive late, and end up equal to the truth, checkpoint after checkpoint.
 
 ``SIM_SYNC_SECONDS`` sets how long the traffic runs (default 120: minutes of traffic, as the issue asks), ``SIM_SYNC_RATE``

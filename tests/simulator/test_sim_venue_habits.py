@@ -17,6 +17,13 @@ BINANCE_STREAM = "ethbtc@depth@100ms"
 DIFF = "diff_order_book_ethbtc"
 
 
+def diff_subscriber(urls: dict[str, str], exchange: str):
+    """A connection receiving ``exchange``'s diffs of ETHBTC."""
+    if exchange == "binance":
+        return connect(f"{urls['binance_ws']}/ws/{BINANCE_STREAM}")
+    return bitstamp_subscriber(urls)
+
+
 def bitstamp_subscriber(urls: dict[str, str]):
     ws = connect(f"{urls['bitstamp_ws']}/")
     ws.send(json.dumps({"event": "bts:subscribe", "data": {"channel": DIFF}}))
@@ -262,10 +269,7 @@ def next_event_with_pongs(ws, timeout: float) -> tuple[str, object]:
 def test_lose_change_changes_the_truth_and_sends_nothing(make_sim, exchange):
     process = make_sim("--paused", "--rate", "300", "--levels", "40")
     control, urls = process.control, process.urls
-    if exchange == "binance":
-        ws = connect(f"{urls['binance_ws']}/ws/{BINANCE_STREAM}")
-    else:
-        ws = bitstamp_subscriber(urls)
+    ws = diff_subscriber(urls, exchange)
     before = control.truth()[exchange]
     answer = control.lose_change(exchange, side="ask", index=2)
     price, amount = before["asks"][2]
@@ -293,10 +297,7 @@ def test_lose_change_changes_the_truth_and_sends_nothing(make_sim, exchange):
 def test_sweep_is_one_diff_taking_the_book_out_of_a_limited_snapshot(make_sim, exchange):
     process = make_sim("--paused", "--rate", "2000", "--levels", "60")
     control, urls = process.control, process.urls
-    if exchange == "binance":
-        ws = connect(f"{urls['binance_ws']}/ws/{BINANCE_STREAM}")
-    else:
-        ws = bitstamp_subscriber(urls)
+    ws = diff_subscriber(urls, exchange)
     before = control.truth()[exchange]
     limited = before["bids"][:10]  # what a client with a 10-level snapshot knows
     answer = control.sweep(exchange, side="bid", levels=20)
