@@ -34,6 +34,8 @@ def exercised_registry() -> CollectorRegistry:
         feed.snapshot_fetched(0.02)
         feed.snapshot_error("429")
         feed.event_age(0.003)
+        feed.ignored_row("zero_price")
+        feed.audit("divergent", 2)
         feed.stats.frames = 10
         feed.stats.frame_bytes = 2048
         feed.stats.last_frame_at = time.time()
