@@ -1,7 +1,7 @@
-"""The real recorded exchange traffic in ``../shared/recordings`` (next to the repository), as typed data sets.
+"""The real recorded exchange traffic in ``recordings/`` (in the repository), as typed data sets.
 
-The folder lives beside the repository, not inside it; a checkout without it cannot run the recorded-frame tests,
-and must say so loudly rather than skip them (a skipped test reads like a passing one in a summary line).
+A checkout without it cannot run the recorded-frame tests, and must say so loudly rather than skip them (a skipped
+test reads like a passing one in a summary line).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECORDINGS_DIR = REPO_ROOT.parent / "shared" / "recordings"
+from orderbook.simulator.config import DEFAULT_RECORDINGS
+
+RECORDINGS_DIR = DEFAULT_RECORDINGS
 EXCHANGES = ("binance", "bitstamp")
 
 
@@ -34,6 +36,8 @@ class DataSet:
     snapshot_recv: float
     snapshot_id: int
     """Binance ``lastUpdateId`` or Bitstamp ``microtimestamp`` of the snapshot, from the manifest."""
+    snapshot_limit: int | None
+    """The ``limit`` the Binance snapshot was asked with (levels a side at most); None: Bitstamp's whole book."""
 
     @property
     def id(self) -> str:
@@ -57,7 +61,7 @@ def recordings_dir() -> Path:
     if not (RECORDINGS_DIR / "manifest.json").is_file():
         pytest.fail(
             f"the recorded exchange frames are missing: expected {RECORDINGS_DIR}/manifest.json "
-            "(the shared recordings folder beside the repository); these tests cannot run without it",
+            "(the repository's recordings/ folder); these tests cannot run without it",
             pytrace=False,
         )
     return RECORDINGS_DIR
@@ -65,6 +69,11 @@ def recordings_dir() -> Path:
 
 def _lines(path: Path) -> tuple[str, ...]:
     return tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line)
+
+
+def _limit(url: str) -> int | None:
+    values = parse_qs(urlsplit(url).query).get("limit")
+    return int(values[0]) if values else None
 
 
 @cache
@@ -95,6 +104,7 @@ def data_sets(exchange: str) -> tuple[DataSet, ...]:
                 snapshot_body=(folder / entry["snapshot_file"]).read_bytes(),
                 snapshot_recv=entry["snapshot_recv"],
                 snapshot_id=snapshot_id,
+                snapshot_limit=_limit(entry.get("snapshot_url", "")),
             )
         )
     if not found:

@@ -22,7 +22,8 @@ Side = dict[Decimal, Decimal]
 
 def protocol_for(data_set: DataSet):
     if data_set.exchange == "binance":
-        return BinanceProtocol(data_set.symbol, "wss://stream.binance.com:9443", "https://api.binance.com")
+        return BinanceProtocol(data_set.symbol, "wss://stream.binance.com:9443", "https://api.binance.com",
+                               data_set.snapshot_limit or 1000)
     return BitstampProtocol(data_set.symbol, "wss://ws.bitstamp.net", "https://www.bitstamp.net")
 
 
@@ -42,6 +43,11 @@ def rebuilt_book(data_set: DataSet) -> tuple[Side, Side, int]:
     set_levels(bids, snapshot["bids"])
     set_levels(asks, snapshot["asks"])
     if data_set.exchange == "binance":
+        # "You won't learn the quantities for the levels outside of the initial snapshot unless they change": a
+        # side that came back full ends at its worst price, and changes past it are not part of the book.
+        full = data_set.snapshot_limit
+        floor = Decimal(snapshot["bids"][-1][0]) if len(snapshot["bids"]) >= full else None
+        ceiling = Decimal(snapshot["asks"][-1][0]) if len(snapshot["asks"]) >= full else None
         last = snapshot["lastUpdateId"]
         first = True
         for event in data_set.events():
@@ -52,8 +58,8 @@ def rebuilt_book(data_set: DataSet) -> tuple[Side, Side, int]:
                 first = False
             else:
                 assert event["U"] == last + 1, "the recording should have no gaps"
-            set_levels(bids, event["b"])
-            set_levels(asks, event["a"])
+            set_levels(bids, [level for level in event["b"] if floor is None or Decimal(level[0]) >= floor])
+            set_levels(asks, [level for level in event["a"] if ceiling is None or Decimal(level[0]) <= ceiling])
             last = event["u"]
     else:
         last = int(snapshot["microtimestamp"])

@@ -11,7 +11,7 @@ Modules, one job each:
 - :mod:`.exchange` -- what both venues share: true book, connections, REST faults, common faults
 - :mod:`.binance`, :mod:`.bitstamp` -- each venue's wire protocol and its own faults
 - :mod:`.feed` -- what moves a venue in time: the model at a rate, or a recording at its pace
-- :mod:`.replay` -- loading recorded data sets from ``../shared/recordings``
+- :mod:`.replay` -- loading recorded data sets from the repository's ``recordings/``
 - :mod:`.faults`, :mod:`.ratelimit` -- fault building blocks; Binance's REST weight budget
 - :mod:`.simulator` -- the whole simulator as one object; :mod:`.control` -- its HTTP control API
 - :mod:`.config`, :mod:`.cli` -- flags and the process entry point; :mod:`.process` -- run it from tests

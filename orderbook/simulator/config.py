@@ -12,8 +12,8 @@ MAX_RATE = 100_000.0
 MAX_REST_LAG = 60.0
 """Seconds: real Bitstamp's REST book lags its stream by 0.07 to 2.6 s in the recordings; a minute is plenty."""
 
-DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "recordings"
-"""``../shared/recordings`` next to the repository, where the recorded data sets live."""
+DEFAULT_RECORDINGS = Path(__file__).resolve().parents[2] / "recordings"
+"""The repository's ``recordings/``, where the recorded data sets live."""
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""Recorded data sets (``../shared/recordings``): a venue's snapshot plus the frames received around it.
+"""Recorded data sets (``recordings/``): a venue's snapshot plus the frames received around it.
 
 Loading is pure: which frames a replay serves is decided here, once. Frames entirely covered by the snapshot are
 skipped (Binance: ``u <= lastUpdateId``; Bitstamp: ``microtimestamp <= snapshot.microtimestamp``); the Binance

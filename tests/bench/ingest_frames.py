@@ -63,7 +63,7 @@ def _at_depth(snapshot: BookSnapshot, depth: int) -> BookSnapshot:
 
 def recorded(depth: int) -> list[Replay]:
     """Every recorded data set of both exchanges, its snapshot cut or extended to ``depth`` levels per side."""
-    from tests.recordings import data_sets  # here: it needs ../shared/recordings, and only this source does
+    from tests.recordings import data_sets  # here: it reads the test data in recordings/, and only this source does
 
     replays = []
     for exchange in EXCHANGES:
