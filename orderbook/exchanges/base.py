@@ -87,12 +87,12 @@ class ExchangeProtocol(ABC):
         snapshot = load_object(body, loses_data=True)
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
-        bids, asks = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
+        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
         return BookSnapshot(
             last_id,
-            bids.levels,
-            asks.levels,
-            bids.ignored + asks.ignored,
+            bids,
+            asks,
+            ignored_bids + ignored_asks,
         )
 
     def check_error_body(self, body: dict[str, Any]) -> None:

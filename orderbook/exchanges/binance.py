@@ -85,14 +85,14 @@ class BinanceProtocol(ExchangeProtocol):
         first_id, final_id = parse_id(event.get("U"), "U"), parse_id(event.get("u"), "u")
         if first_id > final_id:
             raise BadMessage("bad_id", f"U {first_id} > u {final_id}", loses_data=True)
-        bids, asks = parse_levels(event.get("b")), parse_levels(event.get("a"))
+        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(event.get("b")), parse_levels(event.get("a"))
         return BookDiff(
             first_id,
             final_id,
             parse_id(event.get("E"), "E") / 1e3,
-            bids.levels,
-            asks.levels,
-            bids.ignored + asks.ignored,
+            bids,
+            asks,
+            ignored_bids + ignored_asks,
         )
 
     def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:

@@ -90,14 +90,14 @@ class BitstampProtocol(ExchangeProtocol):
         if type(data) is not dict:
             raise BadMessage("unknown_shape", f"diff data is not an object: {data!r:.80}", loses_data=True)
         microtimestamp = parse_id(data.get("microtimestamp"), "microtimestamp")
-        bids, asks = parse_levels(data.get("bids")), parse_levels(data.get("asks"))
+        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(data.get("bids")), parse_levels(data.get("asks"))
         return BookDiff(
             microtimestamp,
             microtimestamp,
             microtimestamp / 1e6,
-            bids.levels,
-            asks.levels,
-            bids.ignored + asks.ignored,
+            bids,
+            asks,
+            ignored_bids + ignored_asks,
         )
 
     def check_error_body(self, body: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from orderbook.book import PriceLevel
 from orderbook.prices import BadNumber, parse_decimal
@@ -68,14 +68,8 @@ class BadMessage(ValueError):
         self.loses_data = loses_data
 
 
-class Levels(NamedTuple):
-    levels: tuple[PriceLevel, ...]
-    ignored: tuple[str, ...]
-    """Why each dropped row was dropped: ``zero_price`` or ``null_row``."""
-
-
-def parse_levels(raw: Any, *, loses_data: bool = True) -> Levels:
-    """``[["0.05123000", "1.2"], ...]`` -> ((price, amount), ...) as scaled integers.
+def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[tuple[PriceLevel, ...], tuple[str, ...]]:
+    """``[["0.05123000", "1.2"], ...]`` -> (((price, amount), ...) as scaled integers, why rows were dropped).
 
     Rows a venue should not send but does (docs/protocols.md, "Rows a client must survive") are dropped and
     reported, not fatal: a bid at price 0 (seen at the end of every Bitstamp snapshot of some pairs) and a
@@ -101,7 +95,7 @@ def parse_levels(raw: Any, *, loses_data: bool = True) -> Levels:
             ignored.extend("zero_price" for price, _ in levels if not price)
             levels = tuple(level for level in levels if level[0])
             break
-    return Levels(levels, tuple(ignored))
+    return levels, tuple(ignored)
 
 
 def parse_id(raw: Any, what: str) -> int:

@@ -94,10 +94,11 @@ class BookSync(ABC):
             return Outcome.BUFFERED
         outcome = self._continuity(diff)
         if outcome is Outcome.APPLIED:
-            self.top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
+            self.top_changed = top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
             self.last_id = diff.final_id
             self.recent.append(diff)
-            outcome = self._check_book()
+            if top_changed:  # a cross, or a side left short, needs a change within the served levels
+                outcome = self._check_book()
         if outcome.breaks_book:
             self.reset()
         return outcome
