@@ -109,6 +109,8 @@ def test_table_shows_the_range_of_repeated_runs_only():
     rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("latency", "startup"))}
     assert "1.5..3.25" in rows["latency"] and rows["latency"].split()[-1] == "FAIL"
     assert ".." not in rows["startup"] and rows["startup"].split()[-1] == "pass"
+    partly = ScenarioResult("fanout", [Figure("all connected", 3.0, "s", 5.0, "lower", [None, 3.0, None])], 3)
+    assert "(2 of 3 n/a)" in table([partly])
 
 
 def test_profile_without_pyinstrument_stops_before_running_with_the_install_command(tmp_path, monkeypatch, capsys):

@@ -149,10 +149,17 @@ def _target(figure: Figure) -> str:
 
 
 def _range(figure: Figure) -> str:
-    """"low..high" of the runs; empty for a single run, where there is no spread to show."""
-    if sum(1 for value in figure.runs if value is not None) < 2:
+    """"low..high" of the runs; empty for a single run, where there is no spread to show. Runs that measured
+    nothing are counted too: a median of the one run in three that produced a value must not pass for three."""
+    if len(figure.runs) < 2:
         return ""
-    return f"{_number(figure.low, figure.unit)}..{_number(figure.high, figure.unit)}"
+    missing = sum(1 for value in figure.runs if value is None)
+    parts = []
+    if len(figure.runs) - missing >= 2:
+        parts.append(f"{_number(figure.low, figure.unit)}..{_number(figure.high, figure.unit)}")
+    if missing:
+        parts.append(f"({missing} of {len(figure.runs)} n/a)")
+    return " ".join(parts)
 
 
 def table(results: Sequence[ScenarioResult]) -> str:
