@@ -1,10 +1,14 @@
-"""bin/bench in quick mode: it runs, and its JSON has every figure, positive, with the machine it ran on.
+"""bin/bench in quick mode: it runs, its output is the progress lines and one table, and its JSON has every
+figure, positive, with the range of its runs and the machine it ran on. --check's exit status, --profile without
+pyinstrument and --help are checked without measuring anything.
 
-Timing targets are never asserted here (the machine is shared and noisy); only that the figures exist and are sane.
+Timing targets are never asserted here (the machine is shared and noisy); only that the figures exist and are sane,
+and that --check's verdict agrees with the figures whatever they were.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,19 +17,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import run
+from tests.bench.report import Figure, ScenarioResult, table
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TABLE_TITLE = "bin/bench: "
+
+
+def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO_ROOT / "bin" / "bench"), *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "ORDERBOOK_PYTHON": sys.executable},
+    )
 
 
 @pytest.mark.e2e
 def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [str(REPO_ROOT / "bin" / "bench"), "--quick", "--scenario", "ingest", "--scenario", "latency",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "ORDERBOOK_PYTHON": sys.executable},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _bench("--quick", "--scenario", "ingest", "--scenario", "latency", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]  # without --check, missed targets are only reported
     assert "frames/s" in result.stdout and "send->receipt" in result.stdout
+    # Quiet: one progress line per scenario, the table once, none of the in-process feeds' INFO lines.
+    assert result.stdout.count(TABLE_TITLE) == 1, result.stdout
+    progress = [line for line in result.stdout.splitlines() if " run ... " in line]
+    assert [line.split(":")[0] for line in progress] == ["ingest", "latency"], result.stdout
+    assert "in step" not in result.stdout + result.stderr
+    assert result.stderr == "", result.stderr[-3000:]
     document = json.loads(out.read_text())
     assert document["machine"]["cores"] == os.cpu_count()
     assert set(document["scenarios"]) == {"ingest", "latency"}
@@ -34,7 +51,9 @@ def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
         assert scenario["cores"] == os.cpu_count() and scenario["python"].startswith("3.")
         assert scenario["repeat"] == 1 and scenario["figures"]
         for figure in scenario["figures"]:
-            assert set(figure) >= {"name", "value", "unit", "target", "pass", "runs"}
+            assert set(figure) >= {"name", "value", "unit", "target", "pass", "runs", "min", "max"}
+            if figure["value"] is not None:
+                assert figure["min"] <= figure["value"] <= figure["max"], figure
             if figure["target"] is not None:
                 assert figure["pass"] in (True, False), figure
     ingest = {figure["name"]: figure for figure in document["scenarios"]["ingest"]["figures"]}
@@ -49,3 +68,68 @@ def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
     assert 0 < latency["p50 send->receipt"]["value"] <= latency["p99 send->receipt"]["value"]
     assert latency["p99 send->receipt"]["value"] <= latency["max send->receipt"]["value"]
     assert document["scenarios"]["latency"]["details"]["runs"][0]["samples"] > 100
+
+
+@pytest.mark.e2e
+def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(tmp_path):
+    """Whether this machine meets the ingest targets is not known in advance: the exit status must agree with the
+    figures the run itself wrote, either way."""
+    out = tmp_path / "bench.json"
+    result = _bench("--quick", "--scenario", "ingest", "--check", "--json", str(out))
+    figures = json.loads(out.read_text())["scenarios"]["ingest"]["figures"]
+    missed = [figure["name"] for figure in figures if figure["pass"] is False]
+    assert result.returncode == (1 if missed else 0), result.stdout + result.stderr[-3000:]
+    if missed:
+        assert f"--check: {len(missed)} missed" in result.stderr, result.stderr
+
+
+def _result(name: str, *figures: Figure, error: str | None = None) -> ScenarioResult:
+    return ScenarioResult(name, list(figures), 1, error=error)
+
+
+def test_exit_status_reports_by_default_and_fails_missed_targets_only_with_check():
+    met = _result("a", Figure("rate", 30.0, "frames/s", 20.0, "higher"), Figure("info", 1.0, "ms"))
+    missed = _result("b", Figure("p99", 9.0, "ms", 5.0, "lower"))
+    no_value = _result("c", Figure("p99", None, "ms", 5.0, "lower"))  # a target with nothing measured is missed
+    broken = _result("d", error="RuntimeError: no server")
+    assert run.exit_status([met], check=False) == 0
+    assert run.exit_status([met], check=True) == 0
+    assert run.exit_status([met, missed], check=False) == 0
+    assert run.exit_status([met, missed], check=True) == 1
+    assert run.exit_status([no_value], check=True) == 1
+    assert run.exit_status([met, broken], check=False) == 1
+    assert run.exit_status([met, broken], check=True) == 1
+
+
+def test_table_shows_the_range_of_repeated_runs_only():
+    repeated = ScenarioResult("latency", [Figure("p50", 2.0, "ms", 1.0, "lower", [1.5, 2.0, 3.25])], 3)
+    single = ScenarioResult("startup", [Figure("net", 0.25, "s", 1.0, "lower", [0.25])], 1)
+    text = table([repeated, single])
+    assert text.count(TABLE_TITLE) == 1
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("latency", "startup"))}
+    assert "1.5..3.25" in rows["latency"] and rows["latency"].split()[-1] == "FAIL"
+    assert ".." not in rows["startup"] and rows["startup"].split()[-1] == "pass"
+    partly = ScenarioResult("fanout", [Figure("all connected", 3.0, "s", 5.0, "lower", [None, 3.0, None])], 3)
+    assert "(2 of 3 n/a)" in table([partly])
+
+
+def test_profile_without_pyinstrument_stops_before_running_with_the_install_command(tmp_path, monkeypatch, capsys):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "pyinstrument" else find_spec(name, *rest))
+    out = tmp_path / "bench.json"
+    status = run.main(["--profile", str(tmp_path / "profile"), "--scenario", "ingest", "--quick", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""  # nothing ran
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "pip install -e '.[bench]'" in captured.err
+    assert not out.exists() and not (tmp_path / "profile").exists()
+
+
+def test_help_is_plain_text():
+    result = _bench("--help", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: bin/bench")
+    assert "`" not in result.stdout and ":mod:" not in result.stdout
+    assert "--check" in result.stdout and "--profile" in result.stdout

@@ -1,7 +1,10 @@
 """Figures, medians over repeated runs, the printed table and the JSON file.
 
 Each figure carries its target and whether it met it; every scenario carries the machine it ran on (cores,
-Python), so a JSON file stands on its own when compared with one from another machine.
+Python), so a JSON file stands on its own when compared with one from another machine. A median alone hides how
+noisy its runs were (a shared 2-core machine can halve a figure in one run), so the table and the JSON also give
+the range of the runs: a target missed by a median whose range straddles it is noise, one missed by every run
+is not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ class Figure:
     note: str = ""
 
     @property
+    def low(self) -> float | None:
+        """The lowest of the runs (None when no run produced a value)."""
+        present = [value for value in self.runs if value is not None]
+        return min(present) if present else None
+
+    @property
+    def high(self) -> float | None:
+        present = [value for value in self.runs if value is not None]
+        return max(present) if present else None
+
+    @property
     def passed(self) -> bool | None:
         if self.target is None or self.better is None:
             return None
@@ -47,7 +61,7 @@ class Figure:
         return self.value <= self.target if self.better == "lower" else self.value >= self.target
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "pass": self.passed}
+        return {**asdict(self), "min": self.low, "max": self.high, "pass": self.passed}
 
 
 @dataclass
@@ -104,6 +118,17 @@ def repeated(run: Callable[[], tuple[list[Figure], dict[str, Any]]], times: int)
     return combine(figures), details
 
 
+def failed_targets(results: Sequence[ScenarioResult]) -> list[str]:
+    """"scenario: figure" for every figure that missed its target, and "scenario: ERROR" for a scenario that did
+    not run (it met none of its targets)."""
+    failed = []
+    for result in results:
+        if result.error:
+            failed.append(f"{result.name}: ERROR")
+        failed += [f"{result.name}: {figure.name}" for figure in result.figures if figure.passed is False]
+    return failed
+
+
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -123,20 +148,36 @@ def _target(figure: Figure) -> str:
     return f"{sign} {_number(figure.target, figure.unit)}"
 
 
+def _range(figure: Figure) -> str:
+    """"low..high" of the runs; empty for a single run, where there is no spread to show. Runs that measured
+    nothing are counted too: a median of the one run in three that produced a value must not pass for three."""
+    if len(figure.runs) < 2:
+        return ""
+    missing = sum(1 for value in figure.runs if value is None)
+    parts = []
+    if len(figure.runs) - missing >= 2:
+        parts.append(f"{_number(figure.low, figure.unit)}..{_number(figure.high, figure.unit)}")
+    if missing:
+        parts.append(f"({missing} of {len(figure.runs)} n/a)")
+    return " ".join(parts)
+
+
 def table(results: Sequence[ScenarioResult]) -> str:
     info = machine()
-    rows = [("scenario", "figure", "value", "unit", "target", "result")]
+    rows = [("scenario", "runs", "figure", "value", "range", "unit", "target", "result")]
     for result in results:
         if result.error:
-            rows.append((result.name, "ERROR", result.error[:60], "", "", "FAIL"))
+            rows.append((result.name, str(result.repeat), "ERROR", result.error[:60], "", "", "", "FAIL"))
         for figure in result.figures:
             verdict = {True: "pass", False: "FAIL", None: ""}[figure.passed]
-            rows.append((result.name, figure.name, _number(figure.value, figure.unit), figure.unit, _target(figure),
-                         verdict))
+            rows.append((result.name, str(result.repeat), figure.name, _number(figure.value, figure.unit),
+                         _range(figure), figure.unit, _target(figure), verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"bin/bench: {info['cores']} cores, Python {info['python']} ({info['platform']})"]
+    right = (1, 3, 4)
+    lines = [f"bin/bench: {info['cores']} cores, Python {info['python']} ({info['platform']})",
+             "value: the median of the runs; range: the lowest..highest run (none for one run)"]
     for index, row in enumerate(rows):
-        lines.append("  ".join(cell.rjust(widths[i]) if i == 2 else cell.ljust(widths[i])
+        lines.append("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
                                for i, cell in enumerate(row)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
