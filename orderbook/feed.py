@@ -221,12 +221,12 @@ class ExchangeFeed:
             if type(message) is ReconnectRequest:
                 if until is None:
                     raise Rebuild("server_request", message.reason)
-            if until is not None or snapshot_requested or message is None:
-                continue
+            if until is not None or snapshot_requested or message is None or sync.in_step:
+                continue  # (in step already: a quiet pair's snapshot was taken)
             if ready_for_snapshot(message):
                 snapshot_requested = True
                 if quiet_timer is not None:
-                    quiet_timer.kill(block=False)
+                    quiet_timer.kill(block=False)  # a quiet pair's load under way gives way to this one
                 helpers.append(self._spawn(self._load_snapshot, sync, gevent.getcurrent()))
             elif quiet_timer is None and self.protocol.confirms_subscription(message):
                 quiet_timer = self._quiet_timer(sync, helpers)

@@ -102,6 +102,33 @@ def test_a_lagging_bitstamp_rest_book_is_fetched_again_until_it_covers_the_strea
     system.assert_survived()
 
 
+def test_a_quiet_bitstamp_pair_is_served_after_the_quiet_wait_and_then_follows_its_diffs(
+    simulator_factory, server_factory, reader_factory
+) -> None:
+    """No diff to compare a snapshot with: taken 5 s after the subscription is confirmed, and only once."""
+    simulator = simulator_factory("--seed", "41", "--rate", "50", "--paused")
+    started = time.monotonic()
+    server = server_factory(simulator.urls, "--silence-timeout", "2")
+    server.wait_serving(BitstampProtocol.quiet_snapshot_wait + 10)  # SERVING once bitstamp is in step
+    reader = reader_factory(server.target)
+    reader.wait_for(lambda book: "bitstamp" in book.exchanges(), BitstampProtocol.quiet_snapshot_wait + SETTLE,
+                    "with the quiet bitstamp pair")
+    assert time.monotonic() - started >= BitstampProtocol.quiet_snapshot_wait - 0.5
+    assert "bitstamp: no diff 5 s after subscribing: a quiet pair" in server.log()
+    truth = simulator.control.truth(10)["bitstamp"]
+    served = reader.latest
+    assert [(row.price, row.amount) for row in served.bids] == [(float(p), float(a)) for p, a in truth["bids"]]
+    simulator.control.resume()  # the pair wakes up: its diffs apply to that book, no second snapshot
+    reader.wait_for(lambda book: book.exchanges() == set(EXCHANGES), SETTLE, "with both venues")
+    time.sleep(1.0)
+    simulator.control.pause()
+    expected = simulator.control.truth(10)["merged"]
+    reader.wait_for(lambda book: [(r.exchange, r.price, r.amount) for r in book.bids]
+                    == [(level["exchange"], float(level["price"]), float(level["amount"]))
+                        for level in expected["bids"]], SETTLE, "equal to the truth")
+    assert simulator.control.stats()["bitstamp"]["rest_requests"] == 1
+
+
 # -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ------------------------------------------------------------------------
 
 
