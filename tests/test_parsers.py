@@ -116,7 +116,8 @@ def test_binance_server_shutdown_asks_for_a_reconnect():
     protocol = binance()
     event = {"e": "serverShutdown", "E": 1700000000000}
     assert protocol.parse_message(dumps(event)) == ReconnectRequest("server_shutdown")
-    wrapped = {"stream": "ethbtc@depth@100ms", "data": event}
+    # the combined-stream form the docs give it (2026-05): its own stream name, "!serverShutdown"
+    wrapped = {"stream": "!serverShutdown", "data": event}
     assert protocol.parse_message(dumps(wrapped)) == ReconnectRequest("server_shutdown")
 
 
