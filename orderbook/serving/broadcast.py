@@ -2,8 +2,10 @@
 
 Clients want the current book, not its history: a reader that falls behind skips to the newest summary instead
 of queueing the ones it missed, so memory stays bounded (one payload, whatever the number or speed of readers)
-and a slow client cannot delay anyone else. Publishing is O(1): it stores the payload, bumps a version and
-swaps the event every waiting stream sleeps on. All of this runs on one gevent hub (greenlets, not threads).
+and a slow client cannot delay anyone else. Publishing stores the payload, bumps a version and sets the event of
+every stream parked waiting for it. Each stream sleeps on an event of its own (:meth:`SummaryBroadcaster.waker`),
+so a call that ends wakes only its own stream, not all of them: with 500 idle streams, 100 cancels a second cost
+40% of a core when every cancel woke every stream. All of this runs on one gevent hub (greenlets, not threads).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class SummaryBroadcaster:
         self._version = 0
         self._latest: bytes | None = None
         self._published_at = 0.0
-        self._changed = Event()
+        self._parked: dict[Event, None] = {}  # the events of the streams waiting for a newer payload, in order
         self._closed = False
         self._open_streams = 0
         self._sent_total = 0
@@ -90,8 +92,15 @@ class SummaryBroadcaster:
         self._wake()
 
     def wake(self) -> None:
-        """Make every waiting stream re-check its client now (used when a client cancels)."""
+        """Make every waiting stream re-check its client now. A call that ends should set its own stream's
+        :meth:`waker` instead, which wakes that stream alone."""
         self._wake()
+
+    @staticmethod
+    def waker() -> Event:
+        """An event for one stream to sleep on: give it to :meth:`stream` (or :meth:`follow`) and set it to make
+        that stream, and no other, re-check its client now (e.g. from the call's end-of-call callback)."""
+        return Event()
 
     def close(self) -> None:
         """End every stream (they return at their next check, which this triggers at once)."""
@@ -99,28 +108,38 @@ class SummaryBroadcaster:
         self._wake()
 
     def _wake(self) -> None:
-        changed, self._changed = self._changed, Event()
-        changed.set()
+        parked, self._parked = self._parked, {}
+        for event in parked:
+            event.set()
 
-    def follow(self, is_active: Callable[[], bool]) -> Iterator[tuple[int, bytes]]:
+    def follow(self, is_active: Callable[[], bool], wake_up: Event | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield ``(version, payload)`` for the current payload at once if there is one, then for each newer one,
-        until closed or inactive; skipped versions show as gaps. Not counted as a client stream."""
+        until closed or inactive; skipped versions show as gaps. Not counted as a client stream. Between payloads
+        it sleeps on ``wake_up`` (see :meth:`waker`; a new one if not given)."""
+        own = wake_up if wake_up is not None else Event()
         sent_version = 0
-        while not self._closed and is_active():
-            version, payload = self._version, self._latest
-            if payload is None or version == sent_version:
-                self._changed.wait(self._recheck_interval)
-                continue
-            sent_version = version
-            yield version, payload
+        try:
+            while True:
+                own.clear()  # before the checks: a wake-up from here on ends the wait below at once
+                self._parked[own] = None
+                if self._closed or not is_active():
+                    return
+                version, payload = self._version, self._latest
+                if payload is None or version == sent_version:
+                    own.wait(self._recheck_interval)
+                    continue
+                sent_version = version
+                yield version, payload
+        finally:
+            self._parked.pop(own, None)
 
-    def stream(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
+    def stream(self, is_active: Callable[[], bool], wake_up: Event | None = None) -> Iterator[bytes]:
         """A client's stream: :meth:`follow`, counted and timed."""
         self._open_streams += 1
         observe = self.send_latency.observe
         try:
             sent_version = 0
-            for version, payload in self.follow(is_active):
+            for version, payload in self.follow(is_active, wake_up):
                 if sent_version:
                     self._skipped_total += version - sent_version - 1
                 sent_version = version

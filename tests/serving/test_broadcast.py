@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import gevent
 import pytest
@@ -163,3 +164,33 @@ def test_a_publish_time_from_another_process_is_kept() -> None:
     broadcaster.publish(b"one", published_at=time.perf_counter() - 0.3)
     assert next(stream) == b"one"
     assert 0.3 <= broadcaster.send_latency.total < 1.0
+
+
+def test_a_streams_own_wake_up_wakes_it_alone() -> None:
+    # A call that ends sets its own stream's waker: the other waiting streams sleep on.
+    broadcaster = SummaryBroadcaster(recheck_interval=60)
+    checks = [0] * 50
+    leaving = Activity()
+
+    def counted(index: int) -> Callable[[], bool]:
+        def is_active() -> bool:
+            checks[index] += 1
+            return leaving() if index == 0 else True
+        return is_active
+
+    wakers = [broadcaster.waker() for _ in range(50)]
+    readers = [gevent.spawn(list, broadcaster.stream(counted(i), wakers[i])) for i in range(50)]
+    gevent.sleep(0.01)
+    assert broadcaster.open_streams == 50
+    before = list(checks)
+    leaving.leave()
+    wakers[0].set()
+    assert readers[0].get(timeout=0.5) == []
+    gevent.sleep(0.01)
+    assert checks[0] == before[0] + 1
+    assert checks[1:] == before[1:]  # nobody else re-checked its client
+    assert broadcaster.open_streams == 49
+    broadcaster.publish(b"p")  # and the others still get every summary
+    gevent.sleep(0.01)
+    broadcaster.close()
+    assert [reader.get(timeout=1) for reader in readers[1:]] == [[b"p"]] * 49
