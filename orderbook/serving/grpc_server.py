@@ -2,9 +2,23 @@
 
 The process must be gevent-patched and have called :func:`orderbook.serving.gevent_polling.init_grpc_gevent`
 (grpcio's gevent integration) before this module's objects are created. Each RPC runs in its own greenlet
-(:class:`GreenletExecutor`) and ``maximum_concurrent_rpcs`` bounds them, so the stream beyond the limit is
-refused with RESOURCE_EXHAUSTED instead of waiting silently for a worker. Summaries arrive pre-serialized from the broadcaster and are sent as
-they are. The limit counts every RPC, health Watch and reflection streams included.
+(:class:`GreenletExecutor`). Summaries arrive pre-serialized from the broadcaster and are sent as they are.
+
+Hostile or careless clients are bounded here (README, "Hostile clients"):
+
+* BookSummary streams are counted by the service itself: beyond ``max_streams`` a stream is refused with
+  RESOURCE_EXHAUSTED (and a throttled log line), while health checks and reflection are still served. grpcio's
+  ``maximum_concurrent_rpcs``, which counts every RPC, is kept above it (``max_streams`` plus a reserve) only so
+  that the greenlets stay bounded.
+* One HTTP/2 connection may have at most ``max_streams_per_connection`` streams open at once (gRPC core's
+  ``grpc.max_concurrent_streams``, announced in SETTINGS): a client's streams beyond it wait in its own channel
+  for one of its streams to end; they take nothing from other clients.
+* The request is read as raw bytes and parsed here: a body that is not an ``Empty`` gets INVALID_ARGUMENT, keeps
+  no memory (grpcio's own deserializer failure path kept about 20 KB per call, never freed) and is logged at
+  most once a minute with a count, without a traceback.
+* A connection with no call open for ``idle_timeout`` seconds is closed (``grpc.max_connection_idle_ms``: GOAWAY,
+  then the socket is closed), so connections that never open a stream cannot pile up until the process runs out
+  of file descriptors.
 """
 
 from __future__ import annotations
@@ -13,12 +27,14 @@ import errno
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection
 
 from orderbook.proto import orderbook_pb2
@@ -45,6 +61,45 @@ _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", 64 * 1024),
     ("grpc.max_send_message_length", 1024 * 1024),
 )
+
+IDLE_TIMEOUT = 60.0
+"""Seconds a connection may stay open with no call before it is closed."""
+
+RPC_RESERVE = 64
+"""RPCs allowed beyond ``max_streams`` (grpcio's overall bound): health checks and reflection while every
+BookSummary stream is taken. The larger of this and a tenth of ``max_streams``."""
+
+LOG_EVERY = 60.0
+"""Seconds between two log lines about the same kind of refused request (each says how many there were)."""
+
+
+def default_streams_per_connection(max_streams: int) -> int:
+    """A fair share: a tenth of ``max_streams``, at least 1."""
+    return max(1, max_streams // 10)
+
+
+class ThrottledLog:
+    """Logs an event at most once per ``interval`` seconds, with the number of times it happened since."""
+
+    def __init__(self, logger: logging.Logger, level: int, interval: float = LOG_EVERY) -> None:
+        self._log = logger
+        self._level = level
+        self._interval = interval
+        self._last = -float("inf")
+        self.count = 0
+        """Events since the last line."""
+        self.total = 0
+
+    def event(self, message: str, *args: object) -> None:
+        """Count one; log ``message % args`` followed by the count if the interval has passed."""
+        self.count += 1
+        self.total += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._log.log(self._level, message + " (%d since the last such line; at most one a %gs)",
+                          *args, self.count, self._interval)
+            self._last, self.count = now, 0
+
 
 # host:port, host:port with the host a name or IPv4 address, or [IPv6]:port.
 _ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})", re.ASCII)
@@ -123,16 +178,31 @@ class GrpcServer:
         address: str = "127.0.0.1:5002",
         *,
         max_streams: int = 1000,
+        max_streams_per_connection: int | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
         tls: TlsFiles | None = None,
         reuse_port: bool = False,
     ) -> None:
-        """``reuse_port`` lets several server processes share one port; off by default so that a port that is
+        """``max_streams`` bounds the BookSummary streams, ``max_streams_per_connection`` (default a tenth of
+        ``max_streams``) the streams of one HTTP/2 connection; ``idle_timeout`` closes connections with no call.
+        ``reuse_port`` lets several server processes share one port; off by default so that a port that is
         already taken is reported instead of silently shared (grpcio turns SO_REUSEPORT on by default)."""
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, not {max_streams}")
+        if max_streams_per_connection is None:
+            max_streams_per_connection = default_streams_per_connection(max_streams)
+        if max_streams_per_connection < 1:
+            raise ValueError(f"max_streams_per_connection must be at least 1, not {max_streams_per_connection}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         self._broadcaster = broadcaster
         self._address = address
         self._max_streams = max_streams
+        self._max_streams_per_connection = max_streams_per_connection
+        self._idle_timeout = idle_timeout
+        self._book_streams = 0
+        self.refused_streams = ThrottledLog(log, logging.WARNING)
+        self.malformed_requests = ThrottledLog(log, logging.WARNING)
         self._tls = tls
         self._reuse_port = reuse_port
         self._health = health.HealthServicer()
@@ -169,11 +239,17 @@ class GrpcServer:
             raise RuntimeError("the server was already started")
         host, port = parse_address(self._address)
         credentials = self._tls.credentials() if self._tls is not None else None
+        options = [
+            *_SERVER_OPTIONS,
+            ("grpc.so_reuseport", int(self._reuse_port)),
+            ("grpc.max_concurrent_streams", self._max_streams_per_connection),
+            ("grpc.max_connection_idle_ms", int(self._idle_timeout * 1000)),
+        ]
         server = grpc.server(
             self._executor,
             handlers=[self._summary_handler()],
-            options=[*_SERVER_OPTIONS, ("grpc.so_reuseport", int(self._reuse_port))],
-            maximum_concurrent_rpcs=self._max_streams,
+            options=options,
+            maximum_concurrent_rpcs=self._max_streams + max(RPC_RESERVE, self._max_streams // 10),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -189,12 +265,15 @@ class GrpcServer:
         server.start()
         self._server, self._port = server, bound
         log.info(
-            "gRPC serving %s on %s port %s (%s, at most %s concurrent RPCs)",
+            "gRPC serving %s on %s port %s (%s, at most %s streams, %s per connection; idle connections closed "
+            "after %gs)",
             SERVICE_NAME,
             host,
             bound,
             "TLS" if credentials is not None else "plaintext",
             self._max_streams,
+            self._max_streams_per_connection,
+            self._idle_timeout,
         )
 
     def set_serving(self, serving: bool) -> None:
@@ -215,22 +294,38 @@ class GrpcServer:
             log.info("gRPC server on port %s stopped", self._port)
 
     def _summary_handler(self) -> grpc.GenericRpcHandler:
+        # No request_deserializer: the raw bytes reach _book_summary, which parses them (see the module docstring).
         method = grpc.unary_stream_rpc_method_handler(
             self._book_summary,
-            request_deserializer=orderbook_pb2.Empty.FromString,
+            request_deserializer=None,
             response_serializer=_already_serialized,
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: method})
 
-    def _book_summary(self, request: orderbook_pb2.Empty, context: grpc.ServicerContext) -> Iterator[bytes]:
-        # A client that cancels wakes the waiting streams so this one ends now, not at its next timed re-check.
-        context.add_callback(self._broadcaster.wake)
-        peer = context.peer()
-        log.debug("stream opened for %s", peer)
+    def _book_summary(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
-            yield from self._broadcaster.stream(context.is_active)
+            orderbook_pb2.Empty.FromString(request)
+        except DecodeError as error:
+            self.malformed_requests.event("malformed BookSummary request from %s refused: %s", context.peer(), error)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not an orderbook.Empty message")
+        if self._book_streams >= self._max_streams:
+            self.refused_streams.event("BookSummary stream from %s refused: all %d streams are taken",
+                                       context.peer(), self._max_streams)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"all {self._max_streams} BookSummary streams are taken; try again later")
+        self._book_streams += 1
+        try:
+            # A client that cancels wakes its own stream so it ends now, not at its next timed re-check.
+            wake_up = self._broadcaster.waker()
+            context.add_callback(wake_up.set)
+            peer = context.peer()
+            log.debug("stream opened for %s", peer)
+            try:
+                yield from self._broadcaster.stream(context.is_active, wake_up)
+            finally:
+                log.debug("stream closed for %s", peer)
         finally:
-            log.debug("stream closed for %s", peer)
+            self._book_streams -= 1
 
 
 def _already_serialized(payload: bytes) -> bytes:

@@ -53,13 +53,17 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--max-streams", type=int, default=1000)
+    parser.add_argument("--max-streams-per-connection", type=int)
+    parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     args = parser.parse_args()
 
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     broadcaster = SummaryBroadcaster(recheck_interval=0.5)
-    server = GrpcServer(broadcaster, args.address, max_streams=args.max_streams, tls=tls)
+    server = GrpcServer(broadcaster, args.address, max_streams=args.max_streams,
+                        max_streams_per_connection=args.max_streams_per_connection, idle_timeout=args.idle_timeout,
+                        tls=tls)
     try:
         server.start()
     except ServerStartError as error:

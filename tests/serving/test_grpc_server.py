@@ -73,7 +73,7 @@ def test_ready_completion_events_are_taken_without_the_thread_pool(
 def test_stream_beyond_the_limit_gets_resource_exhausted(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
-    helper = start_helper("--interval", "0.05", "--max-streams", "5")
+    helper = start_helper("--interval", "0.05", "--max-streams", "5", "--max-streams-per-connection", "6")
     method = book_summary(channels(helper.target))
     calls = [method(EMPTY, timeout=15) for _ in range(5)]
     for call in calls:

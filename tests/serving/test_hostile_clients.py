@@ -1,0 +1,135 @@
+"""Hostile and careless clients against the server in its own process (serve_helper.py): no request grows memory,
+no connection locks the others out, idle connections are closed."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving_support import METHOD_PATH, Helper, book_summary
+
+from orderbook.proto import orderbook_pb2
+
+Start = Callable[..., Helper]
+EMPTY = orderbook_pb2.Empty()
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one target share a connection otherwise
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS, no flags, stream 0
+
+
+@pytest.fixture
+def channels() -> Iterator[Callable[..., grpc.Channel]]:
+    opened: list[grpc.Channel] = []
+
+    def open_channel(target: str) -> grpc.Channel:
+        channel = grpc.insecure_channel(target, options=OWN_CONNECTION)
+        opened.append(channel)
+        return channel
+
+    yield open_channel
+    for channel in opened:
+        channel.close()
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def health_check(channel: grpc.Channel) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_malformed_requests_are_refused_keep_no_memory_and_are_logged_once(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    helper = start_helper("--interval", "0.05")
+    raw = channels(helper.target).unary_stream(METHOD_PATH, request_serializer=None)
+
+    def refused(count: int) -> set[grpc.StatusCode]:
+        codes = set()
+        for _ in range(count):
+            with pytest.raises(grpc.RpcError) as error:
+                list(raw(b"\xff\xff", timeout=5))
+            codes.add(error.value.code())
+        return codes
+
+    assert refused(300) == {grpc.StatusCode.INVALID_ARGUMENT}  # warm-up: arenas and caches reach their size
+    before = rss_kib(helper.proc.pid)
+    assert refused(3000) == {grpc.StatusCode.INVALID_ARGUMENT}
+    growth = rss_kib(helper.proc.pid) - before
+    assert growth < 3 * 1024, f"RSS grew {growth} KiB over 3,000 malformed requests"  # was ~60 MiB (20 KB each)
+    # A well-formed request on the same connection is still served.
+    assert next(book_summary(channels(helper.target))(EMPTY, timeout=5)).bids
+    log = helper.stderr()
+    assert log.count("malformed BookSummary request") == 1, log  # one line a minute, with a count
+    assert "Traceback" not in log
+
+
+def test_one_connection_over_its_share_locks_nobody_out(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    helper = start_helper("--interval", "0.05", "--max-streams", "8", "--max-streams-per-connection", "4")
+    hog = book_summary(channels(helper.target))
+    next(hog(EMPTY, timeout=5))  # the client has the server's SETTINGS (its stream limit) from here on
+    held = [hog(EMPTY, timeout=20) for _ in range(12)]
+    assert all(next(call).bids for call in held[:4])
+    # Its 9 streams beyond the share wait in its own channel; another connection is served at once.
+    newcomer = channels(helper.target)
+    started = time.monotonic()
+    assert next(book_summary(newcomer)(EMPTY, timeout=5)).bids
+    assert health_check(newcomer) == health_pb2.HealthCheckResponse.NOT_SERVING  # answered (never set serving)
+    assert time.monotonic() - started < 2
+    assert helper.stats()["open_streams"] <= 4 + 1
+    for call in held:
+        call.cancel()
+
+
+def test_health_and_reflection_are_served_when_every_book_stream_is_taken(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    helper = start_helper("--interval", "0.05", "--max-streams", "4", "--max-streams-per-connection", "4")
+    holder = book_summary(channels(helper.target))
+    held = [holder(EMPTY, timeout=20) for _ in range(4)]
+    assert all(next(call).bids for call in held)
+    newcomer = channels(helper.target)
+    for _ in range(20):
+        with pytest.raises(grpc.RpcError) as refused:
+            next(book_summary(newcomer)(EMPTY, timeout=5))
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert health_check(newcomer) == health_pb2.HealthCheckResponse.NOT_SERVING
+    log = helper.stderr()
+    assert log.count("BookSummary stream from") == 1 and "all 4 streams are taken" in log, log
+    held[0].cancel()
+    deadline = time.monotonic() + 5
+    while True:  # the freed stream is anyone's once the server has seen the cancel
+        try:
+            assert next(book_summary(newcomer)(EMPTY, timeout=5)).bids
+            break
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.05)
+    for call in held:
+        call.cancel()
+
+
+def test_a_connection_that_opens_no_stream_is_closed_after_the_idle_timeout(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.05", "--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", helper.port), timeout=10) as sock:
+        sock.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
+        opened = time.monotonic()
+        received = b""
+        while chunk := sock.recv(4096):  # the server's SETTINGS and ack, then GOAWAY, then the end
+            received += chunk
+        closed_after = time.monotonic() - opened
+    assert 0.9 < closed_after < 5, closed_after
+    frame_types = set()
+    while len(received) >= 9:
+        length = int.from_bytes(received[:3], "big")
+        frame_types.add(received[3])
+        received = received[9 + length:]
+    assert 0x7 in frame_types  # GOAWAY
