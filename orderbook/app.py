@@ -77,10 +77,11 @@ class Application:
         broadcaster = SummaryBroadcaster()  # its streams, or the serving processes' links, follow it
         if not config.serve_processes:
             return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
-                                           tls=tls)
+                                           max_streams_per_connection=config.max_streams_per_connection, tls=tls)
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
-            tls=tls, log_level=config.log_level, log_format=config.log_format)
+            tls=tls, log_level=config.log_level, log_format=config.log_format,
+            max_streams_per_connection=config.max_streams_per_connection)
         processes = ServingProcesses(broadcaster, str(config.grpc_addr), config.serve_processes, settings,
                                      spawn=self._greenlets.spawn)
         self.metrics.add_state_source(processes.families)

@@ -57,6 +57,8 @@ class Config:
     log_level: str
     log_format: str
     demo: bool
+    max_streams_per_connection: int | None = None
+    """None: a tenth of each serving process's --max-streams share (GrpcServer's default)."""
 
 
 def parse_address(text: str, flag: str) -> Address:
@@ -93,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--binance-snapshot-limit", type=int, default=1000,
         help="levels per side in the Binance snapshot, 1-5000 (default %(default)s)")
     add("--max-streams", type=int, default=1000, help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED")
+    add("--max-streams-per-connection", type=int, default=None,
+        help="concurrent gRPC streams on one client connection; a client's streams beyond it wait for one of its "
+        "own to end (default a tenth of --max-streams, per serving process, at least 1)")
     add("--serve-processes", type=int, default=0,
         help="serve gRPC from this many processes sharing the port, fed by the book process, so the fan-out to "
         "many clients does not share a core with the exchange feeds; 0 serves from the book process itself "
@@ -146,6 +151,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         raise ConfigError(f"--binance-snapshot-limit: expected 1 to 5000, got {args.binance_snapshot_limit}")
     if args.max_streams < 1:
         raise ConfigError("--max-streams: expected at least 1")
+    if args.max_streams_per_connection is not None and args.max_streams_per_connection < 1:
+        raise ConfigError(f"--max-streams-per-connection: expected at least 1, got {args.max_streams_per_connection}")
     if not 0 <= args.serve_processes <= MAX_SERVE_PROCESSES:
         raise ConfigError(f"--serve-processes: expected 0 to {MAX_SERVE_PROCESSES}, got {args.serve_processes}")
     if not args.silence_timeout >= MIN_SILENCE_TIMEOUT:
@@ -182,4 +189,5 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_level=args.log_level,
         log_format=args.log_format,
         demo=args.demo,
+        max_streams_per_connection=args.max_streams_per_connection,
     )

@@ -23,6 +23,7 @@ import gevent  # noqa: E402
 from orderbook.app import EXIT_FATAL, Application  # noqa: E402
 from orderbook.config import Config, ConfigError, load_config  # noqa: E402
 from orderbook.logs import configure_logging  # noqa: E402
+from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
 log = logging.getLogger("orderbook.server")
 
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run-server: error: {error}", file=sys.stderr)
         return EXIT_FATAL
     configure_logging(config.log_level, config.log_format)
+    raise_fd_limit()  # serving processes (--serve-processes) inherit it
     simulator = None
     try:
         if config.demo:

@@ -49,12 +49,15 @@ class WorkerSettings:
     log_level: str
     log_format: str
     grace: float = 1.0
+    max_streams_per_connection: int | None = None
 
     def argv(self, link_fd: int, address: str) -> list[str]:
         argv = [sys.executable, "-m", "orderbook.serving.worker", "--link-fd", str(link_fd),
                 "--grpc-addr", address, "--max-streams", str(self.max_streams),
                 "--grace", str(self.grace),
                 "--log-level", self.log_level, "--log-format", self.log_format]
+        if self.max_streams_per_connection is not None:
+            argv += ["--max-streams-per-connection", str(self.max_streams_per_connection)]
         if self.tls is not None:
             argv += ["--tls-cert", str(self.tls.cert_path), "--tls-key", str(self.tls.key_path)]
         return argv

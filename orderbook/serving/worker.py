@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--link-fd", type=int, required=True, help="the inherited socket to the book process")
     add("--grpc-addr", required=True)
     add("--max-streams", type=int, default=1000)
+    add("--max-streams-per-connection", type=int, default=None, help="default a tenth of --max-streams")
     add("--tls-cert")
     add("--tls-key")
     add("--grace", type=float, default=1.0, help="seconds the streams get to end when the link closes")
@@ -58,7 +59,8 @@ class ServingProcess:
         self.reader = self.link.makefile("rb")
         self.broadcaster = SummaryBroadcaster()
         tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
-        self.server = GrpcServer(self.broadcaster, args.grpc_addr, max_streams=args.max_streams, tls=tls,
+        self.server = GrpcServer(self.broadcaster, args.grpc_addr, max_streams=args.max_streams,
+                                 max_streams_per_connection=args.max_streams_per_connection, tls=tls,
                                  reuse_port=True)
         self.grace = args.grace
         self.terminated = False

@@ -98,7 +98,8 @@ def test_slow_and_stalled_clients_do_not_delay_normal_ones_and_memory_stays_boun
     simulator_factory, server_factory, client_process_factory
 ):
     simulator = simulator_factory("--seed", "11", "--rate", "200")
-    server = server_factory(simulator.urls)
+    # The slow client process puts its 200 streams on one connection: past the default share (a tenth).
+    server = server_factory(simulator.urls, "--max-streams-per-connection", str(SLOW))
     server.wait_serving()
     normal = StreamGroup(server.target, NORMAL)
     try:

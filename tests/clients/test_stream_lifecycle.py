@@ -108,7 +108,7 @@ def test_a_killed_client_s_streams_are_cleaned_up(simulator_factory, server_fact
 
 def test_sigterm_with_200_streams_open_ends_them_cleanly_and_exits_0_within_2_s(simulator_factory, server_factory):
     simulator = simulator_factory("--seed", "8", "--rate", "20")
-    server = server_factory(simulator.urls)
+    server = server_factory(simulator.urls, "--max-streams-per-connection", "200")  # all 200 on one connection
     server.wait_serving()
     streams = StreamGroup(server.target, 200)
     try:
