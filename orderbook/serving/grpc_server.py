@@ -15,7 +15,9 @@ Hostile or careless clients are bounded here (README, "Hostile clients"):
   for one of its streams to end; they take nothing from other clients.
 * The request is read as raw bytes and parsed here: a body that is not an ``Empty`` gets INVALID_ARGUMENT, keeps
   no memory (grpcio's own deserializer failure path kept about 20 KB per call, never freed) and is logged at
-  most once a minute with a count, without a traceback.
+  most once a minute with a count, without a traceback. Health and reflection are grpcio's own services, whose
+  deserializers leak the same way: :class:`ParseInHandler` reads their requests as bytes too and parses them
+  before handing them on.
 * A connection with no call open for ``idle_timeout`` seconds is closed (``grpc.max_connection_idle_ms``: GOAWAY,
   then the socket is closed), so connections that never open a stream cannot pile up until the process runs out
   of file descriptors.
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = orderbook_pb2.DESCRIPTOR.services_by_name["OrderbookAggregator"].full_name
 METHOD_NAME = "BookSummary"
+METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
 
 _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # Ping idle connections so a client that vanished without closing its socket (host gone, cable pulled)
@@ -99,6 +102,45 @@ class ThrottledLog:
             self._log.log(self._level, message + " (%d since the last such line; at most one a %gs)",
                           *args, self.count, self._interval)
             self._last, self.count = now, 0
+
+
+class ParseInHandler(grpc.ServerInterceptor):
+    """Serves every method with a request deserializer from raw bytes instead, parsing them before its handler
+    runs: a request that does not parse gets INVALID_ARGUMENT (and a throttled log line) and keeps no memory.
+    grpcio's own failure path (the deserializer raising inside grpcio) keeps about 20 KB a call, never freed,
+    and logs a traceback for each."""
+
+    def __init__(self, malformed: ThrottledLog) -> None:
+        self._malformed = malformed
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse, method, malformed = handler.request_deserializer, handler_call_details.method, self._malformed
+
+        def parsed(raw: bytes, context: grpc.ServicerContext) -> object:
+            try:
+                return parse(raw)
+            except Exception as error:  # noqa: BLE001 - whatever the deserializer raises, the request is malformed
+                malformed.event("malformed request to %s from %s refused: %s", method, context.peer(), error)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method} request")
+
+        if handler.request_streaming:
+            kind = "stream_stream" if handler.response_streaming else "stream_unary"
+            behaviour = getattr(handler, kind)
+
+            def on_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> object:
+                return behaviour((parsed(raw, context) for raw in requests), context)
+
+            return handler._replace(request_deserializer=None, **{kind: on_stream})
+        kind = "unary_stream" if handler.response_streaming else "unary_unary"
+        behaviour = getattr(handler, kind)
+
+        def on_request(raw: bytes, context: grpc.ServicerContext) -> object:
+            return behaviour(parsed(raw, context), context)
+
+        return handler._replace(request_deserializer=None, **{kind: on_request})
 
 
 # host:port, host:port with the host a name or IPv4 address, or [IPv6]:port.
@@ -249,6 +291,7 @@ class GrpcServer:
             self._executor,
             handlers=[self._summary_handler()],
             options=options,
+            interceptors=[ParseInHandler(self.malformed_requests)],
             maximum_concurrent_rpcs=self._max_streams + max(RPC_RESERVE, self._max_streams // 10),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -306,7 +349,8 @@ class GrpcServer:
         try:
             orderbook_pb2.Empty.FromString(request)
         except DecodeError as error:
-            self.malformed_requests.event("malformed BookSummary request from %s refused: %s", context.peer(), error)
+            self.malformed_requests.event("malformed request to %s from %s refused: %s", METHOD_PATH, context.peer(),
+                                          error)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not an orderbook.Empty message")
         if self._book_streams >= self._max_streams:
             self.refused_streams.event("BookSummary stream from %s refused: all %d streams are taken",
