@@ -194,21 +194,45 @@ def test_a_silent_or_trickling_connection_is_closed_at_the_head_timeout(start_he
     assert helper.finish()["timeout"] == 2
 
 
-def test_scrapes_beyond_the_bound_get_503_at_once_and_the_server_stays_responsive(start_helper):
-    """Each scrape takes 1 s here (a slow collector), so 12 started together overlap: 4 are served, 8 refused."""
-    helper = start_helper("--slow-collect", "1", "--max-scrapes", "4")
+def parallel_requests(port: int, paths: list[str]) -> list[tuple[int, dict[str, str], bytes, float]]:
     results: list[tuple[int, dict[str, str], bytes, float]] = []
     lock = threading.Lock()
 
-    def scrape() -> None:
-        result = request(helper.port)
+    def one(path: str) -> None:
+        result = request(port, path=path)
         with lock:
             results.append(result)
 
-    threads = [threading.Thread(target=scrape) for _ in range(12)]
+    threads = [threading.Thread(target=one, args=(path,)) for path in paths]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)  # the 4 admitted scrapes are in their collector now
+    return results, threads  # type: ignore[return-value]
+
+
+def test_scrapes_that_arrive_together_share_one_build(start_helper):
+    """Each build takes 1 s here (a slow collector): 12 scrapes at once are served by at most two builds (the
+    first, and the one that those arriving during it wait for together), in about 2 s."""
+    helper = start_helper("--slow-collect", "1", "--max-builds", "2")
+    started = time.monotonic()
+    results, threads = parallel_requests(helper.port, ["/metrics"] * 12)
+    for thread in threads:
+        thread.join(10)
+    assert time.monotonic() - started < 3.5
+    assert sorted(status for status, *_ in results) == [200] * 12
+    builds = {line for _, _, body, _ in results for line in body.splitlines() if line.startswith(b"demo_collections ")}
+    assert builds <= {b"demo_collections 1.0", b"demo_collections 2.0"}, builds
+    last = request(helper.port)[2]  # built after it arrived: never a stale copy
+    assert f"demo_collections {len(builds) + 1}.0".encode() in last
+    assert helper.finish() == {"served": 13}
+
+
+def test_builds_beyond_the_bound_get_503_at_once_and_the_server_stays_responsive(start_helper):
+    """12 scrapes that cannot share a build (each its own name[] filter) while each build takes 1 s: 4 are
+    built, 8 refused at once."""
+    helper = start_helper("--slow-collect", "1", "--max-builds", "4")
+    paths = [f"/metrics?name[]=demo_collections&name[]=x{index}" for index in range(12)]
+    results, threads = parallel_requests(helper.port, paths)
+    time.sleep(0.3)  # the 4 admitted builds are in their collector now
     index_status, _, _, index_seconds = request(helper.port, path="/")
     for thread in threads:
         thread.join(10)
@@ -218,9 +242,9 @@ def test_scrapes_beyond_the_bound_get_503_at_once_and_the_server_stays_responsiv
     assert max(refused) < PROMPT, refused
     assert all(headers["Retry-After"] == "1" for status, headers, _, _ in results if status == 503)
     assert (index_status, index_seconds < PROMPT) == (200, True)
-    assert request(helper.port)[0] == 200  # slots are released
+    assert request(helper.port)[0] == 200  # the builds' slots are released
     outcomes = helper.finish()
-    assert (outcomes["served"], outcomes["busy"]) == (5, 8)
+    assert (outcomes["served"], outcomes["busy"], outcomes["index"]) == (5, 8, 1)
 
 
 def test_oversized_and_malformed_requests_are_answered_and_harm_nothing(start_helper):
