@@ -11,7 +11,7 @@ and bounds everything else:
   the server stops accepting until one ends, and the rest wait in the backlog);
 * the whole request head must arrive within :attr:`HttpLimits.head_timeout` seconds (one deadline for the head,
   not per read: a slowloris trickling a byte a second is closed too) and fit in :attr:`HttpLimits.max_head_bytes`;
-* scrapes that arrive together share one exposition (built after the last of them arrived, so none is stale);
+* scrapes that arrive together share one exposition (its build starts after each of them arrived, so none is stale);
   at most :attr:`HttpLimits.max_builds` different ones are built at once, beyond that the answer is 503 at
   once, since a scraper that is told to retry costs less than one that queues;
 * one request per connection (``Connection: close``), the response written within
