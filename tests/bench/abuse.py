@@ -192,7 +192,8 @@ def measure_scrapes(port: int, seconds: float) -> dict[str, Any]:
         "calm_p50_s": percentile([s for _, s in calm], 0.5),
         "scrapes": len(timed), "failed": sum(1 for status, _ in timed if status != 200),
         "statuses": dict(collections.Counter(str(status) for status, _ in timed)),
-        "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99), "max_s": max(latencies, default=None),
+        "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99),
+        "max_s": max(latencies, default=None),
         "slow_connections": len(slow), "slow_connection_error": slow_error, "storm": storm_counts,
     }
 
