@@ -11,7 +11,7 @@ import time
 import gevent
 import gevent.event
 import gevent.pool
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from orderbook.config import Config, ConfigError
@@ -22,6 +22,7 @@ from orderbook.exchanges.bitstamp import BitstampProtocol
 from orderbook.feed import ExchangeFeed, FeedSettings
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
+from orderbook.metrics_http import MetricsHttpServer
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.codec import encode_summary
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
@@ -67,6 +68,7 @@ class Application:
         self.metrics.add_state_source(merged_book_families(lambda: self.publisher.last))
         self.metrics.add_state_source(self._service_families)
         self.metrics_port: int | None = None
+        self._metrics_http: MetricsHttpServer | None = None
         self._serving = False
         self.fatal_error: ExchangeError | None = None
         self._done = gevent.event.AsyncResult()
@@ -95,12 +97,14 @@ class Application:
             raise ConfigError(str(error)) from None
         if self.config.metrics_addr is not None:
             address = self.config.metrics_addr
+            metrics_http = MetricsHttpServer(self.metrics.registry, address.host, address.port)
             try:
-                httpd, _ = start_http_server(address.port, address.host, registry=self.metrics.registry)
+                metrics_http.start()
             except OSError as error:
                 self.grpc.stop(0)
                 raise ConfigError(f"--metrics-addr {address}: {error.strerror or error}") from None
-            self.metrics_port = httpd.server_port
+            self._metrics_http = metrics_http
+            self.metrics_port = metrics_http.port
             log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
         log.info("serving the consolidated %s book", self.config.symbol)
         for feed in self.feeds:
@@ -116,6 +120,8 @@ class Application:
         log.info("shutting down")
         self._greenlets.kill(timeout=grace)
         self.grpc.stop(grace)
+        if self._metrics_http is not None:
+            self._metrics_http.stop(min(grace, 1.0))
         self._done.set(exit_code)
 
     def _fatal(self, error: ExchangeError) -> None:

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import e2e_scenarios, ingest
+from tests.bench import abuse, e2e_scenarios, ingest
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
-SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup")
-SINGLE_RUN = ("max_rate", "memory")
+SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse")
+SINGLE_RUN = ("max_rate", "memory", "abuse")
 
 log = logging.getLogger("bench")
 
@@ -40,9 +40,11 @@ targets, and writes the same figures as JSON.
 Scenarios: ingest (in process, no sockets), latency (1,000 frames/s, 10
 clients), max_rate (ramp until the server stops keeping up), fanout (200 then
 1,000 streams), memory (two 5,000-level books for --minutes), startup (launch
-to the first full summary). Each value is the median of --repeat runs (default
-3; 1 for max_rate and memory, which are long and sample over time; 1 everywhere
-with --quick), shown with the range of the runs. Targets are reported; with
+to the first full summary), abuse (careless and hostile clients: CPU under 100
+cancels/s with 500 idle streams, /metrics latency under a scrape storm, RSS
+after a flood of malformed calls). Each value is the median of --repeat runs
+(default 3; 1 for max_rate, memory and abuse, which are long and sample over
+time; 1 everywhere with --quick), shown with the range of the runs. Targets are reported; with
 --check the exit status is 1 when any target is missed."""
 
 EPILOG = """\
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "fanout": lambda: e2e_scenarios.fanout(options),
             "memory": lambda: e2e_scenarios.memory(options),
             "startup": lambda: e2e_scenarios.startup(options),
+            "abuse": lambda: abuse.abuse(options.workdir, args.quick),
         }
         for name in names:
             if args.repeat is not None:
