@@ -36,6 +36,7 @@ from tests.bench.report import Figure, percentile
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
 IDLE_STREAMS = 500
 CANCELS_PER_SECOND = 100
+CPU_MS_PER_CANCEL = 2.0
 SLOW_CONNECTIONS = 100
 STORM_SCRAPERS = 100
 SCRAPE_EVERY = 0.1
@@ -238,9 +239,12 @@ def abuse(workdir: Path, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
         flood = measure_flood(stack, MALFORMED_CALLS // 3 if quick else MALFORMED_CALLS)
     figures = [
         Figure(f"CPU, {IDLE_STREAMS} idle streams", cancels["idle_cpu_percent"], "%"),
-        Figure(f"CPU, + {CANCELS_PER_SECOND} cancels/s", cancels["cancel_cpu_percent"], "%", 15.0, "lower",
+        Figure(f"CPU, + {CANCELS_PER_SECOND} cancels/s", cancels["cancel_cpu_percent"], "%",
                note=f"{cancels['cancels_per_s']:.0f} cancels/s achieved"),
-        Figure("CPU per cancel", cancels["cpu_ms_per_cancel"], "ms", note="above the idle CPU"),
+        # A cancel here is a whole call: opened, its first summary sent, then cancelled. What it must not cost is
+        # a wake-up of every other stream (with 500 streams, that made it ~3 ms).
+        Figure("CPU per cancel", cancels["cpu_ms_per_cancel"], "ms", CPU_MS_PER_CANCEL, "lower",
+               note="above the idle CPU"),
         Figure("scrape p50 under storm", scrapes["p50_s"], "s"),
         Figure("scrape p99 under storm", scrapes["p99_s"], "s", 0.5, "lower",
                note=f"{STORM_SCRAPERS} scrapers + {SLOW_CONNECTIONS} half-sent heads; a failed scrape counts as "
