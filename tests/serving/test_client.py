@@ -16,6 +16,7 @@ from serving_support import CLIENT, Helper, book_summary, run_client
 
 from orderbook.client import Printer, render_ladder, summary_to_json
 from orderbook.proto import orderbook_pb2
+from tests.processes import with_default_signals
 
 Start = Callable[..., Helper]
 
@@ -194,7 +195,8 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
 def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen(
-        [str(CLIENT), "--addr", helper.target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        with_default_signals([CLIENT, "--addr", helper.target]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
     assert client.stdout is not None
     client.stdout.readline()
