@@ -19,6 +19,7 @@ from typing import TextIO
 
 import grpc
 
+from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number, split_address
 from orderbook.proto import orderbook_pb2
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
@@ -48,29 +49,27 @@ class ClientError(Exception):
         self.exit_code = exit_code
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
+def _server_address(text: str) -> str:
+    """HOST:PORT, checked here: gRPC would take ``127.0.0.1`` for port 443 and answer "connection refused"."""
+    split_address(text, min_port=1)
+    return text
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="client", description="Stream the consolidated order book.")
-    parser.add_argument("--addr", default="127.0.0.1:5002", help="server address HOST:PORT (default %(default)s)")
+    """Raises :class:`orderbook.arguments.UsageError` (one line) for a bad command line; ``--help`` exits 0."""
+    parser = OneLineParser(prog="client", description="Stream the consolidated order book.")
+    parser.add_argument("--addr", type=_server_address, default="127.0.0.1:5002",
+                        help="server address HOST:PORT (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per summary per line")
-    parser.add_argument("--count", type=_positive_int, help="exit after this many summaries")
+    parser.add_argument("--count", type=positive_whole_number, metavar="N",
+                        help="exit after N summaries (default: until the stream ends or Ctrl-C)")
     parser.add_argument(
-        "--timeout", type=_positive_float, default=5.0, help="seconds to wait for a connection (default %(default)s)"
+        "--timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
+        help="how long to wait for the server to accept the connection before giving up with exit code 2; once "
+        "connected, the stream itself has no time limit (default %(default)s)",
     )
-    parser.add_argument("--tls-ca", metavar="PATH", help="connect with TLS, trusting this PEM root certificate")
+    parser.add_argument("--tls-ca", metavar="PATH",
+                        help="connect with TLS, trusting this PEM root certificate (default: plaintext)")
     return parser.parse_args(argv)
 
 
@@ -234,7 +233,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print(f"client: error: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE  # 2, as argparse would exit
     try:
         return run(args, sys.stdout)
     except ClientError as error:

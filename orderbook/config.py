@@ -2,7 +2,9 @@
 
 Every flag has an environment variable of the same name (``--grpc-addr`` -> ``ORDERBOOK_GRPC_ADDR``); a flag on the
 command line wins. An ``ORDERBOOK_*`` variable that names no flag is an error, not silently ignored: a typo in a
-deployment should fail at start-up, not run with a default.
+deployment should fail at start-up, not run with a default. Every error is one line naming the setting as the user
+wrote it: the variable for a value that came from the environment (``ORDERBOOK_DEPTH: expected 1 to 1000, got 0``),
+the flag for one from the command line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+from orderbook.arguments import OneLineParser, UsageError, number, one_of, split_address, whole_number
 
 ENV_PREFIX = "ORDERBOOK_"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
@@ -62,11 +67,10 @@ class Config:
 
 
 def parse_address(text: str, flag: str) -> Address:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{flag}: expected HOST:PORT, got {text!r}")
-    return Address(host, int(port))
+    try:
+        return Address(*split_address(text))
+    except argparse.ArgumentTypeError as error:
+        raise ConfigError(f"{flag}: {error}") from None
 
 
 def _url(text: str, flag: str, schemes: tuple[str, ...]) -> str:
@@ -76,108 +80,165 @@ def _url(text: str, flag: str, schemes: tuple[str, ...]) -> str:
     return text.rstrip("/")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="run-server",
         description="Consolidated Binance + Bitstamp order book, streamed over gRPC. "
         f"Every flag can also be set as an environment variable, {ENV_PREFIX}<FLAG> (e.g. ORDERBOOK_SYMBOL).",
     )
     add = parser.add_argument
     add("--symbol", default="ETHBTC", help="the trading pair, e.g. ETHBTC (default %(default)s)")
-    add("--depth", type=int, default=10, help="levels per side in each summary (default %(default)s)")
+    add("--depth", type=whole_number, default=10, help="levels per side in each summary (default %(default)s)")
     add("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
     add("--metrics-addr", default="127.0.0.1:9102", help="Prometheus /metrics address; 'off' disables it "
         "(default %(default)s)")
-    add("--binance-ws-url", default="wss://stream.binance.com:9443", help="Binance WebSocket base URL")
-    add("--binance-rest-url", default="https://api.binance.com", help="Binance REST base URL")
-    add("--bitstamp-ws-url", default="wss://ws.bitstamp.net", help="Bitstamp WebSocket base URL")
-    add("--bitstamp-rest-url", default="https://www.bitstamp.net", help="Bitstamp REST base URL")
-    add("--binance-snapshot-limit", type=int, default=1000,
+    add("--binance-ws-url", default="wss://stream.binance.com:9443",
+        help="Binance WebSocket base URL (default %(default)s)")
+    add("--binance-rest-url", default="https://api.binance.com", help="Binance REST base URL (default %(default)s)")
+    add("--bitstamp-ws-url", default="wss://ws.bitstamp.net", help="Bitstamp WebSocket base URL (default %(default)s)")
+    add("--bitstamp-rest-url", default="https://www.bitstamp.net", help="Bitstamp REST base URL (default %(default)s)")
+    add("--binance-snapshot-limit", type=whole_number, default=1000,
         help="levels per side in the Binance snapshot, 1-5000 (default %(default)s)")
-    add("--max-streams", type=int, default=1000, help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED")
-    add("--max-streams-per-connection", type=int, default=None,
+    add("--max-streams", type=whole_number, default=1000,
+        help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
+    add("--max-streams-per-connection", type=whole_number, default=None,
         help="concurrent gRPC streams on one client connection; a client's streams beyond it wait for one of its "
         "own to end (default a tenth of --max-streams, per serving process, at least 1)")
-    add("--serve-processes", type=int, default=0,
+    add("--serve-processes", type=whole_number, default=0,
         help="serve gRPC from this many processes sharing the port, fed by the book process, so the fan-out to "
         "many clients does not share a core with the exchange feeds; 0 serves from the book process itself "
         "(default %(default)s)")
-    add("--silence-timeout", type=float, default=10.0,
+    add("--silence-timeout", type=number, default=10.0,
         help="seconds without any byte from an exchange before its connection is taken for dead (default %(default)s)")
-    add("--max-connection-age", type=float, default=84_600.0,
+    add("--max-connection-age", type=number, default=84_600.0,
         help="seconds after which an exchange connection is replaced by a new one, make-before-break: Binance "
         "closes every connection at 24 hours (default %(default)s, 23.5 h)")
-    add("--audit-interval", type=float, default=60.0,
+    add("--audit-interval", type=number, default=60.0,
         help="seconds between drift audits: each exchange's book is compared with a fresh snapshot and rebuilt "
         "if they differ; 0 turns audits off (default %(default)s)")
     add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
     add("--tls-key", default=None, help="PEM private key for --tls-cert")
-    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    add("--log-format", default="text", choices=["text", "json"])
+    add("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="the least severe log lines written, in any case (default %(default)s)")
+    add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     return parser
 
 
-def _env_argv(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> list[str]:
-    flags = {action.dest.upper(): action for action in parser._actions if action.option_strings}  # noqa: SLF001
-    flags.pop("HELP", None)
+def _settings(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [action for action in parser._actions if action.option_strings and action.dest != "help"]  # noqa: SLF001
+
+
+def _env_argv(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The ``ORDERBOOK_*`` variables as command-line words, and the variable behind each flag used."""
+    flags = {action.dest.upper(): action for action in _settings(parser)}
     argv: list[str] = []
+    names: dict[str, str] = {}
     for key, value in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX) or key == "ORDERBOOK_PYTHON":
             continue
         action = flags.get(key[len(ENV_PREFIX):])
         if action is None:
             raise ConfigError(f"unknown setting {key} (no such flag)")
+        flag = action.option_strings[0]
+        names[flag] = key
         if action.nargs == 0:
             if value.lower() in ("1", "true", "yes", "on"):
-                argv.append(action.option_strings[0])
+                argv.append(flag)
             elif value.lower() not in ("0", "false", "no", "off", ""):
                 raise ConfigError(f"{key}: expected true or false, got {value!r}")
         else:
-            argv += [action.option_strings[0], value]
-    return argv
+            argv.append(f"{flag}={value}")  # one word: a value that starts with "-" is still the value
+    return argv, names
+
+
+_NOT_GIVEN = object()
+
+
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str], names: Mapping[str, str]) -> dict[str, Any]:
+    """The settings ``argv`` gives, and only those (by dest). An error names the setting through ``names``
+    (flag -> what the user wrote), so that a bad ``ORDERBOOK_DEPTH`` is reported as that, not as ``--depth``."""
+    namespace = argparse.Namespace(**dict.fromkeys((action.dest for action in _settings(parser)), _NOT_GIVEN))
+    try:
+        parser.parse_args(argv, namespace)
+    except UsageError as error:
+        setting = names.get(error.setting, error.setting) if error.setting else None
+        raise ConfigError(f"{setting}: {error.detail}" if setting else error.detail) from None
+    return {dest: value for dest, value in vars(namespace).items() if value is not _NOT_GIVEN}
+
+
+def requested_log_format(argv: Sequence[str], environ: Mapping[str, str]) -> str:
+    """The log format asked for (``--log-format``, else ``ORDERBOOK_LOG_FORMAT``), as well as it can be made out
+    from a configuration that :func:`load_config` refused: the error line is written in that format too. Text when
+    it cannot be made out."""
+    parser = OneLineParser(add_help=False)
+    parser.add_argument("--log-format", type=one_of(*LOG_FORMATS), default=None)
+    for words in ([*argv], [f"--log-format={environ.get(ENV_PREFIX + 'LOG_FORMAT', 'text')}"]):
+        try:
+            found = parser.parse_known_args(words)[0].log_format
+        except UsageError:
+            continue
+        if found is not None:
+            return str(found)
+    return "text"
 
 
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
     parser = _parser()
-    args = parser.parse_args([*_env_argv(parser, os.environ if environ is None else environ), *(argv or [])])
+    env_argv, env_names = _env_argv(parser, os.environ if environ is None else environ)
+    from_env = _given(parser, env_argv, env_names)
+    from_command_line = _given(parser, argv or [], {})
+    args = argparse.Namespace(**{action.dest: action.default for action in _settings(parser)}
+                              | from_env | from_command_line)
+    flag = {action.dest: action.option_strings[0] for action in _settings(parser)}
+    name = flag | {dest: env_names[flag[dest]] for dest in from_env} | {dest: flag[dest] for dest in from_command_line}
     symbol = args.symbol.upper()
     if not _SYMBOL.fullmatch(symbol):
-        raise ConfigError(f"--symbol: expected letters and digits like ETHBTC, got {args.symbol!r}")
+        raise ConfigError(f"{name['symbol']}: expected letters and digits like ETHBTC, got {args.symbol!r}")
     if not 1 <= args.depth <= 1000:
-        raise ConfigError(f"--depth: expected 1 to 1000, got {args.depth}")
+        raise ConfigError(f"{name['depth']}: expected 1 to 1000, got {args.depth}")
     if not 1 <= args.binance_snapshot_limit <= 5000:
-        raise ConfigError(f"--binance-snapshot-limit: expected 1 to 5000, got {args.binance_snapshot_limit}")
+        raise ConfigError(f"{name['binance_snapshot_limit']}: expected 1 to 5000, got {args.binance_snapshot_limit}")
     if args.max_streams < 1:
-        raise ConfigError("--max-streams: expected at least 1")
+        raise ConfigError(f"{name['max_streams']}: expected at least 1, got {args.max_streams}")
     if args.max_streams_per_connection is not None and args.max_streams_per_connection < 1:
-        raise ConfigError(f"--max-streams-per-connection: expected at least 1, got {args.max_streams_per_connection}")
+        raise ConfigError(f"{name['max_streams_per_connection']}: expected at least 1, "
+                          f"got {args.max_streams_per_connection}")
     if not 0 <= args.serve_processes <= MAX_SERVE_PROCESSES:
-        raise ConfigError(f"--serve-processes: expected 0 to {MAX_SERVE_PROCESSES}, got {args.serve_processes}")
+        raise ConfigError(f"{name['serve_processes']}: expected 0 to {MAX_SERVE_PROCESSES}, "
+                          f"got {args.serve_processes}")
     if not args.silence_timeout >= MIN_SILENCE_TIMEOUT:
-        raise ConfigError(f"--silence-timeout: expected at least {MIN_SILENCE_TIMEOUT} seconds (keep-alive pings go "
-                          f"out every third of it, and Binance drops a connection that sends over 5 messages a "
-                          f"second), got {args.silence_timeout}")
+        raise ConfigError(f"{name['silence_timeout']}: expected at least {MIN_SILENCE_TIMEOUT} seconds (keep-alive "
+                          f"pings go out every third of it, and Binance drops a connection that sends over 5 messages "
+                          f"a second), got {args.silence_timeout}")
     if not args.max_connection_age > 0:
-        raise ConfigError(f"--max-connection-age: expected a positive number of seconds, got {args.max_connection_age}")
+        raise ConfigError(f"{name['max_connection_age']}: expected a positive number of seconds, "
+                          f"got {args.max_connection_age}")
     if not 0 <= args.audit_interval < float("inf"):
-        raise ConfigError(f"--audit-interval: expected 0 (off) or a number of seconds, got {args.audit_interval}")
+        raise ConfigError(f"{name['audit_interval']}: expected 0 (off) or a number of seconds, "
+                          f"got {args.audit_interval}")
     if args.depth > args.binance_snapshot_limit:
-        raise ConfigError(f"--depth {args.depth} is more than --binance-snapshot-limit {args.binance_snapshot_limit}: "
-                          "levels past the snapshot are unknown until they change, so they cannot be served")
+        raise ConfigError(f"{name['depth']} {args.depth} is more than {name['binance_snapshot_limit']} "
+                          f"{args.binance_snapshot_limit}: levels past the snapshot are unknown until they change, so "
+                          "they cannot be served")
     if (args.tls_cert is None) != (args.tls_key is None):
-        raise ConfigError("--tls-cert and --tls-key go together")
+        raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
     ws, rest = ("ws", "wss"), ("http", "https")
     return Config(
         symbol=symbol,
         depth=args.depth,
-        grpc_addr=parse_address(args.grpc_addr, "--grpc-addr"),
-        metrics_addr=None if args.metrics_addr == "off" else parse_address(args.metrics_addr, "--metrics-addr"),
-        binance_ws_url=_url(args.binance_ws_url, "--binance-ws-url", ws),
-        binance_rest_url=_url(args.binance_rest_url, "--binance-rest-url", rest),
-        bitstamp_ws_url=_url(args.bitstamp_ws_url, "--bitstamp-ws-url", ws),
-        bitstamp_rest_url=_url(args.bitstamp_rest_url, "--bitstamp-rest-url", rest),
+        grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
+        metrics_addr=None if args.metrics_addr == "off" else parse_address(args.metrics_addr, name["metrics_addr"]),
+        binance_ws_url=_url(args.binance_ws_url, name["binance_ws_url"], ws),
+        binance_rest_url=_url(args.binance_rest_url, name["binance_rest_url"], rest),
+        bitstamp_ws_url=_url(args.bitstamp_ws_url, name["bitstamp_ws_url"], ws),
+        bitstamp_rest_url=_url(args.bitstamp_rest_url, name["bitstamp_rest_url"], rest),
         binance_snapshot_limit=args.binance_snapshot_limit,
         max_streams=args.max_streams,
         serve_processes=args.serve_processes,

@@ -21,6 +21,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def fatal_line(program: str, message: str, fmt: str = "text") -> str:
+    """The one line a command ends with when it cannot go on: ``program: error: message``, or with the JSON
+    format an object like every other line (level ``critical``), so that a log pipeline reading JSON gets it too.
+    Written without the logging set-up, which may not exist yet (the configuration itself was wrong)."""
+    if fmt != "json":
+        return f"{program}: error: {message}"
+    record = logging.LogRecord(program, logging.CRITICAL, __file__, 0, message, None, None)
+    return JsonFormatter().format(record)
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":

@@ -2,9 +2,19 @@
 
 gevent's monkey-patching must run before anything else imports sockets, threads, ssl or time, and grpc's
 gevent integration before any gRPC object exists (RUNTIME-NOTES.md): hence the order of the first lines.
+
+First of all, gRPC's C core is told to keep its own log quiet. It writes to stderr from C, in its own format, and
+reads GRPC_VERBOSITY only as grpc is first imported: without this, a port in use is reported twice, first by a
+``E0000 ... add_port.cc] Failed to add port ...`` line, then by the service's own one line (and under
+``--log-format json`` the former is not JSON). Whatever the core would say, the service reports in its own words.
+A GRPC_VERBOSITY set in the environment wins, to debug gRPC itself; the serving processes inherit the setting.
 """
 
-from gevent import monkey
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
 
@@ -21,8 +31,8 @@ from collections.abc import Sequence  # noqa: E402
 import gevent  # noqa: E402
 
 from orderbook.app import EXIT_FATAL, Application  # noqa: E402
-from orderbook.config import Config, ConfigError, load_config  # noqa: E402
-from orderbook.logs import configure_logging  # noqa: E402
+from orderbook.config import Config, ConfigError, load_config, requested_log_format  # noqa: E402
+from orderbook.logs import configure_logging, fatal_line  # noqa: E402
 from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
 log = logging.getLogger("orderbook.server")
@@ -32,7 +42,9 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     """Start the built-in simulator and point the config at it."""
     from orderbook.simulator.process import SimulatorProcess
 
-    simulator = SimulatorProcess("--symbol", config.symbol).start()
+    # Its log lines share the server's stderr: the same level, and the same format (all JSON with --log-format json).
+    simulator = SimulatorProcess("--symbol", config.symbol, "--log-level", config.log_level,
+                                 "--log-format", config.log_format).start()
     urls = simulator.urls
     log.info("demo: exchange simulator running, control API at %s", urls["control"])
     config = dataclasses.replace(
@@ -45,12 +57,17 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     return config, simulator
 
 
+def _fatal(error: object, log_format: str) -> int:
+    print(fatal_line("run-server", str(error), log_format), file=sys.stderr, flush=True)
+    return EXIT_FATAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv)
+        config = load_config(argv)
     except ConfigError as error:
-        print(f"run-server: error: {error}", file=sys.stderr)
-        return EXIT_FATAL
+        return _fatal(error, requested_log_format(argv, os.environ))
     configure_logging(config.log_level, config.log_format)
     raise_fd_limit()  # serving processes (--serve-processes) inherit it
     simulator = None
@@ -60,16 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = Application(config)
         app.start()
     except ConfigError as error:
-        print(f"run-server: error: {error}", file=sys.stderr)
         if simulator is not None:
             simulator.stop()
-        return EXIT_FATAL
+        return _fatal(error, config.log_format)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, app.stop)
     try:
         code = app.wait()
         if app.fatal_error is not None:
-            print(f"run-server: error: {app.fatal_error}", file=sys.stderr)
+            _fatal(app.fatal_error, config.log_format)
         return code
     finally:
         if simulator is not None:

@@ -190,12 +190,83 @@ def test_bad_values_are_one_clear_error(argv, message):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("argv", [["--depth", "ten"], ["--log-level", "verbose"], ["--no-such-flag"]])
-def test_malformed_flags_exit_as_argparse_does(argv, capsys):
-    with pytest.raises(SystemExit) as caught:
+# What the user typed, and the one line that answers it. The same mistake made in an ORDERBOOK_* variable is
+# reported under the variable's name (below).
+ONE_LINE_ERRORS = [
+    (["--depth", "ten"], "--depth: expected a whole number, got 'ten'"),
+    (["--depth", "0"], "--depth: expected 1 to 1000, got 0"),
+    (["--silence-timeout", "soon"], "--silence-timeout: expected a number, got 'soon'"),
+    (["--max-streams", "0"], "--max-streams: expected at least 1, got 0"),
+    (["--log-level", "verbose"], "--log-level: expected one of debug, info, warning, error, got 'verbose'"),
+    (["--log-format", "xml"], "--log-format: expected one of text, json, got 'xml'"),
+    (["--grpc-addr", "127.0.0.1:99999"], "--grpc-addr: the port must be 0-65535, got '127.0.0.1:99999'"),
+    (["--grpc-addr", "127.0.0.1"], "--grpc-addr: expected HOST:PORT, got '127.0.0.1'"),
+    (["--metrics-addr", "nowhere"], "--metrics-addr: expected HOST:PORT, got 'nowhere'"),
+    (["--binance-ws-url", "ftp://example"], "--binance-ws-url: expected a ws or wss URL, got 'ftp://example'"),
+    (["--symbol", "ETH/BTC"], "--symbol: expected letters and digits like ETHBTC, got 'ETH/BTC'"),
+    (["--depth"], "--depth: expected one argument"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), ONE_LINE_ERRORS, ids=[" ".join(argv) for argv, _ in ONE_LINE_ERRORS])
+def test_each_mistake_is_one_line_naming_the_flag(argv, message, capsys):
+    with pytest.raises(ConfigError) as caught:
         load_config(argv, {})
-    assert caught.value.code == 2
-    assert argv[0] in capsys.readouterr().err
+    assert str(caught.value) == message
+    assert capsys.readouterr() == ("", "")  # no usage block: the caller prints the one line
+
+
+ENV_ERRORS = [(argv, message) for argv, message in ONE_LINE_ERRORS if len(argv) == 2]
+
+
+@pytest.mark.parametrize(("argv", "message"), ENV_ERRORS, ids=[" ".join(argv) for argv, _ in ENV_ERRORS])
+def test_the_same_mistake_in_the_environment_names_the_variable(argv, message):
+    flag, value = argv
+    with pytest.raises(ConfigError) as caught:
+        load_config([], {env_name(flag): value})
+    assert str(caught.value) == message.replace(flag, env_name(flag))
+
+
+def test_a_flag_on_the_command_line_is_named_even_when_the_variable_is_set():
+    with pytest.raises(ConfigError, match="^--depth: expected 1 to 1000, got 0$"):
+        load_config(["--depth", "0"], {"ORDERBOOK_DEPTH": "5"})
+    # A malformed variable is refused even when a flag overrides it: the deployment has a mistake in it.
+    with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH: expected a whole number, got 'y'$"):
+        load_config(["--depth", "5"], {"ORDERBOOK_DEPTH": "y"})
+
+
+def test_settings_that_clash_are_named_as_given():
+    with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH 50 is more than --binance-snapshot-limit 20: "):
+        load_config(["--binance-snapshot-limit", "20"], {"ORDERBOOK_DEPTH": "50"})
+    with pytest.raises(ConfigError, match="^ORDERBOOK_TLS_CERT and --tls-key go together$"):
+        load_config([], {"ORDERBOOK_TLS_CERT": "cert.pem"})
+
+
+def test_an_environment_value_that_looks_like_a_flag_is_still_the_value():
+    with pytest.raises(ConfigError, match="^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC, got '--demo'$"):
+        load_config([], {"ORDERBOOK_SYMBOL": "--demo"})
+    with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH: expected 1 to 1000, got -3$"):
+        load_config([], {"ORDERBOOK_DEPTH": "-3"})
+
+
+@pytest.mark.parametrize("value", ["DEBUG", "Debug", "debug"])
+def test_log_level_and_format_in_any_case(value):
+    assert load_config(["--log-level", value], {}).log_level == "debug"
+    assert load_config([], {"ORDERBOOK_LOG_LEVEL": value, "ORDERBOOK_LOG_FORMAT": "JSON"}).log_format == "json"
+    assert load_config([], {"ORDERBOOK_LOG_LEVEL": value}).log_level == "debug"
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as caught:
+        load_config(["--help"], {})
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, value in [("--binance-ws-url", "wss://stream.binance.com:9443"), ("--binance-rest-url",
+                        "https://api.binance.com"), ("--bitstamp-ws-url", "wss://ws.bitstamp.net"),
+                        ("--bitstamp-rest-url", "https://www.bitstamp.net"), ("--max-streams", "1000"),
+                        ("--log-level", "info"), ("--log-format", "text"), ("--depth", "10")]:
+        assert f"(default {value})" in text.split(f"{flag} ", 2)[-1].split(" --")[0], flag
 
 
 def test_config_is_frozen():

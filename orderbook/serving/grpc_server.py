@@ -208,7 +208,7 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
                 reason = exc.strerror or str(exc)
     if reason is None and tls is not None:
         reason = f"the TLS certificate {tls.cert_path} or key {tls.key_path} was rejected (not PEM, or not a pair)"
-    return ServerStartError(f"cannot listen on {address}: {reason or 'grpc refused it (see its log line above)'}")
+    return ServerStartError(f"cannot listen on {address}: {reason or 'grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)'}")
 
 
 class GrpcServer:

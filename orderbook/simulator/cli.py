@@ -13,6 +13,8 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
+from orderbook.arguments import UsageError  # noqa: E402
+from orderbook.logs import configure_logging, fatal_line  # noqa: E402
 from orderbook.simulator.config import ConfigError, from_args, parser  # noqa: E402
 from orderbook.simulator.control import ControlApi  # noqa: E402
 from orderbook.simulator.replay import RecordingError  # noqa: E402
@@ -32,13 +34,16 @@ def _stop_when_orphaned(parent: int, stopping: Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as exc:
+        print(fatal_line("exchange-sim", str(exc)), file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, args.log_format)
     try:
         simulator = Simulator(from_args(args))
     except (ConfigError, RecordingError) as exc:
-        print(f"exchange-sim: {exc}", file=sys.stderr)
+        print(fatal_line("exchange-sim", str(exc), args.log_format), file=sys.stderr)
         return 2
     control = WireServer(args.host, args.control_port, http=ControlApi(simulator).handle, name="control")
     stopping = Event()

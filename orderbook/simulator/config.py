@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from orderbook.arguments import OneLineParser, number, one_of, whole_number
+
 MAX_RATE = 100_000.0
 """Events per second per exchange; the benchmark needs at least 20,000."""
 
@@ -96,45 +98,71 @@ class SimulatorConfig:
         return self.symbol.lower()
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def parser() -> OneLineParser:
+    """Its errors raise :class:`orderbook.arguments.UsageError` (the command prints them in one line)."""
+    p = OneLineParser(
         prog="exchange-sim",
         description="Local Binance + Bitstamp exchange simulator. Prints one JSON line of base URLs on start.",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--binance-port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--bitstamp-port", type=int, default=0)
-    p.add_argument("--control-port", type=int, default=0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--rate", type=float, default=50.0, help="events per second per exchange")
-    p.add_argument("--binance-rate", type=float, help="overrides --rate for Binance")
-    p.add_argument("--bitstamp-rate", type=float, help="overrides --rate for Bitstamp")
-    p.add_argument("--symbol", default="ETHBTC", help="Binance symbol; the Bitstamp pair is its lower case")
-    p.add_argument("--levels", type=int, default=300, help="levels per side per exchange")
-    p.add_argument("--snapshot-delay", type=float, default=0.0, help="seconds before a REST snapshot is sent")
-    p.add_argument("--binance-ping-interval", type=float, default=20.0)
-    p.add_argument("--binance-pong-timeout", type=float, default=60.0)
-    p.add_argument("--binance-weight-limit", type=int, default=6000, help="REST weight per minute per IP")
-    p.add_argument("--binance-max-client-messages", type=int, default=5, metavar="N",
-                   help="client messages per second per connection (pings and pongs count) before a 1008 close")
-    p.add_argument("--binance-max-connection-age", type=float, default=86400.0, metavar="SECONDS",
-                   help="close a Binance connection cleanly once it is this old (real Binance: 24 h)")
-    p.add_argument("--binance-shutdown-notice", type=float, default=0.0, metavar="SECONDS",
-                   help="send serverShutdown this long before the age cut (0: no notice)")
-    p.add_argument("--bitstamp-rest-lag", type=float, default=0.0, metavar="SECONDS",
-                   help="Bitstamp's REST snapshot is the book as it was this long ago")
+    p.add_argument("--host", default="127.0.0.1", help="address every port listens on (default %(default)s)")
+    p.add_argument("--binance-port", type=whole_number, default=0,
+                   help="Binance WebSocket and REST port; 0 picks a free one (default %(default)s)")
+    p.add_argument("--bitstamp-port", type=whole_number, default=0,
+                   help="Bitstamp WebSocket and REST port; 0 picks a free one (default %(default)s)")
+    p.add_argument("--control-port", type=whole_number, default=0,
+                   help="control API port; 0 picks a free one (default %(default)s)")
+    p.add_argument("--seed", type=whole_number, default=1,
+                   help="random seed: the same seed and settings make the same market (default %(default)s)")
+    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange (default %(default)s)")
+    p.add_argument("--binance-rate", type=number, help="overrides --rate for Binance")
+    p.add_argument("--bitstamp-rate", type=number, help="overrides --rate for Bitstamp")
+    p.add_argument("--symbol", default="ETHBTC",
+                   help="Binance symbol; the Bitstamp pair is its lower case (default %(default)s)")
+    p.add_argument("--levels", type=whole_number, default=300,
+                   help="levels per side per exchange (default %(default)s)")
+    p.add_argument("--snapshot-delay", type=number, default=0.0,
+                   help="seconds before a REST snapshot is sent (default %(default)s)")
+    p.add_argument("--binance-ping-interval", type=number, default=20.0, metavar="SECONDS",
+                   help="Binance pings each connection this often (default %(default)s)")
+    p.add_argument("--binance-pong-timeout", type=number, default=60.0, metavar="SECONDS",
+                   help="Binance closes a connection whose pong is this late (default %(default)s)")
+    p.add_argument("--binance-weight-limit", type=whole_number, default=6000,
+                   help="REST weight per minute per IP (default %(default)s)")
+    p.add_argument("--binance-max-client-messages", type=whole_number, default=5, metavar="N",
+                   help="client messages per second per connection (pings and pongs count) before a 1008 close "
+                   "(default %(default)s)")
+    p.add_argument("--binance-max-connection-age", type=number, default=86400.0, metavar="SECONDS",
+                   help="close a Binance connection cleanly once it is this old (real Binance: 24 h) "
+                   "(default %(default)s)")
+    p.add_argument("--binance-shutdown-notice", type=number, default=0.0, metavar="SECONDS",
+                   help="send serverShutdown this long before the age cut (0: no notice) (default %(default)s)")
+    p.add_argument("--bitstamp-rest-lag", type=number, default=0.0, metavar="SECONDS",
+                   help="Bitstamp's REST snapshot is the book as it was this long ago (default %(default)s)")
     p.add_argument("--bitstamp-junk-rows", action="store_true",
                    help="end every Bitstamp snapshot's bids with a price-0 row and a null row, as the venue has")
-    p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX")
-    p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX")
-    p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded")
-    p.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS, help="where data set names resolve")
+    p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX",
+                   help="replay recorded Binance traffic instead of the generated market (default: generated)")
+    p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX",
+                   help="replay recorded Bitstamp traffic instead of the generated market (default: generated)")
+    p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded",
+                   help="replay at the recorded pace, or as fast as possible (default %(default)s)")
+    p.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS,
+                   help="where data set names resolve (default %(default)s)")
     p.add_argument("--paused", action="store_true", help="start with event generation paused (POST /resume)")
-    p.add_argument("--probe-every", type=int, default=0, metavar="N",
-                   help="make every Nth event of each venue a latency probe (GET /probes); 0: none")
+    p.add_argument("--probe-every", type=whole_number, default=0, metavar="N",
+                   help="make every Nth event of each venue a latency probe (GET /probes); 0: none "
+                   "(default %(default)s)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started this one is gone (even killed with SIGKILL)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar=f"{{{','.join(LOG_LEVELS)}}}",
+                   help="the least severe log lines written, in any case (default %(default)s)")
+    p.add_argument("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar=f"{{{','.join(LOG_FORMATS)}}}",
+                   help="text, or json: one object per line, as bin/run-server --log-format json wants from its demo "
+                   "simulator (default %(default)s)")
     return p
 
 

@@ -7,10 +7,10 @@ monkey-patched one too. The simulator itself always runs in its own process, wit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import selectors
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXCHANGE_SIM = REPO_ROOT / "bin" / "exchange-sim"
 START_TIMEOUT = 15.0
@@ -213,7 +214,7 @@ class SimulatorProcess:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(f"exchange-sim {proc.pid} ignored SIGTERM; killing it", file=sys.stderr)
+                log.warning("exchange-sim %d ignored SIGTERM; killing it", proc.pid)  # the server's log format
                 proc.kill()
                 proc.wait()
         if proc.stdout is not None:

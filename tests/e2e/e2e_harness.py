@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.proto import orderbook_pb2
-from tests.processes import stop_process
+from tests.processes import stop_process, with_default_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "bin" / "run-server"
@@ -49,7 +49,8 @@ class ServerProcess:
             args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
                      "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"]]
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+            self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
+                                         env=os.environ.copy())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import time
@@ -12,9 +14,11 @@ from e2e_harness import RUN_SERVER, free_port
 pytestmark = pytest.mark.e2e
 
 
-def run_server(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_server(*args: str, timeout: float = 20, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("ORDERBOOK_")} | env
     return subprocess.run(
-        [str(RUN_SERVER), "--metrics-addr", "off", *args], capture_output=True, text=True, timeout=timeout
+        [str(RUN_SERVER), "--metrics-addr", "off", *args], capture_output=True, text=True, timeout=timeout,
+        env=environ,
     )
 
 
@@ -46,9 +50,7 @@ def test_a_port_in_use_is_one_clear_error_and_exit_2():
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         result = run_server("--grpc-addr", address)
     assert result.returncode == 2
-    (line,) = error_lines(result)
-    assert address in line and "in use" in line
-    assert "Traceback" not in result.stderr
+    assert result.stderr == f"run-server: error: cannot listen on {address}: address already in use\n"  # only that
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,61 @@ def test_malformed_settings_are_one_clear_error_and_exit_2(flag, value):
     (line,) = error_lines(result)
     assert flag in line
     assert "Traceback" not in result.stderr
+
+
+# What the user typed, on the command line or in the environment, and the one line (all of stderr) that answers it.
+CONFIGURATION_ERRORS = [
+    (["--depth", "0"], {}, "--depth: expected 1 to 1000, got 0"),
+    ([], {"ORDERBOOK_DEPTH": "0"}, "ORDERBOOK_DEPTH: expected 1 to 1000, got 0"),
+    (["--depth", "ten"], {}, "--depth: expected a whole number, got 'ten'"),
+    ([], {"ORDERBOOK_DEPTH": "ten"}, "ORDERBOOK_DEPTH: expected a whole number, got 'ten'"),
+    (["--grpc-addr", "127.0.0.1:99999"], {}, "--grpc-addr: the port must be 0-65535, got '127.0.0.1:99999'"),
+    ([], {"ORDERBOOK_GRPC_ADDR": "localhost"}, "ORDERBOOK_GRPC_ADDR: expected HOST:PORT, got 'localhost'"),
+    (["--log-level", "verbose"], {}, "--log-level: expected one of debug, info, warning, error, got 'verbose'"),
+    ([], {"ORDERBOOK_LOG_FORMAT": "xml"}, "ORDERBOOK_LOG_FORMAT: expected one of text, json, got 'xml'"),
+    ([], {"ORDERBOOK_DEMO": "maybe"}, "ORDERBOOK_DEMO: expected true or false, got 'maybe'"),
+    ([], {"ORDERBOOK_SYMBLO": "ETHBTC"}, "unknown setting ORDERBOOK_SYMBLO (no such flag)"),
+    (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+    (["--depth"], {}, "--depth: expected one argument"),
+    (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "message"), CONFIGURATION_ERRORS,
+                         ids=[message.split(":")[0] for _, _, message in CONFIGURATION_ERRORS])
+def test_every_configuration_error_is_exactly_one_line_on_stderr(args, env, message):
+    result = run_server(*args, **env)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"run-server: error: {message}\n")
+
+
+def test_log_level_in_any_case(tmp_path):
+    for args, env in ((["--log-level", "DEBUG"], {}), ([], {"ORDERBOOK_LOG_LEVEL": "Warning"})):
+        result = run_server(*args, "--depth", "0", **env)  # accepted: the error is the depth's
+        assert result.stderr == "run-server: error: --depth: expected 1 to 1000, got 0\n"
+
+
+@pytest.mark.parametrize(("args", "env"), [(["--log-format", "json", "--depth", "0"], {}),
+                                           (["--depth", "ten"], {"ORDERBOOK_LOG_FORMAT": "json"}),
+                                           (["--log-format", "JSON", "--bogus"], {})])
+def test_with_json_logs_the_error_line_is_json_too(args, env):
+    result = run_server(*args, **env)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    entry = json.loads(line)
+    assert (entry["level"], entry["logger"]) == ("critical", "run-server")
+    assert entry["message"].startswith(("--depth: expected", "unrecognized arguments: --bogus"))
+
+
+def test_with_json_logs_a_port_in_use_is_one_json_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_server("--grpc-addr", address, "--log-format", "json", "--demo")
+    assert result.returncode == 2
+    entries = [json.loads(line) for line in result.stderr.splitlines()]  # the demo simulator's lines too
+    assert entries[-1]["message"] == f"cannot listen on {address}: address already in use"
+    assert [entry["level"] for entry in entries].count("critical") == 1
 
 
 def test_an_unknown_environment_setting_is_refused():

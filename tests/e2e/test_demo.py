@@ -3,6 +3,7 @@ outlives it, however the server ends."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -49,3 +50,15 @@ def test_demo_serves_both_venues_and_its_simulator_ends_with_it(server_factory, 
     server.proc.send_signal(how)
     server.proc.wait(10)
     assert wait_gone(simulator, 5), f"the demo simulator {simulator} outlived the server ({how.name})"
+
+
+def test_demo_with_json_logs_writes_only_json_its_simulator_included(server_factory, reader_factory):
+    server = server_factory(None, "--demo", "--log-format", "json")
+    server.wait_serving()
+    reader_factory(server.target).wait_for(lambda book: book.exchanges() == {"binance", "bitstamp"}, 20,
+                                           "from both venues")
+    assert server.terminate() == 0
+    entries = [json.loads(line) for line in server.log().splitlines()]  # stdout and stderr, every line
+    loggers = {entry["logger"] for entry in entries}
+    assert {"orderbook.server", "orderbook.simulator"} <= loggers, loggers  # the simulator's "stopping" line too
+    assert all(entry["level"] in ("debug", "info", "warning") for entry in entries), entries

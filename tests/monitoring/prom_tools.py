@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.processes import stop_process
+from tests.processes import stop_process, with_default_signals
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
@@ -140,13 +140,13 @@ def prometheus_server(binary: str, workdir: Path, config: str, rules: str) -> It
     log_path = workdir / "prometheus.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [
+            with_default_signals([
                 binary,
                 f"--config.file={workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--log.level=warn",
-            ],
+            ]),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -30,7 +30,7 @@ from prom_tools import (
 )
 
 from orderbook.simulator.process import SimulatorProcess
-from tests.processes import stop_process
+from tests.processes import stop_process, with_default_signals
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -72,7 +72,7 @@ def service_log(simulator: SimulatorProcess, metrics_port: int, tmp_path: Path) 
     log_path = tmp_path / "run-server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [
+            with_default_signals([
                 str(REPO / "bin" / "run-server"),
                 "--binance-ws-url", urls["binance_ws"],
                 "--binance-rest-url", urls["binance_rest"],
@@ -81,7 +81,7 @@ def service_log(simulator: SimulatorProcess, metrics_port: int, tmp_path: Path) 
                 "--grpc-addr", f"127.0.0.1:{free_port()}",
                 "--metrics-addr", f"127.0.0.1:{metrics_port}",
                 "--silence-timeout", SILENCE_TIMEOUT,
-            ],
+            ]),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from orderbook.proto import orderbook_pb2
+from tests.processes import with_default_signals
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -27,7 +28,7 @@ class Helper:
         self.stderr_path = stderr_path
         with stderr_path.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, str(HELPER), *args],
+                with_default_signals([sys.executable, HELPER, *args]),  # ended with SIGTERM
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from serving_support import CLIENT, Helper, book_summary, run_client
 
 from orderbook.client import Printer, render_ladder, summary_to_json
 from orderbook.proto import orderbook_pb2
+from tests.processes import with_default_signals
 
 Start = Callable[..., Helper]
 
@@ -194,7 +196,8 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
 def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen(
-        [str(CLIENT), "--addr", helper.target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        with_default_signals([CLIENT, "--addr", helper.target]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
     assert client.stdout is not None
     client.stdout.readline()
@@ -203,3 +206,29 @@ def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
     _, stderr = client.communicate(timeout=10)
     assert client.returncode == 130
     assert stderr == ""
+
+
+CLIENT_USAGE_ERRORS = [
+    (["--addr", "127.0.0.1"], "--addr: expected HOST:PORT, got '127.0.0.1'"),
+    (["--addr", "127.0.0.1:99999"], "--addr: the port must be 1-65535, got '127.0.0.1:99999'"),
+    (["--count", "abc"], "--count: expected a positive whole number, got 'abc'"),
+    (["--count", "0"], "--count: expected a positive whole number, got '0'"),
+    (["--timeout", "soon"], "--timeout: expected a positive number of seconds, got 'soon'"),
+    (["--timeout", "-1"], "--timeout: expected a positive number of seconds, got '-1'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--count"], "--count: expected one argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CLIENT_USAGE_ERRORS, ids=[" ".join(a) for a, _ in CLIENT_USAGE_ERRORS])
+def test_a_bad_command_line_is_one_line_naming_what_was_typed(args: list[str], message: str) -> None:
+    result = run_client(*args)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"client: error: {message}\n")
+
+
+def test_help_explains_every_flag() -> None:
+    result = run_client("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(default 127.0.0.1:5002)" in text and "(default 5.0)" in text
+    assert "--timeout SECONDS how long to wait for the server to accept the connection" in text

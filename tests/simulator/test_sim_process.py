@@ -30,7 +30,10 @@ def test_prints_base_urls_and_exits_0_promptly_on_signal(sig):
 
 def test_bad_settings_exit_2_before_listening():
     result = subprocess.run([str(EXCHANGE_SIM), "--rate", "0"], capture_output=True, timeout=20)
-    assert result.returncode == 2 and b"rate" in result.stderr and not result.stdout
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr == b"exchange-sim: error: binance_rate must be in (0, 100000], got 0.0\n"
+    result = subprocess.run([str(EXCHANGE_SIM), "--rate", "fast"], capture_output=True, timeout=20)
+    assert (result.returncode, result.stderr) == (2, b"exchange-sim: error: --rate: expected a number, got 'fast'\n")
     with pytest.raises(SimulatorError, match="exited with code 2"):
         SimulatorProcess("--replay-binance", "no_such_set").start()
 
