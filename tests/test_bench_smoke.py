@@ -130,6 +130,6 @@ def test_profile_without_pyinstrument_stops_before_running_with_the_install_comm
 def test_help_is_plain_text():
     result = _bench("--help", timeout=30)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: bin/bench")
+    assert result.stdout.startswith("usage: bench")
     assert "`" not in result.stdout and ":mod:" not in result.stdout
     assert "--check" in result.stdout and "--profile" in result.stdout
