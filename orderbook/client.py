@@ -159,6 +159,10 @@ def open_channel(addr: str, tls_ca: str | None) -> grpc.Channel:
     return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=root), options=_CHANNEL_OPTIONS)
 
 
+TLS_ONLY_REASONS = ("Socket closed", "Connection reset by peer")
+"""What grpc reports when a plaintext client meets a TLS listener."""
+
+
 def _failure_reason(error: grpc.RpcError) -> str:
     details = (error.details() or "").strip()  # type: ignore[attr-defined]  # grpc.Call methods
     if "Connection refused" in details:
@@ -169,7 +173,7 @@ def _failure_reason(error: grpc.RpcError) -> str:
     return last.splitlines()[0] if last else str(error.code())  # type: ignore[attr-defined]
 
 
-def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float) -> None:
+def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: bool = False) -> None:
     """Return once the channel is READY; fail fast (with the reason) when the first connection attempt fails."""
     settled = threading.Event()
     states: list[grpc.ChannelConnectivity] = []
@@ -194,6 +198,10 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float) -> No
         next(probe)  # succeeds only if the server came up meanwhile: then go on as connected
     except grpc.RpcError as error:
         reason = _failure_reason(error)
+        if not tls and reason.endswith(TLS_ONLY_REASONS):
+            # A TLS listener drops a plaintext client during the handshake: all grpc says is "Socket closed".
+            raise ClientError(f"error: the order book server at {addr} closed the connection: it may require TLS "
+                              "(pass --tls-ca PATH)") from error
         raise ClientError(f"error: cannot reach the order book server at {addr} ({reason})") from error
     finally:
         probe.cancel()
@@ -220,7 +228,7 @@ def summaries(channel: grpc.Channel, addr: str) -> Iterator[orderbook_pb2.Summar
 def run(args: argparse.Namespace, out: TextIO) -> int:
     printer = Printer(out, args.json)
     with open_channel(args.addr, args.tls_ca) as channel:
-        wait_until_connected(channel, args.addr, args.timeout)
+        wait_until_connected(channel, args.addr, args.timeout, tls=args.tls_ca is not None)
         stream = summaries(channel, args.addr)
         try:
             for received, summary in enumerate(stream, start=1):

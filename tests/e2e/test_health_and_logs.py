@@ -62,3 +62,28 @@ def test_json_logs_are_one_object_per_line_and_quiet_per_frame(simulator_factory
     assert any(m.startswith("binance: in step from snapshot") for m in messages)
     assert any(m.startswith("bitstamp: in step from snapshot") for m in messages)
     assert len(entries) < 30, "info logging must not grow with the number of frames"
+
+
+def test_plaintext_clients_against_tls_leave_no_grpc_core_line_in_json_logs(
+    simulator_factory, server_factory, tls_files
+):
+    """gRPC core logs one line per failed TLS handshake, outside Python's logging: it is kept off, so a flood of
+    plaintext clients can neither break --log-format json nor flood the log."""
+    cert, key = tls_files
+    simulator = simulator_factory("--rate", "20")
+    server = server_factory(simulator.urls, "--log-format", "json", "--tls-cert", str(cert), "--tls-key", str(key))
+    credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+    with grpc.secure_channel(server.target, credentials) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 20
+        while stub.Check(health_pb2.HealthCheckRequest(), timeout=5, wait_for_ready=True).status != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    for _ in range(30):
+        with grpc.insecure_channel(server.target) as plain:
+            with pytest.raises(grpc.RpcError):
+                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=1)
+    assert server.terminate() == 0
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    assert all(json.loads(line) for line in lines)  # raises on a raw core line
+    assert len(lines) < 30
