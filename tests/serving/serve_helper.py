@@ -23,6 +23,7 @@ READY_FIRST = init_grpc_gevent()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 
 import gevent  # noqa: E402
@@ -57,7 +58,11 @@ def main() -> int:
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--fd-limit", type=int, help="lower the open-file limit to this (to test running out)")
     args = parser.parse_args()
+    if args.fd_limit:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.fd_limit, hard))
 
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     broadcaster = SummaryBroadcaster(recheck_interval=0.5)

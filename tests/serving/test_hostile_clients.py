@@ -3,6 +3,7 @@ no connection locks the others out, idle connections are closed."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -161,3 +162,32 @@ def test_malformed_health_and_reflection_requests_are_refused_and_keep_no_memory
     assert health_check(channel) == health_pb2.HealthCheckResponse.NOT_SERVING  # well-formed ones still answered
     log = helper.stderr()
     assert log.count("malformed request to") == 1 and "Traceback" not in log, log
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_the_server_waits_without_spinning_and_recovers(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    """Past the fd limit gRPC core retries accept() once a second (it logged "File descriptor limit reached.
+    Retrying."), so connections beyond it wait in the listen queue: no busy loop, and the server serves again as
+    soon as descriptors are freed. (Idle connections are what free them: closed after the idle timeout.)"""
+    helper = start_helper("--interval", "0.5", "--fd-limit", "96")
+    sockets = []
+    try:
+        for _ in range(150):  # more than the process can accept
+            sockets.append(socket.create_connection(("127.0.0.1", helper.port), timeout=2))
+        before, started = cpu_seconds(helper.proc.pid), time.monotonic()
+        time.sleep(3)
+        share = (cpu_seconds(helper.proc.pid) - before) / (time.monotonic() - started)
+        assert share < 0.2, f"the server used {share:.0%} of a core while out of descriptors"
+    finally:
+        for sock in sockets:
+            sock.close()
+    started = time.monotonic()
+    health_check(channels(helper.target))  # answered (the helper reports no book, so NOT_SERVING)
+    assert time.monotonic() - started < 3
