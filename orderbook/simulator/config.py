@@ -9,7 +9,7 @@ from pathlib import Path
 from orderbook.arguments import OneLineParser, number, one_of, whole_number
 
 MAX_RATE = 100_000.0
-"""Events per second per exchange; the benchmark needs at least 20,000."""
+"""Events per second per exchange (for each symbol); the benchmark needs at least 20,000."""
 
 MAX_SYMBOLS = 1024
 """Symbols per run at most: Binance lets one connection listen to 1,024 streams, so one client can follow them all."""
@@ -136,7 +136,7 @@ def parser() -> OneLineParser:
                    help="control API port; 0 picks a free one (default %(default)s)")
     p.add_argument("--seed", type=whole_number, default=1,
                    help="random seed: the same seed and settings make the same market (default %(default)s)")
-    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange (default %(default)s)")
+    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange, for each symbol (default %(default)s)")
     p.add_argument("--binance-rate", type=number, help="overrides --rate for Binance")
     p.add_argument("--bitstamp-rate", type=number, help="overrides --rate for Bitstamp")
     p.add_argument("--symbol", default="ETHBTC", type=symbol_list, metavar="SYMBOL[,SYMBOL...]",
