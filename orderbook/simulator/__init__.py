@@ -23,6 +23,10 @@ Typical use from a test::
         sim.control.gap(events=3)
         truth = sim.control.truth(depth=10)
 
+Several symbols (``--symbol ETHBTC,BTCUSDT``) are served on both venues, each its own seeded market at ``--rate``
+on the same connections (streams and channels name their symbol); the first is the default that the control API
+means when no ``symbol`` is given, and its market is the same whatever other symbols are served.
+
 Start with ``--paused`` and call ``resume()`` once clients are connected to make a run reproducible from its
 first event (same seed and same control calls while paused => same events, apart from timestamps).
 """

@@ -6,8 +6,13 @@ events into one frame (first ``U``, last ``u``, last amount per price). Error re
 documented WebSocket and REST error messages.
 
 Connection limits as documented ("WebSocket Limits"): a client sending more than 5 messages a second (PING and
-PONG frames count, as do JSON control messages) is disconnected, and a connection is cut at 24 hours, optionally
-announced by ``serverShutdown`` some time before.
+PONG frames count, as do JSON control messages) is disconnected, a ``SUBSCRIBE`` that would have one connection
+listen to more than 1,024 streams is refused, and a connection is cut at 24 hours, optionally announced by
+``serverShutdown`` some time before.
+
+One instance is one symbol's market. The default symbol's instance is the venue: it owns the connections, the REST
+endpoint and its weight budget (per IP, whatever the symbol); the others share its subscriptions
+(:meth:`Exchange.add_market`), each with its own update ids.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ MAX_CLIENT_MESSAGES_PER_SECOND = 5
 AGGREGATE_SECONDS = 1.0
 MAX_CONNECTION_AGE = 86400.0
 SHUTDOWN_CLOSE_CODE = 1001
+MAX_STREAMS_PER_CONNECTION = 1024
+"""Binance, "WebSocket Limits": "A single connection can listen to a maximum of 1024 streams"."""
 
 # Stream names Binance knows (the simulator only feeds the diff-depth ones; the rest are accepted and silent).
 _STREAM = re.compile(
@@ -105,7 +112,9 @@ class BinanceExchange(Exchange):
         max_client_messages: int = MAX_CLIENT_MESSAGES_PER_SECOND,
         max_connection_age: float = MAX_CONNECTION_AGE,
         shutdown_notice: float = 0.0,
+        ids_seed: str | None = None,
     ) -> None:
+        """``ids_seed``: what seeds the update ids (default ``"<seed>:binance:ids"``, the default symbol's)."""
         super().__init__(snapshot_delay=snapshot_delay)
         self.symbol = symbol
         self.max_client_messages = max_client_messages
@@ -113,7 +122,7 @@ class BinanceExchange(Exchange):
         self.shutdown_notice = shutdown_notice
         for counter in ("flood_disconnects", "age_disconnects", "shutdown_notices_sent"):
             self.counters[counter] = 0
-        self._ids = random.Random(f"{seed}:binance:ids")
+        self._ids = random.Random(ids_seed if ids_seed is not None else f"{seed}:binance:ids")
         self.last_update_id = self._ids.randrange(10**9, 10**10)
         self.limiter = WeightLimiter(weight_limit)
         self._fast = f"{symbol.lower()}@depth@100ms"
@@ -123,6 +132,11 @@ class BinanceExchange(Exchange):
         self._hide = 0
         self._stale: _StaleSnapshot | None = None
         self._stale_count = 0
+        self.markets[symbol] = self
+
+    @property
+    def key(self) -> str:
+        return self.symbol
 
     def load_recorded(self, snapshot_id: int, bids: list[PriceLevel], asks: list[PriceLevel]) -> None:
         self.load(bids, asks)
@@ -319,6 +333,13 @@ class BinanceExchange(Exchange):
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not params or not all(isinstance(p, str) and _STREAM.fullmatch(p) for p in params):
                 raise RequestError(2, "Invalid request: unknown variable")
+            if method == "SUBSCRIBE":
+                listening = len(session.subscriptions) + len(set(params) - set(session.subscriptions))
+                if listening > MAX_STREAMS_PER_CONNECTION:
+                    # Refused whole, subscriptions unchanged. The docs state the limit, not the reply: this one is
+                    # shaped like Binance's other request errors.
+                    raise RequestError(2, f"Invalid request: a connection can listen to at most "
+                                          f"{MAX_STREAMS_PER_CONNECTION} streams ({listening} asked)")
             for name in params:
                 if method == "SUBSCRIBE":
                     self.subscribe(session, name)
@@ -388,12 +409,13 @@ class BinanceExchange(Exchange):
         if not _SYMBOL_SYNTAX.fullmatch(symbol):
             return _error(400, -1100, "Illegal characters found in parameter 'symbol'; legal range is "
                                       "'^[A-Z0-9-_.]{1,20}$'.", used)
-        if symbol != self.symbol:
+        market = self.markets.get(symbol)
+        if not isinstance(market, BinanceExchange):
             return _error(400, -1121, "Invalid symbol.", used)
         if limit < 1:
             return _error(400, -1100, "Illegal characters found in parameter 'limit'; legal range is "
                                       f"'[1, {MAX_DEPTH_LIMIT}]'.", used)
-        body = self._snapshot_text(limit)
+        body = market._snapshot_text(limit)
         return self.delayed(Response(200, body.encode(), {"Content-Type": "application/json;charset=UTF-8",
                                                           "X-MBX-USED-WEIGHT-1M": str(used)}))
 

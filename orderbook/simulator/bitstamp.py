@@ -77,6 +77,11 @@ class BitstampExchange(Exchange):
         self._lagged_us = 0
         self._lag_queue: deque[tuple[float, Sequence[PriceLevel], Sequence[PriceLevel], int]] = deque()
         self.set_rest_lag(rest_lag)
+        self.markets[pair] = self
+
+    @property
+    def key(self) -> str:
+        return self.pair
 
     def load(self, bids: list[PriceLevel], asks: list[PriceLevel]) -> None:
         super().load(bids, asks)
@@ -241,8 +246,13 @@ class BitstampExchange(Exchange):
 
     def rest(self, request: Request) -> Response | None:
         match = _ORDER_BOOK_PATH.fullmatch(request.path)
-        if match is None or match.group(1) != self.pair:
+        market = self.markets.get(match.group(1)) if match is not None else None
+        if not isinstance(market, BitstampExchange):
             return Response.json({"status": "error", "reason": "Not found."}, status=404)
+        return self.delayed(market._snapshot_response())
+
+    def _snapshot_response(self) -> Response:
+        """This pair's REST book: the lagged one when a lag is set."""
         if self._lagged is not None:
             self._catch_up(self.clock())
             book, us = self._lagged, self._lagged_us
@@ -255,7 +265,7 @@ class BitstampExchange(Exchange):
             bids = _with_junk(levels_json([*format_levels(book.bids()), JUNK_ROW], ", "), ", ")
         body = (f'{{"timestamp": "{us // 1_000_000}", "microtimestamp": "{us}", '
                 f'"bids": {bids}, "asks": {levels_json(format_levels(book.asks()), ", ")}}}')
-        return self.delayed(Response(200, body.encode(), {"Content-Type": "application/json"}))
+        return Response(200, body.encode(), {"Content-Type": "application/json"})
 
     def rest_error_body(self, status: str) -> dict[str, object] | str:
         if status == "200_error":

@@ -9,7 +9,10 @@ from pathlib import Path
 from orderbook.arguments import OneLineParser, number, one_of, whole_number
 
 MAX_RATE = 100_000.0
-"""Events per second per exchange; the benchmark needs at least 20,000."""
+"""Events per second per exchange (for each symbol); the benchmark needs at least 20,000."""
+
+MAX_SYMBOLS = 1024
+"""Symbols per run at most: Binance lets one connection listen to 1,024 streams, so one client can follow them all."""
 
 MAX_REST_LAG = 60.0
 """Seconds: real Bitstamp's REST book lags its stream by 0.07 to 2.6 s in the recordings; a minute is plenty."""
@@ -32,6 +35,9 @@ class SimulatorConfig:
     binance_rate: float = 50.0
     bitstamp_rate: float = 50.0
     symbol: str = "ETHBTC"
+    """The default symbol: the one the service under test follows, the one the control API means by default."""
+    extra_symbols: tuple[str, ...] = ()
+    """More symbols served on both venues, each an independent seeded market (``--symbol A,B,C``: B and C)."""
     levels: int = 300
     snapshot_delay: float = 0.0
     binance_ping_interval: float = 20.0
@@ -68,8 +74,16 @@ class SimulatorConfig:
         for name in ("binance_port", "bitstamp_port", "control_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} out of range")
-        if not self.symbol.isalnum() or not self.symbol.isupper():
-            raise ConfigError(f"symbol must be upper-case letters and digits, got {self.symbol!r}")
+        for symbol in self.symbols:
+            if not symbol.isalnum() or not symbol.isupper() or not symbol.isascii():
+                raise ConfigError(f"symbol must be upper-case letters and digits, got {symbol!r}")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ConfigError(f"symbol listed twice in {','.join(self.symbols)}")
+        if len(self.symbols) > MAX_SYMBOLS:
+            raise ConfigError(f"at most {MAX_SYMBOLS} symbols, got {len(self.symbols)}")
+        if self.extra_symbols and (self.replay_binance or self.replay_bitstamp):
+            raise ConfigError("a replay serves one recorded symbol: --replay-binance/--replay-bitstamp cannot be "
+                              f"combined with several symbols (--symbol {','.join(self.symbols)})")
         if not 2 <= self.levels <= 5000:
             raise ConfigError(f"levels must be in [2, 5000], got {self.levels}")
         if self.snapshot_delay < 0:
@@ -91,6 +105,11 @@ class SimulatorConfig:
             raise ConfigError(f"probe_every must be >= 0, got {self.probe_every}")
         if self.replay_speed not in ("recorded", "max"):
             raise ConfigError(f"replay_speed must be 'recorded' or 'max', got {self.replay_speed!r}")
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every symbol served, the default first."""
+        return (self.symbol, *self.extra_symbols)
 
     @property
     def pair(self) -> str:
@@ -117,11 +136,13 @@ def parser() -> OneLineParser:
                    help="control API port; 0 picks a free one (default %(default)s)")
     p.add_argument("--seed", type=whole_number, default=1,
                    help="random seed: the same seed and settings make the same market (default %(default)s)")
-    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange (default %(default)s)")
+    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange, for each symbol (default %(default)s)")
     p.add_argument("--binance-rate", type=number, help="overrides --rate for Binance")
     p.add_argument("--bitstamp-rate", type=number, help="overrides --rate for Bitstamp")
-    p.add_argument("--symbol", default="ETHBTC",
-                   help="Binance symbol; the Bitstamp pair is its lower case (default %(default)s)")
+    p.add_argument("--symbol", default="ETHBTC", type=symbol_list, metavar="SYMBOL[,SYMBOL...]",
+                   help="Binance symbols, comma-separated, each its own seeded market on both venues at --rate; "
+                   "the first is the default (control API, stats); the Bitstamp pair is the lower case "
+                   "(default %(default)s)")
     p.add_argument("--levels", type=whole_number, default=300,
                    help="levels per side per exchange (default %(default)s)")
     p.add_argument("--snapshot-delay", type=number, default=0.0,
@@ -166,7 +187,16 @@ def parser() -> OneLineParser:
     return p
 
 
+def symbol_list(text: str) -> tuple[str, ...]:
+    """``ETHBTC,BTCUSDT``: the symbols in order (checked by :class:`SimulatorConfig`)."""
+    symbols = tuple(part.strip() for part in text.split(","))
+    if not all(symbols):
+        raise argparse.ArgumentTypeError(f"empty symbol in {text!r}")
+    return symbols
+
+
 def from_args(args: argparse.Namespace) -> SimulatorConfig:
+    symbols = args.symbol if isinstance(args.symbol, tuple) else symbol_list(args.symbol)
     return SimulatorConfig(
         host=args.host,
         binance_port=args.binance_port,
@@ -175,7 +205,8 @@ def from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         binance_rate=args.binance_rate if args.binance_rate is not None else args.rate,
         bitstamp_rate=args.bitstamp_rate if args.bitstamp_rate is not None else args.rate,
-        symbol=args.symbol,
+        symbol=symbols[0],
+        extra_symbols=symbols[1:],
         levels=args.levels,
         snapshot_delay=args.snapshot_delay,
         binance_ping_interval=args.binance_ping_interval,

@@ -1,16 +1,21 @@
 """The HTTP control API on loopback: faults, pause/resume, rate, truth and stats. Every answer is JSON.
 
-    GET  /truth?depth=N        true books (full, or N levels) and the true merged top N (default 10)
-    GET  /stats                counters per exchange
+    GET  /truth?depth=N&symbol=S  one symbol's true books (full, or N levels) and its true merged top N
+                               (default 10); symbol: any served symbol, default the default (first) one
+    GET  /stats                counters per exchange (its connections, and its default symbol's market), each
+                               symbol's own under "markets"; "symbols" lists them, the default first
     GET  /urls                 the venues' base URLs
     POST /pause, /resume       stop / restart event generation (books frozen while paused)
     POST /rate                 {"binance": r, "bitstamp": r}
-    POST /cross                make the venues cross now
+    POST /cross                {"symbol": S}: make the venues cross now (default: the default symbol)
     POST /probe                {"every": N}: every Nth event of each venue is a latency probe (0: none)
     GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time], ...]
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
 
-Faults (``exchange`` defaults to the only venue a fault applies to; other parameters have the defaults shown):
+Faults (``exchange`` defaults to the only venue a fault applies to; other parameters have the defaults shown).
+Each acts on one symbol's market, ``symbol`` (default: the default symbol), except the venue-wide ones, which act
+on a venue's connections or REST endpoint and take no ``symbol``: drop, close, silence, rest, server_shutdown,
+request_reconnect.
 
     drop, close {code: 1000, reason: ""}, silence {on: true}            both venues
     rest {status, count: 1, retry_after: 30}   status 429, 418, 500, hang; 403 (Binance WAF, HTML body);
@@ -54,7 +59,7 @@ class ControlApi:
         method, path = request.method, request.path.rstrip("/")
         if method == "GET":
             if path == "/truth":
-                return sim.truth(_int_param(request, "depth"))
+                return sim.truth(_int_param(request, "depth"), request.query.get("symbol"))
             if path == "/stats":
                 return sim.stats()
             if path == "/urls":
@@ -71,7 +76,10 @@ class ControlApi:
             if path == "/rate":
                 return {"rates": sim.set_rate(_body(request))}
             if path == "/cross":
-                return sim.cross()
+                body = _body(request)
+                if set(body) - {"symbol"}:
+                    raise FaultError(f"cross takes no parameters but symbol, got {sorted(body)}")
+                return sim.cross(body.get("symbol"))
             if path == "/probe":
                 return sim.set_probe(_body(request).get("every"))
             if path.startswith("/faults/"):

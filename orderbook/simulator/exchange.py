@@ -79,6 +79,24 @@ class Exchange:
         """The venue's market model when model-driven (None when replaying): faults that change the book go
         through it, so that the model's idea of the book stays the true book."""
         self.junk_pending = 0
+        self.venue: Exchange = self
+        """The market that owns the venue's connections, REST faults and limits (the default symbol's)."""
+        self.markets: dict[str, Exchange] = {}
+        """On the venue: every market it serves by its name on the wire (Binance symbol, Bitstamp pair)."""
+
+    def add_market(self, market: Exchange) -> None:
+        """Serve another symbol on this venue: it shares this venue's connections and subscriptions (a stream or
+        channel name names its symbol), and this venue's REST endpoint answers for it."""
+        if market.key in self.markets:
+            raise ValueError(f"{self.name}: {market.key} served twice")
+        market.venue = self
+        market._subscribers = self._subscribers
+        self.markets[market.key] = market
+
+    @property
+    def key(self) -> str:
+        """The market's name on the wire (Binance: the symbol, Bitstamp: the pair)."""
+        raise NotImplementedError
 
     # -- the book ----------------------------------------------------------------------------------------
 
@@ -305,6 +323,18 @@ class Exchange:
             "junk_rows_pending": self.junk_pending,
             "faults": dict(self.faults),
         }
+
+    def market_stats(self) -> dict[str, object]:
+        """This symbol's own stats: :meth:`stats` without the venue-wide ones (:data:`VENUE_STATS`)."""
+        return {key: value for key, value in self.stats().items() if key not in VENUE_STATS}
+
+
+VENUE_STATS = frozenset((
+    "connections", "connections_open", "messages_received", "rest_requests", "rest_rate_limited",
+    "rest_faults_pending", "silenced", "flood_disconnects", "age_disconnects", "shutdown_notices_sent",
+    "max_client_messages", "max_connection_age", "shutdown_notice",
+))
+"""Stats of a venue's connections and REST endpoint, kept on its default market only; the rest are per market."""
 
 
 def _side_is_bid(side: str) -> bool:

@@ -11,6 +11,7 @@ venue the book is never crossed.
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from math import ceil, floor
 
@@ -50,13 +51,19 @@ class ModelParams:
     max_ops: int = 4
 
     @classmethod
-    def with_levels(cls, levels: int) -> ModelParams:
+    def with_levels(cls, levels: int, centre_ticks: int = CENTRE_TICKS) -> ModelParams:
         """``levels`` per side, centred high enough that the deepest bid stays above zero.
 
         A side spans about 1.45 ticks per level (gaps of one or two ticks), so the default centre (5,000 ticks)
         holds some 3,400 levels; deeper books move the centre up to twice the depth.
         """
-        return cls(levels=levels, centre_ticks=max(CENTRE_TICKS, 2 * levels))
+        return cls(levels=levels, centre_ticks=max(centre_ticks, 2 * levels))
+
+
+def symbol_centre_ticks(symbol: str) -> int:
+    """A price centre of its own for a symbol other than the default: 1 to 20 times the default's, picked by a
+    checksum of the name (the same on every run and on both venues, so the venues of one symbol still meet)."""
+    return CENTRE_TICKS * (1 + zlib.crc32(symbol.upper().encode()) % 20)
 
 
 class _Side:

@@ -51,8 +51,10 @@ class SimulatorControl:
 
     # -- state -------------------------------------------------------------------------------------------
 
-    def truth(self, depth: int | None = None) -> dict[str, Any]:
-        return self._call("GET", "/truth", params={"depth": depth} if depth is not None else None)
+    def truth(self, depth: int | None = None, symbol: str | None = None) -> dict[str, Any]:
+        """The true books of ``symbol`` (default: the simulator's default symbol)."""
+        params = {key: value for key, value in (("depth", depth), ("symbol", symbol)) if value is not None}
+        return self._call("GET", "/truth", params=params or None)
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
@@ -82,10 +84,12 @@ class SimulatorControl:
     # -- faults ------------------------------------------------------------------------------------------
 
     def fault(self, name: str, **params: Any) -> dict[str, Any]:
-        return self._call("POST", f"/faults/{name}", params)
+        """A ``symbol=None`` parameter is left out (the fault then acts on the default symbol)."""
+        return self._call("POST", f"/faults/{name}", {key: value for key, value in params.items()
+                                                      if key != "symbol" or value is not None})
 
-    def cross(self) -> dict[str, Any]:
-        return self._call("POST", "/cross")
+    def cross(self, symbol: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/cross", {"symbol": symbol} if symbol is not None else None)
 
     def drop(self, exchange: str) -> dict[str, Any]:
         return self.fault("drop", exchange=exchange)
@@ -93,11 +97,11 @@ class SimulatorControl:
     def close(self, exchange: str, code: int = 1000, reason: str = "") -> dict[str, Any]:
         return self.fault("close", exchange=exchange, code=code, reason=reason)
 
-    def gap(self, events: int = 5) -> dict[str, Any]:
-        return self.fault("gap", exchange="binance", events=events)
+    def gap(self, events: int = 5, symbol: str | None = None) -> dict[str, Any]:
+        return self.fault("gap", exchange="binance", events=events, symbol=symbol)
 
-    def stale_snapshot(self, count: int = 1) -> dict[str, Any]:
-        return self.fault("stale_snapshot", exchange="binance", count=count)
+    def stale_snapshot(self, count: int = 1, symbol: str | None = None) -> dict[str, Any]:
+        return self.fault("stale_snapshot", exchange="binance", count=count, symbol=symbol)
 
     def server_shutdown(self, close_after: float = 1.0) -> dict[str, Any]:
         """``serverShutdown`` to every Binance connection, each closed ``close_after`` seconds later."""
@@ -106,8 +110,8 @@ class SimulatorControl:
     def request_reconnect(self, after: float = 3.0) -> dict[str, Any]:
         return self.fault("request_reconnect", exchange="bitstamp", after=after)
 
-    def reorder(self) -> dict[str, Any]:
-        return self.fault("reorder", exchange="bitstamp")
+    def reorder(self, symbol: str | None = None) -> dict[str, Any]:
+        return self.fault("reorder", exchange="bitstamp", symbol=symbol)
 
     def silence(self, exchange: str, on: bool = True) -> dict[str, Any]:
         return self.fault("silence", exchange=exchange, on=on)
@@ -115,24 +119,26 @@ class SimulatorControl:
     def rest(self, exchange: str, status: int | str, count: int = 1, retry_after: int = 30) -> dict[str, Any]:
         return self.fault("rest", exchange=exchange, status=str(status), count=count, retry_after=retry_after)
 
-    def rest_lag(self, seconds: float) -> dict[str, Any]:
+    def rest_lag(self, seconds: float, symbol: str | None = None) -> dict[str, Any]:
         """Bitstamp's REST book is the book as it was ``seconds`` ago from now on (0: current); ``{"lag": s}``."""
-        return self.fault("rest_lag", exchange="bitstamp", seconds=float(seconds))
+        return self.fault("rest_lag", exchange="bitstamp", seconds=float(seconds), symbol=symbol)
 
-    def junk_rows(self, exchange: str, count: int = 1) -> dict[str, Any]:
+    def junk_rows(self, exchange: str, count: int = 1, symbol: str | None = None) -> dict[str, Any]:
         """The next ``count`` diffs carry a price-0 bid row (and, on Bitstamp, a trailing ``null`` bid row)."""
-        return self.fault("junk_rows", exchange=exchange, count=count)
+        return self.fault("junk_rows", exchange=exchange, count=count, symbol=symbol)
 
-    def lose_change(self, exchange: str, side: str = "bid", index: int = 2) -> dict[str, Any]:
+    def lose_change(self, exchange: str, side: str = "bid", index: int = 2,
+                    symbol: str | None = None) -> dict[str, Any]:
         """Change the true book silently (no diff, no id); ``{"price", "amount", "side"}`` of the changed level."""
-        return self.fault("lose_change", exchange=exchange, side=side, index=index)
+        return self.fault("lose_change", exchange=exchange, side=side, index=index, symbol=symbol)
 
-    def sweep(self, exchange: str, side: str = "bid", levels: int = 20) -> dict[str, Any]:
+    def sweep(self, exchange: str, side: str = "bid", levels: int = 20, symbol: str | None = None) -> dict[str, Any]:
         """One ordinary diff removing the best ``levels`` levels of ``side`` (a model-driven venue only)."""
-        return self.fault("sweep", exchange=exchange, side=side, levels=levels)
+        return self.fault("sweep", exchange=exchange, side=side, levels=levels, symbol=symbol)
 
-    def malformed(self, exchange: str, kind: str, size: int | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"exchange": exchange, "kind": kind}
+    def malformed(self, exchange: str, kind: str, size: int | None = None,
+                  symbol: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"exchange": exchange, "kind": kind, "symbol": symbol}
         if size is not None:
             params["size"] = size
         return self.fault("malformed", **params)

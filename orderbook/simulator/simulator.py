@@ -20,7 +20,7 @@ from orderbook.simulator.config import MAX_RATE, SimulatorConfig
 from orderbook.simulator.exchange import Exchange
 from orderbook.simulator.faults import DEFAULT_HUGE_BYTES, FaultError
 from orderbook.simulator.feed import ModelFeed, Pause, ReplayFeed
-from orderbook.simulator.market import ModelParams, VenueModel
+from orderbook.simulator.market import ModelParams, VenueModel, symbol_centre_ticks
 from orderbook.simulator.probe import ProbeError, ProbeLog
 from orderbook.simulator.wire import WireServer
 
@@ -48,24 +48,30 @@ class _Fault:
     params: Mapping[str, Any]
     """Parameter name -> default (a ``_Required`` when there is none); the default's type is the expected type."""
     run: Callable[..., object]
+    venue_wide: bool = False
+    """Acts on the venue's connections or REST endpoint, whatever the symbol (takes no ``symbol``); otherwise on
+    one symbol's market (``symbol``, default the default symbol)."""
 
 
 _FAULTS: dict[str, _Fault] = {
-    "drop": _Fault(EXCHANGES, {}, lambda ex: {"connections": ex.drop()}),
+    "drop": _Fault(EXCHANGES, {}, lambda ex: {"connections": ex.drop()}, venue_wide=True),
     "close": _Fault(EXCHANGES, {"code": 1000, "reason": ""},
-                    lambda ex, code, reason: {"connections": ex.close(code, reason)}),
-    "silence": _Fault(EXCHANGES, {"on": True}, lambda ex, on: {"connections": ex.silence(on), "on": on}),
+                    lambda ex, code, reason: {"connections": ex.close(code, reason)}, venue_wide=True),
+    "silence": _Fault(EXCHANGES, {"on": True}, lambda ex, on: {"connections": ex.silence(on), "on": on},
+                      venue_wide=True),
     "rest": _Fault(EXCHANGES, {"status": _REQUIRED, "count": 1, "retry_after": 30},
-                   lambda ex, status, count, retry_after: {"pending": ex.arm_rest(str(status), count, retry_after)}),
+                   lambda ex, status, count, retry_after: {"pending": ex.arm_rest(str(status), count, retry_after)},
+                   venue_wide=True),
     "malformed": _Fault(EXCHANGES, {"kind": _REQUIRED, "size": DEFAULT_HUGE_BYTES},
                         lambda ex, kind, size: {"connections": ex.malformed(kind, size)}),
     "gap": _Fault(("binance",), {"events": 5}, lambda ex, events: ex.gap(events)),
     "stale_snapshot": _Fault(("binance",), {"count": 1},
                              lambda ex, count: {"last_update_id": ex.stale_snapshot(count)}),
     "server_shutdown": _Fault(("binance",), {"close_after": 1.0},
-                              lambda ex, close_after: {"connections": ex.server_shutdown(close_after)}),
+                              lambda ex, close_after: {"connections": ex.server_shutdown(close_after)},
+                              venue_wide=True),
     "request_reconnect": _Fault(("bitstamp",), {"after": 3.0},
-                                lambda ex, after: {"connections": ex.request_reconnect(after)}),
+                                lambda ex, after: {"connections": ex.request_reconnect(after)}, venue_wide=True),
     "reorder": _Fault(("bitstamp",), {}, lambda ex: ex.reorder()),
     "rest_lag": _Fault(("bitstamp",), {"seconds": _REQUIRED_FLOAT},
                        lambda ex, seconds: {"lag": ex.rest_lag_fault(seconds)}),
@@ -94,6 +100,8 @@ class Simulator:
         binance_rec = replay.load(config.replay_binance, "binance", config.recordings) if config.replay_binance else None
         bitstamp_rec = (replay.load(config.replay_bitstamp, "bitstamp", config.recordings)
                         if config.replay_bitstamp else None)
+        # The default symbol keeps the seeds it always had ("<seed>:binance"...), so its events do not depend on the
+        # other symbols; each other symbol's market is seeded from its name ("<seed>:binance:BTCUSDT").
         self.binance = BinanceExchange(binance_rec.symbol if binance_rec else config.symbol, seed=config.seed,
                                        snapshot_delay=config.snapshot_delay,
                                        weight_limit=config.binance_weight_limit,
@@ -103,6 +111,17 @@ class Simulator:
         self.bitstamp = BitstampExchange(bitstamp_rec.symbol if bitstamp_rec else config.pair,
                                          snapshot_delay=config.snapshot_delay, rest_lag=config.bitstamp_rest_lag,
                                          junk_rows=config.bitstamp_junk_rows)
+        self.markets: dict[str, tuple[BinanceExchange, BitstampExchange]] = {config.symbol: (self.binance,
+                                                                                              self.bitstamp)}
+        """Every symbol's two markets, the default first (a replay's market is filed under the default symbol)."""
+        for symbol in config.extra_symbols:
+            binance = BinanceExchange(symbol, seed=config.seed, ids_seed=f"{config.seed}:binance:{symbol}:ids",
+                                      snapshot_delay=config.snapshot_delay)
+            bitstamp = BitstampExchange(symbol.lower(), snapshot_delay=config.snapshot_delay,
+                                        rest_lag=config.bitstamp_rest_lag, junk_rows=config.bitstamp_junk_rows)
+            self.binance.add_market(binance)
+            self.bitstamp.add_market(bitstamp)
+            self.markets[symbol] = (binance, bitstamp)
         self.feeds: dict[str, ModelFeed | ReplayFeed] = {
             "binance": self._feed(self.binance, binance_rec, config.binance_rate),
             "bitstamp": self._feed(self.bitstamp, bitstamp_rec, config.bitstamp_rate),
@@ -119,10 +138,22 @@ class Simulator:
         if recording is not None:
             exchange.load_recorded(recording.snapshot_id, recording.bids, recording.asks)
             return ReplayFeed(exchange, recording, self.config.replay_speed, self.pause_switch)
-        model = VenueModel(f"{self.config.seed}:{exchange.name}", ModelParams.with_levels(self.config.levels))
+        seed, levels = self.config.seed, self.config.levels
+        model = self._model(exchange, f"{seed}:{exchange.name}", ModelParams.with_levels(levels))
+        venue = EXCHANGES.index(exchange.name)
+        others = []
+        for symbol in self.config.extra_symbols:
+            market = self.markets[symbol][venue]
+            params = ModelParams.with_levels(levels, symbol_centre_ticks(symbol))
+            others.append((market, self._model(market, f"{seed}:{exchange.name}:{symbol}", params)))
+        return ModelFeed(exchange, model, rate, self.pause_switch, self.probes, others)
+
+    @staticmethod
+    def _model(exchange: Exchange, seed: str, params: ModelParams) -> VenueModel:
+        model = VenueModel(seed, params)
         exchange.load(*model.levels())
         exchange.model = model
-        return ModelFeed(exchange, model, rate, self.pause_switch, self.probes)
+        return model
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -132,7 +163,8 @@ class Simulator:
         for feed in self.feeds.values():
             feed.start()
         logger.info("simulator: binance %s (%s), bitstamp %s (%s), seed %s", self.servers["binance"].url(),
-                    self.binance.symbol, self.servers["bitstamp"].url(), self.bitstamp.pair, self.config.seed)
+                    ",".join(self.binance.markets), self.servers["bitstamp"].url(), ",".join(self.bitstamp.markets),
+                    self.config.seed)
 
     def stop(self) -> None:
         for feed in self.feeds.values():
@@ -151,6 +183,20 @@ class Simulator:
         if name == "bitstamp":
             return self.bitstamp
         raise FaultError(f"exchange must be one of {EXCHANGES}, got {name!r}")
+
+    def market(self, name: object, symbol: object = None) -> Exchange:
+        """One venue's market of ``symbol`` (any case; None: the default symbol)."""
+        venue = self.exchange(name)
+        return self.markets[self.symbol(symbol)][EXCHANGES.index(venue.name)] if symbol is not None else venue
+
+    def symbol(self, symbol: object) -> str:
+        """A served symbol, upper case (None: the default); FaultError for any other."""
+        if symbol is None:
+            return self.config.symbol
+        if isinstance(symbol, str) and symbol.upper() in self.markets:
+            return symbol.upper()
+        served = ", ".join(list(self.markets)[:10]) + (" ..." if len(self.markets) > 10 else "")
+        raise FaultError(f"symbol must be one of the symbols served ({served}), got {symbol!r}")
 
     # -- control -----------------------------------------------------------------------------------------
 
@@ -185,17 +231,20 @@ class Simulator:
         """Probes sent with a key above ``since``: ``[key, exchange, monotonic send time]`` each, oldest first."""
         return {"every": self.probes.every, "probes": [list(record) for record in self.probes.sent(since)]}
 
-    def truth(self, depth: int | None = None) -> dict[str, object]:
-        """Each venue's true book (full, or ``depth`` levels) and the true merged top ``depth`` (default 10)."""
+    def truth(self, depth: int | None = None, symbol: object = None) -> dict[str, object]:
+        """Each venue's true book of ``symbol`` (default: the default symbol; full, or ``depth`` levels) and the
+        true merged top ``depth`` (default 10)."""
         if depth is not None and depth < 1:
             raise FaultError("depth must be >= 1")
         merged_depth = depth or DEFAULT_MERGED_DEPTH
-        books = {"binance": self.binance.truth, "bitstamp": self.bitstamp.truth}
+        binance, bitstamp = self.markets[self.symbol(symbol)]
+        books = {"binance": binance.truth, "bitstamp": bitstamp.truth}
         top = merge_top({name: book.top_bids(merged_depth) for name, book in books.items()},
                         {name: book.top_asks(merged_depth) for name, book in books.items()}, merged_depth)
         return {
-            "binance": {**self.binance.truth_json(depth), "last_update_id": self.binance.last_update_id},
-            "bitstamp": {**self.bitstamp.truth_json(depth), "microtimestamp": str(self.bitstamp.microtimestamp)},
+            "symbol": binance.symbol,
+            "binance": {**binance.truth_json(depth), "last_update_id": binance.last_update_id},
+            "bitstamp": {**bitstamp.truth_json(depth), "microtimestamp": str(bitstamp.microtimestamp)},
             "merged": {"spread": signed_decimal(top.spread) if top.spread is not None else None,
                        "bids": [_level_json(level) for level in top.bids],
                        "asks": [_level_json(level) for level in top.asks]},
@@ -206,41 +255,53 @@ class Simulator:
         return {
             "paused": self.pause_switch.paused,
             **{name: {**self.exchange(name).stats(), "rate": feed.rate,
-                      "source": "replay" if isinstance(feed, ReplayFeed) else "model"}
-               for name, feed in self.feeds.items()},
+                      "source": "replay" if isinstance(feed, ReplayFeed) else "model",
+                      "markets": {symbol: markets[index].market_stats()
+                                  for symbol, markets in self.markets.items()}}
+               for index, (name, feed) in enumerate(self.feeds.items())},
+            "symbols": list(self.markets),
         }
 
-    def cross(self) -> dict[str, object]:
-        """Make the venues cross now: one venue quotes through the other's best price."""
-        binance_feed, bitstamp_feed = self.feeds["binance"], self.feeds["bitstamp"]
-        if isinstance(binance_feed, ModelFeed) and self.bitstamp.truth.ask_depth:
-            aggressor, change = self.binance, binance_feed.model.cross_above(self.bitstamp.truth.top_asks(1)[0][0])
-        elif isinstance(bitstamp_feed, ModelFeed) and self.binance.truth.bid_depth:
-            aggressor, change = self.bitstamp, bitstamp_feed.model.cross_below(self.binance.truth.top_bids(1)[0][0])
+    def cross(self, symbol: object = None) -> dict[str, object]:
+        """Make the venues cross now on ``symbol`` (default: the default symbol): one venue quotes through the
+        other's best price."""
+        binance, bitstamp = self.markets[self.symbol(symbol)]
+        if binance.model is not None and bitstamp.truth.ask_depth:
+            aggressor, change = binance, binance.model.cross_above(bitstamp.truth.top_asks(1)[0][0])
+        elif bitstamp.model is not None and binance.truth.bid_depth:
+            aggressor, change = bitstamp, bitstamp.model.cross_below(binance.truth.top_bids(1)[0][0])
         else:
             raise FaultError("cross needs a model-driven venue facing a non-empty book")
         aggressor.count_fault("cross")
         aggressor.publish(change)
-        return {"aggressor": aggressor.name, "spread": self.truth(1)["merged"]["spread"]}  # type: ignore[index]
+        spread = self.truth(1, symbol)["merged"]["spread"]  # type: ignore[index]
+        answer = {"aggressor": aggressor.name, "spread": spread}
+        return {**answer, "symbol": binance.symbol} if symbol is not None else answer
 
     def inject(self, name: str, params: Mapping[str, object]) -> dict[str, object]:
         """Run the fault ``name`` with JSON parameters; unknown names and parameters are refused."""
         if name == "cross":
-            if set(params) - {"exchange"}:
-                raise FaultError(f"cross takes no parameters, got {sorted(params)}")
-            return self.cross()
+            if set(params) - {"exchange", "symbol"}:
+                raise FaultError(f"cross takes no parameters but symbol, got {sorted(params)}")
+            return self.cross(params.get("symbol"))
         fault = _FAULTS.get(name)
         if fault is None:
             raise FaultError(f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}")
-        unknown = set(params) - set(fault.params) - {"exchange"}
+        unknown = set(params) - set(fault.params) - {"exchange", "symbol"}
         if unknown:
             raise FaultError(f"{name}: unknown parameters {sorted(unknown)}")
+        if fault.venue_wide and "symbol" in params:
+            raise FaultError(f"{name} acts on the whole venue (its connections or REST endpoint), not on one "
+                             "symbol: it takes no symbol")
         exchange_name = params.get("exchange", fault.exchanges[0] if len(fault.exchanges) == 1 else None)
         if exchange_name not in fault.exchanges:
             raise FaultError(f"{name}: exchange must be one of {fault.exchanges}, got {exchange_name!r}")
+        symbol = params.get("symbol")
+        market = self.market(exchange_name, symbol)
         kwargs = {key: _param(name, key, params.get(key, default), default) for key, default in fault.params.items()}
-        result = fault.run(self.exchange(exchange_name), **kwargs)
-        return {"fault": name, "exchange": exchange_name, **(result or {})}  # type: ignore[dict-item]
+        result = fault.run(market, **kwargs)
+        answer = {"fault": name, "exchange": exchange_name, **(result or {})}  # type: ignore[dict-item]
+        return {**answer, "symbol": self.symbol(symbol)} if symbol is not None else answer
 
 
 def _param(fault: str, key: str, value: object, default: object) -> object:
