@@ -73,11 +73,20 @@ def test_a_slow_reader_skips_to_the_latest_and_the_skips_are_counted() -> None:
     assert broadcaster.latest == b"v5" and broadcaster.version == 5
 
 
+def streams_open(broadcaster: SummaryBroadcaster, count: int, timeout: float = 5.0) -> None:
+    """Until ``count`` streams wait. Spawned greenlets start within a hub pass or a few: gevent stops running
+    callbacks after a few milliseconds to look at timers, which a loaded machine reaches with some still unstarted."""
+    deadline = time.monotonic() + timeout
+    while broadcaster.open_streams < count:
+        assert time.monotonic() < deadline, f"{broadcaster.open_streams} of {count} streams opened"
+        gevent.sleep(0.001)
+    assert broadcaster.open_streams == count
+
+
 def test_every_waiting_stream_wakes_on_publish() -> None:
     broadcaster = SummaryBroadcaster(recheck_interval=10)
     readers = [gevent.spawn(next, broadcaster.stream(always)) for _ in range(100)]
-    gevent.sleep(0.01)
-    assert broadcaster.open_streams == 100
+    streams_open(broadcaster, 100)
     broadcaster.publish(b"x")
     assert [reader.get(timeout=1) for reader in readers] == [b"x"] * 100
 
@@ -86,8 +95,7 @@ def test_close_ends_every_stream_and_later_publishes_are_ignored() -> None:
     broadcaster = SummaryBroadcaster(recheck_interval=10)
     broadcaster.publish(b"only")
     readers = [gevent.spawn(list, broadcaster.stream(always)) for _ in range(3)]
-    gevent.sleep(0.01)
-    assert broadcaster.open_streams == 3
+    streams_open(broadcaster, 3)
     broadcaster.close()
     assert [reader.get(timeout=1) for reader in readers] == [[b"only"]] * 3
     assert broadcaster.open_streams == 0
