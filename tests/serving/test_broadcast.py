@@ -119,7 +119,7 @@ def test_wake_makes_a_departed_client_noticed_at_once() -> None:
     client = Activity()
     other = gevent.spawn(next, broadcaster.stream(always))
     reader = gevent.spawn(list, broadcaster.stream(client))
-    gevent.sleep(0.01)
+    streams_open(broadcaster, 2)
     client.leave()
     broadcaster.wake()
     assert reader.get(timeout=0.5) == []
@@ -188,8 +188,8 @@ def test_a_streams_own_wake_up_wakes_it_alone() -> None:
 
     wakers = [broadcaster.waker() for _ in range(50)]
     readers = [gevent.spawn(list, broadcaster.stream(counted(i), wakers[i])) for i in range(50)]
-    gevent.sleep(0.01)
-    assert broadcaster.open_streams == 50
+    streams_open(broadcaster, 50)
+    gevent.sleep(0.01)  # each has checked its client once and waits
     before = list(checks)
     leaving.leave()
     wakers[0].set()
