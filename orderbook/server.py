@@ -1,29 +1,18 @@
 """``bin/run-server``: the service's entry point.
 
-gevent's monkey-patching must run before anything else imports sockets, threads, ssl or time, and grpc's
-gevent integration before any gRPC object exists (RUNTIME-NOTES.md): hence the order of the first lines.
-
-First of all, gRPC's C core is told to keep its own log quiet. It writes to stderr from C, in its own format, and
-reads GRPC_VERBOSITY only as grpc is first imported: without this, a port in use is reported twice, first by a
-``E0000 ... add_port.cc] Failed to add port ...`` line, then by the service's own one line (and under
-``--log-format json`` the former is not JSON). Whatever the core would say, the service reports in its own words.
-A GRPC_VERBOSITY set in the environment wins, to debug gRPC itself; the serving processes inherit the setting.
+:func:`orderbook.boot.boot` comes first, before any other import: gRPC's C-core log is turned off before grpc is
+imported, gevent's monkey-patching runs before anything imports sockets, threads, ssl or time, and grpc's gevent
+integration before any gRPC object exists (see :mod:`orderbook.boot` for why each). The serving processes
+(``--serve-processes``) boot the same way and inherit GRPC_VERBOSITY from this one.
 """
 
-import os
+from orderbook.boot import boot
 
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-
-from gevent import monkey  # noqa: E402
-
-monkey.patch_all()
-
-from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
-
-init_grpc_gevent()
+boot()
 
 import dataclasses  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
