@@ -10,7 +10,9 @@ from orderbook.boot import boot
 
 boot()
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -46,6 +48,24 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     return config, simulator
 
 
+def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:
+    """``--ready-file``: the ports bound, as one JSON line, written once both listeners are up.
+
+    Written to a temporary file beside it and renamed over it, so a reader polling for the file never sees it half
+    written. The file stays after the server exits: a reader should use a fresh path (or remove it) per start.
+    """
+    line = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port}) + "\n"
+    partial = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(partial, "w") as file:
+            file.write(line)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
 def _fatal(error: object, log_format: str) -> int:
     print(fatal_line("run-server", str(error), log_format), file=sys.stderr, flush=True)
     return EXIT_FATAL
@@ -65,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, simulator = _with_demo_exchanges(config)
         app = Application(config)
         app.start()
+        if config.ready_file is not None:
+            try:
+                write_ready_file(config.ready_file, app.grpc.port, app.metrics_port)
+            except OSError as error:
+                app.stop(EXIT_FATAL, grace=0)
+                raise ConfigError(f"--ready-file {config.ready_file}: {error.strerror or error}") from None
     except ConfigError as error:
         if simulator is not None:
             simulator.stop()
