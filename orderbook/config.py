@@ -64,6 +64,8 @@ class Config:
     demo: bool
     max_streams_per_connection: int | None = None
     """None: a tenth of each serving process's --max-streams share (GrpcServer's default)."""
+    ready_file: str | None = None
+    """Where to write the bound ports once listening (``--ready-file``); None: nowhere."""
 
 
 def parse_address(text: str, flag: str) -> Address:
@@ -127,6 +129,9 @@ def _parser() -> OneLineParser:
     add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
         help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
+    add("--ready-file", default=None, metavar="PATH",
+        help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line, replacing '
+        "the file atomically: the ports actually bound, for a supervisor or test that asked for port 0")
     return parser
 
 
@@ -251,4 +256,5 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_format=args.log_format,
         demo=args.demo,
         max_streams_per_connection=args.max_streams_per_connection,
+        ready_file=args.ready_file or None,
     )

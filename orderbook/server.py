@@ -1,29 +1,20 @@
 """``bin/run-server``: the service's entry point.
 
-gevent's monkey-patching must run before anything else imports sockets, threads, ssl or time, and grpc's
-gevent integration before any gRPC object exists (RUNTIME-NOTES.md): hence the order of the first lines.
-
-First of all, gRPC's C core is told to keep its own log quiet. It writes to stderr from C, in its own format, and
-reads GRPC_VERBOSITY only as grpc is first imported: without this, a port in use is reported twice, first by a
-``E0000 ... add_port.cc] Failed to add port ...`` line, then by the service's own one line (and under
-``--log-format json`` the former is not JSON). Whatever the core would say, the service reports in its own words.
-A GRPC_VERBOSITY set in the environment wins, to debug gRPC itself; the serving processes inherit the setting.
+:func:`orderbook.boot.boot` comes first, before any other import: gRPC's C-core log is turned off before grpc is
+imported, gevent's monkey-patching runs before anything imports sockets, threads, ssl or time, and grpc's gevent
+integration before any gRPC object exists (see :mod:`orderbook.boot` for why each). The serving processes
+(``--serve-processes``) boot the same way and inherit GRPC_VERBOSITY from this one.
 """
 
-import os
+from orderbook.boot import boot
 
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+boot()
 
-from gevent import monkey  # noqa: E402
-
-monkey.patch_all()
-
-from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
-
-init_grpc_gevent()
-
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -57,6 +48,24 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     return config, simulator
 
 
+def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:
+    """``--ready-file``: the ports bound, as one JSON line, written once both listeners are up.
+
+    Written to a temporary file beside it and renamed over it, so a reader polling for the file never sees it half
+    written. The file stays after the server exits: a reader should use a fresh path (or remove it) per start.
+    """
+    line = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port}) + "\n"
+    partial = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(partial, "w") as file:
+            file.write(line)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
 def _fatal(error: object, log_format: str) -> int:
     print(fatal_line("run-server", str(error), log_format), file=sys.stderr, flush=True)
     return EXIT_FATAL
@@ -76,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, simulator = _with_demo_exchanges(config)
         app = Application(config)
         app.start()
+        if config.ready_file is not None:
+            try:
+                write_ready_file(config.ready_file, app.grpc.port, app.metrics_port)
+            except OSError as error:
+                app.stop(EXIT_FATAL, grace=0)
+                raise ConfigError(f"--ready-file {config.ready_file}: {error.strerror or error}") from None
     except ConfigError as error:
         if simulator is not None:
             simulator.stop()

@@ -1,11 +1,19 @@
-"""Fixtures every test folder can use."""
+"""Fixtures every test folder can use: a TLS certificate, and the simulator, server and readers as real processes.
+
+The process fixtures stop every process they started, whatever the outcome. Their classes live in
+:mod:`tests.support.service` and :mod:`orderbook.simulator.process`.
+"""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from orderbook.simulator.process import SimulatorProcess
+from tests.support.service import BookReader, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +31,45 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture
+def simulator_factory() -> Iterator[Callable[..., SimulatorProcess]]:
+    started: list[SimulatorProcess] = []
+
+    def start(*args: str) -> SimulatorProcess:
+        simulator = SimulatorProcess(*args).start()
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(urls: dict[str, str] | None, *extra: str) -> ServerProcess:
+        server = ServerProcess(urls, tmp_path / f"server-{len(started)}.log", *extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.terminate()
+
+
+@pytest.fixture
+def reader_factory() -> Iterator[Callable[[str], BookReader]]:
+    readers: list[BookReader] = []
+
+    def open_reader(target: str) -> BookReader:
+        reader = BookReader(target)
+        readers.append(reader)
+        return reader
+
+    yield open_reader
+    for reader in readers:
+        reader.close()

@@ -2,8 +2,8 @@
 
 Such a job inherits SIGINT (and, under some supervisors, SIGTERM) ignored, and so would every process a test
 starts: a test that stops its child with a signal must start it with the default dispositions
-(:func:`tests.processes.with_default_signals`). Here the tests that send signals run in a child pytest that starts
-the way such a job does.
+(:func:`tests.support.processes.with_default_signals`). Here the tests that send signals run in a child pytest that
+starts the way such a job does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import with_default_signals, with_ignored_signals
+from tests.support.processes import with_default_signals, with_ignored_signals
 
 pytestmark = pytest.mark.e2e
 

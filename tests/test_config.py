@@ -49,6 +49,7 @@ SETTINGS = [
     ("--tls-cert", "cert.pem", "tls_cert", "cert.pem", "other.pem"),  # with --tls-key (below)
     ("--log-level", "debug", "log_level", "debug", "error"),
     ("--log-format", "json", "log_format", "json", "text"),
+    ("--ready-file", "/run/ports.json", "ready_file", "/run/ports.json", "ports.json"),
 ]
 IDS = [setting[0] for setting in SETTINGS]
 TLS_KEY = ["--tls-key", "key.pem"]

@@ -9,13 +9,9 @@ its streams and exits: it never serves a book nobody keeps in step. SIGINT is ig
 whole process group; the book process decides); SIGTERM stops it.
 """
 
-from gevent import monkey
+from orderbook.boot import boot
 
-monkey.patch_all()
-
-from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
-
-init_grpc_gevent()
+boot()  # first: see orderbook.boot
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

@@ -18,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.report import percentile
-from tests.e2e.e2e_harness import RUN_SERVER, free_port
 from tests.metrics_scrape import Samples, scrape
-from tests.processes import stop_process
+from tests.support.ports import BoundPorts, read_ready_file, server_port_args
+from tests.support.processes import stop_process
+from tests.support.service import RUN_SERVER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -35,11 +36,12 @@ class Server:
     """``bin/run-server`` against a simulator, or the same module under pyinstrument when ``profile`` is set."""
 
     def __init__(self, urls: dict[str, str], log_path: Path, *extra: str, profile: Path | None = None) -> None:
-        self.grpc_port, self.metrics_port = free_port(), free_port()
-        self.target = f"127.0.0.1:{self.grpc_port}"
         self.profile = profile
+        self.ready_file = log_path.with_name(log_path.name + ".ports.json")
+        self.ready_file.unlink(missing_ok=True)
+        self._ports: BoundPorts | None = None
         args = [
-            "--grpc-addr", self.target, "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+            *server_port_args(self.ready_file),
             "--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
             "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"],
             "--log-level", "warning", *extra,
@@ -53,6 +55,26 @@ class Server:
         self.launched_at = time.monotonic()
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
+
+    @property
+    def ports(self) -> BoundPorts:
+        """The ports it bound (port 0), from its ready file: waits until it listens."""
+        if self._ports is None:
+            self._ports = read_ready_file(self.ready_file, self.proc, timeout=60, log=self.log_tail)
+        return self._ports
+
+    @property
+    def grpc_port(self) -> int:
+        return self.ports.grpc
+
+    @property
+    def metrics_port(self) -> int:
+        assert self.ports.metrics is not None
+        return self.ports.metrics
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def pid(self) -> int:

@@ -33,14 +33,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "clients"))
-
-from e2e_harness import Book, BookReader, ServerProcess
 
 from orderbook.simulator.faults import MALFORMED_KINDS
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
 from tests.metrics_scrape import scrape
+from tests.support.service import Book, BookReader, ServerProcess
 
 STREAM_CLIENTS = REPO_ROOT / "tests" / "clients" / "stream_clients.py"
 EXCHANGES = ("binance", "bitstamp")

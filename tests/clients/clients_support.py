@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import grpc
 
@@ -19,24 +18,10 @@ from orderbook.proto import orderbook_pb2
 from tests.metrics_scrape import Samples, scrape  # noqa: F401 - the tests import them from here
 
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
-T = TypeVar("T")
 
 # A client that never reads should push back on the server as soon as HTTP/2 flow control allows: without
 # BDP probing the receive window stays at its initial 64 KiB instead of growing to megabytes.
 NO_WINDOW_GROWTH = (("grpc.http2.bdp_probe", 0),)
-
-
-def wait_until(probe: Callable[[], T], accept: Callable[[T], bool], timeout: float, what: str,
-               interval: float = 0.1) -> T:
-    """Call ``probe`` until ``accept`` takes its answer; fail with the last answer after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if accept(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @dataclass

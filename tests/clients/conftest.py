@@ -1,8 +1,8 @@
-"""Reuses the end-to-end fixtures (simulator, server, reader as real processes) and adds client subprocesses."""
+"""Client subprocesses, beside the simulator, server and reader fixtures every test folder gets from
+``tests/conftest.py``."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,19 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-E2E = Path(__file__).parents[1] / "e2e"
-sys.path.insert(0, str(E2E))
-
-# Loaded under its own name: pytest imports every conftest.py as plain "conftest".
-_spec = importlib.util.spec_from_file_location("e2e_conftest", E2E / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-e2e_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(e2e_conftest)
-
-simulator_factory = e2e_conftest.simulator_factory
-server_factory = e2e_conftest.server_factory
-reader_factory = e2e_conftest.reader_factory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STREAM_CLIENTS = Path(__file__).resolve().parent / "stream_clients.py"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from clients_support import scrape, wait_until
-from e2e_harness import Book
+from clients_support import scrape
+
+from tests.support.service import Book
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +37,7 @@ def test_a_stale_snapshot_after_a_reconnect_in_a_quiet_market_is_not_served_as_i
     connects = scrape(server.metrics_port).value("orderbook_exchange_connects_total", exchange="binance")
     control.drop("binance")
     wait_until(lambda: scrape(server.metrics_port).value("orderbook_exchange_connects_total", exchange="binance"),
-               lambda n: n > connects, 10, "binance reconnected")
+               10, "binance reconnected", accept=lambda n: n > connects)
     time.sleep(3.0)  # backoff, connect and snapshot are long done
 
     truth = Book.from_truth(control.truth(10)["merged"])
@@ -63,7 +65,7 @@ def test_a_lost_bitstamp_subscription_ack_does_not_leave_bitstamp_out_for_good(
     before = connects()
     control.silence("bitstamp", True)  # the venue swallows everything, the subscription ack included...
     control.drop("bitstamp")
-    wait_until(connects, lambda n: n > before, 10, "bitstamp reconnected")
+    wait_until(connects, 10, "bitstamp reconnected", accept=lambda n: n > before)
     control.silence("bitstamp", False)  # ...then speaks again: diffs and heartbeat replies flow, the ack is gone
 
     # Silence timeout (3 s) + first backoffs + 3 s is well under 15 s; the market keeps moving all along.

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from clients_support import Samples, StreamGroup, scrape, wait_until
-from e2e_harness import Book
+from clients_support import Samples, StreamGroup, scrape
 
 from orderbook.proto import orderbook_pb2
 from orderbook.simulator.process import SimulatorControl
+from tests.support.service import Book
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,8 @@ def settle_time(group: StreamGroup, control: SimulatorControl) -> float:
         def last_arrival() -> float:
             return max(stats.arrivals[-1] for stats in group.stats)
 
-        wait_until(lambda: time.monotonic() - last_arrival(), lambda quiet: quiet >= QUIET, 10, "normal clients quiet")
+        wait_until(lambda: time.monotonic() - last_arrival(), 10, "normal clients quiet",
+                   accept=lambda quiet: quiet >= QUIET)
         truth = Book.from_truth(control.truth(10)["merged"])
         served = {Book.from_summary(orderbook_pb2.Summary.FromString(stats.last)) for stats in group.stats}
         assert served == {truth}, f"normal clients hold {served}, the truth is {truth}"
@@ -103,7 +105,7 @@ def test_slow_and_stalled_clients_do_not_delay_normal_ones_and_memory_stays_boun
     server.wait_serving()
     normal = StreamGroup(server.target, NORMAL)
     try:
-        wait_until(normal.started, lambda n: n == NORMAL, 10, "normal clients streaming")
+        wait_until(normal.started, 10, "normal clients streaming", accept=lambda n: n == NORMAL)
         time.sleep(1.0)  # past the start-up burst
         baseline_samples: list[Samples] = []
         baseline = measure(normal, server.metrics_port, simulator.control, baseline_samples)
@@ -114,7 +116,7 @@ def test_slow_and_stalled_clients_do_not_delay_normal_ones_and_memory_stays_boun
         stalled.wait_ready()
         slow.wait_ready()
         wait_until(lambda: scrape(server.metrics_port).value("orderbook_grpc_open_streams"),
-                   lambda n: n == NORMAL + SLOW + 1, 10, "every stream open")
+                   10, "every stream open", accept=lambda n: n == NORMAL + SLOW + 1)
         skipped_before = scrape(server.metrics_port).value("orderbook_summaries_skipped_total")
         loaded_samples: list[Samples] = []
         loaded = measure(normal, server.metrics_port, simulator.control, loaded_samples)

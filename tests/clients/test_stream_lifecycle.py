@@ -8,9 +8,10 @@ import time
 
 import grpc
 import pytest
-from clients_support import METHOD, StreamGroup, scrape, wait_until
+from clients_support import METHOD, StreamGroup, scrape
 
 from orderbook.proto import orderbook_pb2
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +61,7 @@ def test_a_thousand_stream_cycles_leave_no_greenlets_fds_or_memory_behind(simula
     server.wait_serving()
     port = server.metrics_port
     assert churn(server.target, 50, WORKERS) == []  # warm up: lazily created server state is not a leak
-    wait_until(lambda: open_streams(port), lambda n: n == 0, 10, "warm-up streams closed")
+    wait_until(lambda: open_streams(port), 10, "warm-up streams closed", accept=lambda n: n == 0)
     before = scrape(port)
 
     started = time.monotonic()
@@ -69,14 +70,13 @@ def test_a_thousand_stream_cycles_leave_no_greenlets_fds_or_memory_behind(simula
     assert errors == []
     assert elapsed < 60
 
-    wait_until(lambda: open_streams(port), lambda n: n == before.value("orderbook_grpc_open_streams"), 10,
-               "open streams back to the baseline")
+    wait_until(lambda: open_streams(port), 10, "open streams back to the baseline",
+               accept=lambda n: n == before.value("orderbook_grpc_open_streams"))
     # Stream greenlets and sockets finish asynchronously after the cancel: give them a moment to go.
     after = wait_until(
-        lambda: scrape(port),
-        lambda s: s.value("orderbook_greenlets") <= before.value("orderbook_greenlets") + GREENLET_SLACK
+        lambda: scrape(port), 10, "greenlets and fds back to the baseline",
+        accept=lambda s: s.value("orderbook_greenlets") <= before.value("orderbook_greenlets") + GREENLET_SLACK
         and s.value("process_open_fds") <= before.value("process_open_fds") + FD_SLACK,
-        10, "greenlets and fds back to the baseline",
     )
     names = ("orderbook_greenlets", "process_open_fds", "process_resident_memory_bytes")
     print(f"\n{CYCLES} cycles in {elapsed:.1f} s; before/after: "
@@ -96,12 +96,12 @@ def test_a_killed_client_s_streams_are_cleaned_up(simulator_factory, server_fact
     baseline = open_streams(port)
     client = client_process_factory(server.target, "--streams", "3")
     client.wait_ready()
-    wait_until(lambda: open_streams(port), lambda n: n == baseline + 3, 10, "the client's streams open")
+    wait_until(lambda: open_streams(port), 10, "the client's streams open", accept=lambda n: n == baseline + 3)
 
     client.proc.send_signal(signal.SIGKILL)  # no goodbye: no cancel, no RST_STREAM, no GOAWAY
     client.proc.wait(5)
     killed_at = time.monotonic()
-    wait_until(lambda: open_streams(port), lambda n: n == baseline, 5, "the killed client's streams closed")
+    wait_until(lambda: open_streams(port), 5, "the killed client's streams closed", accept=lambda n: n == baseline)
     print(f"\nstreams closed {time.monotonic() - killed_at:.2f} s after SIGKILL")
     assert server.proc.poll() is None
 
@@ -112,8 +112,8 @@ def test_sigterm_with_200_streams_open_ends_them_cleanly_and_exits_0_within_2_s(
     server.wait_serving()
     streams = StreamGroup(server.target, 200)
     try:
-        wait_until(streams.started, lambda n: n == 200, 20, "200 streams receiving")
-        wait_until(lambda: open_streams(server.metrics_port), lambda n: n == 200, 10, "200 streams open")
+        wait_until(streams.started, 20, "200 streams receiving", accept=lambda n: n == 200)
+        wait_until(lambda: open_streams(server.metrics_port), 10, "200 streams open", accept=lambda n: n == 200)
 
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)

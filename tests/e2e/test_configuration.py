@@ -6,10 +6,12 @@ import json
 import os
 import socket
 import subprocess
-import time
 
 import pytest
-from e2e_harness import RUN_SERVER, free_port
+
+from tests.support.ports import refusing_port
+from tests.support.service import RUN_SERVER
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +37,7 @@ def exchange_args(urls: dict[str, str]) -> list[str]:
 
 def test_an_unknown_symbol_is_one_clear_error_and_exit_2(simulator_factory):
     simulator = simulator_factory("--rate", "20")
-    result = run_server("--symbol", "NOSUCHPAIR", "--grpc-addr", f"127.0.0.1:{free_port()}",
+    result = run_server("--symbol", "NOSUCHPAIR", "--grpc-addr", "127.0.0.1:0",
                         *exchange_args(simulator.urls))
     assert result.returncode == 2
     (line,) = error_lines(result)
@@ -133,15 +135,29 @@ def test_an_unreachable_exchange_is_logged_and_retried_while_the_other_is_served
 ):
     simulator = simulator_factory("--rate", "50")
     urls = dict(simulator.urls)
-    nothing_there = f"127.0.0.1:{free_port()}"
-    urls["bitstamp_ws"], urls["bitstamp_rest"] = f"ws://{nothing_there}", f"http://{nothing_there}"
-    server = server_factory(urls)
-    server.wait_serving()
-    reader = reader_factory(server.target)
-    reader.wait_for(lambda book: book.exchanges() == {"binance"} and len(book.bids) == 10, 10, "from binance")
-    deadline = time.monotonic() + 10
-    while server.log().count(f"bitstamp: cannot connect to ws://{nothing_there}") < 3:
-        assert time.monotonic() < deadline, server.log()[-2000:]
-        time.sleep(0.2)
-    assert "reconnecting in" in server.log()
-    assert server.terminate() == 0
+    with refusing_port() as port:  # held, never listening, for the whole test
+        nothing_there = f"127.0.0.1:{port}"
+        urls["bitstamp_ws"], urls["bitstamp_rest"] = f"ws://{nothing_there}", f"http://{nothing_there}"
+        server = server_factory(urls)
+        server.wait_serving()
+        reader = reader_factory(server.target)
+        reader.wait_for(lambda book: book.exchanges() == {"binance"} and len(book.bids) == 10, 10, "from binance")
+        wait_until(lambda: server.log().count(f"bitstamp: cannot connect to ws://{nothing_there}"), 10,
+                   "three failed connections to bitstamp logged", accept=lambda failures: failures >= 3)
+        assert "reconnecting in" in server.log()
+        assert server.terminate() == 0
+
+
+def test_the_ready_file_reports_the_ports_actually_bound(simulator_factory, server_factory):
+    server = server_factory(simulator_factory("--rate", "20").urls, "--metrics-addr", "off")  # gRPC on port 0
+    assert server.ports.metrics is None and server.grpc_port > 0
+    assert f"on 127.0.0.1 port {server.grpc_port} " in server.log()
+    server.wait_serving()  # there
+
+
+def test_an_unwritable_ready_file_is_one_clear_error_and_exit_2(tmp_path):
+    path = tmp_path / "no-such-directory" / "ports.json"
+    result = run_server("--grpc-addr", "127.0.0.1:0", "--ready-file", str(path))
+    assert result.returncode == 2
+    assert error_lines(result) == [f"run-server: error: --ready-file {path}: No such file or directory"]
+    assert "Traceback" not in result.stderr

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_harness import Book, wait_until_matches_truth
+
+from tests.support.service import Book, wait_until_matches_truth
 
 pytestmark = pytest.mark.e2e
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from e2e_harness import BookReader, ServerProcess
 
 from orderbook.config import load_config
 from tests.metrics_scrape import scrape
+from tests.support.service import BookReader, ServerProcess
 
 pytestmark = [pytest.mark.live, pytest.mark.e2e]
 

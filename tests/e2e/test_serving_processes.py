@@ -11,15 +11,15 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness import RUN_SERVER, Book, BookReader, ServerProcess, free_port, wait_until_matches_truth
 
 from orderbook.simulator.process import SimulatorProcess
 from tests.metrics_scrape import Samples, scrape
+from tests.support.service import RUN_SERVER, Book, BookReader, ServerProcess, wait_until_matches_truth
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -89,20 +89,10 @@ def served_connections(port: int, pid: int | None = None) -> int:
     return count
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} within {timeout} s"
-        time.sleep(0.1)
-
-
 def wait_metric(server: ServerProcess, check: Callable[[Samples], bool], timeout: float, what: str) -> Samples:
     """Scrape until ``check`` holds (the serving processes report every second)."""
-    deadline = time.monotonic() + timeout
-    while not check(samples := scrape(server.metrics_port)):
-        assert time.monotonic() < deadline, f"/metrics never showed {what} within {timeout} s"
-        time.sleep(0.2)
-    return samples
+    return wait_until(lambda: scrape(server.metrics_port), timeout, f"/metrics to show {what}", accept=check,
+                      interval=0.2)
 
 
 def port_accepts(port: int) -> bool:
@@ -300,30 +290,27 @@ def test_a_port_in_use_is_one_clear_error_and_no_serving_process_is_left():
 def test_a_rejected_tls_certificate_is_one_clear_error_as_with_one_process(tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
-    address = f"127.0.0.1:{free_port()}"
     result = subprocess.run(
-        [str(RUN_SERVER), "--metrics-addr", "off", "--grpc-addr", address, "--serve-processes", "2",
+        [str(RUN_SERVER), "--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "2",
          "--tls-cert", str(junk), "--tls-key", str(junk)],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("run-server: error:")]
-    assert errors == [f"run-server: error: cannot listen on {address}: the TLS certificate {junk} or key {junk} "
-                      "was rejected (not PEM, or not a pair)"]  # not "address already in use": the port is ours
+    assert len(errors) == 1, result.stderr
+    rejected = re.escape(f"the TLS certificate {junk} or key {junk} was rejected (not PEM, or not a pair)")
+    match = re.fullmatch(rf"run-server: error: cannot listen on (127\.0\.0\.1:\d+): {rejected}", errors[0])
+    assert match, errors  # not "address already in use": the port is ours
+    address = match[1]
     assert "Traceback" not in result.stderr
     assert not serving_pids(address)
 
 
 def test_port_0_is_reserved_once_and_served_by_both_processes(fleet, reader_factory):
-    simulator, server = fleet.start("--seed", "15", "--rate", "50", server_args=("--grpc-addr", "127.0.0.1:0"),
-                                    wait=False)  # the last --grpc-addr wins
-    wait_until(lambda: "gRPC served by 2 processes on" in server.log() or server.proc.poll() is not None, 15,
-               "the serving processes listening")
-    match = re.search(r"gRPC served by 2 processes on 127\.0\.0\.1:(\d+) ", server.log())
-    assert match, server.log()
-    port = int(match[1])
-    assert port not in (0, server.grpc_port)
-    server.target = f"127.0.0.1:{port}"  # where it really listens
+    simulator, server = fleet.start("--seed", "15", "--rate", "50", wait=False)  # ServerProcess asks for port 0
+    port = server.grpc_port  # from its ready file, written once both serving processes listen
+    assert port != 0
+    assert f"gRPC served by 2 processes on 127.0.0.1:{port} " in server.log()
     workers = fleet.workers(server)
     assert len(re.findall(rf"gRPC serving \S+ on 127\.0\.0\.1 port {port} ", server.log())) == 2
 

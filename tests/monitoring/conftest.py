@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
-from prom_tools import MONITORING, PrometheusApi, ToolMissing, find_tool, prometheus_server, scrape_config, wait_until
+from prom_tools import MONITORING, PrometheusApi, ToolMissing, find_tool, prometheus_server, scrape_config
 from service_metrics import exercised_registry, exposition, sample_names
+
+from tests.support.waiting import wait_until
 
 
 def _tool(name: str) -> str:
@@ -66,7 +68,7 @@ def kit_prometheus(
                 # two scrapes, so that rate() over a few seconds has something to work with
                 return any(float(r["value"][1]) >= 2 for r in api.query('count_over_time(up{job="orderbook"}[1m])'))
 
-            wait_until("two scrapes of the service's registry", scraped_twice, timeout=20)
+            wait_until(scraped_twice, 20, "two scrapes of the service's registry", interval=0.25)
             yield api
     finally:
         httpd.shutdown()

@@ -8,15 +8,16 @@ Prints ``PORT <n>`` once listening; the end of stdin or SIGTERM stops the server
 ``OUTCOMES {json}`` and exits 0.
 """
 
-from gevent import monkey
+import os
+import sys
 
-monkey.patch_all()
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from orderbook.boot import boot  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+boot(grpc=False)  # first: see orderbook.boot
 
 import argparse  # noqa: E402
 import json  # noqa: E402

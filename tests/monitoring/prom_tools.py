@@ -2,8 +2,8 @@
 
 The binaries come from Debian's ``prometheus`` package. CI runs as root on Debian, so a missing package is
 installed on first use; anywhere else the tests fail with what to install, rather than skip and pass silently.
-The package may also register a system service: it is never used; each test runs its own server on a free
-loopback port with its own storage directory.
+The package may also register a system service: it is never used; each test runs its own server with its own
+storage directory, on a loopback port it picks itself (port 0) and logs (:func:`start_prometheus`).
 """
 
 from __future__ import annotations
@@ -11,23 +11,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from tests.processes import stop_process, with_default_signals
+from tests.support.ports import logged_port
+from tests.support.processes import stop_process, with_default_signals
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
 PACKAGE = "prometheus"
-
-T = TypeVar("T")
+LISTENING = r'msg="Listening on" address=127\.0\.0\.1:(\d+)'
+"""The line Prometheus logs (at info level) with the address it actually bound."""
 
 
 class ToolMissing(RuntimeError):
@@ -65,24 +65,6 @@ def find_tool(name: str) -> str:
 
 def promtool(tool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([tool, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 class PrometheusApi:
@@ -130,39 +112,52 @@ def scrape_config(metrics_port: int, interval: str) -> str:
     return text
 
 
+def start_prometheus(binary: str, args: Sequence[str], log_path: Path,
+                     cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], PrometheusApi]:
+    """Start ``prometheus`` with ``args`` on a loopback port of its choosing; return it and its API once it has
+    logged the port it bound (not yet ready: see :func:`wait_ready`). Its log goes to ``log_path``.
+
+    Port 0, read back from its log, rather than a port picked here: nothing can take the port in between.
+    """
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            with_default_signals([binary, *args, "--web.listen-address=127.0.0.1:0", "--log.level=info"]),
+            cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        port = logged_port(log_path, LISTENING, process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, PrometheusApi(f"http://127.0.0.1:{port}")
+
+
+def exited(process: subprocess.Popen[bytes], log_path: Path) -> AssertionError:
+    return AssertionError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+
+
 @contextmanager
 def prometheus_server(binary: str, workdir: Path, config: str, rules: str) -> Iterator[PrometheusApi]:
     """Run ``prometheus`` with ``config`` (which names ``alerts.yml``) and ``rules`` as that file, until ready."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "prometheus.yml").write_text(config)
     (workdir / "alerts.yml").write_text(rules)
-    port = free_port()
     log_path = workdir / "prometheus.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            with_default_signals([
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ]),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    api = PrometheusApi(f"http://127.0.0.1:{port}")
+    process, api = start_prometheus(
+        binary, [f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}"], log_path
+    )
     try:
 
         def ready() -> bool:
             if process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise exited(process, log_path)
             try:
                 with urllib.request.urlopen(f"{api.base_url}/-/ready", timeout=1) as response:
                     return response.status == 200
             except OSError:
                 return False
 
-        wait_until("prometheus to be ready", ready, timeout=20)
+        wait_until(ready, 20, "prometheus to be ready", interval=0.25)
         yield api
     finally:
         stop_process(process)

@@ -56,6 +56,7 @@ def test_alert_rules_pass_promtool(promtool_bin: str) -> None:
     assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
 
+@pytest.mark.e2e
 def test_a_healthy_service_raises_no_alert(kit_prometheus: PrometheusApi, loaded_rules: list[dict[str, Any]]) -> None:
     assert {rule["name"] for rule in loaded_rules} == ALERTS
     assert all(rule["health"] == "ok" for rule in loaded_rules), [(r["name"], r.get("lastError")) for r in loaded_rules]
@@ -245,6 +246,7 @@ AUDITS = {
     ids=["exchange-health", "target-down", "rebuild-storm", "stale-book", "frame-to-publish", "publish-to-send",
          "serving-process-restarts", "audits"],
 )
+@pytest.mark.e2e
 def test_alert_fires_when_and_only_when_it_should(
     case: dict[str, Any], loaded_rules: list[dict[str, Any]], promtool_bin: str, tmp_path: Path
 ) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from prom_tools import MONITORING, REPO, PrometheusApi, free_port, promtool, wait_until
-from tests.processes import stop_process
+from prom_tools import MONITORING, REPO, exited, promtool, start_prometheus
+
+from tests.support.processes import stop_process
+from tests.support.waiting import wait_until
 
 README = MONITORING / "README.md"
 DASHBOARD = MONITORING / "grafana" / "dashboard.json"
@@ -105,28 +107,25 @@ def test_documented_config_passes_promtool_from_the_root_and_from_anywhere(promt
         assert "SUCCESS: 1 rule files found" in result.stdout
 
 
+@pytest.mark.e2e
 def test_documented_prometheus_command_starts_with_the_alert_rules(prometheus_bin: str, tmp_path: Path) -> None:
     _, words = documented("prometheus")
-    port = free_port()
-    args = [prometheus_bin, *(f"--storage.tsdb.path={tmp_path / 'data'}" if word.startswith("--storage.tsdb.path=")
-                              else word for word in words[1:]),
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    args = [f"--storage.tsdb.path={tmp_path / 'data'}" if word.startswith("--storage.tsdb.path=") else word
+            for word in words[1:]]
     log_path = tmp_path / "prometheus.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    api = PrometheusApi(f"http://127.0.0.1:{port}")
+    process, api = start_prometheus(prometheus_bin, args, log_path, cwd=REPO)
     try:
         def rules_loaded() -> list[dict[str, Any]] | None:
             if process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise exited(process, log_path)
             try:
                 return api.get("/api/v1/rules")["groups"]
             except OSError:
                 return None
 
-        groups = wait_until("prometheus to serve its rules", rules_loaded, timeout=20)
+        groups = wait_until(rules_loaded, 20, "prometheus to serve its rules", interval=0.25)
         assert {Path(group["file"]).resolve() for group in groups} == {(MONITORING / "alerts.yml").resolve()}
-        targets = wait_until("the scrape target to be discovered", api.targets, timeout=10)
+        targets = wait_until(api.targets, 10, "the scrape target to be discovered", interval=0.25)
         assert {target["labels"]["job"] for target in targets} == {"orderbook"}
     finally:
         stop_process(process)

@@ -11,26 +11,17 @@ fires for both.
 
 from __future__ import annotations
 
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prom_tools import (
-    MONITORING,
-    REPO,
-    PrometheusApi,
-    free_port,
-    prometheus_server,
-    promtool,
-    scrape_config,
-    wait_until,
-)
+from prom_tools import MONITORING, PrometheusApi, prometheus_server, promtool, scrape_config
 
 from orderbook.simulator.process import SimulatorProcess
-from tests.processes import stop_process, with_default_signals
+from tests.support.service import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -47,48 +38,39 @@ def short_hold_rules() -> str:
 
 
 @pytest.fixture
-def metrics_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def prometheus(prometheus_bin: str, metrics_port: int, tmp_path: Path) -> Iterator[PrometheusApi]:
-    """Started first: its first scrape waits for target discovery (about 5 s), which overlaps the service's start."""
-    with prometheus_server(
-        prometheus_bin, tmp_path / "prometheus", scrape_config(metrics_port, "1s"), short_hold_rules()
-    ) as api:
-        yield api
-
-
-@pytest.fixture
 def simulator() -> Iterator[SimulatorProcess]:
     with SimulatorProcess() as sim:
         yield sim
 
 
 @pytest.fixture
-def service_log(simulator: SimulatorProcess, metrics_port: int, tmp_path: Path) -> Iterator[Path]:
-    urls = simulator.urls
-    log_path = tmp_path / "run-server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            with_default_signals([
-                str(REPO / "bin" / "run-server"),
-                "--binance-ws-url", urls["binance_ws"],
-                "--binance-rest-url", urls["binance_rest"],
-                "--bitstamp-ws-url", urls["bitstamp_ws"],
-                "--bitstamp-rest-url", urls["bitstamp_rest"],
-                "--grpc-addr", f"127.0.0.1:{free_port()}",
-                "--metrics-addr", f"127.0.0.1:{metrics_port}",
-                "--silence-timeout", SILENCE_TIMEOUT,
-            ]),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+def service(simulator: SimulatorProcess, tmp_path: Path) -> Iterator[ServerProcess]:
+    """bin/run-server against the simulator, on ports of its choosing (read back from its ready file)."""
+    server = ServerProcess(simulator.urls, tmp_path / "run-server.log", "--silence-timeout", SILENCE_TIMEOUT)
     try:
-        yield log_path
+        yield server
     finally:
-        stop_process(process)
+        server.terminate()
+
+
+@pytest.fixture
+def service_log(service: ServerProcess) -> Path:
+    return service.log_path
+
+
+@pytest.fixture
+def metrics_port(service: ServerProcess) -> int:
+    return service.metrics_port  # once it listens
+
+
+@pytest.fixture
+def prometheus(prometheus_bin: str, metrics_port: int, tmp_path: Path) -> Iterator[PrometheusApi]:
+    """Started as soon as the service listens (its port is known from then on): its first scrape waits for target
+    discovery (about 5 s), which overlaps the service's connecting to the exchanges."""
+    with prometheus_server(
+        prometheus_bin, tmp_path / "prometheus", scrape_config(metrics_port, "1s"), short_hold_rules()
+    ) as api:
+        yield api
 
 
 def values(api: PrometheusApi, expr: str, label: str = "exchange") -> dict[str, float]:
@@ -116,12 +98,11 @@ def test_prometheus_scrapes_the_service_and_fires_the_exchange_alerts(
         targets = prometheus.targets()
         return [(t["scrapeUrl"], t["health"]) for t in targets] == [(f"http://127.0.0.1:{metrics_port}/metrics", "up")]
 
-    wait_until(f"the service's target to be up {context}", target_up, timeout=20)
+    wait_until(target_up, 20, f"the service's target to be up {context}", interval=0.25)
     wait_until(
-        f"both exchanges connected and in step {context}",
         lambda: values(prometheus, "orderbook_exchange_connected == 1").keys() == EXCHANGES
         and values(prometheus, "orderbook_exchange_in_step == 1").keys() == EXCHANGES,
-        timeout=15,
+        15, f"both exchanges connected and in step {context}", interval=0.25,
     )
 
     assert all(v > 0 for v in values(prometheus, "orderbook_frames_received_total").values())
@@ -143,16 +124,14 @@ def test_prometheus_scrapes_the_service_and_fires_the_exchange_alerts(
 
     simulator.control.silence("bitstamp")
     wait_until(
-        f"OrderbookExchangeOutOfStep firing for bitstamp {context}",
         lambda: firing(prometheus, "OrderbookExchangeOutOfStep") == {"bitstamp"},
-        timeout=20,
+        20, f"OrderbookExchangeOutOfStep firing for bitstamp {context}", interval=0.25,
     )
     assert values(prometheus, 'orderbook_book_rebuilds_total{reason="silence"}').keys() == {"bitstamp"}
     assert alerts_for(prometheus, "binance") == []
 
     simulator.stop()
     wait_until(
-        f"OrderbookExchangeDisconnected firing for both exchanges {context}",
         lambda: firing(prometheus, "OrderbookExchangeDisconnected") == EXCHANGES,
-        timeout=20,
+        20, f"OrderbookExchangeDisconnected firing for both exchanges {context}", interval=0.25,
     )

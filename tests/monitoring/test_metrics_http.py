@@ -21,14 +21,14 @@ import pytest
 from metrics_http_support import fixed_registry
 from prometheus_client import make_wsgi_app
 
-from tests.e2e.e2e_harness import RUN_SERVER, free_port
-from tests.processes import stop_process
+from tests.support.processes import stop_process
+from tests.support.service import RUN_SERVER
 
 HELPER = Path(__file__).with_name("metrics_http_helper.py")
 PROMPT = 0.5
 """A scrape answered within this is prompt; the head timeout in these tests is at least twice that."""
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]  # each test starts a server process
 
 
 class Helper:
@@ -277,13 +277,12 @@ def test_stopping_closes_the_listener_and_open_connections(start_helper):
         socket.create_connection(("127.0.0.1", helper.port), timeout=2).close()
 
 
-@pytest.mark.e2e
 def test_a_metrics_port_in_use_is_one_clear_error_and_exit_2():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        result = subprocess.run([str(RUN_SERVER), "--grpc-addr", f"127.0.0.1:{free_port()}", "--metrics-addr",
+        result = subprocess.run([str(RUN_SERVER), "--grpc-addr", "127.0.0.1:0", "--metrics-addr",
                                  address], capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("run-server:")]

@@ -1,37 +1,13 @@
-"""The e2e harness and fixtures (simulator, server, reader as real processes), plus one ready system per test.
-
-The e2e directory is not a package: its harness is imported by path, and its conftest is loaded under its own
-module name so that its fixtures (which stop every process they started) are reused here, not copied.
+"""One ready system per test (simulator, server, reader as real processes), built on the fixtures every test
+folder gets from ``tests/conftest.py`` (which stop every process they started).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
-sys.path.insert(0, str(E2E_DIR))
-
-
-def _load_e2e_fixtures() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_fixtures", E2E_DIR / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_e2e = _load_e2e_fixtures()
-simulator_factory = _e2e.simulator_factory
-server_factory = _e2e.server_factory
-reader_factory = _e2e.reader_factory
-
-from resilience_harness import (  # after the e2e directory is on sys.path
+from resilience_harness import (
     EXCHANGES,
     SILENCE_TIMEOUT,
     SIM_ARGS,

@@ -17,10 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from e2e_harness import Book, BookReader, ServerProcess, wait_until_matches_truth
-
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
 from tests.metrics_scrape import Samples, scrape
+from tests.support.service import Book, BookReader, ServerProcess, wait_until_matches_truth
 
 EXCHANGES = ("binance", "bitstamp")
 SILENCE_TIMEOUT = 2.0

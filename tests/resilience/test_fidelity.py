@@ -16,21 +16,12 @@ from orderbook.exchanges.bitstamp import BitstampProtocol
 from orderbook.exchanges.messages import BookDiff
 from orderbook.exchanges.sync import BitstampSync, Outcome
 from orderbook.prices import parse_decimal
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 REST_LAG = 1.0
 """Bitstamp's REST book is this far behind its stream (0.07 to 2.6 s in the recordings)."""
-
-
-def wait_for(what: str, check, timeout: float, poll: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout:.1f} s: {what}"
-        time.sleep(poll)
 
 
 # -- 1. Bitstamp snapshot freshness -------------------------------------------------------------------------------
@@ -139,10 +130,10 @@ def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) ->
     assert before("orderbook_ignored_rows_total", exchange="bitstamp", reason="null_row") >= 1
     system.control.junk_rows("binance", count=3)
     system.control.junk_rows("bitstamp", count=3)
-    wait_for("the junk diffs sent", lambda: all(
-        system.control.stats()[name]["junk_rows_pending"] == 0 for name in EXCHANGES), 5)
-    after = wait_for("the junk rows counted", lambda: (
-        m := system.metrics())("orderbook_ignored_rows_total", exchange="binance", reason="zero_price") >= 3 and m, 5)
+    wait_until(lambda: all(system.control.stats()[name]["junk_rows_pending"] == 0 for name in EXCHANGES), 5,
+               "the junk diffs sent")
+    after = wait_until(system.metrics, 5, "the junk rows counted",
+                       accept=lambda m: m("orderbook_ignored_rows_total", exchange="binance", reason="zero_price") >= 3)
     assert delta(before, after, "orderbook_ignored_rows_total", exchange="bitstamp", reason="zero_price") >= 3
     assert delta(before, after, "orderbook_ignored_rows_total", exchange="bitstamp", reason="null_row") >= 3
     assert changed(before, after, "orderbook_book_rebuilds_total") == {}
@@ -229,8 +220,8 @@ def test_a_change_lost_silently_is_found_by_the_audit_within_one_interval(start_
     before = system.metrics()
     lost = system.control.lose_change(exchange, side="bid", index=2)
     system.mark_log()
-    found = wait_for("the divergence found", lambda: (m := system.metrics())(
-        "orderbook_audits_total", exchange=exchange, result="divergent") and m, interval * 2 + 5.0 + SETTLE)
+    found = wait_until(system.metrics, interval * 2 + 5.0 + SETTLE, "the divergence found",
+                       accept=lambda m: m("orderbook_audits_total", exchange=exchange, result="divergent"))
     assert delta(before, found, "orderbook_audit_divergent_levels_total", exchange=exchange) == 1
     assert found("orderbook_book_rebuilds_total", exchange=exchange, reason="audit") == 1
     line = system.wait_log(re.compile(rf"{exchange}: audit: 1 levels differ .*"))[0].group(0)

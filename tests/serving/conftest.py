@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from serving_support import Helper
+
+from tests.support.ports import refusing_port
 
 
 @pytest.fixture
@@ -25,8 +26,7 @@ def start_helper(tmp_path: Path) -> Iterator[Callable[..., Helper]]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on (bound then released; good enough on a quiet test machine)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test (held, bound but not listening)."""
+    with refusing_port() as port:
+        yield port

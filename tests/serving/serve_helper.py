@@ -8,18 +8,16 @@ Stdin commands, one per line: ``publish`` (the next summary), ``empty`` (a summa
 SIGTERM, SIGINT or the end of stdin stops the server (grace 1 s) and exits 0.
 """
 
-from gevent import monkey
+import os
+import sys
 
-monkey.patch_all()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import sys  # noqa: E402
+from orderbook.boot import boot  # noqa: E402
+
+READY_FIRST = boot()  # first: see orderbook.boot
+
 from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from orderbook.serving.gevent_polling import init_grpc_gevent  # noqa: E402
-
-READY_FIRST = init_grpc_gevent()
 
 import argparse  # noqa: E402
 import json  # noqa: E402

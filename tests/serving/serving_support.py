@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from orderbook.proto import orderbook_pb2
-from tests.processes import with_default_signals
+from tests.support.processes import with_default_signals
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent

@@ -17,7 +17,7 @@ from serving_support import CLIENT, Helper, book_summary, run_client
 
 from orderbook.client import Printer, render_ladder, summary_to_json
 from orderbook.proto import orderbook_pb2
-from tests.processes import with_default_signals
+from tests.support.processes import with_default_signals
 
 Start = Callable[..., Helper]
 
@@ -106,6 +106,7 @@ def test_json_output_stays_json_on_a_terminal() -> None:
 # --- the real command -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_json_count_prints_that_many_summaries_with_the_served_values(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.02")
     result = run_client("--addr", helper.target, "--json", "--count", "3")
@@ -125,6 +126,7 @@ def test_json_count_prints_that_many_summaries_with_the_served_values(start_help
         assert len(line["bids"]) == len(line["asks"]) == 10
 
 
+@pytest.mark.e2e
 def test_one_sided_book_prints_null_spread(start_helper: Start) -> None:
     helper = start_helper("--interval", "0")
     helper.command("empty")
@@ -134,6 +136,7 @@ def test_one_sided_book_prints_null_spread(start_helper: Start) -> None:
     assert line["spread"] is None and line["asks"] == [] and len(line["bids"]) == 10
 
 
+@pytest.mark.e2e
 def test_ladder_output_when_piped(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.02", "--depth", "3")
     result = run_client("--addr", helper.target, "--count", "2")
@@ -145,6 +148,7 @@ def test_ladder_output_when_piped(start_helper: Start) -> None:
     assert rows[-1].startswith("spread 0.00001000")
 
 
+@pytest.mark.e2e
 def test_closed_port_is_one_clear_line_and_exit_2(closed_port: int) -> None:
     result = run_client("--addr", f"127.0.0.1:{closed_port}")
     assert result.returncode == 2
@@ -160,6 +164,7 @@ def test_unresolvable_address_is_one_clear_line_and_exit_2() -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05", "--max-streams", "1")
     with grpc.insecure_channel(helper.target) as channel:
@@ -171,6 +176,7 @@ def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
     assert result.stderr == f"error: the order book server at {helper.target} has no room for another stream\n"
 
 
+@pytest.mark.e2e
 def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
     helper = start_helper("--interval", "0.02", "--tls-cert", str(cert), "--tls-key", str(key))
@@ -182,6 +188,7 @@ def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path
                             "TLS (pass --tls-ca PATH)\n")
 
 
+@pytest.mark.e2e
 def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen(
@@ -195,6 +202,7 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
     assert stderr == f"error: the order book server at {helper.target} ended the stream\n"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen(

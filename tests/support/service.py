@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -17,40 +16,55 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.proto import orderbook_pb2
-from tests.processes import stop_process, with_default_signals
+from tests.support.ports import BoundPorts, read_ready_file, server_port_args
+from tests.support.processes import stop_process, with_default_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "bin" / "run-server"
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ServerProcess:
     """``bin/run-server`` pointed at a simulator (``urls``, or ``None`` with ``--demo``); its log goes to a file the
-    test can read."""
+    test can read.
+
+    It binds gRPC and /metrics to port 0 and reports the ports it got in a ready file beside the log
+    (:mod:`tests.support.ports`): :attr:`grpc_port`, :attr:`metrics_port` and :attr:`target` wait for that file on
+    first use. ``extra`` arguments come last, so an ``extra`` ``--metrics-addr off`` wins (``metrics_port`` None).
+    """
 
     def __init__(self, urls: dict[str, str] | None, log_path: Path, *extra: str) -> None:
-        self.grpc_port = free_port()
-        self.metrics_port = free_port()
-        self.target = f"127.0.0.1:{self.grpc_port}"
         self.log_path = log_path
-        args = [
-            str(RUN_SERVER),
-            "--grpc-addr", self.target,
-            "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
-            *extra,
-        ]
+        self.ready_file = log_path.with_name(log_path.name + ".ports.json")
+        self.ready_file.unlink(missing_ok=True)
+        self._ports: BoundPorts | None = None
+        args = [str(RUN_SERVER), *server_port_args(self.ready_file), *extra]
         if urls is not None:
             args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
                      "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"]]
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
                                          env=os.environ.copy())
+
+    @property
+    def ports(self) -> BoundPorts:
+        """The ports it listens on, once it does (read from its ready file, then kept)."""
+        if self._ports is None:
+            self._ports = read_ready_file(self.ready_file, self.proc, log=self.log)
+        return self._ports
+
+    @property
+    def grpc_port(self) -> int:
+        return self.ports.grpc
+
+    @property
+    def metrics_port(self) -> int:
+        assert self.ports.metrics is not None, "started with --metrics-addr off"
+        return self.ports.metrics
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -1,0 +1,69 @@
+"""The start of every process: gevent's monkey-patching, then grpcio's gevent set-up. Call :func:`boot` first.
+
+Every entry point (``bin/run-server``, a serving process, the exchange simulator, the tests' helper processes)
+begins the same way, before importing anything else of this project or anything that imports ``socket``,
+``threading``, ``ssl``, ``select``, ``time`` or ``grpc``::
+
+    from orderbook.boot import boot
+
+    boot()  # or boot(grpc=False) in a process without gRPC
+
+    import ...  # noqa: E402  (after boot(), on purpose)
+
+The order is the point, and each step has its reason:
+
+1. ``GRPC_VERBOSITY`` (gRPC processes only). gRPC's C core writes its own log to stderr, in its own format, and
+   reads this variable only as grpc is first imported. Left on, a port in use is reported twice, first by a
+   ``E0000 ... add_port.cc] Failed to add port ...`` line, then by the service's own one line (and under
+   ``--log-format json`` the former is not JSON). So it is set to ``NONE`` before grpc can be imported: whatever
+   the core would say, the service reports in its own words. A GRPC_VERBOSITY already in the environment wins
+   (to debug gRPC itself); child processes inherit the setting.
+2. ``gevent.monkey.patch_all()``: a module that imported ``socket`` or ``threading`` before the patch keeps the
+   blocking originals, which would block the whole hub. Hence first, before any other import.
+3. :func:`orderbook.serving.gevent_polling.init_grpc_gevent` (gRPC processes only): grpcio's gevent integration
+   plus ready-first completion polling. It must run after the patch and before any gRPC object (channel, server)
+   exists: grpcio picks its polling mode once.
+
+This module imports nothing but :mod:`os` at import time, so importing it cannot spoil the order. :func:`boot`
+is idempotent: a second call does nothing and returns what the first returned (``boot(grpc=False)`` followed by
+``boot()`` adds the gRPC steps). Process-wide policies that need the logging set-up first (such as raising the
+open-file limit, :func:`orderbook.serving.limits.raise_fd_limit`) stay with the entry point that wants them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orderbook.serving.gevent_polling import ReadyFirstPolls
+
+GRPC_VERBOSITY = "NONE"
+"""gRPC core's log level unless the environment sets one (see step 1 above)."""
+
+_patched = False
+_grpc_booted = False
+_polls: ReadyFirstPolls | None = None
+
+
+def boot(grpc: bool = True) -> ReadyFirstPolls | None:
+    """Patch the process for gevent and, with ``grpc``, set grpcio up for it; see the module docstring.
+
+    Returns the installed :class:`~orderbook.serving.gevent_polling.ReadyFirstPolls` (its ``ready`` and
+    ``parked`` counters tell whether the fast path is taken), or None without ``grpc`` or when this grpcio lacks
+    the poll hook (stock gevent polling, with a warning).
+    """
+    global _patched, _grpc_booted, _polls
+    if grpc and not _grpc_booted:
+        os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY)  # before anything can import grpc
+    if not _patched:
+        from gevent import monkey
+
+        monkey.patch_all()
+        _patched = True
+    if grpc and not _grpc_booted:
+        from orderbook.serving.gevent_polling import init_grpc_gevent
+
+        _polls = init_grpc_gevent()
+        _grpc_booted = True
+    return _polls if _grpc_booted else None

@@ -1,0 +1,27 @@
+"""The one polling loop the tests use to wait for something to become true."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T], timeout: float, what: str, *, accept: Callable[[T], object] = bool,
+               interval: float = 0.1) -> T:
+    """Call ``probe`` until ``accept`` takes its answer (by default: until the answer is truthy) and return that
+    answer; after ``timeout`` seconds, fail with ``what`` and the last answer.
+
+    ``probe`` is called at least once, and once more at the deadline, so a slow probe still gets its last look.
+    An exception from ``probe`` (say, a process that exited early) ends the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
