@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.report import percentile
 from tests.metrics_scrape import Samples, scrape
-from tests.support.ports import BoundPorts, read_ready_file, server_port_args
+from tests.support.ports import ReadyFilePorts, server_port_args
 from tests.support.processes import stop_process
 from tests.support.service import RUN_SERVER
 
@@ -32,14 +32,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep + path if path else ''}"}
 
 
-class Server:
+class Server(ReadyFilePorts):
     """``bin/run-server`` against a simulator, or the same module under pyinstrument when ``profile`` is set."""
+
+    ready_timeout = 60.0  # under the profiler it starts slowly
 
     def __init__(self, urls: dict[str, str], log_path: Path, *extra: str, profile: Path | None = None) -> None:
         self.profile = profile
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
-        self._ports: BoundPorts | None = None
         args = [
             *server_port_args(self.ready_file),
             "--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
@@ -56,25 +57,8 @@ class Server:
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
 
-    @property
-    def ports(self) -> BoundPorts:
-        """The ports it bound (port 0), from its ready file: waits until it listens."""
-        if self._ports is None:
-            self._ports = read_ready_file(self.ready_file, self.proc, timeout=60, log=self.log_tail)
-        return self._ports
-
-    @property
-    def grpc_port(self) -> int:
-        return self.ports.grpc
-
-    @property
-    def metrics_port(self) -> int:
-        assert self.ports.metrics is not None
-        return self.ports.metrics
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+    def ready_log(self) -> str:
+        return self.log_tail()
 
     @property
     def pid(self) -> int:

@@ -69,6 +69,40 @@ def read_ready_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0,  
     return BoundPorts(ports["grpc_port"], ports["metrics_port"])
 
 
+class ReadyFilePorts:
+    """What a ``bin/run-server`` started with :func:`server_port_args` bound, read from its ready file on first use.
+
+    A subclass sets ``ready_file`` and ``proc``, and says in :meth:`ready_log` what to show if the server died.
+    """
+
+    ready_file: Path
+    proc: subprocess.Popen  # type: ignore[type-arg]
+    ready_timeout = 30.0
+    _ports: BoundPorts | None = None
+
+    def ready_log(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def ports(self) -> BoundPorts:
+        if self._ports is None:
+            self._ports = read_ready_file(self.ready_file, self.proc, timeout=self.ready_timeout, log=self.ready_log)
+        return self._ports
+
+    @property
+    def grpc_port(self) -> int:
+        return self.ports.grpc
+
+    @property
+    def metrics_port(self) -> int:
+        assert self.ports.metrics is not None, "started with --metrics-addr off"
+        return self.ports.metrics
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
 def logged_port(log_path: Path, pattern: str, proc: subprocess.Popen,  # type: ignore[type-arg]
                 timeout: float = 30.0) -> int:
     """The port in the first match of ``pattern`` (its group 1) in the log ``proc`` writes to ``log_path``."""

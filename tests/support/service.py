@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.proto import orderbook_pb2
-from tests.support.ports import BoundPorts, read_ready_file, server_port_args
+from tests.support.ports import ReadyFilePorts, server_port_args
 from tests.support.processes import stop_process, with_default_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ RUN_SERVER = REPO_ROOT / "bin" / "run-server"
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
 
 
-class ServerProcess:
+class ServerProcess(ReadyFilePorts):
     """``bin/run-server`` pointed at a simulator (``urls``, or ``None`` with ``--demo``); its log goes to a file the
     test can read.
 
@@ -37,7 +37,6 @@ class ServerProcess:
         self.log_path = log_path
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
-        self._ports: BoundPorts | None = None
         args = [str(RUN_SERVER), *server_port_args(self.ready_file), *extra]
         if urls is not None:
             args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
@@ -46,25 +45,8 @@ class ServerProcess:
             self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
                                          env=os.environ.copy())
 
-    @property
-    def ports(self) -> BoundPorts:
-        """The ports it listens on, once it does (read from its ready file, then kept)."""
-        if self._ports is None:
-            self._ports = read_ready_file(self.ready_file, self.proc, log=self.log)
-        return self._ports
-
-    @property
-    def grpc_port(self) -> int:
-        return self.ports.grpc
-
-    @property
-    def metrics_port(self) -> int:
-        assert self.ports.metrics is not None, "started with --metrics-addr off"
-        return self.ports.metrics
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+    def ready_log(self) -> str:
+        return self.log()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
