@@ -1,12 +1,14 @@
-"""The running service: two exchange feeds, the consolidated book, the publisher, gRPC and metrics, wired together.
+"""The running service: the venue feeds, each symbol's consolidated book and publisher, gRPC and metrics, wired
+together.
 
-Assumes a gevent-patched process with grpc's gevent integration initialised (see :mod:`orderbook.server`).
+Assumes a gevent-patched process with grpc's gevent integration initialised (see :mod:`orderbook.boot`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import gevent
 import gevent.event
@@ -16,10 +18,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from orderbook.config import Config, ConfigError
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
-from orderbook.exchanges.base import ExchangeError, ExchangeProtocol
-from orderbook.exchanges.binance import BinanceProtocol
-from orderbook.exchanges.bitstamp import BitstampProtocol
-from orderbook.feed import ExchangeFeed, FeedSettings
+from orderbook.exchanges.base import ExchangeError
+from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.metrics_http import MetricsHttpServer
@@ -35,37 +35,36 @@ EXIT_OK = 0
 EXIT_FATAL = 2
 
 
-def exchange_protocols(config: Config) -> list[ExchangeProtocol]:
-    return [
-        BinanceProtocol(config.symbol, config.binance_ws_url, config.binance_rest_url, config.binance_snapshot_limit),
-        BitstampProtocol(config.symbol, config.bitstamp_ws_url, config.bitstamp_rest_url),
-    ]
-
-
 class Application:
     def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry())
-        protocols = exchange_protocols(config)
-        self.book = ConsolidatedBook([p.name for p in protocols], config.depth)
+        venues = [settings.venue() for settings in config.venues]
+        self.venue_names = [venue.name for venue in venues]
+        self.books = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
         self._greenlets = gevent.pool.Group()
         self.broadcaster, self.grpc = self._serving_side(config)
-        self.publisher = BookPublisher(self.book, self._publish)
+        self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
+                           for symbol, book in self.books.items()}
+        self.publisher = self.publishers[config.symbol]
+        self._unlisted: dict[str, set[str]] = {symbol: set() for symbol in config.symbols}
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
                                 audit_interval=config.audit_interval)
         self.feeds = [
-            ExchangeFeed(
-                protocol,
-                self.book,
+            VenueFeed(
+                venue,
+                self.books,
                 on_change=self._book_changed,
-                on_fatal=self._fatal,
-                metrics=self.metrics.exchange(protocol.name),
+                on_listing=self._listing,
+                on_unlisted=self._unlisted_by,
+                metrics=self.metrics.exchange(venue.name),
                 settings=settings,
                 spawn=self._greenlets.spawn,
             )
-            for protocol in protocols
+            for venue in venues
         ]
-        self.metrics.add_state_source(merged_book_families(lambda: self.publisher.last))
+        self.metrics.add_state_source(merged_book_families(
+            lambda: ((symbol, publisher.last) for symbol, publisher in self.publishers.items())))
         self.metrics.add_state_source(self._service_families)
         self.metrics_port: int | None = None
         self._metrics_http: MetricsHttpServer | None = None
@@ -106,7 +105,10 @@ class Application:
             self._metrics_http = metrics_http
             self.metrics_port = metrics_http.port
             log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
-        log.info("serving the consolidated %s book", self.config.symbol)
+        symbols = self.config.symbols
+        log.info("serving the consolidated %s book%s", symbols[0],
+                 f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
+                 if len(symbols) > 1 else "")
         for feed in self.feeds:
             self._greenlets.spawn(feed.run)
 
@@ -129,16 +131,43 @@ class Application:
             self.fatal_error = error
             gevent.spawn(self.stop, EXIT_FATAL)
 
-    def _book_changed(self, received_at: float) -> None:
-        if self.publisher.refresh():
+    # -- which venue lists which symbol ------------------------------------------------------------------------
+
+    def _listing(self, venue: str, unlisted: frozenset[str]) -> None:
+        for symbol in unlisted:
+            self._unlisted_by(venue, symbol, "")
+
+    def _unlisted_by(self, venue: str, symbol: str, reason: str) -> None:
+        """A symbol that no venue lists is a configuration error: the service stops (exit 2), saying so."""
+        unlisted = self._unlisted[symbol]
+        unlisted.add(venue)
+        if len(unlisted) == len(self.venue_names):
+            self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())} "
+                                      f"do not: {symbol.lower()} is unknown to them)"))
+
+    def venue_titles(self) -> list[str]:
+        return [feed.venue.title for feed in self.feeds]
+
+    def listing_venues(self, symbol: str) -> list[str]:
+        """The venues that list ``symbol`` (as far as they have said)."""
+        return [name for name in self.venue_names if name not in self._unlisted[symbol]]
+
+    # -- publishing --------------------------------------------------------------------------------------------
+
+    def _book_changed(self, symbol: str, received_at: float) -> None:
+        if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        serving = any(self.book.in_step(name) for name in self.book.exchanges)
+        if symbol != self.config.symbol:
+            return
+        book = self.books[symbol]
+        serving = any(book.in_step(name) for name in book.exchanges)
         if serving != self._serving:
             self._serving = serving
             self.grpc.set_serving(serving)
 
-    def _publish(self, top: MergedTop) -> None:
-        self.broadcaster.publish(encode_summary(top))
+    def _publish(self, symbol: str, top: MergedTop) -> None:
+        if symbol == self.config.symbol:
+            self.broadcaster.publish(encode_summary(top))
 
     def _service_families(self) -> list[Metric]:
         stats = self.grpc.stats()

@@ -18,9 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orderbook.arguments import OneLineParser, UsageError, number, one_of, split_address, whole_number
+from orderbook.exchanges import VENUES
+from orderbook.exchanges.base import Venue
 
 ENV_PREFIX = "ORDERBOOK_"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
+MAX_SYMBOLS = 1000
+"""Symbols one process follows at most: each is a label value of the per-symbol metrics, which stay bounded."""
 MAX_SERVE_PROCESSES = 64
 MIN_SILENCE_TIMEOUT = 1.5
 """Keep-alive pings go out every third of --silence-timeout. Binance drops a connection that sends more than 5
@@ -42,16 +46,27 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueSettings:
+    """One venue's endpoints and its own options (the keywords its constructor takes)."""
+
+    name: str
+    ws_url: str
+    rest_url: str
+    options: tuple[tuple[str, int], ...] = ()
+
+    def venue(self) -> Venue:
+        venue_class = next(v for v in VENUES if v.name == self.name)
+        return venue_class(self.ws_url, self.rest_url, **dict(self.options))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    symbol: str
+    symbols: tuple[str, ...]
+    """Every symbol followed; the first is the default symbol (``OrderbookAggregator.BookSummary``)."""
     depth: int
     grpc_addr: Address
     metrics_addr: Address | None
-    binance_ws_url: str
-    binance_rest_url: str
-    bitstamp_ws_url: str
-    bitstamp_rest_url: str
-    binance_snapshot_limit: int
+    venues: tuple[VenueSettings, ...]
     max_streams: int
     serve_processes: int
     silence_timeout: float
@@ -66,6 +81,14 @@ class Config:
     """None: a tenth of each serving process's --max-streams share (GrpcServer's default)."""
     ready_file: str | None = None
     """Where to write the bound ports once listening (``--ready-file``); None: nowhere."""
+
+    @property
+    def symbol(self) -> str:
+        """The default symbol."""
+        return self.symbols[0]
+
+    def venue(self, name: str) -> VenueSettings:
+        return next(settings for settings in self.venues if settings.name == name)
 
 
 def parse_address(text: str, flag: str) -> Address:
@@ -93,18 +116,21 @@ def _parser() -> OneLineParser:
         f"Every flag can also be set as an environment variable, {ENV_PREFIX}<FLAG> (e.g. ORDERBOOK_SYMBOL).",
     )
     add = parser.add_argument
-    add("--symbol", default="ETHBTC", help="the trading pair, e.g. ETHBTC (default %(default)s)")
+    add("--symbol", default="ETHBTC", help="the trading pairs, comma-separated, e.g. ETHBTC,BTCUSDT; the first is the "
+        "default symbol, served by OrderbookAggregator.BookSummary; each is served from every venue that lists it "
+        f"(at most {MAX_SYMBOLS}; default %(default)s)")
     add("--depth", type=whole_number, default=10, help="levels per side in each summary (default %(default)s)")
     add("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
     add("--metrics-addr", default="127.0.0.1:9102", help="Prometheus /metrics address; 'off' disables it "
         "(default %(default)s)")
-    add("--binance-ws-url", default="wss://stream.binance.com:9443",
-        help="Binance WebSocket base URL (default %(default)s)")
-    add("--binance-rest-url", default="https://api.binance.com", help="Binance REST base URL (default %(default)s)")
-    add("--bitstamp-ws-url", default="wss://ws.bitstamp.net", help="Bitstamp WebSocket base URL (default %(default)s)")
-    add("--bitstamp-rest-url", default="https://www.bitstamp.net", help="Bitstamp REST base URL (default %(default)s)")
-    add("--binance-snapshot-limit", type=whole_number, default=1000,
-        help="levels per side in the Binance snapshot, 1-5000 (default %(default)s)")
+    for venue in VENUES:
+        add(f"--{venue.name}-ws-url", default=venue.default_ws_url,
+            help=f"{venue.title} WebSocket base URL (default %(default)s)")
+        add(f"--{venue.name}-rest-url", default=venue.default_rest_url,
+            help=f"{venue.title} REST base URL (default %(default)s)")
+        for option in venue.options:
+            add(f"--{venue.name}-{option.flag}", type=whole_number, default=option.default,
+                help=f"{option.help}, {option.low}-{option.high} (default %(default)s)")
     add("--max-streams", type=whole_number, default=1000,
         help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
     add("--max-streams-per-connection", type=whole_number, default=None,
@@ -203,13 +229,16 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
                               | from_env | from_command_line)
     flag = {action.dest: action.option_strings[0] for action in _settings(parser)}
     name = flag | {dest: env_names[flag[dest]] for dest in from_env} | {dest: flag[dest] for dest in from_command_line}
-    symbol = args.symbol.upper()
-    if not _SYMBOL.fullmatch(symbol):
-        raise ConfigError(f"{name['symbol']}: expected letters and digits like ETHBTC, got {args.symbol!r}")
+    symbols = tuple(dict.fromkeys(part.strip().upper() for part in args.symbol.split(",")))
+    for symbol in symbols:
+        if not _SYMBOL.fullmatch(symbol):
+            raise ConfigError(f"{name['symbol']}: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), "
+                              f"got {args.symbol if len(symbols) == 1 else symbol!r}")
+    if len(symbols) > MAX_SYMBOLS:
+        raise ConfigError(f"{name['symbol']}: at most {MAX_SYMBOLS} symbols, got {len(symbols)}")
     if not 1 <= args.depth <= 1000:
         raise ConfigError(f"{name['depth']}: expected 1 to 1000, got {args.depth}")
-    if not 1 <= args.binance_snapshot_limit <= 5000:
-        raise ConfigError(f"{name['binance_snapshot_limit']}: expected 1 to 5000, got {args.binance_snapshot_limit}")
+    venues = tuple(_venue_settings(venue, args, name) for venue in VENUES)
     if args.max_streams < 1:
         raise ConfigError(f"{name['max_streams']}: expected at least 1, got {args.max_streams}")
     if args.max_streams_per_connection is not None and args.max_streams_per_connection < 1:
@@ -228,23 +257,20 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     if not 0 <= args.audit_interval < float("inf"):
         raise ConfigError(f"{name['audit_interval']}: expected 0 (off) or a number of seconds, "
                           f"got {args.audit_interval}")
-    if args.depth > args.binance_snapshot_limit:
-        raise ConfigError(f"{name['depth']} {args.depth} is more than {name['binance_snapshot_limit']} "
-                          f"{args.binance_snapshot_limit}: levels past the snapshot are unknown until they change, so "
-                          "they cannot be served")
+    for settings in venues:
+        depth = settings.venue().snapshot_depth
+        if depth is not None and args.depth > depth:
+            dest = f"{settings.name}_{settings.venue().snapshot_depth_option}"
+            raise ConfigError(f"{name['depth']} {args.depth} is more than {name[dest]} {depth}: levels past the "
+                              "snapshot are unknown until they change, so they cannot be served")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
-    ws, rest = ("ws", "wss"), ("http", "https")
     return Config(
-        symbol=symbol,
+        symbols=symbols,
         depth=args.depth,
         grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
         metrics_addr=None if args.metrics_addr == "off" else parse_address(args.metrics_addr, name["metrics_addr"]),
-        binance_ws_url=_url(args.binance_ws_url, name["binance_ws_url"], ws),
-        binance_rest_url=_url(args.binance_rest_url, name["binance_rest_url"], rest),
-        bitstamp_ws_url=_url(args.bitstamp_ws_url, name["bitstamp_ws_url"], ws),
-        bitstamp_rest_url=_url(args.bitstamp_rest_url, name["bitstamp_rest_url"], rest),
-        binance_snapshot_limit=args.binance_snapshot_limit,
+        venues=venues,
         max_streams=args.max_streams,
         serve_processes=args.serve_processes,
         silence_timeout=args.silence_timeout,
@@ -257,4 +283,20 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         demo=args.demo,
         max_streams_per_connection=args.max_streams_per_connection,
         ready_file=args.ready_file or None,
+    )
+
+
+def _venue_settings(venue: type[Venue], args: argparse.Namespace, name: Mapping[str, str]) -> VenueSettings:
+    options = []
+    for option in venue.options:
+        dest = f"{venue.name}_{option.keyword}"
+        value = getattr(args, dest)
+        if not option.low <= value <= option.high:
+            raise ConfigError(f"{name[dest]}: expected {option.low} to {option.high}, got {value}")
+        options.append((option.keyword, value))
+    return VenueSettings(
+        venue.name,
+        _url(getattr(args, f"{venue.name}_ws_url"), name[f"{venue.name}_ws_url"], ("ws", "wss")),
+        _url(getattr(args, f"{venue.name}_rest_url"), name[f"{venue.name}_rest_url"], ("http", "https")),
+        tuple(options),
     )

@@ -57,55 +57,59 @@ class LatencyHistogram:
 
 @dataclass(slots=True)
 class FeedStats:
-    """Counters updated on every frame: plain attributes, cheap to write, exported at scrape time."""
+    """A venue's counters updated on every frame: plain attributes, cheap to write, exported at scrape time."""
 
     frames: int = 0
     frame_bytes: int = 0
     last_frame_at: float | None = None  # time.time() of the last frame received
-    bid_levels: Callable[[], int] = field(default=lambda: 0)
-    ask_levels: Callable[[], int] = field(default=lambda: 0)
     event_age: LatencyHistogram = field(default_factory=LatencyHistogram)
     """Exchange event timestamp (exchange clock) to applied to the book (local clock), per diff."""
+
+
+@dataclass(slots=True)
+class SymbolStats:
+    """One symbol's book at one venue, read at scrape time."""
+
+    bid_levels: Callable[[], int] = field(default=lambda: 0)
+    ask_levels: Callable[[], int] = field(default=lambda: 0)
     last_audit_at: float | None = None
     """time.time() when the last drift audit compared the book (whatever it found)."""
 
 
-class ExchangeMetrics:
-    """The metrics of one exchange's feed, labels bound once (``labels()`` costs microseconds per call)."""
+class VenueMetrics:
+    """The metrics of one venue's feed, labels bound once (``labels()`` costs microseconds per call)."""
 
     def __init__(self, metrics: Metrics, exchange: str) -> None:
         self.exchange = exchange
         self.stats = FeedStats()
         self._m = metrics
-        metrics._feeds[exchange] = self.stats
+        self._symbols: dict[str, SymbolMetrics] = {}
+        metrics._feeds[exchange] = (self.stats, self._symbols)
         self._connected = metrics.connected.labels(exchange)
-        self._in_step = metrics.in_step.labels(exchange)
         self._connects = metrics.connects.labels(exchange)
-        self._stale = metrics.stale_diffs.labels(exchange)
         self._snapshot_seconds = metrics.snapshot_seconds.labels(exchange)
         self._event_age = self.stats.event_age.observe
+        self._connections = 0
         self._connected.set(0)
-        self._in_step.set(0)
+
+    def symbol(self, symbol: str) -> SymbolMetrics:
+        """The metrics of ``symbol``'s book at this venue (one object per symbol)."""
+        if symbol not in self._symbols:
+            self._symbols[symbol] = SymbolMetrics(self._m, self.exchange, symbol)
+        return self._symbols[symbol]
 
     def set_connected(self, connected: bool) -> None:
-        self._connected.set(int(connected))
+        """One connection more (True) or fewer (False): the gauge counts the venue's open connections."""
+        self._connections += 1 if connected else -1
+        self._connected.set(self._connections)
         if connected:
             self._connects.inc()
-
-    def set_in_step(self, in_step: bool) -> None:
-        self._in_step.set(int(in_step))
 
     def reconnect(self, reason: str) -> None:
         self._m.reconnects.labels(self.exchange, reason).inc()
 
-    def rebuild(self, reason: str) -> None:
-        self._m.rebuilds.labels(self.exchange, reason).inc()
-
     def bad_frame(self, reason: str) -> None:
         self._m.bad_frames.labels(self.exchange, reason).inc()
-
-    def stale_diff(self) -> None:
-        self._stale.inc()
 
     def snapshot_fetched(self, seconds: float) -> None:
         self._snapshot_seconds.observe(seconds)
@@ -119,11 +123,38 @@ class ExchangeMetrics:
     def ignored_row(self, reason: str) -> None:
         self._m.ignored_rows.labels(self.exchange, reason).inc()
 
+
+class SymbolMetrics:
+    """The metrics of one symbol's book at one venue. The ``symbol`` label's values are the configured symbols."""
+
+    def __init__(self, metrics: Metrics, exchange: str, symbol: str) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.stats = SymbolStats()
+        self._m = metrics
+        self._in_step = metrics.in_step.labels(exchange, symbol)
+        self._listed = metrics.listed.labels(exchange, symbol)
+        self._stale = metrics.stale_diffs.labels(exchange, symbol)
+        self._in_step.set(0)
+        self._listed.set(1)
+
+    def set_in_step(self, in_step: bool) -> None:
+        self._in_step.set(int(in_step))
+
+    def set_listed(self, listed: bool) -> None:
+        self._listed.set(int(listed))
+
+    def rebuild(self, reason: str) -> None:
+        self._m.rebuilds.labels(self.exchange, self.symbol, reason).inc()
+
+    def stale_diff(self) -> None:
+        self._stale.inc()
+
     def audit(self, result: str, divergent_levels: int = 0) -> None:
         """One drift audit: ``match``, ``divergent`` (with how many levels differed) or ``skipped``."""
-        self._m.audits.labels(self.exchange, result).inc()
+        self._m.audits.labels(self.exchange, self.symbol, result).inc()
         if divergent_levels:
-            self._m.audit_divergent_levels.labels(self.exchange).inc(divergent_levels)
+            self._m.audit_divergent_levels.labels(self.exchange, self.symbol).inc(divergent_levels)
         if result != "skipped":
             self.stats.last_audit_at = time.time()
 
@@ -131,14 +162,20 @@ class ExchangeMetrics:
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._feeds: dict[str, FeedStats] = {}
+        self._feeds: dict[str, tuple[FeedStats, dict[str, SymbolMetrics]]] = {}
         self._state_sources: list[Callable[[], Iterable[Metric]]] = []
         ex = ["exchange"]
+        book = ["exchange", "symbol"]
         self.connected = Gauge(
-            "orderbook_exchange_connected", "1 while the exchange's WebSocket is open", ex, registry=registry
+            "orderbook_exchange_connected", "WebSocket connections open to the exchange", ex, registry=registry
         )
         self.in_step = Gauge(
-            "orderbook_exchange_in_step", "1 while the exchange's book is in step and served", ex, registry=registry
+            "orderbook_exchange_in_step", "1 while the exchange's book of the symbol is in step and served", book,
+            registry=registry,
+        )
+        self.listed = Gauge(
+            "orderbook_exchange_lists_symbol", "1 if the exchange lists the symbol; 0: it does not, and the symbol is "
+            "served without it", book, registry=registry,
         )
         self.connects = Counter(
             "orderbook_exchange_connects_total", "WebSocket connections opened", ex, registry=registry
@@ -149,17 +186,17 @@ class Metrics:
         )
         self.rebuilds = Counter(
             "orderbook_book_rebuilds_total", "Books discarded and rebuilt from a snapshot, by reason",
-            [*ex, "reason"], registry=registry,
+            [*book, "reason"], registry=registry,
         )
         self.bad_frames = Counter(
             "orderbook_bad_frames_total", "Frames that could not be used, by reason", [*ex, "reason"],
             registry=registry,
         )
         self.stale_diffs = Counter(
-            "orderbook_stale_diffs_total", "Diffs already reflected in the book, ignored", ex, registry=registry
+            "orderbook_stale_diffs_total", "Diffs already reflected in the book, ignored", book, registry=registry
         )
         self.snapshot_seconds = Histogram(
-            "orderbook_snapshot_fetch_duration_seconds", "REST snapshot request time", ex,
+            "orderbook_snapshot_fetch_duration_seconds", "REST request time (snapshots and symbol listings)", ex,
             buckets=LATENCY_BUCKETS, registry=registry,
         )
         self.snapshot_errors = Counter(
@@ -172,40 +209,41 @@ class Metrics:
         )
         self.audits = Counter(
             "orderbook_audits_total", "Drift audits (a fresh snapshot compared with the live book), by result: "
-            "match, divergent (the book was rebuilt) or skipped (no snapshot within the audit's REST budget)",
-            [*ex, "result"], registry=registry,
+            "match, divergent (the book was rebuilt) or skipped (the book could not be compared with the snapshot)",
+            [*book, "result"], registry=registry,
         )
         self.audit_divergent_levels = Counter(
             "orderbook_audit_divergent_levels_total", "Price levels a drift audit found different from the venue's",
-            ex, registry=registry,
+            book, registry=registry,
         )
         self.frame_to_publish = LatencyHistogram()
         """Frame received to the summary reflecting it published."""
         registry.register(_StateCollector(self))
         ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
 
-    def exchange(self, name: str) -> ExchangeMetrics:
-        return ExchangeMetrics(self, name)
+    def exchange(self, name: str) -> VenueMetrics:
+        return VenueMetrics(self, name)
 
     def add_state_source(self, source: Callable[[], Iterable[Metric]]) -> None:
         """Register a function that yields metric families at scrape time."""
         self._state_sources.append(source)
 
 
-def merged_book_families(last: Callable[[], MergedTop | None]) -> Callable[[], Iterable[Metric]]:
-    """Spread and best prices of the served book, read at scrape time."""
+def merged_book_families(last: Callable[[], Iterable[tuple[str, MergedTop | None]]]) -> Callable[[], Iterable[Metric]]:
+    """Spread and best prices of each symbol's served book, read at scrape time."""
 
     def collect() -> Iterable[Metric]:
-        top = last()
-        spread = GaugeMetricFamily("orderbook_spread", "Best ask minus best bid of the served merged book")
-        best_bid = GaugeMetricFamily("orderbook_best_bid", "Best bid price of the served merged book")
-        best_ask = GaugeMetricFamily("orderbook_best_ask", "Best ask price of the served merged book")
-        if top is not None and top.spread is not None:
-            spread.add_metric([], to_float(top.spread))
-        if top is not None and top.bids:
-            best_bid.add_metric([], to_float(top.bids[0].price))
-        if top is not None and top.asks:
-            best_ask.add_metric([], to_float(top.asks[0].price))
+        sym = ["symbol"]
+        spread = GaugeMetricFamily("orderbook_spread", "Best ask minus best bid of the served merged book", labels=sym)
+        best_bid = GaugeMetricFamily("orderbook_best_bid", "Best bid price of the served merged book", labels=sym)
+        best_ask = GaugeMetricFamily("orderbook_best_ask", "Best ask price of the served merged book", labels=sym)
+        for symbol, top in last():
+            if top is not None and top.spread is not None:
+                spread.add_metric([symbol], to_float(top.spread))
+            if top is not None and top.bids:
+                best_bid.add_metric([symbol], to_float(top.bids[0].price))
+            if top is not None and top.asks:
+                best_ask.add_metric([symbol], to_float(top.asks[0].price))
         return [spread, best_bid, best_ask]
 
     return collect
@@ -224,26 +262,29 @@ class _StateCollector(Collector):
             "orderbook_last_frame_age_seconds", "Time since the exchange's last frame", labels=["exchange"]
         )
         levels = GaugeMetricFamily(
-            "orderbook_book_levels", "Price levels in the exchange's book", labels=["exchange", "side"]
+            "orderbook_book_levels", "Price levels in the exchange's book of the symbol",
+            labels=["exchange", "symbol", "side"]
         )
         event_age = HistogramMetricFamily(
             "orderbook_exchange_event_to_applied_seconds",
             "Exchange event timestamp (exchange clock) to applied to the book (local clock)", labels=["exchange"]
         )
         audit_age = GaugeMetricFamily(
-            "orderbook_audit_last_age_seconds", "Time since the exchange's book was last audited", labels=["exchange"]
+            "orderbook_audit_last_age_seconds", "Time since the exchange's book of the symbol was last audited",
+            labels=["exchange", "symbol"]
         )
         now = time.time()
-        for exchange, stats in self._metrics._feeds.items():
-            if stats.last_audit_at is not None:
-                audit_age.add_metric([exchange], max(0.0, now - stats.last_audit_at))
+        for exchange, (stats, symbols) in self._metrics._feeds.items():
             frames.add_metric([exchange], stats.frames)
             frame_bytes.add_metric([exchange], stats.frame_bytes)
             if stats.last_frame_at is not None:
                 age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
-            levels.add_metric([exchange, "bid"], stats.bid_levels())
-            levels.add_metric([exchange, "ask"], stats.ask_levels())
             event_age.add_metric([exchange], stats.event_age.cumulative_buckets(), stats.event_age.total)
+            for symbol, book in symbols.items():
+                levels.add_metric([exchange, symbol, "bid"], book.stats.bid_levels())
+                levels.add_metric([exchange, symbol, "ask"], book.stats.ask_levels())
+                if book.stats.last_audit_at is not None:
+                    audit_age.add_metric([exchange, symbol], max(0.0, now - book.stats.last_audit_at))
         yield from (frames, frame_bytes, age, levels, event_age, audit_age)
         yield self._metrics.frame_to_publish.family(
             "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published")

@@ -1,37 +1,63 @@
-"""One venue's REST snapshots: its request budget, the request itself, and what each kind of answer means.
+"""One venue's REST requests: its request budget, the queue that paces them, the requests themselves, and what
+each kind of answer means.
 
-Everything that asks a venue for its book goes through one :class:`SnapshotFetcher` per venue (first
-snapshots, their retries when too old, the drift audit), so that together they stay inside the venue's limits
-(docs/protocols.md): Binance's request weight per minute, read back from ``X-MBX-USED-WEIGHT-1M``; Bitstamp's
-requests per 10 minutes. A retry is never sooner than the budget, a ``Retry-After`` or a backoff allows.
+Everything that asks a venue for a book goes through the venue's one :class:`SnapshotFetcher`, whatever the
+symbol (first snapshots, their retries when too old, rebuilds, the drift audit, the listing of symbols at start),
+so that together they stay inside the venue's limits (docs/protocols.md): Binance's request weight per minute, read
+back from ``X-MBX-USED-WEIGHT-1M``; Bitstamp's requests per 10 minutes. Requests wait their turn in one queue,
+the most urgent first (:class:`Priority`), and are paced: never a burst, even when a hundred symbols ask at once
+after a reconnect. A retry is never sooner than the budget, a ``Retry-After`` or a backoff allows.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import IntEnum
 
 import gevent
 import requests
+from gevent.event import Event
 
 from orderbook.backoff import Backoff
-from orderbook.exchanges.base import ErrorBody, ExchangeProtocol
+from orderbook.exchanges.base import ErrorBody, ExchangeError, Venue
 from orderbook.exchanges.messages import BadMessage, BookSnapshot
-from orderbook.metrics import ExchangeMetrics
+from orderbook.metrics import VenueMetrics
 
 log = logging.getLogger(__name__)
 
 RAW_EXCERPT = 200
 WINDOW = 60.0
 SNAPSHOT_SHARE = 0.5
-"""Snapshots (a book's first, and its retries) never take the venue's minute above half its limit."""
+"""Snapshots (a book's first, and its retries) never take the venue's minute above half its limit; they are paced
+evenly at that rate (Binance, 1,000-level snapshots: one a second; Bitstamp: eight a second)."""
 AUDIT_SHARE = 0.1
 """Audits only run while the minute's use, theirs included, stays within a tenth of the limit."""
 RATE_LIMITED_PAUSE = 10.0
 """How long to hold off after a rate-limit answer that names no Retry-After (Bitstamp's 400.002 body)."""
+LISTING_ATTEMPTS = 3
+
+
+class Priority(IntEnum):
+    """Whose request goes first when several wait: a book that was served and broke, then books being built for
+    the first time, then audits of books that are in step."""
+
+    REBUILD = 0
+    START = 1
+    AUDIT = 2
+
+
+class UnknownSymbol(ExchangeError):
+    """The venue does not list the symbol (Binance -1121, Bitstamp 404): it is left out there."""
+
+    def __init__(self, venue: str, symbol: str, detail: str) -> None:
+        super().__init__(f"{venue} does not list {symbol}: {detail}")
+        self.symbol = symbol
 
 
 class RestBudget:
@@ -39,6 +65,7 @@ class RestBudget:
 
     The venue's figure (Binance's ``X-MBX-USED-WEIGHT-1M``) counts every client on the same IP and holds until
     its minute ends; this process's own spending is counted over a rolling minute. The larger one is the use.
+    Requests are also spaced evenly, at the rate that would spend :data:`SNAPSHOT_SHARE` of the limit in a minute.
     """
 
     def __init__(self, limit_per_minute: int, clock: Callable[[], float] = time.time) -> None:
@@ -47,6 +74,7 @@ class RestBudget:
         self._spent: deque[tuple[float, int]] = deque()
         self._reported: tuple[float, int] | None = None  # (end of the venue's minute, weight used in it)
         self._not_before = 0.0
+        self._next_slot = 0.0
 
     def used(self) -> int:
         now = self._clock()
@@ -58,9 +86,10 @@ class RestBudget:
         return max(own, reported)
 
     def delay(self, weight: int, share: float) -> float:
-        """Seconds to wait before a request of ``weight`` keeps the minute within ``share`` of the limit."""
+        """Seconds to wait before a request of ``weight`` is paced and keeps the minute within ``share`` of the
+        limit."""
         now = self._clock()
-        wait = max(0.0, self._not_before - now)
+        wait = max(0.0, self._not_before - now, self._next_slot - now)
         if self.used() + weight <= share * self.limit:
             return wait
         ends = [self._reported[0] - now] if self._reported is not None and now < self._reported[0] else []
@@ -69,7 +98,9 @@ class RestBudget:
         return max(wait, min(ends, default=1.0), 0.05)
 
     def spend(self, weight: int) -> None:
-        self._spent.append((self._clock(), weight))
+        now = self._clock()
+        self._spent.append((now, weight))
+        self._next_slot = max(now, self._next_slot) + WINDOW * weight / (SNAPSHOT_SHARE * self.limit)
 
     def report(self, used: int) -> None:
         """The venue's own count for its current minute."""
@@ -81,6 +112,50 @@ class RestBudget:
         self._not_before = max(self._not_before, self._clock() + seconds)
 
 
+@dataclass(order=True)
+class _Turn:
+    priority: int
+    number: int
+    woken: Event = field(default_factory=Event, compare=False)
+
+
+class RequestQueue:
+    """Requests wait here for the budget, one at a time, the most urgent (then the oldest) first."""
+
+    def __init__(self, budget: RestBudget) -> None:
+        self.budget = budget
+        self._waiting: list[_Turn] = []
+        self._numbers = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def wait_turn(self, weight: int, share: float, priority: Priority) -> None:
+        """Return once this request is at the head of the queue and the budget allows it; spends its weight."""
+        turn = _Turn(priority, next(self._numbers))
+        heapq.heappush(self._waiting, turn)
+        if self._waiting[0] is turn and len(self._waiting) > 1:
+            self._waiting[1].woken.set()  # the one it overtook was waiting for the budget: it waits for us now
+        try:
+            while True:
+                if self._waiting[0] is turn:
+                    delay = self.budget.delay(weight, share)
+                    if delay <= 0:
+                        break
+                    turn.woken.wait(delay)
+                else:
+                    turn.woken.wait()
+                turn.woken.clear()
+        finally:
+            head = self._waiting[0] is turn
+            self._waiting.remove(turn)
+            heapq.heapify(self._waiting)
+            if head and self._waiting:
+                self._waiting[0].woken.set()
+        self.budget.spend(weight)
+
+
 @dataclass(frozen=True, slots=True)
 class _Failed:
     what: str
@@ -90,86 +165,114 @@ class _Failed:
 
 
 class SnapshotFetcher:
+    """One venue's REST side, shared by every symbol followed there."""
+
     def __init__(
         self,
-        protocol: ExchangeProtocol,
-        metrics: ExchangeMetrics,
+        venue: Venue,
+        metrics: VenueMetrics,
         *,
         http: requests.Session,
         connect_timeout: float,
         read_timeout: float,
         backoff: Backoff,
     ) -> None:
-        self.protocol = protocol
-        self.name = protocol.name
-        self.budget = RestBudget(protocol.rest_limit)
+        self.venue = venue
+        self.name = venue.name
+        self.budget = RestBudget(venue.rest_limit)
+        self.queue = RequestQueue(self.budget)
         self._metrics = metrics
         self._http = http
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff = backoff
 
-    def fetch(self) -> BookSnapshot:
-        """Retry until a usable snapshot arrives; raise :class:`ExchangeError` only for a configuration error."""
+    def fetch(self, symbol: str, priority: Priority = Priority.START) -> BookSnapshot:
+        """Retry until a usable snapshot arrives; raises :class:`UnknownSymbol` when the venue does not list it."""
         retry = Backoff(self._backoff.base, self._backoff.cap)
         while True:
-            result = self._request(SNAPSHOT_SHARE)
+            result = self._snapshot(symbol, SNAPSHOT_SHARE, priority)
             if isinstance(result, BookSnapshot):
                 return result
             delay = result.hold_off if result.hold_off is not None else retry.next()
-            log.warning("%s: snapshot request %s; retrying in %.1f s", self.name, result.what, delay)
+            log.warning("%s %s: snapshot request %s; retrying in %.1f s", self.name, symbol, result.what, delay)
             gevent.sleep(delay)
 
-    def fetch_once(self, share: float) -> BookSnapshot | None:
+    def fetch_once(self, symbol: str, share: float, priority: Priority = Priority.AUDIT) -> BookSnapshot | None:
         """One request, once the budget allows it at ``share``; None (counted and logged) if it failed."""
-        result = self._request(share)
+        result = self._snapshot(symbol, share, priority)
         if isinstance(result, BookSnapshot):
             return result
-        log.warning("%s: snapshot request %s", self.name, result.what)
+        log.warning("%s %s: snapshot request %s", self.name, symbol, result.what)
         return None
 
-    def _request(self, share: float) -> BookSnapshot | _Failed:
-        """Wait for the budget, ask once, and say what came back. Raises ExchangeError for a wrong config."""
-        weight = self.protocol.snapshot_weight
-        while (delay := self.budget.delay(weight, share)) > 0:
-            gevent.sleep(delay)
-        self.budget.spend(weight)
+    def listing(self) -> frozenset[str] | None:
+        """The symbols the venue trades now; None when it could not be had (then every symbol is tried, and a
+        snapshot's answer tells)."""
+        retry = Backoff(self._backoff.base, self._backoff.cap)
+        for attempt in range(1, LISTING_ATTEMPTS + 1):
+            result = self._request(self.venue.listing_url, self.venue.listing_weight, SNAPSHOT_SHARE, Priority.START)
+            if isinstance(result, requests.Response):
+                if result.status_code == 200:
+                    try:
+                        return self.venue.parse_listing(result.content)
+                    except BadMessage as error:
+                        result = _Failed(f"answered an unusable listing ({error})")
+                else:
+                    result = self._failure(result)
+            log.warning("%s: listing request %s (attempt %d of %d)", self.name, result.what, attempt, LISTING_ATTEMPTS)
+            if attempt < LISTING_ATTEMPTS:
+                gevent.sleep(result.hold_off if result.hold_off is not None else retry.next())
+        return None
+
+    def _snapshot(self, symbol: str, share: float, priority: Priority) -> BookSnapshot | _Failed:
+        """Wait for the budget, ask once, and say what came back. Raises UnknownSymbol."""
+        result = self._request(self.venue.snapshot_url(symbol), self.venue.snapshot_weight, share, priority)
+        if isinstance(result, _Failed):
+            return result
+        status = result.status_code
+        if status != 200:
+            if self.venue.unknown_symbol(status, result.content):
+                raise UnknownSymbol(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
+            return self._failure(result)
+        try:
+            snapshot = self.venue.parse_snapshot(result.content)
+        except ErrorBody as error:
+            self._metrics.snapshot_error("error_body")
+            pause = RATE_LIMITED_PAUSE if error.rate_limited else None
+            if pause is not None:
+                self.budget.hold_off(pause)
+            return _Failed(f"answered with an error body ({error}{', rate limited' if pause else ''})", pause)
+        except BadMessage as error:
+            self._metrics.snapshot_error("bad_body")
+            return _Failed(f"answered an unusable snapshot ({error}): {result.content!r:.{RAW_EXCERPT}}")
+        for reason in snapshot.ignored_rows:
+            self._metrics.ignored_row(reason)
+        return snapshot
+
+    def _request(self, url: str, weight: int, share: float, priority: Priority) -> requests.Response | _Failed:
+        self.queue.wait_turn(weight, share, priority)
         started = time.perf_counter()
         try:
-            response = self._http.get(self.protocol.snapshot_url, timeout=self._timeouts)
+            response = self._http.get(url, timeout=self._timeouts)
         except requests.RequestException as error:
             self._metrics.snapshot_error("network")
             return _Failed(f"failed: {error}")
         self._metrics.snapshot_fetched(time.perf_counter() - started)
         self._read_used_weight(response)
+        return response
+
+    def _failure(self, response: requests.Response) -> _Failed:
         status = response.status_code
-        if status == 200:
-            try:
-                snapshot = self.protocol.parse_snapshot(response.content)
-            except ErrorBody as error:
-                self._metrics.snapshot_error("error_body")
-                pause = RATE_LIMITED_PAUSE if error.rate_limited else None
-                if pause is not None:
-                    self.budget.hold_off(pause)
-                return _Failed(f"answered with an error body ({error}{', rate limited' if pause else ''})", pause)
-            except BadMessage as error:
-                self._metrics.snapshot_error("bad_body")
-                return _Failed(f"answered an unusable snapshot ({error}): {response.content!r:.{RAW_EXCERPT}}")
-            for reason in snapshot.ignored_rows:
-                self._metrics.ignored_row(reason)
-            return snapshot
         self._metrics.snapshot_error(str(status))
-        fatal = self.protocol.snapshot_error(status, response.content)
-        if fatal is not None:
-            raise fatal
         retry_after = parse_retry_after(response) if status in (418, 429) else None
         if retry_after is not None:
             self.budget.hold_off(retry_after)
-        meaning = self.protocol.status_meanings.get(status)
+        meaning = self.venue.status_meanings.get(status)
         return _Failed(f"answered HTTP {status}{f' ({meaning})' if meaning else ''}: "
                        f"{response.content!r:.{RAW_EXCERPT}}", retry_after)
 
     def _read_used_weight(self, response: requests.Response) -> None:
-        header = self.protocol.used_weight_header
+        header = self.venue.used_weight_header
         if header is None:
             return
         value = response.headers.get(header, "")
@@ -184,4 +287,3 @@ def parse_retry_after(response: requests.Response, default: float = 60.0) -> flo
         return max(0.0, float(value))
     except ValueError:
         return default
-

@@ -34,18 +34,13 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     from orderbook.simulator.process import SimulatorProcess
 
     # Its log lines share the server's stderr: the same level, and the same format (all JSON with --log-format json).
-    simulator = SimulatorProcess("--symbol", config.symbol, "--log-level", config.log_level,
+    simulator = SimulatorProcess("--symbol", ",".join(config.symbols), "--log-level", config.log_level,
                                  "--log-format", config.log_format).start()
     urls = simulator.urls
     log.info("demo: exchange simulator running, control API at %s", urls["control"])
-    config = dataclasses.replace(
-        config,
-        binance_ws_url=urls["binance_ws"],
-        binance_rest_url=urls["binance_rest"],
-        bitstamp_ws_url=urls["bitstamp_ws"],
-        bitstamp_rest_url=urls["bitstamp_rest"],
-    )
-    return config, simulator
+    venues = tuple(dataclasses.replace(settings, ws_url=urls[f"{settings.name}_ws"], rest_url=urls[f"{settings.name}_rest"])
+                   for settings in config.venues)
+    return dataclasses.replace(config, venues=venues), simulator
 
 
 def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:

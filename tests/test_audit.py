@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orderbook.audit import compare
 from orderbook.book import OrderBook
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from recordings import data_sets
 
@@ -47,7 +47,7 @@ def test_only_prices_inside_both_edges_are_compared():
 
 def test_a_recorded_bitstamp_book_matches_its_own_snapshot_and_not_a_tampered_one():
     data_set = next(d for d in data_sets("bitstamp") if len(d.frames) >= 20)
-    protocol = BitstampProtocol(data_set.symbol, "wss://ws.bitstamp.net", "https://www.bitstamp.net")
+    protocol = BitstampVenue("wss://ws.bitstamp.net", "https://www.bitstamp.net")
     snapshot = protocol.parse_snapshot(data_set.snapshot_body)
     live = book(snapshot.bids, snapshot.asks)
     assert compare(live, snapshot, [], None) == []

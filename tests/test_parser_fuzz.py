@@ -12,15 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderbook.exchanges.binance import BinanceProtocol
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
-from orderbook.exchanges.sync import BinanceSync, BitstampSync, Outcome
+from orderbook.exchanges.sync import Outcome
+from orderbook.exchanges.binance import BinanceSync
+from orderbook.exchanges.bitstamp import BitstampSync
 
 FAST = settings(max_examples=200, deadline=None)
 
-BINANCE = BinanceProtocol("ETHBTC", "wss://stream.binance.com:9443", "https://api.binance.com")
-BITSTAMP = BitstampProtocol("ETHBTC", "wss://ws.bitstamp.net", "https://www.bitstamp.net")
+BINANCE = BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com")
+BITSTAMP = BitstampVenue("wss://ws.bitstamp.net", "https://www.bitstamp.net")
 PROTOCOLS = pytest.mark.parametrize("protocol", [BINANCE, BITSTAMP], ids=["binance", "bitstamp"])
 
 # Values that reach the parsers' deeper branches more often than uniformly random JSON would.

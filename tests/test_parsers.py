@@ -11,10 +11,11 @@ from decimal import Decimal
 import pytest
 
 from orderbook.exchanges.base import ErrorBody, ExchangeError
-from orderbook.exchanges.binance import BinanceProtocol
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
-from orderbook.exchanges.sync import BinanceSync, BitstampSync
+from orderbook.exchanges.binance import BinanceSync
+from orderbook.exchanges.bitstamp import BitstampSync
 from recordings import control_events, params
 
 ONE = 10**12
@@ -31,12 +32,12 @@ def expected_levels(raw: list[list[str]]) -> tuple[tuple[int, int], ...]:
     return tuple((scaled(price), scaled(amount)) for price, amount in raw)
 
 
-def binance(symbol: str = "ETHBTC") -> BinanceProtocol:
-    return BinanceProtocol(symbol, "wss://stream.binance.com:9443", "https://api.binance.com")
+def binance() -> BinanceVenue:
+    return BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com")
 
 
-def bitstamp(pair: str = "ETHBTC") -> BitstampProtocol:
-    return BitstampProtocol(pair, "wss://ws.bitstamp.net", "https://www.bitstamp.net")
+def bitstamp() -> BitstampVenue:
+    return BitstampVenue("wss://ws.bitstamp.net", "https://www.bitstamp.net")
 
 
 def dumps(value) -> str:
@@ -54,13 +55,14 @@ def bad(parse, raw) -> BadMessage:
 
 @pytest.mark.parametrize("data_set", params("binance"))
 def test_binance_recorded_frames_parse_in_both_endpoint_shapes(data_set):
-    protocol = binance(data_set.symbol)
+    protocol = binance()
     for frame, event in zip(data_set.frames, data_set.events(), strict=True):
         combined = protocol.parse_message(frame)
         raw_shape = protocol.parse_message(dumps(event))  # what /ws/<stream> sends: the event alone
         assert combined == raw_shape
         assert combined == BookDiff(
-            event["U"], event["u"], event["E"] / 1e3, expected_levels(event["b"]), expected_levels(event["a"])
+            event["U"], event["u"], event["E"] / 1e3, expected_levels(event["b"]), expected_levels(event["a"]),
+            symbol=data_set.symbol,
         )
         assert protocol.parse_message(frame.encode()) == combined  # websocket-client may hand over bytes
 
@@ -68,7 +70,7 @@ def test_binance_recorded_frames_parse_in_both_endpoint_shapes(data_set):
 @pytest.mark.parametrize("data_set", params("binance"))
 def test_binance_recorded_snapshot_parses(data_set):
     body = data_set.snapshot()
-    snapshot = binance(data_set.symbol).parse_snapshot(data_set.snapshot_body)
+    snapshot = binance().parse_snapshot(data_set.snapshot_body)
     assert snapshot == BookSnapshot(
         data_set.snapshot_id, expected_levels(body["bids"]), expected_levels(body["asks"])
     )
@@ -78,7 +80,7 @@ def test_binance_recorded_snapshot_parses(data_set):
 
 @pytest.mark.parametrize("data_set", params("bitstamp"))
 def test_bitstamp_recorded_frames_parse(data_set):
-    protocol = bitstamp(data_set.symbol)
+    protocol = bitstamp()
     for frame, event in zip(data_set.frames, data_set.events(), strict=True):
         diff = protocol.parse_message(frame)
         microtimestamp = int(event["microtimestamp"])
@@ -88,13 +90,14 @@ def test_bitstamp_recorded_frames_parse(data_set):
             microtimestamp / 1e6,
             expected_levels(event["bids"]),
             expected_levels(event["asks"]),
+            symbol=data_set.symbol,
         )
 
 
 @pytest.mark.parametrize("data_set", params("bitstamp"))
 def test_bitstamp_recorded_snapshot_parses(data_set):
     body = data_set.snapshot()
-    snapshot = bitstamp(data_set.symbol).parse_snapshot(data_set.snapshot_body)
+    snapshot = bitstamp().parse_snapshot(data_set.snapshot_body)
     assert snapshot == BookSnapshot(
         data_set.snapshot_id, expected_levels(body["bids"]), expected_levels(body["asks"])
     )
@@ -105,8 +108,9 @@ def test_bitstamp_recorded_control_events_are_notices():
     events = control_events()
     assert len(events) > 0
     for frame in events:
-        pair = json.loads(frame)["channel"].removeprefix("diff_order_book_")
-        assert bitstamp(pair).parse_message(frame) == Notice("subscribed")
+        channel = json.loads(frame)["channel"]
+        symbol = channel.removeprefix("diff_order_book_").upper() if channel.startswith("diff_order_book_") else ""
+        assert bitstamp().parse_message(frame) == Notice("subscribed", symbol)
 
 
 # -- control frames ------------------------------------------------------------------------------------------------
@@ -136,31 +140,57 @@ def test_bitstamp_heartbeat_reply_is_a_notice():
     assert bitstamp().parse_message(frame) == Notice("heartbeat")
 
 
-def test_bitstamp_subscribe_message_and_heartbeat():
-    protocol = bitstamp("ethbtc")
-    assert [json.loads(m) for m in protocol.subscribe_messages()] == [
-        {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}}
+def test_bitstamp_subscribes_one_channel_a_message_and_acks_name_their_symbol():
+    protocol = bitstamp()
+    assert [json.loads(m) for m in protocol.subscribe_messages(["ETHBTC", "BTCUSD"])] == [
+        {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}},
+        {"event": "bts:subscribe", "data": {"channel": "diff_order_book_btcusd"}},
     ]
     assert json.loads(protocol.heartbeat_message()) == {"event": "bts:heartbeat"}
-    assert protocol.parse_message(
-        '{"event":"bts:subscription_succeeded","channel":"diff_order_book_ethbtc","data":{}}'
-    ) == Notice("subscribed")
+    ack = protocol.parse_message('{"event":"bts:subscription_succeeded","channel":"diff_order_book_btcusd","data":{}}')
+    assert ack == Notice("subscribed", "BTCUSD")
+    assert protocol.confirms_subscription(ack)
+
+
+def test_binance_subscribes_in_batches_of_a_hundred_streams():
+    symbols = [f"S{index:03d}BTC" for index in range(250)]
+    messages = [json.loads(m) for m in binance().subscribe_messages(symbols)]
+    assert [m["id"] for m in messages] == [1, 2, 3]
+    assert [len(m["params"]) for m in messages] == [100, 100, 50]
+    assert all(m["method"] == "SUBSCRIBE" for m in messages)
+    assert [p for m in messages for p in m["params"]] == [f"{s.lower()}@depth@100ms" for s in symbols]
 
 
 def test_urls():
-    assert binance("ethbtc").stream_url == "wss://stream.binance.com:9443/ws/ethbtc@depth@100ms"
-    assert binance("ethbtc").snapshot_url == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=1000"
-    custom = BinanceProtocol("ETHBTC", "ws://127.0.0.1:9/", "http://127.0.0.1:8/", snapshot_limit=5000)
-    assert custom.stream_url == "ws://127.0.0.1:9/ws/ethbtc@depth@100ms"
-    assert custom.snapshot_url == "http://127.0.0.1:8/api/v3/depth?symbol=ETHBTC&limit=5000"
-    assert bitstamp("ETHBTC").stream_url == "wss://ws.bitstamp.net/"
-    assert bitstamp("ETHBTC").snapshot_url == "https://www.bitstamp.net/api/v2/order_book/ethbtc/"
+    assert binance().stream_url == "wss://stream.binance.com:9443/stream"
+    assert binance().snapshot_url("ETHBTC") == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=1000"
+    assert binance().listing_url == "https://api.binance.com/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false"
+    custom = BinanceVenue("ws://127.0.0.1:9/", "http://127.0.0.1:8/", snapshot_limit=5000)
+    assert custom.stream_url == "ws://127.0.0.1:9/stream"
+    assert custom.snapshot_url("BTCUSDT") == "http://127.0.0.1:8/api/v3/depth?symbol=BTCUSDT&limit=5000"
+    assert bitstamp().stream_url == "wss://ws.bitstamp.net/"
+    assert bitstamp().snapshot_url("ETHBTC") == "https://www.bitstamp.net/api/v2/order_book/ethbtc/"
+    assert bitstamp().listing_url == "https://www.bitstamp.net/api/v2/trading-pairs-info/"
+    assert BinanceVenue().rest_base == BinanceVenue.default_rest_url  # the defaults live with the venue
+
+
+def test_listings_name_the_symbols_trading_now():
+    info = {"timezone": "UTC", "symbols": [
+        {"symbol": "ETHBTC", "status": "TRADING"}, {"symbol": "OLDBTC", "status": "BREAK"}, {"symbol": 5},
+        "junk", {"status": "TRADING"}]}
+    assert binance().parse_listing(dumps(info).encode()) == {"ETHBTC"}
+    pairs = [{"name": "ETH/BTC", "url_symbol": "ethbtc", "trading": "Enabled"},
+             {"name": "XYZ/USD", "url_symbol": "xyzusd", "trading": "Disabled"}, {"url_symbol": None}, 7]
+    assert bitstamp().parse_listing(dumps(pairs).encode()) == {"ETHBTC"}
+    for venue, body in ((binance(), b"[]"), (binance(), b'{"symbols": {}}'), (bitstamp(), b"{}"), (bitstamp(), b"<")):
+        with pytest.raises(BadMessage):
+            venue.parse_listing(body)
 
 
 @pytest.mark.parametrize("limit", [0, 5001])
 def test_binance_snapshot_limit_range(limit):
     with pytest.raises(ValueError):
-        BinanceProtocol("ETHBTC", "wss://x", "https://x", snapshot_limit=limit)
+        BinanceVenue("wss://x", "https://x", snapshot_limit=limit)
 
 
 def test_each_protocol_makes_its_own_sync():
@@ -187,11 +217,11 @@ def bitstamp_diff(**changes):
 
 def test_the_templates_parse():
     assert binance().parse_message(binance_diff()) == BookDiff(
-        10, 12, 1700000000.123, ((51_230_000_000, 3 * ONE // 2),), ((51_240_000_000, 0),)
+        10, 12, 1700000000.123, ((51_230_000_000, 3 * ONE // 2),), ((51_240_000_000, 0),), symbol="ETHBTC"
     )
     assert bitstamp().parse_message(bitstamp_diff()) == BookDiff(
         1641343691591603, 1641343691591603, 1641343691.591603,
-        ((63_102_740_000, 3 * ONE // 2),), ((63_110_000_000, 0),),
+        ((63_102_740_000, 3 * ONE // 2),), ((63_110_000_000, 0),), symbol="ETHBTC",
     )
 
 
@@ -220,11 +250,18 @@ def test_binance_unreadable_frames_do_not_lose_data(raw, reason):
     assert (error.reason, error.loses_data) == (reason, False)
 
 
-def test_binance_wrong_symbol():
-    error = bad(binance("ETHBTC").parse_message, binance_diff(s="BTCUSDT"))
+def test_binance_diffs_name_their_symbol():
+    assert binance().parse_message(binance_diff(s="BTCUSDT")).symbol == "BTCUSDT"
+    error = bad(binance().parse_message, dumps({k: v for k, v in BINANCE_DIFF.items() if k != "s"}))
     assert (error.reason, error.loses_data) == ("wrong_symbol", False)
-    error = bad(binance("ETHBTC").parse_message, dumps({k: v for k, v in BINANCE_DIFF.items() if k != "s"}))
+    error = bad(binance().parse_message, binance_diff(s=7))
     assert error.reason == "wrong_symbol"
+
+
+def test_a_bad_diff_names_the_symbol_whose_book_lost_it():
+    assert bad(binance().parse_message, binance_diff(s="BTCUSDT", U=20, u=12)).symbol == "BTCUSDT"
+    assert bad(bitstamp().parse_message, bitstamp_diff(bids="x")).symbol == "ETHBTC"
+    assert bad(bitstamp().parse_message, "not json").symbol == ""  # cannot be told: every book on the connection
 
 
 @pytest.mark.parametrize(
@@ -270,7 +307,7 @@ def test_binance_bad_diffs_lose_data(changes, reason):
          "exchange_error", False),
         ('{"result":null,"id":1}', "unknown_event", False),
         ('{"event":"trade","channel":"live_trades_ethbtc","data":{}}', "unknown_event", False),
-        ('{"event":"data","channel":"diff_order_book_btcusd","data":{}}', "wrong_channel", False),
+        ('{"event":"data","channel":"diff_order_book_btcusd","data":{}}', "bad_id", True),
         ('{"event":"data","channel":"order_book_ethbtc","data":{}}', "wrong_channel", False),
         ('{"event":"data","channel":"diff_order_book_ethbtc","data":[]}', "unknown_shape", True),
         ('{"event":"data","channel":"diff_order_book_ethbtc","data":null}', "unknown_shape", True),
@@ -359,23 +396,21 @@ def test_bitstamp_bad_snapshots(body, reason):
     assert bad(bitstamp().parse_snapshot, body).reason == reason
 
 
-def test_binance_snapshot_errors():
-    protocol = binance("NOPE")
-    error = protocol.snapshot_error(400, b'{"code":-1121,"msg":"Invalid symbol."}')
-    assert isinstance(error, ExchangeError) and "NOPE" in str(error)
-    assert protocol.snapshot_error(400, b'{"code":-1100,"msg":"Illegal characters found."}') is None
-    assert protocol.snapshot_error(400, b"not json") is None
-    assert protocol.snapshot_error(400, b"[-1121]") is None
-    assert protocol.snapshot_error(429, b'{"code":-1121}') is None
-    assert protocol.snapshot_error(500, b"") is None
+def test_binance_unknown_symbol_answer():
+    protocol = binance()
+    assert protocol.unknown_symbol(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+    assert not protocol.unknown_symbol(400, b'{"code":-1100,"msg":"Illegal characters found."}')
+    assert not protocol.unknown_symbol(400, b"not json")
+    assert not protocol.unknown_symbol(400, b"[-1121]")
+    assert not protocol.unknown_symbol(429, b'{"code":-1121}')
+    assert not protocol.unknown_symbol(500, b"")
 
 
-def test_bitstamp_snapshot_errors():
-    protocol = bitstamp("nope")
-    error = protocol.snapshot_error(404, b"<html>Not found</html>")
-    assert isinstance(error, ExchangeError) and "nope" in str(error)
-    assert protocol.snapshot_error(500, b"") is None
-    assert protocol.snapshot_error(429, b"") is None
+def test_bitstamp_unknown_symbol_answer():
+    protocol = bitstamp()
+    assert protocol.unknown_symbol(404, b"<html>Not found</html>")
+    assert not protocol.unknown_symbol(500, b"")
+    assert not protocol.unknown_symbol(429, b"")
 
 
 # -- rows a venue should not send, but does (docs/protocols.md) -----------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.exchanges.binance import BinanceProtocol
+from orderbook.exchanges.binance import BinanceVenue
 from orderbook.rest import AUDIT_SHARE, SNAPSHOT_SHARE, RestBudget
 
 
@@ -20,23 +20,27 @@ class Clock:
         return self.now
 
 
-def test_requests_pass_while_the_minute_stays_within_the_share():
+def test_requests_are_paced_evenly_never_a_burst():
     clock = Clock()
     budget = RestBudget(6000, clock)
-    for _ in range(60):  # 60 snapshots of weight 50: 3,000, half the limit
-        assert budget.delay(50, SNAPSHOT_SHARE) == 0
+    delays = []
+    for _ in range(60):  # 60 snapshots of weight 50: 3,000, half the limit, spread over the minute
+        delay = budget.delay(50, SNAPSHOT_SHARE)
+        delays.append(delay)
+        clock.now += delay
         budget.spend(50)
+    assert delays == [0.0] + [pytest.approx(1.0)] * 59  # one a second: half of 6,000 a minute at 50 each
     assert budget.used() == 3000
-    assert budget.delay(50, SNAPSHOT_SHARE) > 0
+    assert budget.delay(50, SNAPSHOT_SHARE) == pytest.approx(1.0)  # and the first has aged out by then
 
 
 def test_own_spending_ages_out_of_a_rolling_minute():
     clock = Clock()
-    budget = RestBudget(100, clock)
+    budget = RestBudget(6000, clock)
     budget.spend(50)
     clock.now += 30
     budget.spend(40)
-    assert budget.delay(20, 1.0) == pytest.approx(30.0)  # until the first 50 is a minute old
+    assert budget.used() == 90
     clock.now += 30
     assert budget.used() == 40 and budget.delay(20, 1.0) == 0
 
@@ -74,7 +78,7 @@ def test_hold_off_delays_every_request_until_it_ends():
 @pytest.mark.parametrize(("limit", "weight"), [(1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50),
                                                 (1001, 250), (5000, 250)])
 def test_binance_snapshot_weight_by_limit_band(limit, weight):
-    protocol = BinanceProtocol("ETHBTC", "wss://stream.binance.com:9443", "https://api.binance.com", limit)
+    protocol = BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com", limit)
     assert protocol.snapshot_weight == weight
 
 

@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
-from orderbook.exchanges.sync import BinanceSync, BitstampSync, BookSync, Outcome
+from orderbook.exchanges.sync import BookSync, Outcome
+from orderbook.exchanges.binance import BinanceSync
+from orderbook.exchanges.bitstamp import BitstampSync
 
 FAST = settings(max_examples=120, deadline=None)
 

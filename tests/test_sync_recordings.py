@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from orderbook.exchanges.binance import BinanceProtocol
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff
 from orderbook.exchanges.sync import BookSync, Outcome
 from recordings import DataSet, data_sets, params
@@ -22,9 +22,9 @@ Side = dict[Decimal, Decimal]
 
 def protocol_for(data_set: DataSet):
     if data_set.exchange == "binance":
-        return BinanceProtocol(data_set.symbol, "wss://stream.binance.com:9443", "https://api.binance.com",
+        return BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com",
                                data_set.snapshot_limit or 1000)
-    return BitstampProtocol(data_set.symbol, "wss://ws.bitstamp.net", "https://www.bitstamp.net")
+    return BitstampVenue("wss://ws.bitstamp.net", "https://www.bitstamp.net")
 
 
 def set_levels(side: Side, levels: list[list[str]]) -> None:

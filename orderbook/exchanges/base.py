@@ -1,17 +1,26 @@
-"""What a connector needs to know about one exchange: its URLs, its frames, its snapshot, its sync rules."""
+"""What the service needs to know about one venue, for every symbol it follows there. Pure: builds URLs and
+frames, parses what comes back, states the venue's limits and its continuity rule (through its ``sync_class``).
+
+Everything about a venue is in its own module (``binance.py``, ``bitstamp.py``): its endpoints and their default
+URLs, the settings only it has, its limits, its frames and its sync rule. :data:`orderbook.exchanges.VENUES` lists
+them; the configuration, the feeds and the metrics take every venue from there, so adding a venue is adding a
+module (and its simulator side).
+"""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
 
 
 class ExchangeError(Exception):
-    """The exchange answered with an error that retrying cannot fix (an unknown symbol): a configuration error."""
+    """The venue answered with an error that retrying cannot fix: a configuration error."""
 
 
 class ErrorBody(Exception):
@@ -23,56 +32,72 @@ class ErrorBody(Exception):
         self.rate_limited = rate_limited
 
 
-class ExchangeProtocol(ABC):
-    """One exchange's wire protocol for one trading pair. Pure: builds URLs and messages, parses what comes back."""
+@dataclass(frozen=True, slots=True)
+class VenueOption:
+    """A setting only one venue has: ``--<venue>-<flag>`` (and ``ORDERBOOK_<VENUE>_<FLAG>``), a whole number."""
 
-    name: str
-    snapshot_id_field: str
+    flag: str
+    """Its name after ``--<venue>-``; the keyword the venue's constructor takes is the same with underscores."""
+    default: int
+    low: int
+    high: int
+    help: str
+
+    @property
+    def keyword(self) -> str:
+        return self.flag.replace("-", "_")
+
+
+class Venue(ABC):
+    """One venue's wire protocol, symbol-agnostic: one object serves every symbol on every connection."""
+
+    name: ClassVar[str]
+    """Lower case, used in flags, metrics and logs."""
+    title: ClassVar[str]
+    """As people write it, for log lines and errors."""
+    default_ws_url: ClassVar[str]
+    default_rest_url: ClassVar[str]
+    options: ClassVar[tuple[VenueOption, ...]] = ()
+    snapshot_id_field: ClassVar[str]
     """The snapshot body's field that places it in the stream."""
-    sync_class: type[BookSync]
-    rest_limit: int
+    sync_class: ClassVar[type[BookSync]]
+    rest_limit: ClassVar[int]
     """The venue's REST allowance a minute, in the unit of :attr:`snapshot_weight`."""
-    used_weight_header: str | None = None
+    used_weight_header: ClassVar[str | None] = None
     """A response header in which the venue reports the allowance used this minute, if it has one."""
-    status_meanings: dict[int, str] = {}
+    status_meanings: ClassVar[dict[int, str]] = {}
     """What the venue means by an HTTP status, for the log line."""
-    quiet_snapshot_wait: float | None = None
+    quiet_snapshot_wait: ClassVar[float | None] = None
     """If set: with no diff this long after the subscription is confirmed, fetch the snapshot anyway."""
-    snapshot_depth: int | None = None
-    """The most levels a side of a snapshot has; None: snapshots are the whole book."""
-    snapshot_names_an_event = False
+    snapshot_names_an_event: ClassVar[bool] = False
     """Whether a snapshot's id is that of an event the stream carries (Binance's lastUpdateId), so that the
     stream always reaches it; Bitstamp's microtimestamp can be later than every diff of a quiet pair."""
+    max_symbols_per_connection: ClassVar[int | None] = None
+    """The most symbols one connection may carry (None: no limit the venue states); more open more connections."""
+    control_interval: ClassVar[float]
+    """Seconds between two control messages (subscriptions) on one connection: the venue's message rate limit."""
+    listing_weight: ClassVar[int] = 1
+    """What the listing request costs of :attr:`rest_limit`."""
 
-    def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
-        self.symbol = symbol.upper()
-        self.ws_base = ws_url.rstrip("/")
-        self.rest_base = rest_url.rstrip("/")
+    snapshot_depth: int | None = None
+    """The most levels a side of a snapshot has; None: snapshots are the whole book."""
+    snapshot_depth_option: ClassVar[str | None] = None
+    """The keyword of the option that sets :attr:`snapshot_depth`, if one does."""
+
+    def __init__(self, ws_url: str | None = None, rest_url: str | None = None) -> None:
+        self.ws_base = (ws_url or self.default_ws_url).rstrip("/")
+        self.rest_base = (rest_url or self.default_rest_url).rstrip("/")
+
+    # -- the stream --------------------------------------------------------------------------------------------
 
     @property
     @abstractmethod
-    def stream_url(self) -> str: ...
-
-    @property
-    @abstractmethod
-    def snapshot_url(self) -> str: ...
-
-    def subscribe_messages(self) -> list[str]:
-        """Frames to send once connected."""
-        return []
-
-    @property
-    def snapshot_weight(self) -> int:
-        """What one snapshot request costs of :attr:`rest_limit`."""
-        return 1
-
-    def confirms_subscription(self, message: Message) -> bool:
-        """Whether ``message`` says the venue has taken our subscription (starts :attr:`quiet_snapshot_wait`)."""
-        return False
+    def stream_url(self) -> str:
+        """Where a connection goes; its symbols are subscribed by :meth:`subscribe_messages`."""
 
     @abstractmethod
-    def ready_for_snapshot(self, message: Message) -> bool:
-        """Whether, once ``message`` has arrived, the snapshot can be asked for without a hole before it."""
+    def subscribe_messages(self, symbols: Sequence[str]) -> list[str]:
+        """The control messages that subscribe ``symbols`` on a new connection, sent :attr:`control_interval` apart."""
 
     def heartbeat_message(self) -> str | None:
         """An application-level keep-alive whose reply proves the feed is alive; None: use WebSocket pings."""
@@ -80,27 +105,49 @@ class ExchangeProtocol(ABC):
 
     @abstractmethod
     def parse_message(self, raw: str | bytes) -> Message:
-        """One WebSocket frame -> a typed message; raises :class:`BadMessage`."""
+        """One WebSocket frame -> a typed message naming its symbol; raises :class:`BadMessage`."""
+
+    def confirms_subscription(self, message: Message) -> bool:
+        """Whether ``message`` says the venue has taken a symbol's subscription (starts :attr:`quiet_snapshot_wait`)."""
+        return False
+
+    @abstractmethod
+    def ready_for_snapshot(self, message: Message) -> bool:
+        """Whether, once ``message`` has arrived, the snapshot can be asked for without a hole before it."""
+
+    # -- REST --------------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def snapshot_url(self, symbol: str) -> str: ...
+
+    @property
+    def snapshot_weight(self) -> int:
+        """What one snapshot request costs of :attr:`rest_limit`."""
+        return 1
 
     def parse_snapshot(self, body: bytes) -> BookSnapshot:
-        """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage`."""
+        """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`."""
         snapshot = load_object(body, loses_data=True)
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
         (bids, ignored_bids), (asks, ignored_asks) = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
-        return BookSnapshot(
-            last_id,
-            bids,
-            asks,
-            ignored_bids + ignored_asks,
-        )
+        return BookSnapshot(last_id, bids, asks, ignored_bids + ignored_asks)
 
     def check_error_body(self, body: dict[str, Any]) -> None:
         """Raise :class:`ErrorBody` when a body that came with HTTP 200 is an error (the venue's own shape)."""
 
     @abstractmethod
-    def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
-        """An error response that says the configuration is wrong (not worth retrying), else None."""
+    def unknown_symbol(self, status: int, body: bytes) -> bool:
+        """Whether a snapshot's error answer says the venue does not list the symbol."""
+
+    @property
+    @abstractmethod
+    def listing_url(self) -> str:
+        """Where the venue lists the symbols it trades."""
+
+    @abstractmethod
+    def parse_listing(self, body: bytes) -> frozenset[str]:
+        """The listing body -> the symbols trading now, upper case as configured; raises :class:`BadMessage`."""
 
     def new_sync(self, watch_depth: int = 0) -> BookSync:
         """A fresh sync; ``watch_depth`` is how many best levels per side are served (see BookSync)."""
@@ -118,4 +165,11 @@ def load_object(raw: str | bytes, *, loses_data: bool) -> dict[str, Any]:
     value = load_json(raw, loses_data=loses_data)
     if type(value) is not dict:
         raise BadMessage("unknown_shape", f"not an object: {raw!r:.80}", loses_data=loses_data)
+    return value
+
+
+def load_list(raw: str | bytes) -> list[Any]:
+    value = load_json(raw, loses_data=False)
+    if type(value) is not list:
+        raise BadMessage("unknown_shape", f"not a list: {raw!r:.80}", loses_data=False)
     return value

@@ -1,28 +1,59 @@
-"""Binance spot: the ``<symbol>@depth@100ms`` diff stream and ``GET /api/v3/depth`` (docs/protocols.md, "Binance spot")."""
+"""Binance spot: ``<symbol>@depth@100ms`` diff streams on combined-stream connections, ``GET /api/v3/depth``
+snapshots, ``GET /api/v3/exchangeInfo`` for the symbols it lists, and its update-id continuity rule
+(docs/protocols.md, "Binance spot")."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from orderbook.exchanges.base import ExchangeError, ExchangeProtocol, load_json, load_object
+from orderbook.exchanges.base import Venue, VenueOption, load_json, load_object
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
+    BookSnapshot,
     Message,
     Notice,
     ReconnectRequest,
     parse_id,
     parse_levels,
 )
-from orderbook.exchanges.sync import BinanceSync
+from orderbook.exchanges.sync import BookSync, Outcome
 
 UNKNOWN_SYMBOL = -1121
+STREAMS_PER_SUBSCRIBE = 100
+"""Streams named in one SUBSCRIBE: Binance states no limit, but a SUBSCRIBE of 437 streams has been seen to fail
+silently (ccxws#161), so they go in batches well below that."""
 _SHUTDOWN = ReconnectRequest("server_shutdown")
 _METHOD_RESULT = Notice("method_result")
 
 
-class BinanceProtocol(ExchangeProtocol):
+class BinanceSync(BookSync):
+    """Update ids: each event covers ids ``U..u``; the book's id is the last ``u`` applied."""
+
+    def _continuity(self, diff: BookDiff) -> Outcome:
+        if diff.final_id < self.last_id:
+            return Outcome.STALE
+        if diff.first_id > self.last_id + 1:
+            return Outcome.GAP
+        return Outcome.APPLIED
+
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
+        # The first event kept must satisfy U <= lastUpdateId + 1 <= u; anything later leaves ids no one has.
+        # (The official text says "lastUpdateId < U"; lastUpdateId == U - 1 is the exact fit step 4 asks for.)
+        return first_pending is not None and first_pending.first_id > snapshot.last_id + 1
+
+
+class BinanceVenue(Venue):
     name = "binance"
+    title = "Binance"
+    default_ws_url = "wss://stream.binance.com:9443"
+    default_rest_url = "https://api.binance.com"
+    options = (VenueOption("snapshot-limit", 1000, 1, 5000,
+                           "levels per side in each Binance snapshot; its weight grows with it (5 up to 100, 25 up to "
+                           "500, 50 up to 1000, 250 above), which paces snapshots of many symbols"),)
+    snapshot_depth_option = "snapshot_limit"
     snapshot_id_field = "lastUpdateId"
     sync_class = BinanceSync
     rest_limit = 6000
@@ -34,9 +65,16 @@ class BinanceProtocol(ExchangeProtocol):
         418: "IP banned for repeated rate-limit violations",
         429: "request weight limit exceeded",
     }
+    max_symbols_per_connection = 1024
+    """"A single connection can listen to a maximum of 1024 streams" (docs/protocols.md)."""
+    control_interval = 0.5
+    """Binance drops a connection that sends over 5 messages a second, pings and pongs included: SUBSCRIBEs go at
+    2 a second, which leaves room for the keep-alive pings (at most 2 a second, config.MIN_SILENCE_TIMEOUT)."""
+    listing_weight = 20
+    """``GET /api/v3/exchangeInfo``'s weight."""
 
-    def __init__(self, symbol: str, ws_url: str, rest_url: str, snapshot_limit: int = 1000) -> None:
-        super().__init__(symbol, ws_url, rest_url)
+    def __init__(self, ws_url: str | None = None, rest_url: str | None = None, snapshot_limit: int = 1000) -> None:
+        super().__init__(ws_url, rest_url)
         if not 1 <= snapshot_limit <= 5000:
             raise ValueError("the Binance snapshot limit must be between 1 and 5000")
         self.snapshot_limit = snapshot_limit
@@ -50,11 +88,22 @@ class BinanceProtocol(ExchangeProtocol):
 
     @property
     def stream_url(self) -> str:
-        return f"{self.ws_base}/ws/{self.symbol.lower()}@depth@100ms"
+        return f"{self.ws_base}/stream"
+
+    def subscribe_messages(self, symbols: Sequence[str]) -> list[str]:
+        streams = [f"{symbol.lower()}@depth@100ms" for symbol in symbols]
+        return [
+            json.dumps({"method": "SUBSCRIBE", "params": streams[start:start + STREAMS_PER_SUBSCRIBE],
+                        "id": start // STREAMS_PER_SUBSCRIBE + 1})
+            for start in range(0, len(streams), STREAMS_PER_SUBSCRIBE)
+        ]
+
+    def snapshot_url(self, symbol: str) -> str:
+        return f"{self.rest_base}/api/v3/depth?symbol={symbol}&limit={self.snapshot_limit}"
 
     @property
-    def snapshot_url(self) -> str:
-        return f"{self.rest_base}/api/v3/depth?symbol={self.symbol}&limit={self.snapshot_limit}"
+    def listing_url(self) -> str:
+        return f"{self.rest_base}/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false"
 
     def ready_for_snapshot(self, message: Message) -> bool:
         # Only a buffered event lets a snapshot be checked (lastUpdateId + 1 >= its U): one fetched earlier could
@@ -80,28 +129,42 @@ class BinanceProtocol(ExchangeProtocol):
         raise BadMessage("unknown_event", f"event {kind!r:.40}", loses_data=False)
 
     def _parse_diff(self, event: dict[str, Any]) -> BookDiff:
-        if event.get("s") != self.symbol:
-            raise BadMessage("wrong_symbol", f"{event.get('s')!r:.40}", loses_data=False)
-        first_id, final_id = parse_id(event.get("U"), "U"), parse_id(event.get("u"), "u")
-        if first_id > final_id:
-            raise BadMessage("bad_id", f"U {first_id} > u {final_id}", loses_data=True)
-        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(event.get("b")), parse_levels(event.get("a"))
+        symbol = event.get("s")
+        if type(symbol) is not str:
+            raise BadMessage("wrong_symbol", f"{symbol!r:.40}", loses_data=False)
+        try:
+            first_id, final_id = parse_id(event.get("U"), "U"), parse_id(event.get("u"), "u")
+            if first_id > final_id:
+                raise BadMessage("bad_id", f"U {first_id} > u {final_id}", loses_data=True)
+            (bids, ignored_bids), (asks, ignored_asks) = parse_levels(event.get("b")), parse_levels(event.get("a"))
+            event_time = parse_id(event.get("E"), "E") / 1e3
+        except BadMessage as error:
+            error.symbol = symbol
+            raise
         return BookDiff(
             first_id,
             final_id,
-            parse_id(event.get("E"), "E") / 1e3,
+            event_time,
             bids,
             asks,
             ignored_bids + ignored_asks,
+            symbol,
         )
 
-    def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
+    def unknown_symbol(self, status: int, body: bytes) -> bool:
         if status != 400:
-            return None
+            return False
         try:
             error = load_json(body, loses_data=False)
         except BadMessage:
-            return None
-        if type(error) is dict and error.get("code") == UNKNOWN_SYMBOL:
-            return ExchangeError(f"Binance does not know the symbol {self.symbol}: {error.get('msg')}")
-        return None
+            return False
+        return type(error) is dict and error.get("code") == UNKNOWN_SYMBOL
+
+    def parse_listing(self, body: bytes) -> frozenset[str]:
+        symbols = load_object(body, loses_data=False).get("symbols")
+        if type(symbols) is not list:
+            raise BadMessage("unknown_shape", f"exchangeInfo has no symbols list: {body!r:.80}", loses_data=False)
+        return frozenset(
+            entry["symbol"] for entry in symbols
+            if type(entry) is dict and type(entry.get("symbol")) is str and entry.get("status") == "TRADING"
+        )

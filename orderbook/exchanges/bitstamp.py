@@ -1,34 +1,60 @@
-"""Bitstamp: the ``diff_order_book_<pair>`` channel (WebSocket v2) and ``GET /api/v2/order_book/<pair>/``."""
+"""Bitstamp: ``diff_order_book_<pair>`` channels (WebSocket v2), ``GET /api/v2/order_book/<pair>/`` snapshots,
+``GET /api/v2/trading-pairs-info/`` for the pairs it lists, and its microtimestamp continuity rule
+(docs/protocols.md, "Bitstamp")."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from orderbook.exchanges.base import ErrorBody, ExchangeError, ExchangeProtocol, load_object
+from orderbook.exchanges.base import ErrorBody, Venue, load_list, load_object
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
+    BookSnapshot,
     Message,
     Notice,
     ReconnectRequest,
     parse_id,
     parse_levels,
 )
-from orderbook.exchanges.sync import BitstampSync
+from orderbook.exchanges.sync import BookSync, Outcome
 
 RATE_LIMIT_CODE = "400.002"
+CHANNEL_PREFIX = "diff_order_book_"
 _RECONNECT = ReconnectRequest("request_reconnect")
-_SUBSCRIBED = Notice("subscribed")
 _NOTICES = {
-    "bts:subscription_succeeded": _SUBSCRIBED,
     "bts:heartbeat": Notice("heartbeat"),
     "bts:unsubscription_succeeded": Notice("unsubscribed"),
 }
 
 
-class BitstampProtocol(ExchangeProtocol):
+class BitstampSync(BookSync):
+    """Microtimestamps: the only continuity check is that they strictly increase."""
+
+    def _continuity(self, diff: BookDiff) -> Outcome:
+        # The stream can lag behind REST: a diff stamped at or before the snapshot may arrive after it was loaded.
+        # The snapshot already reflects it. Only a diff newer than the snapshot but not newer than the last one
+        # applied is out of order.
+        if diff.final_id <= self.snapshot_id:
+            return Outcome.STALE
+        if diff.first_id <= self.last_id:
+            return Outcome.OUT_OF_ORDER
+        return Outcome.APPLIED
+
+    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
+        # Bitstamp's REST book lags its stream (docs/protocols.md): a snapshot stamped before the first buffered
+        # diff misses the changes made between its moment and that diff, and no later diff brings them back.
+        # Stamped at or after it, the snapshot and the buffer overlap, and together they miss nothing.
+        return snapshot.last_id < first.first_id
+
+
+class BitstampVenue(Venue):
     name = "bitstamp"
+    title = "Bitstamp"
+    default_ws_url = "wss://ws.bitstamp.net"
+    default_rest_url = "https://www.bitstamp.net"
     snapshot_id_field = "microtimestamp"
     sync_class = BitstampSync
     rest_limit = 1000
@@ -38,33 +64,34 @@ class BitstampProtocol(ExchangeProtocol):
     then and accepted with nothing to compare it with. It is exact provided the REST book lags the stream by
     less than this (0.07 to 2.6 s in the recordings): a change made before the snapshot's moment is in it, and
     one made after the subscription would have sent a diff. The drift audit checks it again."""
-
-    def __init__(self, symbol: str, ws_url: str, rest_url: str) -> None:
-        super().__init__(symbol, ws_url, rest_url)
-        self.pair = self.symbol.lower()
-        self.channel = f"diff_order_book_{self.pair}"
+    control_interval = 0.05
+    """One ``bts:subscribe`` per channel; Bitstamp states no message rate, so they go at 20 a second."""
 
     @property
     def stream_url(self) -> str:
         return f"{self.ws_base}/"
 
-    @property
-    def snapshot_url(self) -> str:
-        return f"{self.rest_base}/api/v2/order_book/{self.pair}/"
-
-    def subscribe_messages(self) -> list[str]:
-        return [json.dumps({"event": "bts:subscribe", "data": {"channel": self.channel}})]
+    def subscribe_messages(self, symbols: Sequence[str]) -> list[str]:
+        return [json.dumps({"event": "bts:subscribe", "data": {"channel": f"{CHANNEL_PREFIX}{symbol.lower()}"}})
+                for symbol in symbols]
 
     def heartbeat_message(self) -> str:
         return '{"event":"bts:heartbeat"}'
 
+    def snapshot_url(self, symbol: str) -> str:
+        return f"{self.rest_base}/api/v2/order_book/{symbol.lower()}/"
+
+    @property
+    def listing_url(self) -> str:
+        return f"{self.rest_base}/api/v2/trading-pairs-info/"
+
     def confirms_subscription(self, message: Message) -> bool:
-        return message is _SUBSCRIBED
+        return type(message) is Notice and message.kind == "subscribed"
 
     def ready_for_snapshot(self, message: Message) -> bool:
         # Bitstamp's REST book lags its stream (docs/protocols.md): a snapshot is only usable once it can be
         # compared with a buffered diff (BitstampSync's freshness rule), so it is asked for on the first diff.
-        # A quiet pair, with no diff to wait for, is handled by QUIET_SNAPSHOT_WAIT.
+        # A quiet pair, with no diff to wait for, is handled by quiet_snapshot_wait.
         return type(message) is BookDiff
 
     def parse_message(self, raw: str | bytes) -> Message:
@@ -72,11 +99,13 @@ class BitstampProtocol(ExchangeProtocol):
         frame = load_object(raw, loses_data=True)
         event = frame.get("event")
         if event == "data":
-            if frame.get("channel") != self.channel:
-                raise BadMessage("wrong_channel", f"{frame.get('channel')!r:.60}", loses_data=False)
-            return self._parse_diff(frame.get("data"))
+            return self._parse_diff(_symbol(frame.get("channel")), frame.get("data"))
         if type(event) is not str:  # readable, and not a diff (those say "data")
             raise BadMessage("unknown_event", "event is not a string", loses_data=False)
+        if event == "bts:subscription_succeeded":
+            channel = frame.get("channel")
+            # another kind of channel's ack (live_trades_...) names no book of ours
+            return Notice("subscribed", _symbol(channel) if str(channel).startswith(CHANNEL_PREFIX) else "")
         notice = _NOTICES.get(event)
         if notice is not None:
             return notice
@@ -86,11 +115,15 @@ class BitstampProtocol(ExchangeProtocol):
             raise BadMessage("exchange_error", f"{frame.get('data')!r:.200}", loses_data=False)
         raise BadMessage("unknown_event", f"event {event!r:.40}", loses_data=False)
 
-    def _parse_diff(self, data: Any) -> BookDiff:
-        if type(data) is not dict:
-            raise BadMessage("unknown_shape", f"diff data is not an object: {data!r:.80}", loses_data=True)
-        microtimestamp = parse_id(data.get("microtimestamp"), "microtimestamp")
-        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(data.get("bids")), parse_levels(data.get("asks"))
+    def _parse_diff(self, symbol: str, data: Any) -> BookDiff:
+        try:
+            if type(data) is not dict:
+                raise BadMessage("unknown_shape", f"diff data is not an object: {data!r:.80}", loses_data=True)
+            microtimestamp = parse_id(data.get("microtimestamp"), "microtimestamp")
+            (bids, ignored_bids), (asks, ignored_asks) = parse_levels(data.get("bids")), parse_levels(data.get("asks"))
+        except BadMessage as error:
+            error.symbol = symbol
+            raise
         return BookDiff(
             microtimestamp,
             microtimestamp,
@@ -98,6 +131,7 @@ class BitstampProtocol(ExchangeProtocol):
             bids,
             asks,
             ignored_bids + ignored_asks,
+            symbol,
         )
 
     def check_error_body(self, body: dict[str, Any]) -> None:
@@ -107,7 +141,18 @@ class BitstampProtocol(ExchangeProtocol):
             code = str(body.get("response_code", body.get("code")))
             raise ErrorBody(f"{code:.20}", f"{body.get('reason')!r:.200}", rate_limited=code == RATE_LIMIT_CODE)
 
-    def snapshot_error(self, status: int, body: bytes) -> ExchangeError | None:
-        if status == 404:
-            return ExchangeError(f"Bitstamp does not know the pair {self.pair} (HTTP 404)")
-        return None
+    def unknown_symbol(self, status: int, body: bytes) -> bool:
+        return status == 404
+
+    def parse_listing(self, body: bytes) -> frozenset[str]:
+        return frozenset(
+            entry["url_symbol"].upper() for entry in load_list(body)
+            if type(entry) is dict and type(entry.get("url_symbol")) is str and entry.get("trading") == "Enabled"
+        )
+
+
+def _symbol(channel: Any) -> str:
+    """``diff_order_book_ethbtc`` -> ``ETHBTC``; a channel of another kind is not ours."""
+    if type(channel) is not str or not channel.startswith(CHANNEL_PREFIX):
+        raise BadMessage("wrong_channel", f"{channel!r:.60}", loses_data=False)
+    return channel[len(CHANNEL_PREFIX):].upper()

@@ -25,6 +25,8 @@ class BookDiff:
     asks: tuple[PriceLevel, ...]
     ignored_rows: tuple[str, ...] = ()
     """Why each row the venue should not have sent was dropped (``zero_price``, ``null_row``); usually empty."""
+    symbol: str = ""
+    """The book it changes, as configured (``ETHBTC``): the connection routes it by this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Notice:
     """A frame that only proves the connection is alive: a subscription ack, a heartbeat reply, a method result."""
 
     kind: str
+    symbol: str = ""
+    """The symbol it is about, when it names one (Bitstamp's subscription ack names its channel)."""
 
 
 Message = BookDiff | ReconnectRequest | Notice
@@ -62,10 +66,12 @@ class BadMessage(ValueError):
     carried a book change that is now lost, in which case the book can no longer be vouched for.
     """
 
-    def __init__(self, reason: str, detail: str, *, loses_data: bool) -> None:
+    def __init__(self, reason: str, detail: str, *, loses_data: bool, symbol: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.loses_data = loses_data
+        self.symbol = symbol
+        """The symbol whose book lost the data, when the frame could be read that far ("": unknown)."""
 
 
 def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[tuple[PriceLevel, ...], tuple[str, ...]]:

@@ -2,7 +2,7 @@
 
 The procedure is the same for both venues (docs/protocols.md): buffer diffs from the moment the stream is open, load
 the snapshot, drop the buffered diffs it already reflects, apply the rest, then apply live diffs. What differs is
-only the continuity rule, which each exchange's subclass states in :meth:`BookSync._continuity`.
+only the continuity rule, which each venue's module states in its subclass's :meth:`BookSync._continuity`.
 """
 
 from __future__ import annotations
@@ -155,39 +155,3 @@ class BookSync(ABC):
     def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
         """Whether the snapshot leaves a hole before the buffered diffs: ``first`` is the first buffered,
         ``first_pending`` the first the snapshot does not reflect (None: it reflects them all)."""
-
-
-class BinanceSync(BookSync):
-    """Update ids: each event covers ids ``U..u``; the book's id is the last ``u`` applied."""
-
-    def _continuity(self, diff: BookDiff) -> Outcome:
-        if diff.final_id < self.last_id:
-            return Outcome.STALE
-        if diff.first_id > self.last_id + 1:
-            return Outcome.GAP
-        return Outcome.APPLIED
-
-    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
-        # The first event kept must satisfy U <= lastUpdateId + 1 <= u; anything later leaves ids no one has.
-        # (The official text says "lastUpdateId < U"; lastUpdateId == U - 1 is the exact fit step 4 asks for.)
-        return first_pending is not None and first_pending.first_id > snapshot.last_id + 1
-
-
-class BitstampSync(BookSync):
-    """Microtimestamps: the only continuity check is that they strictly increase."""
-
-    def _continuity(self, diff: BookDiff) -> Outcome:
-        # The stream can lag behind REST: a diff stamped at or before the snapshot may arrive after it was loaded.
-        # The snapshot already reflects it. Only a diff newer than the snapshot but not newer than the last one
-        # applied is out of order.
-        if diff.final_id <= self.snapshot_id:
-            return Outcome.STALE
-        if diff.first_id <= self.last_id:
-            return Outcome.OUT_OF_ORDER
-        return Outcome.APPLIED
-
-    def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:
-        # Bitstamp's REST book lags its stream (docs/protocols.md): a snapshot stamped before the first buffered
-        # diff misses the changes made between its moment and that diff, and no later diff brings them back.
-        # Stamped at or after it, the snapshot and the buffer overlap, and together they miss nothing.
-        return snapshot.last_id < first.first_id

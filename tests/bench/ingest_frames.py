@@ -14,8 +14,8 @@ from itertools import cycle, islice
 
 from orderbook.book import PriceLevel
 from orderbook.exchanges.base import ExchangeProtocol
-from orderbook.exchanges.binance import BinanceProtocol
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from orderbook.simulator.exchange import format_levels, levels_json
 from orderbook.simulator.market import ModelParams, VenueModel
@@ -37,8 +37,8 @@ class Replay:
 
 def protocol(exchange: str, symbol: str) -> ExchangeProtocol:
     if exchange == "binance":
-        return BinanceProtocol(symbol, "ws://127.0.0.1:1", "http://127.0.0.1:1", snapshot_limit=5000)
-    return BitstampProtocol(symbol, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+        return BinanceVenue("ws://127.0.0.1:1", "http://127.0.0.1:1", snapshot_limit=5000)
+    return BitstampVenue("ws://127.0.0.1:1", "http://127.0.0.1:1")
 
 
 def _padded(levels: tuple[PriceLevel, ...], depth: int, direction: int) -> tuple[PriceLevel, ...]:

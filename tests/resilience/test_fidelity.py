@@ -12,9 +12,10 @@ import requests
 import websocket
 from resilience_harness import EXCHANGES, SETTLE, RestWatch, System, changed, delta
 
-from orderbook.exchanges.bitstamp import BitstampProtocol
+from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff
-from orderbook.exchanges.sync import BitstampSync, Outcome
+from orderbook.exchanges.sync import Outcome
+from orderbook.exchanges.bitstamp import BitstampSync
 from orderbook.prices import parse_decimal
 from tests.support.waiting import wait_until
 
@@ -39,17 +40,17 @@ def test_a_lagging_bitstamp_snapshot_leaves_the_old_rule_wrong_and_is_refused_by
 ) -> None:
     """One subscription, one snapshot asked for on its first diff, both rules fed the same frames."""
     simulator = simulator_factory("--seed", "31", "--rate", "100", "--bitstamp-rest-lag", str(REST_LAG))
-    protocol = BitstampProtocol("ETHBTC", simulator.urls["bitstamp_ws"], simulator.urls["bitstamp_rest"])
+    protocol = BitstampVenue(simulator.urls["bitstamp_ws"], simulator.urls["bitstamp_rest"])
     time.sleep(REST_LAG + 1.0)  # the market has moved: the lagging REST book is of a moment before we subscribe
     ws = websocket.create_connection(protocol.stream_url, timeout=5)
     try:
-        ws.send(protocol.subscribe_messages()[0])
+        ws.send(protocol.subscribe_messages(["ETHBTC"])[0])
         diffs: list[BookDiff] = []
         while not diffs:
             message = protocol.parse_message(ws.recv())
             if type(message) is BookDiff:
                 diffs.append(message)
-        snapshot = protocol.parse_snapshot(requests.get(protocol.snapshot_url, timeout=5).content)
+        snapshot = protocol.parse_snapshot(requests.get(protocol.snapshot_url("ETHBTC"), timeout=5).content)
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             message = protocol.parse_message(ws.recv())
@@ -100,11 +101,11 @@ def test_a_quiet_bitstamp_pair_is_served_after_the_quiet_wait_and_then_follows_i
     simulator = simulator_factory("--seed", "41", "--rate", "50", "--paused")
     started = time.monotonic()
     server = server_factory(simulator.urls, "--silence-timeout", "2")
-    server.wait_serving(BitstampProtocol.quiet_snapshot_wait + 10)  # SERVING once bitstamp is in step
+    server.wait_serving(BitstampVenue.quiet_snapshot_wait + 10)  # SERVING once bitstamp is in step
     reader = reader_factory(server.target)
-    reader.wait_for(lambda book: "bitstamp" in book.exchanges(), BitstampProtocol.quiet_snapshot_wait + SETTLE,
+    reader.wait_for(lambda book: "bitstamp" in book.exchanges(), BitstampVenue.quiet_snapshot_wait + SETTLE,
                     "with the quiet bitstamp pair")
-    assert time.monotonic() - started >= BitstampProtocol.quiet_snapshot_wait - 0.5
+    assert time.monotonic() - started >= BitstampVenue.quiet_snapshot_wait - 0.5
     assert "bitstamp: no diff 5 s after subscribing: a quiet pair" in server.log()
     truth = simulator.control.truth(10)["bitstamp"]
     served = reader.latest

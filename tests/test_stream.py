@@ -15,9 +15,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import websocket
 
-from orderbook.transport import FrameTooLarge, open_stream
+from orderbook.stream import ConnectFailed, FrameTooLarge, Stream, StreamClosed, StreamSilent, websocket_connector
 
 LIMIT = 1 << 20  # 1 MiB
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -89,10 +88,10 @@ class ScriptedServer:
 def serve() -> Iterator:
     servers: list[ScriptedServer] = []
 
-    def start(script: bytes) -> websocket.WebSocket:
+    def start(script: bytes, read_timeout: float = 5) -> Stream:
         server = ScriptedServer(script)
         servers.append(server)
-        return open_stream(server.url, connect_timeout=5, read_timeout=5, max_frame_bytes=LIMIT)
+        return websocket_connector(connect_timeout=5, read_timeout=read_timeout, max_frame_bytes=LIMIT)(server.url)
 
     yield start
     for server in servers:
@@ -104,24 +103,24 @@ def test_a_frame_announcing_8_mb_is_refused_from_its_header(serve):
     ws = serve(frame_header(OP_TEXT, 8 << 20))  # the header alone: the payload never comes
     started = time.monotonic()
     with pytest.raises(FrameTooLarge, match=str(8 << 20)):
-        ws.recv_data()
+        ws.recv()
     assert time.monotonic() - started < 2  # refused at once, not after the 5 s read timeout
-    ws.shutdown()
+    ws.close()
 
 
 def test_a_frame_one_byte_over_the_limit_is_refused(serve):
     ws = serve(frame_header(OP_TEXT, LIMIT + 1))
     with pytest.raises(FrameTooLarge):
-        ws.recv_data()
-    ws.shutdown()
+        ws.recv()
+    ws.close()
 
 
 def test_a_fragmented_message_over_the_limit_is_refused(serve):
     part = b"x" * (600 << 10)  # each fragment is under the limit, the message is not
     ws = serve(frame(OP_TEXT, part, fin=False) + frame(OP_CONT, part, fin=False) + frame(OP_CONT, b"y"))
     with pytest.raises(FrameTooLarge, match="fragmented"):
-        ws.recv_data()
-    ws.shutdown()
+        ws.recv()
+    ws.close()
 
 
 def test_frames_under_the_limit_arrive_intact(serve):
@@ -134,29 +133,32 @@ def test_frames_under_the_limit_arrive_intact(serve):
         + frame(OP_TEXT, b"", fin=False) + frame(OP_CONT, half, fin=False) + frame(OP_CONT, half)
         + frame(OP_TEXT, LIMIT * b"L")  # exactly at the limit is allowed
     )
-    assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, small)
-    assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, large)
-    assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, half + half)
-    assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, LIMIT * b"L")
-    ws.shutdown()
+    assert ws.recv() == small
+    assert ws.recv() == large
+    assert ws.recv() == half + half
+    assert ws.recv() == LIMIT * b"L"
+    ws.close()
 
 
 def test_the_read_timeout_bounds_silence(serve):
-    ws = serve(b"")
-    ws.settimeout(0.2)  # open_stream set it from read_timeout; shortened here to keep the test fast
+    ws = serve(b"", read_timeout=0.2)
     started = time.monotonic()
-    with pytest.raises(websocket.WebSocketTimeoutException):
-        ws.recv_data()
+    with pytest.raises(StreamSilent):
+        ws.recv()
     assert time.monotonic() - started < 2
-    ws.shutdown()
+    ws.close()
 
 
-def test_open_stream_sets_the_read_timeout():
-    server = ScriptedServer(b"")
-    try:
-        ws = open_stream(server.url, connect_timeout=5, read_timeout=7.5, max_frame_bytes=LIMIT)
-        assert ws.gettimeout() == 7.5
-        ws.shutdown()
-    finally:
-        server.close()
-    assert server.error is None
+def test_a_close_frame_is_the_stream_closed(serve):
+    ws = serve(frame(0x8, b"\x03\xe8bye"))
+    with pytest.raises(StreamClosed):
+        ws.recv()
+    ws.close()
+
+
+def test_a_refused_connection_is_connect_failed():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+        url = f"ws://127.0.0.1:{unused.getsockname()[1]}/ws"
+        with pytest.raises(ConnectFailed):
+            websocket_connector(connect_timeout=5, read_timeout=5, max_frame_bytes=LIMIT)(url)

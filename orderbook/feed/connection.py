@@ -1,0 +1,247 @@
+"""One connection to a venue, carrying a group of symbols: its supervisor and its reader.
+
+Each session opens a stream through the transport boundary (:mod:`orderbook.stream`), subscribes its symbols
+paced to the venue's message rate, keeps the connection provably alive, and routes every frame to its symbol's
+:class:`~orderbook.feed.symbol.SymbolStream`. Losing the connection ends the session: every symbol on it is
+rebuilt on the next one, each served again as soon as it is in step. A connection the venue asks us to leave, or
+one as old as it may get, is replaced make-before-break: its books are served until the successor's are in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import gevent
+
+from orderbook.backoff import Backoff
+from orderbook.exchanges.base import Venue
+from orderbook.exchanges.messages import BadMessage, BookDiff, Message, ReconnectRequest
+from orderbook.feed.settings import HANDOVER_REASONS, FeedSettings, SessionEnded
+from orderbook.feed.symbol import SymbolFeed, SymbolStream
+from orderbook.logs import LogThrottle
+from orderbook.metrics import VenueMetrics
+from orderbook.stream import Connector, ConnectFailed, FrameTooLarge, Stream, StreamError, StreamSilent
+
+log = logging.getLogger(__name__)
+
+RAW_EXCERPT = 200
+BAD_FRAME_LOG_INTERVAL = 10.0
+
+
+class VenueConnection:
+    """A supervisor: runs sessions on new connections until killed, each failed one followed by a backoff."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        symbols: Sequence[SymbolFeed],
+        *,
+        connect: Connector,
+        metrics: VenueMetrics,
+        settings: FeedSettings,
+        spawn: Callable[..., gevent.Greenlet],
+        label: str = "",
+    ) -> None:
+        self.venue = venue
+        self.symbols = {feed.symbol: feed for feed in symbols}
+        self.name = f"{venue.name}{label}"
+        self._connect = connect
+        self._metrics = metrics
+        self._stats = metrics.stats
+        self._settings = settings
+        self._spawn = spawn
+        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        self._bad_frame_log = LogThrottle(BAD_FRAME_LOG_INTERVAL)
+
+    # -- supervisor ------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run sessions until killed (``GreenletExit``)."""
+        while True:
+            started = time.monotonic()
+            reason = self._session()
+            self._metrics.reconnect(reason)
+            if time.monotonic() - started >= self._settings.healthy_after:
+                self._backoff.reset()
+            # A server's request to move, or a connection retired by age, is not a failure: go at once (the old
+            # books are served meanwhile).
+            delay = 0.0 if reason in HANDOVER_REASONS else self._backoff.next()
+            log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
+            gevent.sleep(delay)
+
+    def new_streams(self) -> dict[str, SymbolStream]:
+        """A fresh stream for every symbol the venue still lists, made current (what a new session starts with)."""
+        streams = {}
+        for symbol, feed in self.symbols.items():
+            if feed.listed:
+                streams[symbol] = feed.current = SymbolStream(feed)
+        return streams
+
+    def _session(self) -> str:
+        """One connection's life. Returns why it ended."""
+        url = self.venue.stream_url
+        try:
+            stream = self._connect(url)
+        except ConnectFailed as error:
+            log.warning("%s: cannot connect to %s: %s", self.name, url, error)
+            return "connect_failed"
+        log.info("%s: connected to %s (%d symbols)", self.name, url, len(self.symbols))
+        self._metrics.set_connected(True)
+        streams = self.new_streams()
+        helpers: list[gevent.Greenlet] = []
+        hand_over = False
+        try:
+            reader = gevent.getcurrent()
+            helpers.append(self._spawn(self._subscribe, stream, list(streams)))
+            helpers.append(self._spawn(self._keepalive, stream))
+            helpers.append(self._spawn(_after, self._settings.max_connection_age, self._retire, reader))
+            self._read(stream, streams)
+            return "closed"  # not reached: _read only ends by raising
+        except SessionEnded as ended:
+            # The venue asked us to move, or the connection is too old, while it still works: keep serving its
+            # books until the new connection's are in step, so that the outage is as short as it can be.
+            hand_over = ended.reason in HANDOVER_REASONS and any(s.serves for s in streams.values())
+            log.warning("%s: ending the session: %s", self.name, ended)
+            if not hand_over:
+                self._rebuilt_all(streams, ended.reason)
+            return ended.reason
+        except FrameTooLarge as error:
+            self._metrics.bad_frame("too_large")
+            log.warning("%s: %s", self.name, error)
+            self._rebuilt_all(streams, "bad_frame")
+            return "bad_frame"
+        except StreamSilent as error:
+            log.warning("%s: %s", self.name, error)
+            self._rebuilt_all(streams, "silence")
+            return "silence"
+        except StreamError as error:
+            log.warning("%s: connection lost: %s", self.name, error)
+            self._rebuilt_all(streams, "disconnect")
+            return "disconnect"
+        finally:
+            gevent.killall(helpers)
+            if hand_over:  # the connection stays open (and counted) until drained
+                for symbol_stream in streams.values():
+                    symbol_stream.close(keep_serving=True)
+                    symbol_stream.draining = True
+                self._spawn(self._drain, stream, streams)
+            else:
+                self._metrics.set_connected(False)
+                for symbol_stream in streams.values():
+                    symbol_stream.close()
+                stream.close()
+
+    def _rebuilt_all(self, streams: dict[str, SymbolStream], reason: str) -> None:
+        for symbol_stream in streams.values():
+            symbol_stream.feed.metrics.rebuild(reason)
+
+    def _drain(self, stream: Stream, streams: dict[str, SymbolStream]) -> None:
+        """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
+        try:
+            self._read(stream, streams, until=lambda: not any(s.serves for s in streams.values()))
+        except (SessionEnded, StreamError) as error:
+            log.info("%s: the old connection ended before its successor was in step: %s", self.name, error)
+        finally:
+            for symbol_stream in streams.values():
+                symbol_stream.close()
+            self._metrics.set_connected(False)
+            stream.close()
+
+    # -- the stream ------------------------------------------------------------------------------------------
+
+    def _read(self, stream: Stream, streams: dict[str, SymbolStream], until: Callable[[], bool] | None = None) -> None:
+        """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
+        handle = self.handle_frame
+        while until is None or not until():
+            message = handle(streams, stream.recv(), time.perf_counter())
+            if type(message) is ReconnectRequest and until is None:
+                raise SessionEnded("server_request", message.reason)
+
+    def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float) -> Message | None:
+        """All the work one frame costs: count, parse, route to its symbol, apply, publish if the top changed.
+
+        Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the
+        benchmark drives it directly.
+        """
+        stats = self._stats
+        stats.frames += 1
+        stats.frame_bytes += len(payload)
+        stats.last_frame_at = time.time()
+        try:
+            message = self.venue.parse_message(payload)
+        except BadMessage as error:
+            self._bad_frame(streams, error, payload)
+            return None
+        if type(message) is BookDiff:
+            target = streams.get(message.symbol)
+            if target is None:
+                self._bad_frame(streams, BadMessage("wrong_symbol", f"{message.symbol!r:.40}", loses_data=False),
+                                payload)
+                return None
+            if message.ignored_rows:
+                self._ignored_rows(message, payload)
+            target.on_diff(message, received_at)
+        elif self.venue.confirms_subscription(message):
+            target = streams.get(message.symbol)
+            if target is not None:
+                target.on_subscribed()
+        return message
+
+    def _ignored_rows(self, diff: BookDiff, payload: bytes | str) -> None:
+        for reason in diff.ignored_rows:
+            self._metrics.ignored_row(reason)
+        if self._bad_frame_log.allow("ignored_rows") is not None:
+            log.warning("%s: dropped rows the venue should not send (%s): %.*r",
+                        self.name, ", ".join(diff.ignored_rows), RAW_EXCERPT, payload)
+
+    def _bad_frame(self, streams: dict[str, SymbolStream], error: BadMessage, payload: bytes | str) -> None:
+        self._metrics.bad_frame(error.reason)
+        suppressed = self._bad_frame_log.allow(error.reason)
+        if suppressed is not None:
+            log.warning(
+                "%s: bad frame (%s)%s: %.*r",
+                self.name, error, f" [{suppressed} more like it not logged]" if suppressed else "", RAW_EXCERPT, payload,
+            )
+        if not error.loses_data:
+            return
+        # The frame may have carried a change: its symbol's book is rebuilt, or every book when it cannot be told.
+        if error.symbol in streams:
+            streams[error.symbol].rebuild("bad_frame", error.reason)
+        elif not error.symbol:
+            for symbol_stream in streams.values():
+                symbol_stream.rebuild("bad_frame", error.reason)
+
+    def _subscribe(self, stream: Stream, symbols: list[str]) -> None:
+        """Subscribe every symbol, the control messages paced to the venue's message rate."""
+        for index, message in enumerate(self.venue.subscribe_messages(symbols)):
+            if index:
+                gevent.sleep(self.venue.control_interval)
+            try:
+                stream.send(message)
+            except StreamError:
+                return  # the reader sees the broken connection
+
+    def _keepalive(self, stream: Stream) -> None:
+        """Provoke traffic in a quiet market, so that silence means a dead connection, not a calm one."""
+        heartbeat = self.venue.heartbeat_message()
+        while True:
+            gevent.sleep(self._settings.keepalive_interval)
+            try:
+                if heartbeat is None:
+                    stream.ping()
+                else:
+                    stream.send(heartbeat)
+            except StreamError:
+                return  # the reader sees the broken connection
+
+    def _retire(self, reader: gevent.Greenlet) -> None:
+        """The connection is as old as it may get: move to a new one while this one still works."""
+        age = self._settings.max_connection_age
+        reader.kill(SessionEnded("max_age", f"the connection is {age:.0f} s old"), block=False)
+
+
+def _after(seconds: float, function: Callable[..., object], *args: object) -> None:
+    gevent.sleep(seconds)
+    function(*args)

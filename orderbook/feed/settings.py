@@ -1,0 +1,41 @@
+"""The feed's timings and limits, and the signal that ends a connection's session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    connect_timeout: float = 5.0
+    snapshot_timeout: float = 10.0
+    silence_timeout: float = 10.0
+    """No byte at all for this long (data, pong, heartbeat reply) and the connection is taken for dead."""
+    max_frame_bytes: int = 1 << 20
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    healthy_after: float = 30.0
+    """A session that lasted this long resets the backoff."""
+    max_connection_age: float = 84_600.0
+    """A connection this old is replaced, make-before-break: Binance cuts every connection at 24 hours."""
+    audit_interval: float = 60.0
+    """Seconds between drift audits of an in-step book (0: none); with many symbols, as often as the venue's
+    audit budget allows, each symbol in turn."""
+    stream_lag_bound: float = 5.0
+    """How long an audit waits for the stream to catch up with its snapshot (Bitstamp's REST can be ahead)."""
+
+    @property
+    def keepalive_interval(self) -> float:
+        return self.silence_timeout / 3
+
+
+HANDOVER_REASONS = frozenset({"server_request", "max_age"})
+"""Sessions that end while their connection still works: its books are served until the successor's are in step."""
+
+
+class SessionEnded(Exception):
+    """Ends a connection's session: every symbol on it is rebuilt on a new connection."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}{': ' if detail else ''}{detail}")
+        self.reason = reason

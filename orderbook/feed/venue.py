@@ -1,0 +1,123 @@
+"""One venue, for every configured symbol: which it lists, the connections that carry them, the REST side they
+share, and the drift audits, taken one symbol at a time within the venue's audit budget."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import gevent
+import requests
+
+from orderbook.backoff import Backoff
+from orderbook.consolidated import ConsolidatedBook
+from orderbook.exchanges.base import Venue
+from orderbook.feed.connection import VenueConnection
+from orderbook.feed.settings import FeedSettings
+from orderbook.feed.symbol import SymbolFeed
+from orderbook.metrics import VenueMetrics
+from orderbook.rest import AUDIT_SHARE, SnapshotFetcher
+from orderbook.stream import Connector, websocket_connector
+
+log = logging.getLogger(__name__)
+
+AUDIT_IDLE_CHECK = 1.0
+"""How often the audit loop looks again when no book is due (books come in step, and due, at any moment)."""
+
+
+class VenueFeed:
+    def __init__(
+        self,
+        venue: Venue,
+        books: Mapping[str, ConsolidatedBook],
+        *,
+        on_change: Callable[[str, float], None],
+        on_listing: Callable[[str, frozenset[str]], None],
+        on_unlisted: Callable[[str, str, str], None],
+        metrics: VenueMetrics,
+        settings: FeedSettings = FeedSettings(),
+        http: requests.Session | None = None,
+        connect: Connector | None = None,
+        spawn: Callable[..., gevent.Greenlet] = gevent.spawn,
+    ) -> None:
+        """``books``: each symbol's consolidated book. ``on_listing(venue, unlisted)`` is called once the venue has
+        said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later.
+        ``spawn`` starts the feed's greenlets (the owner passes its pool's, to account for them)."""
+        self.venue = venue
+        self.name = venue.name
+        self._settings = settings
+        self._spawn = spawn
+        self._metrics = metrics
+        self._on_listing = on_listing
+        self._connect = connect or websocket_connector(
+            connect_timeout=settings.connect_timeout, read_timeout=settings.silence_timeout,
+            max_frame_bytes=settings.max_frame_bytes)
+        self.fetcher = SnapshotFetcher(
+            venue, metrics, http=http or requests.Session(), connect_timeout=settings.connect_timeout,
+            read_timeout=settings.snapshot_timeout, backoff=Backoff(settings.backoff_base, settings.backoff_cap),
+        )
+        self.symbols = [
+            SymbolFeed(venue, symbol, book, fetcher=self.fetcher, metrics=metrics.symbol(symbol), venue_metrics=metrics,
+                       settings=settings, on_change=on_change, on_unlisted=on_unlisted, spawn=spawn)
+            for symbol, book in books.items()
+        ]
+        self.connections: list[VenueConnection] = []
+
+    def run(self) -> None:
+        """Ask the venue what it lists, then follow the rest on as few connections as its limits allow."""
+        listed = self.fetcher.listing()
+        if listed is None:
+            log.warning("%s: could not get the symbols it lists; trying every symbol (a snapshot's answer tells)",
+                        self.venue.title)
+        else:
+            for feed in self.symbols:
+                if feed.symbol not in listed:
+                    feed.unlist(f"not in {self.venue.listing_url}")
+        self._on_listing(self.name, frozenset(f.symbol for f in self.symbols if not f.listed))
+        following = [feed for feed in self.symbols if feed.listed]
+        if not following:
+            return
+        self.connections = self.split(following)
+        for connection in self.connections:
+            self._spawn(connection.run)
+        if self._settings.audit_interval:
+            self._audit_loop()
+        else:
+            gevent.sleep(float("inf"))  # the connections run on; killed with the service
+
+    def split(self, feeds: Sequence[SymbolFeed]) -> list[VenueConnection]:
+        """The connections that carry ``feeds``: one, unless the venue's streams-per-connection limit needs more."""
+        size = self.venue.max_symbols_per_connection or len(feeds)
+        groups = [feeds[start:start + size] for start in range(0, len(feeds), size)]
+        return [
+            VenueConnection(self.venue, group, connect=self._connect, metrics=self._metrics, settings=self._settings,
+                            spawn=self._spawn, label=f"#{index + 1}" if len(groups) > 1 else "")
+            for index, group in enumerate(groups)
+        ]
+
+    # -- the drift audit ---------------------------------------------------------------------------------------
+
+    def _audit_loop(self) -> None:
+        """Audit the book that has waited longest, once it is due and the venue's audit budget allows one."""
+        interval = self._settings.audit_interval
+        budget, weight = self.fetcher.budget, self.venue.snapshot_weight
+        while True:
+            due = [feed for feed in self.symbols
+                   if feed.listed and feed.current is not None and feed.current.sync.in_step and feed.current.serves]
+            if not due:
+                gevent.sleep(min(interval, AUDIT_IDLE_CHECK))
+                continue
+            feed = min(due, key=lambda f: f.due_since)
+            wait = feed.due_since + interval - time.monotonic()
+            if wait > 0:
+                gevent.sleep(min(wait, AUDIT_IDLE_CHECK))
+                continue
+            delay = budget.delay(weight, AUDIT_SHARE)
+            if delay > 0:  # the minute is busy: the books' own snapshots come first
+                gevent.sleep(delay)
+                continue
+            stream = feed.current
+            sync = stream.sync
+            if feed.audit(stream) and stream is feed.current and stream.sync is sync:
+                stream.rebuild("audit", "levels differ from the venue's")
