@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.config import Address, Config, ConfigError, load_config
+from orderbook.config import MAX_SYMBOLS, Address, Config, ConfigError, VenueSettings, load_config
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
 
 DEFAULTS = Config(
-    symbol="ETHBTC",
+    symbols=("ETHBTC",),
     depth=10,
     grpc_addr=Address("127.0.0.1", 5002),
     metrics_addr=Address("127.0.0.1", 9102),
-    binance_ws_url="wss://stream.binance.com:9443",
-    binance_rest_url="https://api.binance.com",
-    bitstamp_ws_url="wss://ws.bitstamp.net",
-    bitstamp_rest_url="https://www.bitstamp.net",
-    binance_snapshot_limit=1000,
+    venues=(
+        VenueSettings("binance", "wss://stream.binance.com:9443", "https://api.binance.com", (("snapshot_limit", 1000),)),
+        VenueSettings("bitstamp", "wss://ws.bitstamp.net", "https://www.bitstamp.net"),
+    ),
     max_streams=1000,
     serve_processes=0,
     silence_timeout=10.0,
@@ -30,7 +31,7 @@ DEFAULTS = Config(
 
 # flag, a value to give it, the field it sets, the value that field should get, another valid value
 SETTINGS = [
-    ("--symbol", "btcusdt", "symbol", "BTCUSDT", "LTCBTC"),
+    ("--symbol", "btcusdt", "symbols", ("BTCUSDT",), "LTCBTC"),
     ("--depth", "25", "depth", 25, "9"),
     ("--grpc-addr", "0.0.0.0:6000", "grpc_addr", Address("0.0.0.0", 6000), "127.0.0.1:1"),
     ("--metrics-addr", "[::1]:9200", "metrics_addr", Address("::1", 9200), "127.0.0.1:2"),
@@ -54,6 +55,20 @@ SETTINGS = [
 IDS = [setting[0] for setting in SETTINGS]
 TLS_KEY = ["--tls-key", "key.pem"]
 
+VENUE_FIELDS = [f"{v.name}_{part}" for v in DEFAULTS.venues for part in ("ws_url", "rest_url", *dict(v.options))]
+FIELDS = [name for name in DEFAULTS.__slots__ if name != "venues"] + VENUE_FIELDS
+
+
+def value_of(config: Config, field: str):
+    """A setting's value: a venue's URLs and options are read from its VenueSettings."""
+    for venue in config.venues:
+        options = dict(venue.options)
+        for name, value in (("ws_url", venue.ws_url), ("rest_url", venue.rest_url), *options.items()):
+            if field == f"{venue.name}_{name}":
+                return value
+    return getattr(config, field)
+
+
 def env_name(flag: str) -> str:
     return "ORDERBOOK_" + flag.removeprefix("--").replace("-", "_").upper()
 
@@ -74,26 +89,46 @@ def with_key(flag: str) -> list[str]:
 @pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
 def test_each_flag(flag, value, field, expected, other):
     config = load_config([flag, value, *with_key(flag)], {})
-    assert getattr(config, field) == expected
-    unchanged = [name for name in DEFAULTS.__slots__ if name not in (field, "tls_key")]
-    assert [getattr(config, name) for name in unchanged] == [getattr(DEFAULTS, name) for name in unchanged]
+    assert value_of(config, field) == expected
+    unchanged = [name for name in FIELDS if name not in (field, "tls_key")]
+    assert [value_of(config, name) for name in unchanged] == [value_of(DEFAULTS, name) for name in unchanged]
 
 
 @pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
 def test_each_environment_variable(flag, value, field, expected, other):
     config = load_config(with_key(flag), {env_name(flag): value})
-    assert getattr(config, field) == expected
+    assert value_of(config, field) == expected
 
 
 @pytest.mark.parametrize(("flag", "value", "field", "expected", "other"), SETTINGS, ids=IDS)
 def test_the_flag_wins_over_the_environment(flag, value, field, expected, other):
-    assert getattr(load_config(with_key(flag), {env_name(flag): other}), field) != expected  # a real contest
-    assert getattr(load_config([flag, value, *with_key(flag)], {env_name(flag): other}), field) == expected
+    assert value_of(load_config(with_key(flag), {env_name(flag): other}), field) != expected  # a real contest
+    assert value_of(load_config([flag, value, *with_key(flag)], {env_name(flag): other}), field) == expected
 
 
 def test_the_flag_wins_over_the_environment_with_different_values():
     config = load_config(["--symbol", "ETHBTC", "--depth", "5"], {"ORDERBOOK_SYMBOL": "LTCBTC", "ORDERBOOK_DEPTH": "9"})
     assert (config.symbol, config.depth) == ("ETHBTC", 5)
+
+
+def test_several_symbols_the_first_is_the_default():
+    config = load_config(["--symbol", "ethbtc, BTCUSDT,ethusdt,ETHBTC"], {})
+    assert config.symbols == ("ETHBTC", "BTCUSDT", "ETHUSDT")  # upper case, each once, in the order given
+    assert config.symbol == "ETHBTC"
+    assert load_config([], {"ORDERBOOK_SYMBOL": "LTCBTC,ETHBTC"}).symbols == ("LTCBTC", "ETHBTC")
+
+
+def test_symbols_are_bounded():
+    names = [f"S{index:04d}" for index in range(MAX_SYMBOLS + 1)]
+    assert len(load_config(["--symbol", ",".join(names[:MAX_SYMBOLS])], {}).symbols) == MAX_SYMBOLS
+    with pytest.raises(ConfigError, match=f"--symbol: at most {MAX_SYMBOLS} symbols, got {MAX_SYMBOLS + 1}"):
+        load_config(["--symbol", ",".join(names)], {})
+
+
+def test_the_venue_settings_make_the_venues():
+    binance, bitstamp = (settings.venue() for settings in load_config(["--binance-snapshot-limit", "100"], {}).venues)
+    assert type(binance) is BinanceVenue and binance.snapshot_limit == 100 and binance.snapshot_weight == 5
+    assert type(bitstamp) is BitstampVenue and bitstamp.rest_base == "https://www.bitstamp.net"
 
 
 @pytest.mark.parametrize(
@@ -155,6 +190,8 @@ def test_address_text():
         (["--symbol", "E"], "--symbol"),
         (["--symbol", ""], "--symbol"),
         (["--symbol", "ETH BTC"], "--symbol"),
+        (["--symbol", "ETHBTC,ETH/BTC"], "--symbol: .*got 'ETH/BTC'"),
+        (["--symbol", "ETHBTC,"], "--symbol"),
         (["--depth", "0"], "--depth"),
         (["--depth", "1001"], "--depth"),
         (["--depth", "-3"], "--depth"),
@@ -204,7 +241,7 @@ ONE_LINE_ERRORS = [
     (["--grpc-addr", "127.0.0.1"], "--grpc-addr: expected HOST:PORT, got '127.0.0.1'"),
     (["--metrics-addr", "nowhere"], "--metrics-addr: expected HOST:PORT, got 'nowhere'"),
     (["--binance-ws-url", "ftp://example"], "--binance-ws-url: expected a ws or wss URL, got 'ftp://example'"),
-    (["--symbol", "ETH/BTC"], "--symbol: expected letters and digits like ETHBTC, got 'ETH/BTC'"),
+    (["--symbol", "ETH/BTC"], "--symbol: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), got 'ETH/BTC'"),
     (["--depth"], "--depth: expected one argument"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ]
@@ -245,7 +282,7 @@ def test_settings_that_clash_are_named_as_given():
 
 
 def test_an_environment_value_that_looks_like_a_flag_is_still_the_value():
-    with pytest.raises(ConfigError, match="^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC, got '--demo'$"):
+    with pytest.raises(ConfigError, match=r"^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC \(several: ETHBTC,BTCUSDT\), got '--demo'$"):
         load_config([], {"ORDERBOOK_SYMBOL": "--demo"})
     with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH: expected 1 to 1000, got -3$"):
         load_config([], {"ORDERBOOK_DEPTH": "-3"})

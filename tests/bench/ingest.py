@@ -1,9 +1,10 @@
 """Scenario 1, ingest in process: parse -> sync -> book -> merged top-N -> publish, no sockets.
 
 :class:`Pipeline` drives the server's own objects: a real :class:`~orderbook.app.Application` (not started: no
-listener, no connection) and its :class:`~orderbook.feed.ExchangeFeed` objects, whose ``handle_frame`` is all the
-work the server does for one frame once it has been read from the socket (count, parse, sync, book, merge when
-the served top changed, encode, publish to the broadcaster). Only the socket read and the sends are missing.
+listener, no connection) and a :class:`~orderbook.feed.connection.VenueConnection` of each venue (not run), whose
+``handle_frame`` is all the work the server does for one frame once it has been read from the socket (count, parse,
+route to the symbol, sync, book, merge when the served top changed, encode, publish to the broadcaster). Only the
+socket read and the sends are missing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from gevent.thread import allocate_lock
 from orderbook.app import Application
 from orderbook.book import OrderBook
 from orderbook.config import load_config
-from orderbook.exchanges.sync import BookSync, Outcome
-from orderbook.feed import ExchangeFeed
+from orderbook.exchanges.sync import Outcome
+from orderbook.feed.connection import VenueConnection
+from orderbook.feed.symbol import SymbolStream
 from tests.bench.ingest_frames import SYMBOL, Replay, recorded, recorded_symbol, simulated
 from tests.bench.report import Figure
 
@@ -36,22 +38,24 @@ class Pipeline:
         config = load_config(["--symbol", symbol, "--depth", str(depth), "--metrics-addr", "off",
                               "--grpc-addr", "127.0.0.1:0"], {})
         self.app = Application(config)
-        self.app.book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
+        book = self.app.books[config.symbol]
+        book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
         self.broadcaster = self.app.broadcaster
         feeds = {feed.name: feed for feed in self.app.feeds}
-        self.lanes: dict[str, tuple[ExchangeFeed, BookSync]] = {}
+        self.lanes: dict[str, tuple[VenueConnection, dict[str, SymbolStream]]] = {}
         for exchange, snapshot in replay.snapshots.items():
             feed = feeds[exchange]
             if any(name == exchange for name, _ in replay.frames):
-                sync = feed.new_sync()
-                if feed.install_snapshot(sync, snapshot) is not Outcome.APPLIED:
+                (connection,) = feed.split(feed.symbols)
+                streams = connection.new_streams()
+                if streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
-                self.lanes[exchange] = (feed, sync)
+                self.lanes[exchange] = (connection, streams)
             else:  # an exchange with no frames in this replay: a static book that is served all the same
                 static = OrderBook()
                 static.load(snapshot.bids, snapshot.asks)
-                with self.app.book.lock:
-                    self.app.book.attach(exchange, static)
+                with book.lock:
+                    book.attach(exchange, static)
 
     def run(self, frames: list[tuple[str, bytes]]) -> float:
         """Process ``frames`` (a Rebuild raised by the feed fails the benchmark); returns the seconds it took."""
@@ -59,8 +63,8 @@ class Pipeline:
         clock = time.perf_counter
         started = clock()
         for exchange, payload in frames:
-            feed, sync = lanes[exchange]
-            feed.handle_frame(sync, payload, clock())
+            connection, streams = lanes[exchange]
+            connection.handle_frame(streams, payload, clock())
         return clock() - started
 
 

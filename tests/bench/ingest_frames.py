@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import cycle, islice
 
 from orderbook.book import PriceLevel
-from orderbook.exchanges.base import ExchangeProtocol
+from orderbook.exchanges.base import Venue
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
@@ -35,7 +35,7 @@ class Replay:
     """(exchange, raw frame) in the order the server would read them."""
 
 
-def protocol(exchange: str, symbol: str) -> ExchangeProtocol:
+def protocol(exchange: str) -> Venue:
     if exchange == "binance":
         return BinanceVenue("ws://127.0.0.1:1", "http://127.0.0.1:1", snapshot_limit=5000)
     return BitstampVenue("ws://127.0.0.1:1", "http://127.0.0.1:1")
@@ -68,7 +68,7 @@ def recorded(depth: int) -> list[Replay]:
     replays = []
     for exchange in EXCHANGES:
         for data_set in data_sets(exchange):
-            proto = protocol(exchange, data_set.symbol)
+            proto = protocol(exchange)
             snapshot = _at_depth(proto.parse_snapshot(data_set.snapshot_body), depth)
             frames = []
             for text in data_set.frames:

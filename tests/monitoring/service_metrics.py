@@ -23,25 +23,27 @@ def exercised_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     config = load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "1"], {})
     app = Application(config, registry)
-    for name in app.book.exchanges:
+    consolidated = app.books[config.symbol]
+    for name in consolidated.exchanges:
         feed = app.metrics.exchange(name)
         feed.set_connected(True)
-        feed.set_in_step(True)
         feed.reconnect("silence")
-        feed.rebuild("gap")
         feed.bad_frame("not_json")
-        feed.stale_diff()
         feed.snapshot_fetched(0.02)
         feed.snapshot_error("429")
         feed.event_age(0.003)
         feed.ignored_row("zero_price")
-        feed.audit("divergent", 2)
         feed.stats.frames = 10
         feed.stats.frame_bytes = 2048
         feed.stats.last_frame_at = time.time()
+        symbol = feed.symbol(config.symbol)
+        symbol.set_in_step(True)
+        symbol.rebuild("gap")
+        symbol.stale_diff()
+        symbol.audit("divergent", 2)
     book = OrderBook()
     book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
-    app.book.attach(app.book.exchanges[0], book)
+    consolidated.attach(consolidated.exchanges[0], book)
     if not app.publisher.refresh():
         raise AssertionError("the publisher did not publish the first merged book")
     app.metrics.frame_to_publish.observe(0.0004)
