@@ -104,16 +104,15 @@ class VenueConnection:
             # books until the new connection's are in step, so that the outage is as short as it can be.
             hand_over = ended.reason in HANDOVER_REASONS and any(s.serves for s in streams.values())
             log.warning("%s: ending the session: %s", self.name, ended)
-            if not hand_over:
-                self._rebuilt_all(streams, ended.reason)
+            self._rebuilt_all(streams, ended.reason)  # on the next connection, served meanwhile if handed over
             return ended.reason
         except FrameTooLarge as error:
             self._metrics.bad_frame("too_large")
-            log.warning("%s: %s", self.name, error)
+            log.warning("%s: ending the session: bad_frame: %s", self.name, error)
             self._rebuilt_all(streams, "bad_frame")
             return "bad_frame"
         except StreamSilent as error:
-            log.warning("%s: %s", self.name, error)
+            log.warning("%s: ending the session: silence: %s", self.name, error)
             self._rebuilt_all(streams, "silence")
             return "silence"
         except StreamError as error:

@@ -152,7 +152,8 @@ class SymbolStream:
         book = feed.book
         with book.lock:
             outcome = sync.on_diff(diff)
-            if outcome.breaks_book and book.book(self._venue_name) is sync.book:
+            detached = outcome.breaks_book and book.book(self._venue_name) is sync.book
+            if detached:  # at once: the sync has cleared the book
                 book.detach(self._venue_name)
         if outcome is Outcome.APPLIED:
             feed.venue_metrics.event_age(time.time() - diff.event_time)
@@ -164,6 +165,9 @@ class SymbolStream:
         elif outcome is Outcome.STALE:
             feed.metrics.stale_diff()
         elif outcome.breaks_book:
+            if detached:
+                feed.metrics.set_in_step(False)
+                feed.changed(received_at)
             self.rebuild(outcome.value, f"at id {diff.first_id}..{diff.final_id}")
 
     def on_subscribed(self) -> None:

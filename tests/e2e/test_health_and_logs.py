@@ -59,8 +59,8 @@ def test_json_logs_are_one_object_per_line_and_quiet_per_frame(simulator_factory
     entries = [json.loads(line) for line in lines]  # every line is JSON
     assert {"time", "level", "logger", "message"} <= set(entries[0])
     messages = [entry["message"] for entry in entries]
-    assert any(m.startswith("binance: in step from snapshot") for m in messages)
-    assert any(m.startswith("bitstamp: in step from snapshot") for m in messages)
+    assert any(m.startswith("binance ETHBTC: in step from snapshot") for m in messages)
+    assert any(m.startswith("bitstamp ETHBTC: in step from snapshot") for m in messages)
     assert len(entries) < 30, "info logging must not grow with the number of frames"
 
 

@@ -33,7 +33,7 @@ MAX_STALL = 1.0
 SIM_ARGS = ("--seed", "11", "--rate", "100")
 
 _SESSION_ENDED = re.compile(r"(\w+): session ended \((\w+)\); reconnecting in ([\d.]+) s")
-_SNAPSHOT_RETRY = re.compile(r"(\w+): snapshot request answered HTTP \d+.*; retrying in ([\d.]+) s")
+_SNAPSHOT_RETRY = re.compile(r"(\w+) \w+: snapshot request answered HTTP \d+.*; retrying in ([\d.]+) s")
 
 
 def other(exchange: str) -> str:
@@ -124,13 +124,15 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 def changed(before: Samples, after: Samples, name: str, **labels: str) -> dict[str, float]:
-    """Increments of every sample of ``name`` matching ``labels``, keyed by the labels not given: only the nonzero."""
+    """Increments of every sample of ``name`` matching ``labels``, keyed by the labels not given: only the nonzero.
+
+    The ``symbol`` label is left out of the keys: these systems follow one symbol."""
     old, new = before.labelled(name, **labels), after.labelled(name, **labels)
     out: dict[str, float] = {}
     for key in old.keys() | new.keys():
         grew = new.get(key, 0.0) - old.get(key, 0.0)
         if grew:
-            out[",".join(f"{k}={v}" for k, v in sorted(key) if k not in labels)] = grew
+            out[",".join(f"{k}={v}" for k, v in sorted(key) if k not in labels and k != "symbol")] = grew
     return out
 
 
@@ -224,12 +226,13 @@ class System:
         return None
 
     def outage(self, exchange: str, inject: Callable[[], object], *, detect_within: float = IMMEDIATE,
-               clear: Callable[[], object] | None = None, extra: float = 0.0) -> Outage:
+               clear: Callable[[], object] | None = None, extra: float = 0.0, reconnects: bool = True) -> Outage:
         """Inject a fault that takes ``exchange`` out; measure detection, the other's stalls and the recovery.
 
         ``clear`` (if any) ends the fault once the exchange has left the served book. Recovery must come within
         SETTLE + the reconnect backoff the server logged + ``extra`` (REST waits the test arranged); then the
-        simulator is paused and the served book must equal the truth.
+        simulator is paused and the served book must equal the truth. ``reconnects``: whether the fault ends the
+        connection; a fault in one symbol's stream (a gap, a bad diff) must not, the book being rebuilt in place.
         """
         self.mark_log()
         injected = time.monotonic()
@@ -238,7 +241,7 @@ class System:
                                      f"without {exchange}")
         if clear is not None:
             clear()
-        backoff = sum(self.backoffs(exchange))
+        backoff = sum(self.backoffs(exchange)) if reconnects else 0.0
         bound = SETTLE + backoff + extra
         back = self.reader.wait_seen(lambda names: exchange in names, left,
                                      left + bound - time.monotonic(), f"with {exchange} again (bound {bound:.1f} s)")
@@ -246,6 +249,9 @@ class System:
         print(f"{exchange}: detected after {outage.detected_after:.3f} s, back {outage.recovered_after:.3f} s later "
               f"(backoff {backoff:.1f} s); {other(exchange)}'s longest stall {outage.other_stall:.3f} s")
         assert outage.other_stall < MAX_STALL, f"{other(exchange)} stalled for {outage.other_stall:.2f} s"
+        if not reconnects:
+            ended = [m.group(0) for m in _SESSION_ENDED.finditer(self.new_log()) if m.group(1) == exchange]
+            assert ended == [], f"the connection was dropped for a fault in one book: {ended}"
         self.settle()
         return outage
 

@@ -1,0 +1,130 @@
+"""A venue in memory, as the feed sees it through its two boundaries: streams (:mod:`orderbook.stream`) the test
+writes frames into, and REST answers (a ``requests.Session`` stand-in) the test sets per symbol.
+
+The feed under test runs in this process's gevent hub; nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import gevent
+import requests
+from gevent.queue import Queue
+from requests.structures import CaseInsensitiveDict
+
+from orderbook.exchanges.base import Venue
+from orderbook.stream import StreamClosed, StreamSilent
+
+_CLOSED = object()
+
+
+class FakeStream:
+    """One connection: ``recv`` returns what the test pushed, in order, and raises what the test ends it with."""
+
+    def __init__(self, url: str, silence_timeout: float | None = None) -> None:
+        self.url = url
+        self.sent: list[str] = []
+        self.pings = 0
+        self.closed = False
+        self._frames: Queue = Queue()
+        self._silence_timeout = silence_timeout
+
+    def push(self, *frames: str | bytes) -> None:
+        for frame in frames:
+            self._frames.put(frame)
+
+    def cut(self) -> None:
+        """The venue closes the connection: the reader's next ``recv`` raises StreamClosed."""
+        self._frames.put(_CLOSED)
+
+    def recv(self) -> str | bytes:
+        if self.closed:
+            raise StreamClosed("closed by the client")
+        try:
+            frame = self._frames.get(timeout=self._silence_timeout)
+        except gevent.queue.Empty:
+            raise StreamSilent("nothing received") from None
+        if frame is _CLOSED:
+            raise StreamClosed("closed by the venue")
+        return frame
+
+    def send(self, text: str) -> None:
+        if self.closed:
+            raise StreamClosed("closed")
+        self.sent.append(text)
+
+    def ping(self) -> None:
+        self.pings += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeVenue:
+    """Connections and REST answers for one venue. Unset snapshots answer the venue's unknown-symbol error."""
+
+    def __init__(self, venue: Venue, listed: Iterable[str] | None = None) -> None:
+        self.venue = venue
+        self.streams: list[FakeStream] = []
+        self.requests: list[str] = []
+        self.snapshots: dict[str, tuple[int, bytes]] = {}
+        self.listed = None if listed is None else list(listed)
+
+    # -- the stream boundary ---------------------------------------------------------------------------------
+
+    def connect(self, url: str) -> FakeStream:
+        stream = FakeStream(url)
+        self.streams.append(stream)
+        return stream
+
+    @property
+    def stream(self) -> FakeStream:
+        """The newest connection."""
+        return self.streams[-1]
+
+    # -- REST ------------------------------------------------------------------------------------------------
+
+    def set_snapshot(self, symbol: str, body: dict | bytes, status: int = 200) -> None:
+        self.snapshots[symbol] = (status, body if isinstance(body, bytes) else json.dumps(body).encode())
+
+    def get(self, url: str, timeout: object = None) -> requests.Response:
+        self.requests.append(url)
+        if url == self.venue.listing_url:
+            if self.listed is None:
+                return _response(404, b'{"code":-1000,"msg":"Unknown path."}')
+            return _response(200, self._listing_body())
+        for symbol, (status, body) in self.snapshots.items():
+            if url == self.venue.snapshot_url(symbol):
+                return _response(status, body)
+        if self.venue.name == "binance":
+            return _response(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+        return _response(404, b"<html>Not found</html>")
+
+    def snapshot_requests(self, symbol: str) -> int:
+        return self.requests.count(self.venue.snapshot_url(symbol))
+
+    def _listing_body(self) -> bytes:
+        if self.venue.name == "binance":
+            return json.dumps({"symbols": [{"symbol": s, "status": "TRADING"} for s in self.listed]}).encode()
+        return json.dumps([{"url_symbol": s.lower(), "trading": "Enabled"} for s in self.listed]).encode()
+
+
+def _response(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body  # noqa: SLF001 - how a Response is built by hand
+    response.headers = CaseInsensitiveDict()
+    return response
+
+
+def binance_diff(symbol: str, first: int, last: int, bids=(), asks=()) -> str:
+    """A combined-stream depth event, as Binance sends it."""
+    return json.dumps({"stream": f"{symbol.lower()}@depth@100ms", "data": {
+        "e": "depthUpdate", "E": 1_700_000_000_000, "s": symbol, "U": first, "u": last,
+        "b": [list(level) for level in bids], "a": [list(level) for level in asks]}})
+
+
+def binance_snapshot(last_id: int, bids, asks) -> dict:
+    return {"lastUpdateId": last_id, "bids": [list(level) for level in bids], "asks": [list(level) for level in asks]}

@@ -1,0 +1,230 @@
+"""The feed in process, against a venue in memory (tests/support/fake_venue.py): one connection carries every
+symbol, each symbol's book is rebuilt on its own, a lost connection rebuilds them all, and REST requests wait
+their turn. Real venue parsers and sync rules, real metrics; only the socket and HTTP are fakes."""
+
+from __future__ import annotations
+
+import json
+
+import gevent
+import gevent.pool
+import pytest
+from prometheus_client import CollectorRegistry
+
+from orderbook.consolidated import ConsolidatedBook
+from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.bitstamp import BitstampVenue
+from orderbook.feed import FeedSettings, VenueFeed
+from orderbook.metrics import Metrics
+from orderbook.prices import parse_decimal
+from orderbook.rest import Priority, RequestQueue, RestBudget
+from tests.support.fake_venue import FakeVenue, binance_diff, binance_snapshot
+from tests.support.waiting import wait_until
+
+SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
+SETTINGS = FeedSettings(audit_interval=0, backoff_base=0.01, backoff_cap=0.02, silence_timeout=60)
+
+
+class Rig:
+    """A VenueFeed running in this process against a FakeVenue."""
+
+    def __init__(self, venue, symbols=SYMBOLS, listed=None, settings=SETTINGS) -> None:
+        self.greenlets = gevent.pool.Group()
+        self.fake = FakeVenue(venue, listed)
+        self.books = {symbol: ConsolidatedBook([venue.name], depth=5) for symbol in symbols}
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry).exchange(venue.name)
+        self.changes: list[str] = []
+        self.unlisted: list[tuple[str, str]] = []
+        self.listing_done: list[frozenset[str]] = []
+        self.feed = VenueFeed(
+            venue, self.books, on_change=lambda symbol, _: self.changes.append(symbol),
+            on_listing=lambda _, unlisted: self.listing_done.append(unlisted),
+            on_unlisted=lambda _, symbol, reason: self.unlisted.append((symbol, reason)),
+            metrics=self.metrics, settings=settings, http=self.fake, connect=self.fake.connect,
+            spawn=self.greenlets.spawn)
+        self.name = venue.name
+        self.greenlets.spawn(self.feed.run)
+
+    def stop(self) -> None:
+        self.greenlets.kill()
+
+    def wait(self, probe, what: str, timeout: float = 5.0):
+        return wait_until(probe, timeout, what, interval=0.005, sleep=gevent.sleep)
+
+    def in_step(self, symbol: str) -> bool:
+        return self.books[symbol].in_step(self.name)
+
+    def best_bid(self, symbol: str) -> tuple[int, int]:
+        return self.books[symbol].book(self.name).top_bids(1)[0]
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, {"exchange": self.name, **labels}) or 0.0
+
+
+@pytest.fixture
+def binance_rig():
+    rigs: list[Rig] = []
+
+    def start(**kwargs) -> Rig:
+        rig = Rig(BinanceVenue(snapshot_limit=100), **kwargs)  # weight 5: snapshots paced 0.1 s apart
+        rigs.append(rig)
+        return rig
+
+    yield start
+    for rig in rigs:
+        rig.stop()
+
+
+def level(price: str, amount: str) -> tuple[int, int]:
+    return parse_decimal(price), parse_decimal(amount)
+
+
+def bring_in_step(rig: Rig, symbols=SYMBOLS, first_id: int = 100) -> None:
+    """Snapshots at ``first_id``, then a diff each that the snapshots fit: every symbol in step."""
+    for symbol in symbols:
+        rig.fake.set_snapshot(symbol, binance_snapshot(first_id, [("1.0", "1")], [("2.0", "1")]))
+    stream = rig.wait(lambda: rig.fake.streams and rig.fake.stream, "a connection")
+    for symbol in symbols:
+        stream.push(binance_diff(symbol, first_id + 1, first_id + 1, bids=[("1.5", "2")]))
+    rig.wait(lambda: all(rig.in_step(symbol) for symbol in symbols), "every symbol in step")
+
+
+def test_one_connection_carries_every_symbol_each_book_its_own(binance_rig):
+    rig = binance_rig()
+    bring_in_step(rig)
+    stream = rig.fake.stream
+    (subscribe,) = [json.loads(message) for message in stream.sent]
+    assert subscribe == {"method": "SUBSCRIBE", "params": [f"{s.lower()}@depth@100ms" for s in SYMBOLS], "id": 1}
+    for index, symbol in enumerate(SYMBOLS):
+        stream.push(binance_diff(symbol, 102, 102, bids=[(f"1.{6 + index}", "3")]))
+    rig.wait(lambda: [rig.best_bid(s) for s in SYMBOLS] == [level(f"1.{6 + i}", "3") for i in range(3)],
+             "each diff applied to its own symbol's book")
+    assert len(rig.fake.streams) == 1
+    assert rig.sample("orderbook_exchange_connected") == 1
+
+
+def test_a_gap_on_one_symbol_rebuilds_only_it_on_the_same_connection(binance_rig):
+    rig = binance_rig()
+    bring_in_step(rig)
+    stream = rig.fake.stream
+    published = len(rig.changes)
+    stream.push(binance_diff("ETHBTC", 110, 111))  # ids 102..109 never came
+    rig.wait(lambda: not rig.in_step("ETHBTC"), "ETHBTC out of step")
+    assert rig.in_step("BTCUSDT") and rig.in_step("ETHUSDT")
+    assert rig.sample("orderbook_exchange_in_step", symbol="ETHBTC") == 0
+    assert rig.changes[published:] == ["ETHBTC"], "the merged ETHBTC book is published again without it"
+    stream.push(binance_diff("BTCUSDT", 102, 102, bids=[("1.7", "1")]))  # the others keep streaming meanwhile
+    rig.wait(lambda: rig.best_bid("BTCUSDT") == level("1.7", "1"), "BTCUSDT still applying diffs")
+
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(111, [("1.1", "4")], [("2.0", "1")]))
+    stream.push(binance_diff("ETHBTC", 112, 112, asks=[("1.9", "1")]))  # buffered: asks for the new snapshot
+    rig.wait(lambda: rig.in_step("ETHBTC"), "ETHBTC rebuilt")
+    assert rig.best_bid("ETHBTC") == level("1.1", "4")
+    assert len(rig.fake.streams) == 1, "the connection was dropped for one symbol's gap"
+    assert rig.fake.snapshot_requests("ETHBTC") == 2 and rig.fake.snapshot_requests("BTCUSDT") == 1
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="gap") == 1
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="BTCUSDT", reason="gap") == 0
+
+
+def test_a_lost_connection_rebuilds_every_symbol_on_a_new_one(binance_rig):
+    rig = binance_rig()
+    bring_in_step(rig)
+    first = rig.fake.stream
+    first.cut()
+    rig.wait(lambda: len(rig.fake.streams) == 2, "a new connection")
+    assert not any(rig.in_step(symbol) for symbol in SYMBOLS)  # none served from a connection that is gone
+    assert first.closed
+    bring_in_step(rig, first_id=200)
+    assert [json.loads(m)["params"] for m in rig.fake.stream.sent] == [[f"{s.lower()}@depth@100ms" for s in SYMBOLS]]
+    for symbol in SYMBOLS:
+        assert rig.sample("orderbook_book_rebuilds_total", symbol=symbol, reason="disconnect") == 1
+    assert rig.sample("orderbook_exchange_reconnects_total", reason="disconnect") == 1
+
+
+def test_a_bad_diff_rebuilds_its_symbol_and_a_stranger_is_counted(binance_rig):
+    rig = binance_rig()
+    bring_in_step(rig)
+    stream = rig.fake.stream
+    stream.push(binance_diff("BTCUSDT", 102, 102, bids=[("abc", "1")]), binance_diff("XRPBTC", 5, 6))
+    rig.wait(lambda: not rig.in_step("BTCUSDT"), "BTCUSDT out of step")
+    rig.wait(lambda: rig.sample("orderbook_bad_frames_total", reason="wrong_symbol") == 1, "the stranger counted")
+    assert rig.in_step("ETHBTC") and rig.in_step("ETHUSDT") and len(rig.fake.streams) == 1
+    assert rig.sample("orderbook_bad_frames_total", reason="bad_number") == 1
+
+
+def test_a_symbol_the_venue_does_not_list_is_left_out_and_never_subscribed(binance_rig):
+    rig = binance_rig(listed=["ETHBTC", "BTCUSDT", "LTCBTC"])
+    bring_in_step(rig, symbols=("ETHBTC", "BTCUSDT"))
+    assert rig.listing_done == [frozenset({"ETHUSDT"})]
+    assert [symbol for symbol, _ in rig.unlisted] == ["ETHUSDT"]
+    assert json.loads(rig.fake.stream.sent[0])["params"] == ["ethbtc@depth@100ms", "btcusdt@depth@100ms"]
+    assert rig.sample("orderbook_exchange_lists_symbol", symbol="ETHUSDT") == 0
+    assert rig.sample("orderbook_exchange_lists_symbol", symbol="ETHBTC") == 1
+
+
+def test_without_a_listing_an_unknown_symbol_is_left_out_by_its_snapshot_answer(binance_rig):
+    rig = binance_rig()  # no listing endpoint: every symbol is tried
+    for symbol in ("ETHBTC", "BTCUSDT"):
+        rig.fake.set_snapshot(symbol, binance_snapshot(100, [("1.0", "1")], [("2.0", "1")]))
+    stream = rig.wait(lambda: rig.fake.streams and rig.fake.stream, "a connection")
+    for symbol in SYMBOLS:
+        stream.push(binance_diff(symbol, 101, 101))
+    rig.wait(lambda: rig.unlisted, "ETHUSDT left out")
+    (symbol, reason), = rig.unlisted
+    assert symbol == "ETHUSDT" and "-1121" in reason
+    rig.wait(lambda: rig.in_step("ETHBTC") and rig.in_step("BTCUSDT"), "the others in step")
+    stream.push(binance_diff("ETHUSDT", 102, 102))
+    gevent.sleep(0.05)
+    assert rig.fake.snapshot_requests("ETHUSDT") == 1, "a symbol left out is not asked for again"
+
+
+def test_bitstamp_an_unreadable_frame_rebuilds_every_symbol_in_place():
+    """No sequence numbers, and no channel to read: any book may have lost a change."""
+    rig = Rig(BitstampVenue(), symbols=("ETHBTC", "BTCUSD"))
+    try:
+        stream = rig.wait(lambda: rig.fake.streams and rig.fake.stream, "a connection")
+        rig.wait(lambda: len(stream.sent) == 2, "both channels subscribed, one message each")
+        assert [json.loads(m)["data"]["channel"] for m in stream.sent] == ["diff_order_book_ethbtc",
+                                                                           "diff_order_book_btcusd"]
+        for symbol in ("ETHBTC", "BTCUSD"):
+            rig.fake.set_snapshot(symbol, {"microtimestamp": "1000", "bids": [["1.0", "1"]], "asks": [["2.0", "1"]]})
+            stream.push(json.dumps({"event": "data", "channel": f"diff_order_book_{symbol.lower()}",
+                                    "data": {"microtimestamp": "1000", "bids": [], "asks": []}}))
+        rig.wait(lambda: rig.in_step("ETHBTC") and rig.in_step("BTCUSD"), "both in step")
+        stream.push("{not json")
+        rig.wait(lambda: not rig.in_step("ETHBTC") and not rig.in_step("BTCUSD"), "both rebuilt")
+        assert len(rig.fake.streams) == 1
+    finally:
+        rig.stop()
+
+
+def test_requests_wait_their_turn_most_urgent_first():
+    budget = RestBudget(60_000)  # weight 1 is paced 2 ms apart
+    queue = RequestQueue(budget)
+    budget.hold_off(0.05)  # everyone queues behind this
+    order: list[str] = []
+
+    def ask(name: str, priority: Priority) -> None:
+        queue.wait_turn(1, 0.5, priority)
+        order.append(name)
+
+    greenlets = [gevent.spawn(ask, name, priority) for name, priority in
+                 (("audit", Priority.AUDIT), ("start-1", Priority.START), ("rebuild", Priority.REBUILD),
+                  ("start-2", Priority.START))]
+    gevent.joinall(greenlets, timeout=5)
+    assert order == ["rebuild", "start-1", "start-2", "audit"]
+    assert queue.waiting == 0
+
+
+def test_a_request_killed_while_waiting_leaves_the_queue_moving():
+    budget = RestBudget(60_000)
+    queue = RequestQueue(budget)
+    budget.hold_off(0.05)
+    served: list[str] = []
+    first = gevent.spawn(lambda: (queue.wait_turn(1, 0.5, Priority.REBUILD), served.append("first")))
+    second = gevent.spawn(lambda: (queue.wait_turn(1, 0.5, Priority.START), served.append("second")))
+    gevent.sleep(0.01)
+    first.kill()
+    second.join(timeout=5)
+    assert served == ["second"] and queue.waiting == 0
