@@ -1,4 +1,4 @@
-"""What each venue says it lists: Binance's ``GET /api/v3/exchangeInfo``, Bitstamp's ``GET /api/v2/trading-pairs-info/``.
+"""What each venue lists: Binance's ``GET /api/v3/exchangeInfo``, Bitstamp's ``GET /api/v2/trading-pairs-info/``.
 
 A service asks each venue at start-up which symbols it lists, and leaves out, for that venue, a symbol it does not
 know. The simulator lists exactly the symbols it serves on that venue, every one trading (Binance ``"TRADING"``,
