@@ -10,12 +10,16 @@ T = TypeVar("T")
 
 
 def wait_until(probe: Callable[[], T], timeout: float, what: str, *, accept: Callable[[T], object] = bool,
-               interval: float = 0.1) -> T:
+               interval: float = 0.1, sleep: Callable[[float], object] = time.sleep) -> T:
     """Call ``probe`` until ``accept`` takes its answer (by default: until the answer is truthy) and return that
     answer; after ``timeout`` seconds, fail with ``what`` and the last answer.
 
     ``probe`` is called at least once, and once more at the deadline, so a slow probe still gets its last look.
     An exception from ``probe`` (say, a process that exited early) ends the wait at once.
+
+    ``sleep`` waits ``interval`` between probes: :func:`time.sleep`, or :func:`gevent.sleep` when what is awaited
+    runs in greenlets on the waiting thread's own hub (a server started in the test process without
+    monkey-patching), which a blocking sleep would stop.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -24,4 +28,4 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str, *, accept: Cal
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
+        sleep(interval)
