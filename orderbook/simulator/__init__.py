@@ -13,6 +13,7 @@ Modules, one job each:
 - :mod:`.feed` -- what moves a venue in time: the model at a rate, or a recording at its pace
 - :mod:`.replay` -- loading recorded data sets from the repository's ``recordings/``
 - :mod:`.faults`, :mod:`.ratelimit` -- fault building blocks; Binance's REST weight budget
+- :mod:`.listing` -- what each venue says it lists (exchangeInfo, trading-pairs-info)
 - :mod:`.simulator` -- the whole simulator as one object; :mod:`.control` -- its HTTP control API
 - :mod:`.config`, :mod:`.cli` -- flags and the process entry point; :mod:`.process` -- run it from tests
 
@@ -25,7 +26,10 @@ Typical use from a test::
 
 Several symbols (``--symbol ETHBTC,BTCUSDT``) are served on both venues, each its own seeded market at ``--rate``
 on the same connections (streams and channels name their symbol); the first is the default that the control API
-means when no ``symbol`` is given, and its market is the same whatever other symbols are served.
+means when no ``symbol`` is given, and its market is the same whatever other symbols are served. A symbol can be
+served on one venue only (``--binance-only-symbol``, ``--bitstamp-only-symbol``): the other venue knows it no more
+than any symbol it does not list. Each venue lists what it serves, as the real ones do (:mod:`.listing`: Binance's
+``GET /api/v3/exchangeInfo``, Bitstamp's ``GET /api/v2/trading-pairs-info/``).
 
 Start with ``--paused`` and call ``resume()`` once clients are connected to make a run reproducible from its
 first event (same seed and same control calls while paused => same events, apart from timestamps).

@@ -1,4 +1,5 @@
-"""The Binance spot venue: diff-depth streams (raw, combined, live SUBSCRIBE) and ``GET /api/v3/depth``.
+"""The Binance spot venue: diff-depth streams (raw, combined, live SUBSCRIBE), ``GET /api/v3/depth`` and the
+listing, ``GET /api/v3/exchangeInfo``.
 
 Update ids advance by a variable count per event (``U = previous u + 1``, ``u >= U``) as the real stream's do,
 so a client that assumes one id per event is caught. The 1000 ms ``@depth`` stream coalesces each second's
@@ -31,6 +32,8 @@ from orderbook.book import PriceLevel
 from orderbook.prices import parse_decimal
 from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json, now_ms
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
+from orderbook.simulator.listing import (EXCHANGE_INFO_WEIGHT, ExchangeInfoError, exchange_info,
+                                          parse_exchange_info_query)
 from orderbook.simulator.market import BookChange
 from orderbook.simulator.ratelimit import WeightLimiter, depth_weight
 from orderbook.simulator.wire import Request, Response, WebSocket, encode_text_frame
@@ -381,7 +384,39 @@ class BinanceExchange(Exchange):
             return Response.json({})
         if path == "/api/v3/time":
             return Response.json({"serverTime": now_ms()})
+        if path == "/api/v3/exchangeInfo":
+            return self._exchange_info(request)
         return Response.json({"code": -1000, "msg": f"Unknown path {request.path}."}, status=404)
+
+    def _admit(self, request: Request, weight: int) -> int | Response:
+        """Charge ``weight`` to the client's IP: the weight now used, or the 429 answer when over the budget."""
+        admission = self.limiter.admit(request.remote[0], weight, time.time())
+        if admission.allowed:
+            return admission.used
+        self.counters["rest_rate_limited"] += 1
+        return Response.json(
+            {"code": -1003, "msg": f"Too many requests; current limit of IP({request.remote[0]}) is "
+                                   f"{self.limiter.limit} request weight per 1 MINUTE. Please use WebSocket "
+                                   "Streams for live updates to avoid polling the API."},
+            status=429,
+            headers={"Retry-After": str(admission.retry_after), "X-MBX-USED-WEIGHT-1M": str(admission.used)},
+        )
+
+    def _exchange_info(self, request: Request) -> Response:
+        """``GET /api/v3/exchangeInfo``: the symbols this venue serves, every one TRADING (see :mod:`.listing`).
+
+        Weight 20, charged before the parameters are checked, as ``/api/v3/depth``'s is.
+        """
+        used = self._admit(request, EXCHANGE_INFO_WEIGHT)
+        if isinstance(used, Response):
+            return used
+        try:
+            query = parse_exchange_info_query(request.query, self.markets)
+        except ExchangeInfoError as error:
+            return _error(400, error.code, error.msg, used)
+        body = exchange_info(query, self.markets, self.limiter.limit, now_ms())
+        return Response(200, json.dumps(body, separators=(",", ":")).encode(),
+                        {"Content-Type": "application/json;charset=UTF-8", "X-MBX-USED-WEIGHT-1M": str(used)})
 
     def _depth(self, request: Request) -> Response | None:
         query = request.query
@@ -390,18 +425,9 @@ class BinanceExchange(Exchange):
             return _error(400, -1100, "Illegal characters found in parameter 'limit'; legal range is "
                                       "'^[0-9]{1,20}$'.")
         limit = min(int(raw_limit), MAX_DEPTH_LIMIT) if raw_limit else DEFAULT_DEPTH_LIMIT
-        admission = self.limiter.admit(request.remote[0], depth_weight(max(limit, 1)), time.time())
-        if not admission.allowed:
-            self.counters["rest_rate_limited"] += 1
-            return Response.json(
-                {"code": -1003, "msg": f"Too many requests; current limit of IP({request.remote[0]}) is "
-                                       f"{self.limiter.limit} request weight per 1 MINUTE. Please use WebSocket "
-                                       "Streams for live updates to avoid polling the API."},
-                status=429,
-                headers={"Retry-After": str(admission.retry_after),
-                         "X-MBX-USED-WEIGHT-1M": str(admission.used)},
-            )
-        used = admission.used
+        used = self._admit(request, depth_weight(max(limit, 1)))
+        if isinstance(used, Response):
+            return used
         symbol = query.get("symbol", "")
         if not symbol:
             return _error(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",

@@ -1,4 +1,5 @@
-"""The Bitstamp venue: WebSocket v2 channels on ``/`` and ``GET /api/v2/order_book/<pair>/``.
+"""The Bitstamp venue: WebSocket v2 channels on ``/``, ``GET /api/v2/order_book/<pair>/`` and the listing,
+``GET /api/v2/trading-pairs-info/``.
 
 There is no sequence number: each diff carries a ``microtimestamp`` that strictly increases per pair, and the
 REST snapshot's ``microtimestamp`` is that of the last diff it includes, so a client that drops buffered diffs
@@ -26,6 +27,7 @@ from orderbook.prices import format_decimal, parse_decimal
 from orderbook.simulator.config import MAX_REST_LAG
 from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
+from orderbook.simulator.listing import trading_pairs_info
 from orderbook.simulator.market import TICK, BookChange
 from orderbook.simulator.wire import Request, Response, encode_text_frame
 
@@ -36,6 +38,7 @@ TOP_LEVELS = 100
 _CHANNEL = re.compile(r"(live_trades|live_orders|order_book|detail_order_book|full_order_book|diff_order_book)"
                       r"_([a-z0-9]+)")
 _ORDER_BOOK_PATH = re.compile(r"/api/v2/order_book/([a-z0-9]+)/?")
+_PAIRS_INFO_PATH = re.compile(r"/api/v2/trading-pairs-info/?")
 LAG_MAX_PENDING = 1_000_000
 """Changes kept for the lagged REST book at most (some 10 s at 100,000 events/s); beyond that the oldest are
 applied early, so the lag shrinks rather than memory growing."""
@@ -245,6 +248,10 @@ class BitstampExchange(Exchange):
     # -- REST --------------------------------------------------------------------------------------------
 
     def rest(self, request: Request) -> Response | None:
+        if _PAIRS_INFO_PATH.fullmatch(request.path):
+            # The listing: every pair this venue serves, "Enabled" (see .listing). As spaced as the order book.
+            return Response(200, json.dumps(trading_pairs_info(self.markets)).encode(),
+                            {"Content-Type": "application/json"})
         match = _ORDER_BOOK_PATH.fullmatch(request.path)
         market = self.markets.get(match.group(1)) if match is not None else None
         if not isinstance(market, BitstampExchange):

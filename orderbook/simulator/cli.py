@@ -1,10 +1,10 @@
 """``bin/exchange-sim``: run the simulator as its own process and print its base URLs as one JSON line."""
 
-from gevent import monkey
+from orderbook.boot import boot
 
-monkey.patch_all()
+boot(grpc=False)  # the simulator serves no gRPC: only gevent's monkey-patching, before anything else is imported
 
-import json  # noqa: E402  (after monkey-patching, on purpose)
+import json  # noqa: E402  (after boot(), on purpose)
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402

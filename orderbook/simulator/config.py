@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderbook.arguments import OneLineParser, number, one_of, whole_number
+from orderbook.simulator.listing import split_symbol
 
 MAX_RATE = 100_000.0
 """Events per second per exchange (for each symbol); the benchmark needs at least 20,000."""
@@ -38,6 +39,11 @@ class SimulatorConfig:
     """The default symbol: the one the service under test follows, the one the control API means by default."""
     extra_symbols: tuple[str, ...] = ()
     """More symbols served on both venues, each an independent seeded market (``--symbol A,B,C``: B and C)."""
+    binance_only_symbols: tuple[str, ...] = ()
+    """Symbols served (and listed) by Binance only: Bitstamp treats them as any pair it does not list."""
+    bitstamp_only_symbols: tuple[str, ...] = ()
+    """Symbols served (and listed) by Bitstamp only, as the pair of the same letters in lower case; Binance treats
+    them as any symbol it does not list."""
     levels: int = 300
     snapshot_delay: float = 0.0
     binance_ping_interval: float = 20.0
@@ -77,13 +83,19 @@ class SimulatorConfig:
         for symbol in self.symbols:
             if not symbol.isalnum() or not symbol.isupper() or not symbol.isascii():
                 raise ConfigError(f"symbol must be upper-case letters and digits, got {symbol!r}")
+            try:
+                split_symbol(symbol)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         if len(set(self.symbols)) != len(self.symbols):
-            raise ConfigError(f"symbol listed twice in {','.join(self.symbols)}")
-        if len(self.symbols) > MAX_SYMBOLS:
-            raise ConfigError(f"at most {MAX_SYMBOLS} symbols, got {len(self.symbols)}")
-        if self.extra_symbols and (self.replay_binance or self.replay_bitstamp):
+            raise ConfigError(f"symbol listed twice in {','.join(self.symbols)} (a symbol is served on both venues, "
+                              "on Binance only or on Bitstamp only)")
+        for venue, symbols in (("binance", self.binance_symbols), ("bitstamp", self.bitstamp_symbols)):
+            if len(symbols) > MAX_SYMBOLS:
+                raise ConfigError(f"at most {MAX_SYMBOLS} symbols per venue, got {len(symbols)} on {venue}")
+        if len(self.symbols) > 1 and (self.replay_binance or self.replay_bitstamp):
             raise ConfigError("a replay serves one recorded symbol: --replay-binance/--replay-bitstamp cannot be "
-                              f"combined with several symbols (--symbol {','.join(self.symbols)})")
+                              f"combined with several symbols ({','.join(self.symbols)})")
         if not 2 <= self.levels <= 5000:
             raise ConfigError(f"levels must be in [2, 5000], got {self.levels}")
         if self.snapshot_delay < 0:
@@ -108,8 +120,19 @@ class SimulatorConfig:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        """Every symbol served, the default first."""
-        return (self.symbol, *self.extra_symbols)
+        """Every symbol served on either venue: the default first, then the others on both, on Binance only and on
+        Bitstamp only."""
+        return (self.symbol, *self.extra_symbols, *self.binance_only_symbols, *self.bitstamp_only_symbols)
+
+    @property
+    def binance_symbols(self) -> tuple[str, ...]:
+        """The symbols Binance serves and lists, the default first."""
+        return (self.symbol, *self.extra_symbols, *self.binance_only_symbols)
+
+    @property
+    def bitstamp_symbols(self) -> tuple[str, ...]:
+        """The symbols Bitstamp serves and lists (each as its lower-case pair), the default first."""
+        return (self.symbol, *self.extra_symbols, *self.bitstamp_only_symbols)
 
     @property
     def pair(self) -> str:
@@ -143,6 +166,12 @@ def parser() -> OneLineParser:
                    help="Binance symbols, comma-separated, each its own seeded market on both venues at --rate; "
                    "the first is the default (control API, stats); the Bitstamp pair is the lower case "
                    "(default %(default)s)")
+    p.add_argument("--binance-only-symbol", default=(), type=symbol_list, metavar="SYMBOL[,SYMBOL...]",
+                   help="more symbols served and listed by Binance only; Bitstamp knows them no more than any pair "
+                   "it does not list (default: none)")
+    p.add_argument("--bitstamp-only-symbol", default=(), type=symbol_list, metavar="SYMBOL[,SYMBOL...]",
+                   help="more symbols served and listed by Bitstamp only (as the lower-case pair); Binance knows them "
+                   "no more than any symbol it does not list (default: none)")
     p.add_argument("--levels", type=whole_number, default=300,
                    help="levels per side per exchange (default %(default)s)")
     p.add_argument("--snapshot-delay", type=number, default=0.0,
@@ -195,6 +224,10 @@ def symbol_list(text: str) -> tuple[str, ...]:
     return symbols
 
 
+def _symbols(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else symbol_list(value)
+
+
 def from_args(args: argparse.Namespace) -> SimulatorConfig:
     symbols = args.symbol if isinstance(args.symbol, tuple) else symbol_list(args.symbol)
     return SimulatorConfig(
@@ -207,6 +240,8 @@ def from_args(args: argparse.Namespace) -> SimulatorConfig:
         bitstamp_rate=args.bitstamp_rate if args.bitstamp_rate is not None else args.rate,
         symbol=symbols[0],
         extra_symbols=symbols[1:],
+        binance_only_symbols=_symbols(args.binance_only_symbol),
+        bitstamp_only_symbols=_symbols(args.bitstamp_only_symbol),
         levels=args.levels,
         snapshot_delay=args.snapshot_delay,
         binance_ping_interval=args.binance_ping_interval,

@@ -1,9 +1,12 @@
 """The HTTP control API on loopback: faults, pause/resume, rate, truth and stats. Every answer is JSON.
 
     GET  /truth?depth=N&symbol=S  one symbol's true books (full, or N levels) and its true merged top N
-                               (default 10); symbol: any served symbol, default the default (first) one
+                               (default 10); symbol: any served symbol, default the default (first) one; a
+                               venue that does not serve it has null for its book
     GET  /stats                counters per exchange (its connections, and its default symbol's market), each
-                               symbol's own under "markets"; "symbols" lists them, the default first
+                               symbol's own under "markets" (the venue's symbols only); "symbols" lists them
+                               all, the default first; "listed": {"binance": [...], "bitstamp": [...]}, what
+                               each venue lists (its exchangeInfo, its trading-pairs-info)
     GET  /urls                 the venues' base URLs
     POST /pause, /resume       stop / restart event generation (books frozen while paused)
     POST /rate                 {"binance": r, "bitstamp": r}
@@ -13,9 +16,9 @@
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
 
 Faults (``exchange`` defaults to the only venue a fault applies to; other parameters have the defaults shown).
-Each acts on one symbol's market, ``symbol`` (default: the default symbol), except the venue-wide ones, which act
-on a venue's connections or REST endpoint and take no ``symbol``: drop, close, silence, rest, server_shutdown,
-request_reconnect.
+Each acts on one symbol's market, ``symbol`` (default: the default symbol; refused on a venue that does not serve
+it, and ``cross`` needs both), except the venue-wide ones, which act on a venue's connections or REST endpoint and
+take no ``symbol``: drop, close, silence, rest, server_shutdown, request_reconnect.
 
     drop, close {code: 1000, reason: ""}, silence {on: true}            both venues
     rest {status, count: 1, retry_after: 30}   status 429, 418, 500, hang; 403 (Binance WAF, HTML body);

@@ -111,16 +111,21 @@ class Simulator:
         self.bitstamp = BitstampExchange(bitstamp_rec.symbol if bitstamp_rec else config.pair,
                                          snapshot_delay=config.snapshot_delay, rest_lag=config.bitstamp_rest_lag,
                                          junk_rows=config.bitstamp_junk_rows)
-        self.markets: dict[str, tuple[BinanceExchange, BitstampExchange]] = {config.symbol: (self.binance,
-                                                                                              self.bitstamp)}
-        """Every symbol's two markets, the default first (a replay's market is filed under the default symbol)."""
-        for symbol in config.extra_symbols:
-            binance = BinanceExchange(symbol, seed=config.seed, ids_seed=f"{config.seed}:binance:{symbol}:ids",
-                                      snapshot_delay=config.snapshot_delay)
-            bitstamp = BitstampExchange(symbol.lower(), snapshot_delay=config.snapshot_delay,
-                                        rest_lag=config.bitstamp_rest_lag, junk_rows=config.bitstamp_junk_rows)
-            self.binance.add_market(binance)
-            self.bitstamp.add_market(bitstamp)
+        self.markets: dict[str, tuple[BinanceExchange | None, BitstampExchange | None]] = {
+            config.symbol: (self.binance, self.bitstamp)}
+        """Every symbol's market on each venue (None on a venue that does not serve it), the default first (a
+        replay's market is filed under the default symbol). A symbol's market is the same whichever venues serve
+        it: each is seeded from the venue and the symbol only."""
+        for symbol in config.symbols[1:]:
+            binance = bitstamp = None
+            if symbol in config.binance_symbols:
+                binance = BinanceExchange(symbol, seed=config.seed, ids_seed=f"{config.seed}:binance:{symbol}:ids",
+                                          snapshot_delay=config.snapshot_delay)
+                self.binance.add_market(binance)
+            if symbol in config.bitstamp_symbols:
+                bitstamp = BitstampExchange(symbol.lower(), snapshot_delay=config.snapshot_delay,
+                                            rest_lag=config.bitstamp_rest_lag, junk_rows=config.bitstamp_junk_rows)
+                self.bitstamp.add_market(bitstamp)
             self.markets[symbol] = (binance, bitstamp)
         self.feeds: dict[str, ModelFeed | ReplayFeed] = {
             "binance": self._feed(self.binance, binance_rec, config.binance_rate),
@@ -142,8 +147,10 @@ class Simulator:
         model = self._model(exchange, f"{seed}:{exchange.name}", ModelParams.with_levels(levels))
         venue = EXCHANGES.index(exchange.name)
         others = []
-        for symbol in self.config.extra_symbols:
-            market = self.markets[symbol][venue]
+        for symbol, markets in list(self.markets.items())[1:]:
+            market = markets[venue]
+            if market is None:
+                continue
             params = ModelParams.with_levels(levels, symbol_centre_ticks(symbol))
             others.append((market, self._model(market, f"{seed}:{exchange.name}:{symbol}", params)))
         return ModelFeed(exchange, model, rate, self.pause_switch, self.probes, others)
@@ -185,9 +192,25 @@ class Simulator:
         raise FaultError(f"exchange must be one of {EXCHANGES}, got {name!r}")
 
     def market(self, name: object, symbol: object = None) -> Exchange:
-        """One venue's market of ``symbol`` (any case; None: the default symbol)."""
+        """One venue's market of ``symbol`` (any case; None: the default symbol); FaultError when that venue does
+        not serve it."""
         venue = self.exchange(name)
-        return self.markets[self.symbol(symbol)][EXCHANGES.index(venue.name)] if symbol is not None else venue
+        if symbol is None:
+            return venue
+        served = self.symbol(symbol)
+        market = self.markets[served][EXCHANGES.index(venue.name)]
+        if market is None:
+            raise FaultError(f"{venue.name} does not list {served}: it is served on "
+                             f"{self._venues_of(served)} only")
+        return market
+
+    def _venues_of(self, symbol: str) -> str:
+        return " and ".join(name for name, market in zip(EXCHANGES, self.markets[symbol]) if market is not None)
+
+    def listed(self) -> dict[str, list[str]]:
+        """The symbols each venue lists (and serves), the default first."""
+        return {name: [symbol for symbol, markets in self.markets.items() if markets[index] is not None]
+                for index, name in enumerate(EXCHANGES)}
 
     def symbol(self, symbol: object) -> str:
         """A served symbol, upper case (None: the default); FaultError for any other."""
@@ -233,18 +256,23 @@ class Simulator:
 
     def truth(self, depth: int | None = None, symbol: object = None) -> dict[str, object]:
         """Each venue's true book of ``symbol`` (default: the default symbol; full, or ``depth`` levels) and the
-        true merged top ``depth`` (default 10)."""
+        true merged top ``depth`` (default 10). A venue that does not serve the symbol has ``null`` for its book
+        and no levels in the merged top."""
         if depth is not None and depth < 1:
             raise FaultError("depth must be >= 1")
         merged_depth = depth or DEFAULT_MERGED_DEPTH
-        binance, bitstamp = self.markets[self.symbol(symbol)]
-        books = {"binance": binance.truth, "bitstamp": bitstamp.truth}
+        served = self.symbol(symbol)
+        binance, bitstamp = self.markets[served]
+        books = {name: market.truth for name, market in (("binance", binance), ("bitstamp", bitstamp))
+                 if market is not None}
         top = merge_top({name: book.top_bids(merged_depth) for name, book in books.items()},
                         {name: book.top_asks(merged_depth) for name, book in books.items()}, merged_depth)
         return {
-            "symbol": binance.symbol,
-            "binance": {**binance.truth_json(depth), "last_update_id": binance.last_update_id},
-            "bitstamp": {**bitstamp.truth_json(depth), "microtimestamp": str(bitstamp.microtimestamp)},
+            "symbol": binance.symbol if binance is not None else served,
+            "binance": ({**binance.truth_json(depth), "last_update_id": binance.last_update_id}
+                        if binance is not None else None),
+            "bitstamp": ({**bitstamp.truth_json(depth), "microtimestamp": str(bitstamp.microtimestamp)}
+                         if bitstamp is not None else None),
             "merged": {"spread": signed_decimal(top.spread) if top.spread is not None else None,
                        "bids": [_level_json(level) for level in top.bids],
                        "asks": [_level_json(level) for level in top.asks]},
@@ -256,16 +284,21 @@ class Simulator:
             "paused": self.pause_switch.paused,
             **{name: {**self.exchange(name).stats(), "rate": feed.rate,
                       "source": "replay" if isinstance(feed, ReplayFeed) else "model",
-                      "markets": {symbol: markets[index].market_stats()
-                                  for symbol, markets in self.markets.items()}}
+                      "markets": {symbol: market.market_stats()
+                                  for symbol, markets in self.markets.items()
+                                  if (market := markets[index]) is not None}}
                for index, (name, feed) in enumerate(self.feeds.items())},
             "symbols": list(self.markets),
+            "listed": self.listed(),
         }
 
     def cross(self, symbol: object = None) -> dict[str, object]:
         """Make the venues cross now on ``symbol`` (default: the default symbol): one venue quotes through the
         other's best price."""
-        binance, bitstamp = self.markets[self.symbol(symbol)]
+        served = self.symbol(symbol)
+        binance, bitstamp = self.markets[served]
+        if binance is None or bitstamp is None:
+            raise FaultError(f"cross needs both venues: {served} is served on {self._venues_of(served)} only")
         if binance.model is not None and bitstamp.truth.ask_depth:
             aggressor, change = binance, binance.model.cross_above(bitstamp.truth.top_asks(1)[0][0])
         elif bitstamp.model is not None and binance.truth.bid_depth:

@@ -248,6 +248,11 @@ class WebSocket:
     def queued_bytes(self) -> int:
         return self._queued
 
+    @property
+    def unread_messages(self) -> int:
+        """Messages received from the client and not yet taken by :meth:`receive` (the flood limit counts these)."""
+        return self._inbox.qsize()
+
     def send_text(self, data: str | bytes) -> None:
         self.send_frame(encode_text_frame(data.encode() if isinstance(data, str) else data))
 

@@ -11,6 +11,8 @@ import websocket
 from websocket import ABNF
 
 from orderbook.prices import parse_decimal
+from orderbook.simulator.process import SimulatorControl
+from tests.support.waiting import wait_until
 
 
 def connect(url: str, timeout: float = 5.0) -> websocket.WebSocket:
@@ -109,3 +111,23 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]
             return data, True
         data += chunk
     return data, False
+
+
+def market_events(control: SimulatorControl) -> dict[tuple[str, str], int]:
+    """Events published so far by every market: (venue, symbol) -> count."""
+    stats = control.stats()
+    return {(venue, symbol): market["events"] for venue in ("binance", "bitstamp")
+            for symbol, market in stats[venue]["markets"].items()}
+
+
+def run_until_events(control: SimulatorControl, count: int, timeout: float = 10.0) -> None:
+    """Resume the paused simulator until every market (each symbol on each venue) has published at least ``count``
+    more events, then pause: the traffic a test needs, however slow the machine, rather than what a fixed time
+    happens to give."""
+    before = market_events(control)
+    control.resume()
+    try:
+        wait_until(lambda: market_events(control), timeout, f"{count} more events on every market",
+                   accept=lambda now: all(now[key] - before[key] >= count for key in before), interval=0.02)
+    finally:
+        control.pause()

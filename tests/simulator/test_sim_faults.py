@@ -10,6 +10,7 @@ import requests
 from simulator_support import connect, drain_until_end, next_event, quiet_for, recv_json, recv_until
 
 from orderbook.simulator.process import SimulatorError
+from tests.support.waiting import wait_until
 
 BINANCE_STREAM = "/ws/ethbtc@depth@100ms"
 DIFF = "diff_order_book_ethbtc"
@@ -56,8 +57,9 @@ def test_gap_skips_update_ids(sim):
 
 
 def test_stale_snapshot_is_older_than_the_stream_then_fresh_again(sim):
-    sim.control.stale_snapshot(count=1)
-    time.sleep(0.2)
+    stale_id = sim.control.stale_snapshot(count=1)["last_update_id"]
+    wait_until(lambda: sim.control.stats()["binance"]["last_update_id"], 5, "the stream past the stale snapshot",
+               accept=lambda last: last > stale_id, interval=0.02)
     ws = binance_subscriber(sim)
     first = recv_json(ws)
     url = f"{sim.urls['binance_rest']}/api/v3/depth"

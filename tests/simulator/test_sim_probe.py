@@ -11,6 +11,7 @@ from orderbook.prices import SCALE, parse_decimal
 from orderbook.simulator.market import ModelParams, VenueModel
 from orderbook.simulator.probe import MARKER_BASE_LOTS, ProbeError, ProbeLog, marker_key
 from orderbook.simulator.process import SimulatorError
+from tests.support.waiting import wait_until
 
 
 def test_marker_keys_read_back_exactly_from_the_float_a_client_gets():
@@ -68,15 +69,13 @@ def test_probes_arrive_in_frames_and_their_send_times_are_on_the_control_api(mak
 def test_probes_can_be_switched_off_and_bad_settings_are_refused(make_sim):
     process = make_sim("--rate", "400")
     control = process.control
-    time.sleep(0.2)
-    assert control.probes() == []
+    time.sleep(0.2)  # a while of traffic ...
+    assert control.probes() == []  # ... and no probe: none by default
     assert control.set_probe(2) == {"every": 2}
-    time.sleep(0.3)
-    assert len(control.probes()) > 10
-    control.set_probe(0)
-    time.sleep(0.1)
+    wait_until(lambda: len(control.probes()), 5, "more than 10 probes", accept=lambda n: n > 10, interval=0.02)
+    control.set_probe(0)  # in effect once answered: the control API and the feeds share one hub
     count = len(control.probes())
-    time.sleep(0.3)
-    assert len(control.probes()) == count
+    time.sleep(0.3)  # a while of traffic ...
+    assert len(control.probes()) == count  # ... and no new probe
     with pytest.raises(SimulatorError, match="every"):
         control.set_probe(-1)

@@ -43,14 +43,14 @@ def test_pause_freezes_truth_and_rate_changes_the_flow(make_sim):
     control = process.control
     control.pause()
     first = control.truth()
-    time.sleep(0.3)
+    time.sleep(0.3)  # a while in which nothing may change: a "never" is watched for a time
     assert control.truth() == first
     assert first["paused"] is True and 40 <= len(first["binance"]["bids"]) <= 50
     assert len(control.truth(depth=5)["bitstamp"]["asks"]) == 5
     before = control.stats()["binance"]["events"]
     assert control.set_rate(binance=2000)["rates"]["binance"] == 2000.0
     control.resume()
-    time.sleep(0.5)
+    time.sleep(0.5)  # the rate is what is measured: the events of half a second
     stats = control.stats()
     assert stats["binance"]["events"] - before > 500
     assert stats["bitstamp"]["rate"] == 100.0

@@ -20,6 +20,7 @@ import websocket
 from orderbook.book import OrderBook
 from orderbook.prices import parse_decimal
 from orderbook.simulator.process import SimulatorProcess
+from tests.support.waiting import wait_until
 
 SYNC_SECONDS = float(os.environ.get("SIM_SYNC_SECONDS", "120"))
 RATE = int(os.environ.get("SIM_SYNC_RATE", "2000"))
@@ -138,13 +139,6 @@ class BitstampSync(threading.Thread):
             self.last_us = us
 
 
-def wait_until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "client did not catch up with the truth"
-        time.sleep(0.02)
-
-
 def test_documented_clients_stay_exactly_in_sync_at_high_rate():
     args = ("--rate", str(RATE), "--snapshot-delay", str(SNAPSHOT_DELAY), "--seed", "9")
     with SimulatorProcess(*args) as sim:
@@ -155,8 +149,10 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
             time.sleep(SYNC_SECONDS / CHECKPOINTS)
             sim.control.pause()
             truth = sim.control.truth()
-            wait_until(lambda: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10)
-            wait_until(lambda: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"] or bitstamp.error, 10)
+            wait_until(lambda: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
+                       f"the Binance client at the truth's update id (checkpoint {checkpoint})", interval=0.02)
+            wait_until(lambda: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"] or bitstamp.error, 10,
+                       f"the Bitstamp client at the truth's microtimestamp (checkpoint {checkpoint})", interval=0.02)
             assert binance.error is None and bitstamp.error is None, (binance.error, bitstamp.error)
             assert binance.book.bids() == parse(truth["binance"]["bids"]), checkpoint
             assert binance.book.asks() == parse(truth["binance"]["asks"]), checkpoint

@@ -9,9 +9,11 @@ import time
 
 import pytest
 import requests
-from simulator_support import connect, drain_until_end, next_event, quiet_for, recv_json, recv_until
+from simulator_support import (connect, drain_until_end, next_event, quiet_for, recv_json, recv_until,
+                               run_until_events)
 
 from orderbook.prices import parse_decimal
+from tests.support.waiting import wait_until
 
 BINANCE_STREAM = "ethbtc@depth@100ms"
 DIFF = "diff_order_book_ethbtc"
@@ -40,14 +42,6 @@ def binance_snapshot(urls: dict[str, str], limit: int = 5000) -> dict:
                         timeout=5).json()
 
 
-def wait_until(condition, timeout: float = 5.0, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(every)
-    return result
-
-
 # -- Bitstamp: the REST book lags the stream -------------------------------------------------------------------
 
 
@@ -55,9 +49,7 @@ def test_bitstamp_rest_lag_serves_the_book_of_lag_seconds_ago(make_sim):
     process = make_sim("--paused", "--rate", "300", "--levels", "50", "--bitstamp-rest-lag", "1.0")
     control, urls = process.control, process.urls
     before = control.truth()["bitstamp"]
-    control.resume()
-    time.sleep(0.2)
-    control.pause()
+    run_until_events(control, 20)
     paused_at = time.monotonic()
     after = control.truth()["bitstamp"]
     assert after["bids"] != before["bids"] or after["asks"] != before["asks"]
@@ -65,7 +57,8 @@ def test_bitstamp_rest_lag_serves_the_book_of_lag_seconds_ago(make_sim):
     assert time.monotonic() - paused_at < 0.7, "too slow to observe the lag"
     assert (early["bids"], early["asks"], early["microtimestamp"]) == (before["bids"], before["asks"],
                                                                         before["microtimestamp"])
-    late = wait_until(lambda: (s := bitstamp_snapshot(urls))["microtimestamp"] == after["microtimestamp"] and s)
+    late = wait_until(lambda: bitstamp_snapshot(urls), 5, "the lagging REST book to reach the paused book",
+                      accept=lambda snapshot: snapshot["microtimestamp"] == after["microtimestamp"], interval=0.02)
     assert 0.6 < time.monotonic() - paused_at < 2.5
     assert (late["bids"], late["asks"]) == (after["bids"], after["asks"])
     assert late["timestamp"] == late["microtimestamp"][:-6]
@@ -78,9 +71,7 @@ def test_bitstamp_rest_lag_fault_switches_the_lag_on_and_off(make_sim):
     assert bitstamp_snapshot(urls)["microtimestamp"] == control.truth()["bitstamp"]["microtimestamp"]
     assert control.rest_lag(30.0)["lag"] == 30.0
     at_switch = control.truth()["bitstamp"]
-    control.resume()
-    time.sleep(0.2)
-    control.pause()
+    run_until_events(control, 20)
     now = control.truth()["bitstamp"]
     assert now["microtimestamp"] != at_switch["microtimestamp"]
     lagged = bitstamp_snapshot(urls)
@@ -162,7 +153,8 @@ def test_binance_connection_is_cut_cleanly_at_its_maximum_age(make_sim):
     assert (kind, code) == ("close", 1000)
     assert 0.6 < time.monotonic() - opened < 2.0
     assert texts and all(json.loads(text)["e"] == "depthUpdate" for text in texts)  # no notice by default
-    assert wait_until(lambda: process.control.stats()["binance"]["age_disconnects"] == 1)
+    wait_until(lambda: process.control.stats()["binance"]["age_disconnects"], 5, "the age cut counted",
+               accept=lambda cuts: cuts == 1, interval=0.02)
 
 
 @pytest.mark.parametrize("path", [f"/ws/{BINANCE_STREAM}", f"/stream?streams={BINANCE_STREAM}"])
@@ -315,9 +307,12 @@ def test_sweep_is_one_diff_taking_the_book_out_of_a_limited_snapshot(make_sim, e
     after = control.truth()[exchange]
     assert after["bids"][0] == before["bids"][20] == [answer["best"], before["bids"][20][1]]
     assert parse_decimal(after["bids"][0][0]) < parse_decimal(limited[-1][0])  # out of the snapshot's range
-    control.resume()
-    time.sleep(0.5)  # the model carries on from the swept book: no cross, the depth refilled
-    control.pause()
+    control.resume()  # the model carries on from the swept book: the depth refills, never crossed
+    try:
+        wait_until(lambda: control.truth()[exchange], 10, f"{exchange}'s bids refilled to 60 levels",
+                   accept=lambda book: len(book["bids"]) >= 60, interval=0.02)
+    finally:
+        control.pause()
     truth = control.truth()[exchange]
     ws.close()
     assert parse_decimal(truth["bids"][0][0]) < parse_decimal(truth["asks"][0][0])

@@ -25,6 +25,7 @@ import websocket
 from websocket import ABNF
 
 from orderbook.simulator.wire import Request, Response, WebSocket, WireServer, encode_text_frame
+from tests.support.waiting import wait_until
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -39,12 +40,10 @@ def background(func: Callable[..., Any], *args: Any) -> Any:
     return gevent.get_hub().threadpool.spawn(func, *args)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.01)
+def on_hub(condition: Callable[[], object], what: str, timeout: float = 3.0) -> None:
+    """Wait for ``condition`` with the one polling loop, yielding to the server's greenlets (on this thread's hub)
+    between looks."""
+    wait_until(condition, timeout, what, interval=0.01, sleep=gevent.sleep)
 
 
 @pytest.fixture
@@ -67,7 +66,7 @@ def ws_connect(server: WireServer, path: str = "/") -> websocket.WebSocket:
 
 
 def only_connection(server: WireServer) -> WebSocket:
-    wait_until(lambda: len(server.connections()) == 1)
+    on_hub(lambda: len(server.connections()) == 1, "the one connection")
     return server.connections()[0]
 
 
@@ -211,7 +210,7 @@ def test_unanswered_request_times_out_then_abort_all_drops_it(serve: Callable[..
         call(lambda: requests.get(server.url() + "/api/v3/depth", timeout=(2, 0.3)))
 
     pending = background(lambda: requests.get(server.url() + "/api/v3/depth", timeout=(2, 10)))
-    wait_until(lambda: len(asked) == 2)
+    on_hub(lambda: len(asked) == 2, "both requests at the handler")
     started = time.monotonic()
     server.abort_all()
     with pytest.raises(requests.exceptions.ConnectionError) as caught:
@@ -272,7 +271,7 @@ def test_http_and_websocket_share_a_port_and_echo(serve: Callable[..., WireServe
     assert call(client.recv) == "café"
     assert call(lambda: requests.get(server.url() + "/api/v3/ping", timeout=5).text) == "rest"
     call(client.close)
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
 
 
 def test_upgrade_refused_without_handler_or_with_bad_version(serve: Callable[..., WireServer]) -> None:
@@ -333,7 +332,7 @@ def test_receive_timeout_raises_timeouterror(serve: Callable[..., WireServer]) -
     client = ws_connect(server)
     assert call(client.recv) == "after timeout"
     call(client.send, "late")
-    wait_until(lambda: len(outcomes) == 2)
+    on_hub(lambda: len(outcomes) == 2, "both outcomes")
     assert outcomes == ["timeout", "late"]
 
 
@@ -353,9 +352,9 @@ def test_client_close_is_echoed_and_receive_returns_none(serve: Callable[..., Wi
         return struct.unpack("!H", client.close_frame.data[:2])[0]
 
     assert call(close) == 4001
-    wait_until(lambda: len(results) == 2)
+    on_hub(lambda: len(results) == 2, "both results")
     assert results == ["last words", None]
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
 
 
 def test_handler_exception_closes_with_1011(serve: Callable[..., WireServer]) -> None:
@@ -441,8 +440,7 @@ def test_abort_resets_without_close_frame(serve: Callable[..., WireServer]) -> N
     raw = call(RawClient, server.port)
     conn = only_connection(server)
     conn.send_text("before")
-    wait_until(lambda: conn.queued_bytes == 0)
-    gevent.sleep(0.05)
+    on_hub(lambda: conn.queued_bytes == 0, "the send queue to drain")
     conn.abort()
     opcodes, ending = call(raw.frames_until_gone)
     assert OP_CLOSE not in opcodes
@@ -474,17 +472,17 @@ def test_close_sends_queued_frames_then_close_code(serve: Callable[..., WireServ
 
     assert call(read_all) == [(OP_TEXT, b"m0"), (OP_TEXT, b"m1"), (OP_TEXT, b"m2"),
                               (OP_CLOSE, struct.pack("!H", 4000) + b"bye")]
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
 
 
 def test_close_all_and_stop(serve: Callable[..., WireServer]) -> None:
     server = serve(ws=idle)
     clients = [ws_connect(server) for _ in range(3)]
-    wait_until(lambda: len(server.connections()) == 3)
+    on_hub(lambda: len(server.connections()) == 3, "three connections")
     server.close_all(4002, "maintenance")
     codes = [struct.unpack("!H", call(c.recv_data_frame)[1].data[:2])[0] for c in clients]
     assert codes == [4002] * 3
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
 
     late = ws_connect(server)
     only_connection(server)
@@ -510,7 +508,7 @@ def test_slow_client_is_dropped(serve: Callable[..., WireServer]) -> None:
         assert conn.queued_bytes <= 256 << 10
         gevent.sleep(0)
     assert conn.closed
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
 
 
 def test_message_over_limit_closes_1009(serve: Callable[..., WireServer]) -> None:
@@ -533,7 +531,7 @@ def test_message_over_limit_closes_1009(serve: Callable[..., WireServer]) -> Non
     started = time.monotonic()
     opcode, frame = call(client.recv_data_frame)  # answers the close frame
     assert opcode == OP_CLOSE and struct.unpack("!H", frame.data[:2])[0] == 1009
-    wait_until(lambda: not server.connections())
+    on_hub(lambda: not server.connections(), "every connection to end")
     assert time.monotonic() - started < 1  # the client's answer was seen: no waiting for the close timeout
     assert received == ["a" * 1024]
 
@@ -559,10 +557,10 @@ def test_unread_flood_drops_the_client(serve: Callable[..., WireServer]) -> None
             pass  # dropped mid-flood: what this test wants
 
     call(flood, 50)
-    gevent.sleep(0.2)
+    on_hub(lambda: conn.unread_messages == 50 or conn.closed, "the 50 messages read in, unread")
     assert not conn.closed  # at the limit, not over it
     call(flood, 10)
-    wait_until(lambda: conn.closed)
+    on_hub(lambda: conn.closed, "the connection to close")
     assert not server.connections()
 
 

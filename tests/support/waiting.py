@@ -15,8 +15,11 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str, *, accept: Cal
     answer; after ``timeout`` seconds, fail with ``what`` and the last answer.
 
     ``probe`` is called at least once, and once more at the deadline, so a slow probe still gets its last look.
-    An exception from ``probe`` (say, a process that exited early) ends the wait at once. ``sleep``: pass
-    ``gevent.sleep`` when what is waited for runs in greenlets of this (unpatched) process.
+    An exception from ``probe`` (say, a process that exited early) ends the wait at once.
+
+    ``sleep`` waits ``interval`` between probes: :func:`time.sleep`, or :func:`gevent.sleep` when what is awaited
+    runs in greenlets on the waiting thread's own hub (a server started in the test process without
+    monkey-patching), which a blocking sleep would stop.
     """
     deadline = time.monotonic() + timeout
     while True:
