@@ -23,11 +23,10 @@ from orderbook.feed import ExchangeFeed, FeedSettings
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.metrics_http import MetricsHttpServer
-from orderbook.serving.broadcast import SummaryBroadcaster
-from orderbook.serving.codec import encode_summary
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
 from orderbook.serving.stats import serving_families
+from orderbook.serving.symbols import SymbolBooks, SymbolState
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Application:
         protocols = exchange_protocols(config)
         self.book = ConsolidatedBook([p.name for p in protocols], config.depth)
         self._greenlets = gevent.pool.Group()
-        self.broadcaster, self.grpc = self._serving_side(config)
+        self.books, self.grpc = self._serving_side(config)
         self.publisher = BookPublisher(self.book, self._publish)
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
                                 audit_interval=config.audit_interval)
@@ -73,21 +72,22 @@ class Application:
         self.fatal_error: ExchangeError | None = None
         self._done = gevent.event.AsyncResult()
 
-    def _serving_side(self, config: Config) -> tuple[SummaryBroadcaster, GrpcServer | ServingProcesses]:
+    def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        broadcaster = SummaryBroadcaster()  # its streams, or the serving processes' links, follow it
+        symbols = getattr(config, "symbols", None) or [config.symbol]  # config.symbols: issue 14's feed side
+        books = SymbolBooks(symbols, config.depth)  # its streams, or the serving processes' links, follow it
         if not config.serve_processes:
-            return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
-                                           max_streams_per_connection=config.max_streams_per_connection, tls=tls)
+            return books, GrpcServer(books, str(config.grpc_addr), max_streams=config.max_streams,
+                                     max_streams_per_connection=config.max_streams_per_connection, tls=tls)
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
             tls=tls, log_level=config.log_level, log_format=config.log_format,
             max_streams_per_connection=config.max_streams_per_connection)
-        processes = ServingProcesses(broadcaster, str(config.grpc_addr), config.serve_processes, settings,
+        processes = ServingProcesses(books, str(config.grpc_addr), config.serve_processes, settings,
                                      spawn=self._greenlets.spawn)
         self.metrics.add_state_source(processes.families)
-        return broadcaster, processes
+        return books, processes
 
     def start(self) -> None:
         """Bind the listeners (configuration errors surface here) and start the feeds."""
@@ -132,13 +132,15 @@ class Application:
     def _book_changed(self, received_at: float) -> None:
         if self.publisher.refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        serving = any(self.book.in_step(name) for name in self.book.exchanges)
+        in_step = tuple(name for name in self.book.exchanges if self.book.in_step(name))
+        self.books.set_state(SymbolState(self.config.symbol, tuple(self.book.exchanges), in_step))
+        serving = bool(in_step)
         if serving != self._serving:
             self._serving = serving
             self.grpc.set_serving(serving)
 
     def _publish(self, top: MergedTop) -> None:
-        self.broadcaster.publish(encode_summary(top))
+        self.books.publish(self.config.symbol, top)
 
     def _service_families(self) -> list[Metric]:
         stats = self.grpc.stats()
@@ -147,4 +149,4 @@ class Application:
             "(in every serving process)"
         )
         greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
-        return [*serving_families(stats, self.broadcaster.published_total), greenlets]
+        return [*serving_families(stats, self.books.published_total), greenlets]

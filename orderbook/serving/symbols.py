@@ -135,11 +135,15 @@ class SymbolBooks:
         """A symbol's listed or in-step venues changed. Raises ``KeyError`` for a symbol that is not configured
         and ``ValueError`` for an in-step venue that does not list it."""
         book = self._books[state.symbol]
+        if state == book.state:
+            return
         if not set(state.exchanges_in_step) <= set(state.exchanges):
             raise ValueError(f"{state.symbol}: in step on {state.exchanges_in_step}, not all among {state.exchanges}")
-        if state != book.state:
-            book.state = state
-            self._changed((STATE, state.symbol))
+        book.state = state
+        self._changed((STATE, state.symbol))
+
+    def state(self, symbol: str) -> SymbolState:
+        return self._books[symbol].state
 
     def states(self) -> list[SymbolState]:
         """Every symbol's state, in configured order (the default symbol first)."""

@@ -37,7 +37,7 @@ class Pipeline:
                               "--grpc-addr", "127.0.0.1:0"], {})
         self.app = Application(config)
         self.app.book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
-        self.broadcaster = self.app.broadcaster
+        self.books = self.app.books
         feeds = {feed.name: feed for feed in self.app.feeds}
         self.lanes: dict[str, tuple[ExchangeFeed, BookSync]] = {}
         for exchange, snapshot in replay.snapshots.items():
@@ -70,7 +70,7 @@ def _run_source(replays: list[Replay], symbol_of: Callable[[Replay], str]) -> di
         pipeline = Pipeline(replay, symbol_of(replay))
         seconds += pipeline.run(replay.frames)
         frames += len(replay.frames)
-        published += pipeline.broadcaster.published_total
+        published += pipeline.books.published_total
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds if seconds else None,
             "us_per_frame": seconds / frames * 1e6 if frames else None, "summaries_published": published}
 
