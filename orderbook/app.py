@@ -23,11 +23,10 @@ from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.metrics_http import MetricsHttpServer
-from orderbook.serving.broadcast import SummaryBroadcaster
-from orderbook.serving.codec import encode_summary
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
 from orderbook.serving.stats import serving_families
+from orderbook.serving.symbols import SymbolBooks, SymbolState
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Application:
         self.venue_names = [venue.name for venue in venues]
         self.books = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
         self._greenlets = gevent.pool.Group()
-        self.broadcaster, self.grpc = self._serving_side(config)
+        self.served, self.grpc = self._serving_side(config)
         self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
                            for symbol, book in self.books.items()}
         self.publisher = self.publishers[config.symbol]
@@ -72,21 +71,23 @@ class Application:
         self.fatal_error: ExchangeError | None = None
         self._done = gevent.event.AsyncResult()
 
-    def _serving_side(self, config: Config) -> tuple[SummaryBroadcaster, GrpcServer | ServingProcesses]:
+    def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        broadcaster = SummaryBroadcaster()  # its streams, or the serving processes' links, follow it
+        served = SymbolBooks(config.symbols, config.depth)  # its streams, or the serving processes' links, follow it
+        for symbol in config.symbols:
+            served.set_state(SymbolState(symbol, tuple(self.venue_names), ()))
         if not config.serve_processes:
-            return broadcaster, GrpcServer(broadcaster, str(config.grpc_addr), max_streams=config.max_streams,
-                                           max_streams_per_connection=config.max_streams_per_connection, tls=tls)
+            return served, GrpcServer(served, str(config.grpc_addr), max_streams=config.max_streams,
+                                      max_streams_per_connection=config.max_streams_per_connection, tls=tls)
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
             tls=tls, log_level=config.log_level, log_format=config.log_format,
             max_streams_per_connection=config.max_streams_per_connection)
-        processes = ServingProcesses(broadcaster, str(config.grpc_addr), config.serve_processes, settings,
+        processes = ServingProcesses(served, str(config.grpc_addr), config.serve_processes, settings,
                                      spawn=self._greenlets.spawn)
         self.metrics.add_state_source(processes.families)
-        return broadcaster, processes
+        return served, processes
 
     def start(self) -> None:
         """Bind the listeners (configuration errors surface here) and start the feeds."""
@@ -141,6 +142,7 @@ class Application:
         """A symbol that no venue lists is a configuration error: the service stops (exit 2), saying so."""
         unlisted = self._unlisted[symbol]
         unlisted.add(venue)
+        self._report_state(symbol)
         if len(unlisted) == len(self.venue_names):
             self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())} "
                                       f"do not: {symbol.lower()} is unknown to them)"))
@@ -157,17 +159,20 @@ class Application:
     def _book_changed(self, symbol: str, received_at: float) -> None:
         if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        if symbol != self.config.symbol:
-            return
+        in_step = self._report_state(symbol)
+        if symbol == self.config.symbol and bool(in_step) != self._serving:
+            self._serving = bool(in_step)
+            self.grpc.set_serving(self._serving)  # health follows the default symbol, BookSummary's
+
+    def _report_state(self, symbol: str) -> tuple[str, ...]:
+        """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; returns the latter."""
         book = self.books[symbol]
-        serving = any(book.in_step(name) for name in book.exchanges)
-        if serving != self._serving:
-            self._serving = serving
-            self.grpc.set_serving(serving)
+        in_step = tuple(name for name in self.venue_names if book.in_step(name))
+        self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
+        return in_step
 
     def _publish(self, symbol: str, top: MergedTop) -> None:
-        if symbol == self.config.symbol:
-            self.broadcaster.publish(encode_summary(top))
+        self.served.publish(symbol, top)
 
     def _service_families(self) -> list[Metric]:
         stats = self.grpc.stats()
@@ -176,4 +181,4 @@ class Application:
             "(in every serving process)"
         )
         greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
-        return [*serving_families(stats, self.broadcaster.published_total), greenlets]
+        return [*serving_families(stats, self.served.published_total), greenlets]

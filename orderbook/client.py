@@ -1,8 +1,12 @@
-"""``bin/client``: stream the merged book from the aggregator and print it.
+"""``bin/client``: stream the merged book from the aggregator and print it, or list the symbols it serves.
 
 A readable two-sided ladder (redrawn in place on a terminal, one block per summary when piped) or, with
-``--json``, one JSON object per summary per line. Connection problems are reported in one line on stderr with
-exit code 2, never a traceback: this is a tool for people watching a market, not for debugging gRPC.
+``--json``, one JSON object per summary per line. Without ``--symbol`` or ``--depth`` it streams
+``OrderbookAggregator.BookSummary`` (the default symbol at the server's full depth), as it always has; with either
+it streams ``OrderbookStreams.Book``. ``--list`` prints ``OrderbookStreams.Symbols``: a table, or with ``--json``
+one JSON object per symbol per line. Connection problems, an unknown symbol or a depth the server does not serve
+are reported in one line on stderr with exit code 2, never a traceback: this is a tool for people watching a
+market, not for debugging gRPC.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from typing import TextIO
 import grpc
 
 from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number, split_address
-from orderbook.proto import orderbook_pb2
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
+BOOK_PATH = "/orderbook.OrderbookStreams/Book"
+SYMBOLS_PATH = "/orderbook.OrderbookStreams/Symbols"
 EXIT_OK = 0
 EXIT_STREAM_ENDED = 1
 EXIT_UNREACHABLE = 2
@@ -60,7 +66,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="client", description="Stream the consolidated order book.")
     parser.add_argument("--addr", type=_server_address, default="127.0.0.1:5002",
                         help="server address HOST:PORT (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per summary per line")
+    parser.add_argument("--symbol", type=str.upper, metavar="SYMBOL",
+                        help="the symbol to stream, e.g. BTCUSDT (default: the server's default symbol)")
+    parser.add_argument("--depth", type=positive_whole_number, metavar="N",
+                        help="levels a side, at most the server's --depth (default: all it serves)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the symbols the server serves, their exchanges and which are in step, then exit")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per summary (with --list: per symbol) per line")
     parser.add_argument("--count", type=positive_whole_number, metavar="N",
                         help="exit after N summaries (default: until the stream ends or Ctrl-C)")
     parser.add_argument(
@@ -70,7 +83,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tls-ca", metavar="PATH",
                         help="connect with TLS, trusting this PEM root certificate (default: plaintext)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.list:
+        for flag in ("symbol", "depth", "count"):
+            if getattr(args, flag) is not None:
+                raise UsageError("--list", f"lists the symbols and exits: it takes no --{flag}")
+    return args
 
 
 # --- rendering -----------------------------------------------------------------------------------------------
@@ -119,6 +137,23 @@ def render_ladder(summary: orderbook_pb2.Summary, number: int) -> list[str]:
     spread = "n/a (one side of the book is empty)" if math.isnan(summary.spread) else _number(summary.spread)
     lines.append(f"spread {spread}    summary #{number} at {time.strftime('%H:%M:%S')}")
     return [line.rstrip() for line in lines]
+
+
+def render_symbols(states: Sequence[orderbook_streams_pb2.SymbolState]) -> list[str]:
+    """One row a symbol, in the server's order: the first is its default symbol."""
+    rows = [("symbol", "exchanges", "in step")]
+    rows += [(state.symbol, ", ".join(state.exchanges) or "-", ", ".join(state.exchanges_in_step) or "-")
+             for state in states]
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    lines = [f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows]
+    if len(lines) > 1:
+        lines[1] += "  (default)"
+    return [line.rstrip() for line in lines]
+
+
+def symbol_to_json(state: orderbook_streams_pb2.SymbolState, default: bool) -> str:
+    return json.dumps({"symbol": state.symbol, "exchanges": list(state.exchanges),
+                       "exchanges_in_step": list(state.exchanges_in_step), "default": default})
 
 
 class Printer:
@@ -207,29 +242,75 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
         probe.cancel()
 
 
-def summaries(channel: grpc.Channel, addr: str) -> Iterator[orderbook_pb2.Summary]:
-    """The stream of summaries until the server ends it; errors become :class:`ClientError`."""
-    call = channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
-    responses = call(orderbook_pb2.Empty(), wait_for_ready=True)
+def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2.BookRequest | None,
+                 what: str = "stream") -> ClientError:
+    """What to tell the user about a failed ``what`` (``request``: the Book call's, None for the others)."""
+    code, details = error.code(), error.details()  # type: ignore[attr-defined]  # grpc.Call methods
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ClientError(f"error: the order book server at {addr} has no room for another stream")
+    if code is grpc.StatusCode.NOT_FOUND and request is not None:
+        return ClientError(f"error: the order book server at {addr} does not serve {request.symbol!r} "
+                           "(--list shows the symbols it serves)")
+    if code is grpc.StatusCode.INVALID_ARGUMENT and request is not None:
+        return ClientError(f"error: the order book server at {addr} refused the request: {details}")
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return ClientError(f"error: the order book server at {addr} does not offer --symbol, --depth or --list "
+                           "(it has no orderbook.OrderbookStreams service)")
+    return ClientError(f"error: the order book server at {addr} failed the {what}: {code.name}: {details}")
+
+
+def summaries(channel: grpc.Channel, addr: str,
+              request: orderbook_streams_pb2.BookRequest | None = None) -> Iterator[orderbook_pb2.Summary]:
+    """The stream of summaries until the server ends it: BookSummary, or Book for ``request``; errors become
+    :class:`ClientError`."""
+    if request is None:
+        call = channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString,
+                                    orderbook_pb2.Summary.FromString)
+        responses = call(orderbook_pb2.Empty(), wait_for_ready=True)
+    else:
+        call = channel.unary_stream(BOOK_PATH, orderbook_streams_pb2.BookRequest.SerializeToString,
+                                    orderbook_pb2.Summary.FromString)
+        responses = call(request, wait_for_ready=True)
     try:
         yield from responses
     except grpc.RpcError as error:
-        code, details = error.code(), error.details()  # type: ignore[attr-defined]  # grpc.Call methods
-        if code is grpc.StatusCode.UNAVAILABLE:
-            raise ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})") from error
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise ClientError(f"error: the order book server at {addr} has no room for another stream") from error
-        message = f"error: the order book server at {addr} failed the stream: {code.name}: {details}"
-        raise ClientError(message) from error
+        raise _rpc_failure(error, addr, request) from error
     finally:
         responses.cancel()
+
+
+def list_symbols(channel: grpc.Channel, addr: str, timeout: float) -> list[orderbook_streams_pb2.SymbolState]:
+    call = channel.unary_unary(SYMBOLS_PATH, orderbook_pb2.Empty.SerializeToString,
+                               orderbook_streams_pb2.SymbolList.FromString)
+    try:
+        return list(call(orderbook_pb2.Empty(), timeout=timeout, wait_for_ready=True).symbols)
+    except grpc.RpcError as error:
+        raise _rpc_failure(error, addr, None, "symbol list") from error
+
+
+def book_request(args: argparse.Namespace) -> orderbook_streams_pb2.BookRequest | None:
+    """The Book request ``--symbol`` and ``--depth`` ask for; None without either (BookSummary, as always)."""
+    if args.symbol is None and args.depth is None:
+        return None
+    return orderbook_streams_pb2.BookRequest(symbol=args.symbol or "", depth=args.depth or 0)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     printer = Printer(out, args.json)
     with open_channel(args.addr, args.tls_ca) as channel:
         wait_until_connected(channel, args.addr, args.timeout, tls=args.tls_ca is not None)
-        stream = summaries(channel, args.addr)
+        if args.list:
+            states = list_symbols(channel, args.addr, args.timeout)
+            if args.json:
+                lines = [symbol_to_json(state, index == 0) for index, state in enumerate(states)]
+            else:
+                lines = render_symbols(states)
+            out.write("".join(f"{line}\n" for line in lines))
+            out.flush()
+            return EXIT_OK
+        stream = summaries(channel, args.addr, book_request(args))
         try:
             for received, summary in enumerate(stream, start=1):
                 printer.show(summary)

@@ -1,4 +1,4 @@
-"""The committed generated code must match proto/orderbook.proto, and the proto must match the shared original.
+"""The committed generated code must match proto/*.proto, and each proto must match its published text.
 
 Comparing descriptors (not generated text) keeps the test independent of the generator's version header.
 """
@@ -6,48 +6,55 @@ Comparing descriptors (not generated text) keeps the test independent of the gen
 from __future__ import annotations
 
 import hashlib
-
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from orderbook.proto import orderbook_pb2
-from orderbook.proto.generate import protoc_include
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.proto.generate import PROTO_FILES, protoc_include
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = REPO_ROOT / "proto"
-FIXED_CONTRACT_SHA256 = "049f943f4843a81d3412ff7ef9d1f4d01cadc413205c02e20727cd4907ff0b09"
-"""proto/orderbook.proto is the fixed contract other clients are built against: never changed, extended beside."""
+CONTRACT_SHA256 = {
+    "orderbook.proto": "049f943f4843a81d3412ff7ef9d1f4d01cadc413205c02e20727cd4907ff0b09",
+    "orderbook_streams.proto": "e74e937e3f5f35f1666c28f5acab37ebd2fbd3c375919d36a9942d9acdb01ded",
+}
+"""Each proto is an interface other clients are built against: never changed, extended beside (issue 14 gave the
+text of orderbook_streams.proto)."""
+
+GENERATED: dict[str, ModuleType] = {"orderbook.proto": orderbook_pb2, "orderbook_streams.proto": orderbook_streams_pb2}
 
 
-def compile_descriptor(out: Path) -> descriptor_pb2.FileDescriptorProto:
+def compile_descriptors(out: Path) -> dict[str, descriptor_pb2.FileDescriptorProto]:
     status = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{protoc_include()}",
-            f"--descriptor_set_out={out}",
-            str(PROTO_DIR / "orderbook.proto"),
-        ]
+        ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{protoc_include()}", f"--descriptor_set_out={out}",
+         *(str(PROTO_DIR / name) for name in GENERATED)]
     )
-    assert status == 0, "protoc failed on proto/orderbook.proto"
+    assert status == 0, "protoc failed on proto/"
     descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
-    assert [f.name for f in descriptor_set.file] == ["orderbook.proto"]
-    compiled = descriptor_set.file[0]
+    compiled = {file.name: file for file in descriptor_set.file}
+    assert list(compiled) == list(GENERATED)
     # protoc's descriptor set spells out each field's json_name; the Python generator leaves that derived
     # value out of the descriptor it embeds. Drop it so only real differences count.
-    for message in compiled.message_type:
-        for field in message.field:
-            field.ClearField("json_name")
+    for file in compiled.values():
+        for message in file.message_type:
+            for field in message.field:
+                field.ClearField("json_name")
     return compiled
 
 
-def test_generated_module_matches_proto(tmp_path: Path) -> None:
-    compiled = compile_descriptor(tmp_path / "orderbook.desc")
-    committed = descriptor_pb2.FileDescriptorProto.FromString(orderbook_pb2.DESCRIPTOR.serialized_pb)
-    assert committed == compiled, "orderbook_pb2.py is stale: run python -m orderbook.proto.generate"
+def test_every_proto_is_generated() -> None:
+    assert [proto.name for proto in PROTO_FILES] == list(GENERATED) == sorted(p.name for p in PROTO_DIR.glob("*.proto"))
+
+
+@pytest.mark.parametrize("name", list(GENERATED))
+def test_generated_module_matches_proto(tmp_path: Path, name: str) -> None:
+    compiled = compile_descriptors(tmp_path / "protos.desc")[name]
+    committed = descriptor_pb2.FileDescriptorProto.FromString(GENERATED[name].DESCRIPTOR.serialized_pb)
+    assert committed == compiled, f"{GENERATED[name].__name__} is stale: run python -m orderbook.proto.generate"
 
 
 def test_generated_module_has_the_service_and_messages() -> None:
@@ -61,5 +68,21 @@ def test_generated_module_has_the_service_and_messages() -> None:
     assert [f.name for f in orderbook_pb2.Summary.DESCRIPTOR.fields] == ["spread", "bids", "asks"]
 
 
-def test_proto_is_the_fixed_contract_byte_for_byte() -> None:
-    assert hashlib.sha256((PROTO_DIR / "orderbook.proto").read_bytes()).hexdigest() == FIXED_CONTRACT_SHA256
+def test_streams_module_has_its_service_and_messages_over_the_fixed_ones() -> None:
+    service = orderbook_streams_pb2.DESCRIPTOR.services_by_name["OrderbookStreams"]
+    book, symbols = service.methods_by_name["Book"], service.methods_by_name["Symbols"]
+    assert (book.full_name, book.server_streaming, book.client_streaming) == ("orderbook.OrderbookStreams.Book",
+                                                                             True, False)
+    assert (book.input_type.full_name, book.output_type.full_name) == ("orderbook.BookRequest", "orderbook.Summary")
+    assert book.output_type is orderbook_pb2.Summary.DESCRIPTOR  # the fixed message itself, not a copy
+    assert (symbols.server_streaming, symbols.client_streaming) == (False, False)
+    assert (symbols.input_type.full_name, symbols.output_type.full_name) == ("orderbook.Empty", "orderbook.SymbolList")
+    fields = {message: [(f.name, f.number) for f in getattr(orderbook_streams_pb2, message).DESCRIPTOR.fields]
+              for message in ("BookRequest", "SymbolList", "SymbolState")}
+    assert fields == {"BookRequest": [("symbol", 1), ("depth", 2)], "SymbolList": [("symbols", 1)],
+                      "SymbolState": [("symbol", 1), ("exchanges", 2), ("exchanges_in_step", 3)]}
+
+
+@pytest.mark.parametrize("name", list(CONTRACT_SHA256))
+def test_proto_is_its_contract_byte_for_byte(name: str) -> None:
+    assert hashlib.sha256((PROTO_DIR / name).read_bytes()).hexdigest() == CONTRACT_SHA256[name]

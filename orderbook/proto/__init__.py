@@ -1,1 +1,2 @@
-"""Generated protobuf messages for proto/orderbook.proto (regenerate with ``python -m orderbook.proto.generate``)."""
+"""Generated protobuf messages for proto/orderbook.proto and proto/orderbook_streams.proto (regenerate with
+``python -m orderbook.proto.generate``)."""

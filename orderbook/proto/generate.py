@@ -1,8 +1,12 @@
-"""Regenerate ``orderbook_pb2.py`` from ``proto/orderbook.proto``.
+"""Regenerate the ``*_pb2.py`` modules from ``proto/*.proto``.
 
-The generated module is committed so that running the service needs no build step; ``tests/test_proto.py``
-fails when it no longer matches the proto, and this script is the one way to bring it back in step. Only the
-messages are generated: the server and client address the method by its path, so no ``_pb2_grpc`` is needed.
+The generated modules are committed so that running the service needs no build step; ``tests/test_proto.py``
+fails when one no longer matches its proto, and this script is the one way to bring them back in step. Only the
+messages are generated: the server and client address each method by its path, so no ``_pb2_grpc`` is needed.
+
+``orderbook_streams.proto`` imports ``orderbook.proto``, and protoc writes that as ``import orderbook_pb2``, a
+top-level module that does not exist here: the line is rewritten to import it from this package. The descriptor
+keeps the file names ``orderbook.proto`` and ``orderbook_streams.proto``, which is what reflection shows clients.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from grpc_tools import protoc
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
 PROTO_DIR = REPO_ROOT / "proto"
-PROTO_FILE = PROTO_DIR / "orderbook.proto"
+PROTO_FILES = (PROTO_DIR / "orderbook.proto", PROTO_DIR / "orderbook_streams.proto")
+"""In dependency order: each file's imports come before it."""
+
+_IMPORTS = {"import orderbook_pb2 as orderbook__pb2\n": "from orderbook.proto import orderbook_pb2 as orderbook__pb2\n"}
 
 
 def protoc_include() -> str:
@@ -23,23 +30,29 @@ def protoc_include() -> str:
     return str(Path(protoc.__file__).resolve().parent / "_proto")
 
 
+def module_path(proto: Path, out_dir: Path = PACKAGE_DIR) -> Path:
+    return out_dir / f"{proto.stem}_pb2.py"
+
+
 def generate(out_dir: Path = PACKAGE_DIR) -> None:
-    """Run protoc with ``proto/`` as the include root, so the descriptor's file name is ``orderbook.proto``."""
-    args = [
-        "grpc_tools.protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{protoc_include()}",
-        f"--python_out={out_dir}",
-        str(PROTO_FILE),
-    ]
+    """Run protoc with ``proto/`` as the include root, so the descriptors' file names are the bare file names."""
+    args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{protoc_include()}", f"--python_out={out_dir}",
+            *map(str, PROTO_FILES)]
     status = protoc.main(args)
     if status != 0:
-        raise RuntimeError(f"protoc failed with status {status} on {PROTO_FILE}")
+        raise RuntimeError(f"protoc failed with status {status} on {', '.join(map(str, PROTO_FILES))}")
+    for proto in PROTO_FILES:
+        module = module_path(proto, out_dir)
+        text = module.read_text()
+        for generated, packaged in _IMPORTS.items():
+            text = text.replace(generated, packaged)
+        module.write_text(text)
 
 
 def main() -> int:
     generate()
-    print(f"generated {PACKAGE_DIR / 'orderbook_pb2.py'} from {PROTO_FILE}")
+    for proto in PROTO_FILES:
+        print(f"generated {module_path(proto)} from {proto}")
     return 0
 
 

@@ -7,6 +7,9 @@ The encoding is written by hand from the proto's field numbers: a summary is thr
 more, and building 20 protobuf message objects per summary cost more than the rest of the publish path. Levels
 mostly survive from one summary to the next, so each level's bytes are cached. The tests check that protobuf
 decodes every encoding to exactly the message protobuf itself would build.
+
+The same field layout lets a summary be cut to fewer levels a side as bytes (:class:`SummaryFields`): that is how
+the streams of a shallower depth get theirs, in the book process and in the serving processes alike.
 """
 
 from __future__ import annotations
@@ -73,3 +76,61 @@ def encode_summary(top: MergedTop) -> bytes:
     parts += [_cached_field(_SUMMARY_BIDS, level) for level in top.bids]
     parts += [_cached_field(_SUMMARY_ASKS, level) for level in top.asks]
     return b"".join(parts)
+
+
+def _field_end(payload: bytes, start: int) -> int:
+    """Where the length-delimited field whose tag is at ``start`` ends."""
+    position, length, shift = start + 1, 0, 0
+    while True:
+        if position >= len(payload) or shift > 28:
+            raise ValueError(f"summary cut short or malformed at byte {start}")
+        byte = payload[position]
+        position += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    if position + length > len(payload):
+        raise ValueError(f"summary cut short at byte {start}")
+    return position + length
+
+
+class SummaryFields:
+    """A serialized summary split at its fields, so that its top ``depth`` levels a side are cut out as bytes.
+
+    A summary written by :func:`encode_summary` is the spread, then every bid, then every ask, each level a field
+    of its own, so the top ``depth`` levels are a prefix of each side: the cut is byte-for-byte what
+    :func:`encode_summary` makes of the truncated top (same spread), without decoding a level or a float. A
+    serving process gets only the full summary from the book process, and cuts the shallower ones it serves
+    from it this way.
+    """
+
+    __slots__ = ("_payload", "_spread_end", "_bid_ends", "_ask_ends")
+
+    def __init__(self, payload: bytes) -> None:
+        """Raises ``ValueError`` for bytes that are not a summary in :func:`encode_summary`'s field order."""
+        self._payload = payload
+        position = 9 if payload[:1] == _SUMMARY_SPREAD else 0
+        if position > len(payload):
+            raise ValueError("summary cut short in its spread")
+        self._spread_end = position
+        ends: dict[bytes, list[int]] = {_SUMMARY_BIDS: [], _SUMMARY_ASKS: []}
+        for tag in (_SUMMARY_BIDS, _SUMMARY_ASKS):
+            while payload[position:position + 1] == tag:
+                position = _field_end(payload, position)
+                ends[tag].append(position)
+        if position != len(payload):
+            raise ValueError(f"unexpected field at byte {position} of a summary")
+        self._bid_ends, self._ask_ends = ends[_SUMMARY_BIDS], ends[_SUMMARY_ASKS]
+
+    def top(self, depth: int) -> bytes:
+        """The summary of the best ``depth`` (at least 1) levels a side."""
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        bids, asks, payload = self._bid_ends, self._ask_ends, self._payload
+        if depth >= len(bids) and depth >= len(asks):
+            return payload
+        asks_start = bids[-1] if bids else self._spread_end
+        bids_end = bids[depth - 1] if depth < len(bids) else asks_start
+        asks_end = asks[depth - 1] if depth < len(asks) else len(payload)
+        return payload[:bids_end] + payload[asks_start:asks_end]

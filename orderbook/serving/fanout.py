@@ -5,8 +5,10 @@ One process completes about 7,500 stream sends a second through grpcio's sync se
 the book process keeps the books and publishes as before, and N serving processes
 (:mod:`orderbook.serving.worker`) bind the same gRPC address with SO_REUSEPORT; the kernel spreads incoming
 connections over them. Each one is fed over its own socketpair by a greenlet that follows this process's
-broadcaster: latest value only, so a slow serving process skips summaries instead of queueing them, and never
-delays the book or its siblings. The health state travels the same way.
+:class:`~orderbook.serving.symbols.SymbolBooks`: every symbol's full summary and venues, latest value only, so a
+slow serving process skips summaries instead of queueing them (what waits for it is one entry a symbol), and
+never delays the book or its siblings. The serving processes cut the shallower depths their clients ask for
+themselves. The health state travels the same way.
 
 The address is reserved here first with a bound, non-listening socket (so port 0 works and the port stays ours
 while a serving process restarts), after checking that nothing else listens there: SO_REUSEPORT would otherwise
@@ -21,7 +23,7 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import gevent
@@ -30,9 +32,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from orderbook.backoff import Backoff
 from orderbook.serving import link
-from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.grpc_server import AddressInUse, ServerStartError, TlsFiles, parse_address
 from orderbook.serving.stats import ServingStats
+from orderbook.serving.symbols import BOOK, SymbolBooks
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,10 @@ class WorkerSettings:
     grace: float = 1.0
     max_streams_per_connection: int | None = None
 
-    def argv(self, link_fd: int, address: str) -> list[str]:
+    def argv(self, link_fd: int, address: str, symbols: Sequence[str], depth: int) -> list[str]:
         argv = [sys.executable, "-m", "orderbook.serving.worker", "--link-fd", str(link_fd),
-                "--grpc-addr", address, "--max-streams", str(self.max_streams),
+                "--grpc-addr", address, "--symbols", ",".join(symbols), "--depth", str(depth),
+                "--max-streams", str(self.max_streams),
                 "--grace", str(self.grace),
                 "--log-level", self.log_level, "--log-format", self.log_format]
         if self.max_streams_per_connection is not None:
@@ -118,11 +121,11 @@ class _Worker:
 class ServingProcesses:
     """The gRPC endpoint as N serving processes; the same face as :class:`GrpcServer` to the application."""
 
-    def __init__(self, broadcaster: SummaryBroadcaster, address: str, count: int, settings: WorkerSettings,
+    def __init__(self, books: SymbolBooks, address: str, count: int, settings: WorkerSettings,
                  spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
-        self._broadcaster = broadcaster
+        self._books = books
         self._address = address
         self._count = count
         self._settings = settings
@@ -192,7 +195,7 @@ class ServingProcesses:
     def stop(self, grace: float) -> None:
         """Close every link (the serving processes end their streams within their grace and exit), then wait."""
         self._stopping = True
-        self._broadcaster.close()
+        self._books.close()
         workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             worker.close()
@@ -221,8 +224,8 @@ class ServingProcesses:
     def _launch(self, index: int) -> None:
         ours, theirs = socket.socketpair()
         try:
-            proc = subprocess.Popen(self._settings.argv(theirs.fileno(), self._bound_address),
-                                    pass_fds=(theirs.fileno(),))
+            argv = self._settings.argv(theirs.fileno(), self._bound_address, self._books.symbols, self._books.depth)
+            proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
         worker = _Worker(index, proc, ours)
@@ -244,13 +247,20 @@ class ServingProcesses:
         self._spawn(self._watch, worker)
 
     def _feed(self, worker: _Worker) -> None:
-        """Follow the broadcaster and hand each newest summary to the serving process."""
-        broadcaster = self._broadcaster
+        """Follow the books and hand each symbol's newest summary and state to the serving process, a batch of
+        changes in one write."""
         try:
-            for _, payload in broadcaster.follow(lambda: not worker.closed):
-                worker.send(link.frame(link.SUMMARY, payload, broadcaster.published_at))
+            for changes in self._books.follow(lambda: not worker.closed):
+                worker.send(b"".join(self._frame(kind, symbol) for kind, symbol in changes))
         except OSError:
             pass  # the serving process is gone: _watch sees its link close and restarts it
+
+    def _frame(self, kind: str, symbol: str) -> bytes:
+        if kind == BOOK:
+            full = self._books.broadcaster(symbol, 0)
+            assert full.latest is not None  # a symbol's book changes only by a publish
+            return link.summary_frame(symbol, full.latest, full.published_at)
+        return link.state_frame(self._books.state(symbol))
 
     def _watch(self, worker: _Worker) -> None:
         """Read the serving process's reports until its link closes; then restart it unless stopping."""

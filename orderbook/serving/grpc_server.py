@@ -1,23 +1,29 @@
-"""The gRPC endpoint: ``orderbook.OrderbookAggregator/BookSummary``, health checking and reflection.
+"""The gRPC endpoint: ``orderbook.OrderbookAggregator/BookSummary``, ``orderbook.OrderbookStreams`` (``Book``
+and ``Symbols``), health checking and reflection.
 
-The process must be gevent-patched and have called :func:`orderbook.serving.gevent_polling.init_grpc_gevent`
-(grpcio's gevent integration) before this module's objects are created. Each RPC runs in its own greenlet
-(:class:`GreenletExecutor`). Summaries arrive pre-serialized from the broadcaster and are sent as they are.
+``BookSummary`` streams the default symbol at the full ``--depth``, as it did when there was one symbol; ``Book``
+streams any configured symbol at any depth up to that, and ``Symbols`` lists them with their venues
+(:mod:`orderbook.serving.symbols`). The process must be gevent-patched and have called
+:func:`orderbook.serving.gevent_polling.init_grpc_gevent` (grpcio's gevent integration) before this module's
+objects are created. Each RPC runs in its own greenlet (:class:`GreenletExecutor`). Summaries arrive
+pre-serialized from the broadcasters and are sent as they are.
 
 Hostile or careless clients are bounded here (README, "Hostile clients"):
 
-* BookSummary streams are counted by the service itself: beyond ``max_streams`` a stream is refused with
-  RESOURCE_EXHAUSTED (and a throttled log line), while health checks and reflection are still served. grpcio's
-  ``maximum_concurrent_rpcs``, which counts every RPC, is kept above it (``max_streams`` plus a reserve) only so
-  that the greenlets stay bounded.
+* Book and BookSummary streams are counted together by the service itself: beyond ``max_streams`` a stream is
+  refused with RESOURCE_EXHAUSTED (and a throttled log line), while health checks, reflection and ``Symbols``
+  are still served. grpcio's ``maximum_concurrent_rpcs``, which counts every RPC, is kept above it
+  (``max_streams`` plus a reserve) only so that the greenlets stay bounded.
 * One HTTP/2 connection may have at most ``max_streams_per_connection`` streams open at once (gRPC core's
   ``grpc.max_concurrent_streams``, announced in SETTINGS): a client's streams beyond it wait in its own channel
   for one of its streams to end; they take nothing from other clients.
-* The request is read as raw bytes and parsed here: a body that is not an ``Empty`` gets INVALID_ARGUMENT, keeps
-  no memory (grpcio's own deserializer failure path kept about 20 KB per call, never freed) and is logged at
-  most once a minute with a count, without a traceback. Health and reflection are grpcio's own services, whose
-  deserializers leak the same way: :class:`ParseInHandler` reads their requests as bytes too and parses them
-  before handing them on.
+* The request is read as raw bytes and parsed here: a body that is not the method's message (``Empty``, or
+  ``BookRequest``) gets INVALID_ARGUMENT, keeps no memory (grpcio's own deserializer failure path kept about
+  20 KB per call, never freed) and is logged at most once a minute with a count, without a traceback. Health and
+  reflection are grpcio's own services, whose deserializers leak the same way: :class:`ParseInHandler` reads
+  their requests as bytes too and parses them before handing them on.
+* An unknown symbol gets NOT_FOUND and a depth beyond ``--depth`` INVALID_ARGUMENT, before any stream is counted;
+  a stream of a shallower depth keeps its broadcaster only while it lasts (:mod:`orderbook.serving.symbols`).
 * A connection with no call open for ``idle_timeout`` seconds is closed (``grpc.max_connection_idle_ms``: GOAWAY,
   then the socket is closed), so connections that never open a stream cannot pile up until the process runs out
   of file descriptors.
@@ -33,22 +39,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection
 
-from orderbook.proto import orderbook_pb2
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.stats import ServingStats
+from orderbook.serving.symbols import SymbolBooks, symbol_list
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = orderbook_pb2.DESCRIPTOR.services_by_name["OrderbookAggregator"].full_name
 METHOD_NAME = "BookSummary"
 METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
+STREAMS_SERVICE_NAME = orderbook_streams_pb2.DESCRIPTOR.services_by_name["OrderbookStreams"].full_name
+BOOK_PATH = f"/{STREAMS_SERVICE_NAME}/Book"
+SYMBOLS_PATH = f"/{STREAMS_SERVICE_NAME}/Symbols"
 
 _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # Ping idle connections so a client that vanished without closing its socket (host gone, cable pulled)
@@ -60,7 +71,8 @@ _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # Accept client keepalive pings down to every 5 s (the bundled client pings every 20 s) without treating
     # them as abuse.
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    # Requests are an Empty message or a small reflection or health query; a summary is well under 4 KiB.
+    # Requests are an Empty message, a BookRequest, or a small reflection or health query; a summary is well
+    # under 4 KiB at the default --depth and about 60 KiB at the largest.
     ("grpc.max_receive_message_length", 64 * 1024),
     ("grpc.max_send_message_length", 1024 * 1024),
 )
@@ -69,8 +81,13 @@ IDLE_TIMEOUT = 60.0
 """Seconds a connection may stay open with no call before it is closed."""
 
 RPC_RESERVE = 64
-"""RPCs allowed beyond ``max_streams`` (grpcio's overall bound): health checks and reflection while every
-BookSummary stream is taken. The larger of this and a tenth of ``max_streams``."""
+"""RPCs allowed beyond ``max_streams`` (grpcio's overall bound): health checks, reflection and ``Symbols`` while
+every book stream is taken. The larger of this and a tenth of ``max_streams``."""
+
+SHOWN_SYMBOL = 40
+"""Characters of an unknown symbol repeated in the NOT_FOUND detail: a client chooses its length."""
+
+_Request = TypeVar("_Request", bound=Message)
 
 LOG_EVERY = 60.0
 """Seconds between two log lines about the same kind of refused request (each says how many there were)."""
@@ -212,11 +229,11 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
 
 
 class GrpcServer:
-    """Serves the broadcaster's summaries to every ``BookSummary`` stream."""
+    """Serves every symbol's books (``books``) to ``Book`` and ``BookSummary`` streams, and ``Symbols``."""
 
     def __init__(
         self,
-        broadcaster: SummaryBroadcaster,
+        books: SymbolBooks,
         address: str = "127.0.0.1:5002",
         *,
         max_streams: int = 1000,
@@ -225,8 +242,9 @@ class GrpcServer:
         tls: TlsFiles | None = None,
         reuse_port: bool = False,
     ) -> None:
-        """``max_streams`` bounds the BookSummary streams, ``max_streams_per_connection`` (default a tenth of
-        ``max_streams``) the streams of one HTTP/2 connection; ``idle_timeout`` closes connections with no call.
+        """``max_streams`` bounds the Book and BookSummary streams together, ``max_streams_per_connection``
+        (default a tenth of ``max_streams``) the streams of one HTTP/2 connection; ``idle_timeout`` closes
+        connections with no call.
         ``reuse_port`` lets several server processes share one port; off by default so that a port that is
         already taken is reported instead of silently shared (grpcio turns SO_REUSEPORT on by default)."""
         if max_streams < 1:
@@ -237,7 +255,7 @@ class GrpcServer:
             raise ValueError(f"max_streams_per_connection must be at least 1, not {max_streams_per_connection}")
         if not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
-        self._broadcaster = broadcaster
+        self._books = books
         self._address = address
         self._max_streams = max_streams
         self._max_streams_per_connection = max_streams_per_connection
@@ -271,7 +289,7 @@ class GrpcServer:
         return self._executor.running
 
     def stats(self) -> ServingStats:
-        stats = self._broadcaster.stats()
+        stats = self._books.stats()
         stats.active_calls = self.active_calls
         return stats
 
@@ -289,13 +307,14 @@ class GrpcServer:
         ]
         server = grpc.server(
             self._executor,
-            handlers=[self._summary_handler()],
+            handlers=[self._summary_handler(), self._streams_handler()],
             options=options,
             interceptors=[ParseInHandler(self.malformed_requests)],
             maximum_concurrent_rpcs=self._max_streams + max(RPC_RESERVE, self._max_streams // 10),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, STREAMS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             if credentials is None:
                 bound = server.add_insecure_port(self._address)
@@ -330,14 +349,14 @@ class GrpcServer:
         if self._stopped:
             return
         self._stopped = True
-        self._broadcaster.close()
+        self._books.close()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
             log.info("gRPC server on port %s stopped", self._port)
 
     def _summary_handler(self) -> grpc.GenericRpcHandler:
-        # No request_deserializer: the raw bytes reach _book_summary, which parses them (see the module docstring).
+        # No request_deserializer: the raw bytes reach the method, which parses them (see the module docstring).
         method = grpc.unary_stream_rpc_method_handler(
             self._book_summary,
             request_deserializer=None,
@@ -345,27 +364,61 @@ class GrpcServer:
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: method})
 
-    def _book_summary(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def _streams_handler(self) -> grpc.GenericRpcHandler:
+        book = grpc.unary_stream_rpc_method_handler(self._book, request_deserializer=None,
+                                                    response_serializer=_already_serialized)
+        symbols = grpc.unary_unary_rpc_method_handler(self._symbols, request_deserializer=None,
+                                                      response_serializer=_already_serialized)
+        return grpc.method_handlers_generic_handler(STREAMS_SERVICE_NAME, {"Book": book, "Symbols": symbols})
+
+    def _parse(self, message: type[_Request], request: bytes, path: str, context: grpc.ServicerContext) -> _Request:
         try:
-            orderbook_pb2.Empty.FromString(request)
+            return message.FromString(request)
         except DecodeError as error:
-            self.malformed_requests.event("malformed request to %s from %s refused: %s", METHOD_PATH, context.peer(),
-                                          error)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not an orderbook.Empty message")
+            self.malformed_requests.event("malformed request to %s from %s refused: %s", path, context.peer(), error)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the request is not an {message.DESCRIPTOR.full_name} message")
+
+    def _book_summary(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._parse(orderbook_pb2.Empty, request, METHOD_PATH, context)
+        yield from self._stream("", 0, context, METHOD_NAME,
+                                f"all {self._max_streams} BookSummary streams are taken; try again later")
+
+    def _book(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        asked = self._parse(orderbook_streams_pb2.BookRequest, request, BOOK_PATH, context)
+        try:
+            symbol, depth = self._books.resolve(asked.symbol, asked.depth)
+        except KeyError:
+            shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
+                          f"{len(self._books.symbols)} symbols, listed by Symbols")
+        except ValueError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"depth {asked.depth} is more than the "
+                          f"{self._books.depth} levels a side this server serves (ask for 1 to "
+                          f"{self._books.depth}, or 0 for all)")
+        yield from self._stream(symbol, depth, context, "Book", f"all {self._max_streams} streams (Book and "
+                                "BookSummary together) are taken; try again later")
+
+    def _symbols(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._parse(orderbook_pb2.Empty, request, SYMBOLS_PATH, context)
+        return symbol_list(self._books.states())
+
+    def _stream(self, symbol: str, depth: int, context: grpc.ServicerContext, method: str,
+                refusal: str) -> Iterator[bytes]:
+        """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it)."""
         if self._book_streams >= self._max_streams:
-            self.refused_streams.event("BookSummary stream from %s refused: all %d streams are taken",
-                                       context.peer(), self._max_streams)
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"all {self._max_streams} BookSummary streams are taken; try again later")
+            self.refused_streams.event("%s stream from %s refused: all %d streams are taken",
+                                       method, context.peer(), self._max_streams)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
         self._book_streams += 1
         try:
             # A client that cancels wakes its own stream so it ends now, not at its next timed re-check.
-            wake_up = self._broadcaster.waker()
+            wake_up = SummaryBroadcaster.waker()
             context.add_callback(wake_up.set)
             peer = context.peer()
             log.debug("stream opened for %s", peer)
             try:
-                yield from self._broadcaster.stream(context.is_active, wake_up)
+                yield from self._books.stream(symbol, depth, context.is_active, wake_up)
             finally:
                 log.debug("stream closed for %s", peer)
         finally:
@@ -373,5 +426,5 @@ class GrpcServer:
 
 
 def _already_serialized(payload: bytes) -> bytes:
-    """The broadcaster hands out Summary bytes serialized once for all streams."""
+    """The broadcasters hand out Summary bytes serialized once for all streams; SymbolList comes serialized too."""
     return payload

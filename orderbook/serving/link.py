@@ -1,9 +1,11 @@
 """The link between the book process and a serving process: one socketpair, a message type each way.
 
 Book -> serving process: binary frames, a 13-byte header (kind, payload length, the book's publish time as a
-``time.perf_counter()`` value, CLOCK_MONOTONIC in every process on Linux) and the payload: a serialized summary,
-or the health state. Serving process -> book: one JSON object a line: ``{"ready": port}`` or ``{"error": text}``
-once at start, then ``{"stats": {...}}`` (:class:`~orderbook.serving.stats.ServingStats`) every second.
+``time.perf_counter()`` value, CLOCK_MONOTONIC in every process on Linux) and the payload: a symbol's full
+summary (the symbol, one byte of length then ASCII, and the serialized ``Summary``), a symbol's venues (a
+serialized ``orderbook.SymbolState``), or the health state. Serving process -> book: one JSON object a line:
+``{"ready": port}`` or ``{"error": text}`` once at start, then ``{"stats": {...}}``
+(:class:`~orderbook.serving.stats.ServingStats`) every second.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import socket
 import struct
 from typing import Any, BinaryIO
 
+from orderbook.serving.symbols import SymbolState
+
 SUMMARY = 1
 SERVING = 2
+STATE = 3
 
 HEADER = struct.Struct("<BId")
 MAX_PAYLOAD = 1 << 20
@@ -29,6 +34,36 @@ def frame(kind: int, payload: bytes, published_at: float = 0.0) -> bytes:
     return HEADER.pack(kind, len(payload), published_at) + payload
 
 
+def summary_frame(symbol: str, summary: bytes, published_at: float) -> bytes:
+    name = symbol.encode("ascii")
+    if len(name) > 255:
+        raise ValueError(f"a symbol of {len(name)} characters does not fit a frame")
+    return frame(SUMMARY, bytes((len(name),)) + name + summary, published_at)
+
+
+def split_summary(payload: bytes) -> tuple[str, bytes]:
+    """A SUMMARY frame's ``(symbol, summary)``."""
+    end = 1 + payload[0] if payload else 1
+    if len(payload) < end:
+        raise LinkError("a summary frame cut short in its symbol")
+    try:
+        return payload[1:end].decode("ascii"), payload[end:]
+    except UnicodeDecodeError:
+        raise LinkError(f"a summary frame's symbol is not ASCII: {payload[1:end]!r}") from None
+
+
+def state_frame(state: SymbolState) -> bytes:
+    return frame(STATE, state.to_message().SerializeToString())
+
+
+def read_state(payload: bytes) -> SymbolState:
+    """A STATE frame's state."""
+    try:
+        return SymbolState.from_bytes(payload)
+    except ValueError as error:
+        raise LinkError(str(error)) from None
+
+
 def serving_frame(serving: bool) -> bytes:
     return frame(SERVING, b"\x01" if serving else b"\x00")
 
@@ -41,7 +76,7 @@ def read_frame(reader: BinaryIO) -> tuple[int, bytes, float] | None:
     if len(header) < HEADER.size:
         raise LinkError("link closed in the middle of a frame header")
     kind, length, published_at = HEADER.unpack(header)
-    if kind not in (SUMMARY, SERVING) or length > MAX_PAYLOAD:
+    if kind not in (SUMMARY, SERVING, STATE) or length > MAX_PAYLOAD:
         raise LinkError(f"bad frame: kind {kind}, {length} bytes")
     payload = reader.read(length)
     if len(payload) < length:

@@ -51,7 +51,7 @@ class ServingStats:
 
 
 def serving_families(stats: ServingStats, published: int) -> Iterable[Metric]:
-    streams = GaugeMetricFamily("orderbook_grpc_open_streams", "BookSummary streams open")
+    streams = GaugeMetricFamily("orderbook_grpc_open_streams", "Book and BookSummary streams open")
     streams.add_metric([], stats.open_streams)
     published_family = CounterMetricFamily("orderbook_summaries_published", "Summaries published (the book changed)")
     published_family.add_metric([], published)

@@ -1,12 +1,13 @@
 """A serving process (``--serve-processes N`` starts N): gRPC streams fed by the book process over a link.
 
-    python -m orderbook.serving.worker --link-fd FD --grpc-addr HOST:PORT [--max-streams N] ...
+    python -m orderbook.serving.worker --link-fd FD --grpc-addr HOST:PORT --symbols A,B --depth N ...
 
 It binds the service's gRPC address with SO_REUSEPORT beside its siblings (the kernel spreads new connections
-over them), reports ``ready`` or the bind error, then publishes every summary that arrives on the link to its
-streams and reports its figures every second. When the link closes (the book process stopped or died) it ends
-its streams and exits: it never serves a book nobody keeps in step. SIGINT is ignored (a Ctrl-C reaches the
-whole process group; the book process decides); SIGTERM stops it.
+over them), reports ``ready`` or the bind error, then publishes every symbol's summary and state that arrive on
+the link to its own :class:`~orderbook.serving.symbols.SymbolBooks` (which cuts the shallower depths its ``Book``
+streams ask for from the full summary) and reports its figures every second. When the link closes (the book
+process stopped or died) it ends its streams and exits: it never serves a book nobody keeps in step. SIGINT is
+ignored (a Ctrl-C reaches the whole process group; the book process decides); SIGTERM stops it.
 """
 
 from orderbook.boot import boot
@@ -25,8 +26,8 @@ import gevent  # noqa: E402
 
 from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
-from orderbook.serving.broadcast import SummaryBroadcaster  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+from orderbook.serving.symbols import SymbolBooks  # noqa: E402
 
 log = logging.getLogger("orderbook.serving.worker")
 
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--link-fd", type=int, required=True, help="the inherited socket to the book process")
     add("--grpc-addr", required=True)
+    add("--symbols", required=True, type=lambda text: text.split(","), help="the book's symbols, the default first")
+    add("--depth", type=int, required=True, help="the most levels a side (the book's --depth)")
     add("--max-streams", type=int, default=1000)
     add("--max-streams-per-connection", type=int, default=None, help="default a tenth of --max-streams")
     add("--tls-cert")
@@ -53,9 +56,9 @@ class ServingProcess:
     def __init__(self, args: argparse.Namespace) -> None:
         self.link = socket.socket(fileno=args.link_fd)
         self.reader = self.link.makefile("rb")
-        self.broadcaster = SummaryBroadcaster()
+        self.books = SymbolBooks(args.symbols, args.depth)
         tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
-        self.server = GrpcServer(self.broadcaster, args.grpc_addr, max_streams=args.max_streams,
+        self.server = GrpcServer(self.books, args.grpc_addr, max_streams=args.max_streams,
                                  max_streams_per_connection=args.max_streams_per_connection, tls=tls,
                                  reuse_port=True)
         self.grace = args.grace
@@ -83,11 +86,7 @@ class ServingProcess:
     def _follow_link(self) -> int:
         try:
             while (message := link.read_frame(self.reader)) is not None:
-                kind, payload, published_at = message
-                if kind == link.SUMMARY:
-                    self.broadcaster.publish(payload, published_at)
-                else:
-                    self.server.set_serving(payload == b"\x01")
+                self._apply(*message)
         except (link.LinkError, OSError) as error:
             if self.terminated and isinstance(error, OSError):
                 log.info("serving process %d: SIGTERM; stopping", os.getpid())
@@ -96,6 +95,18 @@ class ServingProcess:
             return EXIT_LINK_ERROR
         log.info("serving process %d: the book process closed the link; stopping", os.getpid())
         return 0
+
+    def _apply(self, kind: int, payload: bytes, published_at: float) -> None:
+        try:
+            if kind == link.SUMMARY:
+                symbol, summary = link.split_summary(payload)
+                self.books.publish_summary(symbol, summary, published_at)
+            elif kind == link.STATE:
+                self.books.set_state(link.read_state(payload))
+            else:
+                self.server.set_serving(payload == b"\x01")
+        except (KeyError, ValueError) as error:  # a symbol the book process did not start this one with, ...
+            raise link.LinkError(f"frame of kind {kind} refused: {error!r}") from None
 
     def _report_stats(self) -> None:
         while True:

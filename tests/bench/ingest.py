@@ -40,7 +40,7 @@ class Pipeline:
         self.app = Application(config)
         book = self.app.books[config.symbol]
         book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
-        self.broadcaster = self.app.broadcaster
+        self.served = self.app.served
         feeds = {feed.name: feed for feed in self.app.feeds}
         self.lanes: dict[str, tuple[VenueConnection, dict[str, SymbolStream]]] = {}
         for exchange, snapshot in replay.snapshots.items():
@@ -74,7 +74,7 @@ def _run_source(replays: list[Replay], symbol_of: Callable[[Replay], str]) -> di
         pipeline = Pipeline(replay, symbol_of(replay))
         seconds += pipeline.run(replay.frames)
         frames += len(replay.frames)
-        published += pipeline.broadcaster.published_total
+        published += pipeline.served.published_total
     return {"frames": frames, "seconds": seconds, "frames_per_s": frames / seconds if seconds else None,
             "us_per_frame": seconds / frames * 1e6 if frames else None, "summaries_published": published}
 

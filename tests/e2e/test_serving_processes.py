@@ -14,8 +14,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.simulator.process import SimulatorProcess
 from tests.metrics_scrape import Samples, scrape
 from tests.support.service import RUN_SERVER, Book, BookReader, ServerProcess, wait_until_matches_truth
@@ -304,6 +306,46 @@ def test_a_rejected_tls_certificate_is_one_clear_error_as_with_one_process(tmp_p
     address = match[1]
     assert "Traceback" not in result.stderr
     assert not serving_pids(address)
+
+
+def first_book(channel: grpc.Channel, symbol: str, depth: int) -> Book:
+    """The book a new ``Book`` stream gets first: the one being served now."""
+    call = channel.unary_stream("/orderbook.OrderbookStreams/Book",
+                                orderbook_streams_pb2.BookRequest.SerializeToString,
+                                orderbook_pb2.Summary.FromString)(
+        orderbook_streams_pb2.BookRequest(symbol=symbol, depth=depth), timeout=10)
+    try:
+        return Book.from_summary(next(call))
+    finally:
+        call.cancel()
+
+
+def test_serving_processes_serve_book_at_a_depth_and_symbols_with_the_venues_in_step(fleet):
+    simulator, server = fleet.start("--seed", "17", "--rate", "100")
+    with grpc.insecure_channel(server.target) as channel:
+        list_symbols = channel.unary_unary("/orderbook.OrderbookStreams/Symbols", orderbook_pb2.Empty.SerializeToString,
+                                           orderbook_streams_pb2.SymbolList.FromString)
+
+        def states() -> list[tuple[str, list[str], list[str]]]:
+            listed = list_symbols(orderbook_pb2.Empty(), timeout=5).symbols
+            return [(state.symbol, list(state.exchanges), list(state.exchanges_in_step)) for state in listed]
+
+        both = [("ETHBTC", ["binance", "bitstamp"], ["binance", "bitstamp"])]
+        wait_until(states, 10, "Symbols to list both venues in step", accept=lambda listed: listed == both)
+        simulator.control.pause()
+        truth = Book.from_truth(simulator.control.truth(3)["merged"])
+        assert len(truth.bids) == len(truth.asks) == 3
+        for symbol in ("", "ETHBTC"):  # the default symbol, by its empty name and by its own
+            wait_until(lambda: first_book(channel, symbol, 3), 5, f"Book({symbol!r}, 3) to be the true top 3",
+                       accept=lambda book: book == truth)
+        with pytest.raises(grpc.RpcError) as unknown:
+            first_book(channel, "BTCUSDT", 3)
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as too_deep:
+            first_book(channel, "ETHBTC", 11)
+        assert too_deep.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert server.terminate() == 0
+    assert "Traceback" not in server.log()
 
 
 def test_port_0_is_reserved_once_and_served_by_both_processes(fleet, reader_factory):

@@ -1,10 +1,15 @@
 """A GrpcServer in its own gevent process, for the serving tests (run as a script, not collected by pytest).
 
-Prints ``PORT <n>`` once listening (or ``ERROR <kind>: <message>`` and exits 2), then publishes synthetic
-summaries every ``--interval`` seconds (with ``--interval 0``, only on command). Summary number n has its first
-bid amount equal to n, so a client can tell which summaries it saw and which it skipped.
-Stdin commands, one per line: ``publish`` (the next summary), ``empty`` (a summary with no asks),
-``serving on|off``, ``stats`` (prints ``STATS {json}`` with the broadcaster's counters); each is answered "OK".
+It serves the ``--symbols`` (default ETHBTC; the first is the default symbol) from one process, or from
+``--serve-processes N`` serving processes fed by this one as the service does. Prints ``PORT <n>`` once listening
+(or ``ERROR <kind>: <message>`` and exits 2), then publishes synthetic summaries of every symbol every
+``--interval`` seconds (with ``--interval 0``, only on command). Summary number n has its first bid amount equal
+to n, so a client can tell which summaries it saw and which it skipped; the i-th symbol's prices are i above the
+first one's (its best bid is i + 0.05123).
+Stdin commands, one per line, each answered "OK": ``publish [SYMBOL]`` (the next summary), ``deep [SYMBOL]`` (the
+same summary with only its last ask changed), ``empty`` (a summary with no asks), ``state SYMBOL VENUES IN_STEP``
+(comma-separated venues, ``-`` for none), ``serving on|off``, ``stats`` (prints ``STATS {json}`` with the
+streams' counters).
 SIGTERM, SIGINT or the end of stdin stops the server (grace 1 s) and exits 0.
 """
 
@@ -30,20 +35,27 @@ from gevent.fileobject import FileObjectThread  # noqa: E402
 
 from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
-from orderbook.serving.broadcast import SummaryBroadcaster  # noqa: E402
-from orderbook.serving.codec import encode_summary  # noqa: E402
+from orderbook.serving.fanout import ServingProcesses, WorkerSettings  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+from orderbook.serving.symbols import SymbolBooks, SymbolState  # noqa: E402
 
 
-def synthetic_top(number: int, depth: int) -> MergedTop:
-    """Bids from 0.05123 down, asks from 0.05124 up (spread 0.00001); first bid amount = ``number``."""
-    tick = parse_decimal("0.00001")
-    bids = [Level("binance", parse_decimal("0.05123"), number * SCALE)]
-    bids += [Level("bitstamp", parse_decimal("0.05122") - i * tick, SCALE // 2) for i in range(depth - 1)]
+def synthetic_top(number: int, depth: int, offset: int = 0, last_ask: int = 2) -> MergedTop:
+    """Bids from 0.05123 down, asks from 0.05124 up (spread 0.00001), each ``offset`` higher; first bid amount =
+    ``number``, last ask amount ``last_ask``."""
+    tick, up = parse_decimal("0.00001"), offset * SCALE
+    bids = [Level("binance", parse_decimal("0.05123") + up, number * SCALE)]
+    bids += [Level("bitstamp", parse_decimal("0.05122") + up - i * tick, SCALE // 2) for i in range(depth - 1)]
     asks = [
-        Level("bitstamp" if i % 2 else "binance", parse_decimal("0.05124") + i * tick, 2 * SCALE) for i in range(depth)
+        Level("bitstamp" if i % 2 else "binance", parse_decimal("0.05124") + up + i * tick,
+              (last_ask if i == depth - 1 else 2) * SCALE)
+        for i in range(depth)
     ]
     return MergedTop(asks[0].price - bids[0].price, tuple(bids), tuple(asks))
+
+
+def venues(text: str) -> tuple[str, ...]:
+    return () if text == "-" else tuple(text.split(","))
 
 
 def main() -> int:
@@ -57,16 +69,24 @@ def main() -> int:
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--fd-limit", type=int, help="lower the open-file limit to this (to test running out)")
+    parser.add_argument("--symbols", default="ETHBTC")
+    parser.add_argument("--serve-processes", type=int, default=0)
     args = parser.parse_args()
     if args.fd_limit:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.fd_limit, hard))
 
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
-    broadcaster = SummaryBroadcaster(recheck_interval=0.5)
-    server = GrpcServer(broadcaster, args.address, max_streams=args.max_streams,
-                        max_streams_per_connection=args.max_streams_per_connection, idle_timeout=args.idle_timeout,
-                        tls=tls)
+    symbols = args.symbols.split(",")
+    books = SymbolBooks(symbols, args.depth, recheck_interval=0.5)
+    if args.serve_processes:
+        settings = WorkerSettings(args.max_streams, tls, "info", "text",
+                                  max_streams_per_connection=args.max_streams_per_connection)
+        server: GrpcServer | ServingProcesses = ServingProcesses(books, args.address, args.serve_processes, settings)
+    else:
+        server = GrpcServer(books, args.address, max_streams=args.max_streams,
+                            max_streams_per_connection=args.max_streams_per_connection,
+                            idle_timeout=args.idle_timeout, tls=tls)
     try:
         server.start()
     except ServerStartError as error:
@@ -76,25 +96,36 @@ def main() -> int:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     counter = iter(range(1, 1 << 62))
+    last = dict.fromkeys(symbols, 0)
+
+    def publish(symbol: str, deep: bool = False) -> None:
+        if not deep:
+            last[symbol] = next(counter)
+        top = synthetic_top(last[symbol], args.depth, symbols.index(symbol), last_ask=next(counter) if deep else 2)
+        books.publish(symbol, top)
 
     def publish_steadily() -> None:
         while True:
-            broadcaster.publish(encode_summary(synthetic_top(next(counter), args.depth)))
+            for symbol in symbols:
+                publish(symbol)
             gevent.sleep(args.interval)
 
     def obey_stdin() -> None:
         for line in FileObjectThread(sys.stdin):
             command = line.split()
-            if command == ["publish"]:
-                broadcaster.publish(encode_summary(synthetic_top(next(counter), args.depth)))
+            if command[:1] in (["publish"], ["deep"]):
+                publish(command[1] if command[1:] else books.default, deep=command[0] == "deep")
             elif command == ["empty"]:
                 top = synthetic_top(next(counter), args.depth)
-                broadcaster.publish(encode_summary(MergedTop(None, top.bids, ())))
+                books.publish(books.default, MergedTop(None, top.bids, ()))
+            elif command[:1] == ["state"]:
+                books.set_state(SymbolState(command[1], venues(command[2]), venues(command[3])))
             elif command[:1] == ["serving"]:
                 server.set_serving(command[1:] == ["on"])
             elif command == ["stats"]:
-                names = ("open_streams", "published_total", "sent_total", "skipped_total")
-                stats = {name: getattr(broadcaster, name) for name in names}
+                streams = server.stats()
+                stats = {"open_streams": streams.open_streams, "published_total": books.published_total,
+                         "sent_total": streams.sent, "skipped_total": streams.skipped}
                 if READY_FIRST is not None:
                     stats.update(polls_ready=READY_FIRST.ready, polls_parked=READY_FIRST.parked)
                 print("STATS", json.dumps(stats), flush=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from orderbook.proto import orderbook_pb2
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.processes import with_default_signals
 
 HERE = Path(__file__).resolve().parent
@@ -19,6 +19,8 @@ REPO_ROOT = HERE.parent.parent
 HELPER = HERE / "serve_helper.py"
 CLIENT = REPO_ROOT / "bin" / "client"
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
+BOOK_PATH = "/orderbook.OrderbookStreams/Book"
+SYMBOLS_PATH = "/orderbook.OrderbookStreams/Symbols"
 
 
 class Helper:
@@ -86,6 +88,18 @@ class Helper:
 def book_summary(channel: grpc.Channel) -> Callable[..., grpc.Call]:
     """The streaming method, by path (no generated stub needed)."""
     return channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
+
+
+def book(channel: grpc.Channel) -> Callable[..., grpc.Call]:
+    """``OrderbookStreams.Book``, by path: call it with an ``orderbook_streams_pb2.BookRequest``."""
+    return channel.unary_stream(BOOK_PATH, orderbook_streams_pb2.BookRequest.SerializeToString,
+                                orderbook_pb2.Summary.FromString)
+
+
+def symbols(channel: grpc.Channel) -> Callable[..., orderbook_streams_pb2.SymbolList]:
+    """``OrderbookStreams.Symbols``, by path: call it with an ``orderbook_pb2.Empty``."""
+    return channel.unary_unary(SYMBOLS_PATH, orderbook_pb2.Empty.SerializeToString,
+                               orderbook_streams_pb2.SymbolList.FromString)
 
 
 def run_client(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from serving_support import CLIENT, Helper, book_summary, run_client
 
-from orderbook.client import Printer, render_ladder, summary_to_json
-from orderbook.proto import orderbook_pb2
+from orderbook.client import Printer, render_ladder, render_symbols, summary_to_json, symbol_to_json
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.processes import with_default_signals
 
 Start = Callable[..., Helper]
@@ -72,6 +72,22 @@ def test_ladder_puts_bids_left_asks_right_with_eight_decimals() -> None:
 
 def test_ladder_without_spread_says_so() -> None:
     assert render_ladder(summary(math.nan, [], []), 1)[-1].startswith("spread n/a")
+
+
+def test_symbols_table_lines_up_and_marks_the_default() -> None:
+    states = [orderbook_streams_pb2.SymbolState(symbol="ETHBTC", exchanges=["binance", "bitstamp"],
+                                                exchanges_in_step=["binance", "bitstamp"]),
+              orderbook_streams_pb2.SymbolState(symbol="BTCUSDT", exchanges=["binance"], exchanges_in_step=[]),
+              orderbook_streams_pb2.SymbolState(symbol="X", exchanges=[], exchanges_in_step=[])]
+    assert render_symbols(states) == [
+        "symbol   exchanges          in step",
+        "ETHBTC   binance, bitstamp  binance, bitstamp  (default)",
+        "BTCUSDT  binance            -",
+        "X        -                  -",
+    ]
+    assert render_symbols([]) == ["symbol  exchanges  in step"]
+    assert json.loads(symbol_to_json(states[1], False)) == {
+        "symbol": "BTCUSDT", "exchanges": ["binance"], "exchanges_in_step": [], "default": False}
 
 
 def test_piped_output_is_plain_blocks_separated_by_a_blank_line() -> None:
@@ -146,6 +162,53 @@ def test_ladder_output_when_piped(start_helper: Start) -> None:
     rows = blocks[1].splitlines()
     assert rows[4].split() == ["bitstamp", "0.50000000", "0.05122000", "|", "0.05125000", "2.00000000", "bitstamp"]
     assert rows[-1].startswith("spread 0.00001000")
+
+
+@pytest.mark.e2e
+def test_symbol_and_depth_stream_that_symbols_top_levels(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.02", "--symbols", "ETHBTC,BTCUSDT")
+    result = run_client("--addr", helper.target, "--symbol", "btcusdt", "--depth", "3", "--json", "--count", "2")
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert [level["price"] for level in line["bids"]] == [1.05123, 1.05122, 1.05121]  # the second symbol's
+        assert [level["price"] for level in line["asks"]] == [1.05124, 1.05125, 1.05126]
+        assert line["spread"] == pytest.approx(1e-05)
+    default = run_client("--addr", helper.target, "--depth", "2", "--json", "--count", "1")
+    assert default.returncode == 0
+    line = json.loads(default.stdout)
+    assert [level["price"] for level in line["bids"]] == [0.05123, 0.05122] and len(line["asks"]) == 2
+
+
+@pytest.mark.e2e
+def test_list_prints_the_symbols_as_a_table_or_json_lines(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0", "--symbols", "ETHBTC,BTCUSDT")
+    helper.command("state ETHBTC binance,bitstamp bitstamp")
+    result = run_client("--addr", helper.target, "--list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ("symbol   exchanges          in step\n"
+                             "ETHBTC   binance, bitstamp  bitstamp  (default)\n"
+                             "BTCUSDT  -                  -\n")
+    as_json = run_client("--addr", helper.target, "--list", "--json")
+    assert as_json.returncode == 0
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
+        {"symbol": "ETHBTC", "exchanges": ["binance", "bitstamp"], "exchanges_in_step": ["bitstamp"], "default": True},
+        {"symbol": "BTCUSDT", "exchanges": [], "exchanges_in_step": [], "default": False},
+    ]
+
+
+@pytest.mark.e2e
+def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0.05", "--symbols", "ETHBTC,BTCUSDT")
+    unknown = run_client("--addr", helper.target, "--symbol", "XRPEUR")
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert unknown.stderr == (f"error: the order book server at {helper.target} does not serve 'XRPEUR' (--list shows "
+                              "the symbols it serves)\n")
+    too_deep = run_client("--addr", helper.target, "--symbol", "BTCUSDT", "--depth", "11")
+    assert (too_deep.returncode, too_deep.stdout) == (2, "")
+    assert too_deep.stderr == (f"error: the order book server at {helper.target} refused the request: depth 11 is more "
+                               "than the 10 levels a side this server serves (ask for 1 to 10, or 0 for all)\n")
 
 
 @pytest.mark.e2e
@@ -227,6 +290,10 @@ CLIENT_USAGE_ERRORS = [
     (["--timeout", "-1"], "--timeout: expected a positive number of seconds, got '-1'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--count"], "--count: expected one argument"),
+    (["--depth", "0"], "--depth: expected a positive whole number, got '0'"),
+    (["--list", "--count", "1"], "--list: lists the symbols and exits: it takes no --count"),
+    (["--list", "--symbol", "ETHBTC"], "--list: lists the symbols and exits: it takes no --symbol"),
+    (["--list", "--depth", "3"], "--list: lists the symbols and exits: it takes no --depth"),
 ]
 
 
@@ -242,3 +309,5 @@ def test_help_explains_every_flag() -> None:
     text = " ".join(result.stdout.split())
     assert "(default 127.0.0.1:5002)" in text and "(default 5.0)" in text
     assert "--timeout SECONDS how long to wait for the server to accept the connection" in text
+    assert "--symbol SYMBOL the symbol to stream" in text and "--depth N levels a side" in text
+    assert "--list print the symbols the server serves" in text

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import parse_decimal, to_float
 from orderbook.proto import orderbook_pb2
-from orderbook.serving.codec import encode_summary
+from orderbook.serving.codec import SummaryFields, encode_summary
 
 
 def decode(payload: bytes) -> orderbook_pb2.Summary:
@@ -92,3 +93,44 @@ def test_hand_encoding_decodes_to_what_protobuf_builds(spread, bids, asks) -> No
     assert decoded.bids == expected.bids and decoded.asks == expected.asks
     assert math.isnan(decoded.spread) if top.spread is None else decoded.spread == expected.spread
     assert encode_summary(top) == expected.SerializeToString()  # byte for byte, as protobuf writes it
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spread=st.none() | st.integers(min_value=-(10**20), max_value=10**20),
+    bids=_levels,
+    asks=_levels,
+    depth=st.integers(min_value=1, max_value=14),
+)
+def test_a_summary_cut_as_bytes_is_its_top_levels_as_protobuf_reads_them(spread, bids, asks, depth) -> None:
+    top = MergedTop(spread, tuple(bids), tuple(asks))
+    full = decode(encode_summary(top))
+    cut = SummaryFields(encode_summary(top)).top(depth)
+    decoded = decode(cut)
+    assert list(decoded.bids) == list(full.bids)[:depth] and list(decoded.asks) == list(full.asks)[:depth]
+    assert math.isnan(decoded.spread) if top.spread is None else decoded.spread == full.spread
+    assert cut == encode_summary(MergedTop(spread, top.bids[:depth], top.asks[:depth]))  # the same bytes
+
+
+def test_a_cut_at_or_beyond_every_side_is_the_summary_itself() -> None:
+    payload = encode_summary(MergedTop(1, (level("binance", "1", "2"),), (level("bitstamp", "1.1", "3"),) * 3))
+    fields = SummaryFields(payload)
+    assert fields.top(3) is payload and fields.top(100) is payload
+    assert len(decode(fields.top(2)).asks) == 2 and len(decode(fields.top(2)).bids) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        fields.top(0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "complaint"),
+    [
+        (b"\x09\x00\x00", "spread"),  # a spread tag and 2 of its 8 bytes
+        (b"\x12\x05ab", "cut short"),  # a bid of 5 bytes, 2 there
+        (b"\x12\xff", "cut short or malformed"),  # a length whose varint never ends
+        (b"\x1a\x00\x12\x00", "unexpected field"),  # a bid after the asks: not encode_summary's order
+        (b"\x22\x00", "unexpected field"),  # field 4: not a Summary field
+    ],
+)
+def test_bytes_that_are_not_a_summary_in_field_order_are_refused(payload: bytes, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        SummaryFields(payload)

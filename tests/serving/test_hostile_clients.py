@@ -7,16 +7,18 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving_support import METHOD_PATH, Helper, book_summary
+from serving_support import BOOK_PATH, METHOD_PATH, SYMBOLS_PATH, Helper, book, book_summary, symbols
 
-from orderbook.proto import orderbook_pb2
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 
 Start = Callable[..., Helper]
 EMPTY = orderbook_pb2.Empty()
+SHALLOW = orderbook_streams_pb2.BookRequest(symbol="ETHBTC", depth=3)
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one target share a connection otherwise
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS, no flags, stream 0
@@ -73,13 +75,80 @@ def test_malformed_requests_are_refused_keep_no_memory_and_are_logged_once(
     assert "Traceback" not in log
 
 
-def test_one_connection_over_its_share_locks_nobody_out(
+def test_malformed_book_and_symbols_requests_are_refused_keep_no_memory_and_are_logged_once(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
+    helper = start_helper("--interval", "0.05")
+    channel = channels(helper.target)
+    raw_book = channel.unary_stream(BOOK_PATH, request_serializer=None)
+    raw_symbols = channel.unary_unary(SYMBOLS_PATH, request_serializer=None)
+    # A bad tag, a field cut short, and (for Book) a symbol that is not UTF-8, as proto3 strings must be.
+    bad_requests = [(raw_book, b"\xff\xff"), (raw_symbols, b"\xff\xff"), (raw_book, b"\x0a\x10ETH"),
+                    (raw_symbols, b"\x0a\x10ETH"), (raw_book, b"\x0a\x02\xff\xfe")]
+
+    def refused(count: int) -> set[tuple[grpc.StatusCode, str]]:
+        answers = set()
+        for number in range(count):
+            method, payload = bad_requests[number % len(bad_requests)]
+            with pytest.raises(grpc.RpcError) as error:
+                list(method(payload, timeout=5)) if method is raw_book else method(payload, timeout=5)
+            answers.add((error.value.code(), error.value.details()))
+        return answers
+
+    expected = {(grpc.StatusCode.INVALID_ARGUMENT, "the request is not an orderbook.BookRequest message"),
+                (grpc.StatusCode.INVALID_ARGUMENT, "the request is not an orderbook.Empty message")}
+    assert refused(300) == expected
+    before = rss_kib(helper.proc.pid)
+    assert refused(2000) == expected
+    growth = rss_kib(helper.proc.pid) - before
+    assert growth < 3 * 1024, f"RSS grew {growth} KiB over 2,000 malformed requests"
+    assert len(next(book(channel)(SHALLOW, timeout=5)).bids) == 3  # well-formed ones are still served
+    assert [state.symbol for state in symbols(channel)(EMPTY, timeout=5).symbols] == ["ETHBTC"]
+    log = helper.stderr()
+    assert log.count("malformed request to") == 1 and "Traceback" not in log, log
+    assert helper.stats()["open_streams"] == 0  # none of them was counted as a stream
+
+
+def test_book_and_book_summary_streams_share_the_stream_limit(
+    start_helper: Start, channels: Callable[..., grpc.Channel]
+) -> None:
+    helper = start_helper("--interval", "0.05", "--max-streams", "4", "--max-streams-per-connection", "4")
+    holder = channels(helper.target)
+    held = [book(holder)(SHALLOW, timeout=20) for _ in range(2)] + [book_summary(holder)(EMPTY, timeout=20)
+                                                                     for _ in range(2)]
+    assert all(next(call).bids for call in held)
+    newcomer = channels(helper.target)
+    for method, message in [(book(newcomer), SHALLOW), (book_summary(newcomer), EMPTY)] * 5:
+        with pytest.raises(grpc.RpcError) as refused:
+            next(method(message, timeout=5))
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == "all 4 BookSummary streams are taken; try again later"  # as it always said
+    assert [state.symbol for state in symbols(newcomer)(EMPTY, timeout=5).symbols] == ["ETHBTC"]  # still answered
+    assert health_check(newcomer) == health_pb2.HealthCheckResponse.NOT_SERVING
+    log = helper.stderr()
+    assert log.count("stream from") == 1 and "Book stream from" in log and "all 4 streams are taken" in log, log
+    held[0].cancel()  # a Book stream's slot is anyone's once the server has seen the cancel
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert next(book_summary(newcomer)(EMPTY, timeout=5)).bids
+            break
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.05)
+    for call in held:
+        call.cancel()
+
+
+@pytest.mark.parametrize("method", ["BookSummary", "Book"])
+def test_one_connection_over_its_share_locks_nobody_out(
+    start_helper: Start, channels: Callable[..., grpc.Channel], method: str
+) -> None:
     helper = start_helper("--interval", "0.05", "--max-streams", "8", "--max-streams-per-connection", "4")
-    hog = book_summary(channels(helper.target))
-    next(hog(EMPTY, timeout=5))  # the client has the server's SETTINGS (its stream limit) from here on
-    held = [hog(EMPTY, timeout=20) for _ in range(12)]
+    hog_channel = channels(helper.target)
+    hog = partial(book(hog_channel), SHALLOW) if method == "Book" else partial(book_summary(hog_channel), EMPTY)
+    next(hog(timeout=5))  # the client has the server's SETTINGS (its stream limit) from here on
+    held = [hog(timeout=20) for _ in range(12)]
     assert all(next(call).bids for call in held[:4])
     # Its 9 streams beyond the share wait in its own channel; another connection is served at once.
     newcomer = channels(helper.target)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from orderbook.serving import link
+from orderbook.serving.symbols import SymbolState
 
 
 class Pair:
@@ -48,6 +49,30 @@ def test_frames_arrive_whole_and_in_order(pair: Pair) -> None:
     assert link.read_frame(pair.reader) == (link.SUMMARY, b"", 0.0)
 
 
+def test_a_symbols_summary_and_state_arrive_with_their_symbol(pair: Pair) -> None:
+    state = SymbolState("BTCUSDT", ("binance", "bitstamp"), ("bitstamp",))
+    pair.send(link.summary_frame("BTCUSDT", b"\x09summary", 7.25) + link.state_frame(state)
+              + link.summary_frame("ETHBTC", b"", 8.5))
+    kind, payload, published_at = link.read_frame(pair.reader)
+    assert (kind, link.split_summary(payload), published_at) == (link.SUMMARY, ("BTCUSDT", b"\x09summary"), 7.25)
+    kind, payload, _ = link.read_frame(pair.reader)
+    assert (kind, link.read_state(payload)) == (link.STATE, state)
+    kind, payload, _ = link.read_frame(pair.reader)
+    assert link.split_summary(payload) == ("ETHBTC", b"")
+
+
+@pytest.mark.parametrize(("payload", "complaint"), [(b"", "cut short"), (b"\x07ETH", "cut short"),
+                                                    (b"\x02\xff\xfe", "not ASCII")])
+def test_a_summary_frame_without_a_whole_symbol_is_an_error(payload: bytes, complaint: str) -> None:
+    with pytest.raises(link.LinkError, match=complaint):
+        link.split_summary(payload)
+
+
+def test_a_state_frame_that_is_not_a_state_is_an_error() -> None:
+    with pytest.raises(link.LinkError, match="not an orderbook.SymbolState"):
+        link.read_state(b"\x0a\x05AB")
+
+
 def test_a_frame_of_the_largest_size_is_read(pair: Pair) -> None:
     payload = b"x" * link.MAX_PAYLOAD
     writer = threading.Thread(target=pair.end, args=(link.frame(link.SUMMARY, payload, 1.5),))
@@ -77,9 +102,9 @@ def test_an_end_in_the_middle_of_a_payload_is_an_error(pair: Pair) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [link.HEADER.pack(0, 1, 0.0), link.HEADER.pack(3, 1, 0.0), link.HEADER.pack(255, 0, 0.0),
+    [link.HEADER.pack(0, 1, 0.0), link.HEADER.pack(4, 1, 0.0), link.HEADER.pack(255, 0, 0.0),
      link.HEADER.pack(link.SUMMARY, link.MAX_PAYLOAD + 1, 0.0), link.HEADER.pack(link.SERVING, 2**32 - 1, 0.0)],
-    ids=["kind 0", "kind 3", "kind 255", "one byte too long", "4 GiB"],
+    ids=["kind 0", "kind 4", "kind 255", "one byte too long", "4 GiB"],
 )
 def test_an_unknown_kind_or_an_oversize_length_is_an_error_before_any_payload_is_read(
     pair: Pair, header: bytes

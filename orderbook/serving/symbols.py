@@ -1,0 +1,253 @@
+"""Every configured symbol's served side: its merged book at each depth a client asked for, and its venues' state.
+
+Each symbol has a :class:`SummaryBroadcaster` at the full ``--depth``; the default symbol's is the one that
+``OrderbookAggregator.BookSummary`` streams, exactly as when there was one symbol. A client of
+``OrderbookStreams.Book`` may ask for fewer levels a side: that depth's broadcaster is made on its first stream
+and publishes only when the top ``depth`` levels changed (cut from the full summary as bytes,
+:class:`~orderbook.serving.codec.SummaryFields`), so a change further down wakes none of its streams. It goes
+when its last stream ends, so broadcasters exist only for the (symbol, depth) pairs being streamed: at most the
+number of symbols times ``--depth``, however many clients come and go, and a publish costs nothing for depths
+nobody watches.
+
+The serving processes (``--serve-processes``) each hold a :class:`SymbolBooks` of their own, fed the full
+summaries and the states through :meth:`SymbolBooks.follow` here and :meth:`SymbolBooks.publish_summary` there.
+Everything runs on one gevent hub.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from gevent.event import Event
+from google.protobuf.message import DecodeError
+
+from orderbook.merge import MergedTop
+from orderbook.proto import orderbook_streams_pb2
+from orderbook.serving.broadcast import SummaryBroadcaster
+from orderbook.serving.codec import SummaryFields, encode_summary
+from orderbook.serving.stats import ServingStats
+
+BOOK = "book"
+STATE = "state"
+"""The kinds of change :meth:`SymbolBooks.follow` reports, each with its symbol."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolState:
+    """Which venues list ``symbol`` (in configured order) and which of them are in step and served now."""
+
+    symbol: str
+    exchanges: tuple[str, ...]
+    exchanges_in_step: tuple[str, ...]
+
+    def to_message(self) -> orderbook_streams_pb2.SymbolState:
+        return orderbook_streams_pb2.SymbolState(symbol=self.symbol, exchanges=self.exchanges,
+                                                 exchanges_in_step=self.exchanges_in_step)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SymbolState:
+        """A serialized ``orderbook.SymbolState``; raises ``ValueError`` if it is not one."""
+        try:
+            message = orderbook_streams_pb2.SymbolState.FromString(data)
+        except DecodeError as error:
+            raise ValueError(f"not an orderbook.SymbolState: {error}") from None
+        return cls(message.symbol, tuple(message.exchanges), tuple(message.exchanges_in_step))
+
+
+def symbol_list(states: Sequence[SymbolState]) -> bytes:
+    """The serialized ``orderbook.SymbolList`` answering ``Symbols``."""
+    return orderbook_streams_pb2.SymbolList(symbols=[state.to_message() for state in states]).SerializeToString()
+
+
+class _Symbol:
+    """One symbol's broadcasters and state."""
+
+    __slots__ = ("full", "shallower", "state")
+
+    def __init__(self, symbol: str, recheck_interval: float) -> None:
+        self.full = SummaryBroadcaster(recheck_interval)
+        self.shallower: dict[int, SummaryBroadcaster] = {}
+        self.state = SymbolState(symbol, (), ())
+
+
+class _Pending:
+    """The changes one follower has not taken yet: each (kind, symbol) once, in the order they first came."""
+
+    __slots__ = ("changes", "event")
+
+    def __init__(self) -> None:
+        self.changes: dict[tuple[str, str], None] = {}
+        self.event = Event()
+
+    def add(self, change: tuple[str, str]) -> None:
+        self.changes[change] = None
+        self.event.set()
+
+
+class SymbolBooks:
+    """Every configured symbol's served side: a latest-value SummaryBroadcaster per depth asked for, and its state."""
+
+    def __init__(self, symbols: Sequence[str], depth: int, recheck_interval: float = 1.0) -> None:
+        """``symbols[0]`` is the default symbol; ``depth`` is ``--depth``, the most levels a side served.
+        ``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there."""
+        if not symbols:
+            raise ValueError("at least one symbol is needed")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"a symbol is listed twice in {list(symbols)}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        self.symbols: tuple[str, ...] = tuple(symbols)
+        self.default: str = self.symbols[0]
+        self.depth: int = depth
+        self._recheck_interval = recheck_interval
+        self._books = {symbol: _Symbol(symbol, recheck_interval) for symbol in self.symbols}
+        self._followers: dict[_Pending, None] = {}
+        self._retired = ServingStats()  # the counters of shallower broadcasters that went, so sums never go back
+        self._closed = False
+
+    # -- the book's side -----------------------------------------------------------------------------------
+
+    def publish(self, symbol: str, top: MergedTop, published_at: float | None = None) -> None:
+        """``symbol``'s merged top (at the full ``--depth``) changed. ``published_at`` as for
+        :meth:`SummaryBroadcaster.publish`."""
+        self.publish_summary(symbol, encode_summary(top), published_at)
+
+    def publish_summary(self, symbol: str, payload: bytes, published_at: float | None = None) -> None:
+        """:meth:`publish` for a summary already serialized (by :func:`encode_summary`), as the serving processes
+        get it. Raises ``KeyError`` for a symbol that is not configured."""
+        book = self._books[symbol]
+        if self._closed:
+            return
+        if published_at is None:
+            published_at = time.perf_counter()
+        book.full.publish(payload, published_at)
+        if book.shallower:
+            fields = SummaryFields(payload)
+            for depth, broadcaster in book.shallower.items():
+                cut = fields.top(depth)
+                if cut != broadcaster.latest:
+                    broadcaster.publish(cut, published_at)
+        self._changed((BOOK, symbol))
+
+    def set_state(self, state: SymbolState) -> None:
+        """A symbol's listed or in-step venues changed. Raises ``KeyError`` for a symbol that is not configured
+        and ``ValueError`` for an in-step venue that does not list it."""
+        book = self._books[state.symbol]
+        if state == book.state:
+            return
+        if not set(state.exchanges_in_step) <= set(state.exchanges):
+            raise ValueError(f"{state.symbol}: in step on {state.exchanges_in_step}, not all among {state.exchanges}")
+        book.state = state
+        self._changed((STATE, state.symbol))
+
+    def state(self, symbol: str) -> SymbolState:
+        return self._books[symbol].state
+
+    def states(self) -> list[SymbolState]:
+        """Every symbol's state, in configured order (the default symbol first)."""
+        return [book.state for book in self._books.values()]
+
+    # -- the streams' side ---------------------------------------------------------------------------------
+
+    def resolve(self, symbol: str, depth: int) -> tuple[str, int]:
+        """The symbol and depth a request means: ``""`` is the default symbol, 0 the full ``--depth``. Raises
+        ``KeyError`` for a symbol that is not configured and ``ValueError`` for a depth above ``--depth``."""
+        symbol = symbol or self.default
+        if symbol not in self._books:
+            raise KeyError(symbol)
+        if depth > self.depth:
+            raise ValueError(f"depth {depth} is more than the {self.depth} levels a side served")
+        return symbol, depth or self.depth
+
+    def broadcaster(self, symbol: str, depth: int) -> SummaryBroadcaster:
+        """The broadcaster of ``symbol`` at ``depth`` levels a side (see :meth:`resolve`); a shallower one is made
+        now if it has no stream yet, holding the current summary cut to its depth."""
+        return self._broadcaster(*self.resolve(symbol, depth))
+
+    def stream(self, symbol: str, depth: int, is_active: Callable[[], bool],
+               wake_up: Event | None = None) -> Iterator[bytes]:
+        """A client's stream of ``symbol`` at ``depth`` (:meth:`SummaryBroadcaster.stream`); check the request
+        with :meth:`resolve` first, as this raises only once iterated. A shallower broadcaster goes when its last
+        stream ends: taking it and counting this stream on it happen with no gevent switch between, so none is
+        dropped while a stream is about to use it."""
+        symbol, depth = self.resolve(symbol, depth)
+        broadcaster = self._broadcaster(symbol, depth)
+        try:
+            yield from broadcaster.stream(is_active, wake_up)
+        finally:
+            shallower = self._books[symbol].shallower
+            if broadcaster.open_streams == 0 and shallower.get(depth) is broadcaster:
+                del shallower[depth]
+                self._retired.add(broadcaster.stats())
+
+    def _broadcaster(self, symbol: str, depth: int) -> SummaryBroadcaster:
+        book = self._books[symbol]
+        if depth == self.depth:
+            return book.full
+        broadcaster = book.shallower.get(depth)
+        if broadcaster is None:
+            broadcaster = book.shallower[depth] = SummaryBroadcaster(self._recheck_interval)
+            if book.full.latest is not None:
+                broadcaster.publish(SummaryFields(book.full.latest).top(depth), book.full.published_at)
+            if self._closed:
+                broadcaster.close()
+        return broadcaster
+
+    # -- the serving processes' links ----------------------------------------------------------------------
+
+    def follow(self, is_active: Callable[[], bool]) -> Iterator[list[tuple[str, str]]]:
+        """Batches of ``(kind, symbol)`` changes (:data:`BOOK`: a new full summary; :data:`STATE`) not yet taken,
+        first every symbol's current book and state, until closed or inactive. Read the values when a batch
+        arrives: a follower that falls behind gets each symbol's latest once, not every change it missed, and
+        what waits for it is bounded by the number of symbols."""
+        pending = _Pending()
+        for symbol, book in self._books.items():
+            if book.full.latest is not None:
+                pending.changes[(BOOK, symbol)] = None
+            pending.changes[(STATE, symbol)] = None
+        self._followers[pending] = None
+        try:
+            while True:
+                pending.event.clear()  # before the checks: a change from here on ends the wait below at once
+                if self._closed or not is_active():
+                    return
+                if pending.changes:
+                    batch, pending.changes = list(pending.changes), {}
+                    yield batch
+                else:
+                    pending.event.wait(self._recheck_interval)
+        finally:
+            self._followers.pop(pending, None)
+
+    def _changed(self, change: tuple[str, str]) -> None:
+        for pending in self._followers:
+            pending.add(change)
+
+    # -- figures and the end -------------------------------------------------------------------------------
+
+    @property
+    def published_total(self) -> int:
+        """Full summaries published, every symbol's (each one a change of its book)."""
+        return sum(book.full.published_total for book in self._books.values())
+
+    def stats(self) -> ServingStats:
+        """Every stream's figures, summed (``active_calls`` is the gRPC server's to fill in)."""
+        total = ServingStats()
+        total.add(self._retired)
+        for book in self._books.values():
+            total.add(book.full.stats())
+            for broadcaster in book.shallower.values():
+                total.add(broadcaster.stats())
+        return total
+
+    def close(self) -> None:
+        """End every stream and every follower; later publishes are ignored."""
+        self._closed = True
+        for book in self._books.values():
+            book.full.close()
+            for broadcaster in book.shallower.values():
+                broadcaster.close()
+        for pending in self._followers:
+            pending.event.set()
