@@ -4,6 +4,9 @@ The Application is built but not started: no listener, no feed, no network; it i
 (``--serve-processes``), whose families the in-process server does not have. Its metric objects are then
 driven through the same calls the feeds and the publisher make, so every family, labelled or not, has at
 least one sample and so shows up in the exposition text (a labelled metric with no child exposes nothing).
+
+It follows two symbols, :data:`SYMBOLS`, as a healthy service would: every book in step and served, except
+that :data:`LEFT_OUT` is not listed by one venue (:data:`LEFT_OUT_BY`), which serves it without that venue.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from orderbook.config import load_config
 from orderbook.prices import parse_decimal
 
 
+SYMBOLS = ("ETHBTC", "BNBBTC")
+LEFT_OUT = "BNBBTC"
+LEFT_OUT_BY = "bitstamp"
+"""Bitstamp does not list BNBBTC: it is served from Binance alone."""
+
+
 def exercised_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    config = load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "1"], {})
+    config = load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "1",
+                          "--symbol", ",".join(SYMBOLS)], {})
     app = Application(config, registry)
-    consolidated = app.books[config.symbol]
-    for name in consolidated.exchanges:
+    for name in app.venue_names:
         feed = app.metrics.exchange(name)
         feed.set_connected(True)
         feed.reconnect("silence")
@@ -36,16 +45,24 @@ def exercised_registry() -> CollectorRegistry:
         feed.stats.frames = 10
         feed.stats.frame_bytes = 2048
         feed.stats.last_frame_at = time.time()
-        symbol = feed.symbol(config.symbol)
-        symbol.set_in_step(True)
-        symbol.rebuild("gap")
-        symbol.stale_diff()
-        symbol.audit("divergent", 2)
-    book = OrderBook()
-    book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
-    consolidated.attach(consolidated.exchanges[0], book)
-    if not app.publisher.refresh():
-        raise AssertionError("the publisher did not publish the first merged book")
+        for symbol_name in config.symbols:
+            symbol = feed.symbol(symbol_name)
+            if (name, symbol_name) == (LEFT_OUT_BY, LEFT_OUT):
+                symbol.set_listed(False)
+                symbol.set_in_step(False)
+                continue
+            symbol.set_in_step(True)
+            symbol.rebuild("gap")
+            symbol.stale_diff()
+            symbol.audit("divergent", 2)
+            symbol.stats.bid_levels = lambda: 1
+            symbol.stats.ask_levels = lambda: 1
+    for symbol_name, consolidated in app.books.items():
+        book = OrderBook()
+        book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
+        consolidated.attach(consolidated.exchanges[0], book)
+        if not app.publishers[symbol_name].refresh():
+            raise AssertionError(f"the publisher did not publish the first merged book of {symbol_name}")
     app.metrics.frame_to_publish.observe(0.0004)
     app.grpc.restarts_total += 1
     return registry

@@ -117,6 +117,61 @@ def test_every_exported_metric_is_on_a_panel(dashboard: dict[str, Any], service_
     assert missing == []
 
 
+def symbol_labelled(registry: CollectorRegistry) -> set[str]:
+    """The series names (suffixes included) that carry a ``symbol`` label."""
+    return {sample.name for family in registry.collect() for sample in family.samples if "symbol" in sample.labels}
+
+
+def test_symbol_variable_lists_the_followed_symbols(dashboard: dict[str, Any]) -> None:
+    symbol = variables(dashboard)["symbol"]
+    assert (symbol["type"], symbol["multi"], symbol["includeAll"], symbol["allValue"]) == ("query", True, True, ".*")
+    match = LABEL_VALUES.fullmatch(symbol["query"]["query"])
+    assert match and match.group(2) == "symbol", symbol["query"]
+    assert metric_names(match.group(1)) == {"orderbook_exchange_in_step"}
+    assert symbol["definition"] == symbol["query"]["query"]
+
+
+def test_per_symbol_metrics_are_filtered_by_the_symbol_variable(dashboard: dict[str, Any],
+                                                               service_registry: CollectorRegistry) -> None:
+    """Every selector of a metric with a symbol label follows the Symbol selector."""
+    names = symbol_labelled(service_registry)
+    assert {"orderbook_exchange_in_step", "orderbook_spread", "orderbook_book_rebuilds_total"} <= names
+    unfiltered = []
+    for expr in exprs(dashboard):
+        for name in metric_names(expr) & names:
+            selectors = re.findall(rf"\b{name}\b(\{{[^}}]*\}})?", expr)
+            unfiltered += [(name, expr) for matchers in selectors if 'symbol=~"$symbol"' not in matchers]
+    assert unfiltered == []
+
+
+def test_a_panel_shows_each_symbols_venues_listed_and_in_step(dashboard: dict[str, Any]) -> None:
+    """A table: a row per symbol, a column per venue, each cell listed / in step."""
+    tables = [
+        panel for panel in panels(dashboard)
+        if panel["type"] == "table" and any(
+            {"orderbook_exchange_lists_symbol", "orderbook_exchange_in_step"} <= metric_names(target["expr"])
+            for target in panel["targets"])
+    ]
+    assert len(tables) == 1
+    (matrix,) = [step["options"] for step in tables[0]["transformations"] if step["id"] == "groupingToMatrix"]
+    assert (matrix["rowField"], matrix["columnField"]) == ("symbol", "exchange")
+    texts = {option["text"] for mapping in tables[0]["fieldConfig"]["defaults"]["mappings"]
+             for option in mapping["options"].values()}
+    assert texts == {"Not listed", "Out of step", "In step"}
+
+
+def test_connection_panels_read_as_a_count(dashboard: dict[str, Any]) -> None:
+    """orderbook_exchange_connected counts the venue's connections: shown as a number, not mapped to up/down."""
+    connected = [panel for panel in panels(dashboard)
+                 if any("orderbook_exchange_connected" in metric_names(t["expr"]) for t in panel.get("targets", []))]
+    assert connected
+    for panel in connected:
+        defaults = panel["fieldConfig"]["defaults"]
+        assert panel["type"] == "timeseries", panel["title"]
+        assert not defaults.get("mappings"), panel["title"]
+        assert defaults["decimals"] == 0, panel["title"]
+
+
 @pytest.mark.parametrize("histogram", LATENCY_HISTOGRAMS)
 def test_latency_panels_show_p50_and_p99(dashboard: dict[str, Any], histogram: str) -> None:
     quantiles = {
