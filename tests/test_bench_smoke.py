@@ -201,6 +201,7 @@ def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> No
     assert figures[prefix + "start -> all in step"]["value"] > 0
     assert figures[prefix + "book process CPU"]["value"] > 0
     assert figures[prefix + "book process CPU"]["target"] == (0.5 if count <= 100 else None)
+    assert figures[prefix + "simulator CPU"]["value"] > 0
     assert figures[prefix + "RSS"]["value"] > 20
     assert 0 < figures[prefix + "p50 frame->client"]["value"] <= figures[prefix + "p99 frame->client"]["value"]
     assert figures[prefix + "p99 frame->client"]["target"] == 5.0

@@ -224,9 +224,9 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
             clients.wait_ready()
             time.sleep(settle)
             sim0, srv0 = stack.sim.control.stats(), server.metrics()
-            cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+            sim_cpu0, cpu0, t0 = cpu_seconds(stack.sim.pid), cpu_seconds(server.pid), time.monotonic()
             time.sleep(window)
-            cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+            cpu1, sim_cpu1, t1 = cpu_seconds(server.pid), cpu_seconds(stack.sim.pid), time.monotonic()
             memory = server.memory()
             sim1, srv1 = stack.sim.control.stats(), server.metrics()
             results = clients.finish()
@@ -245,6 +245,7 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
         "rates_per_symbol": {"binance": BINANCE_RATE, "bitstamp": BITSTAMP_RATE},
         "startup_s": startup, "pacing": _pacing(timeline, startup),
         "window_s": elapsed, "cpu_cores": (cpu1 - cpu0) / elapsed,
+        "simulator_cpu_cores": (sim_cpu1 - sim_cpu0) / elapsed,
         "rss_mb": memory["VmRSS"], "rss_peak_mb": memory["VmHWM"],
         "latency": latency, "frames": frames,
         "not_in_step_after": not_in_step(srv1, symbols)[:20],
@@ -284,6 +285,8 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
         Figure(prefix + "book process CPU", step["cpu_cores"], "cores",
                CPU_TARGET if count <= CPU_TARGET_SYMBOLS else None, "lower" if count <= CPU_TARGET_SYMBOLS else None,
                note="utime+stime from /proc over the steady window, all symbols in step, one client"),
+        Figure(prefix + "simulator CPU", step["simulator_cpu_cores"], "cores",
+               note="the simulator shares the machine's cores with the book process"),
         Figure(prefix + "RSS", step["rss_mb"], "MB"),
         Figure(prefix + "RSS / symbols", step["rss_mb"] / count, "MB", note="the whole process over N"),
     ]
