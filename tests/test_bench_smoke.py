@@ -11,14 +11,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.bench import run
+from orderbook.simulator.config import SimulatorConfig
+from tests.bench import run, symbols
 from tests.bench.report import Figure, ScenarioResult, table
+from tests.metrics_scrape import Samples
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLE_TITLE = "bin/bench: "
@@ -133,3 +137,120 @@ def test_help_is_plain_text():
     assert result.stdout.startswith("usage: bench")
     assert "`" not in result.stdout and ":mod:" not in result.stdout
     assert "--check" in result.stdout and "--profile" in result.stdout
+    assert "--symbols" in result.stdout and "symbols_ramp" in result.stdout
+
+
+# -- the many-symbols scenario -------------------------------------------------------------------------------
+
+
+def test_symbol_names_are_distinct_valid_for_server_and_simulator_and_each_list_starts_the_longer_ones():
+    names = symbols.symbol_names(symbols.MAX_SYMBOLS)
+    assert names[0] == "ETHBTC"  # the default symbol: BookSummary serves it, the simulator's probes mark it
+    assert len(set(names)) == len(names) == symbols.MAX_SYMBOLS
+    assert all(re.fullmatch(r"[A-Z0-9]{2,20}", name) for name in names)  # run-server's rule (orderbook.config)
+    SimulatorConfig(symbol=names[0], extra_symbols=tuple(names[1:]))  # the simulator's rules: no ConfigError
+    assert symbols.symbol_names(100) == names[:100] and symbols.symbol_names(1) == ["ETHBTC"]
+    assert symbols.symbol_names(3) == ["ETHBTC", "BTCUSDT", "ETHUSDT"]
+    with pytest.raises(ValueError):
+        symbols.symbol_names(0)
+
+
+def _in_step(*rows: tuple[dict[str, str], int]) -> Samples:
+    lines = ["# TYPE orderbook_exchange_in_step gauge"]
+    for labels, value in rows:
+        text = ",".join(f'{key}="{label}"' for key, label in labels.items())
+        lines.append(f"orderbook_exchange_in_step{{{text}}} {value}")
+    return Samples("\n".join(lines) + "\n")
+
+
+def test_in_step_is_read_per_symbol_and_a_one_symbol_servers_unlabelled_gauge_is_the_default_symbols():
+    one = _in_step(({"exchange": "binance"}, 1), ({"exchange": "bitstamp"}, 0))
+    assert symbols.not_in_step(one, ["ETHBTC"]) == ["bitstamp/ETHBTC"]
+    assert symbols.not_in_step(_in_step(({"exchange": "binance"}, 1), ({"exchange": "bitstamp"}, 1)),
+                               ["ETHBTC"]) == []
+    many = _in_step(({"exchange": "binance", "symbol": "ETHBTC"}, 1), ({"exchange": "bitstamp", "symbol": "ETHBTC"}, 1),
+                    ({"exchange": "binance", "symbol": "BTCUSDT"}, 1), ({"exchange": "bitstamp", "symbol": "BTCUSDT"}, 0))
+    # A venue with no sample at all for a symbol is not in step either (the simulator lists every symbol on both).
+    assert symbols.not_in_step(many, ["ETHBTC", "BTCUSDT", "ETHUSDT"]) == [
+        "bitstamp/BTCUSDT", "binance/ETHUSDT", "bitstamp/ETHUSDT"]
+    assert symbols.in_step_venues(many, ["ETHBTC"]) == {"ETHBTC": {"binance", "bitstamp"}}
+
+
+def test_peak_rate_is_the_fastest_stretch_of_at_least_a_second():
+    points = [(0.0, 0), (0.5, 0), (1.0, 10), (1.5, 30), (2.0, 31), (3.5, 32)]
+    assert symbols.peak_rate(points) == pytest.approx(30.0)  # 0.5 s -> 1.5 s
+    assert symbols.peak_rate([(0.0, 0), (0.5, 5)]) is None
+
+
+def test_cpu_seconds_reads_this_process():
+    before = symbols.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert 0.1 < symbols.cpu_seconds(os.getpid()) - before < 5
+
+
+def _bench_figures(out: Path) -> tuple[dict[str, dict], dict]:
+    scenario = json.loads(out.read_text())["scenarios"]["symbols"]
+    assert scenario["error"] is None, scenario["error"]
+    return {figure["name"]: figure for figure in scenario["figures"]}, scenario["details"]["runs"][0]
+
+
+def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> None:
+    prefix = f"{count} sym: "
+    assert figures[prefix + "start -> all in step"]["value"] > 0
+    assert figures[prefix + "book process CPU"]["value"] > 0
+    assert figures[prefix + "book process CPU"]["target"] == (0.5 if count <= 100 else None)
+    assert figures[prefix + "simulator CPU"]["value"] > 0
+    assert figures[prefix + "RSS"]["value"] > 20
+    assert 0 < figures[prefix + "p50 frame->client"]["value"] <= figures[prefix + "p99 frame->client"]["value"]
+    assert figures[prefix + "p99 frame->client"]["target"] == 5.0
+    assert step["symbols"] == count and step["not_in_step_after"] == [] and step["latency"]["samples"] > 10
+    for venue, rate in (("binance", 10), ("bitstamp", 3)):
+        assert step["pacing"][venue]["requests"] >= count  # a snapshot of every symbol at least
+        assert step["frames"][venue]["sent_per_s"] == pytest.approx(rate * count, rel=0.3)
+
+
+@pytest.mark.e2e
+def test_quick_symbols_scenario_runs_with_one_symbol(tmp_path):
+    out = tmp_path / "bench.json"
+    result = _bench("--quick", "--scenario", "symbols", "--symbols", "1", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    figures, run_details = _bench_figures(out)
+    [step] = run_details["steps"]
+    _assert_step_is_sane(figures, step, 1)
+    assert "1 sym: RSS per added symbol" not in figures  # nothing is added to the one-symbol server
+
+
+@pytest.mark.e2e
+def test_quick_symbols_scenario_runs_with_two_symbols_once_run_server_takes_a_list(tmp_path):
+    if refused := symbols.symbol_lists_refused(["ETHBTC", "BTCUSDT"]):
+        pytest.skip(f"run-server takes one symbol ({refused})")
+    out = tmp_path / "bench.json"
+    result = _bench("--quick", "--scenario", "symbols", "--symbols", "2", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    figures, run_details = _bench_figures(out)
+    assert [step["symbols"] for step in run_details["steps"]] == [1, 2]
+    for step in run_details["steps"]:
+        _assert_step_is_sane(figures, step, step["symbols"])
+    assert figures["2 sym: RSS per added symbol"]["target"] == 2.0
+    assert figures["2 sym: RSS per added symbol"]["value"] is not None
+
+
+def test_symbols_scenario_says_at_once_that_run_server_takes_one_symbol(tmp_path, capsys):
+    if symbols.symbol_lists_refused(["ETHBTC", "BTCUSDT"]) is None:
+        pytest.skip("run-server takes a list of symbols: the two-symbol run covers the scenario")
+    out = tmp_path / "bench.json"
+    started = time.monotonic()
+    assert run.main(["--quick", "--scenario", "symbols", "--symbols", "1,2", "--json", str(out)]) == 1
+    assert time.monotonic() - started < 5  # refused before any process started, the one-symbol step included
+    error = json.loads(out.read_text())["scenarios"]["symbols"]["error"]
+    assert "run-server takes no symbol list yet; use --symbols 1" in error, error
+    capsys.readouterr()
+
+
+def test_symbol_counts_are_checked_as_a_usage_error():
+    result = _bench("--symbols", "100,x", timeout=30)
+    assert result.returncode == 2 and "--symbols" in result.stderr
+    result = _bench("--symbols-ramp", "0", timeout=30)
+    assert result.returncode == 2 and "--symbols-ramp" in result.stderr

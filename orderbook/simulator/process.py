@@ -161,6 +161,13 @@ class SimulatorProcess:
             raise SimulatorError("simulator not started")
         return self._control
 
+    @property
+    def pid(self) -> int:
+        """The simulator's process id (a benchmark reads its CPU time from /proc)."""
+        if self._proc is None:
+            raise SimulatorError("simulator not started")
+        return self._proc.pid
+
     def send_signal(self, sig: int) -> None:
         if self._proc is None:
             raise SimulatorError("simulator not started")

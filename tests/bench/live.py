@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderbook.simulator.process import SimulatorProcess
+from orderbook.simulator.process import START_TIMEOUT, SimulatorProcess
 from tests.bench.report import percentile
 from tests.metrics_scrape import Samples, scrape
 from tests.support.ports import ReadyFilePorts, server_port_args
@@ -178,11 +178,14 @@ def probe_stats(sent: list[tuple[int, str, float]], results: list[dict[str, Any]
 
 
 class Stack:
-    """Simulator + server, started together and stopped together (``with Stack(...) as stack``)."""
+    """Simulator + server, started together and stopped together (``with Stack(...) as stack``).
+
+    ``sim_start_timeout``: how long the simulator may take to print its URLs (hundreds of 1,000-level markets take
+    it seconds to build)."""
 
     def __init__(self, workdir: Path, sim_args: list[str], server_args: list[str], profile: Path | None = None,
-                 name: str = "server") -> None:
-        self.sim = SimulatorProcess(*sim_args, "--log-level", "WARNING").start()
+                 name: str = "server", sim_start_timeout: float = START_TIMEOUT) -> None:
+        self.sim = SimulatorProcess(*sim_args, "--log-level", "WARNING", start_timeout=sim_start_timeout).start()
         try:
             self.server = Server(self.sim.urls, workdir / f"{name}.log", *server_args, profile=profile)
         except BaseException:

@@ -21,13 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, e2e_scenarios, ingest
+from tests.bench import abuse, e2e_scenarios, ingest, symbols
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
-SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse")
-SINGLE_RUN = ("max_rate", "memory", "abuse")
+SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols", "symbols_ramp")
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
+"""What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
+SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp")
 
 log = logging.getLogger("bench")
 
@@ -42,10 +44,15 @@ clients), max_rate (ramp until the server stops keeping up), fanout (200 then
 1,000 streams), memory (two 5,000-level books for --minutes), startup (launch
 to the first full summary), abuse (careless and hostile clients: CPU under 100
 cancels/s with 500 idle streams, /metrics latency under a scrape storm, RSS
-after a flood of malformed calls). Each value is the median of --repeat runs
-(default 3; 1 for max_rate, memory and abuse, which are long and sample over
-time; 1 everywhere with --quick), shown with the range of the runs. Targets are reported; with
---check the exit status is 1 when any target is missed."""
+after a flood of malformed calls), symbols (one server following one symbol,
+then each --symbols count: Binance 10 and Bitstamp 3 frames/s per symbol,
+1,000-level books; start-up to all in step and the snapshot pacing behind it,
+the book process's CPU and RSS, p50/p99 for a client of one symbol).
+symbols_ramp, run only when named, steps through --symbols-ramp until that
+p99 passes 5 ms. Each value is the median of --repeat runs (default 3; 1 for
+max_rate, memory, abuse, symbols and symbols_ramp, which are long; 1
+everywhere with --quick), shown with the range of the runs. Targets are
+reported; with --check the exit status is 1 when any target is missed."""
 
 EPILOG = """\
 Exit status: 0 when every scenario ran (targets are only reported), 1 when a
@@ -60,11 +67,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """``100,200``: symbol counts, each from 1 to what the simulator serves."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 100,200, got {text!r}") from None
+    if not all(1 <= count <= symbols.MAX_SYMBOLS for count in counts):
+        raise argparse.ArgumentTypeError(f"each count must be 1 to {symbols.MAX_SYMBOLS}, got {text!r}")
+    return counts
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="run only this scenario (repeatable); default: all")
+                        help="run only this scenario (repeatable); default: all but symbols_ramp")
     parser.add_argument("--repeat", type=_positive, metavar="N",
                         help="runs per scenario, medians reported (default 3; see above)")
     parser.add_argument("--quick", action="store_true", help="short runs, one repeat: a smoke test, not figures")
@@ -78,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
                              "needs the bench extra")
     parser.add_argument("--serve-processes", type=int, default=0, metavar="N",
                         help="the fan-out scenario's server serves from N processes (default 0: in-process)")
+    default_counts = ",".join(map(str, symbols.DEFAULT_COUNTS))
+    default_ramp = ",".join(map(str, symbols.DEFAULT_RAMP))
+    parser.add_argument("--symbols", type=_counts, default=symbols.DEFAULT_COUNTS, metavar="N[,N...]",
+                        help=f"symbol counts of the symbols scenario, each after a one-symbol step "
+                             f"(default {default_counts})")
+    parser.add_argument("--symbols-ramp", type=_counts, default=symbols.DEFAULT_RAMP, metavar="N[,N...]",
+                        help=f"steps of the symbols_ramp scenario, up to the first over 5 ms (default {default_ramp})")
     return parser
 
 
@@ -126,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(missing, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    names = args.scenario or list(SCENARIOS)
+    names = args.scenario or list(DEFAULT_SCENARIOS)
     minutes = args.minutes if args.minutes is not None else (0.25 if args.quick else 1.0)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -143,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory": lambda: e2e_scenarios.memory(options),
             "startup": lambda: e2e_scenarios.startup(options),
             "abuse": lambda: abuse.abuse(options.workdir, args.quick),
+            "symbols": lambda: symbols.symbols(options, args.symbols),
+            "symbols_ramp": lambda: symbols.symbols_ramp(options, args.symbols_ramp),
         }
         for name in names:
             if args.repeat is not None:
@@ -176,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     write_json(args.json, results, {"quick": args.quick, "minutes": minutes, "scenarios": names,
-                                    "serve_processes": args.serve_processes, "check": args.check})
+                                    "serve_processes": args.serve_processes, "check": args.check,
+                                    "symbols": args.symbols, "symbols_ramp": args.symbols_ramp})
     for note in notes:
         print(note)
     print(f"figures written to {args.json}")
