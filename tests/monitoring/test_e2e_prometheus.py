@@ -172,10 +172,6 @@ def test_prometheus_scrapes_the_service_and_fires_the_exchange_alerts(
     assert firing_count(prometheus, "OrderbookExchangeDisconnected") == len(EXCHANGES)  # once a venue, not a symbol
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "service bug: after a gap (or any diff that breaks the book) SymbolStream.on_diff detaches the book without "
-    "setting orderbook_exchange_in_step to 0, and rebuild()'s leave_book() then finds it no longer served and "
-    "leaves the gauge at 1, so the rebuilding book reads as in step"))
 def test_a_book_stuck_after_a_gap_fires_out_of_step_for_its_symbol_alone(
     prometheus: PrometheusApi, simulator: SimulatorProcess, service_log: Path, metrics_port: int
 ) -> None:

@@ -118,7 +118,7 @@ def test_a_quiet_bitstamp_pair_is_served_after_the_quiet_wait_and_then_follows_i
     reader.wait_for(lambda book: [(r.exchange, r.price, r.amount) for r in book.bids]
                     == [(level["exchange"], float(level["price"]), float(level["amount"]))
                         for level in expected["bids"]], SETTLE, "equal to the truth")
-    assert simulator.control.stats()["bitstamp"]["rest_requests"] == 1
+    assert simulator.control.stats()["bitstamp"]["rest_requests"] == 2  # the listing, then the one snapshot
 
 
 # -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ------------------------------------------------------------------------
