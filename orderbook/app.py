@@ -144,8 +144,7 @@ class Application:
         unlisted.add(venue)
         self._report_state(symbol)
         if len(unlisted) == len(self.venue_names):
-            self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())} "
-                                      f"do not: {symbol.lower()} is unknown to them)"))
+            self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())})"))
 
     def venue_titles(self) -> list[str]:
         return [feed.venue.title for feed in self.feeds]

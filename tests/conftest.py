@@ -62,11 +62,11 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 @pytest.fixture
-def reader_factory() -> Iterator[Callable[[str], BookReader]]:
+def reader_factory() -> Iterator[Callable[..., BookReader]]:
     readers: list[BookReader] = []
 
-    def open_reader(target: str) -> BookReader:
-        reader = BookReader(target)
+    def open_reader(target: str, symbol: str | None = None, depth: int = 0) -> BookReader:
+        reader = BookReader(target, symbol, depth)
         readers.append(reader)
         return reader
 

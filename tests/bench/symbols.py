@@ -161,6 +161,12 @@ def _sim_counter(stats: dict[str, Any], venue: str, name: str) -> float:
     return float(stats[venue].get(name, 0))
 
 
+def _sim_market_total(stats: dict[str, Any], venue: str, name: str) -> float:
+    """A per-market counter (``frames_sent``, ``events``) summed over the venue's symbols: the venue's own entry
+    holds only its default symbol's."""
+    return float(sum(market.get(name, 0) for market in stats[venue]["markets"].values()))
+
+
 def _wait_all_in_step(stack: Stack, symbols: Sequence[str], timeout: float) -> tuple[float, list[dict[str, Any]]]:
     """Poll until every symbol is in step on every venue; (seconds since launch, the samples taken meanwhile)."""
     server, control = stack.server, stack.sim.control
@@ -235,8 +241,8 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
         sent_probes = stack.sim.control.probes()
     elapsed = t1 - t0
     latency = probe_stats(sent_probes, results, 1, t0, t1 - IN_FLIGHT).summary()
-    frames = {venue: {"sent_per_s": (_sim_counter(sim1, venue, "frames_sent")
-                                     - _sim_counter(sim0, venue, "frames_sent")) / elapsed,
+    frames = {venue: {"sent_per_s": (_sim_market_total(sim1, venue, "frames_sent")
+                                     - _sim_market_total(sim0, venue, "frames_sent")) / elapsed,
                       "received_per_s": (srv1.value("orderbook_frames_received_total", exchange=venue)
                                          - srv0.value("orderbook_frames_received_total", exchange=venue)) / elapsed}
               for venue in VENUES}

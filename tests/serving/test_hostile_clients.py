@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serving_support import BOOK_PATH, METHOD_PATH, SYMBOLS_PATH, Helper, book, book_summary, symbols
 
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from tests.support.waiting import wait_until
 
 Start = Callable[..., Helper]
 EMPTY = orderbook_pb2.Empty()
@@ -128,16 +129,22 @@ def test_book_and_book_summary_streams_share_the_stream_limit(
     log = helper.stderr()
     assert log.count("stream from") == 1 and "Book stream from" in log and "all 4 streams are taken" in log, log
     held[0].cancel()  # a Book stream's slot is anyone's once the server has seen the cancel
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            assert next(book_summary(newcomer)(EMPTY, timeout=5)).bids
-            break
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_for_a_free_stream(newcomer)
     for call in held:
         call.cancel()
+
+
+def wait_for_a_free_stream(channel: grpc.Channel) -> None:
+    """Until a BookSummary stream is granted (refused meanwhile with RESOURCE_EXHAUSTED, never anything else)."""
+
+    def granted() -> bool:
+        try:
+            return bool(next(book_summary(channel)(EMPTY, timeout=5)).bids)
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            return False
+
+    wait_until(granted, 5, "a stream freed by a cancel", interval=0.05)
 
 
 @pytest.mark.parametrize("method", ["BookSummary", "Book"])
@@ -176,15 +183,8 @@ def test_health_and_reflection_are_served_when_every_book_stream_is_taken(
     assert health_check(newcomer) == health_pb2.HealthCheckResponse.NOT_SERVING
     log = helper.stderr()
     assert log.count("BookSummary stream from") == 1 and "all 4 streams are taken" in log, log
-    held[0].cancel()
-    deadline = time.monotonic() + 5
-    while True:  # the freed stream is anyone's once the server has seen the cancel
-        try:
-            assert next(book_summary(newcomer)(EMPTY, timeout=5)).bids
-            break
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.05)
+    held[0].cancel()  # the freed stream is anyone's once the server has seen the cancel
+    wait_for_a_free_stream(newcomer)
     for call in held:
         call.cancel()
 

@@ -15,13 +15,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderbook.proto import orderbook_pb2
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.ports import ReadyFilePorts, server_port_args
 from tests.support.processes import stop_process, with_default_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SERVER = REPO_ROOT / "bin" / "run-server"
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
+BOOK_METHOD = "/orderbook.OrderbookStreams/Book"
+SYMBOLS_METHOD = "/orderbook.OrderbookStreams/Symbols"
 
 
 class ServerProcess(ReadyFilePorts):
@@ -107,20 +109,31 @@ class Book:
 
 @dataclass
 class BookReader:
-    """Reads one BookSummary stream on a thread, keeping the latest book and a few facts about all of them."""
+    """Reads one stream on a thread, keeping the latest book and a few facts about all of them: BookSummary, or
+    with ``symbol`` (and ``depth``) set, OrderbookStreams.Book."""
 
     target: str
+    symbol: str | None = None
+    depth: int = 0
     latest: Book | None = None
     received: int = 0
     min_spread: float = math.inf
     error: grpc.RpcError | None = None
+    arrivals: list[float] = field(default_factory=list)
+    """time.monotonic() of every summary received."""
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
         self._channel = grpc.insecure_channel(self.target)
-        stream = self._channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString,
-                                            response_deserializer=orderbook_pb2.Summary.FromString)
-        self._call = stream(orderbook_pb2.Empty())
+        if self.symbol is None:
+            stream = self._channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString,
+                                                response_deserializer=orderbook_pb2.Summary.FromString)
+            self._call = stream(orderbook_pb2.Empty())
+        else:
+            stream = self._channel.unary_stream(
+                BOOK_METHOD, request_serializer=orderbook_streams_pb2.BookRequest.SerializeToString,
+                response_deserializer=orderbook_pb2.Summary.FromString)
+            self._call = stream(orderbook_streams_pb2.BookRequest(symbol=self.symbol, depth=self.depth))
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -131,6 +144,7 @@ class BookReader:
                 with self._changed:
                     self.latest = book
                     self.received += 1
+                    self.arrivals.append(time.monotonic())
                     if book.spread is not None:
                         self.min_spread = min(self.min_spread, book.spread)
                     self._changed.notify_all()
@@ -151,6 +165,12 @@ class BookReader:
                 self._changed.wait(remaining)
             return self.latest
 
+    def longest_pause(self, start: float, end: float) -> float:
+        """The longest time without a summary between ``start`` and ``end`` (time.monotonic())."""
+        with self._changed:
+            times = [start, *(t for t in self.arrivals if start < t < end), end]
+        return max(b - a for a, b in zip(times, times[1:]))
+
     def close(self) -> None:
         self._call.cancel()
         self._thread.join(5)
@@ -167,3 +187,12 @@ def wait_until_matches_truth(reader: BookReader, truth: Callable[[], Book], time
             return expected
         time.sleep(0.05)
     raise AssertionError(f"served book never matched the truth.\nserved:   {reader.latest}\nexpected: {expected}")
+
+
+def symbol_states(target: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """OrderbookStreams.Symbols: symbol -> (its venues, those in step), in the server's order."""
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(SYMBOLS_METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString,
+                                   response_deserializer=orderbook_streams_pb2.SymbolList.FromString)
+        answer = call(orderbook_pb2.Empty(), timeout=5)
+    return {state.symbol: (tuple(state.exchanges), tuple(state.exchanges_in_step)) for state in answer.symbols}

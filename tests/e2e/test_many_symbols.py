@@ -1,0 +1,121 @@
+"""Many symbols in one service, as a user runs it: the simulator serving four symbols (one of them on Bitstamp
+only), bin/run-server following them all, and a gRPC client per symbol on OrderbookStreams.Book. Each stream must
+equal its symbol's truth; a fault in one symbol's stream must leave the others streaming, untouched."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from tests.support.service import BOOK_METHOD, Book, symbol_states, wait_until_matches_truth
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+BOTH_VENUES = ("ETHBTC", "BTCUSDT", "ETHUSDT")
+BITSTAMP_ONLY = "LTCEUR"
+SYMBOLS = (*BOTH_VENUES, BITSTAMP_ONLY)
+EXCHANGES = {symbol: ("binance", "bitstamp") for symbol in BOTH_VENUES} | {BITSTAMP_ONLY: ("bitstamp",)}
+IN_STEP_WITHIN = 30.0
+"""Binance's 1,000-level snapshots are paced a second apart (half its request weight a minute)."""
+MAX_PAUSE = 1.5
+"""A symbol's stream at 20 events a second per venue: a summary at least every few hundred milliseconds."""
+
+
+@pytest.fixture
+def system(simulator_factory, server_factory, reader_factory):
+    simulator = simulator_factory("--seed", "5", "--rate", "20", "--symbol", ",".join(BOTH_VENUES),
+                                  "--bitstamp-only-symbol", BITSTAMP_ONLY)
+    server = server_factory(simulator.urls, "--symbol", ",".join(SYMBOLS))
+    server.wait_serving()
+    wait_until(lambda: symbol_states(server.target), IN_STEP_WITHIN, "every symbol in step on its venues",
+               accept=lambda states: all(states[s][1] == EXCHANGES[s] for s in SYMBOLS), interval=0.2)
+    readers = {symbol: reader_factory(server.target, symbol) for symbol in SYMBOLS}
+    return simulator, server, readers
+
+
+def truth(simulator, symbol: str) -> Book:
+    return Book.from_truth(simulator.control.truth(10, symbol=symbol)["merged"])
+
+
+def assert_every_stream_equals_its_truth(simulator, readers) -> None:
+    simulator.control.pause()
+    for symbol, reader in readers.items():
+        served = wait_until_matches_truth(reader, lambda symbol=symbol: truth(simulator, symbol), 10)
+        assert served.exchanges() == set(EXCHANGES[symbol]), symbol
+        assert len(served.bids) == len(served.asks) == 10
+    simulator.control.resume()
+
+
+def test_each_symbols_stream_equals_its_truth_and_symbols_names_its_venues(system):
+    simulator, server, readers = system
+    assert list(symbol_states(server.target)) == list(SYMBOLS)  # configured order, the default first
+    assert_every_stream_equals_its_truth(simulator, readers)
+    assert "Binance does not list LTCEUR, which is served without it" in server.log()
+    assert server.terminate() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_a_gap_on_one_symbol_rebuilds_only_it_and_the_others_never_pause(system):
+    simulator, server, readers = system
+    simulator.control.stale_snapshot(count=2, symbol="BTCUSDT")  # keeps it out long enough to be seen out
+    started = time.monotonic()
+    simulator.control.gap(events=3, symbol="BTCUSDT")
+
+    readers["BTCUSDT"].wait_for(lambda book: "binance" not in book.exchanges(), 5, "BTCUSDT without Binance")
+    wait_until(lambda: symbol_states(server.target)["BTCUSDT"], 5, "Symbols showing BTCUSDT out of step on Binance",
+               accept=lambda state: state == (("binance", "bitstamp"), ("bitstamp",)), interval=0.05)
+    readers["BTCUSDT"].wait_for(lambda book: "binance" in book.exchanges(), 20, "BTCUSDT with Binance again")
+    wait_until(lambda: symbol_states(server.target)["BTCUSDT"], 5, "Symbols showing BTCUSDT back in step",
+               accept=lambda state: state == (("binance", "bitstamp"), ("binance", "bitstamp")), interval=0.05)
+    ended = time.monotonic()
+
+    for symbol in ("ETHBTC", "ETHUSDT", BITSTAMP_ONLY):
+        pause = readers[symbol].longest_pause(started, ended)
+        assert pause < MAX_PAUSE, f"{symbol}'s stream paused {pause:.2f} s while BTCUSDT was rebuilt"
+        assert readers[symbol].latest.exchanges() == set(EXCHANGES[symbol])
+    log = server.log()
+    assert "binance BTCUSDT: rebuilding the book: gap" in log
+    assert "session ended" not in log, "the connection was dropped for one symbol's gap"
+    assert_every_stream_equals_its_truth(simulator, readers)
+
+
+def test_a_dropped_connection_recovers_every_symbol(system):
+    simulator, server, readers = system
+    simulator.control.drop("binance")
+    for symbol in BOTH_VENUES:
+        readers[symbol].wait_for(lambda book: "binance" not in book.exchanges(), 5, f"{symbol} without Binance")
+    for symbol in BOTH_VENUES:
+        readers[symbol].wait_for(lambda book: "binance" in book.exchanges(), IN_STEP_WITHIN,
+                                 f"{symbol} with Binance again")
+    assert "binance: session ended (disconnect)" in server.log()
+    assert_every_stream_equals_its_truth(simulator, readers)
+
+
+def test_book_answers_depth_unknown_symbols_and_bad_depths_with_their_status(system):
+    _, server, readers = system
+    with grpc.insecure_channel(server.target) as channel:
+        book = channel.unary_stream(BOOK_METHOD, request_serializer=orderbook_streams_pb2.BookRequest.SerializeToString,
+                                    response_deserializer=orderbook_pb2.Summary.FromString)
+        first = next(iter(book(orderbook_streams_pb2.BookRequest(symbol="ETHUSDT", depth=3), timeout=5)))
+        assert len(first.bids) == len(first.asks) == 3
+        default = next(iter(book(orderbook_streams_pb2.BookRequest(), timeout=5)))  # "" and 0: ETHBTC, --depth
+        assert len(default.bids) == 10
+        for request, code in ((orderbook_streams_pb2.BookRequest(symbol="NOSUCH"), grpc.StatusCode.NOT_FOUND),
+                              (orderbook_streams_pb2.BookRequest(symbol="ETHBTC", depth=11),
+                               grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as caught:
+                next(iter(book(request, timeout=5)))
+            assert caught.value.code() == code, caught.value
+    assert readers["ETHBTC"].error is None
+
+
+def test_a_symbol_no_venue_lists_is_a_configuration_error(simulator_factory, server_factory):
+    simulator = simulator_factory("--rate", "5", "--symbol", "ETHBTC")
+    server = server_factory(simulator.urls, "--symbol", "ETHBTC,NOSUCHPAIR")
+    assert server.proc.wait(20) == 2
+    errors = [line for line in server.log().splitlines() if line.startswith("run-server: error:")]
+    assert errors == ["run-server: error: --symbol NOSUCHPAIR: no venue lists it (Binance, Bitstamp)"]
