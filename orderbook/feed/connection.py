@@ -152,11 +152,15 @@ class VenueConnection:
 
     def _read(self, stream: Stream, streams: dict[str, SymbolStream], until: Callable[[], bool] | None = None) -> None:
         """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
-        handle = self.handle_frame
+        handle, pass_turn = self.handle_frame, gevent.sleep
         while until is None or not until():
             message = handle(streams, stream.recv(), time.perf_counter())
             if type(message) is ReconnectRequest and until is None:
                 raise SessionEnded("server_request", message.reason)
+            # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
+            # all: with many symbols, hundreds of frames while a client's summary waits to be sent. One turn
+            # per frame lets the streams (and the other venue) go in between.
+            pass_turn(0)
 
     def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float) -> Message | None:
         """All the work one frame costs: count, parse, route to its symbol, apply, publish if the top changed.
