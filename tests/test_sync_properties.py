@@ -369,14 +369,19 @@ def test_a_depth_limited_snapshot_bounds_the_book_and_a_sweep_through_it_breaks_
     assert_reset(sync)
 
 
-def test_the_recent_diffs_cover_everything_applied_since_the_snapshot_until_they_are_forgotten():
+def test_recorded_diffs_cover_everything_applied_since_recording_began_until_they_are_forgotten():
     from orderbook.exchanges.sync import RECENT_DIFFS
 
     sync = BinanceSync()
     assert sync.recorded_since() is None
     sync.on_snapshot(BookSnapshot(100, ((5, 1),), ((9, 1),)))
-    assert sync.recorded_since() == 100
+    sync.on_diff(BookDiff(101, 102, 0.0, ((5, 2),), ()))
+    assert sync.recent is None and sync.recorded_since() is None  # nothing kept unless an audit asks
+    sync.start_recording()
+    assert sync.recorded_since() == 102
     for i in range(RECENT_DIFFS + 5):
-        sync.on_diff(BookDiff(101 + 2 * i, 102 + 2 * i, 0.0, ((5, i + 1),), ()))
+        sync.on_diff(BookDiff(103 + 2 * i, 104 + 2 * i, 0.0, ((5, i + 1),), ()))
     assert len(sync.recent) == RECENT_DIFFS
-    assert sync.recorded_since() == 100 + 2 * 5  # the five forgotten diffs ended at id 110
+    assert sync.recorded_since() == 102 + 2 * 5  # the five forgotten diffs ended at id 112
+    sync.stop_recording()
+    assert sync.recent is None and sync.recorded_since() is None

@@ -76,6 +76,9 @@ class Venue(ABC):
     """The most symbols one connection may carry (None: no limit the venue states); more open more connections."""
     control_interval: ClassVar[float]
     """Seconds between two control messages (subscriptions) on one connection: the venue's message rate limit."""
+    rest_lag_bound: ClassVar[float] = 1.0
+    """How far the venue's REST book may lag its stream: a drift audit records the stream's diffs this long before
+    it asks for its snapshot, so that every change after the snapshot's moment is known."""
     listing_weight: ClassVar[int] = 1
     """What the listing request costs of :attr:`rest_limit`."""
 

@@ -64,6 +64,8 @@ class BitstampVenue(Venue):
     then and accepted with nothing to compare it with. It is exact provided the REST book lags the stream by
     less than this (0.07 to 2.6 s in the recordings): a change made before the snapshot's moment is in it, and
     one made after the subscription would have sent a diff. The drift audit checks it again."""
+    rest_lag_bound = 3.0
+    """The REST book lagged the stream by 0.07 to 2.6 s in the recordings (docs/protocols.md)."""
     control_interval = 0.05
     """One ``bts:subscribe`` per channel; Bitstamp states no message rate, so they go at 20 a second."""
 

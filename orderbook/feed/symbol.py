@@ -20,7 +20,7 @@ from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
-from orderbook.exchanges.sync import Outcome
+from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.feed.settings import FeedSettings
 from orderbook.metrics import SymbolMetrics, VenueMetrics
 from orderbook.rest import AUDIT_SHARE, Priority, SnapshotFetcher, UnknownSymbol
@@ -93,9 +93,25 @@ class SymbolFeed:
     # -- the drift audit ---------------------------------------------------------------------------------------
 
     def audit(self, stream: SymbolStream) -> list[Divergence]:
-        """One audit: the levels that differ (logged and counted), or [] when they agree or it was skipped."""
-        venue, sync = self.venue, stream.sync
+        """One audit: the levels that differ (logged and counted), or [] when they agree or it was skipped.
+
+        The book records the diffs it applies from the start, and the snapshot is only asked for the venue's
+        REST lag bound later: a REST book that lags the stream (Bitstamp's, by up to seconds) is then still newer
+        than the first recorded diff, so every change made after its moment is known."""
+        sync = stream.sync
         self.due_since = time.monotonic()
+        sync.start_recording()
+        try:
+            gevent.sleep(self.venue.rest_lag_bound)
+            if stream.sync is not sync or not sync.in_step:
+                self.metrics.audit("skipped")
+                return []
+            return self._compare(sync)
+        finally:
+            sync.stop_recording()
+
+    def _compare(self, sync: BookSync) -> list[Divergence]:
+        venue = self.venue
         try:
             snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE)
         except UnknownSymbol as error:

@@ -99,12 +99,14 @@ class VenueFeed:
     # -- the drift audit ---------------------------------------------------------------------------------------
 
     def _audit_loop(self) -> None:
-        """Audit the book that has waited longest, once it is due and the venue's audit budget allows one."""
+        """Audit the book that has waited longest, once it is due and the venue's audit budget allows one; several
+        books may be audited at once (each waits its REST lag bound before its snapshot)."""
         interval = self._settings.audit_interval
         budget, weight = self.fetcher.budget, self.venue.snapshot_weight
+        auditing: set[str] = set()
         while True:
-            due = [feed for feed in self.symbols
-                   if feed.listed and feed.current is not None and feed.current.sync.in_step and feed.current.serves]
+            due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.listed
+                   and feed.current is not None and feed.current.sync.in_step and feed.current.serves]
             if not due:
                 gevent.sleep(min(interval, AUDIT_IDLE_CHECK))
                 continue
@@ -117,7 +119,16 @@ class VenueFeed:
             if delay > 0:  # the minute is busy: the books' own snapshots come first
                 gevent.sleep(delay)
                 continue
+            auditing.add(feed.symbol)
+            self._spawn(self._audit, feed, auditing)
+            gevent.sleep(0)  # it records from now: the next pick sees it under way
+
+    @staticmethod
+    def _audit(feed: SymbolFeed, auditing: set[str]) -> None:
+        try:
             stream = feed.current
             sync = stream.sync
             if feed.audit(stream) and stream is feed.current and stream.sync is sync:
                 stream.rebuild("audit", "levels differ from the venue's")
+        finally:
+            auditing.discard(feed.symbol)
