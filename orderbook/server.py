@@ -6,7 +6,7 @@ integration before any gRPC object exists (see :mod:`orderbook.boot` for why eac
 (``--serve-processes``) boot the same way and inherit GRPC_VERBOSITY from this one.
 """
 
-from orderbook.boot import boot
+from orderbook.boot import boot, settle_memory
 
 boot()
 
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fatal(error, requested_log_format(argv, os.environ))
     configure_logging(config.log_level, config.log_format)
     raise_fd_limit()  # serving processes (--serve-processes) inherit it
+    settle_memory()
     simulator = None
     try:
         if config.demo:

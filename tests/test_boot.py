@@ -50,3 +50,21 @@ def test_without_grpc_boot_only_patches(then_grpc: bool) -> None:
         + ("assert boot() is not None  # the gRPC steps are added later\n" if then_grpc else "")
     )
     assert out == "False False\n"
+
+
+def test_settle_memory_freezes_what_is_loaded_and_spaces_young_collections() -> None:
+    out = run_boot(
+        "import gc\n"
+        "from orderbook.boot import YOUNG_COLLECTION_EVERY, boot, settle_memory\n"
+        "boot()\n"
+        "import orderbook.app\n"
+        "middle, old = gc.get_threshold()[1:]\n"
+        "settle_memory()\n"
+        "assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, middle, old)\n"
+        "assert gc.get_freeze_count() > 10_000  # modules, classes, grpc: out of every collection from now on\n"
+        "cycle = []\n"
+        "cycle.append(cycle)\n"
+        "del cycle\n"
+        "print(gc.collect() >= 1)  # cyclic garbage made afterwards is still collected\n"
+    )
+    assert out == "True\n"
