@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 RAW_EXCERPT = 200
 BAD_FRAME_LOG_INTERVAL = 10.0
+READER_TURN = 0.002
+"""Seconds a reader works through waiting frames before it lets the other greenlets run."""
 
 
 class VenueConnection:
@@ -152,15 +154,22 @@ class VenueConnection:
 
     def _read(self, stream: Stream, streams: dict[str, SymbolStream], until: Callable[[], bool] | None = None) -> None:
         """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
-        handle, pass_turn = self.handle_frame, gevent.sleep
+        handle, pass_turn, clock = self.handle_frame, gevent.sleep, time.perf_counter
+        turn_taken = clock()
         while until is None or not until():
-            message = handle(streams, stream.recv(), time.perf_counter())
+            payload = stream.recv()
+            received_at = clock()
+            message = handle(streams, payload, received_at)
             if type(message) is ReconnectRequest and until is None:
                 raise SessionEnded("server_request", message.reason)
             # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
-            # all: with many symbols, hundreds of frames while a client's summary waits to be sent. One turn
-            # per frame lets the streams (and the other venue) go in between.
-            pass_turn(0)
+            # all: with many symbols, hundreds of frames while a client's summary waits to be sent. It passes the
+            # hub a turn after READER_TURN of work instead, so the streams (and the other venue) go in between.
+            # Not after every frame: each turn lets every stream send, and with hundreds of streams the reader
+            # then fell behind the market (their summaries stale before they were sent).
+            if received_at - turn_taken >= READER_TURN:
+                pass_turn(0)
+                turn_taken = clock()
 
     def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float) -> Message | None:
         """All the work one frame costs: count, parse, route to its symbol, apply, publish if the top changed.
