@@ -47,6 +47,8 @@ class Application:
                            for symbol, book in self.books.items()}
         self.publisher = self.publishers[config.symbol]
         self._unlisted: dict[str, set[str]] = {symbol: set() for symbol in config.symbols}
+        self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
+        """Each symbol's venues in step, as last reported to ``Symbols``."""
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
                                 audit_interval=config.audit_interval)
         self.feeds = [
@@ -158,17 +160,19 @@ class Application:
     def _book_changed(self, symbol: str, received_at: float) -> None:
         if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        in_step = self._report_state(symbol)
+        book = self.books[symbol]
+        if tuple(name for name in self.venue_names if book.in_step(name)) != self._in_step[symbol]:
+            self._report_state(symbol)  # only when a venue came or went: most calls are a moved top
+
+    def _report_state(self, symbol: str) -> None:
+        """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; health follows the default
+        symbol's (BookSummary's)."""
+        book = self.books[symbol]
+        self._in_step[symbol] = in_step = tuple(name for name in self.venue_names if book.in_step(name))
+        self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
         if symbol == self.config.symbol and bool(in_step) != self._serving:
             self._serving = bool(in_step)
-            self.grpc.set_serving(self._serving)  # health follows the default symbol, BookSummary's
-
-    def _report_state(self, symbol: str) -> tuple[str, ...]:
-        """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; returns the latter."""
-        book = self.books[symbol]
-        in_step = tuple(name for name in self.venue_names if book.in_step(name))
-        self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
-        return in_step
+            self.grpc.set_serving(self._serving)
 
     def _publish(self, symbol: str, top: MergedTop) -> None:
         self.served.publish(symbol, top)
