@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 RAW_EXCERPT = 200
 BAD_FRAME_LOG_INTERVAL = 10.0
+SESSION_END_REASONS = {FrameTooLarge: "bad_frame", StreamSilent: "silence"}
+"""Why a stream error ended a session, for the metrics and the log; any other: ``disconnect``."""
 READER_TURN = 0.002
 """Seconds a reader works through waiting frames before it lets the other greenlets run."""
 
@@ -108,19 +110,13 @@ class VenueConnection:
             log.warning("%s: ending the session: %s", self.name, ended)
             self._rebuilt_all(streams, ended.reason)  # on the next connection, served meanwhile if handed over
             return ended.reason
-        except FrameTooLarge as error:
-            self._metrics.bad_frame("too_large")
-            log.warning("%s: ending the session: bad_frame: %s", self.name, error)
-            self._rebuilt_all(streams, "bad_frame")
-            return "bad_frame"
-        except StreamSilent as error:
-            log.warning("%s: ending the session: silence: %s", self.name, error)
-            self._rebuilt_all(streams, "silence")
-            return "silence"
         except StreamError as error:
-            log.warning("%s: connection lost: %s", self.name, error)
-            self._rebuilt_all(streams, "disconnect")
-            return "disconnect"
+            reason = SESSION_END_REASONS.get(type(error), "disconnect")
+            if reason == "bad_frame":
+                self._metrics.bad_frame("too_large")
+            log.warning("%s: ending the session: %s: %s", self.name, reason, error)
+            self._rebuilt_all(streams, reason)
+            return reason
         finally:
             gevent.killall(helpers)
             if hand_over:  # the connection stays open (and counted) until drained
