@@ -137,8 +137,9 @@ class Application:
     # -- which venue lists which symbol ------------------------------------------------------------------------
 
     def _listing(self, venue: str, unlisted: frozenset[str]) -> None:
-        for symbol in unlisted:
-            self._unlisted_by(venue, symbol, "")
+        """The venue has said what it lists (each symbol it leaves out was reported by ``_unlisted_by``)."""
+        log.info("%s follows %d of the %d symbols", venue, len(self.config.symbols) - len(unlisted),
+                 len(self.config.symbols))
 
     def _unlisted_by(self, venue: str, symbol: str, reason: str) -> None:
         """A symbol that no venue lists is a configuration error: the service stops (exit 2), saying so."""
