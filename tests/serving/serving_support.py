@@ -13,6 +13,7 @@ import grpc
 
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.processes import with_default_signals
+from tests.support.waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -104,3 +105,17 @@ def symbols(channel: grpc.Channel) -> Callable[..., orderbook_streams_pb2.Symbol
 
 def run_client(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CLIENT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_a_free_stream(channel: grpc.Channel) -> None:
+    """Until a BookSummary stream is granted (refused meanwhile with RESOURCE_EXHAUSTED, never anything else): a
+    slot freed by a cancel is anyone's once the server has seen the cancel."""
+
+    def granted() -> bool:
+        try:
+            return bool(next(book_summary(channel)(orderbook_pb2.Empty(), timeout=5)).bids)
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            return False
+
+    wait_until(granted, 5, "a stream freed by a cancel", interval=0.05)

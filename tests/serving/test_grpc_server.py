@@ -15,7 +15,7 @@ import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from serving_support import CLIENT, HELPER, Helper, book_summary
+from serving_support import CLIENT, HELPER, Helper, book_summary, wait_for_a_free_stream
 
 from orderbook.proto import orderbook_pb2
 from orderbook.serving.grpc_server import BadAddress, parse_address
@@ -77,7 +77,8 @@ def test_stream_beyond_the_limit_gets_resource_exhausted(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
     helper = start_helper("--interval", "0.05", "--max-streams", "5", "--max-streams-per-connection", "6")
-    method = book_summary(channels(helper.target))
+    channel = channels(helper.target)
+    method = book_summary(channel)
     calls = [method(EMPTY, timeout=15) for _ in range(5)]
     for call in calls:
         numbers(call, 1)
@@ -85,14 +86,7 @@ def test_stream_beyond_the_limit_gets_resource_exhausted(
         next(method(EMPTY, timeout=5))
     assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     calls[0].cancel()  # a freed slot is usable again once the server has seen the cancel
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            assert numbers(method(EMPTY, timeout=5), 1)
-            break
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_for_a_free_stream(channel)
 
 
 @pytest.mark.e2e

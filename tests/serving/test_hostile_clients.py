@@ -12,10 +12,10 @@ from functools import partial
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving_support import BOOK_PATH, METHOD_PATH, SYMBOLS_PATH, Helper, book, book_summary, symbols
+from serving_support import (BOOK_PATH, METHOD_PATH, SYMBOLS_PATH, Helper, book, book_summary, symbols,
+                             wait_for_a_free_stream)
 
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
-from tests.support.waiting import wait_until
 
 Start = Callable[..., Helper]
 EMPTY = orderbook_pb2.Empty()
@@ -132,19 +132,6 @@ def test_book_and_book_summary_streams_share_the_stream_limit(
     wait_for_a_free_stream(newcomer)
     for call in held:
         call.cancel()
-
-
-def wait_for_a_free_stream(channel: grpc.Channel) -> None:
-    """Until a BookSummary stream is granted (refused meanwhile with RESOURCE_EXHAUSTED, never anything else)."""
-
-    def granted() -> bool:
-        try:
-            return bool(next(book_summary(channel)(EMPTY, timeout=5)).bids)
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
-            return False
-
-    wait_until(granted, 5, "a stream freed by a cancel", interval=0.05)
 
 
 @pytest.mark.parametrize("method", ["BookSummary", "Book"])
