@@ -148,13 +148,20 @@ def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) ->
 
 def test_a_sweep_through_a_depth_limited_snapshot_rebuilds_binance_and_never_serves_past_it(start_system) -> None:
     system: System = start_system("--levels", "300", server_args=("--binance-snapshot-limit", "30"))
-    system.settle()
-    system.control.resume()
+    system.settle()  # paused from here on, so the snapshot the rebuild takes is the frozen truth
+
+    def sweeps() -> None:
+        system.control.sweep("binance", side="bid", levels=25)  # leaves 5 of the snapshot's 30 bids: rebuild
+        system.control.sweep("binance", side="ask", levels=1)  # a diff after it, which a Binance rebuild waits for
+
     before = system.metrics()
-    system.outage("binance", lambda: system.control.sweep("binance", side="bid", levels=25), reconnects=False)
+    system.outage("binance", sweeps, reconnects=False)
     after = system.metrics()
     assert changed(before, after, "orderbook_book_rebuilds_total", exchange="binance") == {"reason=past_snapshot": 1}
-    assert after("orderbook_book_levels", exchange="binance", side="bid") <= 30
+    # Exactly the new snapshot's 30 levels a side: nothing kept from before the sweep, nothing past the edge. (With
+    # the simulator running a diff may add a level inside the edge: only a frozen book pins the count.)
+    assert after("orderbook_book_levels", exchange="binance", side="bid") == 30
+    assert after("orderbook_book_levels", exchange="binance", side="ask") == 30
     system.assert_survived()
 
 
