@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.proto import orderbook_pb2, orderbook_relay_pb2, orderbook_streams_pb2
 from orderbook.proto.generate import PROTO_FILES, protoc_include
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,9 @@ CONTRACT_SHA256 = {
 """Each proto is an interface other clients are built against: never changed, extended beside (issue 14 gave the
 text of orderbook_streams.proto)."""
 
-GENERATED: dict[str, ModuleType] = {"orderbook.proto": orderbook_pb2, "orderbook_streams.proto": orderbook_streams_pb2}
+GENERATED: dict[str, ModuleType] = {"orderbook.proto": orderbook_pb2, "orderbook_streams.proto": orderbook_streams_pb2,
+                                    "orderbook_relay.proto": orderbook_relay_pb2}
+"""In dependency order, as generate.py compiles them."""
 
 
 def compile_descriptors(out: Path) -> dict[str, descriptor_pb2.FileDescriptorProto]:
@@ -47,7 +49,8 @@ def compile_descriptors(out: Path) -> dict[str, descriptor_pb2.FileDescriptorPro
 
 
 def test_every_proto_is_generated() -> None:
-    assert [proto.name for proto in PROTO_FILES] == list(GENERATED) == sorted(p.name for p in PROTO_DIR.glob("*.proto"))
+    assert [proto.name for proto in PROTO_FILES] == list(GENERATED)
+    assert sorted(GENERATED) == sorted(p.name for p in PROTO_DIR.glob("*.proto"))
 
 
 @pytest.mark.parametrize("name", list(GENERATED))
@@ -86,3 +89,12 @@ def test_streams_module_has_its_service_and_messages_over_the_fixed_ones() -> No
 @pytest.mark.parametrize("name", list(CONTRACT_SHA256))
 def test_proto_is_its_contract_byte_for_byte(name: str) -> None:
     assert hashlib.sha256((PROTO_DIR / name).read_bytes()).hexdigest() == CONTRACT_SHA256[name]
+
+
+def test_relay_envelope_carries_a_symbols_summary_and_state_or_a_heartbeat() -> None:
+    envelope = orderbook_relay_pb2.Envelope
+    assert [(f.name, f.number) for f in envelope.DESCRIPTOR.fields] == [
+        ("epoch", 1), ("sequence", 2), ("published_unix_nanos", 3), ("node", 4), ("update", 5), ("heartbeat", 6)]
+    assert [f.name for f in envelope.DESCRIPTOR.oneofs_by_name["body"].fields] == ["update", "heartbeat"]
+    state = orderbook_relay_pb2.SymbolUpdate.DESCRIPTOR.fields_by_name["state"]
+    assert state.message_type is orderbook_streams_pb2.SymbolState.DESCRIPTOR  # the served message itself

@@ -19,10 +19,14 @@ from grpc_tools import protoc
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
 PROTO_DIR = REPO_ROOT / "proto"
-PROTO_FILES = (PROTO_DIR / "orderbook.proto", PROTO_DIR / "orderbook_streams.proto")
+PROTO_FILES = (PROTO_DIR / "orderbook.proto", PROTO_DIR / "orderbook_streams.proto", PROTO_DIR / "orderbook_relay.proto")
 """In dependency order: each file's imports come before it."""
 
-_IMPORTS = {"import orderbook_pb2 as orderbook__pb2\n": "from orderbook.proto import orderbook_pb2 as orderbook__pb2\n"}
+_IMPORTS = {
+    "import orderbook_pb2 as orderbook__pb2\n": "from orderbook.proto import orderbook_pb2 as orderbook__pb2\n",
+    "import orderbook_streams_pb2 as orderbook__streams__pb2\n":
+        "from orderbook.proto import orderbook_streams_pb2 as orderbook__streams__pb2\n",
+}
 
 
 def protoc_include() -> str:

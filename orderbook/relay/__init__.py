@@ -1,0 +1,13 @@
+"""Beyond one machine: book nodes publish every symbol's summary through Redis; stateless edges serve them.
+
+    book node (bin/run-server --publish URL) ──┐                         ┌── edge (bin/run-edge --source URL)
+    book node (standby, same flags)  ──────────┼── Redis (one channel, ──┼── edge
+                                               │    one latest hash)     └── ...
+
+* :mod:`~orderbook.relay.envelope`: what travels (``proto/orderbook_relay.proto``): a symbol's summary and state,
+  or a heartbeat with the catalogue, each with the leader's epoch, a sequence number and its publish time.
+* :mod:`~orderbook.relay.keys`: the Redis keys of one deployment and the scripts that act on them atomically.
+* :mod:`~orderbook.relay.lease`: the leader's lease (set-if-absent with expiry, an epoch that only grows).
+* :mod:`~orderbook.relay.node`: the book node's side: elect, and publish while leader.
+* :mod:`~orderbook.relay.source` and :mod:`~orderbook.relay.edge`: the edge's side: follow Redis, serve gRPC.
+"""
