@@ -50,7 +50,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import SymbolBooks, symbol_list
+from orderbook.serving.symbols import SymbolBooks, Unavailable, symbol_list
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +388,8 @@ class GrpcServer:
         asked = self._parse(orderbook_streams_pb2.BookRequest, request, BOOK_PATH, context)
         try:
             symbol, depth = self._books.resolve(asked.symbol, asked.depth)
+        except Unavailable as unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {unavailable}")
         except KeyError:
             shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
@@ -401,11 +403,16 @@ class GrpcServer:
 
     def _symbols(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._parse(orderbook_pb2.Empty, request, SYMBOLS_PATH, context)
+        if self._books.unavailable is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {self._books.unavailable}")
         return symbol_list(self._books.states())
 
     def _stream(self, symbol: str, depth: int, context: grpc.ServicerContext, method: str,
                 refusal: str) -> Iterator[bytes]:
-        """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it)."""
+        """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it). Ends with
+        UNAVAILABLE while the books are suspended (an edge without a source): the client should go elsewhere."""
+        if self._books.unavailable is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {self._books.unavailable}")
         if self._book_streams >= self._max_streams:
             self.refused_streams.event("%s stream from %s refused: all %d streams are taken",
                                        method, context.peer(), self._max_streams)
@@ -419,6 +426,8 @@ class GrpcServer:
             log.debug("stream opened for %s", peer)
             try:
                 yield from self._books.stream(symbol, depth, context.is_active, wake_up)
+            except Unavailable as unavailable:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {unavailable}")
             finally:
                 log.debug("stream closed for %s", peer)
         finally:

@@ -11,6 +11,9 @@ nobody watches.
 
 The serving processes (``--serve-processes``) each hold a :class:`SymbolBooks` of their own, fed the full
 summaries and the states through :meth:`SymbolBooks.follow` here and :meth:`SymbolBooks.publish_summary` there.
+An edge (``bin/run-edge``) holds one fed from Redis: it learns the symbols and depth from the leader
+(:meth:`SymbolBooks.reconfigure`) and, while it cannot vouch for what it holds, suspends every stream
+(:meth:`SymbolBooks.suspend`: they end with :class:`Unavailable`, and new ones are refused) until it can again.
 Everything runs on one gevent hub.
 """
 
@@ -56,9 +59,21 @@ class SymbolState:
         return cls(message.symbol, tuple(message.exchanges), tuple(message.exchanges_in_step))
 
 
+def _check(symbols: Sequence[str], depth: int) -> None:
+    if len(set(symbols)) != len(symbols):
+        raise ValueError(f"a symbol is listed twice in {list(symbols)}")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
+
+
 def symbol_list(states: Sequence[SymbolState]) -> bytes:
     """The serialized ``orderbook.SymbolList`` answering ``Symbols``."""
     return orderbook_streams_pb2.SymbolList(symbols=[state.to_message() for state in states]).SerializeToString()
+
+
+class Unavailable(Exception):
+    """A stream ended, or was refused, because the books cannot be vouched for now (an edge whose source went
+    quiet), or its symbol's book went (the leader's catalogue changed); the client should try again, elsewhere."""
 
 
 class _Symbol:
@@ -91,21 +106,18 @@ class SymbolBooks:
 
     def __init__(self, symbols: Sequence[str], depth: int, recheck_interval: float = 1.0) -> None:
         """``symbols[0]`` is the default symbol; ``depth`` is ``--depth``, the most levels a side served.
-        ``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there."""
-        if not symbols:
-            raise ValueError("at least one symbol is needed")
-        if len(set(symbols)) != len(symbols):
-            raise ValueError(f"a symbol is listed twice in {list(symbols)}")
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, not {depth}")
+        ``recheck_interval`` bounds how long a stream sleeps before re-checking that its client is still there.
+        No symbols: an edge that has not heard its leader yet (suspended until :meth:`reconfigure`)."""
+        _check(symbols, depth)
         self.symbols: tuple[str, ...] = tuple(symbols)
-        self.default: str = self.symbols[0]
+        self.default: str = self.symbols[0] if symbols else ""
         self.depth: int = depth
         self._recheck_interval = recheck_interval
         self._books = {symbol: _Symbol(symbol, recheck_interval) for symbol in self.symbols}
         self._followers: dict[_Pending, None] = {}
         self._retired = ServingStats()  # the counters of shallower broadcasters that went, so sums never go back
         self._closed = False
+        self._unavailable: str | None = None if symbols else "no book yet"
 
     # -- the book's side -----------------------------------------------------------------------------------
 
@@ -145,6 +157,56 @@ class SymbolBooks:
     def state(self, symbol: str) -> SymbolState:
         return self._books[symbol].state
 
+    def summary(self, symbol: str) -> bytes | None:
+        """``symbol``'s latest full summary (None before its first)."""
+        return self._books[symbol].full.latest
+
+    def reconfigure(self, symbols: Sequence[str], depth: int) -> bool:
+        """Serve ``symbols`` at ``depth`` from now on (an edge following a leader's catalogue); whether anything
+        changed. The streams of a symbol that goes, or of every symbol when the depth changes, end with
+        :class:`Unavailable`; a symbol that comes has no summary until one is published."""
+        if not symbols:
+            raise ValueError("at least one symbol is needed")
+        _check(symbols, depth)
+        symbols = tuple(symbols)
+        if symbols == self.symbols and depth == self.depth:
+            return False
+        kept = set(symbols) if depth == self.depth else set()
+        for symbol, book in list(self._books.items()):
+            if symbol not in kept:
+                self._retire(self._books.pop(symbol))
+        for symbol in symbols:
+            if symbol not in self._books:
+                self._books[symbol] = _Symbol(symbol, self._recheck_interval)
+                self._changed((STATE, symbol))
+        self._books = {symbol: self._books[symbol] for symbol in symbols}  # in the catalogue's order
+        self.symbols, self.default, self.depth = symbols, symbols[0], depth
+        return True
+
+    def _retire(self, book: _Symbol) -> None:
+        for broadcaster in (book.full, *book.shallower.values()):
+            self._retired.add(broadcaster.stats())
+            broadcaster.close()
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why every stream is suspended (:meth:`suspend`), or None while they are served."""
+        return self._unavailable
+
+    def suspend(self, reason: str) -> None:
+        """End every stream with :class:`Unavailable` (``reason``) and refuse new ones until :meth:`resume`."""
+        if self._unavailable is not None:
+            return
+        self._unavailable = reason
+        for book in self._books.values():
+            for broadcaster in (book.full, *book.shallower.values()):
+                broadcaster.wake()
+
+    def resume(self) -> None:
+        """Serve streams again (the books can be vouched for)."""
+        if self.symbols:
+            self._unavailable = None
+
     def states(self) -> list[SymbolState]:
         """Every symbol's state, in configured order (the default symbol first)."""
         return [book.state for book in self._books.values()]
@@ -153,7 +215,10 @@ class SymbolBooks:
 
     def resolve(self, symbol: str, depth: int) -> tuple[str, int]:
         """The symbol and depth a request means: ``""`` is the default symbol, 0 the full ``--depth``. Raises
-        ``KeyError`` for a symbol that is not configured and ``ValueError`` for a depth above ``--depth``."""
+        :class:`Unavailable` while suspended, ``KeyError`` for a symbol that is not configured and ``ValueError``
+        for a depth above ``--depth``."""
+        if self._unavailable is not None:
+            raise Unavailable(self._unavailable)
         symbol = symbol or self.default
         if symbol not in self._books:
             raise KeyError(symbol)
@@ -169,18 +234,24 @@ class SymbolBooks:
     def stream(self, symbol: str, depth: int, is_active: Callable[[], bool],
                wake_up: Event | None = None) -> Iterator[bytes]:
         """A client's stream of ``symbol`` at ``depth`` (:meth:`SummaryBroadcaster.stream`); check the request
-        with :meth:`resolve` first, as this raises only once iterated. A shallower broadcaster goes when its last
-        stream ends: taking it and counting this stream on it happen with no gevent switch between, so none is
-        dropped while a stream is about to use it."""
+        with :meth:`resolve` first, as this raises only once iterated. It ends when the client goes or the books
+        close, and raises :class:`Unavailable` when they are suspended or its symbol's book goes. A shallower
+        broadcaster goes when its last stream ends: taking it and counting this stream on it happen with no gevent
+        switch between, so none is dropped while a stream is about to use it."""
         symbol, depth = self.resolve(symbol, depth)
+        book = self._books[symbol]
         broadcaster = self._broadcaster(symbol, depth)
         try:
-            yield from broadcaster.stream(is_active, wake_up)
+            yield from broadcaster.stream(lambda: self._unavailable is None and is_active(), wake_up)
         finally:
-            shallower = self._books[symbol].shallower
-            if broadcaster.open_streams == 0 and shallower.get(depth) is broadcaster:
-                del shallower[depth]
+            if broadcaster.open_streams == 0 and book.shallower.get(depth) is broadcaster:
+                del book.shallower[depth]
                 self._retired.add(broadcaster.stats())
+        if not self._closed and is_active():
+            if self._unavailable is not None:
+                raise Unavailable(self._unavailable)
+            if self._books.get(symbol) is not book:
+                raise Unavailable(f"{symbol} is no longer served at depth {depth}")
 
     def _broadcaster(self, symbol: str, depth: int) -> SummaryBroadcaster:
         book = self._books[symbol]
