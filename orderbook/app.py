@@ -23,6 +23,7 @@ from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.metrics_http import MetricsHttpServer
+from orderbook.relay.node import BookNode
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
 from orderbook.serving.stats import serving_families
@@ -67,6 +68,11 @@ class Application:
         self.metrics.add_state_source(merged_book_families(
             lambda: ((symbol, publisher.last) for symbol, publisher in self.publishers.items())))
         self.metrics.add_state_source(self._service_families)
+        self.relay: BookNode | None = None
+        """``--publish``: this process's part in the relay (publishing while leader, else standing by)."""
+        if config.publish is not None:
+            self.relay = BookNode(config.publish, self.served, self._symbols_in_step, spawn=self._greenlets.spawn)
+            self.metrics.add_state_source(self.relay.stats.families)
         self.metrics_port: int | None = None
         self._metrics_http: MetricsHttpServer | None = None
         self._serving = False
@@ -114,6 +120,8 @@ class Application:
                  if len(symbols) > 1 else "")
         for feed in self.feeds:
             self._greenlets.spawn(feed.run)
+        if self.relay is not None:
+            self.relay.start()
 
     def wait(self) -> int:
         """Block until :meth:`stop` or a fatal exchange error; returns the exit code."""
@@ -123,6 +131,8 @@ class Application:
         if self._done.ready():
             return
         log.info("shutting down")
+        if self.relay is not None:
+            self.relay.stop()  # a standby takes over now, not when the lease lapses
         self._greenlets.kill(timeout=grace)
         self.grpc.stop(grace)
         if self._metrics_http is not None:
@@ -174,6 +184,10 @@ class Application:
         if symbol == self.config.symbol and bool(in_step) != self._serving:
             self._serving = bool(in_step)
             self.grpc.set_serving(self._serving)
+
+    def _symbols_in_step(self) -> int:
+        """How many symbols have a venue in step: the relay's measure of how ready this book node is."""
+        return sum(1 for in_step in self._in_step.values() if in_step)
 
     def _publish(self, symbol: str, top: MergedTop) -> None:
         self.served.publish(symbol, top)

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from orderbook.arguments import OneLineParser, UsageError, number, one_of, split_address, whole_number
 from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
+from orderbook.relay.redis_url import BadRedisUrl, check_url
 
 ENV_PREFIX = "ORDERBOOK_"
+EDGE_ENV_PREFIX = "ORDERBOOK_EDGE_"
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 MAX_SYMBOLS = 1000
 """Symbols one process follows at most: each is a label value of the per-symbol metrics, which stay bounded."""
@@ -81,6 +83,8 @@ class Config:
     """None: a tenth of each serving process's --max-streams share (GrpcServer's default)."""
     ready_file: str | None = None
     """Where to write the bound ports once listening (``--ready-file``); None: nowhere."""
+    publish: str | None = None
+    """The Redis URL to publish through (``--publish``); None: this process serves only its own clients."""
 
     @property
     def symbol(self) -> str:
@@ -154,6 +158,10 @@ def _parser() -> OneLineParser:
         help="the least severe log lines written, in any case (default %(default)s)")
     add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
         help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
+    add("--publish", default=None, metavar="URL",
+        help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
+        "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
+        "stand by (README, Beyond one machine)")
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     add("--ready-file", default=None, metavar="PATH",
         help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line, replacing '
@@ -165,15 +173,18 @@ def _settings(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [action for action in parser._actions if action.option_strings and action.dest != "help"]  # noqa: SLF001
 
 
-def _env_argv(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-    """The ``ORDERBOOK_*`` variables as command-line words, and the variable behind each flag used."""
+def _env_argv(parser: argparse.ArgumentParser, environ: Mapping[str, str],
+              prefix: str) -> tuple[list[str], dict[str, str]]:
+    """The ``<prefix>*`` variables as command-line words, and the variable behind each flag used. The edge's own
+    variables (``ORDERBOOK_EDGE_*``) and the launcher's (``ORDERBOOK_PYTHON``) are not the server's."""
     flags = {action.dest.upper(): action for action in _settings(parser)}
+    others = {EDGE_ENV_PREFIX} - {prefix}
     argv: list[str] = []
     names: dict[str, str] = {}
     for key, value in sorted(environ.items()):
-        if not key.startswith(ENV_PREFIX) or key == "ORDERBOOK_PYTHON":
+        if not key.startswith(prefix) or key == "ORDERBOOK_PYTHON" or any(map(key.startswith, others)):
             continue
-        action = flags.get(key[len(ENV_PREFIX):])
+        action = flags.get(key[len(prefix):])
         if action is None:
             raise ConfigError(f"unknown setting {key} (no such flag)")
         flag = action.option_strings[0]
@@ -203,13 +214,13 @@ def _given(parser: argparse.ArgumentParser, argv: Sequence[str], names: Mapping[
     return {dest: value for dest, value in vars(namespace).items() if value is not _NOT_GIVEN}
 
 
-def requested_log_format(argv: Sequence[str], environ: Mapping[str, str]) -> str:
-    """The log format asked for (``--log-format``, else ``ORDERBOOK_LOG_FORMAT``), as well as it can be made out
+def requested_log_format(argv: Sequence[str], environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> str:
+    """The log format asked for (``--log-format``, else ``<prefix>LOG_FORMAT``), as well as it can be made out
     from a configuration that :func:`load_config` refused: the error line is written in that format too. Text when
     it cannot be made out."""
     parser = OneLineParser(add_help=False)
     parser.add_argument("--log-format", type=one_of(*LOG_FORMATS), default=None)
-    for words in ([*argv], [f"--log-format={environ.get(ENV_PREFIX + 'LOG_FORMAT', 'text')}"]):
+    for words in ([*argv], [f"--log-format={environ.get(prefix + 'LOG_FORMAT', 'text')}"]):
         try:
             found = parser.parse_known_args(words)[0].log_format
         except UsageError:
@@ -219,16 +230,23 @@ def requested_log_format(argv: Sequence[str], environ: Mapping[str, str]) -> str
     return "text"
 
 
-def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
-    parser = _parser()
-    env_argv, env_names = _env_argv(parser, os.environ if environ is None else environ)
+def parse_settings(parser: argparse.ArgumentParser, argv: Sequence[str] | None, environ: Mapping[str, str] | None,
+                   prefix: str) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The settings from the command line over ``<prefix><FLAG>`` variables over the defaults, and the name of
+    each setting as the user gave it (flag or variable), for error lines. Raises :class:`ConfigError`."""
+    env_argv, env_names = _env_argv(parser, os.environ if environ is None else environ, prefix)
     from_env = _given(parser, env_argv, env_names)
     from_command_line = _given(parser, argv or [], {})
     args = argparse.Namespace(**{action.dest: action.default for action in _settings(parser)}
                               | from_env | from_command_line)
     flag = {action.dest: action.option_strings[0] for action in _settings(parser)}
     name = flag | {dest: env_names[flag[dest]] for dest in from_env} | {dest: flag[dest] for dest in from_command_line}
+    return args, name
+
+
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
+    args, name = parse_settings(_parser(), argv, environ, ENV_PREFIX)
     symbols = tuple(dict.fromkeys(part.strip().upper() for part in args.symbol.split(",")))
     for symbol in symbols:
         if not _SYMBOL.fullmatch(symbol):
@@ -265,6 +283,11 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
                               "snapshot are unknown until they change, so they cannot be served")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
+    if args.publish is not None:
+        try:
+            check_url(args.publish)
+        except BadRedisUrl as error:
+            raise ConfigError(f"{name['publish']}: {error}") from None
     return Config(
         symbols=symbols,
         depth=args.depth,
@@ -283,6 +306,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         demo=args.demo,
         max_streams_per_connection=args.max_streams_per_connection,
         ready_file=args.ready_file or None,
+        publish=args.publish or None,
     )
 
 

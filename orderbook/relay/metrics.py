@@ -1,0 +1,108 @@
+"""The relay's figures, for the book node's and the edge's /metrics: plain attributes, exported at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from orderbook.metrics import LatencyHistogram
+
+HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
+def _by(name: str, documentation: str, label: str, counts: Counter[str], known: Iterable[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key in dict.fromkeys((*known, *counts)):
+        family.add_metric([key], counts[key])
+    return family
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """A book node's side of the relay (``--publish``)."""
+
+    redis_connected: bool = False
+    leader: bool = False
+    epoch: int = 0
+    """The epoch this node leads in, or else the newest it has seen."""
+    renewals: int = 0
+    takeovers: int = 0
+    handovers: int = 0
+    published: Counter[str] = field(default_factory=Counter)
+    redis_errors: int = 0
+
+    def families(self) -> list[Metric]:
+        return [
+            _gauge("orderbook_relay_redis_connected", "1 while Redis answers this process", self.redis_connected),
+            _gauge("orderbook_relay_leader", "1 while this book node holds the lease and publishes", self.leader),
+            _gauge("orderbook_relay_epoch", "The leader's epoch: the one this node leads in, or the newest it saw",
+                   self.epoch),
+            _counter("orderbook_relay_lease_renewals", "Lease renewals by this book node", self.renewals),
+            _counter("orderbook_relay_takeovers", "Times this book node took the lease and became the leader",
+                     self.takeovers),
+            _counter("orderbook_relay_handovers", "Times this book node, its venues all out of step, gave the lease "
+                     "up to an in-step standby", self.handovers),
+            _by("orderbook_relay_published", "Envelopes published to Redis, by kind", "kind", self.published,
+                ("update", "heartbeat")),
+            _counter("orderbook_relay_redis_errors", "Redis requests that failed (unreachable, timed out)",
+                     self.redis_errors),
+        ]
+
+
+@dataclass(slots=True)
+class EdgeStats:
+    """An edge's side of the relay (``--source``)."""
+
+    redis_connected: bool = False
+    serving: bool = False
+    epoch: int = 0
+    received: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    leader_changes: int = 0
+    sources_lost: int = 0
+    redis_errors: int = 0
+    last_message_at: float | None = None
+    """``time.monotonic()`` of the last envelope taken from the leader."""
+    hop: LatencyHistogram = field(default_factory=lambda: LatencyHistogram(HOP_BUCKETS))
+
+    def families(self) -> list[Metric]:
+        age = GaugeMetricFamily("orderbook_relay_last_message_age_seconds",
+                                "Seconds since the edge last heard from the leader (an update or a heartbeat)")
+        if self.last_message_at is not None:
+            age.add_metric([], time.monotonic() - self.last_message_at)
+        return [
+            _gauge("orderbook_relay_redis_connected", "1 while Redis answers this process", self.redis_connected),
+            _gauge("orderbook_relay_source_up", "1 while the edge serves: Redis answers and the leader was heard "
+                   "within the source timeout", self.serving),
+            _gauge("orderbook_relay_epoch", "The leader's epoch the edge follows", self.epoch),
+            _by("orderbook_relay_received", "Envelopes taken from Redis, by kind", "kind", self.received,
+                ("update", "heartbeat")),
+            _by("orderbook_relay_dropped", "Envelopes dropped, by reason: old_epoch (a deposed leader's), "
+                "old_sequence (older than one already applied), malformed, unknown_symbol", "reason", self.dropped,
+                ("old_epoch", "old_sequence", "malformed", "unknown_symbol")),
+            _counter("orderbook_relay_leader_changes", "Times the edge followed a new leader (a newer epoch)",
+                     self.leader_changes),
+            _counter("orderbook_relay_sources_lost", "Times the edge lost its source for longer than the source "
+                     "timeout and ended its streams", self.sources_lost),
+            _counter("orderbook_relay_redis_errors", "Redis requests that failed (unreachable, timed out)",
+                     self.redis_errors),
+            age,
+            self.hop.family("orderbook_relay_hop_seconds", "Published by the leader to received by the edge "
+                            "(wall clocks: across hosts, as good as their synchronisation)"),
+        ]

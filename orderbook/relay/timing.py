@@ -1,0 +1,21 @@
+"""The relay's clocks, in one place because they bound each other (README, "Beyond one machine").
+
+A leader renews its lease every :data:`TICK`; a standby tries to take it as often, so it takes over at most
+``LEASE_TTL + TICK`` after the leader's last renewal. A leader sends a heartbeat every :data:`HEARTBEAT_INTERVAL`.
+An edge that has not heard a leader for :data:`SOURCE_TIMEOUT` ends its streams with UNAVAILABLE: longer than a
+takeover (so the clients of an edge keep their streams through one), short enough that they move to a healthy
+edge within seconds when the edge itself is cut off.
+"""
+
+LEASE_TTL = 2.0
+"""Seconds a lease lasts unless renewed."""
+TICK = 0.25
+"""Seconds between a leader's renewals, and between a standby's attempts to take the lease."""
+HEARTBEAT_INTERVAL = 0.5
+CATALOG_TTL = 3.0
+"""Seconds the leader's catalogue stays in Redis after its last heartbeat: present means a leader is alive."""
+SOURCE_TIMEOUT = 5.0
+"""Seconds an edge serves without hearing its leader (Redis down, or no leader) before it ends its streams."""
+REDIS_TIMEOUT = 1.0
+"""Seconds a Redis request may take: well under the lease, so a hung Redis cannot keep a leader past it."""
+
