@@ -10,9 +10,7 @@ from orderbook.boot import boot, settle_memory
 
 boot()
 
-import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -24,6 +22,7 @@ import gevent  # noqa: E402
 from orderbook.app import EXIT_FATAL, Application  # noqa: E402
 from orderbook.config import Config, ConfigError, load_config, requested_log_format  # noqa: E402
 from orderbook.logs import configure_logging, fatal_line  # noqa: E402
+from orderbook.ready_file import write_ready_file  # noqa: E402
 from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
 log = logging.getLogger("orderbook.server")
@@ -41,24 +40,6 @@ def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
     venues = tuple(dataclasses.replace(settings, ws_url=urls[f"{settings.name}_ws"], rest_url=urls[f"{settings.name}_rest"])
                    for settings in config.venues)
     return dataclasses.replace(config, venues=venues), simulator
-
-
-def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:
-    """``--ready-file``: the ports bound, as one JSON line, written once both listeners are up.
-
-    Written to a temporary file beside it and renamed over it, so a reader polling for the file never sees it half
-    written. The file stays after the server exits: a reader should use a fresh path (or remove it) per start.
-    """
-    line = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port}) + "\n"
-    partial = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(partial, "w") as file:
-            file.write(line)
-        os.replace(partial, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
 
 
 def _fatal(error: object, log_format: str) -> int:

@@ -1,0 +1,25 @@
+"""``--ready-file``: the ports a server bound, for a supervisor or test that asked for port 0."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+
+def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:
+    """``--ready-file``: the ports bound, as one JSON line, written once both listeners are up.
+
+    Written to a temporary file beside it and renamed over it, so a reader polling for the file never sees it half
+    written. The file stays after the server exits: a reader should use a fresh path (or remove it) per start.
+    """
+    line = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port}) + "\n"
+    partial = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(partial, "w") as file:
+            file.write(line)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise

@@ -1,0 +1,200 @@
+"""An edge (``bin/run-edge``): serves the leader's books from Redis, holding no exchange connection.
+
+It serves what a book node serves (``BookSummary`` for the default symbol, ``OrderbookStreams.Book`` and
+``Symbols``, health and reflection) with the same latest-value streams and the same summary bytes, which it
+passes on untouched from the envelope (serialized once, by the leader). It learns the symbols and the depth from
+the leader's heartbeat. Any number of edges may run; they keep no state a client depends on, so a client may
+use any of them.
+
+Health is SERVING while Redis answers, the leader was heard within
+:data:`~orderbook.relay.timing.SOURCE_TIMEOUT`, and the default symbol has a venue in step. When the leader has not
+been heard for that long (Redis unreachable or stopped, or no book node leading) every stream ends with
+UNAVAILABLE and new ones are refused, so clients move to a healthy edge: an edge never serves a book it cannot
+vouch for. It serves again by itself as soon as the leader is heard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+import gevent.pool
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from orderbook.arguments import OneLineParser, one_of, whole_number
+from orderbook.config import (EDGE_ENV_PREFIX, LOG_FORMATS, LOG_LEVELS, Address, ConfigError, parse_address,
+                              parse_settings)
+from orderbook.metrics_http import MetricsHttpServer
+from orderbook.relay.metrics import EdgeStats
+from orderbook.relay.redis_url import BadRedisUrl, check_url, redacted
+from orderbook.relay.source import RedisSource
+from orderbook.relay.timing import SOURCE_TIMEOUT, TICK
+from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
+from orderbook.serving.stats import serving_families
+from orderbook.serving.symbols import SymbolBooks
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    source: str
+    grpc_addr: Address
+    metrics_addr: Address | None
+    max_streams: int
+    tls_cert: str | None
+    tls_key: str | None
+    log_level: str
+    log_format: str
+    ready_file: str | None = None
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="run-edge",
+        description="Serves the consolidated books a leading book node (bin/run-server --publish) publishes through "
+        "Redis, over the same gRPC services; holds no exchange connection. Every flag can also be set as an "
+        f"environment variable, {EDGE_ENV_PREFIX}<FLAG> (e.g. {EDGE_ENV_PREFIX}SOURCE).",
+    )
+    add = parser.add_argument
+    add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
+        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+    add("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
+    add("--metrics-addr", default="127.0.0.1:9103", help="Prometheus /metrics address; 'off' disables it "
+        "(default %(default)s)")
+    add("--max-streams", type=whole_number, default=1000,
+        help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
+    add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
+    add("--tls-key", default=None, help="PEM private key for --tls-cert")
+    add("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="the least severe log lines written (default %(default)s)")
+    add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help="text for people, or json: one object per line (default %(default)s)")
+    add("--ready-file", default=None, metavar="PATH",
+        help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line')
+    return parser
+
+
+def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
+    args, name = parse_settings(_parser(), argv, environ, EDGE_ENV_PREFIX)
+    if not args.source:
+        raise ConfigError(f"{name['source']} is required: the Redis URL the book nodes publish through")
+    try:
+        check_url(args.source)
+    except BadRedisUrl as error:
+        raise ConfigError(f"{name['source']}: {error}") from None
+    if args.max_streams < 1:
+        raise ConfigError(f"{name['max_streams']}: expected at least 1, got {args.max_streams}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
+    return EdgeConfig(
+        source=args.source,
+        grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
+        metrics_addr=None if args.metrics_addr == "off" else parse_address(args.metrics_addr, name["metrics_addr"]),
+        max_streams=args.max_streams,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        ready_file=args.ready_file or None,
+    )
+
+
+class _Families:
+    """A collector of metric families made at scrape time."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = collect
+
+
+class Edge:
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.books = SymbolBooks((), 1)  # the leader's symbols and depth arrive with its first heartbeat
+        self.stats = EdgeStats()
+        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        self.grpc = GrpcServer(self.books, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
+        self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check)
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_Families(self._families))  # type: ignore[arg-type]
+        self.metrics_port: int | None = None
+        self._metrics_http: MetricsHttpServer | None = None
+        self._greenlets = gevent.pool.Group()
+        self._serving = False
+        self._done = gevent.event.AsyncResult()
+
+    def start(self) -> None:
+        """Bind the listeners (errors surface here as :class:`ConfigError`) and start following Redis."""
+        try:
+            self.grpc.start()
+        except ServerStartError as error:
+            raise ConfigError(str(error)) from None
+        if self.config.metrics_addr is not None:
+            address = self.config.metrics_addr
+            metrics_http = MetricsHttpServer(self.registry, address.host, address.port)
+            try:
+                metrics_http.start()
+            except OSError as error:
+                self.grpc.stop(0)
+                raise ConfigError(f"--metrics-addr {address}: {error.strerror or error}") from None
+            self._metrics_http = metrics_http
+            self.metrics_port = metrics_http.port
+            log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
+        log.info("edge: serving the books published through %s", redacted(self.config.source))
+        self._greenlets.spawn(self.source.run)
+        self._greenlets.spawn(self._watch)
+
+    def wait(self) -> int:
+        return self._done.get()
+
+    def stop(self, exit_code: int = EXIT_OK, grace: float = 1.0) -> None:
+        if self._done.ready():
+            return
+        log.info("shutting down")
+        self._greenlets.kill(timeout=grace)
+        self.grpc.stop(grace)
+        if self._metrics_http is not None:
+            self._metrics_http.stop(min(grace, 1.0))
+        self._done.set(exit_code)
+
+    def _watch(self) -> None:
+        while True:
+            gevent.sleep(TICK)
+            self._check()
+
+    def _check(self) -> None:
+        """Suspend or resume the streams, and set health, from how recently the leader was heard."""
+        heard = self.source.last_heard
+        fresh = heard is not None and time.monotonic() - heard < SOURCE_TIMEOUT
+        books = self.books
+        if fresh and books.unavailable is not None and books.symbols:
+            books.resume()
+            log.info("edge: serving %d symbols from the leader of epoch %d", len(books.symbols), self.stats.epoch)
+        elif not fresh and books.unavailable is None:
+            reason = f"the leader has not been heard for {SOURCE_TIMEOUT:g} s"
+            books.suspend(reason)
+            self.stats.sources_lost += 1
+            log.warning("edge: %s (Redis %s); ending every stream with UNAVAILABLE until it is",
+                        reason, "answers" if self.source.connected else "unreachable")
+        up = fresh and self.source.connected and books.unavailable is None
+        self.stats.serving = up
+        serving = up and bool(books.state(books.default).exchanges_in_step)
+        if serving != self._serving:
+            self._serving = serving
+            self.grpc.set_serving(serving)
+
+    def _families(self) -> list[Metric]:
+        stats = self.grpc.stats()
+        greenlets = GaugeMetricFamily("orderbook_greenlets", "Greenlets alive that the edge started, gRPC calls "
+                                      "included")
+        greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
+        return [*serving_families(stats, self.books.published_total), greenlets, *self.stats.families()]
