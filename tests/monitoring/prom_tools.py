@@ -1,16 +1,13 @@
 """Prometheus's own tools for the monitoring tests: find or install them, run promtool, run a private server.
 
-The binaries come from Debian's ``prometheus`` package. CI runs as root on Debian, so a missing package is
-installed on first use; anywhere else the tests fail with what to install, rather than skip and pass silently.
-The package may also register a system service: it is never used; each test runs its own server with its own
-storage directory, on a loopback port it picks itself (port 0) and logs (:func:`start_prometheus`).
+The binaries come from Debian's ``prometheus`` package, installed on first use (:mod:`tests.support.debian`).
+Each test runs its own server with its own storage directory, on a loopback port it picks itself (port 0) and
+logs (:func:`start_prometheus`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -19,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.debian import ToolMissing, find_or_install
 from tests.support.ports import logged_port
 from tests.support.processes import stop_process, with_default_signals
 from tests.support.waiting import wait_until
@@ -30,37 +28,9 @@ LISTENING = r'msg="Listening on" address=127\.0\.0\.1:(\d+)'
 """The line Prometheus logs (at info level) with the address it actually bound."""
 
 
-class ToolMissing(RuntimeError):
-    """promtool or prometheus is not installed and cannot be installed from here."""
-
-
-def _install_package() -> None:
-    if os.geteuid() != 0:
-        raise ToolMissing(
-            f"promtool/prometheus not found on PATH and not running as root; install them first: "
-            f"sudo apt-get install {PACKAGE}"
-        )
-    if shutil.which("apt-get") is None:
-        raise ToolMissing(f"promtool/prometheus not found on PATH and there is no apt-get to install {PACKAGE!r}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", PACKAGE],
-    ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
-        if result.returncode != 0:
-            raise ToolMissing(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-
-
 def find_tool(name: str) -> str:
     """Absolute path of ``promtool`` or ``prometheus``, installing the Debian package when missing (as root)."""
-    path = shutil.which(name)
-    if path is None:
-        _install_package()
-        path = shutil.which(name)
-    if path is None:
-        raise ToolMissing(f"{PACKAGE!r} is installed but {name!r} is still not on PATH")
-    return path
+    return find_or_install(name, PACKAGE)
 
 
 def promtool(tool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
