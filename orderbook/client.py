@@ -7,6 +7,11 @@ it streams ``OrderbookStreams.Book``. ``--list`` prints ``OrderbookStreams.Symbo
 one JSON object per symbol per line. Connection problems, an unknown symbol or a depth the server does not serve
 are reported in one line on stderr with exit code 2, never a traceback: this is a tool for people watching a
 market, not for debugging gRPC.
+
+``--addr`` may name several servers (``HOST:PORT,HOST:PORT``: the edges of a deployment, README "Beyond one
+machine"). The client streams from the first it reaches; when that one is lost, ends its stream, refuses it
+UNAVAILABLE (an edge without a source) or has no room, it says so on stderr and goes on from the next, and gives
+up only when a whole round of them has failed without a summary.
 """
 
 from __future__ import annotations
@@ -50,22 +55,28 @@ _CLEAR_TO_END_OF_SCREEN = "\x1b[J"
 class ClientError(Exception):
     """A problem the user must hear about in one line; the process exits with ``exit_code``."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE, another_may_serve: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.another_may_serve = another_may_serve
+        """The server was lost, unreachable, full or ended the stream: another address may do better."""
 
 
-def _server_address(text: str) -> str:
-    """HOST:PORT, checked here: gRPC would take ``127.0.0.1`` for port 443 and answer "connection refused"."""
-    split_address(text, min_port=1)
-    return text
+def _server_addresses(text: str) -> list[str]:
+    """HOST:PORT[,HOST:PORT...], each checked here: gRPC would take ``127.0.0.1`` for port 443 and answer
+    "connection refused"."""
+    addresses = [part.strip() for part in text.split(",")]
+    for address in addresses:
+        split_address(address, min_port=1)
+    return addresses
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Raises :class:`orderbook.arguments.UsageError` (one line) for a bad command line; ``--help`` exits 0."""
     parser = OneLineParser(prog="client", description="Stream the consolidated order book.")
-    parser.add_argument("--addr", type=_server_address, default="127.0.0.1:5002",
-                        help="server address HOST:PORT (default %(default)s)")
+    parser.add_argument("--addr", type=_server_addresses, default=["127.0.0.1:5002"], metavar="HOST:PORT[,...]",
+                        help="server address (default 127.0.0.1:5002); several, comma-separated: go on from the "
+                        "next when one is lost")
     parser.add_argument("--symbol", type=str.upper, metavar="SYMBOL",
                         help="the symbol to stream, e.g. BTCUSDT (default: the server's default symbol)")
     parser.add_argument("--depth", type=positive_whole_number, metavar="N",
@@ -165,6 +176,11 @@ class Printer:
         self._redraw = not as_json and out.isatty()
         self._count = 0
 
+    @property
+    def count(self) -> int:
+        """Summaries shown."""
+        return self._count
+
     def show(self, summary: orderbook_pb2.Summary) -> None:
         self._count += 1
         if self._as_json:
@@ -221,7 +237,8 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
     channel.subscribe(on_state, try_to_connect=True)
     try:
         if not settled.wait(timeout):
-            raise ClientError(f"error: cannot reach the order book server at {addr} (no answer within {timeout:g} s)")
+            raise ClientError(f"error: cannot reach the order book server at {addr} (no answer within {timeout:g} s)",
+                              another_may_serve=True)
     finally:
         channel.unsubscribe(on_state)
     if states[0] is grpc.ChannelConnectivity.READY:
@@ -237,7 +254,8 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
             # A TLS listener drops a plaintext client during the handshake: all grpc says is "Socket closed".
             raise ClientError(f"error: the order book server at {addr} closed the connection: it may require TLS "
                               "(pass --tls-ca PATH)") from error
-        raise ClientError(f"error: cannot reach the order book server at {addr} ({reason})") from error
+        raise ClientError(f"error: cannot reach the order book server at {addr} ({reason})",
+                          another_may_serve=True) from error
     finally:
         probe.cancel()
 
@@ -247,9 +265,11 @@ def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2
     """What to tell the user about a failed ``what`` (``request``: the Book call's, None for the others)."""
     code, details = error.code(), error.details()  # type: ignore[attr-defined]  # grpc.Call methods
     if code is grpc.StatusCode.UNAVAILABLE:
-        return ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})")
+        return ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})",
+                           another_may_serve=True)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ClientError(f"error: the order book server at {addr} has no room for another stream")
+        return ClientError(f"error: the order book server at {addr} has no room for another stream",
+                           another_may_serve=True)
     if code is grpc.StatusCode.NOT_FOUND and request is not None:
         return ClientError(f"error: the order book server at {addr} does not serve {request.symbol!r} "
                            "(--list shows the symbols it serves)")
@@ -298,11 +318,30 @@ def book_request(args: argparse.Namespace) -> orderbook_streams_pb2.BookRequest 
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the command from ``args.addr``: from the first address, and from each next one in turn when one
+    fails in a way another may not (see the module docstring)."""
+    addresses: list[str] = args.addr
     printer = Printer(out, args.json)
-    with open_channel(args.addr, args.tls_ca) as channel:
-        wait_until_connected(channel, args.addr, args.timeout, tls=args.tls_ca is not None)
+    failed_in_a_row = 0
+    index = 0
+    while True:
+        addr = addresses[index % len(addresses)]
+        before = printer.count
+        try:
+            return _run_at(addr, args, out, printer)
+        except ClientError as error:
+            failed_in_a_row = 0 if printer.count > before else failed_in_a_row + 1
+            if not error.another_may_serve or len(addresses) == 1 or failed_in_a_row >= len(addresses):
+                raise
+            index += 1
+            print(f"{error}; going on from {addresses[index % len(addresses)]}", file=sys.stderr, flush=True)
+
+
+def _run_at(addr: str, args: argparse.Namespace, out: TextIO, printer: Printer) -> int:
+    with open_channel(addr, args.tls_ca) as channel:
+        wait_until_connected(channel, addr, args.timeout, tls=args.tls_ca is not None)
         if args.list:
-            states = list_symbols(channel, args.addr, args.timeout)
+            states = list_symbols(channel, addr, args.timeout)
             if args.json:
                 lines = [symbol_to_json(state, index == 0) for index, state in enumerate(states)]
             else:
@@ -310,15 +349,16 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             out.write("".join(f"{line}\n" for line in lines))
             out.flush()
             return EXIT_OK
-        stream = summaries(channel, args.addr, book_request(args))
+        stream = summaries(channel, addr, book_request(args))
         try:
-            for received, summary in enumerate(stream, start=1):
+            for summary in stream:
                 printer.show(summary)
-                if received == args.count:
+                if printer.count == args.count:
                     return EXIT_OK
         finally:
             stream.close()
-    raise ClientError(f"error: the order book server at {args.addr} ended the stream", EXIT_STREAM_ENDED)
+    raise ClientError(f"error: the order book server at {addr} ended the stream", EXIT_STREAM_ENDED,
+                      another_may_serve=True)
 
 
 def main(argv: list[str] | None = None) -> int:
