@@ -310,3 +310,21 @@ def test_help_shows_every_default(capsys):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         DEFAULTS.depth = 3  # type: ignore[misc]
+
+
+def test_publish_takes_a_redis_url_from_the_flag_or_the_environment():
+    assert DEFAULTS.publish is None
+    assert load_config(["--publish", "redis://10.0.0.5:6379/1"], {}).publish == "redis://10.0.0.5:6379/1"
+    assert load_config([], {"ORDERBOOK_PUBLISH": "rediss://:pw@r:6380/0"}).publish == "rediss://:pw@r:6380/0"
+
+
+def test_a_bad_publish_url_is_one_line_without_its_password():
+    with pytest.raises(ConfigError, match=r"^--publish: expected redis://") as refused:
+        load_config(["--publish", "http://:s3cret@host:6379"], {})
+    assert "s3cret" not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"^ORDERBOOK_PUBLISH: the database is a number"):
+        load_config([], {"ORDERBOOK_PUBLISH": "redis://host:6379/zero"})
+
+
+def test_the_edges_variables_are_not_the_servers():
+    assert load_config([], {"ORDERBOOK_EDGE_SOURCE": "redis://r:6379/0"}) == DEFAULTS

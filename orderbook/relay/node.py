@@ -101,7 +101,7 @@ class BookNode:
         backoff = Backoff(base=self._tick, cap=5.0)
         while True:
             try:
-                self._take_part()
+                self.elect_once()
             except RedisError as error:
                 self._redis_failed(error)
                 if self._token is not None and time.monotonic() - self._renewed_at >= self._lease_ttl:
@@ -115,8 +115,9 @@ class BookNode:
             backoff.reset()
             gevent.sleep(self._tick)
 
-    def _take_part(self) -> None:
-        """One tick: report readiness; renew, or hand over, or try to take the lease."""
+    def elect_once(self) -> None:
+        """One tick of the election: report readiness; renew, or hand over, or try to take the lease. Raises
+        ``RedisError`` when Redis does not answer."""
         ready = self._symbols_in_step()
         others, lease = self._report(keys=[keys.NODES, keys.LEASE],
                                      args=[self.name, ready, int(self._lease_ttl * 2000)])

@@ -10,7 +10,7 @@ import pytest
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import SCALE, parse_decimal
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
-from orderbook.serving.symbols import BOOK, STATE, SymbolBooks, SymbolState, symbol_list
+from orderbook.serving.symbols import BOOK, STATE, SymbolBooks, SymbolState, Unavailable, symbol_list
 
 TICK = parse_decimal("0.00001")
 
@@ -226,3 +226,92 @@ def test_close_ends_every_stream_at_every_depth_and_later_publishes_are_ignored(
     assert amounts(books.broadcaster("ETHBTC", 0).latest)[0] == [1, 1, 1]
     assert list(books.stream("ETHBTC", 2, always)) == []  # made after the close: closed at once
     assert books.stats().open_streams == 0
+
+
+# -- an edge's books: learned from a leader, suspended while it cannot vouch for them ---------------------------------
+
+
+def _read_all(stream) -> tuple[list[bytes], BaseException | None]:  # type: ignore[no-untyped-def]
+    payloads = []
+    try:
+        for payload in stream:
+            payloads.append(payload)
+    except Unavailable as error:
+        return payloads, error
+    return payloads, None
+
+
+def test_books_with_no_symbol_yet_refuse_every_stream_as_unavailable() -> None:
+    books = SymbolBooks((), 1)
+    assert books.unavailable == "no book yet" and books.symbols == ()
+    with pytest.raises(Unavailable):
+        books.resolve("", 0)
+    books.resume()  # nothing to serve yet: still suspended
+    assert books.unavailable == "no book yet"
+
+
+def test_suspend_ends_every_stream_with_unavailable_refuses_new_ones_and_resume_serves_again() -> None:
+    books = SymbolBooks(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
+    books.publish("ETHBTC", top([1, 1, 1]))
+    readers = [gevent.spawn(_read_all, books.stream(symbol, depth, always))
+               for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1)]
+    gevent.idle()
+    books.suspend("the leader has not been heard for 5 s")
+    results = [reader.get(timeout=1) for reader in readers]
+    assert [len(payloads) for payloads, _ in results] == [1, 1, 0, 0]
+    assert all(isinstance(error, Unavailable) and "not been heard" in str(error) for _, error in results)
+    with pytest.raises(Unavailable, match="not been heard"):
+        books.resolve("ETHBTC", 0)
+    books.publish("ETHBTC", top([2, 2, 2]))  # still kept while suspended: the latest is there on resume
+    books.resume()
+    assert books.unavailable is None
+    stream = books.stream("ETHBTC", 0, always)
+    assert amounts(next(stream))[0] == [2, 2, 2]
+    assert books.stats().open_streams == 1
+
+
+def test_a_stream_whose_client_left_ends_normally_even_while_suspended() -> None:
+    books = SymbolBooks(["ETHBTC"], 3, recheck_interval=60)
+    books.publish("ETHBTC", top([1, 1, 1]))
+    present = [True]
+    reader = gevent.spawn(_read_all, books.stream("ETHBTC", 0, lambda: present[0]))
+    gevent.idle()
+    present[0] = False
+    books.suspend("gone")
+    assert reader.get(timeout=1) == ([books.summary("ETHBTC")], None)
+
+
+def test_reconfigure_adds_symbols_and_ends_only_the_streams_of_the_ones_that_went() -> None:
+    books = SymbolBooks((), 1)
+    assert books.reconfigure(["ETHBTC", "BTCUSDT"], 3)
+    assert (books.symbols, books.default, books.depth) == (("ETHBTC", "BTCUSDT"), "ETHBTC", 3)
+    assert books.unavailable == "no book yet"  # serving is the caller's to resume, once the leader is heard
+    books.resume()
+    assert not books.reconfigure(["ETHBTC", "BTCUSDT"], 3)  # the same catalogue: nothing happens
+    books.publish("ETHBTC", top([1, 1, 1]))
+    books.publish("BTCUSDT", top([1, 1, 1]))
+    kept, dropped = (gevent.spawn(_read_all, books.stream(symbol, 0, always)) for symbol in ("ETHBTC", "BTCUSDT"))
+    gevent.idle()
+    assert books.reconfigure(["XRPEUR", "ETHBTC"], 3)
+    assert (books.symbols, books.default) == (("XRPEUR", "ETHBTC"), "XRPEUR")
+    payloads, error = dropped.get(timeout=1)
+    assert len(payloads) == 1 and isinstance(error, Unavailable) and "BTCUSDT is no longer served" in str(error)
+    assert not kept.ready()
+    assert books.summary("XRPEUR") is None and books.summary("ETHBTC") is not None
+    with pytest.raises(KeyError):
+        books.resolve("BTCUSDT", 0)
+    books.close()
+    assert kept.get(timeout=1)[1] is None
+
+
+def test_a_new_depth_ends_every_stream_and_starts_every_book_afresh() -> None:
+    books = SymbolBooks(["ETHBTC"], 3, recheck_interval=60)
+    books.publish("ETHBTC", top([1, 1, 1]))
+    reader = gevent.spawn(_read_all, books.stream("ETHBTC", 2, always))
+    gevent.idle()
+    assert books.reconfigure(["ETHBTC"], 5)
+    payloads, error = reader.get(timeout=1)
+    assert len(payloads) == 1 and isinstance(error, Unavailable)
+    assert books.summary("ETHBTC") is None and books.depth == 5
+    with pytest.raises(ValueError, match="at least one symbol"):
+        books.reconfigure([], 5)

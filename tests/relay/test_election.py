@@ -1,0 +1,182 @@
+"""The lease and the fenced writes against a real Redis: who leads, when a standby takes over, and that a deposed
+leader cannot write. Ticks are driven by hand (:meth:`BookNode.elect_once`), so every step is deterministic; only
+the lapse of a lease waits, for a lease made short here."""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+import pytest
+import redis
+
+from orderbook.relay import envelope, keys
+from orderbook.relay.node import BookNode
+from orderbook.serving.symbols import SymbolBooks, SymbolState
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
+
+LEASE = 0.4
+SYMBOLS = ("ETHBTC", "BTCUSDT")
+
+
+class Node:
+    """A book node's relay side over books of its own, with a settable count of symbols in step."""
+
+    def __init__(self, url: str, in_step: int = 1) -> None:
+        self.in_step = in_step
+        self.books = SymbolBooks(SYMBOLS, 10)
+        for symbol in SYMBOLS:
+            self.books.set_state(SymbolState(symbol, ("binance", "bitstamp"), ("binance",)))
+        self.greenlets: list[gevent.Greenlet] = []
+        self.relay = BookNode(url, self.books, lambda: self.in_step, spawn=self._spawn, lease_ttl=LEASE, tick=0.05)
+
+    def _spawn(self, function, *args):  # type: ignore[no-untyped-def]
+        greenlet = gevent.spawn(function, *args)
+        self.greenlets.append(greenlet)
+        return greenlet
+
+    def kill(self) -> None:
+        gevent.killall(self.greenlets)
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
+    made: list[Node] = []
+
+    def make(in_step: int = 1) -> Node:
+        made.append(Node(redis_server.url, in_step))
+        return made[-1]
+
+    yield make
+    for node in made:
+        node.kill()
+
+
+def lease_epoch(client: redis.Redis) -> int | None:
+    value = client.get(keys.LEASE)
+    return None if value is None else int(value.split()[0])
+
+
+def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b = nodes(), nodes()
+    a.relay.elect_once()
+    b.relay.elect_once()
+    assert (a.relay.leader, b.relay.leader) == (True, False)
+    assert a.relay.stats.epoch == b.relay.stats.epoch == 1 == lease_epoch(redis_client)
+    assert a.relay.stats.takeovers == 1 and b.relay.stats.takeovers == 0
+    a.relay.elect_once()
+    assert a.relay.stats.renewals == 1 and redis_client.pttl(keys.LEASE) > (LEASE - 0.2) * 1000
+
+
+def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b = nodes(), nodes()
+    a.relay.elect_once()
+    time.sleep(LEASE + 0.1)  # a hangs: no renewal
+    b.relay.elect_once()
+    assert b.relay.leader and b.relay.stats.epoch == 2 == lease_epoch(redis_client)
+    a.relay.elect_once()  # a wakes up: its renewal is refused
+    assert not a.relay.leader and a.relay.stats.epoch == 2
+
+
+def test_a_write_with_a_lease_that_is_not_held_changes_nothing(redis_client) -> None:  # type: ignore[no-untyped-def]
+    publish = redis_client.register_script(keys.PUBLISH)
+    redis_client.set(keys.LEASE, "2 new-leader")
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(keys.CHANNEL)
+    wait_until(lambda: pubsub.get_message(timeout=0.1), 2, "the subscription confirmed")
+    stale = envelope.update(1, 9, "old-leader", SymbolState("ETHBTC", (), ()), b"\x09x")
+    written = publish(keys=[keys.LEASE, keys.LATEST, keys.CATALOG],
+                      args=["1 old-leader", keys.CHANNEL, 60_000, 3_000, "1", "ETHBTC", stale])
+    assert written == 0
+    assert redis_client.exists(keys.LATEST, keys.CATALOG) == 0
+    assert pubsub.get_message(timeout=0.3) is None
+    pubsub.close()
+
+
+def test_a_leader_with_nothing_in_step_hands_over_to_a_standby_that_has_something(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b = nodes(in_step=0), nodes(in_step=0)
+    a.relay.elect_once()
+    assert a.relay.leader  # nobody is in step anywhere (a cold start): someone must lead
+    b.in_step = 2
+    b.relay.elect_once()  # reports being ready; the lease is held
+    assert not b.relay.leader
+    a.relay.elect_once()
+    assert not a.relay.leader and a.relay.stats.handovers == 1 and redis_client.get(keys.LEASE) is None
+    a.relay.elect_once()  # a free lease, but a standby is better: a does not take it back
+    assert not a.relay.leader
+    b.relay.elect_once()
+    assert b.relay.leader and lease_epoch(redis_client) == 2
+
+
+def test_redis_restarted_empty_still_gives_a_newer_epoch(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b = nodes(), nodes()
+    a.relay.elect_once()
+    b.relay.elect_once()
+    redis_client.flushall()  # what a restart without persistence leaves
+    b.relay.elect_once()
+    assert b.relay.leader and b.relay.stats.epoch == 2, "an epoch at or below one already seen was handed out"
+
+
+def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b = nodes(), nodes()
+    a.relay.elect_once()
+    a.relay.stop()
+    assert not a.relay.leader and redis_client.get(keys.LEASE) is None
+    b.relay.elect_once()
+    assert b.relay.leader
+
+
+def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_when_it_is_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = RedisServer(tmp_path).start()
+    node = Node(server.url)
+    try:
+        node.relay.start()
+        wait_until(lambda: node.relay.leader, 5, "leading", sleep=gevent.sleep)
+        server.kill()
+        wait_until(lambda: not node.relay.leader, LEASE + 3, "stepping down", sleep=gevent.sleep)
+        assert not node.relay.stats.redis_connected and node.relay.stats.redis_errors >= 1
+        server.start()  # the same port, empty
+        wait_until(lambda: node.relay.leader, 10, "leading again", sleep=gevent.sleep)
+        assert node.relay.stats.epoch == 2 and node.relay.stats.redis_connected
+    finally:
+        node.kill()
+        server.stop()
+
+
+def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+    redis_client.hset(keys.LATEST, "GONE", b"a symbol the last leader served")
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(keys.CHANNEL)
+    a = nodes()
+    a.books.publish_summary("ETHBTC", b"\x09first")
+    a.relay.start()
+    wait_until(lambda: a.relay.leader, 5, "a leading", sleep=gevent.sleep)
+    received: list[envelope.Update | envelope.Heartbeat] = []
+
+    def until(what, accept) -> None:  # type: ignore[no-untyped-def]
+        def probe() -> bool:
+            message = pubsub.get_message(timeout=0.01)
+            if message is not None and message["type"] == "message":
+                received.append(envelope.read(message["data"]))
+            return any(accept(item) for item in received)
+        wait_until(probe, 5, what, interval=0.01, sleep=gevent.sleep)
+
+    until("the first write", lambda item: isinstance(item, envelope.Update) and item.symbol == "BTCUSDT")
+    assert isinstance(received[0], envelope.Heartbeat) and received[0].symbols == SYMBOLS
+    first = [item for item in received if isinstance(item, envelope.Update)]
+    assert [(item.symbol, item.summary) for item in first] == [("ETHBTC", b"\x09first"), ("BTCUSDT", b"")]
+    assert sorted(redis_client.hkeys(keys.LATEST)) == [b"BTCUSDT", b"ETHBTC"]  # the last leader's "GONE" went
+    a.books.publish_summary("ETHBTC", b"\x09second")
+    until("the change", lambda item: isinstance(item, envelope.Update) and item.summary == b"\x09second")
+    until("a heartbeat after the first write", lambda item: isinstance(item, envelope.Heartbeat) and item.sequence > 3)
+    sequences = [item.sequence for item in received]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    assert {item.epoch for item in received} == {1}
+    stored = envelope.read(redis_client.hget(keys.LATEST, "ETHBTC"))
+    assert isinstance(stored, envelope.Update) and stored.summary == b"\x09second"
+    assert 0 < redis_client.pttl(keys.CATALOG) <= 3_000 and 0 < redis_client.pttl(keys.LATEST) <= keys.STORED_TTL_MS
+    assert sorted(redis_client.keys("*")) == sorted(k.encode() for k in (keys.LEASE, keys.EPOCH, keys.LATEST,
+                                                                          keys.CATALOG, keys.NODES))
+    assert a.relay.stats.published["update"] >= 3 and a.relay.stats.published["heartbeat"] >= 2
+    pubsub.close()

@@ -1,0 +1,17 @@
+"""The relay's clocks bound each other (orderbook/relay/timing.py)."""
+
+from orderbook.relay import timing
+
+
+def test_an_edge_keeps_its_streams_through_a_takeover() -> None:
+    takeover = timing.LEASE_TTL + timing.TICK  # the lease lapses, then the standby's next attempt
+    assert takeover + timing.HEARTBEAT_INTERVAL < timing.SOURCE_TIMEOUT
+
+
+def test_a_leader_renews_several_times_a_lease_and_no_redis_call_outlasts_it() -> None:
+    assert 4 * timing.TICK <= timing.LEASE_TTL
+    assert timing.REDIS_TIMEOUT < timing.LEASE_TTL
+
+
+def test_the_catalogue_outlives_a_missed_heartbeat_or_two_but_not_the_source_timeout() -> None:
+    assert 2 * timing.HEARTBEAT_INTERVAL < timing.CATALOG_TTL < timing.SOURCE_TIMEOUT
