@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 READY := $(VENV)/.ready
 
-.PHONY: install demo test bench soak clean
+.PHONY: install demo cluster-demo test bench soak clean
 
 $(READY): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -16,6 +16,9 @@ install: $(READY)
 
 demo: $(READY)
 	bin/run-server --demo
+
+cluster-demo: $(READY)
+	bin/cluster-demo
 
 test: $(READY)
 	$(VENV)/bin/python -m pytest

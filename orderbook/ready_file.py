@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import time
+from pathlib import Path
 
 
 def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> None:
@@ -23,3 +26,20 @@ def write_ready_file(path: str, grpc_port: int, metrics_port: int | None) -> Non
         with contextlib.suppress(OSError):
             os.unlink(partial)
         raise
+
+
+class NotReady(RuntimeError):
+    """The process exited, or took too long, before writing its ready file."""
+
+
+def read_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, int]:
+    """The ports a process started with ``--ready-file path`` bound, once it has written them."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise NotReady(f"{proc.args[0] if isinstance(proc.args, list) else proc.args} exited with "
+                           f"{proc.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise NotReady(f"no {path} within {timeout:g} s")
+        time.sleep(0.05)
+    return dict(json.loads(path.read_text()))

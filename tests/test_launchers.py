@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LAUNCHERS = ["run-server", "run-edge", "client", "exchange-sim", "soak", "bench"]
+LAUNCHERS = ["run-server", "run-edge", "cluster-demo", "client", "exchange-sim", "soak", "bench"]
 NOT_SET_UP = ("{}: the project is not set up here: run 'make install' first "
               "(or set ORDERBOOK_PYTHON to a Python with the project installed)\n")
 

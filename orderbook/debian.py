@@ -1,8 +1,9 @@
-"""Real components the tests start (Prometheus, Redis) come from Debian's packages, installed on first use.
+"""Programs from Debian's packages (redis-server, Prometheus) that the cluster demo and the tests start for real,
+installed on first use.
 
-CI runs as root on Debian, so a missing package is installed there; anywhere else the tests fail saying what to
-install, rather than skip and pass silently. A package may also register a system service: it is never used;
-each test starts its own server, with its own files, on loopback.
+As root on Debian (CI, a container) a missing package is installed; anywhere else the caller fails saying what to
+install, rather than skip silently. A package may also register a system service: it is never used; each user
+starts its own server, with its own files, on loopback.
 """
 
 from __future__ import annotations
