@@ -8,6 +8,10 @@ deposed leader's, dropped), and newer than what its symbol already has (the chan
 read already had). A summary equal to the one served is not published again (a new leader's first write
 repeats every symbol's), so clients see only real changes.
 
+A catalogue that changes the symbols (the first one an edge hears, or a new leader's different one) makes the
+edge read the stored values again: an update that came before its symbol was known is not lost until the
+symbol's next change.
+
 The epoch followed starts afresh with each connection: a leader elected after Redis restarted empty may carry a
 lower epoch than the last one seen (the book nodes carry their newest epoch over, but not if they restarted
 too), and what Redis holds is fenced by the lease, so it is the truth to start from.
@@ -50,6 +54,8 @@ class RedisSource:
         """Each symbol's (epoch, sequence) last applied."""
         self._malformed = ThrottledLog(log, logging.WARNING)
         self._outage = False
+        self.behind = False
+        """A new catalogue arrived: the stored latest values must be read again (:meth:`catch_up`)."""
 
     def run(self) -> None:
         backoff = Backoff(base=TICK, cap=5.0)
@@ -85,6 +91,8 @@ class RedisSource:
                 message = pubsub.get_message(timeout=TICK)
                 if message is not None and message["type"] == "message":
                     self.take(message["data"], live=True)
+                if self.behind:
+                    self.catch_up()
         finally:
             pubsub.close()
 
@@ -98,6 +106,12 @@ class RedisSource:
         if leader_alive:
             self.last_heard = self._stats.last_message_at = time.monotonic()
         self._on_change()
+
+    def catch_up(self) -> None:
+        """Read every symbol's stored latest again: those whose updates came before the catalogue named them."""
+        self.behind = False
+        for data in self._redis.hgetall(keys.LATEST).values():
+            self.take(data, live=False)
 
     def take(self, data: bytes, live: bool) -> None:
         """Apply one envelope (``live``: just published, from the channel; else read from what Redis stores)."""
@@ -124,6 +138,7 @@ class RedisSource:
             stats.received["heartbeat"] += 1
             if self._books.reconfigure(item.symbols, item.depth):
                 self._applied = {symbol: seen for symbol, seen in self._applied.items() if symbol in item.symbols}
+                self.behind = live
                 log.info("relay: serving %d symbols (default %s) at depth %d", len(item.symbols), item.symbols[0],
                          item.depth)
             self._on_change()
