@@ -11,38 +11,35 @@ import time
 from functools import partial
 
 import gevent
-import gevent.event
-import gevent.pool
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from orderbook.config import Config, ConfigError
+from orderbook.config import Config
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
-from orderbook.metrics_http import MetricsHttpServer
 from orderbook.relay.node import BookNode
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
-from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
+from orderbook.serving.grpc_server import GrpcServer, TlsFiles
+from orderbook.serving.listeners import Listening
 from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import SymbolBooks, SymbolState
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
 EXIT_FATAL = 2
 
 
-class Application:
+class Application(Listening):
     def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+        super().__init__()
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry())
         venues = [settings.venue() for settings in config.venues]
         self.venue_names = [venue.name for venue in venues]
         self.books = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
-        self._greenlets = gevent.pool.Group()
         self.served, self.grpc = self._serving_side(config)
         self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
                            for symbol, book in self.books.items()}
@@ -73,11 +70,8 @@ class Application:
         if config.publish is not None:
             self.relay = BookNode(config.publish, self.served, self._symbols_in_step, spawn=self._greenlets.spawn)
             self.metrics.add_state_source(self.relay.stats.families)
-        self.metrics_port: int | None = None
-        self._metrics_http: MetricsHttpServer | None = None
         self._serving = False
         self.fatal_error: ExchangeError | None = None
-        self._done = gevent.event.AsyncResult()
 
     def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
@@ -99,21 +93,7 @@ class Application:
 
     def start(self) -> None:
         """Bind the listeners (configuration errors surface here) and start the feeds."""
-        try:
-            self.grpc.start()
-        except ServerStartError as error:
-            raise ConfigError(str(error)) from None
-        if self.config.metrics_addr is not None:
-            address = self.config.metrics_addr
-            metrics_http = MetricsHttpServer(self.metrics.registry, address.host, address.port)
-            try:
-                metrics_http.start()
-            except OSError as error:
-                self.grpc.stop(0)
-                raise ConfigError(f"--metrics-addr {address}: {error.strerror or error}") from None
-            self._metrics_http = metrics_http
-            self.metrics_port = metrics_http.port
-            log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
+        self.start_listening(self.config.metrics_addr, self.metrics.registry)
         symbols = self.config.symbols
         log.info("serving the consolidated %s book%s", symbols[0],
                  f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
@@ -123,21 +103,9 @@ class Application:
         if self.relay is not None:
             self.relay.start()
 
-    def wait(self) -> int:
-        """Block until :meth:`stop` or a fatal exchange error; returns the exit code."""
-        return self._done.get()
-
-    def stop(self, exit_code: int = EXIT_OK, grace: float = 1.0) -> None:
-        if self._done.ready():
-            return
-        log.info("shutting down")
+    def _before_stop(self) -> None:
         if self.relay is not None:
             self.relay.stop()  # a standby takes over now, not when the lease lapses
-        self._greenlets.kill(timeout=grace)
-        self.grpc.stop(grace)
-        if self._metrics_http is not None:
-            self._metrics_http.stop(min(grace, 1.0))
-        self._done.set(exit_code)
 
     def _fatal(self, error: ExchangeError) -> None:
         if self.fatal_error is None:

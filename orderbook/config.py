@@ -113,6 +113,24 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
 
+def add_listen_flags(parser: argparse.ArgumentParser, metrics_default: str) -> None:
+    """``--grpc-addr`` and ``--metrics-addr``, as a book node and an edge both take them."""
+    parser.add_argument("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
+    parser.add_argument("--metrics-addr", default=metrics_default,
+                        help="Prometheus /metrics address; 'off' disables it (default %(default)s)")
+
+
+def add_tls_and_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tls-cert``/``--tls-key`` and ``--log-level``/``--log-format``, as a book node and an edge both take them."""
+    add = parser.add_argument
+    add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
+    add("--tls-key", default=None, help="PEM private key for --tls-cert")
+    add("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="the least severe log lines written, in any case (default %(default)s)")
+    add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
+
+
 def _parser() -> OneLineParser:
     parser = OneLineParser(
         prog="run-server",
@@ -124,9 +142,7 @@ def _parser() -> OneLineParser:
         "default symbol, served by OrderbookAggregator.BookSummary; each is served from every venue that lists it "
         f"(at most {MAX_SYMBOLS}; default %(default)s)")
     add("--depth", type=whole_number, default=10, help="levels per side in each summary (default %(default)s)")
-    add("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
-    add("--metrics-addr", default="127.0.0.1:9102", help="Prometheus /metrics address; 'off' disables it "
-        "(default %(default)s)")
+    add_listen_flags(parser, metrics_default="127.0.0.1:9102")
     for venue in VENUES:
         add(f"--{venue.name}-ws-url", default=venue.default_ws_url,
             help=f"{venue.title} WebSocket base URL (default %(default)s)")
@@ -152,12 +168,7 @@ def _parser() -> OneLineParser:
     add("--audit-interval", type=number, default=60.0,
         help="seconds between drift audits: each exchange's book is compared with a fresh snapshot and rebuilt "
         "if they differ; 0 turns audits off (default %(default)s)")
-    add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
-    add("--tls-key", default=None, help="PEM private key for --tls-cert")
-    add("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar="{" + ",".join(LOG_LEVELS) + "}",
-        help="the least severe log lines written, in any case (default %(default)s)")
-    add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
-        help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
+    add_tls_and_log_flags(parser)
     add("--publish", default=None, metavar="URL",
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
         "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "

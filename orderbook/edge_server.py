@@ -14,7 +14,7 @@ import gevent  # noqa: E402
 
 from orderbook.config import EDGE_ENV_PREFIX, ConfigError, requested_log_format  # noqa: E402
 from orderbook.logs import configure_logging, fatal_line  # noqa: E402
-from orderbook.ready_file import write_ready_file  # noqa: E402
+from orderbook.serving.listeners import announce  # noqa: E402
 from orderbook.relay.edge import Edge, load_edge_config  # noqa: E402
 from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
@@ -35,12 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     edge = Edge(config)
     try:
         edge.start()
-        if config.ready_file is not None:
-            try:
-                write_ready_file(config.ready_file, edge.grpc.port, edge.metrics_port)
-            except OSError as error:
-                edge.stop(EXIT_FATAL, grace=0)
-                raise ConfigError(f"--ready-file {config.ready_file}: {error.strerror or error}") from None
+        announce(config.ready_file, edge, EXIT_FATAL)
     except ConfigError as error:
         print(fatal_line("run-edge", str(error), config.log_format), file=sys.stderr, flush=True)
         return EXIT_FATAL

@@ -22,7 +22,7 @@ import gevent  # noqa: E402
 from orderbook.app import EXIT_FATAL, Application  # noqa: E402
 from orderbook.config import Config, ConfigError, load_config, requested_log_format  # noqa: E402
 from orderbook.logs import configure_logging, fatal_line  # noqa: E402
-from orderbook.ready_file import write_ready_file  # noqa: E402
+from orderbook.serving.listeners import announce  # noqa: E402
 from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
 log = logging.getLogger("orderbook.server")
@@ -62,12 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, simulator = _with_demo_exchanges(config)
         app = Application(config)
         app.start()
-        if config.ready_file is not None:
-            try:
-                write_ready_file(config.ready_file, app.grpc.port, app.metrics_port)
-            except OSError as error:
-                app.stop(EXIT_FATAL, grace=0)
-                raise ConfigError(f"--ready-file {config.ready_file}: {error.strerror or error}") from None
+        announce(config.ready_file, app, EXIT_FATAL)
     except ConfigError as error:
         if simulator is not None:
             simulator.stop()

@@ -21,26 +21,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import gevent
-import gevent.event
-import gevent.pool
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from orderbook.arguments import OneLineParser, one_of, whole_number
-from orderbook.config import (EDGE_ENV_PREFIX, LOG_FORMATS, LOG_LEVELS, Address, ConfigError, parse_address,
-                              parse_settings)
-from orderbook.metrics_http import MetricsHttpServer
+from orderbook.arguments import OneLineParser, whole_number
+from orderbook.config import (EDGE_ENV_PREFIX, Address, ConfigError, add_listen_flags, add_tls_and_log_flags,
+                              parse_address, parse_settings)
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import BadRedisUrl, check_url, redacted
 from orderbook.relay.source import RedisSource
 from orderbook.relay.timing import SOURCE_TIMEOUT, TICK
-from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles
+from orderbook.serving.grpc_server import GrpcServer, TlsFiles
+from orderbook.serving.listeners import Listening
 from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import SymbolBooks
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +63,10 @@ def _parser() -> OneLineParser:
     add = parser.add_argument
     add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
         "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
-    add("--grpc-addr", default="127.0.0.1:5002", help="gRPC listen address (default %(default)s)")
-    add("--metrics-addr", default="127.0.0.1:9103", help="Prometheus /metrics address; 'off' disables it "
-        "(default %(default)s)")
+    add_listen_flags(parser, metrics_default="127.0.0.1:9103")
     add("--max-streams", type=whole_number, default=1000,
         help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
-    add("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
-    add("--tls-key", default=None, help="PEM private key for --tls-cert")
-    add("--log-level", default="info", type=one_of(*LOG_LEVELS), metavar="{" + ",".join(LOG_LEVELS) + "}",
-        help="the least severe log lines written (default %(default)s)")
-    add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
-        help="text for people, or json: one object per line (default %(default)s)")
+    add_tls_and_log_flags(parser)
     add("--ready-file", default=None, metavar="PATH",
         help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line')
     return parser
@@ -115,8 +105,9 @@ class _Families:
         self.collect = collect
 
 
-class Edge:
+class Edge(Listening):
     def __init__(self, config: EdgeConfig) -> None:
+        super().__init__()
         self.config = config
         self.books = SymbolBooks((), 1)  # the leader's symbols and depth arrive with its first heartbeat
         self.stats = EdgeStats()
@@ -126,45 +117,14 @@ class Edge:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.registry.register(_Families(self._families))  # type: ignore[arg-type]
-        self.metrics_port: int | None = None
-        self._metrics_http: MetricsHttpServer | None = None
-        self._greenlets = gevent.pool.Group()
         self._serving = False
-        self._done = gevent.event.AsyncResult()
 
     def start(self) -> None:
         """Bind the listeners (errors surface here as :class:`ConfigError`) and start following Redis."""
-        try:
-            self.grpc.start()
-        except ServerStartError as error:
-            raise ConfigError(str(error)) from None
-        if self.config.metrics_addr is not None:
-            address = self.config.metrics_addr
-            metrics_http = MetricsHttpServer(self.registry, address.host, address.port)
-            try:
-                metrics_http.start()
-            except OSError as error:
-                self.grpc.stop(0)
-                raise ConfigError(f"--metrics-addr {address}: {error.strerror or error}") from None
-            self._metrics_http = metrics_http
-            self.metrics_port = metrics_http.port
-            log.info("metrics on http://%s:%d/metrics", address.host, self.metrics_port)
+        self.start_listening(self.config.metrics_addr, self.registry)
         log.info("edge: serving the books published through %s", redacted(self.config.source))
         self._greenlets.spawn(self.source.run)
         self._greenlets.spawn(self._watch)
-
-    def wait(self) -> int:
-        return self._done.get()
-
-    def stop(self, exit_code: int = EXIT_OK, grace: float = 1.0) -> None:
-        if self._done.ready():
-            return
-        log.info("shutting down")
-        self._greenlets.kill(timeout=grace)
-        self.grpc.stop(grace)
-        if self._metrics_http is not None:
-            self._metrics_http.stop(min(grace, 1.0))
-        self._done.set(exit_code)
 
     def _watch(self) -> None:
         while True:

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,34 +12,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderbook.simulator.process import SimulatorProcess
 from tests.metrics_scrape import Samples, scrape
-from tests.support.ports import ReadyFilePorts, server_port_args
-from tests.support.processes import stop_process, with_default_signals
+from tests.support.ports import ReadyFilePorts
 from tests.support.redis_server import RedisServer
-from tests.support.service import REPO_ROOT, Book, ServerProcess
+from tests.support.service import REPO_ROOT, Book, LoggedServer, ServerProcess
 
 RUN_EDGE = REPO_ROOT / "bin" / "run-edge"
 
 
-class EdgeProcess(ReadyFilePorts):
-    """``bin/run-edge --source URL`` on ports it picks itself (its ready file), its log in a file."""
+class EdgeProcess(LoggedServer):
+    """``bin/run-edge --source URL``, ``extra`` arguments last."""
 
     def __init__(self, source: str, log_path: Path, *extra: str) -> None:
-        self.log_path = log_path
-        self.ready_file = log_path.with_name(log_path.name + ".ports.json")
-        self.ready_file.unlink(missing_ok=True)
-        args = [str(RUN_EDGE), "--source", source, *server_port_args(self.ready_file), *extra]
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
-                                         env=os.environ.copy())
-
-    def ready_log(self) -> str:
-        return self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self, timeout: float = 10.0) -> int:
-        return stop_process(self.proc, timeout)
+        super().__init__(RUN_EDGE, ["--source", source, *extra], log_path)
 
 
 def health(target: str) -> str:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -26,32 +26,39 @@ BOOK_METHOD = "/orderbook.OrderbookStreams/Book"
 SYMBOLS_METHOD = "/orderbook.OrderbookStreams/Symbols"
 
 
-class ServerProcess(ReadyFilePorts):
-    """``bin/run-server`` pointed at a simulator (``urls``, or ``None`` with ``--demo``); its log goes to a file the
-    test can read.
+class LoggedServer(ReadyFilePorts):
+    """A server started on ports it picks itself (``--ready-file``, :mod:`tests.support.ports`): :attr:`grpc_port`,
+    :attr:`metrics_port` and :attr:`target` wait for the file on first use. Its log goes to a file the test can
+    read. ``args`` come after the port arguments, so an ``--metrics-addr off`` among them wins."""
 
-    It binds gRPC and /metrics to port 0 and reports the ports it got in a ready file beside the log
-    (:mod:`tests.support.ports`): :attr:`grpc_port`, :attr:`metrics_port` and :attr:`target` wait for that file on
-    first use. ``extra`` arguments come last, so an ``extra`` ``--metrics-addr off`` wins (``metrics_port`` None).
-    """
-
-    def __init__(self, urls: dict[str, str] | None, log_path: Path, *extra: str) -> None:
+    def __init__(self, program: Path, args: Sequence[str], log_path: Path) -> None:
         self.log_path = log_path
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
-        args = [str(RUN_SERVER), *server_port_args(self.ready_file), *extra]
-        if urls is not None:
-            args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
-                     "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"]]
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
-                                         env=os.environ.copy())
+            self.proc = subprocess.Popen(with_default_signals([str(program), *server_port_args(self.ready_file), *args]),
+                                         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
     def ready_log(self) -> str:
         return self.log()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        return stop_process(self.proc, timeout)
+
+
+class ServerProcess(LoggedServer):
+    """``bin/run-server`` pointed at a simulator (``urls``, or ``None`` with ``--demo``), ``extra`` arguments
+    first."""
+
+    def __init__(self, urls: dict[str, str] | None, log_path: Path, *extra: str) -> None:
+        args = list(extra)
+        if urls is not None:
+            args += ["--binance-ws-url", urls["binance_ws"], "--binance-rest-url", urls["binance_rest"],
+                     "--bitstamp-ws-url", urls["bitstamp_ws"], "--bitstamp-rest-url", urls["bitstamp_rest"]]
+        super().__init__(RUN_SERVER, args, log_path)
 
     def wait_serving(self, timeout: float = 20.0) -> None:
         """Until grpc.health.v1 says SERVING (at least one exchange in step)."""
@@ -68,9 +75,6 @@ class ServerProcess(ReadyFilePorts):
                     pass
                 time.sleep(0.1)
         raise AssertionError(f"server not SERVING within {timeout} s:\n{self.log()[-3000:]}")
-
-    def terminate(self, timeout: float = 10.0) -> int:
-        return stop_process(self.proc, timeout)
 
 
 @dataclass(frozen=True)

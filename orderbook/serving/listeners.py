@@ -1,0 +1,83 @@
+"""What a book node and an edge share as processes: their listeners (gRPC first, then /metrics, each failure one
+line for the user, :class:`~orderbook.config.ConfigError`), the ready file once both are up, and how they stop."""
+
+from __future__ import annotations
+
+import logging
+
+import gevent.event
+import gevent.pool
+from prometheus_client import CollectorRegistry
+
+from orderbook.config import Address, ConfigError
+from orderbook.metrics_http import MetricsHttpServer
+from orderbook.ready_file import write_ready_file
+from orderbook.serving.grpc_server import GrpcServer, ServerStartError
+from orderbook.serving.fanout import ServingProcesses
+
+log = logging.getLogger(__name__)
+
+
+def start_listeners(grpc: GrpcServer | ServingProcesses, metrics_addr: Address | None,
+                    registry: CollectorRegistry) -> MetricsHttpServer | None:
+    """Bind gRPC, then /metrics (if an address is given; gRPC is stopped again if /metrics cannot bind)."""
+    try:
+        grpc.start()
+    except ServerStartError as error:
+        raise ConfigError(str(error)) from None
+    if metrics_addr is None:
+        return None
+    metrics_http = MetricsHttpServer(registry, metrics_addr.host, metrics_addr.port)
+    try:
+        metrics_http.start()
+    except OSError as error:
+        grpc.stop(0)
+        raise ConfigError(f"--metrics-addr {metrics_addr}: {error.strerror or error}") from None
+    log.info("metrics on http://%s:%d/metrics", metrics_addr.host, metrics_http.port)
+    return metrics_http
+
+
+class Listening:
+    """A process serving gRPC (and /metrics) until :meth:`stop`: greenlets of its own, its listeners, an exit code.
+    A subclass sets :attr:`grpc` and calls :meth:`start_listening` from its ``start``."""
+
+    grpc: GrpcServer | ServingProcesses
+
+    def __init__(self) -> None:
+        self.metrics_port: int | None = None
+        self._metrics_http: MetricsHttpServer | None = None
+        self._greenlets = gevent.pool.Group()
+        self._done: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    def start_listening(self, metrics_addr: Address | None, registry: CollectorRegistry) -> None:
+        self._metrics_http = start_listeners(self.grpc, metrics_addr, registry)
+        self.metrics_port = None if self._metrics_http is None else self._metrics_http.port
+
+    def wait(self) -> int:
+        """Block until :meth:`stop`; returns the exit code."""
+        return int(self._done.get())
+
+    def stop(self, exit_code: int = 0, grace: float = 1.0) -> None:
+        if self._done.ready():
+            return
+        log.info("shutting down")
+        self._before_stop()
+        self._greenlets.kill(timeout=grace)
+        self.grpc.stop(grace)
+        if self._metrics_http is not None:
+            self._metrics_http.stop(min(grace, 1.0))
+        self._done.set(exit_code)
+
+    def _before_stop(self) -> None:
+        """What a subclass does first when stopping."""
+
+
+def announce(ready_file: str | None, process: Listening, exit_code: int) -> None:
+    """``--ready-file``: write the bound ports; if that fails, stop ``process`` and say why (ConfigError)."""
+    if ready_file is None:
+        return
+    try:
+        write_ready_file(ready_file, process.grpc.port, process.metrics_port)
+    except OSError as error:
+        process.stop(exit_code, grace=0)
+        raise ConfigError(f"--ready-file {ready_file}: {error.strerror or error}") from None
