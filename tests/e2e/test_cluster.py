@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from orderbook.relay.timing import LEASE_TTL, SOURCE_TIMEOUT
 from tests.support.cluster import Cluster, health
 from tests.support.processes import stop_process
-from tests.support.service import REPO_ROOT, Book, BookReader, Row, wait_until_matches_truth
+from tests.support.service import REPO_ROOT, Book, BookReader, Row, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,8 @@ def cluster(tmp_path, simulator_factory, reader_factory) -> Iterator[Cluster]:  
         for edge in cluster.edges:
             wait_until(lambda edge=edge: health(edge.target) == "SERVING", 10, f"{edge.log_path.name} SERVING")
         yield cluster
+        for process in (*cluster.nodes, *cluster.edges):
+            assert "Traceback" not in process.log(), f"an unhandled exception in {process.log_path.name}"
     except BaseException:
         print(cluster.logs())
         raise
@@ -60,7 +63,7 @@ def settle(cluster: Cluster, *readers: BookReader) -> Book:
     return [wait_until_matches_truth(reader, cluster.truth, SETTLE) for reader in readers][-1]
 
 
-def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at_once(
+def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at_once_symbols_and_reflection(
         cluster: Cluster, reader_factory) -> None:  # type: ignore[no-untyped-def]
     readers = readers_on_edges(cluster, reader_factory)
     received = [reader.received for reader in readers]
@@ -72,6 +75,10 @@ def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at
     leader = cluster.leader()
     assert leader is cluster.nodes[0]
     assert cluster.metrics(cluster.nodes[1])("orderbook_relay_published_total", kind="update") == 0  # stands by
+    assert symbol_states(cluster.edges[0].target) == {"ETHBTC": (("binance", "bitstamp"), ("binance", "bitstamp"))}
+    with grpc.insecure_channel(cluster.edges[1].target) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"orderbook.OrderbookAggregator", "orderbook.OrderbookStreams", "grpc.health.v1.Health"} <= services
     edge = cluster.metrics(cluster.edges[0])
     assert edge("orderbook_relay_source_up") == 1 and edge("orderbook_relay_epoch") == 1
     assert edge("orderbook_relay_received_total", kind="update") > 50

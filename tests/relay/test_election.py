@@ -180,3 +180,15 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
                                                                           keys.CATALOG, keys.NODES))
     assert a.relay.stats.published["update"] >= 3 and a.relay.stats.published["heartbeat"] >= 2
     pubsub.close()
+
+
+def test_the_password_in_the_url_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    node = Node("redis://:s3cret-pass@127.0.0.1:1/0")  # nothing listens there
+    try:
+        with caplog.at_level("INFO"):
+            node.relay.start()
+            wait_until(lambda: node.relay.stats.redis_errors > 0, 5, "a failed attempt", sleep=gevent.sleep)
+        assert "redis://:***@127.0.0.1:1/0" in caplog.text and "unreachable" in caplog.text
+        assert "s3cret" not in caplog.text
+    finally:
+        node.kill()
