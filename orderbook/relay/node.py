@@ -125,11 +125,12 @@ class BookNode:
             self.stats.epoch = max(self.stats.epoch, int(lease.split(b" ", 1)[0]))
         token = self._token
         if token is not None:
+            sent = time.monotonic()  # the lease runs from when Redis renews it, which is after this
             if not self._renew(keys=[keys.LEASE], args=[token, int(self._lease_ttl * 1000)]):
                 self._step_down("the lease was lost (it lapsed, and another node took it)")
                 return
             self.stats.renewals += 1
-            self._renewed_at = time.monotonic()
+            self._renewed_at = sent
             if ready == 0 and others > 0:
                 self._step_down("no symbol is in step here and a standby has some: handing over")
                 self.stats.handovers += 1
