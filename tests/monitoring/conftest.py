@@ -1,4 +1,5 @@
-"""Fixtures for the monitoring kit tests: Prometheus's tools, the service's real exposition, the kit's files."""
+"""Fixtures for the monitoring kit tests: Prometheus's tools, the service's real exposition, a real relay (book node
+and edge) and its expositions, the kit's files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from prom_tools import MONITORING, PrometheusApi, ToolMissing, find_tool, prometheus_server, scrape_config
+from relay_metrics import RelayDeployment
 from service_metrics import exercised_registry, exposition, sample_names
 
 from tests.support.waiting import wait_until
@@ -44,8 +46,23 @@ def service_exposition(service_registry: CollectorRegistry) -> str:
 
 
 @pytest.fixture(scope="session")
-def exported_names(service_exposition: str) -> set[str]:
-    return sample_names(service_exposition)
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayDeployment]:
+    """Redis, a book node publishing through it (the leader) and an edge following it, settled; for the session."""
+    with RelayDeployment(tmp_path_factory.mktemp("relay")) as deployment:
+        deployment.wait_settled()
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def relay_expositions(relay: RelayDeployment) -> dict[str, str]:
+    """The settled book node's and edge's /metrics: {"book node": text, "edge": text}."""
+    return relay.expositions()
+
+
+@pytest.fixture(scope="session")
+def exported_names(service_exposition: str, relay_expositions: dict[str, str]) -> set[str]:
+    """Every series name the service exports: a book node's (with and without --publish) and an edge's."""
+    return sample_names(service_exposition).union(*map(sample_names, relay_expositions.values()))
 
 
 @pytest.fixture(scope="session")
