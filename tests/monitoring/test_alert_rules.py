@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from orderbook.config import load_config
-from prom_tools import MONITORING, PrometheusApi, promtool
+from orderbook.relay.edge import load_edge_config
+from prom_tools import JOBS, MONITORING, PrometheusApi, promtool
 from promql_names import metric_names
 from service_metrics import LEFT_OUT, LEFT_OUT_BY
 
@@ -58,10 +60,16 @@ def test_scrape_config_passes_promtool(promtool_bin: str) -> None:
     assert "SUCCESS: 1 rule files found" in result.stdout
 
 
-def test_scrape_config_targets_the_default_metrics_addr() -> None:
-    default = load_config([], {}).metrics_addr
-    assert default is not None
-    assert f'targets: ["{default}"]' in (MONITORING / "prometheus.yml").read_text()
+def test_scrape_config_targets_the_default_metrics_addrs() -> None:
+    """Job orderbook scrapes a book node's default --metrics-addr, job orderbook-edge an edge's."""
+    node = load_config([], {}).metrics_addr
+    edge = load_edge_config(["--source", "redis://127.0.0.1:6379/0"], {}).metrics_addr
+    assert node is not None and edge is not None
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    targets = {job["job_name"]: [target for static in job["static_configs"] for target in static["targets"]]
+               for job in config["scrape_configs"]}
+    assert targets == {"orderbook": [str(node)], "orderbook-edge": [str(edge)]}
+    assert JOBS == {name: target for name, (target,) in targets.items()}  # what the tests' rewrite expects
 
 
 def test_alert_rules_pass_promtool(promtool_bin: str) -> None:
@@ -70,12 +78,20 @@ def test_alert_rules_pass_promtool(promtool_bin: str) -> None:
     assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
 
+def test_target_down_covers_book_nodes_and_edges(loaded_rules: list[dict[str, Any]]) -> None:
+    """A down edge exports nothing, so no relay alert can fire for it: the scrape's own up says so."""
+    (query,) = [rule["query"] for rule in loaded_rules if rule["name"] == "OrderbookMetricsTargetDown"]
+    assert query == 'up{job=~"orderbook|orderbook-edge"} == 0'
+
+
 @pytest.mark.e2e
 def test_a_healthy_service_raises_no_alert_but_the_left_out_symbol(
     kit_prometheus: PrometheusApi, loaded_rules: list[dict[str, Any]]
 ) -> None:
     """Every book in step, one symbol not listed by one venue (service_metrics.py): that book is out of step, and
-    not an outage; the only alert is the info that the symbol is left out there (pending, or firing after 1m)."""
+    not an outage; the only alert is the info that the symbol is left out there (pending, or firing after 1m).
+    Beside it, a book node that does not publish (the exercised registry), and a relay: a leading book node and an
+    edge that hears it (relay_metrics.py), which raise nothing."""
     assert {rule["name"] for rule in loaded_rules} == ALERTS
     assert all(rule["health"] == "ok" for rule in loaded_rules), [(r["name"], r.get("lastError")) for r in loaded_rules]
 
@@ -478,6 +494,32 @@ AUDIT_TWO_HOURS = {
     ],
 }
 
+# Book nodes (job orderbook) and edges (job orderbook-edge).
+
+NODE_A = {"instance": "a:9102", "job": "orderbook"}
+EDGE_1 = {"instance": "e1:9103", "job": "orderbook-edge"}
+EDGE_2 = {"instance": "e2:9103", "job": "orderbook-edge"}
+
+
+def of(process: dict[str, str], name: str, values: str, **labels: str) -> dict[str, str]:
+    """A series of one book node or edge."""
+    return series(name, values, **process, **labels)
+
+
+# A down edge exports nothing, so no relay alert can fire for it: its scrape's up does.
+EDGE_TARGET_DOWN = {
+    "interval": "10s",
+    "input_series": [
+        of(NODE_A, "up", "1x14"),
+        of(EDGE_1, "up", "1 1 0x12"),  # down from 20 s
+        of(EDGE_2, "up", "1x14"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookMetricsTargetDown", "70s"),
+        expect("OrderbookMetricsTargetDown", "90s", {**EDGE_1, "severity": "critical"}),
+    ],
+}
+
 CASES = {
     "exchange-health": EXCHANGE_HEALTH,
     "out-of-step-one-of-two-symbols": OUT_OF_STEP_ONE_OF_TWO,
@@ -494,6 +536,7 @@ CASES = {
     "audits": AUDITS,
     "audit-rotation": AUDIT_ROTATION,
     "audit-two-hours": AUDIT_TWO_HOURS,
+    "edge-target-down": EDGE_TARGET_DOWN,
 }
 
 

@@ -76,7 +76,7 @@ def prometheus(prometheus_bin: str, metrics_port: int, tmp_path: Path) -> Iterat
     """Started as soon as the service listens (its port is known from then on): its first scrape waits for target
     discovery (about 5 s), which overlaps the service's connecting to the exchanges."""
     with prometheus_server(
-        prometheus_bin, tmp_path / "prometheus", scrape_config(metrics_port, "1s"), short_hold_rules()
+        prometheus_bin, tmp_path / "prometheus", scrape_config("1s", [metrics_port]), short_hold_rules()
     ) as api:
         yield api
 
