@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from orderbook.debian import ToolMissing, find_or_install
 from tests.support.ports import logged_port
 from tests.support.processes import stop_process, with_default_signals
@@ -68,18 +70,29 @@ class PrometheusApi:
         return [rule for group in self.get("/api/v1/rules")["groups"] for rule in group["rules"]]
 
 
-def scrape_config(metrics_port: int, interval: str) -> str:
-    """monitoring/prometheus.yml with its target moved to ``metrics_port`` and both intervals set to ``interval``."""
-    text = (MONITORING / "prometheus.yml").read_text()
-    for old, new in (
-        ("127.0.0.1:9102", f"127.0.0.1:{metrics_port}"),
-        ("scrape_interval: 5s", f"scrape_interval: {interval}"),
-        ("evaluation_interval: 5s", f"evaluation_interval: {interval}"),
-    ):
-        if old not in text:
-            raise AssertionError(f"monitoring/prometheus.yml no longer contains {old!r}; update the test's rewrite")
-        text = text.replace(old, new)
-    return text
+JOBS = {"orderbook": "127.0.0.1:9102", "orderbook-edge": "127.0.0.1:9103"}
+"""The kit's scrape jobs and their one target each: a book node's and an edge's default --metrics-addr."""
+
+
+def scrape_config(interval: str, nodes: Sequence[int], edges: Sequence[int] = ()) -> str:
+    """monitoring/prometheus.yml with both intervals set to ``interval`` and its targets moved to loopback ports:
+    ``nodes`` for the book nodes' job, ``edges`` for the edges' (a job with no port is left out, as a deployment
+    without edges would)."""
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    for key in ("scrape_interval", "evaluation_interval"):
+        if config["global"].get(key) != "5s":
+            raise AssertionError(f"monitoring/prometheus.yml: global {key} is no longer 5s; update the test's rewrite")
+        config["global"][key] = interval
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    found = {name: [target for static in job["static_configs"] for target in static["targets"]]
+             for name, job in jobs.items()}
+    if found != {name: [target] for name, target in JOBS.items()}:
+        raise AssertionError(f"monitoring/prometheus.yml scrapes {found}, not {JOBS}; update the test's rewrite")
+    config["scrape_configs"] = [
+        {**jobs[name], "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in ports]}]}
+        for name, ports in (("orderbook", nodes), ("orderbook-edge", edges)) if ports
+    ]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def start_prometheus(binary: str, args: Sequence[str], log_path: Path,

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from orderbook.config import load_config
-from prom_tools import MONITORING, PrometheusApi, promtool
+from orderbook.relay.edge import load_edge_config
+from prom_tools import JOBS, MONITORING, PrometheusApi, promtool
 from promql_names import metric_names
 from service_metrics import LEFT_OUT, LEFT_OUT_BY
 
@@ -34,6 +36,16 @@ ALERTS = {
     "OrderbookAuditOverdue",
     "OrderbookSymbolNotListed",
 }
+RELAY_ALERTS = {
+    "OrderbookRelayNoLeader",
+    "OrderbookRelayTakeoverStorm",
+    "OrderbookEdgeWithoutSource",
+    "OrderbookRelayRedisDown",
+    "OrderbookRelayHopLatencyHigh",
+}
+"""The relay's (book nodes with --publish, and edges): the group orderbook-relay."""
+PER_PROCESS_RELAY = {"OrderbookEdgeWithoutSource", "OrderbookRelayRedisDown", "OrderbookRelayHopLatencyHigh"}
+"""The relay alerts about one process: they fire per instance and say which."""
 PER_BOOK = {
     "OrderbookExchangeOutOfStep",
     "OrderbookRebuildStorm",
@@ -58,16 +70,34 @@ def test_scrape_config_passes_promtool(promtool_bin: str) -> None:
     assert "SUCCESS: 1 rule files found" in result.stdout
 
 
-def test_scrape_config_targets_the_default_metrics_addr() -> None:
-    default = load_config([], {}).metrics_addr
-    assert default is not None
-    assert f'targets: ["{default}"]' in (MONITORING / "prometheus.yml").read_text()
+def test_scrape_config_targets_the_default_metrics_addrs() -> None:
+    """Job orderbook scrapes a book node's default --metrics-addr, job orderbook-edge an edge's."""
+    node = load_config([], {}).metrics_addr
+    edge = load_edge_config(["--source", "redis://127.0.0.1:6379/0"], {}).metrics_addr
+    assert node is not None and edge is not None
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    targets = {job["job_name"]: [target for static in job["static_configs"] for target in static["targets"]]
+               for job in config["scrape_configs"]}
+    assert targets == {"orderbook": [str(node)], "orderbook-edge": [str(edge)]}
+    assert JOBS == {name: target for name, (target,) in targets.items()}  # what the tests' rewrite expects
 
 
 def test_alert_rules_pass_promtool(promtool_bin: str) -> None:
     result = promtool(promtool_bin, "check", "rules", str(MONITORING / "alerts.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERTS | RELAY_ALERTS)} rules found" in result.stdout
+
+
+def test_relay_alerts_are_a_group_of_their_own() -> None:
+    groups = {group["name"]: {rule["alert"] for rule in group["rules"]}
+              for group in yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]}
+    assert groups == {"orderbook": ALERTS, "orderbook-relay": RELAY_ALERTS}
+
+
+def test_target_down_covers_book_nodes_and_edges(loaded_rules: list[dict[str, Any]]) -> None:
+    """A down edge exports nothing, so no relay alert can fire for it: the scrape's own up says so."""
+    (query,) = [rule["query"] for rule in loaded_rules if rule["name"] == "OrderbookMetricsTargetDown"]
+    assert query == 'up{job=~"orderbook|orderbook-edge"} == 0'
 
 
 @pytest.mark.e2e
@@ -75,8 +105,10 @@ def test_a_healthy_service_raises_no_alert_but_the_left_out_symbol(
     kit_prometheus: PrometheusApi, loaded_rules: list[dict[str, Any]]
 ) -> None:
     """Every book in step, one symbol not listed by one venue (service_metrics.py): that book is out of step, and
-    not an outage; the only alert is the info that the symbol is left out there (pending, or firing after 1m)."""
-    assert {rule["name"] for rule in loaded_rules} == ALERTS
+    not an outage; the only alert is the info that the symbol is left out there (pending, or firing after 1m).
+    Beside it, a book node that does not publish (the exercised registry), and a relay: a leading book node and an
+    edge that hears it (relay_metrics.py), which raise nothing."""
+    assert {rule["name"] for rule in loaded_rules} == ALERTS | RELAY_ALERTS
     assert all(rule["health"] == "ok" for rule in loaded_rules), [(r["name"], r.get("lastError")) for r in loaded_rules]
 
     def alerts() -> list[tuple[str, str | None, str | None]]:
@@ -100,6 +132,8 @@ def test_every_alert_has_a_hold_time_a_severity_and_text(loaded_rules: list[dict
             assert "$labels.symbol" in rule["annotations"]["description"], rule["name"]
         if rule["name"] in PER_VENUE:
             assert "$labels.symbol" not in rule["annotations"]["summary"], rule["name"]
+        if rule["name"] in PER_PROCESS_RELAY:
+            assert "$labels.instance" in rule["annotations"]["summary"], rule["name"]
 
 
 def test_a_symbol_left_out_by_a_venue_does_not_page(loaded_rules: list[dict[str, Any]]) -> None:
@@ -130,9 +164,9 @@ def series(name: str, values: str, **labels: str) -> dict[str, str]:
     return {"series": f"{name}{{{rendered}}}", "values": values}
 
 
-def buckets(name: str, per_step: dict[str, int], steps: int) -> list[dict[str, str]]:
+def buckets(name: str, per_step: dict[str, int], steps: int, **labels: str) -> list[dict[str, str]]:
     """Cumulative histogram buckets growing by ``per_step`` observations each step (``le`` -> count <= le)."""
-    return [series(f"{name}_bucket", f"0+{count}x{steps}", le=le) for le, count in per_step.items()]
+    return [series(f"{name}_bucket", f"0+{count}x{steps}", le=le, **labels) for le, count in per_step.items()]
 
 
 def expect(alert: str, at: str, *firing: dict[str, str]) -> dict[str, Any]:
@@ -478,6 +512,209 @@ AUDIT_TWO_HOURS = {
     ],
 }
 
+# -- the relay ---------------------------------------------------------------------------------------------------
+# Book nodes (job orderbook) started with --publish, and edges (job orderbook-edge). A node's target that goes down
+# leaves its series stale (promtool's "stale" is the marker Prometheus writes when a scrape fails).
+
+NODE_A = {"instance": "a:9102", "job": "orderbook"}
+NODE_B = {"instance": "b:9102", "job": "orderbook"}
+NODE_C = {"instance": "c:9102", "job": "orderbook"}
+EDGE_1 = {"instance": "e1:9103", "job": "orderbook-edge"}
+EDGE_2 = {"instance": "e2:9103", "job": "orderbook-edge"}
+EDGE_3 = {"instance": "e3:9103", "job": "orderbook-edge"}
+
+
+def of(process: dict[str, str], name: str, values: str, **labels: str) -> dict[str, str]:
+    """A series of one book node or edge."""
+    return series(name, values, **process, **labels)
+
+
+def no_leader() -> dict[str, str]:
+    return {"severity": "critical"}  # one alert for the deployment, whatever the number of nodes
+
+
+# The leader steps down at 30 s (it lost Redis) and no standby takes over until 65 s: no leader for 35 s.
+RELAY_LEADER_LOST = {
+    "interval": "5s",
+    "input_series": [
+        of(NODE_A, "up", "1x40"),
+        of(NODE_B, "up", "1x40"),
+        of(NODE_A, "orderbook_relay_leader", "1x5 0x35"),
+        of(NODE_B, "orderbook_relay_leader", "0x12 1x27"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "20s"),
+        expect("OrderbookRelayNoLeader", "40s"),  # pending for 15 s
+        expect("OrderbookRelayNoLeader", "50s", no_leader()),
+        expect("OrderbookRelayNoLeader", "70s"),  # b leads
+    ],
+}
+
+# A takeover: the lease lapses (2 s) and a standby takes it within a tick; a scrape or two see no leader.
+RELAY_TAKEOVER = {
+    "interval": "5s",
+    "input_series": [
+        of(NODE_A, "up", "1x30"),
+        of(NODE_B, "up", "1x30"),
+        of(NODE_A, "orderbook_relay_leader", "1x5 0x25"),
+        of(NODE_B, "orderbook_relay_leader", "0x7 1x23"),  # no leader at 30 and 35 s
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "30s"),
+        expect("OrderbookRelayNoLeader", "50s"),
+        expect("OrderbookRelayNoLeader", "2m"),
+    ],
+}
+
+# Every book node that published stops answering its scrapes at 30 s (killed, or its host gone): none reports
+# orderbook_relay_leader any more, so no sum can be 0, yet no one leads.
+RELAY_NODES_DOWN = {
+    "interval": "5s",
+    "input_series": [
+        of(NODE_A, "up", "1x5 0x40"),
+        of(NODE_B, "up", "1x5 0x40"),
+        of(NODE_A, "orderbook_relay_leader", "1x5 stale"),
+        of(NODE_B, "orderbook_relay_leader", "0x5 stale"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "40s"),
+        expect("OrderbookRelayNoLeader", "50s", no_leader()),
+        expect("OrderbookRelayNoLeader", "3m", no_leader()),
+    ],
+}
+
+# A leader, two standbys, one of them down since 30 s: the relay is fine.
+RELAY_LEADER_PRESENT = {
+    "interval": "5s",
+    "input_series": [
+        of(NODE_A, "up", "1x40"),
+        of(NODE_B, "up", "1x40"),
+        of(NODE_C, "up", "1x5 0x35"),
+        of(NODE_A, "orderbook_relay_leader", "1x40"),
+        of(NODE_B, "orderbook_relay_leader", "0x40"),
+        of(NODE_C, "orderbook_relay_leader", "0x5 stale"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "1m"),
+        expect("OrderbookRelayNoLeader", "3m"),
+    ],
+}
+
+# A deployment without --publish has no relay series at all, even when a book node goes down (that is
+# OrderbookMetricsTargetDown's); nor has one whose only publishing node restarted without --publish.
+RELAY_NOT_DEPLOYED = {
+    "interval": "10s",
+    "input_series": [
+        of(NODE_A, "up", "1x3 0x20"),  # down from 30 s
+        of(NODE_B, "up", "1x23"),
+        of(NODE_A, "orderbook_exchange_connected", "1x3 stale", exchange="binance"),
+        of(NODE_B, "orderbook_exchange_connected", "1x23", exchange="binance"),
+    ],
+    "alert_rule_test": [
+        *(expect(alert, at) for at in ("1m", "3m") for alert in sorted(RELAY_ALERTS)),
+        expect("OrderbookMetricsTargetDown", "3m", {**NODE_A, "severity": "critical"}),
+    ],
+}
+
+RELAY_PUBLISH_DROPPED = {
+    "interval": "10s",
+    "input_series": [
+        of(NODE_A, "up", "1x3 0 1x20"),  # restarted at 30 s, now without --publish
+        of(NODE_A, "orderbook_relay_leader", "1x3 stale"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "1m"),
+        expect("OrderbookRelayNoLeader", "3m"),
+    ],
+}
+
+# Two book nodes take the lease from each other every minute: the fourth takeover in 10 minutes (at 4 minutes)
+# fires a minute later; it ends 10 minutes after they stop (at 6 minutes).
+TAKEOVER_STORM = {
+    "interval": "1m",
+    "input_series": [
+        of(NODE_A, "orderbook_relay_takeovers_total", "0 0 1 1 2 2 3x30"),
+        of(NODE_B, "orderbook_relay_takeovers_total", "0 1 1 2 2 3 3x30"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayTakeoverStorm", "3m"),  # three
+        expect("OrderbookRelayTakeoverStorm", "6m", warning()),
+        expect("OrderbookRelayTakeoverStorm", "10m", warning()),
+        expect("OrderbookRelayTakeoverStorm", "20m"),
+    ],
+}
+
+# A rolling restart of three book nodes: each restart of the leader is a takeover by another (three in all),
+# and a restarted node's counter starts again from 0.
+ROLLING_RESTART = {
+    "interval": "1m",
+    "input_series": [
+        of(NODE_A, "orderbook_relay_takeovers_total", "1 1 0 0 0 0 1x20"),  # restarted at 2m; leads again at 6m
+        of(NODE_B, "orderbook_relay_takeovers_total", "0 0 1 1 0x22"),  # leads at 2m; restarted at 4m
+        of(NODE_C, "orderbook_relay_takeovers_total", "0 0 0 0 1 1 0x20"),  # leads at 4m; restarted at 6m
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayTakeoverStorm", at) for at in ("5m", "7m", "9m", "11m")
+    ],
+}
+
+# e1 loses its source at 30 s; e2 misses it for one scrape; e3 has never heard a leader since it started.
+EDGE_WITHOUT_SOURCE = {
+    "interval": "10s",
+    "input_series": [
+        of(EDGE_1, "orderbook_relay_source_up", "1x3 0x10"),
+        of(EDGE_2, "orderbook_relay_source_up", "1x4 0 1x8"),
+        of(EDGE_3, "orderbook_relay_source_up", "0x13"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookEdgeWithoutSource", "20s"),
+        expect("OrderbookEdgeWithoutSource", "40s", {**EDGE_3, "severity": "critical"}),
+        expect("OrderbookEdgeWithoutSource", "70s", {**EDGE_1, "severity": "critical"},
+               {**EDGE_3, "severity": "critical"}),
+    ],
+}
+
+# Node a cannot reach Redis from 30 s; edge e2 for 20 s only (a Redis restart).
+RELAY_REDIS_DOWN = {
+    "interval": "10s",
+    "input_series": [
+        of(NODE_A, "orderbook_relay_redis_connected", "1x3 0x10"),
+        of(EDGE_1, "orderbook_relay_redis_connected", "1x13"),
+        of(EDGE_2, "orderbook_relay_redis_connected", "1x4 0 0 1x6"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayRedisDown", "40s"),
+        expect("OrderbookRelayRedisDown", "70s", {**NODE_A, "severity": "warning"}),
+    ],
+}
+
+# Every hop of e1 in (0.1, 0.25] (p99 0.2485 s); every hop of e2 in (0.002, 0.005] (p99 0.00497 s).
+RELAY_HOP_SLOW = {
+    "interval": "30s",
+    "input_series": [
+        *buckets("orderbook_relay_hop_seconds", {"0.1": 0, "0.25": 10, "+Inf": 10}, 20, **EDGE_1),
+        *buckets("orderbook_relay_hop_seconds", {"0.002": 0, "0.005": 10, "+Inf": 10}, 20, **EDGE_2),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayHopLatencyHigh", "2m"),
+        expect("OrderbookRelayHopLatencyHigh", "8m", warning(instance="e1:9103")),
+    ],
+}
+
+# A down edge exports nothing, so no relay alert can fire for it: its scrape's up does.
+EDGE_TARGET_DOWN = {
+    "interval": "10s",
+    "input_series": [
+        of(NODE_A, "up", "1x14"),
+        of(EDGE_1, "up", "1 1 0x12"),  # down from 20 s
+        of(EDGE_2, "up", "1x14"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookMetricsTargetDown", "70s"),
+        expect("OrderbookMetricsTargetDown", "90s", {**EDGE_1, "severity": "critical"}),
+    ],
+}
+
 CASES = {
     "exchange-health": EXCHANGE_HEALTH,
     "out-of-step-one-of-two-symbols": OUT_OF_STEP_ONE_OF_TWO,
@@ -494,6 +731,18 @@ CASES = {
     "audits": AUDITS,
     "audit-rotation": AUDIT_ROTATION,
     "audit-two-hours": AUDIT_TWO_HOURS,
+    "relay-leader-lost": RELAY_LEADER_LOST,
+    "relay-takeover": RELAY_TAKEOVER,
+    "relay-nodes-down": RELAY_NODES_DOWN,
+    "relay-leader-present": RELAY_LEADER_PRESENT,
+    "relay-not-deployed": RELAY_NOT_DEPLOYED,
+    "relay-publish-dropped": RELAY_PUBLISH_DROPPED,
+    "relay-takeover-storm": TAKEOVER_STORM,
+    "relay-rolling-restart": ROLLING_RESTART,
+    "edge-without-source": EDGE_WITHOUT_SOURCE,
+    "relay-redis-down": RELAY_REDIS_DOWN,
+    "relay-hop-slow": RELAY_HOP_SLOW,
+    "edge-target-down": EDGE_TARGET_DOWN,
 }
 
 

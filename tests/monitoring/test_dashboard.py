@@ -1,5 +1,6 @@
 """monitoring/grafana/dashboard.json: provisionable, every query valid PromQL over metrics the service exports,
-every exported metric on some panel, and every query answered by a real Prometheus scraping the service."""
+every exported metric on some panel, and every query answered by a real Prometheus scraping the service: a book
+node, and a relay's book node and edge."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from prom_tools import PrometheusApi, promtool
 from promql_names import metric_names
@@ -23,7 +25,15 @@ LATENCY_HISTOGRAMS = (
     "orderbook_exchange_event_to_applied_seconds",
     "orderbook_frame_to_publish_seconds",
     "orderbook_publish_to_send_seconds",
+    "orderbook_relay_hop_seconds",
 )
+JOBS = 'job=~"orderbook|orderbook-edge"'
+"""Book nodes and edges: the instance selector lists both, and the panels of metrics every process has show both."""
+RELAY_STATES = {
+    "orderbook_relay_leader": {"Standby", "Leader"},
+    "orderbook_relay_redis_connected": {"Unreachable", "Connected"},
+    "orderbook_relay_source_up": {"No source", "Serving"},
+}
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -107,14 +117,49 @@ def test_variable_queries_name_exported_metrics(dashboard: dict[str, Any], expor
         assert metric_names(match.group(1)) <= exported_names | {"up"}, query
 
 
-def test_every_exported_metric_is_on_a_panel(dashboard: dict[str, Any], service_registry: CollectorRegistry) -> None:
+def test_every_exported_metric_is_on_a_panel(dashboard: dict[str, Any], service_registry: CollectorRegistry,
+                                            relay_expositions: dict[str, str]) -> None:
+    """The service's families (the exercised registry drives each), and the relay's: a book node's with --publish,
+    an edge's. A live node's families with nothing to count yet have no samples (the registry's have), and parsed
+    text gives some ``_created`` series a family of their own: neither is a metric to draw."""
     used = set().union(*(metric_names(expr) for expr in exprs(dashboard)))
-    missing = [
-        family.name
-        for family in service_registry.collect()
-        if not {sample.name for sample in family.samples if not sample.name.endswith("_created")} & used
-    ]
+    families = [*service_registry.collect(),
+                *(family for text in relay_expositions.values() for family in text_string_to_metric_families(text))]
+    missing = []
+    for family in families:
+        series = {sample.name for sample in family.samples if not sample.name.endswith("_created")}
+        if series and not series & used:  # test_exposition.py checks the registry's families all have samples
+            missing.append(family.name)
     assert missing == []
+
+
+def test_instance_selector_lists_book_nodes_and_edges(dashboard: dict[str, Any]) -> None:
+    instance = variables(dashboard)["instance"]
+    assert instance["query"]["query"] == instance["definition"] == f"label_values(up{{{JOBS}}}, instance)"
+    assert [expr for expr in exprs(dashboard) if "job=" in expr and JOBS not in expr] == []
+
+
+@pytest.mark.parametrize("gauge", RELAY_STATES)
+def test_relay_state_panels_name_their_states(dashboard: dict[str, Any], gauge: str) -> None:
+    """Leader or Standby, Connected or Unreachable, Serving or No source: 0 and 1 read as what they mean."""
+    showing = [panel for panel in panels(dashboard)
+               if any(metric_names(target["expr"]) == {gauge} for target in panel.get("targets", []))]
+    assert len(showing) == 1, [panel["title"] for panel in showing]
+    texts = {option["text"] for mapping in showing[0]["fieldConfig"]["defaults"]["mappings"]
+             for option in mapping["options"].values()}
+    assert (showing[0]["type"], texts) == ("state-timeline", RELAY_STATES[gauge])
+
+
+def test_relay_panels_are_in_a_relay_row(dashboard: dict[str, Any]) -> None:
+    """Every panel of an orderbook_relay_* metric sits below the Relay row, and nothing else does."""
+    rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
+    (relay,) = [row for row in rows if row["title"] == "Relay"]
+    below = [row["gridPos"]["y"] for row in rows if row["gridPos"]["y"] > relay["gridPos"]["y"]]
+    end = min(below, default=float("inf"))
+    for panel in panels(dashboard):
+        names = set().union(*(metric_names(target["expr"]) for target in panel.get("targets", [])))
+        in_row = relay["gridPos"]["y"] < panel["gridPos"]["y"] < end
+        assert in_row == any(name.startswith("orderbook_relay_") for name in names), panel["title"]
 
 
 def symbol_labelled(registry: CollectorRegistry) -> set[str]:

@@ -125,8 +125,11 @@ def test_documented_prometheus_command_starts_with_the_alert_rules(prometheus_bi
 
         groups = wait_until(rules_loaded, 20, "prometheus to serve its rules", interval=0.25)
         assert {Path(group["file"]).resolve() for group in groups} == {(MONITORING / "alerts.yml").resolve()}
-        targets = wait_until(api.targets, 10, "the scrape target to be discovered", interval=0.25)
-        assert {target["labels"]["job"] for target in targets} == {"orderbook"}
+        def jobs() -> set[str]:
+            return {target["labels"]["job"] for target in api.targets()}
+
+        wait_until(jobs, 10, "the book nodes' and the edges' scrape targets to be discovered", interval=0.25,
+                   accept=lambda found: found == {"orderbook", "orderbook-edge"})
     finally:
         stop_process(process)
 
