@@ -90,8 +90,9 @@ class EdgeStats:
             _gauge("orderbook_relay_redis_connected", "1 while Redis answers this process", self.redis_connected),
             _gauge("orderbook_relay_source_up", "1 while the edge serves: Redis answers and the leader was heard "
                    "within the source timeout", self.serving),
-            _gauge("orderbook_relay_epoch", "The leader's epoch the edge follows", self.epoch),
-            _by("orderbook_relay_received", "Envelopes taken from Redis, by kind", "kind", self.received,
+            _gauge("orderbook_relay_epoch", "The epoch of the leader the edge follows (or last followed)", self.epoch),
+            _by("orderbook_relay_received", "Envelopes received on the channel, by kind (not those read from what "
+                "Redis stores, on connecting)", "kind", self.received,
                 ("update", "heartbeat")),
             _by("orderbook_relay_dropped", "Envelopes dropped, by reason: old_epoch (a deposed leader's), "
                 "old_sequence (older than one already applied), malformed, unknown_symbol", "reason", self.dropped,

@@ -52,6 +52,8 @@ class RedisSource:
         self._redis = connect(url, REDIS_TIMEOUT, f"orderbook-edge-{os.getpid()}")
         self._applied: dict[str, tuple[int, int]] = {}
         """Each symbol's (epoch, sequence) last applied."""
+        self._epoch = 0
+        """The newest epoch seen on this connection: older ones are a deposed leader's."""
         self._malformed = ThrottledLog(log, logging.WARNING)
         self._outage = False
         self.behind = False
@@ -101,7 +103,7 @@ class RedisSource:
             log.info("relay: Redis answers again")
             self._outage = False
         self.connected = self._stats.redis_connected = True
-        self._stats.epoch = 0
+        self._epoch = 0
         self._applied.clear()
         if leader_alive:
             self.last_heard = self._stats.last_message_at = time.monotonic()
@@ -122,20 +124,21 @@ class RedisSource:
             stats.dropped["malformed"] += 1
             self._malformed.event("relay: a malformed envelope dropped: %s", error)
             return
-        if item.epoch < stats.epoch:
+        if item.epoch < self._epoch:
             stats.dropped["old_epoch"] += 1
             return
-        if item.epoch > stats.epoch:
-            if stats.epoch:
-                stats.leader_changes += 1
-            log.info("relay: following the leader of epoch %d (%s)", item.epoch, item.node)
-            stats.epoch = item.epoch
+        if item.epoch > self._epoch:
+            if item.epoch != stats.epoch:
+                if stats.epoch:
+                    stats.leader_changes += 1
+                log.info("relay: following the leader of epoch %d (%s)", item.epoch, item.node)
+            self._epoch = stats.epoch = item.epoch
         hop = max(0.0, (time.time_ns() - item.published_ns) / 1e9)
         if live:
             self.last_heard = stats.last_message_at = time.monotonic()
             stats.hop.observe(hop)
+            stats.received[type(item).__name__.lower()] += 1
         if isinstance(item, envelope.Heartbeat):
-            stats.received["heartbeat"] += 1
             if self._books.reconfigure(item.symbols, item.depth):
                 self._applied = {symbol: seen for symbol, seen in self._applied.items() if symbol in item.symbols}
                 self.behind = live
@@ -143,7 +146,6 @@ class RedisSource:
                          item.depth)
             self._on_change()
             return
-        stats.received["update"] += 1
         symbol, books = item.symbol, self._books
         if (item.epoch, item.sequence) <= self._applied.get(symbol, (0, 0)):
             stats.dropped["old_sequence"] += 1
@@ -159,5 +161,5 @@ class RedisSource:
             return
         self._applied[symbol] = (item.epoch, item.sequence)
         if item.summary and item.summary != books.summary(symbol):
-            books.publish_summary(symbol, item.summary, time.perf_counter() - (hop if live else 0.0))
+            books.publish_summary(symbol, item.summary)  # published here, now: the hop has its own histogram
         self._on_change()
