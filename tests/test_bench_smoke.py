@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from orderbook.simulator.config import SimulatorConfig
+from tests.bench import ingest as ingest_module
 from tests.bench import run, symbols
 from tests.bench.report import Figure, ScenarioResult, table
 from tests.metrics_scrape import Samples
@@ -35,19 +36,37 @@ def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.fixture(scope="module")
+def quick_ingest_and_latency(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """One quick run of the ingest and latency scenarios with --check, read by the tests below (they only read it):
+    the figures' shape and --check's verdict come from the same run instead of two runs of the ingest scenario.
+    --check changes only the exit status and its one stderr line; its default is checked without measuring
+    (test_without_check_a_missed_target_is_only_reported)."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = _bench("--quick", "--scenario", "ingest", "--scenario", "latency", "--check", "--json", str(out))
+    assert out.exists(), result.stdout + result.stderr[-3000:]
+    return result, json.loads(out.read_text())
+
+
+def _missed(document: dict) -> list[str]:
+    """"scenario: figure" for every figure that missed its target, in the order --check names them."""
+    return [f"{name}: {figure['name']}" for name, scenario in document["scenarios"].items()
+            for figure in scenario["figures"] if figure["pass"] is False]
+
+
 @pytest.mark.e2e
-def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
-    out = tmp_path / "bench.json"
-    result = _bench("--quick", "--scenario", "ingest", "--scenario", "latency", "--json", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]  # without --check, missed targets are only reported
+def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latency):
+    result, document = quick_ingest_and_latency
+    assert result.returncode in (0, 1), result.stderr[-3000:]  # 1 only for a missed target: see the --check test
     assert "frames/s" in result.stdout and "send->receipt" in result.stdout
     # Quiet: one progress line per scenario, the table once, none of the in-process feeds' INFO lines.
     assert result.stdout.count(TABLE_TITLE) == 1, result.stdout
     progress = [line for line in result.stdout.splitlines() if " run ... " in line]
     assert [line.split(":")[0] for line in progress] == ["ingest", "latency"], result.stdout
     assert "in step" not in result.stdout + result.stderr
-    assert result.stderr == "", result.stderr[-3000:]
-    document = json.loads(out.read_text())
+    missed = _missed(document)
+    assert result.stderr == (f"bin/bench --check: {len(missed)} missed: {'; '.join(missed)}\n" if missed else ""), (
+        result.stderr[-3000:])  # nothing but --check's own verdict
     assert document["machine"]["cores"] == os.cpu_count()
     assert set(document["scenarios"]) == {"ingest", "latency"}
     for name, scenario in document["scenarios"].items():
@@ -75,16 +94,25 @@ def test_quick_ingest_and_latency_write_positive_figures(tmp_path):
 
 
 @pytest.mark.e2e
-def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(tmp_path):
-    """Whether this machine meets the ingest targets is not known in advance: the exit status must agree with the
-    figures the run itself wrote, either way."""
-    out = tmp_path / "bench.json"
-    result = _bench("--quick", "--scenario", "ingest", "--check", "--json", str(out))
-    figures = json.loads(out.read_text())["scenarios"]["ingest"]["figures"]
-    missed = [figure["name"] for figure in figures if figure["pass"] is False]
+def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(quick_ingest_and_latency):
+    """Whether this machine meets the targets is not known in advance: the exit status must agree with the figures
+    the run itself wrote, either way."""
+    result, document = quick_ingest_and_latency
+    missed = _missed(document)
     assert result.returncode == (1 if missed else 0), result.stdout + result.stderr[-3000:]
     if missed:
         assert f"--check: {len(missed)} missed" in result.stderr, result.stderr
+
+
+def test_without_check_a_missed_target_is_only_reported(tmp_path, monkeypatch, capsys):
+    """bin/bench's default and --check, through its command line, on a scenario that misses its target whatever
+    the machine (nothing is measured)."""
+    missed = Figure("frames/s", 1.0, "frames/s", 20_000.0, "higher", [1.0])
+    monkeypatch.setattr(ingest_module, "run_once", lambda sources: ([missed], {}))
+    assert run.main(["--quick", "--scenario", "ingest", "--json", str(tmp_path / "default.json")]) == 0
+    assert capsys.readouterr().err == ""
+    assert run.main(["--quick", "--scenario", "ingest", "--check", "--json", str(tmp_path / "check.json")]) == 1
+    assert capsys.readouterr().err == "bin/bench --check: 1 missed: ingest: frames/s\n"
 
 
 def _result(name: str, *figures: Figure, error: str | None = None) -> ScenarioResult:
@@ -212,29 +240,21 @@ def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> No
 
 
 @pytest.mark.e2e
-def test_quick_symbols_scenario_runs_with_one_symbol(tmp_path):
+def test_quick_symbols_scenario_runs_the_one_symbol_step_then_two_symbols(tmp_path):
+    """``--symbols 2`` runs the one-symbol step (every count's RSS baseline) and then the two-symbol one, so one run
+    covers both; where run-server takes a single symbol, ``--symbols 1`` runs that step alone."""
+    counts = [1] if symbols.symbol_lists_refused(["ETHBTC", "BTCUSDT"]) else [1, 2]
     out = tmp_path / "bench.json"
-    result = _bench("--quick", "--scenario", "symbols", "--symbols", "1", "--json", str(out))
+    result = _bench("--quick", "--scenario", "symbols", "--symbols", str(counts[-1]), "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     figures, run_details = _bench_figures(out)
-    [step] = run_details["steps"]
-    _assert_step_is_sane(figures, step, 1)
-    assert "1 sym: RSS per added symbol" not in figures  # nothing is added to the one-symbol server
-
-
-@pytest.mark.e2e
-def test_quick_symbols_scenario_runs_with_two_symbols_once_run_server_takes_a_list(tmp_path):
-    if refused := symbols.symbol_lists_refused(["ETHBTC", "BTCUSDT"]):
-        pytest.skip(f"run-server takes one symbol ({refused})")
-    out = tmp_path / "bench.json"
-    result = _bench("--quick", "--scenario", "symbols", "--symbols", "2", "--json", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    figures, run_details = _bench_figures(out)
-    assert [step["symbols"] for step in run_details["steps"]] == [1, 2]
+    assert [step["symbols"] for step in run_details["steps"]] == counts
     for step in run_details["steps"]:
         _assert_step_is_sane(figures, step, step["symbols"])
-    assert figures["2 sym: RSS per added symbol"]["target"] == 2.0
-    assert figures["2 sym: RSS per added symbol"]["value"] is not None
+    assert "1 sym: RSS per added symbol" not in figures  # nothing is added to the one-symbol server
+    if counts[-1] == 2:
+        assert figures["2 sym: RSS per added symbol"]["target"] == 2.0
+        assert figures["2 sym: RSS per added symbol"]["value"] is not None
 
 
 def test_symbols_scenario_says_at_once_that_run_server_takes_one_symbol(tmp_path, capsys):

@@ -9,6 +9,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.metrics_scrape import scrape
+from tests.support.waiting import wait_until
+
 pytestmark = pytest.mark.e2e
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -36,7 +39,7 @@ def test_health_is_serving_only_while_an_exchange_is_in_step(simulator_factory, 
         wait_health(server.target, service, SERVING, 20)
 
     simulator.control.silence("bitstamp")  # one exchange out of step: still serving the other
-    time.sleep(3)
+    wait_until(lambda: "bitstamp: session ended (silence)" in server.log(), 10, "bitstamp's silence noticed")
     wait_health(server.target, "orderbook.OrderbookAggregator", SERVING, 1)
 
     simulator.control.silence("binance")  # both out: nothing can be vouched for
@@ -50,10 +53,11 @@ def test_health_is_serving_only_while_an_exchange_is_in_step(simulator_factory, 
 
 
 def test_json_logs_are_one_object_per_line_and_quiet_per_frame(simulator_factory, server_factory):
-    simulator = simulator_factory("--rate", "200")
+    simulator = simulator_factory("--rate", "400")
     server = server_factory(simulator.urls, "--log-format", "json")
     server.wait_serving()
-    time.sleep(2)  # ~800 frames
+    wait_until(lambda: scrape(server.metrics_port).value("orderbook_frames_received_total"), 10,
+               "800 frames received", accept=lambda frames: frames >= 800)  # a second or so
     assert server.terminate() == 0
     lines = [line for line in server.log().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is JSON

@@ -21,20 +21,35 @@ SYMBOLS = (*BOTH_VENUES, BITSTAMP_ONLY)
 EXCHANGES = {symbol: ("binance", "bitstamp") for symbol in BOTH_VENUES} | {BITSTAMP_ONLY: ("bitstamp",)}
 IN_STEP_WITHIN = 30.0
 """Binance's 1,000-level snapshots are paced a second apart (half its request weight a minute)."""
+SMALL_SNAPSHOTS = ("--binance-snapshot-limit", "100")
+"""100-level Binance snapshots (weight 5: paced a tenth of a second apart), for the tests that only read the books
+(in their top 10: a few seconds of 20 events a second never reach past level 100) and need no rebuild to be slow."""
 MAX_PAUSE = 1.5
 """A symbol's stream at 20 events a second per venue: a summary at least every few hundred milliseconds."""
 
 
-@pytest.fixture
-def system(simulator_factory, server_factory, reader_factory):
+def start_system(simulator_factory, server_factory, reader_factory, *server_args: str):
     simulator = simulator_factory("--seed", "5", "--rate", "20", "--symbol", ",".join(BOTH_VENUES),
                                   "--bitstamp-only-symbol", BITSTAMP_ONLY)
-    server = server_factory(simulator.urls, "--symbol", ",".join(SYMBOLS))
+    server = server_factory(simulator.urls, "--symbol", ",".join(SYMBOLS), *server_args)
     server.wait_serving()
     wait_until(lambda: symbol_states(server.target), IN_STEP_WITHIN, "every symbol in step on its venues",
                accept=lambda states: all(states[s][1] == EXCHANGES[s] for s in SYMBOLS), interval=0.2)
     readers = {symbol: reader_factory(server.target, symbol) for symbol in SYMBOLS}
     return simulator, server, readers
+
+
+@pytest.fixture
+def system(simulator_factory, server_factory, reader_factory):
+    """Every symbol in step, with SMALL_SNAPSHOTS: in step within a second or so, not three."""
+    return start_system(simulator_factory, server_factory, reader_factory, *SMALL_SNAPSHOTS)
+
+
+@pytest.fixture
+def system_paced_a_second_apart(simulator_factory, server_factory, reader_factory):
+    """Every symbol in step, with Binance's default 1,000-level snapshots: a rebuild that needs a few of them (a
+    symbol's, or every symbol's after a reconnect) stays out for seconds, long enough to be seen out."""
+    return start_system(simulator_factory, server_factory, reader_factory)
 
 
 def truth(simulator, symbol: str) -> Book:
@@ -59,8 +74,8 @@ def test_each_symbols_stream_equals_its_truth_and_symbols_names_its_venues(syste
     assert "Traceback" not in server.log()
 
 
-def test_a_gap_on_one_symbol_rebuilds_only_it_and_the_others_never_pause(system):
-    simulator, server, readers = system
+def test_a_gap_on_one_symbol_rebuilds_only_it_and_the_others_never_pause(system_paced_a_second_apart):
+    simulator, server, readers = system_paced_a_second_apart
     simulator.control.stale_snapshot(count=2, symbol="BTCUSDT")  # keeps it out long enough to be seen out
     started = time.monotonic()
     simulator.control.gap(events=3, symbol="BTCUSDT")
@@ -83,8 +98,8 @@ def test_a_gap_on_one_symbol_rebuilds_only_it_and_the_others_never_pause(system)
     assert_every_stream_equals_its_truth(simulator, readers)
 
 
-def test_a_dropped_connection_recovers_every_symbol(system):
-    simulator, server, readers = system
+def test_a_dropped_connection_recovers_every_symbol(system_paced_a_second_apart):
+    simulator, server, readers = system_paced_a_second_apart
     simulator.control.drop("binance")
     for symbol in BOTH_VENUES:
         readers[symbol].wait_for(lambda book: "binance" not in book.exchanges(), 5, f"{symbol} without Binance")

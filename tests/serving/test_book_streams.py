@@ -34,13 +34,30 @@ def price(text: str, index: int) -> float:
     return float(Decimal(text) + index)
 
 
-@pytest.fixture(params=list(MODES))
-def server(request: pytest.FixtureRequest, start_helper: Callable[..., Helper]) -> Helper:
-    """Three symbols, each published once (summaries 1, 2 and 3), and nothing more unless a test asks."""
-    helper = start_helper("--interval", "0", "--symbols", ",".join(SYMBOLS), *MODES[request.param])
+def publish_each_symbol_once(helper: Helper) -> Helper:
     for symbol in SYMBOLS:
         helper.command(f"publish {symbol}")
     return helper
+
+
+@pytest.fixture(params=list(MODES))
+def server(request: pytest.FixtureRequest, start_helper: Callable[..., Helper]) -> Helper:
+    """Three symbols, each published once (summaries 1, 2 and 3), and nothing more unless a test asks: a server
+    of the test's own, for a test that changes what it serves."""
+    return publish_each_symbol_once(
+        start_helper("--interval", "0", "--symbols", ",".join(SYMBOLS), *MODES[request.param]))
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
+    """The same as ``server``, one per mode for the tests that only read it: they publish nothing, set no state,
+    and end every stream they open."""
+    helper = Helper(["--interval", "0", "--symbols", ",".join(SYMBOLS), *MODES[request.param]],
+                    tmp_path_factory.mktemp("book-streams") / "helper.stderr")
+    try:
+        yield publish_each_symbol_once(helper)
+    finally:
+        helper.close()
 
 
 @pytest.fixture
@@ -49,9 +66,15 @@ def channel(server: Helper) -> Iterator[grpc.Channel]:
         yield opened
 
 
-def test_each_symbol_is_streamed_at_the_depth_asked(channel: grpc.Channel) -> None:
+@pytest.fixture
+def shared_channel(shared_server: Helper) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(shared_server.target) as opened:
+        yield opened
+
+
+def test_each_symbol_is_streamed_at_the_depth_asked(shared_channel: grpc.Channel) -> None:
     for index, symbol in enumerate(SYMBOLS):
-        call = book(channel)(request(symbol, 3), timeout=10)
+        call = book(shared_channel)(request(symbol, 3), timeout=10)
         summary = next(call)
         call.cancel()
         assert [level.price for level in summary.bids] == [price(p, index) for p in ("0.05123", "0.05122", "0.05121")]
@@ -60,10 +83,11 @@ def test_each_symbol_is_streamed_at_the_depth_asked(channel: grpc.Channel) -> No
         assert summary.bids[0].amount == index + 1 and summary.spread == 1e-05
 
 
-def test_the_default_symbol_at_full_depth_is_what_book_summary_serves(channel: grpc.Channel) -> None:
-    summary_call, book_call = book_summary(channel)(EMPTY, timeout=10), book(channel)(request(), timeout=10)
+def test_the_default_symbol_at_full_depth_is_what_book_summary_serves(shared_channel: grpc.Channel) -> None:
+    summary_call = book_summary(shared_channel)(EMPTY, timeout=10)
+    book_call = book(shared_channel)(request(), timeout=10)
     served, streamed = next(summary_call), next(book_call)
-    assert streamed == served == next(iter(book(channel)(request("ETHBTC", 10), timeout=10)))
+    assert streamed == served == next(iter(book(shared_channel)(request("ETHBTC", 10), timeout=10)))
     assert len(served.bids) == len(served.asks) == 10 and served.bids[0].amount == 1
     for call in (summary_call, book_call):
         call.cancel()
@@ -83,18 +107,20 @@ def test_a_change_below_the_depth_asked_is_not_sent_to_its_streams(server: Helpe
         call.cancel()
 
 
-def test_an_unknown_symbol_is_not_found_and_names_it(channel: grpc.Channel) -> None:
+def test_an_unknown_symbol_is_not_found_and_names_it(shared_channel: grpc.Channel) -> None:
     for symbol, shown in [("XRPEUR", "'XRPEUR'"), ("ethbtc", "'ethbtc'"), ("X" * 5000, f"'{'X' * 40}...'")]:
         with pytest.raises(grpc.RpcError) as unknown:
-            next(book(channel)(request(symbol, 3), timeout=10))
+            next(book(shared_channel)(request(symbol, 3), timeout=10))
         assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
         assert unknown.value.details() == f"unknown symbol {shown}: this server serves 3 symbols, listed by Symbols"
 
 
-def test_a_depth_beyond_the_servers_is_an_invalid_argument_that_says_what_may_be_asked(channel: grpc.Channel) -> None:
+def test_a_depth_beyond_the_servers_is_an_invalid_argument_that_says_what_may_be_asked(
+    shared_channel: grpc.Channel,
+) -> None:
     for depth in (11, 2**32 - 1):
         with pytest.raises(grpc.RpcError) as refused:
-            next(book(channel)(request("BTCUSDT", depth), timeout=10))
+            next(book(shared_channel)(request("BTCUSDT", depth), timeout=10))
         assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details() == (f"depth {depth} is more than the 10 levels a side this server serves "
                                            "(ask for 1 to 10, or 0 for all)")
@@ -117,8 +143,8 @@ def test_symbols_lists_every_symbol_in_order_with_its_venues_as_they_change(
     wait_until(listed, 10, "Symbols to show bitstamp in step", accept=lambda states: states == expected)
 
 
-def test_reflection_describes_both_services(channel: grpc.Channel) -> None:
-    database = ProtoReflectionDescriptorDatabase(channel)
+def test_reflection_describes_both_services(shared_channel: grpc.Channel) -> None:
+    database = ProtoReflectionDescriptorDatabase(shared_channel)
     assert {"orderbook.OrderbookAggregator", "orderbook.OrderbookStreams"} <= set(database.get_services())
     pool = DescriptorPool(database)
     streams = pool.FindServiceByName("orderbook.OrderbookStreams")

@@ -8,7 +8,7 @@ import math
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -122,9 +122,21 @@ def test_json_output_stays_json_on_a_terminal() -> None:
 # --- the real command -----------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def streaming_helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
+    """ETHBTC (the default) and BTCUSDT, a summary of each every 20 ms: one server for the tests whose clients only
+    read from it (no command to it, no limit reached, every client gone at the end of its test)."""
+    helper = Helper(["--interval", "0.02", "--symbols", "ETHBTC,BTCUSDT"],
+                    tmp_path_factory.mktemp("client") / "helper.stderr")
+    try:
+        yield helper
+    finally:
+        helper.close()
+
+
 @pytest.mark.e2e
-def test_json_count_prints_that_many_summaries_with_the_served_values(start_helper: Start) -> None:
-    helper = start_helper("--interval", "0.02")
+def test_json_count_prints_that_many_summaries_with_the_served_values(streaming_helper: Helper) -> None:
+    helper = streaming_helper
     result = run_client("--addr", helper.target, "--json", "--count", "3")
     assert (result.returncode, result.stderr) == (0, "")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -165,8 +177,8 @@ def test_ladder_output_when_piped(start_helper: Start) -> None:
 
 
 @pytest.mark.e2e
-def test_symbol_and_depth_stream_that_symbols_top_levels(start_helper: Start) -> None:
-    helper = start_helper("--interval", "0.02", "--symbols", "ETHBTC,BTCUSDT")
+def test_symbol_and_depth_stream_that_symbols_top_levels(streaming_helper: Helper) -> None:
+    helper = streaming_helper
     result = run_client("--addr", helper.target, "--symbol", "btcusdt", "--depth", "3", "--json", "--count", "2")
     assert (result.returncode, result.stderr) == (0, "")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -199,8 +211,8 @@ def test_list_prints_the_symbols_as_a_table_or_json_lines(start_helper: Start) -
 
 
 @pytest.mark.e2e
-def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
-    helper = start_helper("--interval", "0.05", "--symbols", "ETHBTC,BTCUSDT")
+def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(streaming_helper: Helper) -> None:
+    helper = streaming_helper
     unknown = run_client("--addr", helper.target, "--symbol", "XRPEUR")
     assert (unknown.returncode, unknown.stdout) == (2, "")
     assert unknown.stderr == (f"error: the order book server at {helper.target} does not serve 'XRPEUR' (--list shows "
@@ -266,8 +278,8 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
 
 
 @pytest.mark.e2e
-def test_ctrl_c_exits_quietly(start_helper: Start) -> None:
-    helper = start_helper("--interval", "0.05")
+def test_ctrl_c_exits_quietly(streaming_helper: Helper) -> None:
+    helper = streaming_helper
     client = subprocess.Popen(
         with_default_signals([CLIENT, "--addr", helper.target]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,

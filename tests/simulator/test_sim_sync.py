@@ -158,7 +158,11 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
             assert binance.book.asks() == parse(truth["binance"]["asks"]), checkpoint
             assert bitstamp.book.bids() == parse(truth["bitstamp"]["bids"]), checkpoint
             assert bitstamp.book.asks() == parse(truth["bitstamp"]["asks"]), checkpoint
-            sim.control.resume()
+            if checkpoint < CHECKPOINTS - 1:
+                sim.control.resume()
+        # Closed with the market paused: websocket-client's close() reads (and drops) frames until the close reply,
+        # from this thread, while the client's own thread reads too; with the market running it took a few
+        # diffs, and the Binance client rightly saw a gap and restarted, after the last checkpoint.
         stats = sim.control.stats()
         binance.feed.close()
         bitstamp.feed.close()
