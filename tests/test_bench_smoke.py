@@ -166,6 +166,26 @@ def test_help_is_plain_text():
     assert "`" not in result.stdout and ":mod:" not in result.stdout
     assert "--check" in result.stdout and "--profile" in result.stdout
     assert "--symbols" in result.stdout and "symbols_ramp" in result.stdout
+    assert all(f"{name} (" in result.stdout for name in ("relay_latency", "relay_fanout", "relay_takeover"))
+
+
+@pytest.mark.e2e
+def test_quick_relay_latency_writes_sane_figures(tmp_path):
+    """One book node and an edge on a private Redis, both paths timed on the same probes (what the figures are is
+    the machine's; only that they are sane). relay_takeover's kills are what tests/e2e/test_cluster.py checks."""
+    out = tmp_path / "bench.json"
+    result = _bench("--quick", "--scenario", "relay_latency", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    scenario = json.loads(out.read_text())["scenarios"]["relay_latency"]
+    assert scenario["error"] is None, scenario["error"]
+    latency = {figure["name"]: figure["value"] for figure in scenario["figures"]}
+    for path in ("direct", "edge"):
+        assert 0 < latency[f"{path} p50 frame->client"] <= latency[f"{path} p99 frame->client"]
+    assert latency["hop at p50 (edge - direct)"] == pytest.approx(
+        latency["edge p50 frame->client"] - latency["direct p50 frame->client"])
+    details = scenario["details"]["runs"][0]
+    assert details["edge"]["samples"] > 100 and details["direct"]["samples"] > 100
+    assert details["to_redis"]["samples"] > 20 and details["watch_errors"] == []
 
 
 # -- the many-symbols scenario -------------------------------------------------------------------------------

@@ -21,15 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, e2e_scenarios, ingest, symbols
+from tests.bench import abuse, e2e_scenarios, ingest, relay, symbols
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
-SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols", "symbols_ramp")
+SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols", "symbols_ramp",
+             "relay_latency", "relay_fanout", "relay_takeover")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
 """What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
-SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp")
+SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover")
+"""Run once unless --repeat says otherwise: long, or (relay_takeover: ten kills) a sample of their own."""
 
 log = logging.getLogger("bench")
 
@@ -49,10 +51,23 @@ then each --symbols count: Binance 10 and Bitstamp 3 frames/s per symbol,
 1,000-level books; start-up to all in step and the snapshot pacing behind it,
 the book process's CPU and RSS, p50/p99 for a client of one symbol).
 symbols_ramp, run only when named, steps through --symbols-ramp until that
-p99 passes 5 ms. Each value is the median of --repeat runs (default 3; 1 for
-max_rate, memory, abuse, symbols and symbols_ramp, which are long; 1
-everywhere with --quick), shown with the range of the runs. Targets are
-reported; with --check the exit status is 1 when any target is missed."""
+p99 passes 5 ms.
+
+The relay scenarios run a private redis-server (Debian's package, installed
+on first use when run as root): relay_latency (one book node publishing
+through Redis and one edge, 1,000 frames/s; the same probes timed by 5
+clients of the book node and 5 of the edge at once: p50/p99 of each and the
+hop, edge less direct), relay_fanout (two edges, 1,000 streams each,
+connected while the market is paused: delivery p50/p99, streams receiving,
+each edge's CPU), relay_takeover (two book nodes, one edge and its client;
+the leader is killed with SIGKILL 10 times, 3 with --quick: kill to the
+client's first summary of the new leader, median and worst).
+
+Each value is the median of --repeat runs (default 3; 1 for max_rate,
+memory, abuse, symbols, symbols_ramp, relay_fanout and relay_takeover,
+which are long or repeat inside; 1 everywhere with --quick), shown with the
+range of the runs. Targets are reported; with --check the exit status is 1
+when any target is missed."""
 
 EPILOG = """\
 Exit status: 0 when every scenario ran (targets are only reported), 1 when a
@@ -170,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             "abuse": lambda: abuse.abuse(options.workdir, args.quick),
             "symbols": lambda: symbols.symbols(options, args.symbols),
             "symbols_ramp": lambda: symbols.symbols_ramp(options, args.symbols_ramp),
+            "relay_latency": lambda: relay.relay_latency(options),
+            "relay_fanout": lambda: relay.relay_fanout(options),
+            "relay_takeover": lambda: relay.relay_takeover(options),
         }
         for name in names:
             if args.repeat is not None:
