@@ -7,7 +7,11 @@
 * :mod:`~orderbook.relay.envelope`: what travels (``proto/orderbook_relay.proto``): a symbol's summary and state,
   or a heartbeat with the catalogue, each with the leader's epoch, a sequence number and its publish time.
 * :mod:`~orderbook.relay.keys`: the Redis keys of one deployment and the scripts that act on them atomically.
-* :mod:`~orderbook.relay.lease`: the leader's lease (set-if-absent with expiry, an epoch that only grows).
-* :mod:`~orderbook.relay.node`: the book node's side: elect, and publish while leader.
+* :mod:`~orderbook.relay.node`: the book node's side: the lease (set-if-absent with expiry, an epoch that only
+  grows), and publishing while leader.
+* :mod:`~orderbook.relay.timing`: the clocks (lease, tick, heartbeat, the edge's source timeout) and how they bound
+  each other.
 * :mod:`~orderbook.relay.source` and :mod:`~orderbook.relay.edge`: the edge's side: follow Redis, serve gRPC.
+* :mod:`~orderbook.relay.redis_process` and :mod:`~orderbook.relay.demo`: a private redis-server, and
+  ``make cluster-demo``.
 """
