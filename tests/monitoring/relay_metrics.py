@@ -10,45 +10,18 @@ hop histogram and the last message's age included, has its samples).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from prom_tools import REPO
-from tests.support.ports import ReadyFilePorts, server_port_args
-from tests.support.processes import stop_process, with_default_signals
+from tests.support.cluster import EdgeProcess
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServerProcess
 from tests.support.waiting import wait_until
 
-RUN_EDGE = REPO / "bin" / "run-edge"
 SETTLE_TIMEOUT = 90.0
 """Generous: the node's simulator, its books' first snapshots and the edge all start on a shared 2-core machine."""
-
-
-class EdgeProcess(ReadyFilePorts):
-    """``bin/run-edge --source URL`` on ports of its choosing (its ready file is written as the server's is)."""
-
-    def __init__(self, source: str, log_path: Path, *extra: str) -> None:
-        self.log_path = log_path
-        self.ready_file = log_path.with_name(log_path.name + ".ports.json")
-        self.ready_file.unlink(missing_ok=True)
-        args = [str(RUN_EDGE), "--source", source, *server_port_args(self.ready_file), *extra]
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(with_default_signals(args), stdout=log, stderr=subprocess.STDOUT,
-                                         env=os.environ.copy())
-
-    def ready_log(self) -> str:
-        return self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def terminate(self, timeout: float = 10.0) -> int:
-        return stop_process(self.proc, timeout)
 
 
 def scrape(port: int) -> str:
