@@ -58,19 +58,23 @@ class Application(Listening):
                 on_unlisted=self._unlisted_by,
                 metrics=self.metrics.exchange(venue.name),
                 settings=settings,
-                spawn=self._greenlets.spawn,
+                spawn=self.tasks.spawn,
+                task=self.tasks.task,
             )
             for venue in venues
         ]
         self.metrics.add_state_source(merged_book_families(
             lambda: ((symbol, publisher.last) for symbol, publisher in self.publishers.items())))
         self.metrics.add_state_source(self._service_families)
+        self.metrics.add_state_source(self.tasks.families)
+        self.tasks.on_health = self._refresh_health
         self.relay: BookNode | None = None
         """``--publish``: this process's part in the relay (publishing while leader, else standing by)."""
         if config.publish is not None:
-            self.relay = BookNode(config.publish, self.served, self._symbols_in_step, spawn=self._greenlets.spawn)
+            self.relay = BookNode(config.publish, self.served, self._symbols_in_step, spawn=self.tasks.spawn)
             self.metrics.add_state_source(self.relay.stats.families)
         self._serving = False
+        self._default_in_step = False
         self.fatal_error: ExchangeError | None = None
 
     def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
@@ -87,7 +91,7 @@ class Application(Listening):
             tls=tls, log_level=config.log_level, log_format=config.log_format,
             max_streams_per_connection=config.max_streams_per_connection)
         processes = ServingProcesses(served, str(config.grpc_addr), config.serve_processes, settings,
-                                     spawn=self._greenlets.spawn)
+                                     spawn=self.tasks.spawn)
         self.metrics.add_state_source(processes.families)
         return served, processes
 
@@ -99,7 +103,7 @@ class Application(Listening):
                  f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
                  if len(symbols) > 1 else "")
         for feed in self.feeds:
-            self._greenlets.spawn(feed.run)
+            self.tasks.task(f"{feed.name} feed", feed.run)
         if self.relay is not None:
             self.relay.start()
 
@@ -149,9 +153,16 @@ class Application(Listening):
         book = self.books[symbol]
         self._in_step[symbol] = in_step = tuple(name for name in self.venue_names if book.in_step(name))
         self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
-        if symbol == self.config.symbol and bool(in_step) != self._serving:
-            self._serving = bool(in_step)
-            self.grpc.set_serving(self._serving)
+        if symbol == self.config.symbol:
+            self._default_in_step = bool(in_step)
+            self._refresh_health()
+
+    def _refresh_health(self) -> None:
+        """SERVING while a venue of the default symbol is in step and no needed task is down."""
+        serving = self._default_in_step and self.tasks.healthy
+        if serving != self._serving:
+            self._serving = serving
+            self.grpc.set_serving(serving)
 
     def _symbols_in_step(self) -> int:
         """How many symbols have a venue in step: the relay's measure of how ready this book node is."""
@@ -166,5 +177,5 @@ class Application(Listening):
             "orderbook_greenlets", "Greenlets alive that the service started: feeds and their helpers, gRPC calls "
             "(in every serving process)"
         )
-        greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
+        greenlets.add_metric([], len(self.tasks) + stats.active_calls)
         return [*serving_families(stats, self.served.published_total), greenlets]

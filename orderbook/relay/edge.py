@@ -118,13 +118,14 @@ class Edge(Listening):
         ProcessCollector(registry=self.registry)
         self.registry.register(_Families(self._families))  # type: ignore[arg-type]
         self._serving = False
+        self.tasks.on_health = self._check
 
     def start(self) -> None:
         """Bind the listeners (errors surface here as :class:`ConfigError`) and start following Redis."""
         self.start_listening(self.config.metrics_addr, self.registry)
         log.info("edge: serving the books published through %s", redacted(self.config.source))
-        self._greenlets.spawn(self.source.run)
-        self._greenlets.spawn(self._watch)
+        self.tasks.task("edge_source", self.source.run)
+        self.tasks.task("edge_watch", self._watch)
 
     def _watch(self) -> None:
         while True:
@@ -145,7 +146,7 @@ class Edge(Listening):
             self.stats.sources_lost += 1
             log.warning("edge: %s (Redis %s); ending every stream with UNAVAILABLE until it is",
                         reason, "answers" if self.source.connected else "unreachable")
-        up = fresh and self.source.connected and books.unavailable is None
+        up = fresh and self.source.connected and books.unavailable is None and self.tasks.healthy
         self.stats.serving = up
         serving = up and bool(books.state(books.default).exchanges_in_step)
         if serving != self._serving:
@@ -156,5 +157,6 @@ class Edge(Listening):
         stats = self.grpc.stats()
         greenlets = GaugeMetricFamily("orderbook_greenlets", "Greenlets alive that the edge started, gRPC calls "
                                       "included")
-        greenlets.add_metric([], len(self._greenlets) + stats.active_calls)
-        return [*serving_families(stats, self.books.published_total), greenlets, *self.stats.families()]
+        greenlets.add_metric([], len(self.tasks) + stats.active_calls)
+        return [*serving_families(stats, self.books.published_total), greenlets, *self.stats.families(),
+                *self.tasks.families()]

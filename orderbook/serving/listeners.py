@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import gevent
 import gevent.event
-import gevent.pool
 from prometheus_client import CollectorRegistry
 
 from orderbook.config import Address, ConfigError
@@ -14,6 +14,7 @@ from orderbook.metrics_http import MetricsHttpServer
 from orderbook.ready_file import write_ready_file
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError
 from orderbook.serving.fanout import ServingProcesses
+from orderbook.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,20 @@ def start_listeners(grpc: GrpcServer | ServingProcesses, metrics_addr: Address |
     return metrics_http
 
 
+EXIT_TASKS_FAILING = 1
+"""The exit code of a process whose tasks kept failing (:class:`~orderbook.supervision.Supervisor` gave up)."""
+
+
 class Listening:
-    """A process serving gRPC (and /metrics) until :meth:`stop`: greenlets of its own, its listeners, an exit code.
-    A subclass sets :attr:`grpc` and calls :meth:`start_listening` from its ``start``."""
+    """A process serving gRPC (and /metrics) until :meth:`stop`: its supervised greenlets (:attr:`tasks`), its
+    listeners, an exit code. A subclass sets :attr:`grpc` and calls :meth:`start_listening` from its ``start``."""
 
     grpc: GrpcServer | ServingProcesses
 
     def __init__(self) -> None:
         self.metrics_port: int | None = None
         self._metrics_http: MetricsHttpServer | None = None
-        self._greenlets = gevent.pool.Group()
+        self.tasks = Supervisor(on_give_up=lambda reason: gevent.spawn(self.stop, EXIT_TASKS_FAILING))
         self._done: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
     def start_listening(self, metrics_addr: Address | None, registry: CollectorRegistry) -> None:
@@ -62,7 +67,7 @@ class Listening:
             return
         log.info("shutting down")
         self._before_stop()
-        self._greenlets.kill(timeout=grace)
+        self.tasks.kill(timeout=grace)
         self.grpc.stop(grace)
         if self._metrics_http is not None:
             self._metrics_http.stop(min(grace, 1.0))
