@@ -48,7 +48,7 @@ class Application(Listening):
         self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
         """Each symbol's venues in step, as last reported to ``Symbols``."""
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
-                                audit_interval=config.audit_interval)
+                                audit_interval=config.audit_interval, max_lag=config.max_lag)
         self.feeds = [
             VenueFeed(
                 venue,

@@ -74,6 +74,8 @@ class Config:
     silence_timeout: float
     max_connection_age: float
     audit_interval: float
+    max_lag: float
+    """Seconds an exchange's books may be behind it and still be served (``--max-lag``)."""
     tls_cert: str | None
     tls_key: str | None
     log_level: str
@@ -168,6 +170,10 @@ def _parser() -> OneLineParser:
     add("--audit-interval", type=number, default=60.0,
         help="seconds between drift audits: each exchange's book is compared with a fresh snapshot and rebuilt "
         "if they differ; 0 turns audits off (default %(default)s)")
+    add("--max-lag", type=number, default=2.0,
+        help="seconds an exchange's books may be behind it (its event times against ours, the clocks' constant "
+        "offset taken out) and still be served; past it they leave the merged book and the venues in step until "
+        "caught up (default %(default)s)")
     add_tls_and_log_flags(parser)
     add("--publish", default=None, metavar="URL",
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
@@ -286,6 +292,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     if not 0 <= args.audit_interval < float("inf"):
         raise ConfigError(f"{name['audit_interval']}: expected 0 (off) or a number of seconds, "
                           f"got {args.audit_interval}")
+    if not 0 < args.max_lag < float("inf"):
+        raise ConfigError(f"{name['max_lag']}: expected a positive number of seconds, got {args.max_lag}")
     for settings in venues:
         depth = settings.venue().snapshot_depth
         if depth is not None and args.depth > depth:
@@ -310,6 +318,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         silence_timeout=args.silence_timeout,
         max_connection_age=args.max_connection_age,
         audit_interval=args.audit_interval,
+        max_lag=args.max_lag,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         log_level=args.log_level,

@@ -1,7 +1,8 @@
 """Every exchange's book behind one lock, and the merged top-N that is served from them.
 
 Only books that are in step take part in the merged view: an exchange that is rebuilding contributes nothing
-until its new book is loaded, so no level is served that cannot be vouched for.
+until its new book is loaded, and one whose book is behind the venue (its connection lags past the bound) nothing
+until it has caught up, so no level is served that cannot be vouched for.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class ConsolidatedBook:
         self.depth = depth
         self.lock = threading.Lock()  # a gevent lock once the process is monkey-patched
         self._books: dict[str, OrderBook | None] = dict.fromkeys(exchanges)
+        self._behind: set[str] = set()
 
     @property
     def exchanges(self) -> list[str]:
@@ -29,14 +31,26 @@ class ConsolidatedBook:
         """Serve ``book`` for ``exchange`` from now on (it is in step). Call with the lock held."""
         self._require(exchange)
         self._books[exchange] = book
+        self._behind.discard(exchange)
 
     def detach(self, exchange: str) -> None:
         """Stop serving ``exchange`` (it is rebuilding or gone). Call with the lock held."""
         self._require(exchange)
         self._books[exchange] = None
+        self._behind.discard(exchange)
+
+    def set_behind(self, exchange: str, behind: bool) -> None:
+        """``exchange``'s attached book is (or no longer is) too far behind the venue to serve: it stays attached
+        and kept current, but takes no part in the merged view meanwhile. Call with the lock held."""
+        self._require(exchange)
+        if behind and self._books[exchange] is not None:
+            self._behind.add(exchange)
+        else:
+            self._behind.discard(exchange)
 
     def in_step(self, exchange: str) -> bool:
-        return self._books[exchange] is not None
+        """Whether ``exchange``'s book is served: attached, and not behind."""
+        return self._books[exchange] is not None and exchange not in self._behind
 
     def book(self, exchange: str) -> OrderBook | None:
         return self._books[exchange]
@@ -44,7 +58,8 @@ class ConsolidatedBook:
     def merged_top(self) -> MergedTop:
         depth = self.depth
         with self.lock:
-            live = [(name, book) for name, book in self._books.items() if book is not None]
+            live = [(name, book) for name, book in self._books.items()
+                    if book is not None and name not in self._behind]
             bids = {name: book.top_bids(depth) for name, book in live}
             asks = {name: book.top_asks(depth) for name, book in live}
         return merge_top(bids, asks, depth)

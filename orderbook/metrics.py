@@ -64,6 +64,9 @@ class FeedStats:
     last_frame_at: float | None = None  # time.time() of the last frame received
     event_age: LatencyHistogram = field(default_factory=LatencyHistogram)
     """Exchange event timestamp (exchange clock) to applied to the book (local clock), per diff."""
+    lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """How far behind the venue each diff read left its connection's books, the clocks' constant offset taken
+    out (:mod:`orderbook.feed.lag`)."""
 
 
 @dataclass(slots=True)
@@ -72,6 +75,8 @@ class SymbolStats:
 
     bid_levels: Callable[[], int] = field(default=lambda: 0)
     ask_levels: Callable[[], int] = field(default=lambda: 0)
+    lag: Callable[[], float | None] = field(default=lambda: None)
+    """Seconds the book is behind the venue (its connection's lag); None while no connection carries it."""
     last_audit_at: float | None = None
     """time.time() when the last drift audit compared the book (whatever it found)."""
 
@@ -123,6 +128,10 @@ class VenueMetrics:
     def ignored_row(self, reason: str) -> None:
         self._m.ignored_rows.labels(self.exchange, reason).inc()
 
+    def fell_behind(self) -> None:
+        """A connection went past the lag bound: its books left the merged book until it catches up."""
+        self._m.behind.labels(self.exchange).inc()
+
 
 class SymbolMetrics:
     """The metrics of one symbol's book at one venue. The ``symbol`` label's values are the configured symbols."""
@@ -151,11 +160,11 @@ class SymbolMetrics:
         self._stale.inc()
 
     def audit(self, result: str, divergent_levels: int = 0) -> None:
-        """One drift audit: ``match``, ``divergent`` (with how many levels differed) or ``skipped``."""
+        """One drift audit: ``match``, ``divergent`` (with how many levels differed), ``skipped`` or ``deferred``."""
         self._m.audits.labels(self.exchange, self.symbol, result).inc()
         if divergent_levels:
             self._m.audit_divergent_levels.labels(self.exchange, self.symbol).inc(divergent_levels)
-        if result != "skipped":
+        if result in ("match", "divergent"):
             self.stats.last_audit_at = time.time()
 
 
@@ -209,8 +218,13 @@ class Metrics:
         )
         self.audits = Counter(
             "orderbook_audits_total", "Drift audits (a fresh snapshot compared with the live book), by result: "
-            "match, divergent (the book was rebuilt) or skipped (the book could not be compared with the snapshot)",
+            "match, divergent (the book was rebuilt), skipped (the book could not be compared with the snapshot) or "
+            "deferred (the book was behind the venue: audited again once it has caught up)",
             [*book, "result"], registry=registry,
+        )
+        self.behind = Counter(
+            "orderbook_exchange_behind_total", "Times a connection to the exchange fell more than --max-lag behind "
+            "it: its books left the merged book until it caught up", ex, registry=registry,
         )
         self.audit_divergent_levels = Counter(
             "orderbook_audit_divergent_levels_total", "Price levels a drift audit found different from the venue's",
@@ -273,6 +287,15 @@ class _StateCollector(Collector):
             "orderbook_audit_last_age_seconds", "Time since the exchange's book of the symbol was last audited",
             labels=["exchange", "symbol"]
         )
+        lag = HistogramMetricFamily(
+            "orderbook_exchange_lag_seconds", "How far behind the exchange each diff read left its connection's "
+            "books: applied (local clock) minus the event's time (exchange clock), less the lowest such difference "
+            "of the last minute (the clocks' constant offset)", labels=["exchange"]
+        )
+        book_lag = GaugeMetricFamily(
+            "orderbook_book_lag_seconds", "How far behind the exchange its book of the symbol is now (its "
+            "connection's lag); past --max-lag the book is not served", labels=["exchange", "symbol"]
+        )
         now = time.time()
         for exchange, (stats, symbols) in self._metrics._feeds.items():
             frames.add_metric([exchange], stats.frames)
@@ -280,12 +303,15 @@ class _StateCollector(Collector):
             if stats.last_frame_at is not None:
                 age.add_metric([exchange], max(0.0, now - stats.last_frame_at))
             event_age.add_metric([exchange], stats.event_age.cumulative_buckets(), stats.event_age.total)
+            lag.add_metric([exchange], stats.lag.cumulative_buckets(), stats.lag.total)
             for symbol, book in symbols.items():
+                if (seconds := book.stats.lag()) is not None:
+                    book_lag.add_metric([exchange, symbol], seconds)
                 levels.add_metric([exchange, symbol, "bid"], book.stats.bid_levels())
                 levels.add_metric([exchange, symbol, "ask"], book.stats.ask_levels())
                 if book.stats.last_audit_at is not None:
                     audit_age.add_metric([exchange, symbol], max(0.0, now - book.stats.last_audit_at))
-        yield from (frames, frame_bytes, age, levels, event_age, audit_age)
+        yield from (frames, frame_bytes, age, levels, event_age, lag, book_lag, audit_age)
         yield self._metrics.frame_to_publish.family(
             "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published")
         for source in self._metrics._state_sources:

@@ -4,6 +4,7 @@ their turn. Real venue parsers and sync rules, real metrics; only the socket and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gevent
@@ -140,6 +141,63 @@ def test_a_lost_connection_rebuilds_every_symbol_on_a_new_one(binance_rig):
     for symbol in SYMBOLS:
         assert rig.sample("orderbook_book_rebuilds_total", symbol=symbol, reason="disconnect") == 1
     assert rig.sample("orderbook_exchange_reconnects_total", reason="disconnect") == 1
+
+
+def test_a_connection_behind_the_venue_takes_its_books_out_until_it_catches_up_without_a_rebuild(binance_rig):
+    rig = binance_rig(settings=dataclasses.replace(SETTINGS, max_lag=1.0))
+    bring_in_step(rig)
+    stream = rig.fake.stream
+    changes = len(rig.changes)
+    stream.push(binance_diff("ETHBTC", 102, 102, bids=[("1.6", "2")], age=0.5))  # within the bound
+    rig.wait(lambda: rig.best_bid("ETHBTC") == level("1.6", "2"), "the diff applied")
+    assert all(rig.in_step(symbol) for symbol in SYMBOLS)
+    stream.push(binance_diff("BTCUSDT", 102, 102, bids=[("1.7", "2")], age=3.0))  # frames waited 3 s somewhere
+    rig.wait(lambda: not any(rig.in_step(symbol) for symbol in SYMBOLS), "every book on the connection out")
+    assert rig.best_bid("BTCUSDT") == level("1.7", "2"), "a book behind is still kept current"
+    assert set(rig.changes[changes + 1:]) == set(SYMBOLS), "each merged book published again without it"
+    assert rig.sample("orderbook_exchange_behind_total") == 1
+    assert rig.sample("orderbook_book_lag_seconds", symbol="ETHUSDT") >= 2.5
+    assert all(rig.sample("orderbook_exchange_in_step", symbol=symbol) == 0 for symbol in SYMBOLS)
+    stream.push(binance_diff("ETHUSDT", 102, 102, age=0.8))  # under the bound, above half of it: still out
+    gevent.sleep(0.05)
+    assert not rig.in_step("ETHUSDT")
+    stream.push(binance_diff("ETHBTC", 103, 103, bids=[("1.8", "2")], age=0.1))  # caught up
+    rig.wait(lambda: all(rig.in_step(symbol) for symbol in SYMBOLS), "every book back")
+    assert rig.best_bid("ETHBTC") == level("1.8", "2")
+    assert rig.fake.snapshot_requests("ETHBTC") == 1, "nothing was lost, so nothing was rebuilt"
+    assert sum(rig.sample("orderbook_book_rebuilds_total", symbol=symbol, reason=reason)
+               for symbol in SYMBOLS for reason in ("gap", "disconnect", "bad_frame")) == 0
+    assert rig.sample("orderbook_exchange_behind_total") == 1
+
+
+def test_a_connection_behind_whose_socket_drains_is_caught_up(binance_rig):
+    rig = binance_rig(settings=dataclasses.replace(SETTINGS, max_lag=1.0))
+    bring_in_step(rig)
+    rig.fake.stream.push(binance_diff("ETHBTC", 102, 102, age=5.0))  # behind, or our clock was stepped
+    rig.wait(lambda: not rig.in_step("ETHBTC"), "out while behind")
+    rig.wait(lambda: all(rig.in_step(symbol) for symbol in SYMBOLS), "back once nothing waits", timeout=3.0)
+    assert rig.sample("orderbook_book_lag_seconds", symbol="ETHBTC") == 0
+
+
+def test_an_audit_of_a_book_behind_is_deferred_never_counted_as_drift(binance_rig):
+    rig = binance_rig(settings=dataclasses.replace(SETTINGS, max_lag=1.0))
+    bring_in_step(rig)
+    (feed,) = [feed for feed in rig.feed.symbols if feed.symbol == "ETHBTC"]
+    due_since = feed.due_since
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(101, [("9.0", "9")], [("10.0", "9")]))  # would differ
+
+    def backlog() -> None:  # frames keep coming 5 s late: the socket never drains
+        for update_id in range(102, 10_000):
+            rig.fake.stream.push(binance_diff("BTCUSDT", update_id, update_id, age=5.0))
+            gevent.sleep(0.1)
+
+    rig.greenlets.spawn(backlog)
+    rig.wait(lambda: not rig.in_step("ETHBTC"), "behind")
+    assert feed.audit(feed.current) == []
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="deferred") == 1
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="divergent") == 0
+    assert feed.due_since == due_since, "due again as soon as it has caught up"
+    assert rig.fake.snapshot_requests("ETHBTC") == 1, "no snapshot spent on a book that cannot be compared"
 
 
 def test_a_bad_diff_rebuilds_its_symbol_and_a_stranger_is_counted(binance_rig):

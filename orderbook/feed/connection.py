@@ -18,6 +18,7 @@ import gevent
 from orderbook.backoff import Backoff
 from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BadMessage, BookDiff, Message, ReconnectRequest
+from orderbook.feed.lag import IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
 from orderbook.feed.settings import HANDOVER_REASONS, FeedSettings, SessionEnded
 from orderbook.feed.symbol import SymbolFeed, SymbolStream
 from orderbook.logs import LogThrottle
@@ -46,8 +47,10 @@ class VenueConnection:
         metrics: VenueMetrics,
         settings: FeedSettings,
         spawn: Callable[..., gevent.Greenlet],
+        clock: ClockOffset | None = None,
         label: str = "",
     ) -> None:
+        """``clock``: the venue's clock offset, shared by its connections (a new one if not given)."""
         self.venue = venue
         self.symbols = {feed.symbol: feed for feed in symbols}
         self.name = f"{venue.name}{label}"
@@ -58,6 +61,7 @@ class VenueConnection:
         self._spawn = spawn
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._bad_frame_log = LogThrottle(BAD_FRAME_LOG_INTERVAL)
+        self._clock = clock or ClockOffset()
 
     # -- supervisor ------------------------------------------------------------------------------------------
 
@@ -75,13 +79,27 @@ class VenueConnection:
             log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
             gevent.sleep(delay)
 
-    def new_streams(self) -> dict[str, SymbolStream]:
-        """A fresh stream for every symbol the venue still lists, made current (what a new session starts with)."""
-        streams = {}
+    def new_streams(self) -> tuple[dict[str, SymbolStream], ConnectionLag]:
+        """What a new session starts with: a fresh stream for every symbol the venue still lists, made current, and
+        the connection's lag, which takes them out of the merged book while it is past ``--max-lag`` (one log line
+        an episode)."""
+        streams: dict[str, SymbolStream] = {}
+
+        def on_behind(behind: bool, lag: float) -> None:
+            if behind:
+                self._metrics.fell_behind()
+                log.warning("%s: %.1f s behind the venue (bound %g s): its %d books are not served until it "
+                            "catches up", self.name, lag, self._settings.max_lag, len(streams))
+            else:
+                log.warning("%s: caught up (%.2f s behind): its books are served again", self.name, lag)
+            for symbol_stream in streams.values():
+                symbol_stream.set_behind(behind)
+
+        lag = ConnectionLag(self._clock, self._settings.max_lag, on_behind)
         for symbol, feed in self.symbols.items():
             if feed.listed:
-                streams[symbol] = feed.current = SymbolStream(feed)
-        return streams
+                streams[symbol] = feed.current = SymbolStream(feed, lag=lag)
+        return streams, lag
 
     def _session(self) -> str:
         """One connection's life. Returns why it ended."""
@@ -93,15 +111,16 @@ class VenueConnection:
             return "connect_failed"
         log.info("%s: connected to %s (%d symbols)", self.name, url, len(self.symbols))
         self._metrics.set_connected(True)
-        streams = self.new_streams()
+        streams, lag = self.new_streams()
         helpers: list[gevent.Greenlet] = []
         hand_over = False
         try:
             reader = gevent.getcurrent()
             helpers.append(self._spawn(self._subscribe, stream, list(streams)))
             helpers.append(self._spawn(self._keepalive, stream))
+            helpers.append(self._spawn(self._watch_idle, lag))
             helpers.append(self._spawn(_after, self._settings.max_connection_age, self._retire, reader))
-            self._read(stream, streams)
+            self._read(stream, streams, lag)
             return "closed"  # not reached: _read only ends by raising
         except SessionEnded as ended:
             # The venue asked us to move, or the connection is too old, while it still works: keep serving its
@@ -123,7 +142,7 @@ class VenueConnection:
                 for symbol_stream in streams.values():
                     symbol_stream.close(keep_serving=True)
                     symbol_stream.draining = True
-                self._spawn(self._drain, stream, streams)
+                self._spawn(self._drain, stream, streams, lag)
             else:
                 self._metrics.set_connected(False)
                 for symbol_stream in streams.values():
@@ -134,10 +153,10 @@ class VenueConnection:
         for symbol_stream in streams.values():
             symbol_stream.feed.metrics.rebuild(reason)
 
-    def _drain(self, stream: Stream, streams: dict[str, SymbolStream]) -> None:
+    def _drain(self, stream: Stream, streams: dict[str, SymbolStream], lag: ConnectionLag) -> None:
         """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
         try:
-            self._read(stream, streams, until=lambda: not any(s.serves for s in streams.values()))
+            self._read(stream, streams, lag, until=lambda: not any(s.serves for s in streams.values()))
         except (SessionEnded, StreamError) as error:
             log.info("%s: the old connection ended before its successor was in step: %s", self.name, error)
         finally:
@@ -148,14 +167,15 @@ class VenueConnection:
 
     # -- the stream ------------------------------------------------------------------------------------------
 
-    def _read(self, stream: Stream, streams: dict[str, SymbolStream], until: Callable[[], bool] | None = None) -> None:
+    def _read(self, stream: Stream, streams: dict[str, SymbolStream], lag: ConnectionLag,
+              until: Callable[[], bool] | None = None) -> None:
         """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
         handle, pass_turn, clock = self.handle_frame, gevent.sleep, time.perf_counter
         turn_taken = clock()
         while until is None or not until():
             payload = stream.recv()
-            received_at = clock()
-            message = handle(streams, payload, received_at)
+            received_at = lag.last_frame_at = clock()
+            message = handle(streams, payload, received_at, lag)
             if type(message) is ReconnectRequest and until is None:
                 raise SessionEnded("server_request", message.reason)
             # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
@@ -167,8 +187,10 @@ class VenueConnection:
                 pass_turn(0)
                 turn_taken = clock()
 
-    def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float) -> Message | None:
-        """All the work one frame costs: count, parse, route to its symbol, apply, publish if the top changed.
+    def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float,
+                     lag: ConnectionLag) -> Message | None:
+        """All the work one frame costs: count, parse, measure the lag, route to its symbol, apply, publish if the
+        top changed.
 
         Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the
         benchmark drives it directly.
@@ -183,6 +205,7 @@ class VenueConnection:
             self._bad_frame(streams, error, payload)
             return None
         if type(message) is BookDiff:
+            stats.lag.observe(lag.event(message.event_time, time.time()))
             target = streams.get(message.symbol)
             if target is None:
                 self._bad_frame(streams, BadMessage("wrong_symbol", f"{message.symbol!r:.40}", loses_data=False),
@@ -243,6 +266,13 @@ class VenueConnection:
                     stream.send(heartbeat)
             except StreamError:
                 return  # the reader sees the broken connection
+
+    @staticmethod
+    def _watch_idle(lag: ConnectionLag) -> None:
+        """A reader behind the venue that finds its socket drained has caught up (:meth:`ConnectionLag.check_idle`)."""
+        while True:
+            gevent.sleep(IDLE_CAUGHT_UP / 2)
+            lag.check_idle(time.perf_counter())
 
     def _retire(self, reader: gevent.Greenlet) -> None:
         """The connection is as old as it may get: move to a new one while this one still works."""

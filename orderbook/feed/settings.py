@@ -21,6 +21,8 @@ class FeedSettings:
     audit_interval: float = 60.0
     """Seconds between drift audits of an in-step book (0: none); with many symbols, as often as the venue's
     audit budget allows, each symbol in turn."""
+    max_lag: float = 2.0
+    """Seconds a connection may be behind the venue before its books leave the merged book (``--max-lag``)."""
     stream_lag_bound: float = 5.0
     """How long an audit waits for the stream to catch up with its snapshot (Bitstamp's REST can be ahead)."""
 

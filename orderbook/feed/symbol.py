@@ -21,6 +21,7 @@ from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from orderbook.exchanges.sync import BookSync, Outcome
+from orderbook.feed.lag import ConnectionLag
 from orderbook.feed.settings import FeedSettings
 from orderbook.metrics import SymbolMetrics, VenueMetrics
 from orderbook.rest import AUDIT_SHARE, Priority, SnapshotFetcher, UnknownSymbol
@@ -69,6 +70,12 @@ class SymbolFeed:
         """When the book was last audited, or came in step: the next audit is due an audit interval after it."""
         metrics.stats.bid_levels = lambda: self._served_depth("bid_depth")
         metrics.stats.ask_levels = lambda: self._served_depth("ask_depth")
+        metrics.stats.lag = self._lag
+
+    def _lag(self) -> float | None:
+        """How far behind the venue the book is (its connection's lag); None while no connection carries it."""
+        stream = self.current
+        return stream.lag.lag if self.listed and stream is not None and stream.lag is not None else None
 
     def _served_depth(self, side: str) -> int:
         book = self.book.book(self.venue.name) if self.listed else None
@@ -99,18 +106,27 @@ class SymbolFeed:
         REST lag bound later: a REST book that lags the stream (Bitstamp's, by up to seconds) is then still newer
         than the first recorded diff, so every change made after its moment is known."""
         sync = stream.sync
-        self.due_since = time.monotonic()
+        due_since, self.due_since = self.due_since, time.monotonic()
         sync.start_recording()
         try:
             gevent.sleep(self.venue.rest_lag_bound)
             if stream.sync is not sync or not sync.in_step:
                 self.metrics.audit("skipped")
                 return []
-            return self._compare(sync)
+            divergences = self._compare(stream, sync)
+            if divergences is None:  # behind the venue: audited once it has caught up, never counted as drift
+                self.due_since = due_since
+                self.metrics.audit("deferred")
+                return []
+            return divergences
         finally:
             sync.stop_recording()
 
-    def _compare(self, sync: BookSync) -> list[Divergence]:
+    def _compare(self, stream: SymbolStream, sync: BookSync) -> list[Divergence] | None:
+        """The levels that differ, [] when they agree or the audit was skipped, None when the book is behind the
+        venue (a book seconds behind differs from any fresh snapshot without having drifted)."""
+        if stream.behind:
+            return None
         venue = self.venue
         try:
             snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE)
@@ -131,6 +147,8 @@ class SymbolFeed:
             log.info("%s: audit skipped: the book cannot be compared with snapshot %s", self.name, snapshot.last_id)
             self.metrics.audit("skipped")
             return []
+        if stream.behind:
+            return None
         with self.book.lock:
             divergences = compare(sync.book, snapshot, sync.recent, venue.snapshot_depth)
         if not divergences:
@@ -144,12 +162,14 @@ class SymbolFeed:
 
 class SymbolStream:
     """The symbol's book on one connection. ``draining``: the connection is being replaced; the book is kept
-    current until the successor's is in step, and never rebuilt."""
+    current until the successor's is in step, and never rebuilt. ``lag``: the connection's lag, which says when
+    the book is too far behind the venue to serve (None: never, as in tests that drive a stream alone)."""
 
-    def __init__(self, feed: SymbolFeed, *, draining: bool = False) -> None:
+    def __init__(self, feed: SymbolFeed, *, draining: bool = False, lag: ConnectionLag | None = None) -> None:
         self.feed = feed
         self.symbol = feed.symbol
         self.draining = draining
+        self.lag = lag
         self.sync = feed.venue.new_sync(watch_depth=feed.book.depth)
         self._venue_name = feed.venue.name
         self._snapshot_requested = False
@@ -160,8 +180,25 @@ class SymbolStream:
 
     @property
     def serves(self) -> bool:
-        """Whether this stream's book is the one served for the symbol at this venue."""
+        """Whether this stream's book is the one kept for the symbol at this venue (served unless behind)."""
         return self.feed.book.book(self._venue_name) is self.sync.book
+
+    @property
+    def behind(self) -> bool:
+        """Whether the connection is too far behind the venue for this book to be served."""
+        return self.lag is not None and self.lag.behind
+
+    def set_behind(self, behind: bool) -> None:
+        """The connection fell behind the venue (or caught up): the book leaves the merged book meanwhile (or comes
+        back), kept current and never rebuilt for it."""
+        feed = self.feed
+        with feed.book.lock:
+            serves = feed.book.book(self._venue_name) is self.sync.book
+            if serves:
+                feed.book.set_behind(self._venue_name, behind)
+        if serves:
+            feed.metrics.set_in_step(not behind)
+            feed.changed(time.perf_counter())
 
     def on_diff(self, diff: BookDiff, received_at: float) -> None:
         feed, sync = self.feed, self.sync
@@ -241,14 +278,16 @@ class SymbolStream:
         feed, sync = self.feed, self.sync
         if not feed.listed:
             return Outcome.APPLIED  # left out meanwhile: nothing to serve
+        behind = self.behind
         with feed.book.lock:
             outcome = sync.on_snapshot(snapshot)
             if outcome is Outcome.APPLIED:
                 feed.book.attach(self._venue_name, sync.book)
+                feed.book.set_behind(self._venue_name, behind)
         if outcome is Outcome.APPLIED:
-            log.info("%s: in step from snapshot %s (%d bids, %d asks)",
-                     feed.name, snapshot.last_id, sync.book.bid_depth, sync.book.ask_depth)
-            feed.metrics.set_in_step(True)
+            log.info("%s: in step from snapshot %s (%d bids, %d asks)%s", feed.name, snapshot.last_id,
+                     sync.book.bid_depth, sync.book.ask_depth, ", served once the connection catches up" if behind else "")
+            feed.metrics.set_in_step(not behind)
             feed.due_since = time.monotonic()
             feed.changed(time.perf_counter())
         return outcome

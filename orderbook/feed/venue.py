@@ -14,6 +14,7 @@ from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.base import Venue
 from orderbook.feed.connection import VenueConnection
+from orderbook.feed.lag import ClockOffset
 from orderbook.feed.settings import FeedSettings
 from orderbook.feed.symbol import SymbolFeed
 from orderbook.metrics import VenueMetrics
@@ -40,14 +41,20 @@ class VenueFeed:
         http: requests.Session | None = None,
         connect: Connector | None = None,
         spawn: Callable[..., gevent.Greenlet] = gevent.spawn,
+        task: Callable[..., gevent.Greenlet] | None = None,
     ) -> None:
         """``books``: each symbol's consolidated book. ``on_listing(venue, unlisted)`` is called once the venue has
         said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later.
-        ``spawn`` starts the feed's greenlets (the owner passes its pool's, to account for them)."""
+        ``spawn(function, *args)`` starts the feed's helpers and ``task(name, function, *args)`` its long-lived
+        tasks, the connections and the audit loop (the owner passes its supervisor's,
+        :class:`~orderbook.supervision.Supervisor`; without one, tasks are plain helpers)."""
         self.venue = venue
         self.name = venue.name
         self._settings = settings
         self._spawn = spawn
+        self._task = task or (lambda _name, function, *args: spawn(function, *args))
+        self._clock = ClockOffset()
+        """The venue's clock against ours, shared by its connections (:mod:`orderbook.feed.lag`)."""
         self._metrics = metrics
         self._on_listing = on_listing
         self._connect = connect or websocket_connector(
@@ -65,7 +72,8 @@ class VenueFeed:
         self.connections: list[VenueConnection] = []
 
     def run(self) -> None:
-        """Ask the venue what it lists, then follow the rest on as few connections as its limits allow."""
+        """Ask the venue what it lists, then start following the rest on as few connections as its limits allow,
+        and the audits."""
         listed = self.fetcher.listing()
         if listed is None:
             log.warning("%s: could not get the symbols it lists; trying every symbol (a snapshot's answer tells)",
@@ -80,11 +88,9 @@ class VenueFeed:
             return
         self.connections = self.split(following)
         for connection in self.connections:
-            self._spawn(connection.run)
+            self._task(f"{connection.name} connection", connection.run)
         if self._settings.audit_interval:
-            self._audit_loop()
-        else:
-            gevent.sleep(float("inf"))  # the connections run on; killed with the service
+            self._task(f"{self.name} audits", self._audit_loop)
 
     def split(self, feeds: Sequence[SymbolFeed]) -> list[VenueConnection]:
         """The connections that carry ``feeds``: one, unless the venue's streams-per-connection limit needs more."""
@@ -92,7 +98,7 @@ class VenueFeed:
         groups = [feeds[start:start + size] for start in range(0, len(feeds), size)]
         return [
             VenueConnection(self.venue, group, connect=self._connect, metrics=self._metrics, settings=self._settings,
-                            spawn=self._spawn, label=f"#{index + 1}" if len(groups) > 1 else "")
+                            spawn=self._spawn, clock=self._clock, label=f"#{index + 1}" if len(groups) > 1 else "")
             for index, group in enumerate(groups)
         ]
 
@@ -106,7 +112,8 @@ class VenueFeed:
         auditing: set[str] = set()
         while True:
             due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.listed
-                   and feed.current is not None and feed.current.sync.in_step and feed.current.serves]
+                   and feed.current is not None and feed.current.sync.in_step and feed.current.serves
+                   and not feed.current.behind]
             if not due:
                 gevent.sleep(min(interval, AUDIT_IDLE_CHECK))
                 continue

@@ -21,6 +21,7 @@ from orderbook.book import OrderBook
 from orderbook.config import load_config
 from orderbook.exchanges.sync import Outcome
 from orderbook.feed.connection import VenueConnection
+from orderbook.feed.lag import ConnectionLag
 from orderbook.feed.symbol import SymbolStream
 from tests.bench.ingest_frames import SYMBOL, Replay, recorded, recorded_symbol, simulated
 from tests.bench.report import Figure
@@ -42,15 +43,15 @@ class Pipeline:
         book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
         self.served = self.app.served
         feeds = {feed.name: feed for feed in self.app.feeds}
-        self.lanes: dict[str, tuple[VenueConnection, dict[str, SymbolStream]]] = {}
+        self.lanes: dict[str, tuple[VenueConnection, dict[str, SymbolStream], ConnectionLag]] = {}
         for exchange, snapshot in replay.snapshots.items():
             feed = feeds[exchange]
             if any(name == exchange for name, _ in replay.frames):
                 (connection,) = feed.split(feed.symbols)
-                streams = connection.new_streams()
+                streams, lag = connection.new_streams()
                 if streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
-                self.lanes[exchange] = (connection, streams)
+                self.lanes[exchange] = (connection, streams, lag)
             else:  # an exchange with no frames in this replay: a static book that is served all the same
                 static = OrderBook()
                 static.load(snapshot.bids, snapshot.asks)
@@ -63,8 +64,8 @@ class Pipeline:
         clock = time.perf_counter
         started = clock()
         for exchange, payload in frames:
-            connection, streams = lanes[exchange]
-            connection.handle_frame(streams, payload, clock())
+            connection, streams, lag = lanes[exchange]
+            connection.handle_frame(streams, payload, clock(), lag)
         return clock() - started
 
 

@@ -7,6 +7,7 @@ The feed under test runs in this process's gevent hub; nothing here opens a sock
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 import gevent
@@ -119,10 +120,10 @@ def _response(status: int, body: bytes) -> requests.Response:
     return response
 
 
-def binance_diff(symbol: str, first: int, last: int, bids=(), asks=()) -> str:
-    """A combined-stream depth event, as Binance sends it."""
+def binance_diff(symbol: str, first: int, last: int, bids=(), asks=(), age: float = 0.0) -> str:
+    """A combined-stream depth event, as Binance sends it, stamped ``age`` seconds ago (a live venue's: now)."""
     return json.dumps({"stream": f"{symbol.lower()}@depth@100ms", "data": {
-        "e": "depthUpdate", "E": 1_700_000_000_000, "s": symbol, "U": first, "u": last,
+        "e": "depthUpdate", "E": int((time.time() - age) * 1000), "s": symbol, "U": first, "u": last,
         "b": [list(level) for level in bids], "a": [list(level) for level in asks]}})
 
 
