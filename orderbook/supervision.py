@@ -57,7 +57,8 @@ class Supervisor:
         self.failures: Counter[str] = Counter()
         """Unexpected exceptions by task (or helper function) name."""
         self._tasks: dict[str, bool] = {}
-        """Every task started, and whether it is running now (False between a failure and its restart)."""
+        """Every task running or waiting to be started again, and whether it is running now (False between a
+        failure and its restart)."""
         self._needed: set[str] = set()
         self.gave_up: str | None = None
         self.on_health: Callable[[], None] | None = None
@@ -118,7 +119,9 @@ class Supervisor:
             started = time.monotonic()
             try:
                 function(*args)
-                return  # finished: nothing to restart
+                self._tasks.pop(name)  # finished: nothing to restart, nothing to watch
+                self._needed.discard(name)
+                return
             except gevent.GreenletExit:
                 raise
             except Exception:  # noqa: BLE001  (the point: whatever it was, it is seen, counted and restarted)

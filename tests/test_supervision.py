@@ -77,6 +77,7 @@ def test_a_task_that_returns_has_finished(rig):
     rig.wait(lambda: len(rig.supervisor) == 0, "the task done")
     gevent.sleep(0.05)
     assert runs == [1] and rig.supervisor.healthy and rig.supervisor.failures == {}
+    assert [family.samples for family in rig.supervisor.families()] == [[], []], "nothing left to watch"
 
 
 def test_a_helper_that_raises_is_logged_and_counted_by_its_name_never_restarted(rig, caplog):

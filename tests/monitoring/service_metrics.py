@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+import gevent
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,6 +43,7 @@ def exercised_registry() -> CollectorRegistry:
         feed.snapshot_error("429")
         feed.event_age(0.003)
         feed.ignored_row("zero_price")
+        feed.fell_behind()
         feed.stats.frames = 10
         feed.stats.frame_bytes = 2048
         feed.stats.last_frame_at = time.time()
@@ -57,6 +59,7 @@ def exercised_registry() -> CollectorRegistry:
             symbol.audit("divergent", 2)
             symbol.stats.bid_levels = lambda: 1
             symbol.stats.ask_levels = lambda: 1
+            symbol.stats.lag = lambda: 0.05
     for symbol_name, consolidated in app.books.items():
         book = OrderBook()
         book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
@@ -64,6 +67,8 @@ def exercised_registry() -> CollectorRegistry:
         if not app.publishers[symbol_name].refresh():
             raise AssertionError(f"the publisher did not publish the first merged book of {symbol_name}")
     app.metrics.frame_to_publish.observe(0.0004)
+    app.tasks.task("binance connection", gevent.sleep, 3600)  # running: orderbook_task_up 1
+    app.tasks.failures["binance connection"] += 1  # as after one failure and restart
     app.grpc.restarts_total += 1
     return registry
 

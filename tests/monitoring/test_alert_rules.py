@@ -27,6 +27,8 @@ ALERTS = {
     "OrderbookMetricsTargetDown",
     "OrderbookExchangeDisconnected",
     "OrderbookExchangeOutOfStep",
+    "OrderbookExchangeBehind",
+    "OrderbookTaskFailing",
     "OrderbookRebuildStorm",
     "OrderbookStaleBook",
     "OrderbookFrameToPublishLatencyHigh",
@@ -715,7 +717,28 @@ EDGE_TARGET_DOWN = {
     ],
 }
 
+# A connection fell behind Binance once at 30 s (its books out of the merged book until it caught up); a task
+# failed twice at 20 s and 40 s and was restarted each time.
+BEHIND_AND_FAILING = {
+    "interval": "10s",
+    "input_series": [
+        series("orderbook_exchange_behind_total", "0 0 0 1x40", exchange="binance"),
+        series("orderbook_exchange_behind_total", "0x43", exchange="bitstamp"),
+        series("orderbook_task_failures_total", "0 0 1 1 2x40", task="binance connection"),
+        series("orderbook_task_failures_total", "0x44", task="relay_election"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookExchangeBehind", "20s"),
+        expect("OrderbookExchangeBehind", "50s", warning(**SERVICE, exchange="binance")),
+        expect("OrderbookExchangeBehind", "7m"),  # caught up: no new episode in 5 minutes
+        expect("OrderbookTaskFailing", "10s"),
+        expect("OrderbookTaskFailing", "40s", warning(**SERVICE, task="binance connection")),
+        expect("OrderbookTaskFailing", "12m"),
+    ],
+}
+
 CASES = {
+    "behind-and-failing": BEHIND_AND_FAILING,
     "exchange-health": EXCHANGE_HEALTH,
     "out-of-step-one-of-two-symbols": OUT_OF_STEP_ONE_OF_TWO,
     "out-of-step-catch-up": CATCH_UP,
