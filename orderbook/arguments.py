@@ -35,6 +35,14 @@ class OneLineParser(argparse.ArgumentParser):
         except argparse.ArgumentError as error:  # a bad value, or a flag without its value: which flag is known
             raise UsageError(error.argument_name, error.message) from None
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """As argparse's; unknown flags raise :class:`UsageError` on every Python: 3.13 raises ``ArgumentError``
+        for them where earlier versions called :meth:`error`."""
+        try:
+            return super().parse_args(args, namespace)
+        except argparse.ArgumentError as error:
+            raise UsageError(error.argument_name, error.message) from None
+
     def error(self, message: str) -> None:  # type: ignore[override]  # raises instead of exiting
         """Unknown flags and the like: argparse knows no single flag to blame."""
         raise UsageError(None, message)
