@@ -13,7 +13,8 @@ themselves. The health state travels the same way.
 The address is reserved here first with a bound, non-listening socket (so port 0 works and the port stays ours
 while a serving process restarts), after checking that nothing else listens there: SO_REUSEPORT would otherwise
 share the port silently with any other grpc server of the same user. A serving process that dies is restarted
-(its clients reconnect to the others); when this process stops or dies, the link closes and they all exit.
+(its clients reconnect to the others); when this process stops or dies, the link closes and they all end their
+streams with UNAVAILABLE and exit.
 """
 
 from __future__ import annotations
@@ -284,9 +285,7 @@ class ServingProcesses:
         if worker.proc.poll() is None:
             worker.proc.kill()
         self._workers.pop(worker.index, None)
-        counters = worker.stats
-        counters.open_streams = counters.active_calls = 0
-        self._retired.add(counters)
+        self._retired.add_counters(worker.stats)
 
     def _restart(self, index: int) -> None:
         backoff = Backoff(base=0.5, cap=10.0)

@@ -27,10 +27,17 @@ class ServingStats:
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def add(self, other: ServingStats) -> None:
+        """Add ``other``'s figures, its gauges (streams and calls open now) as well as its counters."""
+        self.add_counters(other)
         self.open_streams += other.open_streams
+        self.active_calls += other.active_calls
+
+    def add_counters(self, other: ServingStats) -> None:
+        """Add ``other``'s counters only: what a retired broadcaster or an ended serving process sent stays in the
+        sums, so they never go back, but what it had open is no longer its to report (a retired broadcaster's
+        streams are still counted where they are open until they end)."""
         self.sent += other.sent
         self.skipped += other.skipped
-        self.active_calls += other.active_calls
         self.send_latency.add(other.send_latency)
 
     def to_json(self) -> dict[str, Any]:

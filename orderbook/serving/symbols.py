@@ -15,6 +15,12 @@ An edge (``bin/run-edge``) holds one fed from Redis: it learns the symbols and d
 (:meth:`SymbolBooks.reconfigure`) and, while it cannot vouch for what it holds, suspends every stream
 (:meth:`SymbolBooks.suspend`: they end with :class:`Unavailable`, and new ones are refused) until it can again.
 Everything runs on one gevent hub.
+
+A stream never ends as if the book had: a client takes a normal end (gRPC status OK) as the end of the data. It
+ends with :class:`Unavailable`, which the server answers UNAVAILABLE with its reason, whenever it is cut off with
+its client still there: the server stops (:meth:`SymbolBooks.close`), the books are suspended, its symbol's book
+goes, or the default symbol it asked for (``BookSummary``, or ``Book`` without a symbol) becomes another one,
+whose summaries its client could not tell from the old one's (a ``Summary`` does not name its symbol).
 """
 
 from __future__ import annotations
@@ -66,14 +72,23 @@ def _check(symbols: Sequence[str], depth: int) -> None:
         raise ValueError(f"depth must be at least 1, not {depth}")
 
 
+def _suspended(reason: str) -> str:
+    return f"no book can be served now: {reason}"
+
+
 def symbol_list(states: Sequence[SymbolState]) -> bytes:
     """The serialized ``orderbook.SymbolList`` answering ``Symbols``."""
     return orderbook_streams_pb2.SymbolList(symbols=[state.to_message() for state in states]).SerializeToString()
 
 
+SHUTTING_DOWN = "the server is shutting down; reconnect, possibly elsewhere"
+"""Why every stream ends, and new ones are refused, once the books are closed."""
+
+
 class Unavailable(Exception):
-    """A stream ended, or was refused, because the books cannot be vouched for now (an edge whose source went
-    quiet), or its symbol's book went (the leader's catalogue changed); the client should try again, elsewhere."""
+    """A stream ended, or was refused, because the server is stopping, the books cannot be vouched for now (an edge
+    whose source went quiet), or what the stream asked for is no longer served as it was (the leader's catalogue
+    changed); the client should try again, possibly elsewhere. The message is the whole detail for the client."""
 
 
 class _Symbol:
@@ -85,6 +100,14 @@ class _Symbol:
         self.full = SummaryBroadcaster(recheck_interval)
         self.shallower: dict[int, SummaryBroadcaster] = {}
         self.state = SymbolState(symbol, (), ())
+
+    def broadcasters(self) -> tuple[SummaryBroadcaster, ...]:
+        return (self.full, *self.shallower.values())
+
+    def wake(self) -> None:
+        """Make each of its streams re-check whether it is still served."""
+        for broadcaster in self.broadcasters():
+            broadcaster.wake()
 
 
 class _Pending:
@@ -115,9 +138,10 @@ class SymbolBooks:
         self._recheck_interval = recheck_interval
         self._books = {symbol: _Symbol(symbol, recheck_interval) for symbol in self.symbols}
         self._followers: dict[_Pending, None] = {}
-        self._retired = ServingStats()  # the counters of shallower broadcasters that went, so sums never go back
+        self._retired = ServingStats()  # the counters of broadcasters that went, so sums never go back
+        self._open_streams = 0  # counted here, not summed from broadcasters: a retired one's stay open a moment
         self._closed = False
-        self._unavailable: str | None = None if symbols else "no book yet"
+        self._unavailable: str | None = None if symbols else _suspended("no book yet")
 
     # -- the book's side -----------------------------------------------------------------------------------
 
@@ -164,7 +188,8 @@ class SymbolBooks:
     def reconfigure(self, symbols: Sequence[str], depth: int) -> bool:
         """Serve ``symbols`` at ``depth`` from now on (an edge following a leader's catalogue); whether anything
         changed. The streams of a symbol that goes, or of every symbol when the depth changes, end with
-        :class:`Unavailable`; a symbol that comes has no summary until one is published."""
+        :class:`Unavailable`, and so do those that asked for the default symbol when it becomes another one; a
+        symbol that comes has no summary until one is published."""
         if not symbols:
             raise ValueError("at least one symbol is needed")
         _check(symbols, depth)
@@ -180,31 +205,37 @@ class SymbolBooks:
                 self._books[symbol] = _Symbol(symbol, self._recheck_interval)
                 self._changed((STATE, symbol))
         self._books = {symbol: self._books[symbol] for symbol in symbols}  # in the catalogue's order
+        old_default = self.default
         self.symbols, self.default, self.depth = symbols, symbols[0], depth
+        if old_default != self.default and old_default in self._books:
+            self._books[old_default].wake()  # its streams that asked for the default end; the others go on
         return True
 
     def _retire(self, book: _Symbol) -> None:
-        for broadcaster in (book.full, *book.shallower.values()):
-            self._retired.add(broadcaster.stats())
+        """End ``book``'s streams and keep its counters. Its shallower broadcasters are forgotten here, so their
+        last streams, ending, find none of theirs to retire again."""
+        for broadcaster in book.broadcasters():
+            self._retired.add_counters(broadcaster.stats())
             broadcaster.close()
+        book.shallower.clear()
 
     @property
     def unavailable(self) -> str | None:
-        """Why every stream is suspended (:meth:`suspend`), or None while they are served."""
+        """The detail every stream ends with and new ones are refused with while suspended (:meth:`suspend`) or
+        closed; None while they are served."""
         return self._unavailable
 
     def suspend(self, reason: str) -> None:
         """End every stream with :class:`Unavailable` (``reason``) and refuse new ones until :meth:`resume`."""
         if self._unavailable is not None:
             return
-        self._unavailable = reason
+        self._unavailable = _suspended(reason)
         for book in self._books.values():
-            for broadcaster in (book.full, *book.shallower.values()):
-                broadcaster.wake()
+            book.wake()
 
     def resume(self) -> None:
-        """Serve streams again (the books can be vouched for)."""
-        if self.symbols:
+        """Serve streams again (the books can be vouched for); closed books stay closed."""
+        if self.symbols and not self._closed:
             self._unavailable = None
 
     def states(self) -> list[SymbolState]:
@@ -215,8 +246,8 @@ class SymbolBooks:
 
     def resolve(self, symbol: str, depth: int) -> tuple[str, int]:
         """The symbol and depth a request means: ``""`` is the default symbol, 0 the full ``--depth``. Raises
-        :class:`Unavailable` while suspended, ``KeyError`` for a symbol that is not configured and ``ValueError``
-        for a depth above ``--depth``."""
+        :class:`Unavailable` while suspended or closed, ``KeyError`` for a symbol that is not configured and
+        ``ValueError`` for a depth above ``--depth``."""
         if self._unavailable is not None:
             raise Unavailable(self._unavailable)
         symbol = symbol or self.default
@@ -234,22 +265,32 @@ class SymbolBooks:
     def stream(self, symbol: str, depth: int, is_active: Callable[[], bool],
                wake_up: Event | None = None) -> Iterator[bytes]:
         """A client's stream of ``symbol`` at ``depth`` (:meth:`SummaryBroadcaster.stream`); check the request
-        with :meth:`resolve` first, as this raises only once iterated. It ends when the client goes or the books
-        close, and raises :class:`Unavailable` when they are suspended or its symbol's book goes. A shallower
-        broadcaster goes when its last stream ends: taking it and counting this stream on it happen with no gevent
-        switch between, so none is dropped while a stream is about to use it."""
+        with :meth:`resolve` first, as this raises only once iterated. It ends when the client goes, and raises
+        :class:`Unavailable` when the books close or are suspended, its symbol's book goes, or, asked for the
+        default symbol (``""``), when that becomes another one. A shallower broadcaster goes when its last stream
+        ends: taking it and counting this stream on it happen with no gevent switch between, so none is dropped
+        while a stream is about to use it."""
+        asked_default = not symbol
         symbol, depth = self.resolve(symbol, depth)
         book = self._books[symbol]
         broadcaster = self._broadcaster(symbol, depth)
+
+        def served() -> bool:
+            return self._unavailable is None and (not asked_default or self.default == symbol) and is_active()
+
+        self._open_streams += 1
         try:
-            yield from broadcaster.stream(lambda: self._unavailable is None and is_active(), wake_up)
+            yield from broadcaster.stream(served, wake_up)
         finally:
+            self._open_streams -= 1
             if broadcaster.open_streams == 0 and book.shallower.get(depth) is broadcaster:
                 del book.shallower[depth]
-                self._retired.add(broadcaster.stats())
-        if not self._closed and is_active():
+                self._retired.add_counters(broadcaster.stats())
+        if is_active():
             if self._unavailable is not None:
                 raise Unavailable(self._unavailable)
+            if asked_default and self.default != symbol:
+                raise Unavailable(f"the default symbol changed from {symbol} to {self.default}")
             if self._books.get(symbol) is not book:
                 raise Unavailable(f"{symbol} is no longer served at depth {depth}")
 
@@ -262,8 +303,6 @@ class SymbolBooks:
             broadcaster = book.shallower[depth] = SummaryBroadcaster(self._recheck_interval)
             if book.full.latest is not None:
                 broadcaster.publish(SummaryFields(book.full.latest).top(depth), book.full.published_at)
-            if self._closed:
-                broadcaster.close()
         return broadcaster
 
     # -- the serving processes' links ----------------------------------------------------------------------
@@ -304,21 +343,22 @@ class SymbolBooks:
         return sum(book.full.published_total for book in self._books.values())
 
     def stats(self) -> ServingStats:
-        """Every stream's figures, summed (``active_calls`` is the gRPC server's to fill in)."""
-        total = ServingStats()
-        total.add(self._retired)
+        """Every stream's figures: the streams open now, and the counters of every broadcaster there has been
+        (``active_calls`` is the gRPC server's to fill in)."""
+        total = ServingStats(open_streams=self._open_streams)
+        total.add_counters(self._retired)
         for book in self._books.values():
-            total.add(book.full.stats())
-            for broadcaster in book.shallower.values():
-                total.add(broadcaster.stats())
+            for broadcaster in book.broadcasters():
+                total.add_counters(broadcaster.stats())
         return total
 
     def close(self) -> None:
-        """End every stream and every follower; later publishes are ignored."""
+        """End every stream with :class:`Unavailable` (:data:`SHUTTING_DOWN`), refuse new ones, and end every
+        follower; later publishes are ignored."""
         self._closed = True
+        self._unavailable = SHUTTING_DOWN
         for book in self._books.values():
-            book.full.close()
-            for broadcaster in book.shallower.values():
+            for broadcaster in book.broadcasters():
                 broadcaster.close()
         for pending in self._followers:
             pending.event.set()

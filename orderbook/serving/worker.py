@@ -6,8 +6,9 @@ It binds the service's gRPC address with SO_REUSEPORT beside its siblings (the k
 over them), reports ``ready`` or the bind error, then publishes every symbol's summary and state that arrive on
 the link to its own :class:`~orderbook.serving.symbols.SymbolBooks` (which cuts the shallower depths its ``Book``
 streams ask for from the full summary) and reports its figures every second. When the link closes (the book
-process stopped or died) it ends its streams and exits: it never serves a book nobody keeps in step. SIGINT is
-ignored (a Ctrl-C reaches the whole process group; the book process decides); SIGTERM stops it.
+process stopped or died) it ends its streams with UNAVAILABLE, as the book process would, and exits: it never
+serves a book nobody keeps in step. SIGINT is ignored (a Ctrl-C reaches the whole process group; the book process
+decides); SIGTERM stops it.
 """
 
 from orderbook.boot import boot

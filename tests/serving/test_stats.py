@@ -113,6 +113,15 @@ def test_stats_add_up_field_by_field() -> None:
     assert total.send_latency.total == pytest.approx(2 * (0.00005 + 0.002 + 0.002 + 0.7 + 9.0))
 
 
+
+def test_the_counters_of_what_ended_add_up_but_its_gauges_do_not() -> None:
+    """What a retired broadcaster or an ended serving process had open is not open any more: summing it kept the
+    open-streams gauge above zero with no stream open."""
+    total = busy_stats()
+    total.add_counters(busy_stats())
+    assert (total.open_streams, total.sent, total.skipped, total.active_calls) == (3, 2468, 112, 5)
+    assert sum(total.send_latency.counts) == 10
+
 def malformed(change: str) -> dict[str, Any]:
     data = busy_stats().to_json()
     if change == "missing key":

@@ -6,11 +6,15 @@ import math
 
 import gevent
 import pytest
+from gevent.event import Event
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import SCALE, parse_decimal
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
-from orderbook.serving.symbols import BOOK, STATE, SymbolBooks, SymbolState, Unavailable, symbol_list
+from orderbook.serving.symbols import (BOOK, SHUTTING_DOWN, STATE, SymbolBooks, SymbolState, Unavailable,
+                                       symbol_list)
 
 TICK = parse_decimal("0.00001")
 
@@ -34,6 +38,17 @@ def amounts(payload: bytes | None) -> tuple[list[float], list[float], float]:
 
 def always() -> bool:
     return True
+
+
+def _read_all(stream) -> tuple[list[bytes], BaseException | None]:  # type: ignore[no-untyped-def]
+    """Every payload of ``stream``, and the :class:`Unavailable` it ended with (None for a normal end)."""
+    payloads = []
+    try:
+        for payload in stream:
+            payloads.append(payload)
+    except Unavailable as error:
+        return payloads, error
+    return payloads, None
 
 
 def test_an_empty_symbol_is_the_default_and_depth_0_the_full_depth() -> None:
@@ -213,41 +228,48 @@ def test_a_follower_whose_reader_left_stops_at_its_next_check() -> None:
     assert follower.get(timeout=1) == []
 
 
-def test_close_ends_every_stream_at_every_depth_and_later_publishes_are_ignored() -> None:
+def test_close_ends_every_stream_at_every_depth_as_unavailable_and_later_publishes_are_ignored() -> None:
     books = SymbolBooks(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
     books.publish("ETHBTC", top([1, 1, 1]))
-    readers = [gevent.spawn(list, books.stream(symbol, depth, always))
+    readers = [gevent.spawn(_read_all, books.stream(symbol, depth, always))
                for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1)]
     gevent.idle()  # until every greenlet waits
     books.close()
     received = [reader.get(timeout=1) for reader in readers]
-    assert [len(payloads) for payloads in received] == [1, 1, 0, 0]
+    assert [len(payloads) for payloads, _ in received] == [1, 1, 0, 0]
+    # never a normal end, which a client would take for the end of the book
+    assert [str(error) for _, error in received] == [SHUTTING_DOWN] * 4
     books.publish("ETHBTC", top([2, 2, 2]))
-    assert amounts(books.broadcaster("ETHBTC", 0).latest)[0] == [1, 1, 1]
-    assert list(books.stream("ETHBTC", 2, always)) == []  # made after the close: closed at once
+    assert books.summary("ETHBTC") is not None and amounts(books.summary("ETHBTC"))[0] == [1, 1, 1]
+    with pytest.raises(Unavailable, match="shutting down"):
+        next(books.stream("ETHBTC", 2, always))  # asked for after the close: refused
+    assert books.unavailable == SHUTTING_DOWN
+    books.resume()  # an edge that hears its leader again does not reopen closed books
+    assert books.unavailable == SHUTTING_DOWN
     assert books.stats().open_streams == 0
+
+
+def test_a_stream_whose_client_left_ends_normally_at_the_close() -> None:
+    books = SymbolBooks(["ETHBTC"], 3, recheck_interval=60)
+    books.publish("ETHBTC", top([1, 1, 1]))
+    present = [True]
+    reader = gevent.spawn(_read_all, books.stream("ETHBTC", 0, lambda: present[0]))
+    gevent.idle()
+    present[0] = False
+    books.close()
+    assert reader.get(timeout=1) == ([books.summary("ETHBTC")], None)  # nobody left to tell
 
 
 # -- an edge's books: learned from a leader, suspended while it cannot vouch for them ---------------------------------
 
 
-def _read_all(stream) -> tuple[list[bytes], BaseException | None]:  # type: ignore[no-untyped-def]
-    payloads = []
-    try:
-        for payload in stream:
-            payloads.append(payload)
-    except Unavailable as error:
-        return payloads, error
-    return payloads, None
-
-
 def test_books_with_no_symbol_yet_refuse_every_stream_as_unavailable() -> None:
     books = SymbolBooks((), 1)
-    assert books.unavailable == "no book yet" and books.symbols == ()
+    assert books.unavailable == "no book can be served now: no book yet" and books.symbols == ()
     with pytest.raises(Unavailable):
         books.resolve("", 0)
     books.resume()  # nothing to serve yet: still suspended
-    assert books.unavailable == "no book yet"
+    assert books.unavailable == "no book can be served now: no book yet"
 
 
 def test_suspend_ends_every_stream_with_unavailable_refuses_new_ones_and_resume_serves_again() -> None:
@@ -285,7 +307,8 @@ def test_reconfigure_adds_symbols_and_ends_only_the_streams_of_the_ones_that_wen
     books = SymbolBooks((), 1)
     assert books.reconfigure(["ETHBTC", "BTCUSDT"], 3)
     assert (books.symbols, books.default, books.depth) == (("ETHBTC", "BTCUSDT"), "ETHBTC", 3)
-    assert books.unavailable == "no book yet"  # serving is the caller's to resume, once the leader is heard
+    # serving is the caller's to resume, once the leader is heard
+    assert books.unavailable == "no book can be served now: no book yet"
     books.resume()
     assert not books.reconfigure(["ETHBTC", "BTCUSDT"], 3)  # the same catalogue: nothing happens
     books.publish("ETHBTC", top([1, 1, 1]))
@@ -301,7 +324,7 @@ def test_reconfigure_adds_symbols_and_ends_only_the_streams_of_the_ones_that_wen
     with pytest.raises(KeyError):
         books.resolve("BTCUSDT", 0)
     books.close()
-    assert kept.get(timeout=1)[1] is None
+    assert str(kept.get(timeout=1)[1]) == SHUTTING_DOWN
 
 
 def test_a_new_depth_ends_every_stream_and_starts_every_book_afresh() -> None:
@@ -315,3 +338,153 @@ def test_a_new_depth_ends_every_stream_and_starts_every_book_afresh() -> None:
     assert books.summary("ETHBTC") is None and books.depth == 5
     with pytest.raises(ValueError, match="at least one symbol"):
         books.reconfigure([], 5)
+
+
+def test_a_new_default_symbol_ends_the_streams_that_asked_for_the_default_and_no_other() -> None:
+    books = SymbolBooks(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
+    for symbol in books.symbols:
+        books.publish(symbol, top([1, 1, 1]))
+    # BookSummary and Book without a symbol, at each depth; Book naming each symbol
+    default = [gevent.spawn(_read_all, books.stream("", depth, always)) for depth in (0, 2)]
+    named = [gevent.spawn(_read_all, books.stream(symbol, depth, always))
+             for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 2)]
+    gevent.idle()
+    assert books.reconfigure(["BTCUSDT", "ETHBTC"], 3)
+    gevent.idle()
+    for reader in default:
+        payloads, error = reader.get(timeout=1)
+        assert len(payloads) == 1 and isinstance(error, Unavailable)
+        assert str(error) == "the default symbol changed from ETHBTC to BTCUSDT"
+    assert not any(reader.ready() for reader in named)  # still served at the same depth
+    books.publish("ETHBTC", top([2, 1, 1]))
+    gevent.idle()
+    assert books.stats().sent == 2 + 4 + 2  # the named ETHBTC streams had the new summary
+    stream = books.stream("", 0, always)
+    assert next(stream) == books.summary("BTCUSDT")  # a new BookSummary stream serves the new default
+    assert books.stats().open_streams == 5
+    stream.close()
+    for reader in named:
+        reader.kill()
+    assert books.stats().open_streams == 0
+
+
+def test_a_default_symbol_that_goes_ends_its_default_streams_saying_the_default_changed() -> None:
+    books = SymbolBooks(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
+    books.publish("ETHBTC", top([1, 1, 1]))
+    asked_default, named = (gevent.spawn(_read_all, books.stream(symbol, 0, always)) for symbol in ("", "ETHBTC"))
+    gevent.idle()
+    assert books.reconfigure(["BTCUSDT"], 3)
+    assert str(asked_default.get(timeout=1)[1]) == "the default symbol changed from ETHBTC to BTCUSDT"
+    assert str(named.get(timeout=1)[1]) == "ETHBTC is no longer served at depth 3"
+
+
+def test_the_open_streams_gauge_follows_streams_of_retired_books_until_they_end() -> None:
+    """A catalogue change retires broadcasters with streams still open: they end a moment later. The gauge
+    counted them twice (in the retired sums and then as they ended): "17 with none open" on an edge."""
+    books = SymbolBooks(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
+    for symbol in books.symbols:
+        books.publish(symbol, top([1, 1, 1]))
+    present = [True]
+    readers = [gevent.spawn(_read_all, books.stream(symbol, depth, lambda: present[0]))
+               for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1, 1, 2)]
+    gevent.idle()
+    assert books.stats().open_streams == 8
+    assert books.reconfigure(["XRPEUR"], 2)  # every book goes, with its streams
+    assert books.stats().open_streams == 8  # the streams have not ended yet
+    gevent.joinall(readers, timeout=1)
+    stats = books.stats()
+    assert (stats.open_streams, stats.sent) == (0, 8)
+    assert sum(stats.send_latency.counts) == 8  # each retired broadcaster's counters kept once, not twice
+
+
+# -- the open-streams gauge and the counters as properties, over random histories ------------------------------------
+
+
+class _Client:
+    """One stream read in a greenlet, and the client's side of it: whether it is still there, and its wake-up."""
+
+    def __init__(self, streams: _Streams, symbol: str, depth: int) -> None:
+        self.present = True
+        self.wake_up = Event()
+        self.reader = gevent.spawn(streams.read, streams.books.stream(symbol, depth, lambda: self.present,
+                                                                      self.wake_up))
+
+    def leave(self) -> None:
+        self.present = False
+        self.wake_up.set()  # as the end-of-call callback does
+
+
+class _Streams:
+    """Clients of ``books`` and what they received between them: the oracle for the figures."""
+
+    def __init__(self, books: SymbolBooks) -> None:
+        self.books = books
+        self.clients: list[_Client] = []
+        self.received = 0
+
+    def open(self, symbol: str, depth: int) -> None:
+        self.clients.append(_Client(self, symbol, depth))
+
+    def read(self, stream) -> None:  # type: ignore[no-untyped-def]
+        try:
+            for _ in stream:
+                self.received += 1
+        except Unavailable:
+            pass
+
+    def leave(self, index: int) -> None:
+        if self.clients:
+            self.clients[index % len(self.clients)].leave()
+
+    def open_now(self) -> int:
+        return sum(not client.reader.ready() for client in self.clients)
+
+
+_SYMBOLS = ("A", "B", "C")
+_operations = st.one_of(
+    st.tuples(st.just("open"), st.sampled_from(("", *_SYMBOLS)), st.integers(0, 3)),
+    st.tuples(st.just("leave"), st.integers(0, 50)),
+    st.tuples(st.just("publish"), st.sampled_from(_SYMBOLS), st.integers(1, 9)),
+    st.tuples(st.just("reconfigure"), st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=3, unique=True),
+              st.integers(2, 3)),
+    st.tuples(st.just("suspend")),
+    st.tuples(st.just("resume")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_operations, max_size=40))
+def test_the_gauge_is_the_streams_open_and_the_counters_what_they_received_whatever_happens(
+        operations: list[tuple]) -> None:  # type: ignore[type-arg]
+    books = SymbolBooks(list(_SYMBOLS), 3, recheck_interval=60)
+    streams = _Streams(books)
+    sent = 0
+    for operation in operations:
+        kind = operation[0]
+        if kind == "open":
+            try:
+                _, depth = books.resolve(operation[1], operation[2])
+            except (Unavailable, KeyError, ValueError):
+                continue  # refused before any stream is counted, as the server does
+            streams.open(operation[1], depth)
+        elif kind == "leave":
+            streams.leave(operation[1])
+        elif kind == "publish":
+            if operation[1] in books.symbols:
+                books.publish(operation[1], top([operation[2]] + [1] * (books.depth - 1)))
+        elif kind == "reconfigure":
+            books.reconfigure(operation[1], operation[2])
+        elif kind == "suspend":
+            books.suspend("gone")
+        else:
+            books.resume()
+        gevent.idle()  # every stream woken has run and waits again, or has ended
+        stats = books.stats()
+        assert stats.open_streams == streams.open_now()
+        assert stats.sent == streams.received and stats.sent >= sent  # counters only go up
+        sent = stats.sent
+    for client in streams.clients:
+        client.leave()
+    gevent.joinall([client.reader for client in streams.clients], timeout=1)
+    assert books.stats().open_streams == 0 == streams.open_now()
+    assert books.stats().sent == streams.received
