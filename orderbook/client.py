@@ -6,7 +6,8 @@ A readable two-sided ladder (redrawn in place on a terminal, one block per summa
 it streams ``OrderbookStreams.Book``. ``--list`` prints ``OrderbookStreams.Symbols``: a table, or with ``--json``
 one JSON object per symbol per line. Connection problems, an unknown symbol or a depth the server does not serve
 are reported in one line on stderr with exit code 2, never a traceback: this is a tool for people watching a
-market, not for debugging gRPC.
+market, not for debugging gRPC. A stream that ends after its first summary (the server stops: it ends every stream
+with UNAVAILABLE and says why; or the connection is lost) is reported in one line too, with exit code 1.
 
 ``--addr`` may name several servers (``HOST:PORT,HOST:PORT``: the edges of a deployment, README "Beyond one
 machine"). The client streams from the first it reaches; when that one is lost, ends its stream, refuses it
@@ -293,9 +294,15 @@ def summaries(channel: grpc.Channel, addr: str,
         call = channel.unary_stream(BOOK_PATH, orderbook_streams_pb2.BookRequest.SerializeToString,
                                     orderbook_pb2.Summary.FromString)
         responses = call(request, wait_for_ready=True)
+    received = False
     try:
-        yield from responses
+        for summary in responses:
+            received = True
+            yield summary
     except grpc.RpcError as error:
+        if received and error.code() is grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            raise ClientError(f"error: the order book server at {addr} ended the stream ({_failure_reason(error)})",
+                              EXIT_STREAM_ENDED, another_may_serve=True) from error
         raise _rpc_failure(error, addr, request) from error
     finally:
         responses.cancel()

@@ -26,7 +26,9 @@ Hostile or careless clients are bounded here (README, "Hostile clients"):
   a stream of a shallower depth keeps its broadcaster only while it lasts (:mod:`orderbook.serving.symbols`).
 * A connection with no call open for ``idle_timeout`` seconds is closed (``grpc.max_connection_idle_ms``: GOAWAY,
   then the socket is closed), so connections that never open a stream cannot pile up until the process runs out
-  of file descriptors.
+  of file descriptors. That clock starts only once the connection is set up: before, a connection that does not
+  finish its TLS handshake and send its HTTP/2 settings within :data:`HANDSHAKE_TIMEOUT` is closed
+  (``grpc.server_handshake_timeout_ms``; gRPC core's default held one 120 s).
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 
 IDLE_TIMEOUT = 60.0
 """Seconds a connection may stay open with no call before it is closed."""
+
+HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a new connection gets to finish its TLS handshake and send its HTTP/2 settings before it is closed: a
+few round trips, so ample for any client, and well inside :data:`IDLE_TIMEOUT`, the bound documented for
+connections that open no stream."""
 
 RPC_RESERVE = 64
 """RPCs allowed beyond ``max_streams`` (grpcio's overall bound): health checks, reflection and ``Symbols`` while
@@ -304,6 +311,7 @@ class GrpcServer:
             ("grpc.so_reuseport", int(self._reuse_port)),
             ("grpc.max_concurrent_streams", self._max_streams_per_connection),
             ("grpc.max_connection_idle_ms", int(self._idle_timeout * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(HANDSHAKE_TIMEOUT * 1000)),
         ]
         server = grpc.server(
             self._executor,
@@ -328,7 +336,7 @@ class GrpcServer:
         self._server, self._port = server, bound
         log.info(
             "gRPC serving %s on %s port %s (%s, at most %s streams, %s per connection; idle connections closed "
-            "after %gs)",
+            "after %gs, unfinished handshakes after %gs)",
             SERVICE_NAME,
             host,
             bound,
@@ -336,6 +344,7 @@ class GrpcServer:
             self._max_streams,
             self._max_streams_per_connection,
             self._idle_timeout,
+            HANDSHAKE_TIMEOUT,
         )
 
     def set_serving(self, serving: bool) -> None:
@@ -345,7 +354,8 @@ class GrpcServer:
             self._health.set(name, status)
 
     def stop(self, grace: float) -> None:
-        """End every stream (clients see a normal end of stream), then stop within ``grace`` seconds."""
+        """End every stream with UNAVAILABLE (the server is shutting down: a normal end would tell the client the
+        book had ended), then stop within ``grace`` seconds."""
         if self._stopped:
             return
         self._stopped = True
@@ -387,9 +397,9 @@ class GrpcServer:
     def _book(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         asked = self._parse(orderbook_streams_pb2.BookRequest, request, BOOK_PATH, context)
         try:
-            symbol, depth = self._books.resolve(asked.symbol, asked.depth)
+            self._books.resolve(asked.symbol, asked.depth)
         except Unavailable as unavailable:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {unavailable}")
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
         except KeyError:
             shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
@@ -398,21 +408,23 @@ class GrpcServer:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"depth {asked.depth} is more than the "
                           f"{self._books.depth} levels a side this server serves (ask for 1 to "
                           f"{self._books.depth}, or 0 for all)")
-        yield from self._stream(symbol, depth, context, "Book", f"all {self._max_streams} streams (Book and "
-                                "BookSummary together) are taken; try again later")
+        # As asked: a stream of the default symbol ("") ends when the default becomes another symbol.
+        yield from self._stream(asked.symbol, asked.depth, context, "Book", f"all {self._max_streams} streams "
+                                "(Book and BookSummary together) are taken; try again later")
 
     def _symbols(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._parse(orderbook_pb2.Empty, request, SYMBOLS_PATH, context)
         if self._books.unavailable is not None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {self._books.unavailable}")
+            context.abort(grpc.StatusCode.UNAVAILABLE, self._books.unavailable)
         return symbol_list(self._books.states())
 
     def _stream(self, symbol: str, depth: int, context: grpc.ServicerContext, method: str,
                 refusal: str) -> Iterator[bytes]:
         """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it). Ends with
-        UNAVAILABLE while the books are suspended (an edge without a source): the client should go elsewhere."""
+        UNAVAILABLE whenever the books go on without it (:mod:`orderbook.serving.symbols`: the server stops, the
+        books are suspended, ...): the client should go elsewhere."""
         if self._books.unavailable is not None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {self._books.unavailable}")
+            context.abort(grpc.StatusCode.UNAVAILABLE, self._books.unavailable)
         if self._book_streams >= self._max_streams:
             self.refused_streams.event("%s stream from %s refused: all %d streams are taken",
                                        method, context.peer(), self._max_streams)
@@ -427,7 +439,7 @@ class GrpcServer:
             try:
                 yield from self._books.stream(symbol, depth, context.is_active, wake_up)
             except Unavailable as unavailable:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"no book can be served now: {unavailable}")
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
             finally:
                 log.debug("stream closed for %s", peer)
         finally:

@@ -8,8 +8,9 @@ to n, so a client can tell which summaries it saw and which it skipped; the i-th
 first one's (its best bid is i + 0.05123).
 Stdin commands, one per line, each answered "OK": ``publish [SYMBOL]`` (the next summary), ``deep [SYMBOL]`` (the
 same summary with only its last ask changed), ``empty`` (a summary with no asks), ``state SYMBOL VENUES IN_STEP``
-(comma-separated venues, ``-`` for none), ``serving on|off``, ``stats`` (prints ``STATS {json}`` with the
-streams' counters).
+(comma-separated venues, ``-`` for none), ``serving on|off``, ``catalogue SYMBOLS`` (serve the configured
+symbols in this order, as an edge does when its leader's catalogue changes: the first becomes the default; one
+process only), ``stats`` (prints ``STATS {json}`` with the streams' counters).
 SIGTERM, SIGINT or the end of stdin stops the server (grace 1 s) and exits 0.
 """
 
@@ -122,6 +123,8 @@ def main() -> int:
                 books.set_state(SymbolState(command[1], venues(command[2]), venues(command[3])))
             elif command[:1] == ["serving"]:
                 server.set_serving(command[1:] == ["on"])
+            elif command[:1] == ["catalogue"]:
+                books.reconfigure(command[1].split(","), books.depth)
             elif command == ["stats"]:
                 streams = server.stats()
                 stats = {"open_streams": streams.open_streams, "published_total": books.published_total,

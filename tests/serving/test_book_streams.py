@@ -156,3 +156,26 @@ def test_reflection_describes_both_services(shared_channel: grpc.Channel) -> Non
         "symbol", "exchanges", "exchanges_in_step"]
     summary = pool.FindServiceByName("orderbook.OrderbookAggregator").methods_by_name["BookSummary"]
     assert (summary.input_type.full_name, summary.output_type.full_name) == ("orderbook.Empty", "orderbook.Summary")
+
+
+def test_a_new_default_symbol_ends_the_streams_that_asked_for_the_default_and_no_other(
+        start_helper: Callable[..., Helper]) -> None:
+    """A Summary does not name its symbol: a client of the default symbol must not go on receiving the old one's."""
+    helper = publish_each_symbol_once(start_helper("--interval", "0", "--symbols", ",".join(SYMBOLS)))
+    with grpc.insecure_channel(helper.target) as channel:
+        asked_default = [book_summary(channel)(EMPTY, timeout=10), book(channel)(request(), timeout=10),
+                         book(channel)(request(depth=3), timeout=10)]
+        named = book(channel)(request("ETHBTC"), timeout=10)
+        assert all(next(call).bids for call in (*asked_default, named))
+        helper.command(f"catalogue BTCUSDT,{SYMBOLS[0]},{SYMBOLS[2]}")
+        for call in asked_default:
+            with pytest.raises(grpc.RpcError) as ended:
+                next(call)
+            assert (ended.value.code(), ended.value.details()) == (
+                grpc.StatusCode.UNAVAILABLE, "the default symbol changed from ETHBTC to BTCUSDT")
+        helper.command("publish ETHBTC")
+        assert next(named).bids[0].amount == 4  # the named stream goes on: summary 4, ETHBTC's next
+        named.cancel()
+        now_default = book_summary(channel)(EMPTY, timeout=10)
+        assert next(now_default).bids[0].price == price("0.05123", 1)  # BTCUSDT's book
+        now_default.cancel()

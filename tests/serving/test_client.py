@@ -274,7 +274,27 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
     assert helper.terminate() == 0
     _, stderr = client.communicate(timeout=10)
     assert client.returncode == 1
-    assert stderr == f"error: the order book server at {helper.target} ended the stream\n"
+    assert stderr == (f"error: the order book server at {helper.target} ended the stream (the server is shutting "
+                      "down; reconnect, possibly elsewhere)\n")
+
+
+@pytest.mark.e2e
+def test_a_server_shutting_down_sends_the_client_on_to_the_next_address(start_helper: Start) -> None:
+    first, second = start_helper("--interval", "0.05"), start_helper("--interval", "0.05", "--depth", "5")
+    client = subprocess.Popen([str(CLIENT), "--addr", f"{first.target},{second.target}", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None and client.stderr is not None
+        json.loads(client.stdout.readline())
+        assert first.terminate() == 0
+        assert client.stderr.readline() == (f"error: the order book server at {first.target} ended the stream (the "
+                                            "server is shutting down; reconnect, possibly elsewhere); going on from "
+                                            f"{second.target}\n")
+        depths = [len(json.loads(client.stdout.readline())["bids"]) for _ in range(50)]  # the first's come first
+        assert depths[-1] == 5 and client.poll() is None  # the second one's
+    finally:
+        client.kill()
+        client.communicate(timeout=10)
 
 
 @pytest.mark.e2e

@@ -19,6 +19,7 @@ from serving_support import CLIENT, HELPER, Helper, book_summary, wait_for_a_fre
 
 from orderbook.proto import orderbook_pb2
 from orderbook.serving.grpc_server import BadAddress, parse_address
+from orderbook.serving.symbols import SHUTTING_DOWN
 
 Start = Callable[..., Helper]
 EMPTY = orderbook_pb2.Empty()
@@ -157,7 +158,7 @@ def test_tls_client_with_the_ca_works_and_plaintext_is_refused(
 
 
 @pytest.mark.e2e
-def test_sigterm_ends_open_streams_and_exits_zero_quickly(
+def test_sigterm_ends_open_streams_unavailable_and_exits_zero_quickly(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
     helper = start_helper("--interval", "0.02")
@@ -168,9 +169,10 @@ def test_sigterm_ends_open_streams_and_exits_zero_quickly(
     started = time.monotonic()
     helper.proc.send_signal(signal.SIGTERM)
     for call in calls:
-        for _ in call:  # drains what was already sent, then the stream ends normally
-            pass
-        assert call.code() is grpc.StatusCode.OK
+        with pytest.raises(grpc.RpcError):
+            for _ in call:  # drains what was already sent, then the stream ends: never normally
+                pass
+        assert (call.code(), call.details()) == (grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     assert helper.proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 3.0
 

@@ -1,5 +1,5 @@
 """Hostile and careless clients against the server in its own process (serve_helper.py): no request grows memory,
-no connection locks the others out, idle connections are closed."""
+no connection locks the others out, idle connections and unfinished handshakes are closed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from serving_support import (BOOK_PATH, METHOD_PATH, SYMBOLS_PATH, Helper, book,
                              wait_for_a_free_stream)
 
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.serving.grpc_server import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT
 
 Start = Callable[..., Helper]
 EMPTY = orderbook_pb2.Empty()
@@ -192,6 +194,47 @@ def test_a_connection_that_opens_no_stream_is_closed_after_the_idle_timeout(star
         frame_types.add(received[3])
         received = received[9 + length:]
     assert 0x7 in frame_types  # GOAWAY
+
+
+# A TLS record header announcing a 512-byte handshake message, and the first 5 bytes of a ClientHello: the rest
+# never comes.
+PARTIAL_CLIENT_HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00]) + bytes([0x01, 0x00, 0x01, 0xFC, 0x03])
+CLOSE_SLACK = 5.0
+"""Seconds past the handshake bound a connection may take to be seen closed: timers, a loaded machine."""
+
+
+def _closed_by(sock: socket.socket, deadline: float) -> bool:
+    """Read what the server sends until it closes the connection (True) or ``deadline`` (time.monotonic()) passes
+    with the connection still open (False)."""
+    try:
+        while remaining := max(deadline - time.monotonic(), 0):
+            sock.settimeout(remaining)
+            if not sock.recv(4096):
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return False
+
+
+def test_connections_that_never_finish_their_handshake_are_closed_within_the_handshake_bound(
+    start_helper: Start, tls_files: tuple[Path, Path]
+) -> None:
+    """gRPC core's default gave a connection 120 s to finish its TLS handshake (and, in plaintext, to send its
+    HTTP/2 settings) before the idle timeout's clock even starts; connections that open no stream are documented
+    as closed within IDLE_TIMEOUT."""
+    cert, key = tls_files
+    tls = start_helper("--interval", "0.5", "--tls-cert", str(cert), "--tls-key", str(key))
+    plaintext = start_helper("--interval", "0.5")
+    silent_tls, partial_tls, silent_plaintext = (
+        socket.create_connection(("127.0.0.1", helper.port), timeout=5) for helper in (tls, tls, plaintext))
+    with silent_tls, partial_tls, silent_plaintext:
+        partial_tls.sendall(PARTIAL_CLIENT_HELLO)
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT + CLOSE_SLACK
+        closed = [_closed_by(sock, deadline) for sock in (silent_tls, partial_tls, silent_plaintext)]
+    assert closed == [True, True, True], f"still open {HANDSHAKE_TIMEOUT + CLOSE_SLACK:g} s later: {closed}"
+    assert HANDSHAKE_TIMEOUT + CLOSE_SLACK <= IDLE_TIMEOUT  # within the documented bound
 
 
 def test_malformed_health_and_reflection_requests_are_refused_and_keep_no_memory(
