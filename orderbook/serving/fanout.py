@@ -255,6 +255,11 @@ class ServingProcesses:
                 worker.send(b"".join(self._frame(kind, symbol) for kind, symbol in changes))
         except OSError:
             pass  # the serving process is gone: _watch sees its link close and restarts it
+        except Exception:
+            # A serving process this feed no longer follows would serve a frozen book: end it (_watch restarts it
+            # on a new link) and let the supervisor count and log what happened.
+            worker.proc.kill()
+            raise
 
     def _frame(self, kind: str, symbol: str) -> bytes:
         if kind == BOOK:
