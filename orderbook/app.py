@@ -20,7 +20,8 @@ from orderbook.exchanges.base import ExchangeError
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
-from orderbook.relay.node import BookNode
+from orderbook.relay.keys import Keys
+from orderbook.relay.node import BookNode, OtherDeployment
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
 from orderbook.serving.listeners import Listening
@@ -71,11 +72,12 @@ class Application(Listening):
         self.relay: BookNode | None = None
         """``--publish``: this process's part in the relay (publishing while leader, else standing by)."""
         if config.publish is not None:
-            self.relay = BookNode(config.publish, self.served, self._symbols_in_step, spawn=self.tasks.spawn)
+            self.relay = BookNode(config.publish, self.served, self._symbols_in_step, self.tasks.task,
+                                  on_conflict=self._fatal, keys=Keys(config.relay_prefix), key=config.relay_key)
             self.metrics.add_state_source(self.relay.stats.families)
         self._serving = False
         self._default_in_step = False
-        self.fatal_error: ExchangeError | None = None
+        self.fatal_error: ExchangeError | OtherDeployment | None = None
 
     def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
@@ -111,7 +113,7 @@ class Application(Listening):
         if self.relay is not None:
             self.relay.stop()  # a standby takes over now, not when the lease lapses
 
-    def _fatal(self, error: ExchangeError) -> None:
+    def _fatal(self, error: ExchangeError | OtherDeployment) -> None:
         if self.fatal_error is None:
             self.fatal_error = error
             gevent.spawn(self.stop, EXIT_FATAL)

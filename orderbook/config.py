@@ -13,13 +13,14 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from orderbook.arguments import OneLineParser, UsageError, number, one_of, split_address, whole_number
 from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
+from orderbook.relay.keys import DEFAULT_PREFIX, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
 
 ENV_PREFIX = "ORDERBOOK_"
@@ -87,6 +88,10 @@ class Config:
     """Where to write the bound ports once listening (``--ready-file``); None: nowhere."""
     publish: str | None = None
     """The Redis URL to publish through (``--publish``); None: this process serves only its own clients."""
+    relay_prefix: str = DEFAULT_PREFIX
+    """What the relay's Redis keys start with (``--relay-prefix``): one deployment per key space."""
+    relay_key: bytes | None = field(default=None, repr=False)
+    """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
 
     @property
     def symbol(self) -> str:
@@ -131,6 +136,44 @@ def add_tls_and_log_flags(parser: argparse.ArgumentParser) -> None:
         help="the least severe log lines written, in any case (default %(default)s)")
     add("--log-format", default="text", type=one_of(*LOG_FORMATS), metavar="{" + ",".join(LOG_FORMATS) + "}",
         help="text for people, or json: one object per line, the fatal error line included (default %(default)s)")
+
+
+MAX_RELAY_KEY = 4096
+"""Bytes a --relay-key file may hold: a secret, not a document."""
+
+
+def add_relay_flags(parser: argparse.ArgumentParser) -> None:
+    """``--relay-prefix`` and ``--relay-key``, as a book node and an edge both take them."""
+    add = parser.add_argument
+    add("--relay-prefix", default=DEFAULT_PREFIX, metavar="NAME",
+        help="what the relay's Redis keys start with (1 to 64 letters, digits, '-', '_' or '.'): the same on every "
+        "book node and edge of a deployment, another for a second deployment on the same Redis database "
+        "(default %(default)s)")
+    add("--relay-key", default=None, metavar="FILE",
+        help="a file holding the deployment's secret (surrounding whitespace aside), read once at start: every "
+        "envelope is signed with HMAC-SHA256 under it, and an edge with it refuses any that is not; the same "
+        "secret on every book node and edge (default: unsigned)")
+
+
+def relay_settings(args: argparse.Namespace, name: Mapping[str, str]) -> tuple[str, bytes | None]:
+    """The checked ``--relay-prefix``, and the secret in ``--relay-key``'s file (None without one). Raises
+    :class:`ConfigError`."""
+    try:
+        Keys(args.relay_prefix)
+    except ValueError as error:
+        raise ConfigError(f"{name['relay_prefix']}: {error}") from None
+    if args.relay_key is None:
+        return args.relay_prefix, None
+    try:
+        with open(args.relay_key, "rb") as file:
+            raw = file.read(MAX_RELAY_KEY + 1)
+    except OSError as error:
+        raise ConfigError(f"{name['relay_key']} {args.relay_key}: {error.strerror or error}") from None
+    key = raw.strip()
+    if not key or len(raw) > MAX_RELAY_KEY:
+        raise ConfigError(f"{name['relay_key']} {args.relay_key}: expected a secret of 1 to {MAX_RELAY_KEY} bytes, "
+                          f"the file has {'more' if key else 'none'}")
+    return args.relay_prefix, key
 
 
 def _parser() -> OneLineParser:
@@ -179,6 +222,7 @@ def _parser() -> OneLineParser:
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
         "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
         "stand by (README, Beyond one machine)")
+    add_relay_flags(parser)
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     add("--ready-file", default=None, metavar="PATH",
         help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line, replacing '
@@ -307,6 +351,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
             check_url(args.publish)
         except BadRedisUrl as error:
             raise ConfigError(f"{name['publish']}: {error}") from None
+    relay_prefix, relay_key = relay_settings(args, name)
     return Config(
         symbols=symbols,
         depth=args.depth,
@@ -327,6 +372,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         max_streams_per_connection=args.max_streams_per_connection,
         ready_file=args.ready_file or None,
         publish=args.publish or None,
+        relay_prefix=relay_prefix,
+        relay_key=relay_key,
     )
 
 

@@ -94,7 +94,8 @@ def test_proto_is_its_contract_byte_for_byte(name: str) -> None:
 def test_relay_envelope_carries_a_symbols_summary_and_state_or_a_heartbeat() -> None:
     envelope = orderbook_relay_pb2.Envelope
     assert [(f.name, f.number) for f in envelope.DESCRIPTOR.fields] == [
-        ("epoch", 1), ("sequence", 2), ("published_unix_nanos", 3), ("node", 4), ("update", 5), ("heartbeat", 6)]
+        ("epoch", 1), ("sequence", 2), ("published_unix_nanos", 3), ("node", 4), ("update", 5), ("heartbeat", 6),
+        ("mac", 7)]
     assert [f.name for f in envelope.DESCRIPTOR.oneofs_by_name["body"].fields] == ["update", "heartbeat"]
     state = orderbook_relay_pb2.SymbolUpdate.DESCRIPTOR.fields_by_name["state"]
     assert state.message_type is orderbook_streams_pb2.SymbolState.DESCRIPTOR  # the served message itself

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orderbook.proto import orderbook_streams_pb2 as orderbook__streams__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15orderbook_relay.proto\x12\torderbook\x1a\x17orderbook_streams.proto\"\xb5\x01\n\x08\x45nvelope\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14published_unix_nanos\x18\x03 \x01(\x03\x12\x0c\n\x04node\x18\x04 \x01(\t\x12)\n\x06update\x18\x05 \x01(\x0b\x32\x17.orderbook.SymbolUpdateH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.orderbook.HeartbeatH\x00\x42\x06\n\x04\x62ody\"V\n\x0cSymbolUpdate\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\x0c\x12%\n\x05state\x18\x03 \x01(\x0b\x32\x16.orderbook.SymbolState\"+\n\tHeartbeat\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15orderbook_relay.proto\x12\torderbook\x1a\x17orderbook_streams.proto\"\xc2\x01\n\x08\x45nvelope\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1c\n\x14published_unix_nanos\x18\x03 \x01(\x03\x12\x0c\n\x04node\x18\x04 \x01(\t\x12)\n\x06update\x18\x05 \x01(\x0b\x32\x17.orderbook.SymbolUpdateH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.orderbook.HeartbeatH\x00\x12\x0b\n\x03mac\x18\x07 \x01(\x0c\x42\x06\n\x04\x62ody\"V\n\x0cSymbolUpdate\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\x0c\x12%\n\x05state\x18\x03 \x01(\x0b\x32\x16.orderbook.SymbolState\"+\n\tHeartbeat\x12\x0f\n\x07symbols\x18\x01 \x03(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderbook_relay_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=62
-  _globals['_ENVELOPE']._serialized_end=243
-  _globals['_SYMBOLUPDATE']._serialized_start=245
-  _globals['_SYMBOLUPDATE']._serialized_end=331
-  _globals['_HEARTBEAT']._serialized_start=333
-  _globals['_HEARTBEAT']._serialized_end=376
+  _globals['_ENVELOPE']._serialized_end=256
+  _globals['_SYMBOLUPDATE']._serialized_start=258
+  _globals['_SYMBOLUPDATE']._serialized_end=344
+  _globals['_HEARTBEAT']._serialized_start=346
+  _globals['_HEARTBEAT']._serialized_end=389
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,14 @@
                                                │    one latest hash)     └── ...
 
 * :mod:`~orderbook.relay.envelope`: what travels (``proto/orderbook_relay.proto``): a symbol's summary and state,
-  or a heartbeat with the catalogue, each with the leader's epoch, a sequence number and its publish time.
-* :mod:`~orderbook.relay.keys`: the Redis keys of one deployment and the scripts that act on them atomically.
+  or a heartbeat with the catalogue, each with the leader's epoch, a sequence number and its publish time, signed
+  with ``--relay-key`` when there is one; and every check of one read back.
+* :mod:`~orderbook.relay.keys`: the Redis keys of one deployment (``--relay-prefix``), the lease, and the scripts
+  that act on them atomically.
+* :mod:`~orderbook.relay.rejections`: what is read from Redis is input; a value no book node wrote is counted by
+  reason, logged and ignored.
 * :mod:`~orderbook.relay.node`: the book node's side: the lease (set-if-absent with expiry, an epoch that only
-  grows), and publishing while leader.
+  grows), one deployment per key space, and publishing while leader.
 * :mod:`~orderbook.relay.timing`: the clocks (lease, tick, heartbeat, the edge's source timeout) and how they bound
   each other.
 * :mod:`~orderbook.relay.source` and :mod:`~orderbook.relay.edge`: the edge's side: follow Redis, serve gRPC.

@@ -4,7 +4,8 @@ It serves what a book node serves (``BookSummary`` for the default symbol, ``Ord
 ``Symbols``, health and reflection) with the same latest-value streams and the same summary bytes, which it
 passes on untouched from the envelope (serialized once, by the leader). It learns the symbols and the depth from
 the leader's heartbeat. Any number of edges may run; they keep no state a client depends on, so a client may
-use any of them.
+use any of them. Whatever it reads from Redis is checked before it is served (:mod:`orderbook.relay.source`), and
+with ``--relay-key`` only envelopes signed with the deployment's secret are taken.
 
 Health is SERVING while Redis answers, the leader was heard within
 :data:`~orderbook.relay.timing.SOURCE_TIMEOUT`, and the default symbol has a venue in step. When the leader has not
@@ -18,15 +19,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gevent
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from orderbook.arguments import OneLineParser, whole_number
-from orderbook.config import (EDGE_ENV_PREFIX, Address, ConfigError, add_listen_flags, add_tls_and_log_flags,
-                              parse_address, parse_settings)
+from orderbook.config import (EDGE_ENV_PREFIX, Address, ConfigError, add_listen_flags, add_relay_flags,
+                              add_tls_and_log_flags, parse_address, parse_settings, relay_settings)
+from orderbook.relay.keys import DEFAULT_PREFIX, Keys
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import BadRedisUrl, check_url, redacted
 from orderbook.relay.source import RedisSource
@@ -51,6 +53,10 @@ class EdgeConfig:
     log_level: str
     log_format: str
     ready_file: str | None = None
+    relay_prefix: str = DEFAULT_PREFIX
+    """What the relay's Redis keys start with (``--relay-prefix``): the book nodes' own."""
+    relay_key: bytes | None = field(default=None, repr=False)
+    """The secret read from ``--relay-key``'s file: every envelope must be signed with it; None: none need be."""
 
 
 def _parser() -> OneLineParser:
@@ -63,6 +69,7 @@ def _parser() -> OneLineParser:
     add = parser.add_argument
     add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
         "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+    add_relay_flags(parser)
     add_listen_flags(parser, metrics_default="127.0.0.1:9103")
     add("--max-streams", type=whole_number, default=1000,
         help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
@@ -85,6 +92,7 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
         raise ConfigError(f"{name['max_streams']}: expected at least 1, got {args.max_streams}")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
+    relay_prefix, relay_key = relay_settings(args, name)
     return EdgeConfig(
         source=args.source,
         grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
@@ -95,6 +103,8 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
         log_level=args.log_level,
         log_format=args.log_format,
         ready_file=args.ready_file or None,
+        relay_prefix=relay_prefix,
+        relay_key=relay_key,
     )
 
 
@@ -113,7 +123,8 @@ class Edge(Listening):
         self.stats = EdgeStats()
         tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         self.grpc = GrpcServer(self.books, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
-        self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check)
+        self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check,
+                                  keys=Keys(config.relay_prefix), key=config.relay_key)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.registry.register(_Families(self._families))  # type: ignore[arg-type]
@@ -123,7 +134,8 @@ class Edge(Listening):
     def start(self) -> None:
         """Bind the listeners (errors surface here as :class:`ConfigError`) and start following Redis."""
         self.start_listening(self.config.metrics_addr, self.registry)
-        log.info("edge: serving the books published through %s", redacted(self.config.source))
+        log.info("edge: serving the books published through %s, key prefix %s%s", redacted(self.config.source),
+                 self.config.relay_prefix, ", signed envelopes only" if self.config.relay_key else "")
         self.tasks.task("edge_source", self.source.run)
         self.tasks.task("edge_watch", self._watch)
 

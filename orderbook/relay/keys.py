@@ -1,44 +1,139 @@
-"""One deployment's Redis keys, and the scripts that act on them atomically.
+"""One deployment's Redis keys, the lease written in one of them, and the scripts that act on them atomically.
 
-Every book node and edge of a deployment uses the same database (the ``/DB`` of their URLs); a second deployment
-on the same Redis uses another database. Nothing here grows with time: one lease, one epoch counter, one hash
-entry per symbol, one catalogue value, one entry per live book node, and a Pub/Sub channel, which keeps nothing.
+Every book node and edge of a deployment uses the same keys, ``<prefix>:leader`` and the others below, where the
+prefix is ``--relay-prefix`` (``orderbook`` by default), in the same database (the ``/DB`` of their URLs). A second
+deployment on the same Redis takes another prefix (or another database); a book node refuses to join a key space
+whose leader serves another catalogue (:mod:`orderbook.relay.node`). Nothing here grows with time: one lease, one
+epoch counter, one hash entry per symbol, one catalogue value, one entry per live book node, and a Pub/Sub channel,
+which keeps nothing.
 
-* ``LEASE``: ``"<epoch> <node>"`` while a leader holds it, set only if absent, with an expiry (``PX``).
-* ``EPOCH``: the last epoch handed out; a new lease takes the next one, and never one at or below an epoch its
+* ``lease``: ``"<epoch> <node>"`` while a leader holds it, set only if absent, with an expiry (``PX``).
+* ``epoch``: the last epoch handed out; a new lease takes the next one, and never one at or below an epoch its
   taker has already seen, so epochs keep growing when Redis restarts empty.
-* ``LATEST``: symbol -> the leader's latest envelope for it (a new or reconnecting edge starts from these).
-* ``CATALOG``: the leader's latest heartbeat envelope, expiring :data:`CATALOG_TTL` after it was written: present
-  means a leader published within that time.
-* ``NODES``: node -> ``"<symbols in step> <expiry in ms>"``: how ready each book node is, for the handover rule;
-  every report drops the entries that expired.
-* ``CHANNEL``: every envelope, as it is published.
+* ``latest``: symbol -> the leader's latest envelope for it (a new or reconnecting edge starts from these).
+* ``catalog``: the leader's latest heartbeat envelope, expiring :data:`~orderbook.relay.timing.CATALOG_TTL` after
+  it was written: present means a leader published within that time.
+* ``nodes``: node -> ``"<symbols in step> <expiry in ms> <catalogue fingerprint>"``: how ready each book node is,
+  for the handover rule, and which catalogue it serves, so that a node of another deployment is seen; every
+  report drops the entries that expired.
+* ``channel``: every envelope, as it is published.
 
 Every write of a leader goes through :data:`PUBLISH`, which checks the lease first: a leader that lost its lease
 (it hung, or lost Redis, and another took over) cannot write a byte, whatever it still believes.
+
+What another process left here is input, read like a venue's frame: a lease that is not ``"<epoch> <node>"``
+(:func:`read_lease`) is held by someone unknown until it expires; :data:`ACQUIRE` refuses an epoch counter that
+is not an epoch; no epoch passes :data:`MAX_EPOCH`; and no script hands a reader more than a bounded number of
+bytes, whatever was stored.
 """
 
 from __future__ import annotations
 
-LEASE = "orderbook:leader"
-EPOCH = "orderbook:epoch"
-LATEST = "orderbook:latest"
-CATALOG = "orderbook:catalog"
-NODES = "orderbook:nodes"
-CHANNEL = "orderbook:summaries"
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_EPOCH = 2**53
+"""No epoch, and no sequence number (:mod:`~orderbook.relay.envelope`), goes above this: the scripts compute with
+epochs in Lua, whose numbers are doubles, which hold every integer up to here exactly and none much beyond."""
+MAX_LEASE = 512
+"""Bytes a lease value may have: ``"<epoch> <node>"`` is under 300."""
+NODE = re.compile(r"[\x21-\x7e]{1,255}")
+"""A book node's name (host, pid and a random part): printable, without the space that ends the lease's epoch."""
+PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+DEFAULT_PREFIX = "orderbook"
+MAX_FOREIGN = 16
+"""Nodes of another catalogue one report names at most (they are counted, and a few named in the log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key names of the deployment whose keys start with ``prefix``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not PREFIX.fullmatch(self.prefix):
+            raise ValueError(f"expected 1 to 64 letters, digits, '-', '_' or '.', got {self.prefix[:80]!r}")
+
+    @property
+    def lease(self) -> str:
+        return f"{self.prefix}:leader"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    @property
+    def latest(self) -> str:
+        return f"{self.prefix}:latest"
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.prefix}:catalog"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}:nodes"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:summaries"
+
+
+DEFAULT_KEYS = Keys()
+"""The keys of a deployment that keeps the default prefix."""
+
+
+class BadLease(ValueError):
+    """A lease value that is not ``"<epoch> <node>"`` with an epoch from 1 to :data:`MAX_EPOCH`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    epoch: int
+    node: str
+
+    @property
+    def token(self) -> str:
+        """The lease's value, as its holder wrote it and as every fenced write compares it."""
+        return f"{self.epoch} {self.node}"
+
+
+def read_lease(value: bytes) -> Lease:
+    """The lease in ``value``; raises :class:`BadLease` if no book node could have written it."""
+    if len(value) > MAX_LEASE:
+        raise BadLease(f"{len(value)} bytes, more than the {MAX_LEASE} a lease has")
+    epoch, _, node = value.partition(b" ")
+    if not (epoch.isdigit() and len(epoch) <= len(str(MAX_EPOCH)) and 1 <= int(epoch) <= MAX_EPOCH):
+        raise BadLease(f"not '<epoch> <node>' with an epoch from 1 to 2^53: {value[:60]!r}")
+    name = node.decode("ascii", errors="replace")
+    if not NODE.fullmatch(name):
+        raise BadLease(f"not '<epoch> <node>' with a node name: {value[:60]!r}")
+    return Lease(int(epoch), name)
+
+
+def fingerprint(symbols: Sequence[str], depth: int) -> str:
+    """A catalogue in a few hex digits: the nodes of one deployment share it (the symbols' order counts: the first
+    is the default)."""
+    return hashlib.sha256(f"{depth} {','.join(symbols)}".encode()).hexdigest()[:16]
+
 
 STORED_TTL_MS = 60_000
 """The latest hash outlives its last write by this much: a deployment that stops leaves nothing behind."""
 
 ACQUIRE = """
--- KEYS: lease, epoch. ARGV: node, lease ms, the highest epoch the node has seen. Returns the new epoch, or 0.
+-- KEYS: lease, epoch. ARGV: node, lease ms, the highest epoch the node has seen, the highest epoch there may be.
+-- Returns the new epoch; 0 if the lease is held (by anyone: a value that does not parse too, until it expires);
+-- -1, taking nothing, if the counter is not an epoch or the next epoch would pass the highest.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local epoch = redis.call('INCR', KEYS[2])
-local seen = tonumber(ARGV[3])
-if epoch <= seen then
-    epoch = seen + 1
-    redis.call('SET', KEYS[2], string.format('%d', epoch))
-end
+local counter = redis.call('GET', KEYS[2]) or '0'
+if #counter > 16 or not string.match(counter, '^%d+$') then return -1 end
+local last = math.max(tonumber(counter), tonumber(ARGV[3]))
+if last >= tonumber(ARGV[4]) then return -1 end  -- compared before adding: past 2^53, last + 1 is last again
+local epoch = last + 1
+redis.call('SET', KEYS[2], string.format('%d', epoch))
 redis.call('SET', KEYS[1], string.format('%d', epoch) .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return epoch
 """
@@ -76,21 +171,44 @@ return 1
 """
 
 REPORT = """
--- KEYS: nodes, lease. ARGV: node, its symbols in step, entry ms. Records the node's readiness, drops expired
--- entries, and returns how many other live nodes have a symbol in step, and the lease's value ('' if none).
+-- KEYS: nodes, lease. ARGV: node, its symbols in step, entry ms, its catalogue's fingerprint, the most bytes of the
+-- lease to return, the most names of other catalogues' nodes to return. Records the node's readiness, drops
+-- expired entries, and returns how many other live nodes of the same catalogue have a symbol in step, the lease's
+-- value (false if there is none), and live nodes of another catalogue.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. string.format('%d', now + tonumber(ARGV[3])))
-local others = 0
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. string.format('%d', now + tonumber(ARGV[3])) .. ' ' .. ARGV[4])
+local others, foreign = 0, {}
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-    local ready, expiry = string.match(entries[i + 1], '^(%d+) (%d+)$')
+    local ready, expiry, catalogue = string.match(entries[i + 1], '^(%d+) (%d+) (%x+)$')
     if expiry == nil or tonumber(expiry) < now then
         redis.call('HDEL', KEYS[1], entries[i])
+    elseif catalogue ~= ARGV[4] then
+        if #foreign < tonumber(ARGV[6]) then foreign[#foreign + 1] = entries[i] end
     elseif entries[i] ~= ARGV[1] and tonumber(ready) > 0 then
         others = others + 1
     end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {others, redis.call('GET', KEYS[2]) or ''}
+local lease = false
+if redis.call('EXISTS', KEYS[2]) == 1 then lease = redis.call('GETRANGE', KEYS[2], 0, ARGV[5]) end
+return {others, lease, foreign}
+"""
+
+READ_LATEST = """
+-- KEYS: latest. ARGV: the most bytes an envelope has, then symbols. Each symbol's latest envelope: false if there
+-- is none, or its size if it is larger than an envelope may be (so that a stuffed value is never copied out).
+local found = {}
+for i = 2, #ARGV do
+    local size = redis.call('HSTRLEN', KEYS[1], ARGV[i])
+    if size == 0 then
+        found[i - 1] = false
+    elseif size > tonumber(ARGV[1]) then
+        found[i - 1] = size
+    else
+        found[i - 1] = redis.call('HGET', KEYS[1], ARGV[i])
+    end
+end
+return found
 """

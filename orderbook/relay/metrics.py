@@ -13,6 +13,20 @@ from orderbook.metrics import LatencyHistogram
 
 HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
+NODE_REJECTIONS = ("bad_lease", "bad_epoch_counter", "other_deployment")
+EDGE_REJECTIONS = ("malformed", "bad_mac", "out_of_range", "sequence_jump", "bad_catalogue", "bad_summary",
+                   "not_lease_holder")
+REJECTED_HELP = (
+    "Values read from Redis that no book node of this deployment could have written, refused and ignored, by "
+    "reason: bad_lease (the lease is not '<epoch> <node>' with an epoch from 1 to 2^53: held by someone unknown "
+    "until it expires), bad_epoch_counter (the epoch counter is not an epoch: no lease is taken on it), "
+    "other_deployment (a book node serving another catalogue on this key space, seen or refused), malformed (not "
+    "an envelope), bad_mac (no valid MAC under --relay-key), out_of_range (an epoch or sequence of 0 or above "
+    "2^53), sequence_jump (a sequence more than a million past the newest of its epoch), bad_catalogue (a heartbeat's "
+    "symbols or depth outside what --symbol and --depth allow), bad_summary (a summary that is not an "
+    "orderbook.Summary, or deeper than the catalogue), not_lease_holder (a catalogue change from other than the "
+    "lease's holder)")
+
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation)
@@ -46,6 +60,7 @@ class NodeStats:
     handovers: int = 0
     published: Counter[str] = field(default_factory=Counter)
     redis_errors: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
 
     def families(self) -> list[Metric]:
         return [
@@ -62,6 +77,7 @@ class NodeStats:
                 ("update", "heartbeat")),
             _counter("orderbook_relay_redis_errors", "Redis requests that failed (unreachable, timed out)",
                      self.redis_errors),
+            _by("orderbook_relay_rejected", REJECTED_HELP, "reason", self.rejected, NODE_REJECTIONS),
         ]
 
 
@@ -74,6 +90,7 @@ class EdgeStats:
     epoch: int = 0
     received: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     leader_changes: int = 0
     sources_lost: int = 0
     redis_errors: int = 0
@@ -94,9 +111,11 @@ class EdgeStats:
             _by("orderbook_relay_received", "Envelopes received on the channel, by kind (not those read from what "
                 "Redis stores, on connecting)", "kind", self.received,
                 ("update", "heartbeat")),
-            _by("orderbook_relay_dropped", "Envelopes dropped, by reason: old_epoch (a deposed leader's), "
-                "old_sequence (older than one already applied), malformed, unknown_symbol", "reason", self.dropped,
-                ("old_epoch", "old_sequence", "malformed", "unknown_symbol")),
+            _by("orderbook_relay_dropped", "Well-formed envelopes with nothing new, dropped in the ordinary course, "
+                "by reason: old_epoch (a deposed leader's), old_sequence (older than one already applied), "
+                "unknown_symbol (before the catalogue naming its symbol)", "reason", self.dropped,
+                ("old_epoch", "old_sequence", "unknown_symbol")),
+            _by("orderbook_relay_rejected", REJECTED_HELP, "reason", self.rejected, EDGE_REJECTIONS),
             _counter("orderbook_relay_leader_changes", "Times the edge followed a new leader (a newer epoch)",
                      self.leader_changes),
             _counter("orderbook_relay_sources_lost", "Times the edge lost its source for longer than the source "

@@ -9,12 +9,24 @@ node in charge: a standby with nothing in step does not take the lease while ano
 and a leader with nothing in step gives the lease up when a standby has. A node that stops cleanly gives its lease
 up at once, so a restart costs no more than a tick.
 
+One deployment per key space: a node whose catalogue (symbols, in order, and depth) is not the live leader's
+refuses to join, from its first tick on, and also when such a leader appears later: it never takes the lease, and
+calls ``on_conflict`` with one line naming the URL and both catalogues (the process exits 2). Each node's report
+carries its catalogue's fingerprint, so the nodes that stay also see one that was refused, and count it
+(``orderbook_relay_rejected_total{reason="other_deployment"}``) for an alert. Changing the symbols of a running
+deployment therefore means stopping all its book nodes first, or starting the new one on another
+``--relay-prefix``.
+
+What is read from Redis is input (:mod:`orderbook.relay.rejections`): a lease that is not ``"<epoch> <node>"`` is
+held by someone unknown until it expires, never taken over before; an epoch counter that is not an epoch is never
+led on; no epoch above :data:`~orderbook.relay.keys.MAX_EPOCH` is ever computed or believed.
+
 While leader, :class:`BookNode` follows the served books (:meth:`SymbolBooks.follow`, latest value only: a slow
 Redis skips summaries, never queues them) and publishes each batch of changed symbols with one fenced script call:
 first every symbol and the catalogue (a new leader replaces what the last one stored), then each change, and a
-heartbeat every :data:`~orderbook.relay.timing.HEARTBEAT_INTERVAL`. The node's own gRPC clients are served as
-before whatever happens to Redis: when it is unreachable the node retries with backoff and logs it once per
-outage.
+heartbeat every :data:`~orderbook.relay.timing.HEARTBEAT_INTERVAL`, each envelope signed when the deployment has a
+key (``--relay-key``). The node's own gRPC clients are served as before whatever happens to Redis: when it is
+unreachable the node retries with backoff and logs it once per outage.
 """
 
 from __future__ import annotations
@@ -22,66 +34,102 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import gevent
 import gevent.event
 from redis.exceptions import RedisError
 
 from orderbook.backoff import Backoff
-from orderbook.relay import envelope, keys
+from orderbook.relay import envelope
+from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, PUBLISH, RELEASE, RENEW,
+                                  REPORT, STORED_TTL_MS, BadLease, Keys, Lease, fingerprint, read_lease)
 from orderbook.relay.metrics import NodeStats
 from orderbook.relay.redis_url import connect, redacted
+from orderbook.relay.rejections import Rejections
 from orderbook.relay.timing import CATALOG_TTL, HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
 from orderbook.serving.symbols import SymbolBooks
 
 log = logging.getLogger(__name__)
 
+SHOWN_SYMBOLS = 20
+"""Symbols of a catalogue named in the refusal line; the rest are counted."""
+
+
+class OtherDeployment(Exception):
+    """Another deployment leads on this node's Redis keys: a configuration error; the message is the one line the
+    process ends with."""
+
 
 def node_name() -> str:
-    """This process, unique in the deployment: host, pid and a random part (a pid can be reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """This process, unique in the deployment: host, pid and a random part (a pid can be reused). Printable and
+    without a space, as a lease's node must be."""
+    host = re.sub(r"[^\x21-\x7e]", "_", socket.gethostname())[:200] or "host"
+    return f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _catalogue(symbols: Sequence[str], depth: int) -> str:
+    shown = ",".join(symbols[:SHOWN_SYMBOLS])
+    more = f",... ({len(symbols)} symbols)" if len(symbols) > SHOWN_SYMBOLS else ""
+    return f"--symbol {shown}{more} --depth {depth}"
 
 
 class BookNode:
     """Elects and publishes for one book process; see the module docstring."""
 
     def __init__(self, url: str, books: SymbolBooks, symbols_in_step: Callable[[], int],
-                 spawn: Callable[..., gevent.Greenlet], *, lease_ttl: float = LEASE_TTL, tick: float = TICK) -> None:
-        """``symbols_in_step``: how many symbols have a venue in step now (the handover rule's measure)."""
+                 task: Callable[..., gevent.Greenlet], *, on_conflict: Callable[[OtherDeployment], None],
+                 keys: Keys = DEFAULT_KEYS, key: bytes | None = None, lease_ttl: float = LEASE_TTL,
+                 tick: float = TICK) -> None:
+        """``symbols_in_step``: how many symbols have a venue in step now (the handover rule's measure). ``task``:
+        starts a long-lived task, ``task(name, function, *args)`` (a :meth:`Supervisor.task`). ``on_conflict``:
+        called once if another deployment leads on these keys (the process should end, saying so). ``key``:
+        the deployment's ``--relay-key``, signing every envelope."""
         self.url = url
         self.name = node_name()
         self.stats = NodeStats()
+        self.keys = keys
         self._books = books
         self._symbols_in_step = symbols_in_step
-        self._spawn = spawn
+        self._task = task
+        self._on_conflict = on_conflict
+        self._key = key
+        self._fingerprint = fingerprint(books.symbols, books.depth)
         self._lease_ttl, self._tick = lease_ttl, tick
         self._redis = connect(url, REDIS_TIMEOUT, f"orderbook-node-{os.getpid()}")
-        self._acquire = self._redis.register_script(keys.ACQUIRE)
-        self._renew = self._redis.register_script(keys.RENEW)
-        self._release = self._redis.register_script(keys.RELEASE)
-        self._publish = self._redis.register_script(keys.PUBLISH)
-        self._report = self._redis.register_script(keys.REPORT)
+        self._acquire = self._redis.register_script(ACQUIRE)
+        self._renew = self._redis.register_script(RENEW)
+        self._release = self._redis.register_script(RELEASE)
+        self._publish = self._redis.register_script(PUBLISH)
+        self._report = self._redis.register_script(REPORT)
+        self._rejections = Rejections(self.stats.rejected, log)
         self._token: str | None = None
         """``"<epoch> <node>"`` while leader: the lease's value, checked by every write."""
         self._renewed_at = 0.0
         self._leading = gevent.event.Event()
         self._sequence = itertools.count(1)
         self._outage = False
+        self._checked: Lease | None = None
+        """The last leader whose catalogue was found to be this node's own."""
+        self._foreign: set[bytes] = set()
+        """The nodes of another catalogue in the last report."""
+        self.refused: str | None = None
+        """Why this node refused to join (another deployment leads on its keys); it never leads then."""
 
     @property
     def leader(self) -> bool:
         return self._token is not None
 
     def start(self) -> None:
-        log.info("relay: publishing through %s as book node %s (lease %.1f s)", redacted(self.url), self.name,
-                 self._lease_ttl)
-        self._spawn(self._elect)
-        self._spawn(self._publish_while_leader)
-        self._spawn(self._heartbeat)
+        log.info("relay: publishing through %s, key prefix %s, as book node %s (lease %.1f s%s)", redacted(self.url),
+                 self.keys.prefix, self.name, self._lease_ttl, ", signed" if self._key else "")
+        self._task("relay_election", self._elect)
+        self._task("relay_publisher", self._publish_while_leader)
+        self._task("relay_heartbeat", self._heartbeat)
 
     def stop(self) -> None:
         """Give the lease up, if held, so that a standby takes over at once."""
@@ -90,7 +138,7 @@ class BookNode:
             return
         self._step_down("stopping")
         try:
-            self._release(keys=[keys.LEASE], args=[token])
+            self._release(keys=[self.keys.lease], args=[token])
             log.info("relay: lease of epoch %s given up", token.split()[0])
         except RedisError as error:
             log.warning("relay: could not give the lease up (%s); a standby takes over when it lapses", error)
@@ -98,8 +146,9 @@ class BookNode:
     # -- the election -----------------------------------------------------------------------------------------
 
     def _elect(self) -> None:
+        """Until this node refuses to join (then the task has finished)."""
         backoff = Backoff(base=self._tick, cap=5.0)
-        while True:
+        while self.refused is None:
             try:
                 self.elect_once()
             except RedisError as error:
@@ -116,17 +165,28 @@ class BookNode:
             gevent.sleep(self._tick)
 
     def elect_once(self) -> None:
-        """One tick of the election: report readiness; renew, or hand over, or try to take the lease. Raises
-        ``RedisError`` when Redis does not answer."""
+        """One tick of the election: report readiness; renew, or hand over, or check the leader's catalogue, or try
+        to take the lease. Raises ``RedisError`` when Redis does not answer."""
+        if self.refused is not None:
+            return
         ready = self._symbols_in_step()
-        others, lease = self._report(keys=[keys.NODES, keys.LEASE],
-                                     args=[self.name, ready, int(self._lease_ttl * 2000)])
-        if lease:
-            self.stats.epoch = max(self.stats.epoch, int(lease.split(b" ", 1)[0]))
+        others, lease, foreign = self._report(keys=[self.keys.nodes, self.keys.lease],
+                                              args=[self.name, ready, int(self._lease_ttl * 2000), self._fingerprint,
+                                                    MAX_LEASE, MAX_FOREIGN])
+        self._take_part(ready, others, lease)
+        if self.refused is None:  # a node that refuses counts itself, not the deployment it found
+            self._count_foreign(set(foreign))
+
+    def _take_part(self, ready: int, others: int, lease: bytes | None) -> None:
+        """Renew, or hand over, or check the leader's catalogue, or try to take the lease."""
+        keys = self.keys
+        holder = None if lease is None else self._holder(lease)
+        if holder is not None:
+            self.stats.epoch = max(self.stats.epoch, holder.epoch)
         token = self._token
         if token is not None:
             sent = time.monotonic()  # the lease runs from when Redis renews it, which is after this
-            if not self._renew(keys=[keys.LEASE], args=[token, int(self._lease_ttl * 1000)]):
+            if not self._renew(keys=[keys.lease], args=[token, int(self._lease_ttl * 1000)]):
                 self._step_down("the lease was lost (it lapsed, and another node took it)")
                 return
             self.stats.renewals += 1
@@ -134,18 +194,77 @@ class BookNode:
             if ready == 0 and others > 0:
                 self._step_down("no symbol is in step here and a standby has some: handing over")
                 self.stats.handovers += 1
-                self._release(keys=[keys.LEASE], args=[token])
+                self._release(keys=[keys.lease], args=[token])
             return
+        if lease is not None:
+            if holder is not None:
+                self._check_catalogue(holder)
+            return  # held: by a leader, or by someone unknown until it expires
         if ready == 0 and others > 0:
             return  # a standby with something in step is the better leader
         started = time.monotonic()
-        epoch = int(self._acquire(keys=[keys.LEASE, keys.EPOCH],
-                                  args=[self.name, int(self._lease_ttl * 1000), self.stats.epoch]))
-        if epoch:
+        epoch = int(self._acquire(keys=[keys.lease, keys.epoch],
+                                  args=[self.name, int(self._lease_ttl * 1000), self.stats.epoch, MAX_EPOCH]))
+        if 1 <= epoch <= MAX_EPOCH:
+            self._rejections.settled("bad_epoch_counter")
             self._lead(epoch, started)
+        elif epoch != 0:
+            counter = self._redis.getrange(keys.epoch, 0, 63)
+            self._rejections.reject("bad_epoch_counter", "relay: the epoch counter %s holds %r (after epoch %d here), "
+                                    "not an epoch this node can go on from: no lease taken", keys.epoch, counter,
+                                    self.stats.epoch, value=counter)
+
+    def _holder(self, lease: bytes) -> Lease | None:
+        """Who holds ``lease``, or None if no book node could have written it (counted once per value)."""
+        try:
+            holder = read_lease(lease)
+        except BadLease as error:
+            self._rejections.reject("bad_lease", "relay: the lease %s is held by someone unknown until it expires: %s",
+                                    self.keys.lease, error, value=lease)
+            return None
+        self._rejections.settled("bad_lease")
+        return holder
+
+    def _check_catalogue(self, holder: Lease) -> None:
+        """Refuse to join if the leader ``holder`` serves another catalogue. Read once a leader: until its catalogue
+        is stored (the first write after it took the lease), it is read again at the next tick."""
+        if holder == self._checked:
+            return
+        stored = self._redis.getrange(self.keys.catalog, 0, envelope.MAX_ENVELOPE)
+        if not stored:
+            return
+        try:
+            beat = envelope.read(stored, self._key)
+        except envelope.BadEnvelope as error:
+            self._rejections.reject(error.reason, "relay: the stored catalogue %s refused (%s): %s", self.keys.catalog,
+                                    error.reason, error, value=stored)
+            return
+        if not isinstance(beat, envelope.Heartbeat) or (beat.epoch, beat.node) != (holder.epoch, holder.node):
+            return  # not the holder's (yet)
+        self._checked = holder
+        books = self._books
+        if (beat.symbols, beat.depth) != (books.symbols, books.depth):
+            self._refuse(f"--publish {redacted(self.url)}, key prefix {self.keys.prefix}: another deployment leads "
+                         f"there (book node {beat.node}, {_catalogue(beat.symbols, beat.depth)}); this node has "
+                         f"{_catalogue(books.symbols, books.depth)}: one deployment per key space, so give this one "
+                         "its own --relay-prefix (or Redis database), or stop every book node of the other before "
+                         "changing its symbols")
+
+    def _refuse(self, message: str) -> None:
+        self.refused = message
+        self._rejections.reject("other_deployment", "relay: refusing to join: %s", message)
+        self._on_conflict(OtherDeployment(message))
+
+    def _count_foreign(self, foreign: set[bytes]) -> None:
+        """Count each node of another catalogue once, as it first appears in the reports."""
+        for name in foreign - self._foreign:
+            self._rejections.reject("other_deployment", "relay: book node %r serves another catalogue on the key "
+                                    "space %s: another deployment (it refuses to join, and exits)", name[:80],
+                                    self.keys.prefix)
+        self._foreign = foreign
 
     def _lead(self, epoch: int, renewed_at: float) -> None:
-        self._token = f"{epoch} {self.name}"
+        self._token = Lease(epoch, self.name).token
         self._renewed_at = renewed_at
         self._sequence = itertools.count(1)
         self.stats.epoch = epoch
@@ -197,7 +316,7 @@ class BookNode:
             pairs: list[bytes | str] = ["", self._heartbeat_envelope(epoch)] if first else []
             for symbol in symbols:  # the catalogue first: an edge learns the symbols before their books
                 pairs += [symbol, envelope.update(epoch, next(self._sequence), self.name, books.state(symbol),
-                                                  books.summary(symbol))]
+                                                  books.summary(symbol), self._key)]
             if not self._send(token, pairs, replace=first):
                 return
             self.stats.published["update"] += len(symbols)
@@ -217,12 +336,14 @@ class BookNode:
                 self._redis_failed(error)
 
     def _heartbeat_envelope(self, epoch: int) -> bytes:
-        return envelope.heartbeat(epoch, next(self._sequence), self.name, self._books.symbols, self._books.depth)
+        return envelope.heartbeat(epoch, next(self._sequence), self.name, self._books.symbols, self._books.depth,
+                                  self._key)
 
     def _send(self, token: str, pairs: list[bytes | str], replace: bool) -> bool:
         """One fenced write; False (and stepping down) if the lease is no longer this token's."""
-        written = self._publish(keys=[keys.LEASE, keys.LATEST, keys.CATALOG],
-                                args=[token, keys.CHANNEL, keys.STORED_TTL_MS, int(CATALOG_TTL * 1000),
+        keys = self.keys
+        written = self._publish(keys=[keys.lease, keys.latest, keys.catalog],
+                                args=[token, keys.channel, STORED_TTL_MS, int(CATALOG_TTL * 1000),
                                       "1" if replace else "0", *pairs])
         if not written and self._token == token:
             self._step_down("a write was refused: the lease is another node's")

@@ -33,7 +33,8 @@ import grpc
 import redis
 
 from orderbook.proto import orderbook_pb2
-from orderbook.relay import envelope, keys
+from orderbook.relay import envelope
+from orderbook.relay.keys import DEFAULT_KEYS
 from orderbook.relay.timing import LEASE_TTL, TICK
 from orderbook.simulator.probe import marker_key
 from orderbook.simulator.process import SimulatorProcess
@@ -135,7 +136,7 @@ class ChannelWatch:
         self._want_markers = markers
         self._client = redis.Redis.from_url(url, socket_timeout=5)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(keys.CHANNEL)
+        self._pubsub.subscribe(DEFAULT_KEYS.channel)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="channel-watch", daemon=True)
         self._thread.start()

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from orderbook.relay.metrics import EDGE_REJECTIONS
 from orderbook.relay.timing import LEASE_TTL, SOURCE_TIMEOUT
 from tests.support.cluster import Cluster, health
 from tests.support.processes import stop_process
@@ -83,7 +84,8 @@ def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at
     assert edge("orderbook_relay_source_up") == 1 and edge("orderbook_relay_epoch") == 1
     assert edge("orderbook_relay_received_total", kind="update") > 50
     assert sum(edge("orderbook_relay_dropped_total", reason=reason)
-               for reason in ("old_epoch", "old_sequence", "malformed", "unknown_symbol")) == 0
+               for reason in ("old_epoch", "old_sequence", "unknown_symbol")) == 0
+    assert sum(edge("orderbook_relay_rejected_total", reason=reason) for reason in EDGE_REJECTIONS) == 0
 
 
 def test_kill_9_of_the_leader_the_standby_takes_over_and_the_edges_clients_keep_their_streams(

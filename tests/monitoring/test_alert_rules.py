@@ -44,9 +44,12 @@ RELAY_ALERTS = {
     "OrderbookEdgeWithoutSource",
     "OrderbookRelayRedisDown",
     "OrderbookRelayHopLatencyHigh",
+    "OrderbookRelayRejectedValues",
+    "OrderbookRelayOtherDeployment",
 }
 """The relay's (book nodes with --publish, and edges): the group orderbook-relay."""
-PER_PROCESS_RELAY = {"OrderbookEdgeWithoutSource", "OrderbookRelayRedisDown", "OrderbookRelayHopLatencyHigh"}
+PER_PROCESS_RELAY = {"OrderbookEdgeWithoutSource", "OrderbookRelayRedisDown", "OrderbookRelayHopLatencyHigh",
+                     "OrderbookRelayRejectedValues", "OrderbookRelayOtherDeployment"}
 """The relay alerts about one process: they fire per instance and say which."""
 PER_BOOK = {
     "OrderbookExchangeOutOfStep",
@@ -703,6 +706,38 @@ RELAY_HOP_SLOW = {
     ],
 }
 
+# Edge e1 refuses a malformed envelope at 2 minutes and two more at 3, e2 nothing; node a counts a node of another
+# deployment at 2 minutes (the other alert's). The warning holds while the last 5 minutes had a refusal.
+RELAY_REJECTED = {
+    "interval": "30s",
+    "input_series": [
+        of(EDGE_1, "orderbook_relay_rejected_total", "0x3 1 1 3x30", reason="malformed"),
+        of(EDGE_2, "orderbook_relay_rejected_total", "0x35", reason="bad_mac"),
+        of(NODE_A, "orderbook_relay_rejected_total", "0x3 1x32", reason="other_deployment"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayRejectedValues", "1m"),
+        expect("OrderbookRelayRejectedValues", "4m", warning(**EDGE_1, reason="malformed")),
+        expect("OrderbookRelayRejectedValues", "12m"),  # none in the last 5 minutes
+    ],
+}
+
+# A book node of another deployment refuses to join at 2 minutes (it exits at once, never scraped): node a, which
+# leads, saw it in the reports and counts it; b's bad lease is the other alert's.
+OTHER_DEPLOYMENT = {
+    "interval": "30s",
+    "input_series": [
+        of(NODE_A, "orderbook_relay_rejected_total", "0x3 1x40", reason="other_deployment"),
+        of(NODE_B, "orderbook_relay_rejected_total", "0x43", reason="other_deployment"),
+        of(NODE_B, "orderbook_relay_rejected_total", "0x3 5x40", reason="bad_lease"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayOtherDeployment", "1m"),
+        expect("OrderbookRelayOtherDeployment", "3m", {**NODE_A, "severity": "critical"}),
+        expect("OrderbookRelayOtherDeployment", "15m"),  # none in the last 10 minutes
+    ],
+}
+
 # A down edge exports nothing, so no relay alert can fire for it: its scrape's up does.
 EDGE_TARGET_DOWN = {
     "interval": "10s",
@@ -765,6 +800,8 @@ CASES = {
     "edge-without-source": EDGE_WITHOUT_SOURCE,
     "relay-redis-down": RELAY_REDIS_DOWN,
     "relay-hop-slow": RELAY_HOP_SLOW,
+    "relay-rejected": RELAY_REJECTED,
+    "relay-other-deployment": OTHER_DEPLOYMENT,
     "edge-target-down": EDGE_TARGET_DOWN,
 }
 

@@ -21,6 +21,7 @@ RELAY_NAMES = {
         "orderbook_relay_handovers_total",
         "orderbook_relay_published_total",
         "orderbook_relay_redis_errors_total",
+        "orderbook_relay_rejected_total",
     },
     "edge": {
         "orderbook_relay_redis_connected",
@@ -28,6 +29,7 @@ RELAY_NAMES = {
         "orderbook_relay_epoch",
         "orderbook_relay_received_total",
         "orderbook_relay_dropped_total",
+        "orderbook_relay_rejected_total",
         "orderbook_relay_leader_changes_total",
         "orderbook_relay_sources_lost_total",
         "orderbook_relay_redis_errors_total",
@@ -103,7 +105,8 @@ def test_every_relay_metric_family_has_a_sample(relay_expositions: dict[str, str
 def test_only_the_edge_exports_the_edge_side_of_the_relay(relay_expositions: dict[str, str]) -> None:
     node, edge = (sample_names(relay_expositions[process]) for process in RELAY_PROCESSES)
     assert not {name for name in node if name.startswith("orderbook_relay_")} & (RELAY_NAMES["edge"] - {
-        "orderbook_relay_redis_connected", "orderbook_relay_epoch", "orderbook_relay_redis_errors_total"})
+        "orderbook_relay_redis_connected", "orderbook_relay_epoch", "orderbook_relay_redis_errors_total",
+        "orderbook_relay_rejected_total"})
     assert "orderbook_relay_leader" not in edge
     assert not {name for name in edge if name.startswith("orderbook_exchange_")}
 

@@ -1,12 +1,14 @@
-"""A real redis-server for the relay's tests: one per module, emptied before each test."""
+"""A real redis-server for the relay's tests: one per module, emptied before each test; and book nodes on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
 
+from tests.relay.forge import Node
 from tests.support.redis_server import RedisServer
 
 
@@ -23,3 +25,18 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[Callable[..., Node]]:
+    """Makes book nodes on the emptied Redis (``nodes(in_step=0, symbols=...)``: :class:`Node`'s options); their
+    tasks are ended after the test."""
+    made: list[Node] = []
+
+    def make(**options: Any) -> Node:
+        made.append(Node(redis_server.url, **options))
+        return made[-1]
+
+    yield make
+    for node in made:
+        node.kill()

@@ -10,51 +10,18 @@ import gevent
 import pytest
 import redis
 
-from orderbook.relay import envelope, keys
-from orderbook.relay.node import BookNode
-from orderbook.serving.symbols import SymbolBooks, SymbolState
+from orderbook.relay import envelope
+from orderbook.relay.keys import PUBLISH, STORED_TTL_MS, Keys
+from orderbook.serving.symbols import SymbolState
+from tests.relay.forge import LEASE, SYMBOLS, Node, summary
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 
-LEASE = 0.4
-SYMBOLS = ("ETHBTC", "BTCUSDT")
-
-
-class Node:
-    """A book node's relay side over books of its own, with a settable count of symbols in step."""
-
-    def __init__(self, url: str, in_step: int = 1) -> None:
-        self.in_step = in_step
-        self.books = SymbolBooks(SYMBOLS, 10)
-        for symbol in SYMBOLS:
-            self.books.set_state(SymbolState(symbol, ("binance", "bitstamp"), ("binance",)))
-        self.greenlets: list[gevent.Greenlet] = []
-        self.relay = BookNode(url, self.books, lambda: self.in_step, spawn=self._spawn, lease_ttl=LEASE, tick=0.05)
-
-    def _spawn(self, function, *args):  # type: ignore[no-untyped-def]
-        greenlet = gevent.spawn(function, *args)
-        self.greenlets.append(greenlet)
-        return greenlet
-
-    def kill(self) -> None:
-        gevent.killall(self.greenlets)
-
-
-@pytest.fixture
-def nodes(redis_server: RedisServer, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
-    made: list[Node] = []
-
-    def make(in_step: int = 1) -> Node:
-        made.append(Node(redis_server.url, in_step))
-        return made[-1]
-
-    yield make
-    for node in made:
-        node.kill()
+KEYS = Keys()
 
 
 def lease_epoch(client: redis.Redis) -> int | None:
-    value = client.get(keys.LEASE)
+    value = client.get(KEYS.lease)
     return None if value is None else int(value.split()[0])
 
 
@@ -66,7 +33,7 @@ def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_c
     assert a.relay.stats.epoch == b.relay.stats.epoch == 1 == lease_epoch(redis_client)
     assert a.relay.stats.takeovers == 1 and b.relay.stats.takeovers == 0
     a.relay.elect_once()
-    assert a.relay.stats.renewals == 1 and redis_client.pttl(keys.LEASE) > (LEASE - 0.2) * 1000
+    assert a.relay.stats.renewals == 1 and redis_client.pttl(KEYS.lease) > (LEASE - 0.2) * 1000
 
 
 def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -80,16 +47,16 @@ def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leade
 
 
 def test_a_write_with_a_lease_that_is_not_held_changes_nothing(redis_client) -> None:  # type: ignore[no-untyped-def]
-    publish = redis_client.register_script(keys.PUBLISH)
-    redis_client.set(keys.LEASE, "2 new-leader")
+    publish = redis_client.register_script(PUBLISH)
+    redis_client.set(KEYS.lease, "2 new-leader")
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(keys.CHANNEL)
+    pubsub.subscribe(KEYS.channel)
     wait_until(lambda: pubsub.get_message(timeout=0.1), 2, "the subscription confirmed")
-    stale = envelope.update(1, 9, "old-leader", SymbolState("ETHBTC", (), ()), b"\x09x")
-    written = publish(keys=[keys.LEASE, keys.LATEST, keys.CATALOG],
-                      args=["1 old-leader", keys.CHANNEL, 60_000, 3_000, "1", "ETHBTC", stale])
+    stale = envelope.update(1, 9, "old-leader", SymbolState("ETHBTC", (), ()), summary(1.0))
+    written = publish(keys=[KEYS.lease, KEYS.latest, KEYS.catalog],
+                      args=["1 old-leader", KEYS.channel, 60_000, 3_000, "1", "ETHBTC", stale])
     assert written == 0
-    assert redis_client.exists(keys.LATEST, keys.CATALOG) == 0
+    assert redis_client.exists(KEYS.latest, KEYS.catalog) == 0
     assert pubsub.get_message(timeout=0.3) is None
     pubsub.close()
 
@@ -102,7 +69,7 @@ def test_a_leader_with_nothing_in_step_hands_over_to_a_standby_that_has_somethin
     b.relay.elect_once()  # reports being ready; the lease is held
     assert not b.relay.leader
     a.relay.elect_once()
-    assert not a.relay.leader and a.relay.stats.handovers == 1 and redis_client.get(keys.LEASE) is None
+    assert not a.relay.leader and a.relay.stats.handovers == 1 and redis_client.get(KEYS.lease) is None
     a.relay.elect_once()  # a free lease, but a standby is better: a does not take it back
     assert not a.relay.leader
     b.relay.elect_once()
@@ -122,7 +89,7 @@ def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:  
     a, b = nodes(), nodes()
     a.relay.elect_once()
     a.relay.stop()
-    assert not a.relay.leader and redis_client.get(keys.LEASE) is None
+    assert not a.relay.leader and redis_client.get(KEYS.lease) is None
     b.relay.elect_once()
     assert b.relay.leader
 
@@ -132,6 +99,7 @@ def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_wh
     node = Node(server.url)
     try:
         node.relay.start()
+        assert set(node.greenlets) == {"relay_election", "relay_publisher", "relay_heartbeat"}
         wait_until(lambda: node.relay.leader, 5, "leading", sleep=gevent.sleep)
         server.kill()
         wait_until(lambda: not node.relay.leader, LEASE + 3, "stepping down", sleep=gevent.sleep)
@@ -145,11 +113,11 @@ def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_wh
 
 
 def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
-    redis_client.hset(keys.LATEST, "GONE", b"a symbol the last leader served")
+    redis_client.hset(KEYS.latest, "GONE", b"a symbol the last leader served")
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(keys.CHANNEL)
+    pubsub.subscribe(KEYS.channel)
     a = nodes()
-    a.books.publish_summary("ETHBTC", b"\x09first")
+    a.books.publish_summary("ETHBTC", summary(1.0))
     a.relay.start()
     wait_until(lambda: a.relay.leader, 5, "a leading", sleep=gevent.sleep)
     received: list[envelope.Update | envelope.Heartbeat] = []
@@ -165,19 +133,19 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     until("the first write", lambda item: isinstance(item, envelope.Update) and item.symbol == "BTCUSDT")
     assert isinstance(received[0], envelope.Heartbeat) and received[0].symbols == SYMBOLS
     first = [item for item in received if isinstance(item, envelope.Update)]
-    assert [(item.symbol, item.summary) for item in first] == [("ETHBTC", b"\x09first"), ("BTCUSDT", b"")]
-    assert sorted(redis_client.hkeys(keys.LATEST)) == [b"BTCUSDT", b"ETHBTC"]  # the last leader's "GONE" went
-    a.books.publish_summary("ETHBTC", b"\x09second")
-    until("the change", lambda item: isinstance(item, envelope.Update) and item.summary == b"\x09second")
+    assert [(item.symbol, item.summary) for item in first] == [("ETHBTC", summary(1.0)), ("BTCUSDT", b"")]
+    assert sorted(redis_client.hkeys(KEYS.latest)) == [b"BTCUSDT", b"ETHBTC"]  # the last leader's "GONE" went
+    a.books.publish_summary("ETHBTC", summary(2.0))
+    until("the change", lambda item: isinstance(item, envelope.Update) and item.summary == summary(2.0))
     until("a heartbeat after the first write", lambda item: isinstance(item, envelope.Heartbeat) and item.sequence > 3)
     sequences = [item.sequence for item in received]
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
     assert {item.epoch for item in received} == {1}
-    stored = envelope.read(redis_client.hget(keys.LATEST, "ETHBTC"))
-    assert isinstance(stored, envelope.Update) and stored.summary == b"\x09second"
-    assert 0 < redis_client.pttl(keys.CATALOG) <= 3_000 and 0 < redis_client.pttl(keys.LATEST) <= keys.STORED_TTL_MS
-    assert sorted(redis_client.keys("*")) == sorted(k.encode() for k in (keys.LEASE, keys.EPOCH, keys.LATEST,
-                                                                          keys.CATALOG, keys.NODES))
+    stored = envelope.read(redis_client.hget(KEYS.latest, "ETHBTC"))
+    assert isinstance(stored, envelope.Update) and stored.summary == summary(2.0)
+    assert 0 < redis_client.pttl(KEYS.catalog) <= 3_000 and 0 < redis_client.pttl(KEYS.latest) <= STORED_TTL_MS
+    assert sorted(redis_client.keys("*")) == [b"orderbook:catalog", b"orderbook:epoch", b"orderbook:latest",
+                                              b"orderbook:leader", b"orderbook:nodes"]
     assert a.relay.stats.published["update"] >= 3 and a.relay.stats.published["heartbeat"] >= 2
     pubsub.close()
 
