@@ -2,7 +2,7 @@
 
 A :class:`Stream` hands out frames and raises its own exceptions (:class:`StreamClosed`, :class:`StreamSilent`,
 :class:`FrameTooLarge`), so the connection supervisor and everything behind it know nothing of the WebSocket
-library; the tests drive them with an in-memory stream (``tests/support/fake_stream.py``) instead of a socket.
+library; the tests drive them with an in-memory stream (``tests/support/fake_venue.py``) instead of a socket.
 A :data:`Connector` opens one.
 
 The one real implementation here uses websocket-client. websocket-client reads a frame's whole payload into memory
@@ -12,6 +12,9 @@ a multi-megabyte frame is refused without being buffered.
 
 from __future__ import annotations
 
+import fcntl
+import struct
+import termios
 from collections.abc import Callable
 from typing import Protocol
 
@@ -42,6 +45,10 @@ class FrameTooLarge(StreamError):
 class Stream(Protocol):
     def recv(self) -> str | bytes:
         """The next data frame's payload; raises a :class:`StreamError`."""
+
+    def waiting(self) -> bool:
+        """Whether bytes already wait to be read (in the kernel's socket buffer or the TLS layer's): False means
+        the next frame :meth:`recv` returns arrives after this call, fresh. Never blocks."""
 
     def send(self, text: str) -> None:
         """Send a text frame; raises :class:`StreamClosed`."""
@@ -104,6 +111,19 @@ class WebSocketStream:
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise StreamClosed("closed by the venue")
         return payload
+
+    def waiting(self) -> bool:
+        sock = self._ws.sock
+        if sock is None:
+            return False
+        pending = getattr(sock, "pending", None)  # an SSLSocket: bytes decrypted but not read yet
+        if pending is not None and pending():
+            return True
+        try:  # the kernel's receive buffer, without reading or blocking (no hub switch either)
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            return False
+        return bool(unread)
 
     def send(self, text: str) -> None:
         try:

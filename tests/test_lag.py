@@ -18,8 +18,8 @@ class Rig:
         self.clock = ClockOffset()
         self.lag = ConnectionLag(self.clock, bound, lambda behind, lag: self.changes.append((behind, lag)))
 
-    def diff(self, event_time: float, now: float) -> float:
-        return self.lag.event(event_time, now)
+    def diff(self, event_time: float, now: float, fresh: bool = True) -> float:
+        return self.lag.event(event_time, now, fresh)
 
 
 def test_a_constant_clock_offset_is_no_lag() -> None:
@@ -55,12 +55,37 @@ def test_past_the_bound_the_connection_is_behind_once_and_back_under_half_of_it(
 
 
 def test_a_backlog_never_becomes_the_clock_offset() -> None:
-    """While behind, samples stay out of the minimum: a minute and more of backlog is still measured as lag."""
+    """Frames that waited on the socket are never offset samples: a minute and more of backlog is still lag."""
     rig = Rig()
     rig.diff(T0, T0)
     for second in range(1, int(OFFSET_WINDOW * 3)):
-        lag = rig.diff(T0 + second, T0 + second + 5.0)
+        lag = rig.diff(T0 + second, T0 + second + 5.0, fresh=False)
     assert rig.lag.behind and lag == 5.0
+
+
+def test_a_backlog_that_grows_slowly_is_found_once_past_the_bound() -> None:
+    """100 diffs a second, each waiting 10 ms longer a second than the last: after 300 s they are 3 s late. A
+    minimum over a sliding window of every sample would have taken the backlog in and never seen it."""
+    rig = Rig(bound=1.0)
+    rig.diff(T0, T0)  # fresh: the offset
+    found_at = None
+    for tick in range(1, 30_000):
+        event = T0 + tick / 100
+        lag = rig.diff(event, event + 0.01 * tick / 100, fresh=False)
+        if rig.lag.behind and found_at is None:
+            found_at = tick / 100
+    assert found_at is not None and 100.0 <= found_at <= 100.1
+    assert lag > 2.9 and rig.changes == [(True, rig.changes[0][1])]
+
+
+def test_a_fresh_frame_shows_the_clocks_offset_even_while_behind() -> None:
+    """A frame that came after the socket was found drained met no queue: its raw lag is the clocks' difference."""
+    rig = Rig()
+    rig.diff(T0, T0 + 0.2)
+    rig.diff(T0 + 1, T0 + 1 + 0.2 + 3.0, fresh=False)
+    assert rig.lag.behind
+    assert rig.diff(T0 + 2, T0 + 2 + 0.15) == 0.0  # fresh, and a new low: caught up
+    assert not rig.lag.behind
 
 
 def test_a_drained_socket_is_caught_up_and_starts_the_offset_afresh() -> None:

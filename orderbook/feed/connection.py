@@ -18,7 +18,7 @@ import gevent
 from orderbook.backoff import Backoff
 from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BadMessage, BookDiff, Message, ReconnectRequest
-from orderbook.feed.lag import IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
+from orderbook.feed.lag import FRESH_PROBE_INTERVAL, IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
 from orderbook.feed.settings import HANDOVER_REASONS, FeedSettings, SessionEnded
 from orderbook.feed.symbol import SymbolFeed, SymbolStream
 from orderbook.logs import LogThrottle
@@ -171,11 +171,16 @@ class VenueConnection:
               until: Callable[[], bool] | None = None) -> None:
         """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
         handle, pass_turn, clock = self.handle_frame, gevent.sleep, time.perf_counter
-        turn_taken = clock()
+        turn_taken = received_at = clock()
+        probed = received_at - FRESH_PROBE_INTERVAL
+        fresh = False
         while until is None or not until():
+            if received_at - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
+                fresh, probed = not stream.waiting(), received_at
             payload = stream.recv()
             received_at = lag.last_frame_at = clock()
-            message = handle(streams, payload, received_at, lag)
+            message = handle(streams, payload, received_at, lag, fresh)
+            fresh = False
             if type(message) is ReconnectRequest and until is None:
                 raise SessionEnded("server_request", message.reason)
             # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
@@ -188,9 +193,9 @@ class VenueConnection:
                 turn_taken = clock()
 
     def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float,
-                     lag: ConnectionLag) -> Message | None:
-        """All the work one frame costs: count, parse, measure the lag, route to its symbol, apply, publish if the
-        top changed.
+                     lag: ConnectionLag, fresh: bool = False) -> Message | None:
+        """All the work one frame costs: count, parse, measure the lag (``fresh``: nothing waited on the socket
+        before it, :mod:`orderbook.feed.lag`), route to its symbol, apply, publish if the top changed.
 
         Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the
         benchmark drives it directly.
@@ -205,7 +210,7 @@ class VenueConnection:
             self._bad_frame(streams, error, payload)
             return None
         if type(message) is BookDiff:
-            stats.lag.observe(lag.event(message.event_time, time.time()))
+            stats.lag.observe(lag.event(message.event_time, time.time(), fresh))
             target = streams.get(message.symbol)
             if target is None:
                 self._bad_frame(streams, BadMessage("wrong_symbol", f"{message.symbol!r:.40}", loses_data=False),

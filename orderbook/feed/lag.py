@@ -6,11 +6,12 @@ applied in order, so once a diff is applied each book on the connection holds ev
 that diff's event (frames still waiting in the kernel's socket buffer are behind it, and count once read).
 
 The two clocks differ by a constant the service cannot know (the host's clock error, the network's delay, a
-venue's batching): :class:`ClockOffset` takes the lowest raw lag seen over the last minute as that constant, and
-the lag is measured above it. While a connection is behind, its samples are kept out of that minimum (a backlog
-would otherwise become the new normal); a reader that finds its socket drained (no frame for
-:data:`IDLE_CAUGHT_UP` seconds) is caught up whatever the clocks say, and starts the minimum afresh (the host's
-clock may have been stepped).
+venue's batching): :class:`ClockOffset` takes it as the lowest raw lag, over the last minute, of *fresh* frames
+only: those that arrived after the reader found nothing waiting on its socket (:meth:`Stream.waiting`), so that no
+queue stands between the venue and them. A backlog, however slowly it grows and however long it lasts, never
+becomes the offset: while frames wait, none is fresh, and the offset stays as it was. A reader that finds its
+socket drained for :data:`IDLE_CAUGHT_UP` seconds while behind is caught up whatever the clocks say, and starts
+the offset afresh (the host's clock may have been stepped).
 
 A connection more than ``max_lag`` behind is *behind*: its books leave the merged book and the venues in step,
 without being rebuilt (their diffs are still applied in order); they come back once it is within half the bound,
@@ -27,7 +28,10 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 OFFSET_WINDOW = 60.0
-"""Seconds of samples the clock offset is the minimum of."""
+"""Seconds of fresh samples the clock offset is the minimum of (without fresh samples it stays as it is)."""
+FRESH_PROBE_INTERVAL = 0.05
+"""How often a reader asks whether bytes wait on its socket (a system call) to find a fresh frame: offset samples
+enough for a constant, at a cost that does not grow with the frame rate."""
 OFFSET_BUCKETS = 6
 IDLE_CAUGHT_UP = 1.0
 """A reader that has had no frame for this long has drained its socket: nothing waits, the books are current."""
@@ -87,12 +91,13 @@ class ConnectionLag:
         self.last_frame_at = time.perf_counter()
         """When the reader last had a frame (``time.perf_counter()``, set by the reader): any frame shows it busy."""
 
-    def event(self, event_time: float, now: float) -> float:
+    def event(self, event_time: float, now: float, fresh: bool) -> float:
         """A diff stamped ``event_time`` by the venue (seconds since the epoch) is being applied at ``now``
-        (``time.time()``); returns the lag it shows."""
+        (``time.time()``); ``fresh``: its frame came after the reader found nothing waiting (see the module
+        docstring). Returns the lag it shows."""
         raw = now - event_time
         offset = self._offset
-        if not self.behind or offset.offset is None:
+        if fresh or offset.offset is None:
             offset.observe(raw, now)
         self.lag = lag = max(0.0, raw - offset.offset)  # type: ignore[operator]  (set by the sample above, if not before)
         if lag > self._max_lag:

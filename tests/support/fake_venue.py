@@ -51,6 +51,9 @@ class FakeStream:
             raise StreamClosed("closed by the venue")
         return frame
 
+    def waiting(self) -> bool:
+        return not self._frames.empty()
+
     def send(self, text: str) -> None:
         if self.closed:
             raise StreamClosed("closed")
