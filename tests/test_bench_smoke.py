@@ -294,3 +294,33 @@ def test_symbol_counts_are_checked_as_a_usage_error():
     assert result.returncode == 2 and "--symbols" in result.stderr
     result = _bench("--symbols-ramp", "0", timeout=30)
     assert result.returncode == 2 and "--symbols-ramp" in result.stderr
+
+
+# -- the overload scenario -----------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_back(tmp_path):
+    """The ramp, the push past it and the calm after, once and short: whatever the rates are (the machine's), the
+    push must have taken Binance out of step (the simulator sends about twice what the book process applies), only
+    once its lag was past the bound, and the calm must have brought it back without a reconnect."""
+    from tests.bench import overload
+
+    out = tmp_path / "bench.json"
+    result = _bench("--quick", "--scenario", "overload", "--json", str(out), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    scenario = json.loads(out.read_text())["scenarios"]["overload"]
+    assert scenario["error"] is None, scenario["error"]
+    figures = {figure["name"]: figure for figure in scenario["figures"]}
+    details = scenario["details"]["runs"][0]
+    steps, pushed = details["steps"], details["push"]
+    assert [step["asked"] for step in steps] == list(overload.QUICK_RAMP[:len(steps)])
+    assert all(step["sent_per_s"] > 0 and step["samples"] >= 2 for step in steps)
+    assert steps[-1]["sustained"] is False or len(steps) == len(overload.QUICK_RAMP)
+    assert pushed["said_behind"], pushed
+    assert 0 <= pushed["after_lag_passed_s"] <= pushed["after_raised_s"], pushed
+    assert figures["lag when said behind / bound"]["value"] >= 1.0  # said behind only past the bound
+    assert figures["said behind, after the lag passed the bound"]["target"] == overload.SAID_BEHIND_WITHIN
+    assert figures["lag when said behind / bound"]["target"] == pytest.approx(1.5)
+    assert figures["received while behind"]["value"] > 0
+    assert details["recovered_s"] is not None and details["binance_reconnects"] == 0, details

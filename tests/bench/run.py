@@ -21,16 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, e2e_scenarios, ingest, relay, symbols
+from tests.bench import abuse, e2e_scenarios, ingest, overload, relay, symbols
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
 SCENARIOS = ("ingest", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols", "symbols_ramp",
-             "relay_latency", "relay_fanout", "relay_takeover")
+             "relay_latency", "relay_fanout", "relay_takeover", "overload")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
 """What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
-SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover")
+SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover", "overload")
 """Run once unless --repeat says otherwise: long, or (relay_takeover: ten kills) a sample of their own."""
 
 log = logging.getLogger("bench")
@@ -63,11 +63,18 @@ each edge's CPU), relay_takeover (two book nodes, one edge and its client;
 the leader is killed with SIGKILL 10 times, 3 with --quick: kill to the
 client's first summary of the new leader, median and worst).
 
+overload: one server following 40 symbols with --max-lag 2; Binance's rate
+ramped until the books fall behind: the highest rate sustained with every
+book in step and the lag under the bound and not growing, then pushed past
+it: how long the service takes to say Binance is behind (in step 0) after
+the lag passed the bound and after the rate was raised, and to be back in
+step once it drops.
+
 Each value is the median of --repeat runs (default 3; 1 for max_rate,
-memory, abuse, symbols, symbols_ramp, relay_fanout and relay_takeover,
-which are long or repeat inside; 1 everywhere with --quick), shown with the
-range of the runs. Targets are reported; with --check the exit status is 1
-when any target is missed."""
+memory, abuse, symbols, symbols_ramp, relay_fanout, relay_takeover and
+overload, which are long or repeat inside; 1 everywhere with --quick),
+shown with the range of the runs. Targets are reported; with --check the
+exit status is 1 when any target is missed."""
 
 EPILOG = """\
 Exit status: 0 when every scenario ran (targets are only reported), 1 when a
@@ -188,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "relay_latency": lambda: relay.relay_latency(options),
             "relay_fanout": lambda: relay.relay_fanout(options),
             "relay_takeover": lambda: relay.relay_takeover(options),
+            "overload": lambda: overload.overload(options),
         }
         for name in names:
             if args.repeat is not None:
