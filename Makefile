@@ -5,11 +5,11 @@ READY := $(VENV)/.ready
 
 .PHONY: install demo cluster-demo test bench soak clean
 
-$(READY): setup.cfg pyproject.toml
+$(READY): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $@
 
 install: $(READY)
