@@ -16,9 +16,10 @@ from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.feed import FeedSettings, VenueFeed
+from orderbook.feed.connection import VenueConnection
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
-from orderbook.rest import Priority, RequestQueue, RestBudget
+from orderbook.rest import Priority, RequestQueue, RestBudget, SnapshotFetcher
 from tests.support.fake_venue import FakeVenue, binance_diff, binance_snapshot
 from tests.support.waiting import wait_until
 
@@ -198,6 +199,48 @@ def test_an_audit_of_a_book_behind_is_deferred_never_counted_as_drift(binance_ri
     assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="divergent") == 0
     assert feed.due_since == due_since, "due again as soon as it has caught up"
     assert rig.fake.snapshot_requests("ETHBTC") == 1, "no snapshot spent on a book that cannot be compared"
+
+
+def test_a_session_helper_that_fails_ends_the_session_and_the_next_starts_afresh(binance_rig, monkeypatch):
+    failures: list[str] = []
+    keepalive = VenueConnection._keepalive
+
+    def failing_once(connection, stream):
+        if not failures:
+            failures.append("keepalive")
+            raise RuntimeError("a bug in the keep-alive")
+        return keepalive(connection, stream)
+
+    monkeypatch.setattr(VenueConnection, "_keepalive", failing_once)
+    rig = binance_rig()
+    rig.wait(lambda: len(rig.fake.streams) == 2, "a new session")
+    assert rig.fake.streams[0].closed
+    assert rig.sample("orderbook_exchange_reconnects_total", reason="helper_failed") == 1
+    bring_in_step(rig)
+
+
+def test_a_snapshot_loader_that_fails_rebuilds_its_book(binance_rig, monkeypatch):
+    fetch = SnapshotFetcher.fetch
+    failed: list[str] = []
+
+    def failing_once(fetcher, symbol, priority):
+        if symbol == "ETHBTC" and not failed:
+            failed.append(symbol)
+            raise RuntimeError("a bug in the snapshot fetch")
+        return fetch(fetcher, symbol, priority)
+
+    monkeypatch.setattr(SnapshotFetcher, "fetch", failing_once)
+    rig = binance_rig()
+    for symbol in SYMBOLS:
+        rig.fake.set_snapshot(symbol, binance_snapshot(100, [("1.0", "1")], [("2.0", "1")]))
+    stream = rig.wait(lambda: rig.fake.streams and rig.fake.stream, "a connection")
+    stream.push(*(binance_diff(symbol, 101, 101) for symbol in SYMBOLS))
+    rig.wait(lambda: rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="loader_failed") == 1,
+             "the rebuild")
+    rig.wait(lambda: rig.in_step("BTCUSDT") and rig.in_step("ETHUSDT"), "the others in step")
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(101, [("1.0", "1")], [("2.0", "1")]))
+    stream.push(binance_diff("ETHBTC", 102, 102))  # buffered: a new snapshot is asked for
+    rig.wait(lambda: rig.in_step("ETHBTC"), "ETHBTC in step from a new snapshot")
 
 
 def test_a_bad_diff_rebuilds_its_symbol_and_a_stranger_is_counted(binance_rig):

@@ -116,10 +116,10 @@ class VenueConnection:
         hand_over = False
         try:
             reader = gevent.getcurrent()
-            helpers.append(self._spawn(self._subscribe, stream, list(streams)))
-            helpers.append(self._spawn(self._keepalive, stream))
-            helpers.append(self._spawn(self._watch_idle, lag))
-            helpers.append(self._spawn(_after, self._settings.max_connection_age, self._retire, reader))
+            for helper, *args in ((self._subscribe, stream, list(streams)), (self._keepalive, stream),
+                                  (self._watch_idle, lag),
+                                  (_after, self._settings.max_connection_age, self._retire, reader)):
+                helpers.append(self._spawn(_or_end_session, reader, helper, *args))
             self._read(stream, streams, lag)
             return "closed"  # not reached: _read only ends by raising
         except SessionEnded as ended:
@@ -283,6 +283,17 @@ class VenueConnection:
         """The connection is as old as it may get: move to a new one while this one still works."""
         age = self._settings.max_connection_age
         reader.kill(SessionEnded("max_age", f"the connection is {age:.0f} s old"), block=False)
+
+
+def _or_end_session(reader: gevent.Greenlet, helper: Callable[..., object], *args: object) -> None:
+    """Run a session's helper; if it fails (a bug), the session ends, so that the next one starts every helper
+    afresh (a keep-alive that died would leave a quiet connection to be taken for a dead one), and the exception
+    goes on to the supervisor, which logs and counts it."""
+    try:
+        helper(*args)
+    except Exception:
+        reader.kill(SessionEnded("helper_failed", f"{getattr(helper, '__name__', helper)} failed"), block=False)
+        raise
 
 
 def _after(seconds: float, function: Callable[..., object], *args: object) -> None:

@@ -248,7 +248,17 @@ class SymbolStream:
         self._loader = self.feed.spawn(self._load_snapshot, Priority.REBUILD if self._rebuilt else Priority.START)
 
     def _load_snapshot(self, priority: Priority) -> None:
-        """Fetch snapshots until one fits the buffered stream, then serve the book."""
+        """Fetch snapshots until one fits the buffered stream, then serve the book. If it fails (a bug), the book
+        is rebuilt, so that the symbol is not left waiting for a snapshot nobody fetches, and the exception goes
+        on to the supervisor."""
+        try:
+            self._fetch_until_in_step(priority)
+        except Exception:
+            self._loader = None
+            self.rebuild("loader_failed")
+            raise
+
+    def _fetch_until_in_step(self, priority: Priority) -> None:
         feed = self.feed
         too_old = Backoff(TOO_OLD_RETRY_BASE, TOO_OLD_RETRY_CAP)
         while True:
