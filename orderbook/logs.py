@@ -59,3 +59,11 @@ class LogThrottle:
             return None
         self._last[key] = now
         return self._suppressed.pop(key, 0)
+
+    def log(self, logger: logging.Logger, level: int, key: str, message: str, *args: object) -> None:
+        """Log ``message % args`` unless a line for ``key`` went out within the interval, followed by how many times
+        it happened since the last such line (this one included)."""
+        suppressed = self.allow(key)
+        if suppressed is not None:
+            logger.log(level, message + " (%d since the last such line; at most one a %gs)",
+                       *args, suppressed + 1, self._interval)

@@ -37,7 +37,6 @@ import errno
 import logging
 import re
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection
 
+from orderbook.logs import LogThrottle
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
@@ -99,33 +99,13 @@ _Request = TypeVar("_Request", bound=Message)
 LOG_EVERY = 60.0
 """Seconds between two log lines about the same kind of refused request (each says how many there were)."""
 
+MALFORMED = "malformed_request"
+"""The throttle's key for requests that do not parse, logged together whichever method they were sent to."""
+
 
 def default_streams_per_connection(max_streams: int) -> int:
     """A fair share: a tenth of ``max_streams``, at least 1."""
     return max(1, max_streams // 10)
-
-
-class ThrottledLog:
-    """Logs an event at most once per ``interval`` seconds, with the number of times it happened since."""
-
-    def __init__(self, logger: logging.Logger, level: int, interval: float = LOG_EVERY) -> None:
-        self._log = logger
-        self._level = level
-        self._interval = interval
-        self._last = -float("inf")
-        self.count = 0
-        """Events since the last line."""
-        self.total = 0
-
-    def event(self, message: str, *args: object) -> None:
-        """Count one; log ``message % args`` followed by the count if the interval has passed."""
-        self.count += 1
-        self.total += 1
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._log.log(self._level, message + " (%d since the last such line; at most one a %gs)",
-                          *args, self.count, self._interval)
-            self._last, self.count = now, 0
 
 
 class ParseInHandler(grpc.ServerInterceptor):
@@ -134,20 +114,21 @@ class ParseInHandler(grpc.ServerInterceptor):
     grpcio's own failure path (the deserializer raising inside grpcio) keeps about 20 KB a call, never freed,
     and logs a traceback for each."""
 
-    def __init__(self, malformed: ThrottledLog) -> None:
-        self._malformed = malformed
+    def __init__(self, refusals: LogThrottle) -> None:
+        self._refusals = refusals
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse, method, malformed = handler.request_deserializer, handler_call_details.method, self._malformed
+        parse, method, refusals = handler.request_deserializer, handler_call_details.method, self._refusals
 
         def parsed(raw: bytes, context: grpc.ServicerContext) -> object:
             try:
                 return parse(raw)
             except Exception as error:  # noqa: BLE001 - whatever the deserializer raises, the request is malformed
-                malformed.event("malformed request to %s from %s refused: %s", method, context.peer(), error)
+                refusals.log(log, logging.WARNING, MALFORMED, "malformed request to %s from %s refused: %s", method,
+                             context.peer(), error)
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method} request")
 
         if handler.request_streaming:
@@ -268,8 +249,7 @@ class GrpcServer:
         self._max_streams_per_connection = max_streams_per_connection
         self._idle_timeout = idle_timeout
         self._book_streams = 0
-        self.refused_streams = ThrottledLog(log, logging.WARNING)
-        self.malformed_requests = ThrottledLog(log, logging.WARNING)
+        self._refusals = LogThrottle(LOG_EVERY)
         self._tls = tls
         self._reuse_port = reuse_port
         self._health = health.HealthServicer()
@@ -317,7 +297,7 @@ class GrpcServer:
             self._executor,
             handlers=[self._summary_handler(), self._streams_handler()],
             options=options,
-            interceptors=[ParseInHandler(self.malformed_requests)],
+            interceptors=[ParseInHandler(self._refusals)],
             maximum_concurrent_rpcs=self._max_streams + max(RPC_RESERVE, self._max_streams // 10),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -385,7 +365,8 @@ class GrpcServer:
         try:
             return message.FromString(request)
         except DecodeError as error:
-            self.malformed_requests.event("malformed request to %s from %s refused: %s", path, context.peer(), error)
+            self._refusals.log(log, logging.WARNING, MALFORMED, "malformed request to %s from %s refused: %s", path,
+                               context.peer(), error)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"the request is not an {message.DESCRIPTOR.full_name} message")
 
@@ -426,8 +407,8 @@ class GrpcServer:
         if self._books.unavailable is not None:
             context.abort(grpc.StatusCode.UNAVAILABLE, self._books.unavailable)
         if self._book_streams >= self._max_streams:
-            self.refused_streams.event("%s stream from %s refused: all %d streams are taken",
-                                       method, context.peer(), self._max_streams)
+            self._refusals.log(log, logging.WARNING, "stream_refused", "%s stream from %s refused: all %d streams are "
+                               "taken", method, context.peer(), self._max_streams)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
         self._book_streams += 1
         try:
