@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from orderbook.config import Config
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError
+from orderbook.exit_codes import EXIT_FATAL
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
@@ -29,8 +30,6 @@ from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import SymbolBooks, SymbolState
 
 log = logging.getLogger(__name__)
-
-EXIT_FATAL = 2
 
 
 class Application(Listening):

@@ -10,6 +10,7 @@ import gevent.event
 from prometheus_client import CollectorRegistry
 
 from orderbook.config import Address, ConfigError
+from orderbook.exit_codes import EXIT_TASKS_FAILING
 from orderbook.metrics_http import MetricsHttpServer
 from orderbook.ready_file import write_ready_file
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError
@@ -38,10 +39,6 @@ def start_listeners(grpc: GrpcServer | ServingProcesses, metrics_addr: Address |
     return metrics_http
 
 
-EXIT_TASKS_FAILING = 1
-"""The exit code of a process whose tasks kept failing (:class:`~orderbook.supervision.Supervisor` gave up)."""
-
-
 class Listening:
     """A process serving gRPC (and /metrics) until :meth:`stop`: its supervised greenlets (:attr:`tasks`), its
     listeners, an exit code. A subclass sets :attr:`grpc` and calls :meth:`start_listening` from its ``start``."""
@@ -53,6 +50,8 @@ class Listening:
         self._metrics_http: MetricsHttpServer | None = None
         self.tasks = Supervisor(on_give_up=lambda reason: gevent.spawn(self.stop, EXIT_TASKS_FAILING))
         self._done: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self.fatal_error: Exception | None = None
+        """Why the process stopped, when its user must put it right (the line it ends with); None otherwise."""
 
     def start_listening(self, metrics_addr: Address | None, registry: CollectorRegistry) -> None:
         self._metrics_http = start_listeners(self.grpc, metrics_addr, registry)
