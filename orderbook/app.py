@@ -27,7 +27,8 @@ from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
 from orderbook.serving.listeners import Listening
 from orderbook.serving.stats import serving_families
-from orderbook.serving.symbols import SymbolBooks, SymbolState
+from orderbook.serving.symbols import SymbolBooks
+from orderbook.symbol_state import SymbolState
 
 log = logging.getLogger(__name__)
 

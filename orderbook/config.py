@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +21,10 @@ from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
 from orderbook.relay.keys import DEFAULT_PREFIX, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
+from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL
 
 ENV_PREFIX = "ORDERBOOK_"
 EDGE_ENV_PREFIX = "ORDERBOOK_EDGE_"
-_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
-MAX_SYMBOLS = 1000
-"""Symbols one process follows at most: each is a label value of the per-symbol metrics, which stay bounded."""
 MAX_SERVE_PROCESSES = 64
 MIN_SILENCE_TIMEOUT = 1.5
 """Keep-alive pings go out every third of --silence-timeout. Binance drops a connection that sends more than 5
@@ -310,7 +307,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     args, name = parse_settings(_parser(), argv, environ, ENV_PREFIX)
     symbols = tuple(dict.fromkeys(part.strip().upper() for part in args.symbol.split(",")))
     for symbol in symbols:
-        if not _SYMBOL.fullmatch(symbol):
+        if not SYMBOL.fullmatch(symbol):
             raise ConfigError(f"{name['symbol']}: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), "
                               f"got {args.symbol if len(symbols) == 1 else symbol!r}")
     if len(symbols) > MAX_SYMBOLS:

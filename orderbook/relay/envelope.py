@@ -22,12 +22,10 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
-from orderbook.config import _SYMBOL as SYMBOL
-from orderbook.config import MAX_SYMBOLS
 from orderbook.proto import orderbook_pb2, orderbook_relay_pb2
 from orderbook.relay.keys import MAX_EPOCH, NODE
 from orderbook.serving.codec import SummaryFields
-from orderbook.serving.symbols import SymbolState
+from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL, SymbolState
 
 MAX_ENVELOPE = 1 << 20
 """A summary is a few KiB at most (--depth 1000 is about 60 KiB); anything near this is not an envelope of ours."""

@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import Any, BinaryIO
 
-from orderbook.serving.symbols import SymbolState
+from orderbook.symbol_state import SymbolState
 
 SUMMARY = 1
 SERVING = 2

@@ -27,42 +27,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from gevent.event import Event
-from google.protobuf.message import DecodeError
 
 from orderbook.merge import MergedTop
 from orderbook.proto import orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.codec import SummaryFields, encode_summary
 from orderbook.serving.stats import ServingStats
+from orderbook.symbol_state import SymbolState
 
 BOOK = "book"
 STATE = "state"
 """The kinds of change :meth:`SymbolBooks.follow` reports, each with its symbol."""
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolState:
-    """Which venues list ``symbol`` (in configured order) and which of them are in step and served now."""
-
-    symbol: str
-    exchanges: tuple[str, ...]
-    exchanges_in_step: tuple[str, ...]
-
-    def to_message(self) -> orderbook_streams_pb2.SymbolState:
-        return orderbook_streams_pb2.SymbolState(symbol=self.symbol, exchanges=self.exchanges,
-                                                 exchanges_in_step=self.exchanges_in_step)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SymbolState:
-        """A serialized ``orderbook.SymbolState``; raises ``ValueError`` if it is not one."""
-        try:
-            message = orderbook_streams_pb2.SymbolState.FromString(data)
-        except DecodeError as error:
-            raise ValueError(f"not an orderbook.SymbolState: {error}") from None
-        return cls(message.symbol, tuple(message.exchanges), tuple(message.exchanges_in_step))
 
 
 def _check(symbols: Sequence[str], depth: int) -> None:

@@ -13,7 +13,8 @@ from orderbook.proto import orderbook_pb2
 from orderbook.relay import envelope
 from orderbook.relay.keys import DEFAULT_KEYS, Keys
 from orderbook.relay.node import BookNode, OtherDeployment
-from orderbook.serving.symbols import SymbolBooks, SymbolState
+from orderbook.serving.symbols import SymbolBooks
+from orderbook.symbol_state import SymbolState
 
 SYMBOLS = ("ETHBTC", "BTCUSDT")
 DEPTH = 10

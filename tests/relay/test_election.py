@@ -12,7 +12,7 @@ import redis
 
 from orderbook.relay import envelope
 from orderbook.relay.keys import PUBLISH, STORED_TTL_MS, Keys
-from orderbook.serving.symbols import SymbolState
+from orderbook.symbol_state import SymbolState
 from tests.relay.forge import LEASE, SYMBOLS, Node, summary
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until

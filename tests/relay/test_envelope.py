@@ -8,7 +8,7 @@ import pytest
 from orderbook.proto import orderbook_pb2, orderbook_relay_pb2
 from orderbook.relay import envelope
 from orderbook.serving.codec import SummaryFields
-from orderbook.serving.symbols import SymbolState
+from orderbook.symbol_state import SymbolState
 from tests.relay.forge import summary
 
 STATE = SymbolState("ETHBTC", ("binance", "bitstamp"), ("binance",))

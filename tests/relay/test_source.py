@@ -19,7 +19,8 @@ from orderbook.relay.keys import Keys
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.source import MAX_SEQUENCE_JUMP, RedisSource
 from orderbook.relay.timing import TICK
-from orderbook.serving.symbols import SymbolBooks, SymbolState
+from orderbook.serving.symbols import SymbolBooks
+from orderbook.symbol_state import SymbolState
 from tests.relay.forge import state, summary
 from tests.support.redis_server import RedisServer
 

@@ -38,7 +38,8 @@ from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
-from orderbook.serving.symbols import SymbolBooks, SymbolState  # noqa: E402
+from orderbook.serving.symbols import SymbolBooks  # noqa: E402
+from orderbook.symbol_state import SymbolState  # noqa: E402
 
 
 def synthetic_top(number: int, depth: int, offset: int = 0, last_ask: int = 2) -> MergedTop:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from orderbook.serving import link
-from orderbook.serving.symbols import SymbolState
+from orderbook.symbol_state import SymbolState
 
 
 class Pair:

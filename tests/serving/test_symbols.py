@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import SCALE, parse_decimal
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
-from orderbook.serving.symbols import (BOOK, SHUTTING_DOWN, STATE, SymbolBooks, SymbolState, Unavailable,
-                                       symbol_list)
+from orderbook.serving.symbols import BOOK, SHUTTING_DOWN, STATE, SymbolBooks, Unavailable, symbol_list
+from orderbook.symbol_state import SymbolState
 
 TICK = parse_decimal("0.00001")
 
