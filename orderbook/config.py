@@ -1,4 +1,6 @@
-"""The server's configuration: one frozen object from command-line flags and ``ORDERBOOK_*`` environment variables.
+"""The configuration of a book node (``bin/run-server``, :class:`Config`) and of an edge (``bin/run-edge``,
+:class:`EdgeConfig`): each one frozen object from command-line flags and environment variables, ``ORDERBOOK_*`` for
+a book node and ``ORDERBOOK_EDGE_*`` for an edge, the flags they share made and checked by the same helpers.
 
 Every flag has an environment variable of the same name (``--grpc-addr`` -> ``ORDERBOOK_GRPC_ADDR``); a flag on the
 command line wins. An ``ORDERBOOK_*`` variable that names no flag is an error, not silently ignored: a typo in a
@@ -387,4 +389,73 @@ def _venue_settings(venue: type[Venue], args: argparse.Namespace, name: Mapping[
         _url(getattr(args, f"{venue.name}_ws_url"), name[f"{venue.name}_ws_url"], ("ws", "wss")),
         _url(getattr(args, f"{venue.name}_rest_url"), name[f"{venue.name}_rest_url"], ("http", "https")),
         tuple(options),
+    )
+
+
+# -- an edge (bin/run-edge) ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    source: str
+    grpc_addr: Address
+    metrics_addr: Address | None
+    max_streams: int
+    tls_cert: str | None
+    tls_key: str | None
+    log_level: str
+    log_format: str
+    ready_file: str | None = None
+    relay_prefix: str = DEFAULT_PREFIX
+    """What the relay's Redis keys start with (``--relay-prefix``): the book nodes' own."""
+    relay_key: bytes | None = field(default=None, repr=False)
+    """The secret read from ``--relay-key``'s file: every envelope must be signed with it; None: none need be."""
+
+
+def _edge_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="run-edge",
+        description="Serves the consolidated books a leading book node (bin/run-server --publish) publishes through "
+        "Redis, over the same gRPC services; holds no exchange connection. Every flag can also be set as an "
+        f"environment variable, {EDGE_ENV_PREFIX}<FLAG> (e.g. {EDGE_ENV_PREFIX}SOURCE).",
+    )
+    add = parser.add_argument
+    add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
+        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+    add_relay_flags(parser)
+    add_listen_flags(parser, metrics_default="127.0.0.1:9103")
+    add("--max-streams", type=whole_number, default=1000,
+        help="concurrent gRPC streams; more get RESOURCE_EXHAUSTED (default %(default)s)")
+    add_tls_and_log_flags(parser)
+    add("--ready-file", default=None, metavar="PATH",
+        help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line')
+    return parser
+
+
+def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
+    args, name = parse_settings(_edge_parser(), argv, environ, EDGE_ENV_PREFIX)
+    if not args.source:
+        raise ConfigError(f"{name['source']} is required: the Redis URL the book nodes publish through")
+    try:
+        check_url(args.source)
+    except BadRedisUrl as error:
+        raise ConfigError(f"{name['source']}: {error}") from None
+    if args.max_streams < 1:
+        raise ConfigError(f"{name['max_streams']}: expected at least 1, got {args.max_streams}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
+    relay_prefix, relay_key = relay_settings(args, name)
+    return EdgeConfig(
+        source=args.source,
+        grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
+        metrics_addr=None if args.metrics_addr == "off" else parse_address(args.metrics_addr, name["metrics_addr"]),
+        max_streams=args.max_streams,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        ready_file=args.ready_file or None,
+        relay_prefix=relay_prefix,
+        relay_key=relay_key,
     )

@@ -10,8 +10,8 @@ from collections.abc import Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 
 from orderbook import process  # noqa: E402
-from orderbook.config import EDGE_ENV_PREFIX  # noqa: E402
-from orderbook.relay.edge import Edge, EdgeConfig, load_edge_config  # noqa: E402
+from orderbook.config import EDGE_ENV_PREFIX, EdgeConfig, load_edge_config  # noqa: E402
+from orderbook.relay.edge import Edge  # noqa: E402
 
 
 def _start(config: EdgeConfig, beside: ExitStack) -> Edge:

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orderbook.config import load_config
-from orderbook.relay.edge import load_edge_config
+from orderbook.config import load_config, load_edge_config
 from prom_tools import JOBS, MONITORING, PrometheusApi, promtool
 from promql_names import metric_names
 from service_metrics import LEFT_OUT, LEFT_OUT_BY

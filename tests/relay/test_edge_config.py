@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.config import Address, ConfigError
-from orderbook.relay.edge import EdgeConfig, load_edge_config
+from orderbook.config import Address, ConfigError, EdgeConfig, load_edge_config
 
 URL = "redis://127.0.0.1:6379/0"
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from orderbook.config import ConfigError, load_config
-from orderbook.relay.edge import load_edge_config
+from orderbook.config import ConfigError, load_config, load_edge_config
 
 URL = "redis://127.0.0.1:6379/0"
 SECRET = b"s3cret-relay-key"
