@@ -1,4 +1,4 @@
-"""``bin/run-edge``: an edge's entry point (:mod:`orderbook.relay.edge`). Boots as the server does
+"""``bin/run-edge``: an edge's entry point (:mod:`orderbook.edge`). Boots as the server does
 (:mod:`orderbook.boot`): first, before any other import."""
 
 from orderbook.boot import boot
@@ -11,7 +11,7 @@ from contextlib import ExitStack  # noqa: E402
 
 from orderbook import process  # noqa: E402
 from orderbook.config import EDGE_ENV_PREFIX, EdgeConfig, load_edge_config  # noqa: E402
-from orderbook.relay.edge import Edge  # noqa: E402
+from orderbook.edge import Edge  # noqa: E402
 
 
 def _start(config: EdgeConfig, beside: ExitStack) -> Edge:

@@ -15,7 +15,8 @@
   grows), one deployment per key space, and publishing while leader.
 * :mod:`~orderbook.relay.timing`: the clocks (lease, tick, heartbeat, the edge's source timeout) and how they bound
   each other.
-* :mod:`~orderbook.relay.source` and :mod:`~orderbook.relay.edge`: the edge's side: follow Redis, serve gRPC.
+* :mod:`~orderbook.relay.source`: the edge's side: follow Redis, feeding the books it serves (the edge process
+  itself, serving them over gRPC, is :mod:`orderbook.edge`, as the book node's is :mod:`orderbook.app`).
 * :mod:`~orderbook.relay.redis_process` and :mod:`~orderbook.relay.demo`: a private redis-server, and
   ``make cluster-demo``.
 """
