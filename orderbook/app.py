@@ -19,13 +19,13 @@ from orderbook.consolidated import BookPublisher, ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError
 from orderbook.exit_codes import EXIT_FATAL
 from orderbook.feed import FeedSettings, VenueFeed
+from orderbook.listeners import Listening
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
 from orderbook.relay.keys import Keys
 from orderbook.relay.node import BookNode, OtherDeployment
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
-from orderbook.serving.listeners import Listening
 from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import SymbolBooks
 from orderbook.symbol_state import SymbolState

@@ -25,13 +25,13 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from orderbook.config import EdgeConfig
+from orderbook.listeners import Listening
 from orderbook.relay.keys import Keys
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import redacted
 from orderbook.relay.source import RedisSource
 from orderbook.relay.timing import SOURCE_TIMEOUT, TICK
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
-from orderbook.serving.listeners import Listening
 from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import SymbolBooks
 

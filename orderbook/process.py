@@ -20,9 +20,9 @@ import gevent
 from orderbook.boot import settle_memory
 from orderbook.config import ConfigError, requested_log_format
 from orderbook.exit_codes import EXIT_FATAL
+from orderbook.listeners import Listening, announce
 from orderbook.logs import configure_logging, fatal_line
 from orderbook.serving.limits import raise_fd_limit
-from orderbook.serving.listeners import Listening, announce
 
 
 class ProcessConfig(Protocol):
