@@ -20,7 +20,7 @@ The order is the point, and each step has its reason:
    (to debug gRPC itself); child processes inherit the setting.
 2. ``gevent.monkey.patch_all()``: a module that imported ``socket`` or ``threading`` before the patch keeps the
    blocking originals, which would block the whole hub. Hence first, before any other import.
-3. :func:`orderbook.serving.gevent_polling.init_grpc_gevent` (gRPC processes only): grpcio's gevent integration
+3. :func:`orderbook.gevent_polling.init_grpc_gevent` (gRPC processes only): grpcio's gevent integration
    plus ready-first completion polling. It must run after the patch and before any gRPC object (channel, server)
    exists: grpcio picks its polling mode once.
 
@@ -36,7 +36,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orderbook.serving.gevent_polling import ReadyFirstPolls
+    from orderbook.gevent_polling import ReadyFirstPolls
 
 GRPC_VERBOSITY = "NONE"
 """gRPC core's log level unless the environment sets one (see step 1 above)."""
@@ -49,7 +49,7 @@ _polls: ReadyFirstPolls | None = None
 def boot(grpc: bool = True) -> ReadyFirstPolls | None:
     """Patch the process for gevent and, with ``grpc``, set grpcio up for it; see the module docstring.
 
-    Returns the installed :class:`~orderbook.serving.gevent_polling.ReadyFirstPolls` (its ``ready`` and
+    Returns the installed :class:`~orderbook.gevent_polling.ReadyFirstPolls` (its ``ready`` and
     ``parked`` counters tell whether the fast path is taken), or None without ``grpc`` or when this grpcio lacks
     the poll hook (stock gevent polling, with a warning).
     """
@@ -62,7 +62,7 @@ def boot(grpc: bool = True) -> ReadyFirstPolls | None:
         monkey.patch_all()
         _patched = True
     if grpc and not _grpc_booted:
-        from orderbook.serving.gevent_polling import init_grpc_gevent
+        from orderbook.gevent_polling import init_grpc_gevent
 
         _polls = init_grpc_gevent()
         _grpc_booted = True

@@ -24,7 +24,7 @@ def test_boot_sets_grpc_core_quiet_patches_and_installs_ready_first_polling() ->
         "polls = boot()\n"
         "import os, gevent.monkey\n"
         "from grpc._cython import cygrpc\n"
-        "from orderbook.serving.gevent_polling import ReadyFirstPolls\n"
+        "from orderbook.gevent_polling import ReadyFirstPolls\n"
         "assert isinstance(polls, ReadyFirstPolls) and cygrpc.g_gevent_threadpool is polls\n"
         "assert gevent.monkey.is_module_patched('socket') and gevent.monkey.is_module_patched('threading')\n"
         "assert boot() is polls  # idempotent: the same polls, nothing installed twice\n"

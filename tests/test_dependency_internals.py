@@ -4,7 +4,7 @@ here, loudly, instead of degrading in production (the versions tested are pinned
 - websocket-client: the frame reader (``websocket._abnf.frame_buffer``, ``continuous_frame``) and the socket reader
   ``WebSocket._recv`` that :mod:`orderbook.stream` hooks to refuse an over-size frame from its header.
 - grpcio: ``cygrpc.g_gevent_threadpool`` and ``CompletionQueue._internal_poll``, the completion-polling hook of
-  :mod:`orderbook.serving.gevent_polling` (without it the server silently falls back to stock polling, about a
+  :mod:`orderbook.gevent_polling` (without it the server silently falls back to stock polling, about a
   third of the sends a second), and ``RpcMethodHandler._replace``, with which the server parses requests itself.
 """
 

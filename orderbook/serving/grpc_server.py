@@ -4,7 +4,7 @@ and ``Symbols``), health checking and reflection.
 ``BookSummary`` streams the default symbol at the full ``--depth``, as it did when there was one symbol; ``Book``
 streams any configured symbol at any depth up to that, and ``Symbols`` lists them with their venues
 (:mod:`orderbook.serving.symbols`). The process must be gevent-patched and have called
-:func:`orderbook.serving.gevent_polling.init_grpc_gevent` (grpcio's gevent integration) before this module's
+:func:`orderbook.gevent_polling.init_grpc_gevent` (grpcio's gevent integration) before this module's
 objects are created. Each RPC runs in its own greenlet (:class:`GreenletExecutor`). Summaries arrive
 pre-serialized from the broadcasters and are sent as they are.
 

@@ -12,7 +12,7 @@ from typing import Any
 import gevent
 from grpc._cython import cygrpc
 
-from orderbook.serving.gevent_polling import YIELD_EVERY, ReadyFirstPolls
+from orderbook.gevent_polling import YIELD_EVERY, ReadyFirstPolls
 
 READY = cygrpc.CompletionType.operation_complete
 TIMEOUT = cygrpc.CompletionType.queue_timeout

@@ -62,7 +62,7 @@ def test_fifty_concurrent_streams_all_receive_data(start_helper: Start, channels
 def test_ready_completion_events_are_taken_without_the_thread_pool(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
-    # grpcio internals behind orderbook.serving.gevent_polling: if a grpcio release moves them, this fails.
+    # grpcio internals behind orderbook.gevent_polling: if a grpcio release moves them, this fails.
     helper = start_helper("--interval", "0.02")
     method = book_summary(channels(helper.target))
     calls = [method(EMPTY, timeout=15) for _ in range(20)]
