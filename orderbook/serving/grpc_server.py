@@ -52,7 +52,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import SymbolBooks, Unavailable, symbol_list
+from orderbook.serving.symbols import DepthNotServed, SymbolBooks, Unavailable, UnknownSymbol, symbol_list
 
 log = logging.getLogger(__name__)
 
@@ -381,11 +381,11 @@ class GrpcServer:
             self._books.resolve(asked.symbol, asked.depth)
         except Unavailable as unavailable:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
-        except KeyError:
+        except UnknownSymbol:
             shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
                           f"{len(self._books.symbols)} symbols, listed by Symbols")
-        except ValueError:
+        except DepthNotServed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"depth {asked.depth} is more than the "
                           f"{self._books.depth} levels a side this server serves (ask for 1 to "
                           f"{self._books.depth}, or 0 for all)")

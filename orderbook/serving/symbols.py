@@ -68,6 +68,16 @@ class Unavailable(Exception):
     changed); the client should try again, possibly elsewhere. The message is the whole detail for the client."""
 
 
+class UnknownSymbol(KeyError):
+    """A symbol that is not served here: a client asking for it gets NOT_FOUND. The servers catch this, not any
+    ``KeyError``, so that a bug's KeyError is not taken for a client's mistake. A ``KeyError`` still, as a mapping's
+    lookup raises."""
+
+
+class DepthNotServed(ValueError):
+    """More levels a side than are served here (``--depth``): a client asking for them gets INVALID_ARGUMENT."""
+
+
 class _Symbol:
     """One symbol's broadcasters and state."""
 
@@ -129,8 +139,8 @@ class SymbolBooks:
 
     def publish_summary(self, symbol: str, payload: bytes, published_at: float | None = None) -> None:
         """:meth:`publish` for a summary already serialized (by :func:`encode_summary`), as the serving processes
-        get it. Raises ``KeyError`` for a symbol that is not configured."""
-        book = self._books[symbol]
+        get it. Raises :class:`UnknownSymbol` for a symbol that is not configured."""
+        book = self._book(symbol)
         if self._closed:
             return
         if published_at is None:
@@ -145,15 +155,21 @@ class SymbolBooks:
         self._changed((BOOK, symbol))
 
     def set_state(self, state: SymbolState) -> None:
-        """A symbol's listed or in-step venues changed. Raises ``KeyError`` for a symbol that is not configured
-        and ``ValueError`` for an in-step venue that does not list it."""
-        book = self._books[state.symbol]
+        """A symbol's listed or in-step venues changed. Raises :class:`UnknownSymbol` for a symbol that is not
+        configured and ``ValueError`` for an in-step venue that does not list it."""
+        book = self._book(state.symbol)
         if state == book.state:
             return
         if not set(state.exchanges_in_step) <= set(state.exchanges):
             raise ValueError(f"{state.symbol}: in step on {state.exchanges_in_step}, not all among {state.exchanges}")
         book.state = state
         self._changed((STATE, state.symbol))
+
+    def _book(self, symbol: str) -> _Symbol:
+        try:
+            return self._books[symbol]
+        except KeyError:
+            raise UnknownSymbol(symbol) from None
 
     def state(self, symbol: str) -> SymbolState:
         return self._books[symbol].state
@@ -223,15 +239,15 @@ class SymbolBooks:
 
     def resolve(self, symbol: str, depth: int) -> tuple[str, int]:
         """The symbol and depth a request means: ``""`` is the default symbol, 0 the full ``--depth``. Raises
-        :class:`Unavailable` while suspended or closed, ``KeyError`` for a symbol that is not configured and
-        ``ValueError`` for a depth above ``--depth``."""
+        :class:`Unavailable` while suspended or closed, :class:`UnknownSymbol` for a symbol that is not configured
+        and :class:`DepthNotServed` for a depth above ``--depth``."""
         if self._unavailable is not None:
             raise Unavailable(self._unavailable)
         symbol = symbol or self.default
         if symbol not in self._books:
-            raise KeyError(symbol)
+            raise UnknownSymbol(symbol)
         if depth > self.depth:
-            raise ValueError(f"depth {depth} is more than the {self.depth} levels a side served")
+            raise DepthNotServed(f"depth {depth} is more than the {self.depth} levels a side served")
         return symbol, depth or self.depth
 
     def broadcaster(self, symbol: str, depth: int) -> SummaryBroadcaster:

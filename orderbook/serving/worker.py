@@ -28,7 +28,7 @@ import gevent  # noqa: E402
 from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
-from orderbook.serving.symbols import SymbolBooks  # noqa: E402
+from orderbook.serving.symbols import SymbolBooks, UnknownSymbol  # noqa: E402
 
 log = logging.getLogger("orderbook.serving.worker")
 
@@ -106,7 +106,7 @@ class ServingProcess:
                 self.books.set_state(link.read_state(payload))
             else:
                 self.server.set_serving(payload == b"\x01")
-        except (KeyError, ValueError) as error:  # a symbol the book process did not start this one with, ...
+        except (UnknownSymbol, ValueError) as error:  # a symbol the book process did not start this one with, ...
             raise link.LinkError(f"frame of kind {kind} refused: {error!r}") from None
 
     def _report_stats(self) -> None:

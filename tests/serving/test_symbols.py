@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import SCALE, parse_decimal
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
-from orderbook.serving.symbols import BOOK, SHUTTING_DOWN, STATE, SymbolBooks, Unavailable, symbol_list
+from orderbook.serving.symbols import (BOOK, SHUTTING_DOWN, STATE, DepthNotServed, SymbolBooks, Unavailable,
+                                       UnknownSymbol, symbol_list)
 from orderbook.symbol_state import SymbolState
 
 TICK = parse_decimal("0.00001")
@@ -75,6 +76,19 @@ def test_an_unknown_symbol_and_a_depth_beyond_the_configured_one_are_refused() -
 def test_a_bad_configuration_is_refused(symbols: list[str], depth: int, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         SymbolBooks(symbols, depth)
+
+
+def test_a_client_s_mistakes_have_their_own_exceptions() -> None:
+    """The gRPC server answers these, and only these, with NOT_FOUND and INVALID_ARGUMENT."""
+    books = SymbolBooks(["ETHBTC"], 10)
+    with pytest.raises(UnknownSymbol, match="XRPEUR"):
+        books.resolve("XRPEUR", 0)
+    with pytest.raises(UnknownSymbol):
+        books.set_state(SymbolState("XRPEUR", ("binance",), ()))
+    with pytest.raises(UnknownSymbol):
+        books.publish_summary("XRPEUR", b"")
+    with pytest.raises(DepthNotServed):
+        books.resolve("ETHBTC", 11)
 
 
 def test_the_full_depth_is_published_as_encoded_and_a_shallower_one_is_cut_to_its_levels() -> None:
