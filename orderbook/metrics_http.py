@@ -215,7 +215,7 @@ class MetricsHttpServer:
             del self._batches[key]  # later arrivals start the next build
             self._running[key] = batch
             batch.set(self._exposition(request))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - not swallowed: each waiter of the batch raises it
             batch.set_exception(error)
         finally:
             self.builds_in_progress -= 1

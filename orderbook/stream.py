@@ -156,7 +156,7 @@ def websocket_connector(*, connect_timeout: float, read_timeout: float, max_fram
                                              enable_multithread=True)
         except (OSError, websocket.WebSocketException) as error:
             raise ConnectFailed(str(error) or type(error).__name__) from None
-        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, max_frame_bytes)  # noqa: SLF001 - the only hook there is
+        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, max_frame_bytes)  # a private attribute: the only hook there is
         ws.cont_frame = _LimitedMessage(max_frame_bytes)
         ws.settimeout(read_timeout)
         return WebSocketStream(ws, read_timeout)

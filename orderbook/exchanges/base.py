@@ -133,10 +133,11 @@ class Venue(ABC):
         snapshot = load_object(body, loses_data=True)
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
-        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
+        (bids, ignored_bids), (asks, ignored_asks) = (parse_levels(snapshot.get("bids")),
+                                                      parse_levels(snapshot.get("asks")))
         return BookSnapshot(last_id, bids, asks, ignored_bids + ignored_asks)
 
-    def check_error_body(self, body: dict[str, Any]) -> None:
+    def check_error_body(self, body: dict[str, Any]) -> None:  # noqa: B027 - a hook: no check unless overridden
         """Raise :class:`ErrorBody` when a body that came with HTTP 200 is an error (the venue's own shape)."""
 
     @abstractmethod

@@ -238,7 +238,8 @@ class SymbolStream:
             gevent.sleep(wait)
             self._quiet_timer = None
             if self.sync.buffered == 0 and not self.sync.in_step and not self._snapshot_requested:
-                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.feed.name, wait)
+                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot",
+                         self.feed.name, wait)
                 self._request_snapshot()
 
         self._quiet_timer = self.feed.spawn(quiet)
@@ -286,7 +287,8 @@ class SymbolStream:
                 feed.book.set_behind(self._venue_name, behind)
         if outcome is Outcome.APPLIED:
             log.info("%s: in step from snapshot %s (%d bids, %d asks)%s", feed.name, snapshot.last_id,
-                     sync.book.bid_depth, sync.book.ask_depth, ", served once the connection catches up" if behind else "")
+                     sync.book.bid_depth, sync.book.ask_depth,
+                     ", served once the connection catches up" if behind else "")
             feed.metrics.set_in_step(not behind)
             feed.due_since = time.monotonic()
             feed.changed(time.perf_counter())

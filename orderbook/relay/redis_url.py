@@ -48,5 +48,5 @@ def redacted(text: str) -> str:
 def connect(url: str, timeout: float, name: str) -> redis.Redis:
     """A client for ``url`` that fails at once (no retries of its own: the caller backs off) and gives up on an
     answer after ``timeout`` seconds. ``name`` is what ``CLIENT LIST`` shows for it."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                                client_name=name, health_check_interval=0)
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0), client_name=name, health_check_interval=0)

@@ -232,7 +232,8 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
                 reason = exc.strerror or str(exc)
     if reason is None and tls is not None:
         reason = f"the TLS certificate {tls.cert_path} or key {tls.key_path} was rejected (not PEM, or not a pair)"
-    return ServerStartError(f"cannot listen on {address}: {reason or 'grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)'}")
+    reason = reason or "grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)"
+    return ServerStartError(f"cannot listen on {address}: {reason}")
 
 
 class GrpcServer:

@@ -197,7 +197,7 @@ class SymbolBooks:
         if symbols == self.symbols and depth == self.depth:
             return False
         kept = set(symbols) if depth == self.depth else set()
-        for symbol, book in list(self._books.items()):
+        for symbol in list(self._books):
             if symbol not in kept:
                 self._retire(self._books.pop(symbol))
         for symbol in symbols:

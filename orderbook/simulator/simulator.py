@@ -97,7 +97,8 @@ class Simulator:
         self.config = config
         self.pause_switch = Pause(config.paused)
         self.probes = ProbeLog(config.probe_every)
-        binance_rec = replay.load(config.replay_binance, "binance", config.recordings) if config.replay_binance else None
+        binance_rec = (replay.load(config.replay_binance, "binance", config.recordings)
+                       if config.replay_binance else None)
         bitstamp_rec = (replay.load(config.replay_bitstamp, "bitstamp", config.recordings)
                         if config.replay_bitstamp else None)
         # The default symbol keeps the seeds it always had ("<seed>:binance"...), so its events do not depend on the

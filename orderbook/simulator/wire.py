@@ -362,7 +362,7 @@ class WebSocket:
             if not self._close_frame or self._close_sent:
                 self._finish()
 
-    def _read_frames(self) -> None:
+    def _read_frames(self) -> None:  # noqa: C901
         """Process client frames until a close frame arrives."""
         read = self._reader.read_exact
         limit = self._limits.max_message_bytes
@@ -740,7 +740,7 @@ def _render(response: Response, keep_alive: bool, with_body: bool) -> bytes:
         f"Content-Length: {len(response.body)}",
         f"Connection: {'keep-alive' if keep_alive else 'close'}",
     ]
-    lines += [f"{k}: {v}" for k, v in response.headers.items() 
+    lines += [f"{k}: {v}" for k, v in response.headers.items()
              if k.lower() not in ("content-length", "connection")]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + response.body if with_body else head
