@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from orderbook.exchanges.base import ErrorBody, ExchangeError
+from orderbook.exchanges.base import ErrorBody
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest

@@ -29,7 +29,8 @@ def test_the_recordings_are_in_the_repository_and_tracked():
 def test_no_tracked_source_reads_a_folder_beside_the_repository():
     offenders = []
     for name in tracked_files():
-        if name.endswith((".py", ".cfg", ".toml", ".yml", ".yaml", ".sh", "Makefile")) or name.startswith(("bin/", ".ci/")):
+        if (name.endswith((".py", ".cfg", ".toml", ".yml", ".yaml", ".sh", "Makefile"))
+                or name.startswith(("bin/", ".ci/"))):
             text = (REPO_ROOT / name).read_text(encoding="utf-8", errors="replace")
             offenders += [f"{name}: {match.group(0)}" for match in OUTSIDE.finditer(text)]
     assert offenders == []

@@ -118,7 +118,8 @@ def old_frame_arrives_live(data_set: DataSet, before_snapshot: int) -> bool:
 
 def test_bitstamp_diffs_already_in_the_snapshot_often_arrive_after_it():
     """The real stream lags behind REST: most recorded sets show it, so the STALE rule above is exercised."""
-    lagging = [data_set.id for data_set in data_sets("bitstamp") if old_frame_arrives_live(data_set, live_split(data_set))]
+    lagging = [data_set.id for data_set in data_sets("bitstamp")
+               if old_frame_arrives_live(data_set, live_split(data_set))]
     assert len(lagging) >= 20
 
 

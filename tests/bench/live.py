@@ -75,7 +75,8 @@ class Server(ReadyFilePorts):
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited early:\n{self.log_tail()}")
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
                     pass

@@ -26,6 +26,7 @@ import contextlib
 import subprocess
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -450,9 +451,9 @@ def relay_takeover(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                 leader.proc.wait()
                 stack.nodes.remove(leader)
                 new_leader = stack.leader(timeout=LEASE_TTL + 10)
-                new_epoch, heard_at = wait_until(lambda: watch.first_after(epoch), 10,
+                new_epoch, heard_at = wait_until(partial(watch.first_after, epoch), 10,
                                                  f"an envelope of an epoch after {epoch}")
-                received_at = wait_until(lambda: client.first_after(killed_at + QUIET_AFTER_KILL), 10,
+                received_at = wait_until(partial(client.first_after, killed_at + QUIET_AFTER_KILL), 10,
                                          "a summary of the new leader")
                 before = [t for t in client.times if killed_at < t <= killed_at + QUIET_AFTER_KILL]
                 rounds.append({

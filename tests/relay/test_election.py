@@ -36,7 +36,8 @@ def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_c
     assert a.relay.stats.renewals == 1 and redis_client.pttl(KEYS.lease) > (LEASE - 0.2) * 1000
 
 
-def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(  # type: ignore[no-untyped-def]
+        nodes, redis_client) -> None:
     a, b = nodes(), nodes()
     a.relay.elect_once()
     time.sleep(LEASE + 0.1)  # a hangs: no renewal

@@ -121,7 +121,7 @@ def test_a_quiet_bitstamp_pair_is_served_after_the_quiet_wait_and_then_follows_i
     assert simulator.control.stats()["bitstamp"]["rest_requests"] == 2  # the listing, then the one snapshot
 
 
-# -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ------------------------------------------------------------------------
+# -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ----------------------------------------
 
 
 def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) -> None:

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from orderbook.boot import boot  # noqa: E402
+from orderbook.boot import boot
 
 READY_FIRST = boot()  # first: see orderbook.boot
 
@@ -59,7 +59,7 @@ def venues(text: str) -> tuple[str, ...]:
     return () if text == "-" else tuple(text.split(","))
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", default="127.0.0.1:0")
     parser.add_argument("--interval", type=float, default=0.01)

@@ -150,9 +150,10 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
             time.sleep(SYNC_SECONDS / CHECKPOINTS)
             sim.control.pause()
             truth = sim.control.truth()
-            wait_until(lambda: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
+            wait_until(lambda truth=truth: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
                        f"the Binance client at the truth's update id (checkpoint {checkpoint})", interval=0.02)
-            wait_until(lambda: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"] or bitstamp.error, 10,
+            wait_until(lambda truth=truth: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"]
+                       or bitstamp.error, 10,
                        f"the Bitstamp client at the truth's microtimestamp (checkpoint {checkpoint})", interval=0.02)
             assert binance.error is None and bitstamp.error is None, (binance.error, bitstamp.error)
             assert binance.book.bids() == parse(truth["binance"]["bids"]), checkpoint

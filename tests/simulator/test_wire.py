@@ -233,7 +233,8 @@ def raw_http(port: int, data: bytes) -> bytes:
     ("request_bytes", "status_line"),
     [
         (b"NONSENSE\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
-        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (70 << 10) + b"\r\n\r\n", b"HTTP/1.1 431 Request Header Fields Too Large"),
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (70 << 10) + b"\r\n\r\n",
+         b"HTTP/1.1 431 Request Header Fields Too Large"),
         (b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", b"HTTP/1.1 413 Request Entity Too Large"),
         (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
     ],
@@ -591,7 +592,7 @@ def test_twenty_thousand_frames_arrive_in_order(serve: Callable[..., WireServer]
     pusher = gevent.spawn(push)
     received = call(read)
     pusher.join()
-    assert received == ['{"u":%d}' % i for i in range(count)]
+    assert received == [f'{{"u":{i}}}' for i in range(count)]
 
 
 PATCHED_PROCESS = textwrap.dedent("""

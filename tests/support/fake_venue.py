@@ -118,7 +118,7 @@ class FakeVenue:
 def _response(status: int, body: bytes) -> requests.Response:
     response = requests.Response()
     response.status_code = status
-    response._content = body  # noqa: SLF001 - how a Response is built by hand
+    response._content = body  # private: how a Response is built by hand
     response.headers = CaseInsensitiveDict()
     return response
 

@@ -36,8 +36,8 @@ class LoggedServer(ReadyFilePorts):
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(with_default_signals([str(program), *server_port_args(self.ready_file), *args]),
-                                         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+            command = with_default_signals([str(program), *server_port_args(self.ready_file), *args])
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
     def ready_log(self) -> str:
         return self.log()
@@ -102,7 +102,8 @@ class Book:
         """The simulator's merged top-N (decimal strings), as the floats a client must receive."""
 
         def rows(levels) -> tuple[Row, ...]:  # type: ignore[no-untyped-def]
-            return tuple(Row(lv["exchange"], float(Decimal(lv["price"])), float(Decimal(lv["amount"]))) for lv in levels)
+            return tuple(Row(lv["exchange"], float(Decimal(lv["price"])), float(Decimal(lv["amount"])))
+                         for lv in levels)
 
         spread = merged["spread"]
         return cls(None if spread is None else float(Decimal(spread)), rows(merged["bids"]), rows(merged["asks"]))
