@@ -44,7 +44,7 @@ it."""
 class Supervisor:
     """Starts, watches and restarts a process's greenlets; see the module docstring."""
 
-    def __init__(self, on_give_up: Callable[[str], None], *, max_failures: int = MAX_FAILURES,
+    def __init__(self, on_give_up: Callable[[str], object], *, max_failures: int = MAX_FAILURES,
                  window: float = FAILURE_WINDOW, restart_base: float = RESTART_BASE,
                  restart_cap: float = RESTART_CAP) -> None:
         """``on_give_up(reason)`` is called once, when failures pass the restart intensity."""

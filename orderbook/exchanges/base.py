@@ -13,9 +13,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
-from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, parse_id, parse_levels
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
 
 
@@ -110,7 +110,7 @@ class Venue(ABC):
     def parse_message(self, raw: str | bytes) -> Message:
         """One WebSocket frame -> a typed message naming its symbol; raises :class:`BadMessage`."""
 
-    def confirms_subscription(self, message: Message) -> bool:
+    def confirms_subscription(self, message: Message) -> TypeGuard[Notice]:
         """Whether ``message`` says the venue has taken a symbol's subscription (starts :attr:`quiet_snapshot_wait`)."""
         return False
 

@@ -138,11 +138,12 @@ class SymbolFeed:
             return []
         # The stream can lag the REST book: wait until it has passed the snapshot's moment, or for the bound.
         deadline = time.monotonic() + self.settings.stream_lag_bound
-        while sync.in_step and sync.last_id < snapshot.last_id and time.monotonic() < deadline:
+        while (sync.in_step and sync.last_id is not None and sync.last_id < snapshot.last_id
+               and time.monotonic() < deadline):
             gevent.sleep(0.05)
         since = sync.recorded_since()
         if since is None or since > snapshot.last_id or (
-            venue.snapshot_names_an_event and sync.last_id < snapshot.last_id
+            venue.snapshot_names_an_event and sync.last_id is not None and sync.last_id < snapshot.last_id
         ):
             log.info("%s: audit skipped: the book cannot be compared with snapshot %s", self.name, snapshot.last_id)
             self.metrics.audit("skipped")
@@ -150,7 +151,11 @@ class SymbolFeed:
         if stream.behind:
             return None
         with self.book.lock:
-            divergences = compare(sync.book, snapshot, sync.recent, venue.snapshot_depth)
+            recent = sync.recent  # None if a diff broke the book while this waited for the lock
+            divergences = None if recent is None else compare(sync.book, snapshot, recent, venue.snapshot_depth)
+        if divergences is None:
+            self.metrics.audit("skipped")
+            return []
         if not divergences:
             self.metrics.audit("match")
             return []

@@ -134,6 +134,7 @@ class VenueFeed:
     def _audit(feed: SymbolFeed, auditing: set[str]) -> None:
         try:
             stream = feed.current
+            assert stream is not None  # picked with a stream in step, and a feed's stream is replaced, never unset
             sync = stream.sync
             if feed.audit(stream) and stream is feed.current and stream.sync is sync:
                 stream.rebuild("audit", "levels differ from the venue's")

@@ -183,7 +183,8 @@ class _Buffered:
         """
         try:
             self._sock.shutdown(socket.SHUT_WR)
-            with gevent.Timeout(seconds, False):
+            # Timeout(seconds, False) is gevent's documented silent timeout, which types-gevent's stub leaves out.
+            with gevent.Timeout(seconds, False):  # type: ignore[arg-type]
                 self.discard_until_eof()
         except OSError:
             pass  # the client is gone: nothing left to protect
@@ -223,7 +224,7 @@ class WebSocket:
         self.silenced = False
         self.closed = False
         self.last_pong_at = time.monotonic()
-        self.on_control_frame: Callable[[str], None] | None = None
+        self.on_control_frame: Callable[[str], object] | None = None
         """Called with ``"ping"`` or ``"pong"`` for each such frame the client sends, before it is answered: a
         venue that counts every incoming frame against a rate limit (Binance) hooks in here. Messages go to
         ``receive()`` as usual."""
@@ -544,7 +545,9 @@ class WireServer:
             raise RuntimeError(f"{self._name}: already started")
         self._server = StreamServer((self._host, self._port), self._handle, spawn=self._pool)
         self._server.start()
-        self._port = self._server.server_port
+        port = self._server.server_port
+        assert port is not None  # listening
+        self._port = port
         logger.debug("%s: listening on %s", self._name, self.url())
 
     def stop(self, timeout: float = 1.0) -> None:
