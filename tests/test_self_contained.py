@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from recordings import RECORDINGS_DIR, data_sets
+from tests.recordings import RECORDINGS_DIR, data_sets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTSIDE = re.compile(r"\.\./shared|parents?\[\d\]\.parent\b|\.parent\s*/\s*[\"']shared[\"']")

@@ -111,7 +111,7 @@ def max_sustained(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     """
     window = options.seconds(8, 3)
     ramp = RAMP[:3] if options.quick else RAMP
-    steps = []
+    steps: list[dict[str, Any]] = []
     with Stack(options.workdir, ["--rate", str(ramp[0] / 2), "--probe-every", "25"], [], name="server-ramp") as stack:
         stack.server.wait_serving()
         clients = ClientGroup(stack.server.target, processes=1, streams_each=1)
@@ -324,6 +324,7 @@ def startup(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             server.stop()
     if at is None:
         raise RuntimeError(f"no full summary within 30 s:\n{server.log_tail()}")
+    assert samples is not None  # read once at was
     total = at - server.launched_at
     fetch = {name: samples.value("orderbook_snapshot_fetch_duration_seconds_sum", exchange=name)
              for name in ("binance", "bitstamp")}

@@ -168,7 +168,7 @@ def probe_stats(sent: list[tuple[int, str, float]], results: list[dict[str, Any]
                 start: float, end: float) -> ProbeStats:
     """Latency of every (probe, stream) pair for probes sent in [start, end): receipt minus send, in ms."""
     window = {key: at for key, _, at in sent if start <= at < end}
-    latencies = []
+    latencies: list[float] = []
     for result in results:
         for key, times in result["markers"].items():
             sent_at = window.get(int(key))

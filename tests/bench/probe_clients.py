@@ -38,7 +38,8 @@ class Streams:
             self.started.set()
 
     async def read(self, index: int, channel: grpc.aio.Channel) -> None:
-        call = channel.unary_stream(METHOD)(_EMPTY, wait_for_ready=True)
+        method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(METHOD)
+        call = method(_EMPTY, wait_for_ready=True)
         seen: set[int] = set()
         markers = self.markers
         parse = orderbook_pb2.Summary.FromString

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -175,9 +176,9 @@ def fault_catalogue(control: SimulatorControl) -> list[tuple[str, Callable[[], o
     ]
     for exchange in EXCHANGES:
         faults += [
-            (f"drop:{exchange}", lambda ex=exchange: control.drop(ex)),
-            (f"close:{exchange}", lambda ex=exchange: control.close(ex)),
-            (f"silence:{exchange}", lambda ex=exchange: control.silence(ex, True)),
+            (f"drop:{exchange}", partial(control.drop, exchange)),
+            (f"close:{exchange}", partial(control.close, exchange)),
+            (f"silence:{exchange}", partial(control.silence, exchange, True)),
         ]
         for status in ("429", "418", "500", "hang"):
             def rest(ex: str = exchange, status: str = status) -> None:
@@ -186,7 +187,7 @@ def fault_catalogue(control: SimulatorControl) -> list[tuple[str, Callable[[], o
 
             faults.append((f"rest_{status}:{exchange}", rest))
         for kind in MALFORMED_KINDS:
-            faults.append((f"malformed_{kind}:{exchange}", lambda ex=exchange, k=kind: control.malformed(ex, k)))
+            faults.append((f"malformed_{kind}:{exchange}", partial(control.malformed, exchange, kind)))
     return faults
 
 

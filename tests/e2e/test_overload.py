@@ -146,7 +146,7 @@ def closing() -> Iterator[Callable[[object], object]]:
     """Closes what a test hands it (watchers with a thread and a channel), whatever the outcome."""
     opened: list = []
 
-    def close_later(thing):  # type: ignore[no-untyped-def]
+    def close_later(thing):
         opened.append(thing)
         return thing
 

@@ -31,7 +31,7 @@ REST_LAG = 1.0
 class AnySnapshotSync(BitstampSync):
     """The rule the service had before: every snapshot taken, whatever its age."""
 
-    def _snapshot_too_old(self, snapshot, first, first_pending) -> bool:  # type: ignore[no-untyped-def]
+    def _snapshot_too_old(self, snapshot, first, first_pending) -> bool:
         return False
 
 

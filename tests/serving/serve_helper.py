@@ -112,7 +112,7 @@ def main() -> int:  # noqa: C901
             gevent.sleep(args.interval)
 
     def obey_stdin() -> None:
-        for line in FileObjectThread(sys.stdin):
+        for line in FileObjectThread(sys.stdin):  # type: ignore[arg-type]  # a file object: gevent wraps it
             command = line.split()
             if command[:1] in (["publish"], ["deep"]):
                 publish(command[1] if command[1:] else books.default, deep=command[0] == "deep")

@@ -78,9 +78,10 @@ class BinanceSync(threading.Thread):
         feed = self.feed = FeedClient(f"{self.urls['binance_ws']}/ws/ethbtc@depth@100ms")
         feed.start()
         first = feed.messages.get(timeout=10)
+        assert first is not None, "the feed closed before its first event"
         while True:
             snapshot = requests.get(f"{self.urls['binance_rest']}/api/v3/depth",
-                                    params={"symbol": "ETHBTC", "limit": 5000}, timeout=10).json()
+                                    params={"symbol": "ETHBTC", "limit": "5000"}, timeout=10).json()
             if snapshot["lastUpdateId"] >= first["U"]:
                 break
         last_id = snapshot["lastUpdateId"]
@@ -127,7 +128,8 @@ class BitstampSync(threading.Thread):
                           {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}})
         self.feed = feed
         feed.start()
-        assert feed.messages.get(timeout=10)["event"] == "bts:subscription_succeeded"
+        subscribed = feed.messages.get(timeout=10)
+        assert subscribed is not None and subscribed["event"] == "bts:subscription_succeeded"
         snapshot = requests.get(f"{self.urls['bitstamp_rest']}/api/v2/order_book/ethbtc/", timeout=10).json()
         self.book.load(parse(snapshot["bids"]), parse(snapshot["asks"]))
         self.last_us = int(snapshot["microtimestamp"])

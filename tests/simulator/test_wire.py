@@ -350,7 +350,9 @@ def test_client_close_is_echoed_and_receive_returns_none(serve: Callable[..., Wi
 
     def close() -> int:
         client.close(status=4001)
-        return struct.unpack("!H", client.close_frame.data[:2])[0]
+        frame = client.close_frame
+        assert frame is not None and isinstance(frame.data, bytes)
+        return struct.unpack("!H", frame.data[:2])[0]
 
     assert call(close) == 4001
     on_hub(lambda: len(results) == 2, "both results")
@@ -586,7 +588,7 @@ def test_twenty_thousand_frames_arrive_in_order(serve: Callable[..., WireServer]
             if i % 1000 == 999:
                 gevent.sleep(0)
 
-    def read() -> list[str]:
+    def read() -> list[str | bytes]:
         return [client.recv() for _ in range(count)]
 
     pusher = gevent.spawn(push)
