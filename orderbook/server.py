@@ -16,6 +16,7 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import gevent  # noqa: E402
 
@@ -25,10 +26,13 @@ from orderbook.logs import configure_logging, fatal_line  # noqa: E402
 from orderbook.serving.listeners import announce  # noqa: E402
 from orderbook.serving.limits import raise_fd_limit  # noqa: E402
 
+if TYPE_CHECKING:  # imported when the demo starts one, not by every server
+    from orderbook.simulator.process import SimulatorProcess
+
 log = logging.getLogger("orderbook.server")
 
 
-def _with_demo_exchanges(config: Config):  # type: ignore[no-untyped-def]
+def _with_demo_exchanges(config: Config) -> tuple[Config, "SimulatorProcess"]:
     """Start the built-in simulator and point the config at it."""
     from orderbook.simulator.process import SimulatorProcess
 

@@ -65,7 +65,7 @@ Connector = Callable[[str], Stream]
 
 
 class _LimitedFrameBuffer(frame_buffer):
-    def __init__(self, recv_fn, limit: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, recv_fn: Callable[[int], bytes], limit: int) -> None:
         super().__init__(recv_fn, skip_utf8_validation=True)
         self._limit = limit
 
@@ -82,7 +82,7 @@ class _LimitedMessage(continuous_frame):
         super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
         self._limit = limit
 
-    def add(self, frame) -> None:  # type: ignore[no-untyped-def]
+    def add(self, frame: websocket.ABNF) -> None:
         super().add(frame)
         if self.cont_data is not None and len(self.cont_data[1]) > self._limit:
             raise _TooLarge(f"a fragmented message is over the {self._limit}-byte limit")
