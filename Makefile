@@ -20,7 +20,15 @@ demo: $(READY)
 cluster-demo: $(READY)
 	bin/cluster-demo
 
-test: $(READY)
+.PHONY: lint
+# ruff and mypy, as configured in pyproject.toml. The five test directories that are import roots of their own
+# (each with its conftest.py, importing siblings by bare name) get a mypy run each.
+lint: $(READY)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
+	for dir in clients monitoring resilience serving simulator; do MYPYPATH=tests/$$dir $(VENV)/bin/mypy tests/$$dir || exit 1; done
+
+test: $(READY) lint
 	$(VENV)/bin/python -m pytest
 
 bench: $(READY)

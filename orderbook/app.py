@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from pathlib import Path
 
 import gevent
 from prometheus_client import CollectorRegistry
@@ -81,7 +82,7 @@ class Application(Listening):
 
     def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
-        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
         served = SymbolBooks(config.symbols, config.depth)  # its streams, or the serving processes' links, follow it
         for symbol in config.symbols:
             served.set_state(SymbolState(symbol, tuple(self.venue_names), ()))

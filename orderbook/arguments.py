@@ -26,10 +26,10 @@ class UsageError(ValueError):
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors raise :class:`UsageError` rather than print the usage and exit."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, exit_on_error=False, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(exit_on_error=False, **kwargs)
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         try:
             return super().parse_known_args(args, namespace)
         except argparse.ArgumentError as error:  # a bad value, or a flag without its value: which flag is known

@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import TextIO
 
 import grpc
@@ -216,13 +216,13 @@ TLS_ONLY_REASONS = ("Socket closed", "Connection reset by peer")
 
 
 def _failure_reason(error: grpc.RpcError) -> str:
-    details = (error.details() or "").strip()  # type: ignore[attr-defined]  # grpc.Call methods
+    details = (error.details() or "").strip()
     if "Connection refused" in details:
         return "connection refused"
     if "Domain name not found" in details:
         return "unknown host"
     last = details.rsplit("last error:", 1)[-1].strip()
-    return last.splitlines()[0] if last else str(error.code())  # type: ignore[attr-defined]
+    return last.splitlines()[0] if last else str(error.code())
 
 
 def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: bool = False) -> None:
@@ -264,7 +264,7 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
 def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2.BookRequest | None,
                  what: str = "stream") -> ClientError:
     """What to tell the user about a failed ``what`` (``request``: the Book call's, None for the others)."""
-    code, details = error.code(), error.details()  # type: ignore[attr-defined]  # grpc.Call methods
+    code, details = error.code(), error.details()
     if code is grpc.StatusCode.UNAVAILABLE:
         return ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})",
                            another_may_serve=True)
@@ -283,7 +283,7 @@ def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2
 
 
 def summaries(channel: grpc.Channel, addr: str,
-              request: orderbook_streams_pb2.BookRequest | None = None) -> Iterator[orderbook_pb2.Summary]:
+              request: orderbook_streams_pb2.BookRequest | None = None) -> Generator[orderbook_pb2.Summary, None, None]:
     """The stream of summaries until the server ends it: BookSummary, or Book for ``request``; errors become
     :class:`ClientError`."""
     if request is None:
@@ -300,7 +300,7 @@ def summaries(channel: grpc.Channel, addr: str,
             received = True
             yield summary
     except grpc.RpcError as error:
-        if received and error.code() is grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        if received and error.code() is grpc.StatusCode.UNAVAILABLE:
             raise ClientError(f"error: the order book server at {addr} ended the stream ({_failure_reason(error)})",
                               EXIT_STREAM_ENDED, another_may_serve=True) from error
         raise _rpc_failure(error, addr, request) from error

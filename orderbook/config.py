@@ -230,7 +230,7 @@ def _parser() -> OneLineParser:
 
 
 def _settings(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [action for action in parser._actions if action.option_strings and action.dest != "help"]  # noqa: SLF001
+    return [action for action in parser._actions if action.option_strings and action.dest != "help"]
 
 
 def _env_argv(parser: argparse.ArgumentParser, environ: Mapping[str, str],
@@ -304,7 +304,7 @@ def parse_settings(parser: argparse.ArgumentParser, argv: Sequence[str] | None, 
     return args, name
 
 
-def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:  # noqa: C901
     """Parse and validate. Raises :class:`ConfigError`; ``--help`` exits as argparse does."""
     args, name = parse_settings(_parser(), argv, environ, ENV_PREFIX)
     symbols = tuple(dict.fromkeys(part.strip().upper() for part in args.symbol.split(",")))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import gevent
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -51,13 +52,13 @@ class Edge(Listening):
         self.config = config
         self.books = SymbolBooks((), 1)  # the leader's symbols and depth arrive with its first heartbeat
         self.stats = EdgeStats()
-        tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
         self.grpc = GrpcServer(self.books, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
         self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check,
                                   keys=Keys(config.relay_prefix), key=config.relay_key)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        self.registry.register(_Families(self._families))  # type: ignore[arg-type]
+        self.registry.register(_Families(self._families))
         self._serving = False
         self.tasks.on_health = self._check
 

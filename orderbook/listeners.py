@@ -59,7 +59,9 @@ class Listening:
 
     def wait(self) -> int:
         """Block until :meth:`stop`; returns the exit code."""
-        return int(self._done.get())
+        code = self._done.get()
+        assert code is not None  # a blocking get() returns the value (the stub says it may be None) or raises
+        return int(code)
 
     def stop(self, exit_code: int = 0, grace: float = 1.0) -> None:
         if self._done.ready():

@@ -204,7 +204,9 @@ class MetricsHttpServer:
             batch = self._batches[key] = gevent.event.AsyncResult()
             self.builds_in_progress += 1
             gevent.spawn(self._build, key, request, batch, self._running.get(key))
-        return batch.get()
+        built = batch.get()
+        assert built is not None  # a blocking get() returns the value (the stub says it may be None) or raises
+        return built
 
     def _build(self, key: tuple[str, bool, str], request: _Request, batch: gevent.event.AsyncResult,
                previous: gevent.event.AsyncResult | None) -> None:
@@ -215,7 +217,7 @@ class MetricsHttpServer:
             del self._batches[key]  # later arrivals start the next build
             self._running[key] = batch
             batch.set(self._exposition(request))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - not swallowed: each waiter of the batch raises it
             batch.set_exception(error)
         finally:
             self.builds_in_progress -= 1
@@ -246,13 +248,14 @@ class MetricsHttpServer:
             headers += (("Content-Type", "text/plain; charset=utf-8"),)
         lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers),
                  f"Content-Length: {len(body) if length is None else length}", "Connection: close", "", ""]
-        with gevent.Timeout(self.limits.write_timeout, False):
+        # Timeout(seconds, False) is gevent's documented silent timeout, which types-gevent's stub leaves out.
+        with gevent.Timeout(self.limits.write_timeout, False):  # type: ignore[arg-type]
             try:
                 sock.sendall("\r\n".join(lines).encode("latin-1") + body)
                 sock.shutdown(stdlib_socket.SHUT_WR)
             except OSError:
                 return
-        with gevent.Timeout(_DRAIN_SECONDS, False):
+        with gevent.Timeout(_DRAIN_SECONDS, False):  # type: ignore[arg-type]
             try:
                 drained = 0
                 while drained < _DRAIN_BYTES and (chunk := sock.recv(4096)):

@@ -37,7 +37,8 @@ def read_ready_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise NotReady(f"{proc.args[0] if isinstance(proc.args, list) else proc.args} exited with "
+            program = proc.args[0] if isinstance(proc.args, list) else proc.args
+            raise NotReady(f"{os.fsdecode(program) if isinstance(program, bytes) else program} exited with "
                            f"{proc.returncode} before listening")
         if time.monotonic() > deadline:
             raise NotReady(f"no {path} within {timeout:g} s")

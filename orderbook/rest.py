@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 import gevent
 import requests
@@ -164,6 +165,12 @@ class _Failed:
     """How long the venue asked us to wait (Retry-After, a rate-limit body), if it did."""
 
 
+class HttpClient(Protocol):
+    """What the fetcher asks of HTTP: a GET with (connect, read) timeouts. A requests.Session, or a test's fake."""
+
+    def get(self, url: str, *, timeout: tuple[float, float]) -> requests.Response: ...
+
+
 class SnapshotFetcher:
     """One venue's REST side, shared by every symbol followed there."""
 
@@ -172,7 +179,7 @@ class SnapshotFetcher:
         venue: Venue,
         metrics: VenueMetrics,
         *,
-        http: requests.Session,
+        http: HttpClient,
         connect_timeout: float,
         read_timeout: float,
         backoff: Backoff,

@@ -33,7 +33,8 @@ def _with_demo_exchanges(config: Config, beside: ExitStack) -> Config:
     beside.callback(simulator.stop)
     urls = simulator.urls
     log.info("demo: exchange simulator running, control API at %s", urls["control"])
-    venues = tuple(dataclasses.replace(settings, ws_url=urls[f"{settings.name}_ws"], rest_url=urls[f"{settings.name}_rest"])
+    venues = tuple(dataclasses.replace(settings, ws_url=urls[f"{settings.name}_ws"],
+                                       rest_url=urls[f"{settings.name}_rest"])
                    for settings in config.venues)
     return dataclasses.replace(config, venues=venues)
 

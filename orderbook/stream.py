@@ -65,7 +65,7 @@ Connector = Callable[[str], Stream]
 
 
 class _LimitedFrameBuffer(frame_buffer):
-    def __init__(self, recv_fn, limit: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, recv_fn: Callable[[int], bytes], limit: int) -> None:
         super().__init__(recv_fn, skip_utf8_validation=True)
         self._limit = limit
 
@@ -82,7 +82,7 @@ class _LimitedMessage(continuous_frame):
         super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
         self._limit = limit
 
-    def add(self, frame) -> None:  # type: ignore[no-untyped-def]
+    def add(self, frame: websocket.ABNF) -> None:
         super().add(frame)
         if self.cont_data is not None and len(self.cont_data[1]) > self._limit:
             raise _TooLarge(f"a fragmented message is over the {self._limit}-byte limit")
@@ -156,7 +156,7 @@ def websocket_connector(*, connect_timeout: float, read_timeout: float, max_fram
                                              enable_multithread=True)
         except (OSError, websocket.WebSocketException) as error:
             raise ConnectFailed(str(error) or type(error).__name__) from None
-        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, max_frame_bytes)  # noqa: SLF001 - the only hook there is
+        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, max_frame_bytes)  # a private attribute: the only hook there is
         ws.cont_frame = _LimitedMessage(max_frame_bytes)
         ws.settimeout(read_timeout)
         return WebSocketStream(ws, read_timeout)

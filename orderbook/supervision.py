@@ -44,7 +44,7 @@ it."""
 class Supervisor:
     """Starts, watches and restarts a process's greenlets; see the module docstring."""
 
-    def __init__(self, on_give_up: Callable[[str], None], *, max_failures: int = MAX_FAILURES,
+    def __init__(self, on_give_up: Callable[[str], object], *, max_failures: int = MAX_FAILURES,
                  window: float = FAILURE_WINDOW, restart_base: float = RESTART_BASE,
                  restart_cap: float = RESTART_CAP) -> None:
         """``on_give_up(reason)`` is called once, when failures pass the restart intensity."""
@@ -124,7 +124,7 @@ class Supervisor:
                 return
             except gevent.GreenletExit:
                 raise
-            except Exception:  # noqa: BLE001  (the point: whatever it was, it is seen, counted and restarted)
+            except Exception:  # the point: whatever it was, it is seen, counted and restarted
                 log.exception("task %s failed; starting it again", name)
                 self._set_running(name, False)
                 if time.monotonic() - started >= self._window:
@@ -143,7 +143,7 @@ class Supervisor:
     def _run_helper(self, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         try:
             return function(*args)
-        except Exception:  # noqa: BLE001  (logged here in the process's format, not printed by gevent's hub)
+        except Exception:  # logged here in the process's format, not printed by gevent's hub
             name = getattr(function, "__qualname__", None) or repr(function)
             log.exception("helper %s failed", name)
             self._failed(name)

@@ -6,7 +6,7 @@ from orderbook.audit import compare
 from orderbook.book import OrderBook
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
-from recordings import data_sets
+from tests.recordings import data_sets
 
 
 def book(bids, asks, bid_floor=None, ask_ceiling=None) -> OrderBook:

@@ -69,7 +69,7 @@ def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latenc
         result.stderr[-3000:])  # nothing but --check's own verdict
     assert document["machine"]["cores"] == os.cpu_count()
     assert set(document["scenarios"]) == {"ingest", "latency"}
-    for name, scenario in document["scenarios"].items():
+    for scenario in document["scenarios"].values():
         assert scenario["error"] is None, scenario["error"]
         assert scenario["cores"] == os.cpu_count() and scenario["python"].startswith("3.")
         assert scenario["repeat"] == 1 and scenario["figures"]
@@ -216,8 +216,10 @@ def test_in_step_is_read_per_symbol_and_a_one_symbol_servers_unlabelled_gauge_is
     assert symbols.not_in_step(one, ["ETHBTC"]) == ["bitstamp/ETHBTC"]
     assert symbols.not_in_step(_in_step(({"exchange": "binance"}, 1), ({"exchange": "bitstamp"}, 1)),
                                ["ETHBTC"]) == []
-    many = _in_step(({"exchange": "binance", "symbol": "ETHBTC"}, 1), ({"exchange": "bitstamp", "symbol": "ETHBTC"}, 1),
-                    ({"exchange": "binance", "symbol": "BTCUSDT"}, 1), ({"exchange": "bitstamp", "symbol": "BTCUSDT"}, 0))
+    many = _in_step(({"exchange": "binance", "symbol": "ETHBTC"}, 1),
+                    ({"exchange": "bitstamp", "symbol": "ETHBTC"}, 1),
+                    ({"exchange": "binance", "symbol": "BTCUSDT"}, 1),
+                    ({"exchange": "bitstamp", "symbol": "BTCUSDT"}, 0))
     # A venue with no sample at all for a symbol is not in step either (the simulator lists every symbol on both).
     assert symbols.not_in_step(many, ["ETHBTC", "BTCUSDT", "ETHUSDT"]) == [
         "bitstamp/BTCUSDT", "binance/ETHUSDT", "bitstamp/ETHUSDT"]

@@ -14,7 +14,8 @@ DEFAULTS = Config(
     grpc_addr=Address("127.0.0.1", 5002),
     metrics_addr=Address("127.0.0.1", 9102),
     venues=(
-        VenueSettings("binance", "wss://stream.binance.com:9443", "https://api.binance.com", (("snapshot_limit", 1000),)),
+        VenueSettings("binance", "wss://stream.binance.com:9443", "https://api.binance.com",
+                      (("snapshot_limit", 1000),)),
         VenueSettings("bitstamp", "wss://ws.bitstamp.net", "https://www.bitstamp.net"),
     ),
     max_streams=1000,
@@ -246,7 +247,8 @@ ONE_LINE_ERRORS = [
     (["--grpc-addr", "127.0.0.1"], "--grpc-addr: expected HOST:PORT, got '127.0.0.1'"),
     (["--metrics-addr", "nowhere"], "--metrics-addr: expected HOST:PORT, got 'nowhere'"),
     (["--binance-ws-url", "ftp://example"], "--binance-ws-url: expected a ws or wss URL, got 'ftp://example'"),
-    (["--symbol", "ETH/BTC"], "--symbol: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), got 'ETH/BTC'"),
+    (["--symbol", "ETH/BTC"],
+     "--symbol: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), got 'ETH/BTC'"),
     (["--depth"], "--depth: expected one argument"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ]
@@ -287,7 +289,8 @@ def test_settings_that_clash_are_named_as_given():
 
 
 def test_an_environment_value_that_looks_like_a_flag_is_still_the_value():
-    with pytest.raises(ConfigError, match=r"^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC \(several: ETHBTC,BTCUSDT\), got '--demo'$"):
+    with pytest.raises(ConfigError, match=r"^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC "
+                                          r"\(several: ETHBTC,BTCUSDT\), got '--demo'$"):
         load_config([], {"ORDERBOOK_SYMBOL": "--demo"})
     with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH: expected 1 to 1000, got -3$"):
         load_config([], {"ORDERBOOK_DEPTH": "-3"})

@@ -33,9 +33,10 @@ def test_websocket_client_reads_frames_through_the_hooks_the_frame_limit_replace
 
 
 def test_grpc_method_handlers_can_be_replaced_field_by_field():
-    handler = grpc.unary_stream_rpc_method_handler(lambda request, context: iter(()),
-                                                   request_deserializer=bytes.decode)
-    replaced = handler._replace(request_deserializer=None)
+    handler: grpc.RpcMethodHandler[str, bytes] = grpc.unary_stream_rpc_method_handler(
+        lambda request, context: iter(()), request_deserializer=bytes.decode)
+    # A namedtuple at run time, as checked here; the stub declares a plain class.
+    replaced = handler._replace(request_deserializer=None)  # type: ignore[attr-defined]
     assert replaced.request_deserializer is None and replaced.unary_stream is handler.unary_stream
 
 

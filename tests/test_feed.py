@@ -58,7 +58,9 @@ class Rig:
         return self.books[symbol].in_step(self.name)
 
     def best_bid(self, symbol: str) -> tuple[int, int]:
-        return self.books[symbol].book(self.name).top_bids(1)[0]
+        book = self.books[symbol].book(self.name)
+        assert book is not None, f"{self.name} is not attached to {symbol}'s book"
+        return book.top_bids(1)[0]
 
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, {"exchange": self.name, **labels}) or 0.0
@@ -323,8 +325,12 @@ def test_a_request_killed_while_waiting_leaves_the_queue_moving():
     queue = RequestQueue(budget)
     budget.hold_off(0.05)
     served: list[str] = []
-    first = gevent.spawn(lambda: (queue.wait_turn(1, 0.5, Priority.REBUILD), served.append("first")))
-    second = gevent.spawn(lambda: (queue.wait_turn(1, 0.5, Priority.START), served.append("second")))
+    def take_turn(priority: Priority, name: str) -> None:
+        queue.wait_turn(1, 0.5, priority)
+        served.append(name)
+
+    first = gevent.spawn(take_turn, Priority.REBUILD, "first")
+    second = gevent.spawn(take_turn, Priority.START, "second")
     gevent.sleep(0.01)
     first.kill()
     second.join(timeout=5)

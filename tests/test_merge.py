@@ -69,7 +69,7 @@ def best_first(levels: dict[int, int], bids: bool) -> list[tuple[int, int]]:
     return sorted(levels.items(), reverse=bids)
 
 
-def tops(books_, depth: int | None):
+def tops(books_, depth: int | None) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int]]]]:
     bids = {name: best_first(b, True)[:depth] for name, (b, _) in books_.items()}
     asks = {name: best_first(a, False)[:depth] for name, (_, a) in books_.items()}
     return bids, asks

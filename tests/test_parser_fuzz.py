@@ -85,10 +85,10 @@ def test_any_json_value(protocol, value):
 @given(fields=st.dictionaries(st.sampled_from(KEYS), json_values, max_size=8))
 def test_near_valid_frames(protocol, fields):
     diff = {"e": "depthUpdate", "E": 1, "s": "ETHBTC", "U": 1, "u": 2, "b": [], "a": []}
-    frame = {"event": "data", "channel": "diff_order_book_ethbtc",
-             "data": {"microtimestamp": "1", "bids": [], "asks": []}}
+    data: dict[str, object] = {"microtimestamp": "1", "bids": [], "asks": []}
+    frame = {"event": "data", "channel": "diff_order_book_ethbtc", "data": data}
     check_message(protocol, json.dumps({**diff, **fields}))
-    check_message(protocol, json.dumps({**frame, "data": {**frame["data"], **fields}}))
+    check_message(protocol, json.dumps({**frame, "data": {**data, **fields}}))
     check_message(protocol, json.dumps({**frame, **fields}))
     check_snapshot(protocol, json.dumps({"lastUpdateId": 1, "microtimestamp": "1", **fields}).encode())
 
@@ -184,6 +184,7 @@ class ModelSync:
                 return Outcome.OVERFLOW
             self.waiting.append(diff)
             return Outcome.BUFFERED
+        assert self.last is not None and self.snapshot_last is not None  # set with in_step
         if self.binance:
             if diff.final_id < self.last:  # "u < book id: stale, ignore it"
                 return Outcome.STALE

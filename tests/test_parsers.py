@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from orderbook.exchanges.base import ErrorBody, ExchangeError
+from orderbook.exchanges.base import ErrorBody, Venue
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
 from orderbook.exchanges.binance import BinanceSync
 from orderbook.exchanges.bitstamp import BitstampSync
-from recordings import control_events, params
+from tests.recordings import control_events, params
 
 ONE = 10**12
 
@@ -202,7 +203,7 @@ def test_each_protocol_makes_its_own_sync():
 
 BINANCE_DIFF = {"e": "depthUpdate", "E": 1700000000123, "s": "ETHBTC", "U": 10, "u": 12,
                 "b": [["0.05123000", "1.5"]], "a": [["0.05124000", "0"]]}
-BITSTAMP_DIFF = {"data": {"timestamp": "1641343691", "microtimestamp": "1641343691591603",
+BITSTAMP_DIFF: dict[str, Any] = {"data": {"timestamp": "1641343691", "microtimestamp": "1641343691591603",
                           "bids": [["0.06310274", "1.5"]], "asks": [["0.06311", "0.00000000"]]},
                  "channel": "diff_order_book_ethbtc", "event": "data"}
 
@@ -251,7 +252,8 @@ def test_binance_unreadable_frames_do_not_lose_data(raw, reason):
 
 
 def test_binance_diffs_name_their_symbol():
-    assert binance().parse_message(binance_diff(s="BTCUSDT")).symbol == "BTCUSDT"
+    diff = binance().parse_message(binance_diff(s="BTCUSDT"))
+    assert isinstance(diff, BookDiff) and diff.symbol == "BTCUSDT"
     error = bad(binance().parse_message, dumps({k: v for k, v in BINANCE_DIFF.items() if k != "s"}))
     assert (error.reason, error.loses_data) == ("wrong_symbol", False)
     error = bad(binance().parse_message, binance_diff(s=7))
@@ -355,6 +357,7 @@ def test_deeply_nested_json_is_a_bad_message(protocol):
 @pytest.mark.parametrize("zero", ["0", "0.0", "0.00000", "0.00000000", "00.000000000000"])
 @pytest.mark.parametrize("exchange", ["binance", "bitstamp"])
 def test_zero_however_written_removes_the_level(zero, exchange):
+    protocol: Venue
     if exchange == "binance":
         protocol, frame = binance(), binance_diff(b=[["0.05", zero]], a=[])
         snapshot = b'{"lastUpdateId": 11, "bids": [["0.05", "1"], ["0.04", "1"]], "asks": []}'
@@ -363,7 +366,8 @@ def test_zero_however_written_removes_the_level(zero, exchange):
         snapshot = b'{"microtimestamp": "1641343691000000", "bids": [["0.05", "1"], ["0.04", "1"]], "asks": []}'
     sync = protocol.new_sync()
     sync.on_snapshot(protocol.parse_snapshot(snapshot))
-    assert sync.on_diff(protocol.parse_message(frame)).value == "applied"
+    diff = protocol.parse_message(frame)
+    assert isinstance(diff, BookDiff) and sync.on_diff(diff).value == "applied"
     assert sync.book.bids() == [(40_000_000_000, ONE)]
 
 
@@ -435,6 +439,7 @@ def test_a_diff_with_a_zero_price_row_applies_its_real_levels(exchange):
         diff = binance().parse_message(binance_diff(b=rows, a=[["0.05200000", "1"]]))
     else:
         diff = bitstamp().parse_message(bitstamp_diff(bids=[*rows, None], asks=[["0.05200000", "1"]]))
+    assert isinstance(diff, BookDiff)
     assert diff.bids == expected_levels([["0.05100000", "3"]])
     assert diff.asks == expected_levels([["0.05200000", "1"]])
     expected = ("zero_price",) if exchange == "binance" else ("null_row", "zero_price")
@@ -442,7 +447,8 @@ def test_a_diff_with_a_zero_price_row_applies_its_real_levels(exchange):
 
 
 def test_a_clean_diff_reports_no_ignored_rows():
-    assert binance().parse_message(binance_diff()).ignored_rows == ()
+    diff = binance().parse_message(binance_diff())
+    assert isinstance(diff, BookDiff) and diff.ignored_rows == ()
 
 
 def test_bitstamp_error_body_with_http_200_is_an_error_not_a_book():

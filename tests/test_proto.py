@@ -1,6 +1,7 @@
 """The committed generated code must match proto/*.proto, and each proto must match its published text.
 
-Comparing descriptors (not generated text) keeps the test independent of the generator's version header.
+Comparing descriptors (not generated text) keeps the test independent of the generator's version header. The type
+stubs have no descriptor, and no version header: they are compared as text.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 from orderbook.proto import orderbook_pb2, orderbook_relay_pb2, orderbook_streams_pb2
-from orderbook.proto.generate import PROTO_FILES, protoc_include
+from orderbook.proto.generate import PROTO_FILES, generate, protoc_include, stub_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = REPO_ROOT / "proto"
@@ -58,6 +59,13 @@ def test_generated_module_matches_proto(tmp_path: Path, name: str) -> None:
     compiled = compile_descriptors(tmp_path / "protos.desc")[name]
     committed = descriptor_pb2.FileDescriptorProto.FromString(GENERATED[name].DESCRIPTOR.serialized_pb)
     assert committed == compiled, f"{GENERATED[name].__name__} is stale: run python -m orderbook.proto.generate"
+
+
+def test_committed_type_stubs_match_the_protos(tmp_path: Path) -> None:
+    generate(tmp_path)
+    stale = [stub_path(proto).name for proto in PROTO_FILES
+             if stub_path(proto).read_text() != stub_path(proto, tmp_path).read_text()]
+    assert stale == [], f"{stale} stale: run python -m orderbook.proto.generate"
 
 
 def test_generated_module_has_the_service_and_messages() -> None:

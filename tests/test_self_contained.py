@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from recordings import RECORDINGS_DIR, data_sets
+from tests.recordings import RECORDINGS_DIR, data_sets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTSIDE = re.compile(r"\.\./shared|parents?\[\d\]\.parent\b|\.parent\s*/\s*[\"']shared[\"']")
@@ -29,7 +29,8 @@ def test_the_recordings_are_in_the_repository_and_tracked():
 def test_no_tracked_source_reads_a_folder_beside_the_repository():
     offenders = []
     for name in tracked_files():
-        if name.endswith((".py", ".cfg", ".toml", ".yml", ".yaml", ".sh", "Makefile")) or name.startswith(("bin/", ".ci/")):
+        if (name.endswith((".py", ".cfg", ".toml", ".yml", ".yaml", ".sh", "Makefile"))
+                or name.startswith(("bin/", ".ci/"))):
             text = (REPO_ROOT / name).read_text(encoding="utf-8", errors="replace")
             offenders += [f"{name}: {match.group(0)}" for match in OUTSIDE.finditer(text)]
     assert offenders == []

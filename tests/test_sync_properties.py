@@ -381,7 +381,7 @@ def test_recorded_diffs_cover_everything_applied_since_recording_began_until_the
     assert sync.recorded_since() == 102
     for i in range(RECENT_DIFFS + 5):
         sync.on_diff(BookDiff(103 + 2 * i, 104 + 2 * i, 0.0, ((5, i + 1),), ()))
-    assert len(sync.recent) == RECENT_DIFFS
+    assert sync.recent is not None and len(sync.recent) == RECENT_DIFFS
     assert sync.recorded_since() == 102 + 2 * 5  # the five forgotten diffs ended at id 112
     sync.stop_recording()
     assert sync.recent is None and sync.recorded_since() is None

@@ -15,7 +15,7 @@ from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff
 from orderbook.exchanges.sync import BookSync, Outcome
-from recordings import DataSet, data_sets, params
+from tests.recordings import DataSet, data_sets, params
 
 Side = dict[Decimal, Decimal]
 
@@ -46,6 +46,7 @@ def rebuilt_book(data_set: DataSet) -> tuple[Side, Side, int]:
         # "You won't learn the quantities for the levels outside of the initial snapshot unless they change": a
         # side that came back full ends at its worst price, and changes past it are not part of the book.
         full = data_set.snapshot_limit
+        assert full is not None  # Binance's data sets say the limit they were taken with
         floor = Decimal(snapshot["bids"][-1][0]) if len(snapshot["bids"]) >= full else None
         ceiling = Decimal(snapshot["asks"][-1][0]) if len(snapshot["asks"]) >= full else None
         last = snapshot["lastUpdateId"]
@@ -118,7 +119,8 @@ def old_frame_arrives_live(data_set: DataSet, before_snapshot: int) -> bool:
 
 def test_bitstamp_diffs_already_in_the_snapshot_often_arrive_after_it():
     """The real stream lags behind REST: most recorded sets show it, so the STALE rule above is exercised."""
-    lagging = [data_set.id for data_set in data_sets("bitstamp") if old_frame_arrives_live(data_set, live_split(data_set))]
+    lagging = [data_set.id for data_set in data_sets("bitstamp")
+               if old_frame_arrives_live(data_set, live_split(data_set))]
     assert len(lagging) >= 20
 
 

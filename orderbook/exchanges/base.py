@@ -13,9 +13,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
-from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, parse_id, parse_levels
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
 
 
@@ -110,7 +110,7 @@ class Venue(ABC):
     def parse_message(self, raw: str | bytes) -> Message:
         """One WebSocket frame -> a typed message naming its symbol; raises :class:`BadMessage`."""
 
-    def confirms_subscription(self, message: Message) -> bool:
+    def confirms_subscription(self, message: Message) -> TypeGuard[Notice]:
         """Whether ``message`` says the venue has taken a symbol's subscription (starts :attr:`quiet_snapshot_wait`)."""
         return False
 
@@ -133,10 +133,11 @@ class Venue(ABC):
         snapshot = load_object(body, loses_data=True)
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
-        (bids, ignored_bids), (asks, ignored_asks) = parse_levels(snapshot.get("bids")), parse_levels(snapshot.get("asks"))
+        (bids, ignored_bids), (asks, ignored_asks) = (parse_levels(snapshot.get("bids")),
+                                                      parse_levels(snapshot.get("asks")))
         return BookSnapshot(last_id, bids, asks, ignored_bids + ignored_asks)
 
-    def check_error_body(self, body: dict[str, Any]) -> None:
+    def check_error_body(self, body: dict[str, Any]) -> None:  # noqa: B027 - a hook: no check unless overridden
         """Raise :class:`ErrorBody` when a body that came with HTTP 200 is an error (the venue's own shape)."""
 
     @abstractmethod

@@ -32,10 +32,10 @@ _METHOD_RESULT = Notice("method_result")
 class BinanceSync(BookSync):
     """Update ids: each event covers ids ``U..u``; the book's id is the last ``u`` applied."""
 
-    def _continuity(self, diff: BookDiff) -> Outcome:
-        if diff.final_id < self.last_id:
+    def _continuity(self, diff: BookDiff, last_id: int, snapshot_id: int) -> Outcome:
+        if diff.final_id < last_id:
             return Outcome.STALE
-        if diff.first_id > self.last_id + 1:
+        if diff.first_id > last_id + 1:
             return Outcome.GAP
         return Outcome.APPLIED
 

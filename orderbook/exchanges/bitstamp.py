@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from orderbook.exchanges.base import ErrorBody, Venue, load_list, load_object
 from orderbook.exchanges.messages import (
@@ -33,13 +33,13 @@ _NOTICES = {
 class BitstampSync(BookSync):
     """Microtimestamps: the only continuity check is that they strictly increase."""
 
-    def _continuity(self, diff: BookDiff) -> Outcome:
+    def _continuity(self, diff: BookDiff, last_id: int, snapshot_id: int) -> Outcome:
         # The stream can lag behind REST: a diff stamped at or before the snapshot may arrive after it was loaded.
         # The snapshot already reflects it. Only a diff newer than the snapshot but not newer than the last one
         # applied is out of order.
-        if diff.final_id <= self.snapshot_id:
+        if diff.final_id <= snapshot_id:
             return Outcome.STALE
-        if diff.first_id <= self.last_id:
+        if diff.first_id <= last_id:
             return Outcome.OUT_OF_ORDER
         return Outcome.APPLIED
 
@@ -87,7 +87,7 @@ class BitstampVenue(Venue):
     def listing_url(self) -> str:
         return f"{self.rest_base}/api/v2/trading-pairs-info/"
 
-    def confirms_subscription(self, message: Message) -> bool:
+    def confirms_subscription(self, message: Message) -> TypeGuard[Notice]:
         return type(message) is Notice and message.kind == "subscribed"
 
     def ready_for_snapshot(self, message: Message) -> bool:

@@ -89,7 +89,8 @@ def parse_levels(raw: Any, *, loses_data: bool = True) -> tuple[tuple[PriceLevel
             if level is None:
                 ignored.append("null_row")
                 continue
-            raise BadMessage("bad_levels", f"a level is not a [price, amount] pair: {level!r:.80}", loses_data=loses_data)
+            raise BadMessage("bad_levels", f"a level is not a [price, amount] pair: {level!r:.80}",
+                             loses_data=loses_data)
     try:
         if ignored:
             raw = [level for level in raw if level is not None]

@@ -95,7 +95,9 @@ class BookSync(ABC):
                 return Outcome.OVERFLOW
             self._buffer.append(diff)
             return Outcome.BUFFERED
-        outcome = self._continuity(diff)
+        last_id, snapshot_id = self.last_id, self.snapshot_id
+        assert last_id is not None and snapshot_id is not None  # in step: both set by on_snapshot
+        outcome = self._continuity(diff, last_id, snapshot_id)
         if outcome is Outcome.APPLIED:
             self.top_changed = top_changed = self.book.apply(diff.bids, diff.asks, self._watch_depth)
             self.last_id = diff.final_id
@@ -160,8 +162,9 @@ class BookSync(ABC):
         return Outcome.APPLIED
 
     @abstractmethod
-    def _continuity(self, diff: BookDiff) -> Outcome:
-        """Whether a live diff follows the book: APPLIED, STALE, or an outcome that breaks the book."""
+    def _continuity(self, diff: BookDiff, last_id: int, snapshot_id: int) -> Outcome:
+        """Whether a live diff follows the book (``last_id``: the last diff applied, or the snapshot's id if none
+        was; ``snapshot_id``: the snapshot's): APPLIED, STALE, or an outcome that breaks the book."""
 
     @abstractmethod
     def _snapshot_too_old(self, snapshot: BookSnapshot, first: BookDiff, first_pending: BookDiff | None) -> bool:

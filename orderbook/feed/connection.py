@@ -238,7 +238,8 @@ class VenueConnection:
         if suppressed is not None:
             log.warning(
                 "%s: bad frame (%s)%s: %.*r",
-                self.name, error, f" [{suppressed} more like it not logged]" if suppressed else "", RAW_EXCERPT, payload,
+                self.name, error, f" [{suppressed} more like it not logged]" if suppressed else "",
+                RAW_EXCERPT, payload,
             )
         if not error.loses_data:
             return

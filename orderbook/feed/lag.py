@@ -65,7 +65,8 @@ class ClockOffset:
             self.offset = min(raw_lag, *buckets)
         elif raw_lag < self._current:
             self._current = raw_lag
-            self.offset = min(raw_lag, self.offset)  # type: ignore[type-var]  (set by the span's first sample)
+            assert self.offset is not None  # set by the span's first sample
+            self.offset = min(raw_lag, self.offset)
 
     def restart(self) -> None:
         """Forget every sample (the clocks may have been stepped): the next one is the new offset."""
@@ -99,7 +100,9 @@ class ConnectionLag:
         offset = self._offset
         if fresh or offset.offset is None:
             offset.observe(raw, now)
-        self.lag = lag = max(0.0, raw - offset.offset)  # type: ignore[operator]  (set by the sample above, if not before)
+        learnt = offset.offset
+        assert learnt is not None  # set by the sample above, if not before
+        self.lag = lag = max(0.0, raw - learnt)
         if lag > self._max_lag:
             if not self.behind:
                 self.behind = True

@@ -138,11 +138,12 @@ class SymbolFeed:
             return []
         # The stream can lag the REST book: wait until it has passed the snapshot's moment, or for the bound.
         deadline = time.monotonic() + self.settings.stream_lag_bound
-        while sync.in_step and sync.last_id < snapshot.last_id and time.monotonic() < deadline:
+        while (sync.in_step and sync.last_id is not None and sync.last_id < snapshot.last_id
+               and time.monotonic() < deadline):
             gevent.sleep(0.05)
         since = sync.recorded_since()
         if since is None or since > snapshot.last_id or (
-            venue.snapshot_names_an_event and sync.last_id < snapshot.last_id
+            venue.snapshot_names_an_event and sync.last_id is not None and sync.last_id < snapshot.last_id
         ):
             log.info("%s: audit skipped: the book cannot be compared with snapshot %s", self.name, snapshot.last_id)
             self.metrics.audit("skipped")
@@ -150,7 +151,11 @@ class SymbolFeed:
         if stream.behind:
             return None
         with self.book.lock:
-            divergences = compare(sync.book, snapshot, sync.recent, venue.snapshot_depth)
+            recent = sync.recent  # None if a diff broke the book while this waited for the lock
+            divergences = None if recent is None else compare(sync.book, snapshot, recent, venue.snapshot_depth)
+        if divergences is None:
+            self.metrics.audit("skipped")
+            return []
         if not divergences:
             self.metrics.audit("match")
             return []
@@ -238,7 +243,8 @@ class SymbolStream:
             gevent.sleep(wait)
             self._quiet_timer = None
             if self.sync.buffered == 0 and not self.sync.in_step and not self._snapshot_requested:
-                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.feed.name, wait)
+                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot",
+                         self.feed.name, wait)
                 self._request_snapshot()
 
         self._quiet_timer = self.feed.spawn(quiet)
@@ -296,7 +302,8 @@ class SymbolStream:
                 feed.book.set_behind(self._venue_name, behind)
         if outcome is Outcome.APPLIED:
             log.info("%s: in step from snapshot %s (%d bids, %d asks)%s", feed.name, snapshot.last_id,
-                     sync.book.bid_depth, sync.book.ask_depth, ", served once the connection catches up" if behind else "")
+                     sync.book.bid_depth, sync.book.ask_depth,
+                     ", served once the connection catches up" if behind else "")
             feed.metrics.set_in_step(not behind)
             feed.due_since = time.monotonic()
             feed.changed(time.perf_counter())

@@ -18,7 +18,7 @@ from orderbook.feed.lag import ClockOffset
 from orderbook.feed.settings import FeedSettings
 from orderbook.feed.symbol import SymbolFeed
 from orderbook.metrics import VenueMetrics
-from orderbook.rest import AUDIT_SHARE, SnapshotFetcher
+from orderbook.rest import AUDIT_SHARE, HttpClient, SnapshotFetcher
 from orderbook.stream import Connector, websocket_connector
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class VenueFeed:
         on_unlisted: Callable[[str, str, str], None],
         metrics: VenueMetrics,
         settings: FeedSettings = FeedSettings(),
-        http: requests.Session | None = None,
+        http: HttpClient | None = None,
         connect: Connector | None = None,
         spawn: Callable[..., gevent.Greenlet] = gevent.spawn,
         task: Callable[..., gevent.Greenlet] | None = None,
@@ -134,6 +134,7 @@ class VenueFeed:
     def _audit(feed: SymbolFeed, auditing: set[str]) -> None:
         try:
             stream = feed.current
+            assert stream is not None  # picked with a stream in step, and a feed's stream is replaced, never unset
             sync = stream.sync
             if feed.audit(stream) and stream is feed.current and stream.sync is sync:
                 stream.rebuild("audit", "levels differ from the venue's")

@@ -32,7 +32,10 @@ from orderbook.simulator.process import SimulatorError, SimulatorProcess
 BIN = Path(__file__).resolve().parents[2] / "bin"
 EXIT_FAILED = 2
 READY_TIMEOUT = 30.0
-FIXED_PORTS = {"redis": 6390, "edges": ((5002, 9103), (5003, 9104)), "nodes": ((5012, 9112), (5013, 9113))}
+FIXED_REDIS_PORT = 6390
+FIXED_NODE_PORTS = ((5012, 9112), (5013, 9113))
+"""Each book node's gRPC and metrics ports (as FIXED_EDGE_PORTS for the edges)."""
+FIXED_EDGE_PORTS = ((5002, 9103), (5003, 9104))
 
 
 @dataclass
@@ -56,19 +59,19 @@ def _start(name: str, argv: list[str], directory: Path, grpc: int, metrics: int)
 
 
 def run(symbols: str, any_ports: bool, directory: Path) -> int:
-    redis = RedisProcess(directory / "redis", None if any_ports else FIXED_PORTS["redis"]).start()
+    redis = RedisProcess(directory / "redis", None if any_ports else FIXED_REDIS_PORT).start()
     simulator = SimulatorProcess("--symbol", symbols, "--log-level", "warning").start()
     children: list[Child] = []
     try:
         venues = [f"--{key.replace('_', '-')}-url={url}" for key, url in simulator.urls.items() if key != "control"]
-        for index, (grpc, metrics) in enumerate(FIXED_PORTS["nodes"]):
+        for index, (grpc, metrics) in enumerate(FIXED_NODE_PORTS):
             children.append(_start(f"node-{index + 1}", [str(BIN / "run-server"), "--symbol", symbols, *venues,
                                                          "--publish", redis.url],
                                    directory, 0 if any_ports else grpc, 0 if any_ports else metrics))
             if index == 0:
                 children[0].ports()  # listening: the first node leads once in step
                 time.sleep(1.0)
-        for index, (grpc, metrics) in enumerate(FIXED_PORTS["edges"]):
+        for index, (grpc, metrics) in enumerate(FIXED_EDGE_PORTS):
             children.append(_start(f"edge-{index + 1}", [str(BIN / "run-edge"), "--source", redis.url],
                                    directory, 0 if any_ports else grpc, 0 if any_ports else metrics))
         ports = {child.name: child.ports() for child in children}

@@ -49,7 +49,7 @@ from orderbook.relay import envelope
 from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, PUBLISH, RELEASE, RENEW,
                                   REPORT, STORED_TTL_MS, BadLease, Keys, Lease, fingerprint, read_lease)
 from orderbook.relay.metrics import NodeStats
-from orderbook.relay.redis_url import connect, redacted
+from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.timing import CATALOG_TTL, HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
 from orderbook.serving.symbols import SymbolBooks
@@ -209,7 +209,7 @@ class BookNode:
             self._rejections.settled("bad_epoch_counter")
             self._lead(epoch, started)
         elif epoch != 0:
-            counter = self._redis.getrange(keys.epoch, 0, 63)
+            counter = getrange(self._redis, keys.epoch, 0, 63)
             self._rejections.reject("bad_epoch_counter", "relay: the epoch counter %s holds %r (after epoch %d here), "
                                     "not an epoch this node can go on from: no lease taken", keys.epoch, counter,
                                     self.stats.epoch, value=counter)
@@ -230,7 +230,7 @@ class BookNode:
         is stored (the first write after it took the lease), it is read again at the next tick."""
         if holder == self._checked:
             return
-        stored = self._redis.getrange(self.keys.catalog, 0, envelope.MAX_ENVELOPE)
+        stored = getrange(self._redis, self.keys.catalog, 0, envelope.MAX_ENVELOPE)
         if not stored:
             return
         try:

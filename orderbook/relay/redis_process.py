@@ -104,6 +104,7 @@ class RedisProcess:
         return False
 
     def client(self) -> redis.Redis:
+        assert self.port is not None, "start() first: it chooses the port"
         return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=5, socket_connect_timeout=5)
 
     def kill(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 import redis
@@ -48,5 +49,11 @@ def redacted(text: str) -> str:
 def connect(url: str, timeout: float, name: str) -> redis.Redis:
     """A client for ``url`` that fails at once (no retries of its own: the caller backs off) and gives up on an
     answer after ``timeout`` seconds. ``name`` is what ``CLIENT LIST`` shows for it."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                                client_name=name, health_check_interval=0)
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0), client_name=name, health_check_interval=0)
+
+
+def getrange(client: redis.Redis, key: str, start: int, end: int) -> bytes:
+    """``client.getrange(key, start, end)``: bytes from a :func:`connect` client, which never decodes answers
+    (redis-py's annotation also allows the str of one that does)."""
+    return cast(bytes, client.getrange(key, start, end))

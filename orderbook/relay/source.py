@@ -45,7 +45,7 @@ from orderbook.relay import envelope
 from orderbook.relay.envelope import Heartbeat, Update
 from orderbook.relay.keys import DEFAULT_KEYS, MAX_LEASE, READ_LATEST, Keys, Lease
 from orderbook.relay.metrics import EdgeStats
-from orderbook.relay.redis_url import connect, redacted
+from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_TIMEOUT, SOURCE_TURN, TICK
 from orderbook.serving.symbols import SymbolBooks
@@ -119,7 +119,7 @@ class RedisSource:
             while (message := pubsub.get_message(timeout=REDIS_TIMEOUT)) is None or message["type"] != "subscribe":
                 if message is None:
                     raise RedisError("no subscription confirmed within the Redis timeout")
-            catalog = self._redis.getrange(self._keys.catalog, 0, envelope.MAX_ENVELOPE)
+            catalog = getrange(self._redis, self._keys.catalog, 0, envelope.MAX_ENVELOPE)
             self._connected()
             backoff.reset()
             if catalog and self.take(catalog, live=False):
@@ -230,7 +230,7 @@ class RedisSource:
         """Whether the lease is ``item``'s sender's: read afresh unless it was read within a tick."""
         now = time.monotonic()
         if now - self._lease_read_at >= TICK:
-            self._lease = self._redis.getrange(self._keys.lease, 0, MAX_LEASE)
+            self._lease = getrange(self._redis, self._keys.lease, 0, MAX_LEASE)
             self._lease_read_at = now
         return self._lease == Lease(item.epoch, item.node).token.encode()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from gevent.event import Event
 
@@ -133,7 +133,7 @@ class SummaryBroadcaster:
         finally:
             self._parked.pop(own, None)
 
-    def stream(self, is_active: Callable[[], bool], wake_up: Event | None = None) -> Iterator[bytes]:
+    def stream(self, is_active: Callable[[], bool], wake_up: Event | None = None) -> Generator[bytes, None, None]:
         """A client's stream: :meth:`follow`, counted and timed."""
         self._open_streams += 1
         observe = self.send_latency.observe

@@ -173,8 +173,8 @@ class TlsFiles:
 
     def credentials(self) -> grpc.ServerCredentials:
         try:
-            cert = Path(self.cert_path).read_bytes()
-            key = Path(self.key_path).read_bytes()
+            cert = self.cert_path.read_bytes()
+            key = self.key_path.read_bytes()
         except OSError as exc:
             raise ServerStartError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from exc
         return grpc.ssl_server_credentials([(key, cert)])
@@ -213,7 +213,8 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
                 reason = exc.strerror or str(exc)
     if reason is None and tls is not None:
         reason = f"the TLS certificate {tls.cert_path} or key {tls.key_path} was rejected (not PEM, or not a pair)"
-    return ServerStartError(f"cannot listen on {address}: {reason or 'grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)'}")
+    reason = reason or "grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)"
+    return ServerStartError(f"cannot listen on {address}: {reason}")
 
 
 class GrpcServer:
@@ -294,7 +295,7 @@ class GrpcServer:
             ("grpc.server_handshake_timeout_ms", int(HANDSHAKE_TIMEOUT * 1000)),
         ]
         server = grpc.server(
-            self._executor,
+            self._executor,  # type: ignore[arg-type]  # any Executor serves; the stub asks a ThreadPoolExecutor
             handlers=[self._summary_handler(), self._streams_handler()],
             options=options,
             interceptors=[ParseInHandler(self._refusals)],
@@ -347,7 +348,7 @@ class GrpcServer:
 
     def _summary_handler(self) -> grpc.GenericRpcHandler:
         # No request_deserializer: the raw bytes reach the method, which parses them (see the module docstring).
-        method = grpc.unary_stream_rpc_method_handler(
+        method: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
             self._book_summary,
             request_deserializer=None,
             response_serializer=_already_serialized,
@@ -355,10 +356,10 @@ class GrpcServer:
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: method})
 
     def _streams_handler(self) -> grpc.GenericRpcHandler:
-        book = grpc.unary_stream_rpc_method_handler(self._book, request_deserializer=None,
-                                                    response_serializer=_already_serialized)
-        symbols = grpc.unary_unary_rpc_method_handler(self._symbols, request_deserializer=None,
-                                                      response_serializer=_already_serialized)
+        book: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
+            self._book, request_deserializer=None, response_serializer=_already_serialized)
+        symbols: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+            self._symbols, request_deserializer=None, response_serializer=_already_serialized)
         return grpc.method_handlers_generic_handler(STREAMS_SERVICE_NAME, {"Book": book, "Symbols": symbols})
 
     def _parse(self, message: type[_Request], request: bytes, path: str, context: grpc.ServicerContext) -> _Request:

@@ -26,7 +26,7 @@ whose summaries its client could not tell from the old one's (a ``Summary`` does
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from gevent.event import Event
 
@@ -190,7 +190,7 @@ class SymbolBooks:
         if symbols == self.symbols and depth == self.depth:
             return False
         kept = set(symbols) if depth == self.depth else set()
-        for symbol, book in list(self._books.items()):
+        for symbol in list(self._books):
             if symbol not in kept:
                 self._retire(self._books.pop(symbol))
         for symbol in symbols:
@@ -256,7 +256,7 @@ class SymbolBooks:
         return self._broadcaster(*self.resolve(symbol, depth))
 
     def stream(self, symbol: str, depth: int, is_active: Callable[[], bool],
-               wake_up: Event | None = None) -> Iterator[bytes]:
+               wake_up: Event | None = None) -> Generator[bytes, None, None]:
         """A client's stream of ``symbol`` at ``depth`` (:meth:`SummaryBroadcaster.stream`); check the request
         with :meth:`resolve` first, as this raises only once iterated. It ends when the client goes, and raises
         :class:`Unavailable` when the books close or are suspended, its symbol's book goes, or, asked for the

@@ -22,6 +22,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
@@ -58,7 +59,7 @@ class ServingProcess:
         self.link = socket.socket(fileno=args.link_fd)
         self.reader = self.link.makefile("rb")
         self.books = SymbolBooks(args.symbols, args.depth)
-        tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
+        tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
         self.server = GrpcServer(self.books, args.grpc_addr, max_streams=args.max_streams,
                                  max_streams_per_connection=args.max_streams_per_connection, tls=tls,
                                  reuse_port=True)

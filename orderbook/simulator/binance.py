@@ -317,7 +317,7 @@ class BinanceExchange(Exchange):
             return
         self.reply(session, {"result": result, "id": request_id})
 
-    def _control(self, session: Session, request: object) -> object:
+    def _control(self, session: Session, request: object) -> object:  # noqa: C901
         if not isinstance(request, dict):
             raise RequestError(2, "Invalid request: expected a JSON object")
         if "method" not in request:

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import gevent
 
@@ -86,7 +86,7 @@ class BitstampExchange(Exchange):
     def key(self) -> str:
         return self.pair
 
-    def load(self, bids: list[PriceLevel], asks: list[PriceLevel]) -> None:
+    def load(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
         super().load(bids, asks)
         self._restart_lag()
 

@@ -72,7 +72,7 @@ class SimulatorConfig:
     probe_every: int = 0
     """Every Nth event of each venue is a latency probe (see :mod:`orderbook.simulator.probe`); 0: none."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901
         for name in ("binance_rate", "bitstamp_rate"):
             rate = getattr(self, name)
             if not 0 < rate <= MAX_RATE:
@@ -159,7 +159,8 @@ def parser() -> OneLineParser:
                    help="control API port; 0 picks a free one (default %(default)s)")
     p.add_argument("--seed", type=whole_number, default=1,
                    help="random seed: the same seed and settings make the same market (default %(default)s)")
-    p.add_argument("--rate", type=number, default=50.0, help="events per second per exchange, for each symbol (default %(default)s)")
+    p.add_argument("--rate", type=number, default=50.0,
+                   help="events per second per exchange, for each symbol (default %(default)s)")
     p.add_argument("--binance-rate", type=number, help="overrides --rate for Binance")
     p.add_argument("--bitstamp-rate", type=number, help="overrides --rate for Bitstamp")
     p.add_argument("--symbol", default="ETHBTC", type=symbol_list, metavar="SYMBOL[,SYMBOL...]",

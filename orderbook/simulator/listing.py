@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orderbook.prices import SCALE, format_decimal
 from orderbook.simulator.market import LOT, TICK
@@ -243,7 +244,7 @@ def rate_limits(weight_limit: int) -> list[dict[str, object]]:
 
 
 def exchange_info(query: ExchangeInfoQuery, listed: Iterable[str], weight_limit: int,
-                  server_time: int) -> dict[str, object]:
+                  server_time: int) -> dict[str, Any]:
     """The body: the symbols asked for in the order asked (all listed ones, in listing order, when none were),
     those the ``permissions`` and ``symbolStatus`` filters keep (every simulated symbol is TRADING with the
     permission set SPOT, MARGIN)."""

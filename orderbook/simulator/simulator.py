@@ -47,7 +47,7 @@ class _Fault:
     exchanges: tuple[str, ...]
     params: Mapping[str, Any]
     """Parameter name -> default (a ``_Required`` when there is none); the default's type is the expected type."""
-    run: Callable[..., object]
+    run: Callable[..., dict[str, object] | None]
     venue_wide: bool = False
     """Acts on the venue's connections or REST endpoint, whatever the symbol (takes no ``symbol``); otherwise on
     one symbol's market (``symbol``, default the default symbol)."""
@@ -97,7 +97,8 @@ class Simulator:
         self.config = config
         self.pause_switch = Pause(config.paused)
         self.probes = ProbeLog(config.probe_every)
-        binance_rec = replay.load(config.replay_binance, "binance", config.recordings) if config.replay_binance else None
+        binance_rec = (replay.load(config.replay_binance, "binance", config.recordings)
+                       if config.replay_binance else None)
         bitstamp_rec = (replay.load(config.replay_bitstamp, "bitstamp", config.recordings)
                         if config.replay_bitstamp else None)
         # The default symbol keeps the seeds it always had ("<seed>:binance"...), so its events do not depend on the
@@ -299,6 +300,7 @@ class Simulator:
         binance, bitstamp = self.markets[served]
         if binance is None or bitstamp is None:
             raise FaultError(f"cross needs both venues: {served} is served on {self._venues_of(served)} only")
+        aggressor: Exchange
         if binance.model is not None and bitstamp.truth.ask_depth:
             aggressor, change = binance, binance.model.cross_above(bitstamp.truth.top_asks(1)[0][0])
         elif bitstamp.model is not None and binance.truth.bid_depth:
@@ -333,7 +335,7 @@ class Simulator:
         market = self.market(exchange_name, symbol)
         kwargs = {key: _param(name, key, params.get(key, default), default) for key, default in fault.params.items()}
         result = fault.run(market, **kwargs)
-        answer = {"fault": name, "exchange": exchange_name, **(result or {})}  # type: ignore[dict-item]
+        answer: dict[str, object] = {"fault": name, "exchange": exchange_name, **(result or {})}
         return {**answer, "symbol": self.symbol(symbol)} if symbol is not None else answer
 
 

@@ -183,7 +183,8 @@ class _Buffered:
         """
         try:
             self._sock.shutdown(socket.SHUT_WR)
-            with gevent.Timeout(seconds, False):
+            # Timeout(seconds, False) is gevent's documented silent timeout, which types-gevent's stub leaves out.
+            with gevent.Timeout(seconds, False):  # type: ignore[arg-type]
                 self.discard_until_eof()
         except OSError:
             pass  # the client is gone: nothing left to protect
@@ -223,7 +224,7 @@ class WebSocket:
         self.silenced = False
         self.closed = False
         self.last_pong_at = time.monotonic()
-        self.on_control_frame: Callable[[str], None] | None = None
+        self.on_control_frame: Callable[[str], object] | None = None
         """Called with ``"ping"`` or ``"pong"`` for each such frame the client sends, before it is answered: a
         venue that counts every incoming frame against a rate limit (Binance) hooks in here. Messages go to
         ``receive()`` as usual."""
@@ -362,7 +363,7 @@ class WebSocket:
             if not self._close_frame or self._close_sent:
                 self._finish()
 
-    def _read_frames(self) -> None:
+    def _read_frames(self) -> None:  # noqa: C901
         """Process client frames until a close frame arrives."""
         read = self._reader.read_exact
         limit = self._limits.max_message_bytes
@@ -544,7 +545,9 @@ class WireServer:
             raise RuntimeError(f"{self._name}: already started")
         self._server = StreamServer((self._host, self._port), self._handle, spawn=self._pool)
         self._server.start()
-        self._port = self._server.server_port
+        port = self._server.server_port
+        assert port is not None  # listening
+        self._port = port
         logger.debug("%s: listening on %s", self._name, self.url())
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -740,7 +743,7 @@ def _render(response: Response, keep_alive: bool, with_body: bool) -> bytes:
         f"Content-Length: {len(response.body)}",
         f"Connection: {'keep-alive' if keep_alive else 'close'}",
     ]
-    lines += [f"{k}: {v}" for k, v in response.headers.items() 
+    lines += [f"{k}: {v}" for k, v in response.headers.items()
              if k.lower() not in ("content-length", "connection")]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + response.body if with_body else head

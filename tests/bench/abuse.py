@@ -167,7 +167,7 @@ def measure_scrapes(port: int, seconds: float) -> dict[str, Any]:
             sock.sendall(HALF_HEAD)
             slow.append(sock)
     except OSError as error:  # a server that cannot take them is measured as it is
-        slow_error = f"{type(error).__name__}: {error}"
+        slow_error: str | None = f"{type(error).__name__}: {error}"
     else:
         slow_error = None
     scrapers = subprocess.Popen([PYTHON, "-m", "tests.bench.abuse", "storm", str(port), str(STORM_SCRAPERS),
@@ -217,7 +217,8 @@ def measure_flood(stack: Stack, calls: int) -> dict[str, Any]:
     before = rss_mb(pid)
     started = time.monotonic()
     with grpc.insecure_channel(stack.server.target) as channel:
-        stream = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
+        stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            METHOD, request_serializer=None, response_deserializer=None)
         with ThreadPoolExecutor(20) as pool:
             codes = collections.Counter(pool.map(lambda _: _malformed_call(stream), range(calls)))
     elapsed = time.monotonic() - started

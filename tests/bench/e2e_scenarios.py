@@ -104,13 +104,14 @@ def max_sustained(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     """Raise the simulator's total rate step by step until the served book stops keeping up.
 
     A step keeps up when the server received at least 95 % of the frames the simulator sent in the window, no
-    connection was lost, and the probe latency stayed bounded: p99 <= 250 ms in both halves of the window and second-half p50 at
-    most twice the first half's (+5 ms), i.e. no growing backlog. Probes never seen are not held against a step:
-    at high rates the broadcaster conflates summaries (by design), and a marker replaced within one send is lost.
+    connection was lost, and the probe latency stayed bounded: p99 <= 250 ms in both halves of the window and
+    second-half p50 at most twice the first half's (+5 ms), i.e. no growing backlog. Probes never seen are not held
+    against a step: at high rates the broadcaster conflates summaries (by design), and a marker replaced within one
+    send is lost.
     """
     window = options.seconds(8, 3)
     ramp = RAMP[:3] if options.quick else RAMP
-    steps = []
+    steps: list[dict[str, Any]] = []
     with Stack(options.workdir, ["--rate", str(ramp[0] / 2), "--probe-every", "25"], [], name="server-ramp") as stack:
         stack.server.wait_serving()
         clients = ClientGroup(stack.server.target, processes=1, streams_each=1)
@@ -261,8 +262,8 @@ def memory(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     details = {
         "duration_s": duration, "streams_started": started, "samples": len(rss),
         "rss_first_mb": rss[0] if rss else None, "rss_last_mb": rss[-1] if rss else None,
-        "book_levels": {f"{exchange}/{side}": value
-                        for (exchange, side), value in levels.by_label("orderbook_book_levels", "exchange", "side").items()},
+        "book_levels": {f"{exchange}/{side}": value for (exchange, side), value
+                        in levels.by_label("orderbook_book_levels", "exchange", "side").items()},
         "messages": sum(sum(result["received"]) for result in results),
         "rss_mb_every_10s": rss[::10],
     }
@@ -323,6 +324,7 @@ def startup(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             server.stop()
     if at is None:
         raise RuntimeError(f"no full summary within 30 s:\n{server.log_tail()}")
+    assert samples is not None  # read once at was
     total = at - server.launched_at
     fetch = {name: samples.value("orderbook_snapshot_fetch_duration_seconds_sum", exchange=name)
              for name in ("binance", "bitstamp")}

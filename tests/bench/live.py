@@ -75,7 +75,8 @@ class Server(ReadyFilePorts):
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited early:\n{self.log_tail()}")
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
                     pass
@@ -167,7 +168,7 @@ def probe_stats(sent: list[tuple[int, str, float]], results: list[dict[str, Any]
                 start: float, end: float) -> ProbeStats:
     """Latency of every (probe, stream) pair for probes sent in [start, end): receipt minus send, in ms."""
     window = {key: at for key, _, at in sent if start <= at < end}
-    latencies = []
+    latencies: list[float] = []
     for result in results:
         for key, times in result["markers"].items():
             sent_at = window.get(int(key))

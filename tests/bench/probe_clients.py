@@ -38,7 +38,8 @@ class Streams:
             self.started.set()
 
     async def read(self, index: int, channel: grpc.aio.Channel) -> None:
-        call = channel.unary_stream(METHOD)(_EMPTY, wait_for_ready=True)
+        method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(METHOD)
+        call = method(_EMPTY, wait_for_ready=True)
         seen: set[int] = set()
         markers = self.markers
         parse = orderbook_pb2.Summary.FromString
@@ -72,7 +73,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     tasks = [asyncio.create_task(streams.read(i, channels[i % len(channels)])) for i in range(args.streams)]
     try:
         await asyncio.wait_for(streams.started.wait(), args.start_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     print(f"ready {sum(1 for t in streams.first_at if t is not None)}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin

@@ -26,6 +26,7 @@ import contextlib
 import subprocess
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,9 +186,9 @@ class SummaryTimes:
         self._thread.start()
 
     def _run(self) -> None:
-        read = self._channel.unary_stream("/orderbook.OrderbookAggregator/BookSummary",
-                                          request_serializer=orderbook_pb2.Empty.SerializeToString,
-                                          response_deserializer=None)
+        read: grpc.UnaryStreamMultiCallable[orderbook_pb2.Empty, bytes] = self._channel.unary_stream(
+            "/orderbook.OrderbookAggregator/BookSummary", request_serializer=orderbook_pb2.Empty.SerializeToString,
+            response_deserializer=None)
         while not self._stop.is_set():
             self._call = read(orderbook_pb2.Empty(), wait_for_ready=True)
             try:
@@ -196,7 +197,7 @@ class SummaryTimes:
             except grpc.RpcError as error:
                 if self._stop.is_set():
                     return
-                self.ended.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+                self.ended.append(f"{error.code().name}: {error.details()}")
                 time.sleep(0.05)
 
     def first_after(self, at: float) -> float | None:
@@ -295,7 +296,7 @@ def relay_latency(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                 if key in firsts[later] and key in firsts[earlier]]
         return {"samples": len(gaps), "p50": percentile(gaps, 0.5), "p99": percentile(gaps, 0.99)}
 
-    details = {"direct": direct, "edge": via_edge,
+    details: dict[str, Any] = {"direct": direct, "edge": via_edge,
                "to_redis": {"samples": len(to_redis), "p50_ms": percentile(to_redis, 0.5),
                             "p99_ms": percentile(to_redis, 0.99)},
                # Probe by probe: each path's first client against the other, and against the subscriber.
@@ -313,7 +314,7 @@ def relay_latency(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                        ("node_publish_to_send", "orderbook_publish_to_send_seconds", node_before, node_after),
                        ("edge_publish_to_send", "orderbook_publish_to_send_seconds", edge_before, edge_after))},
                # Redis's own time in the leader's fenced publish script (INFO commandstats), per call.
-               "redis_script_us_per_call": _delta(redis_after[0], redis_before[0]) / max(
+               "redis_script_us_per_call": (redis_after[0] - redis_before[0]) / max(
                    1, redis_after[1] - redis_before[1]),
                "redis_script_calls_per_s": (redis_after[1] - redis_before[1]) / (end - start + IN_FLIGHT),
                "watch_envelopes": watch.envelopes, "watch_errors": watch.errors}
@@ -377,6 +378,7 @@ def relay_fanout(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             launched = min(group.launched_at for group in groups.values())
             stack.sim.control.resume()
             time.sleep(1.0)
+            assert stack.redis.proc is not None  # started
             pids = {"node": stack.nodes[0].pid, **{f"edge{i}": edge.pid for i, edge in enumerate(stack.edges)},
                     "redis": stack.redis.proc.pid, "simulator": stack.sim.pid}
             clients = [proc.pid for group in groups.values() for proc in group.procs]
@@ -450,9 +452,9 @@ def relay_takeover(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                 leader.proc.wait()
                 stack.nodes.remove(leader)
                 new_leader = stack.leader(timeout=LEASE_TTL + 10)
-                new_epoch, heard_at = wait_until(lambda: watch.first_after(epoch), 10,
+                new_epoch, heard_at = wait_until(partial(watch.first_after, epoch), 10,
                                                  f"an envelope of an epoch after {epoch}")
-                received_at = wait_until(lambda: client.first_after(killed_at + QUIET_AFTER_KILL), 10,
+                received_at = wait_until(partial(client.first_after, killed_at + QUIET_AFTER_KILL), 10,
                                          "a summary of the new leader")
                 before = [t for t in client.times if killed_at < t <= killed_at + QUIET_AFTER_KILL]
                 rounds.append({

@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -212,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
                     notes.append("latency under pyinstrument (not in the table): " + ", ".join(
                         f"{f.name} {f.value:.3g} {f.unit}" for f in profiled if f.value is not None))
                     options_plain = dataclasses.replace(options, profile_dir=None)
-                    runners[name] = lambda: e2e_scenarios.latency(options_plain)
+                    runners[name] = partial(e2e_scenarios.latency, options_plain)
                     notes.append("server profile: " + ", ".join(
                         map(str, _render_server_profile(args.profile / "server-latency.pyisession"))))
                 figures, details = repeated(runners[name], times)
                 result = ScenarioResult(name, figures, times, {"runs": details})
-            except Exception as error:  # one broken scenario must not hide the others' figures
+            except Exception as error:  # noqa: BLE001 - one broken scenario must not hide the others' figures
                 failure = traceback.format_exc()
                 result = ScenarioResult(name, [], times, error=f"{type(error).__name__}: {error}")
             print(f"{time.monotonic() - started:.0f} s, {_outcome(result)}", flush=True)

@@ -8,9 +8,10 @@ hidden gap or a swapped pair of diffs is followed by the event that reveals it),
 polls, five times a second, whether a reader's latest book equals the simulator's true merged top 10 (the market
 is paused only while the server reports both exchanges in step: Binance needs a live event to get back in step).
 The bound it must meet, from the start of the check, is 3 s plus the backoff in force (every "reconnecting in
-X s" / "retrying in X s" the server logs, followed live), plus the detection bound of a fault injected since the last check (the silence timeout after a
-silence, the snapshot timeout after a REST request that never answers). Any time past the bound is counted as
-divergence. Memory, greenlets and descriptors come from the server's /metrics (and VmHWM from /proc).
+X s" / "retrying in X s" the server logs, followed live), plus the detection bound of a fault injected since the
+last check (the silence timeout after a silence, the snapshot timeout after a REST request that never answers).
+Any time past the bound is counted as divergence. Memory, greenlets and descriptors come from the server's
+/metrics (and VmHWM from /proc).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,10 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "clients"))
 
-from orderbook.simulator.faults import MALFORMED_KINDS
-from orderbook.simulator.process import SimulatorControl, SimulatorProcess
-from tests.metrics_scrape import scrape
-from tests.support.service import Book, BookReader, ServerProcess
+from orderbook.simulator.faults import MALFORMED_KINDS  # noqa: E402
+from orderbook.simulator.process import SimulatorControl, SimulatorProcess  # noqa: E402
+from tests.metrics_scrape import scrape  # noqa: E402
+from tests.support.service import Book, BookReader, ServerProcess  # noqa: E402
 
 STREAM_CLIENTS = REPO_ROOT / "tests" / "clients" / "stream_clients.py"
 EXCHANGES = ("binance", "bitstamp")
@@ -174,9 +176,9 @@ def fault_catalogue(control: SimulatorControl) -> list[tuple[str, Callable[[], o
     ]
     for exchange in EXCHANGES:
         faults += [
-            (f"drop:{exchange}", lambda ex=exchange: control.drop(ex)),
-            (f"close:{exchange}", lambda ex=exchange: control.close(ex)),
-            (f"silence:{exchange}", lambda ex=exchange: control.silence(ex, True)),
+            (f"drop:{exchange}", partial(control.drop, exchange)),
+            (f"close:{exchange}", partial(control.close, exchange)),
+            (f"silence:{exchange}", partial(control.silence, exchange, True)),
         ]
         for status in ("429", "418", "500", "hang"):
             def rest(ex: str = exchange, status: str = status) -> None:
@@ -185,7 +187,7 @@ def fault_catalogue(control: SimulatorControl) -> list[tuple[str, Callable[[], o
 
             faults.append((f"rest_{status}:{exchange}", rest))
         for kind in MALFORMED_KINDS:
-            faults.append((f"malformed_{kind}:{exchange}", lambda ex=exchange, k=kind: control.malformed(ex, k)))
+            faults.append((f"malformed_{kind}:{exchange}", partial(control.malformed, exchange, kind)))
     return faults
 
 

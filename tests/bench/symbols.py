@@ -348,11 +348,11 @@ def symbols_ramp(options: Options, counts: Iterable[int]) -> tuple[list[Figure],
                      f"{', '.join(map(str, ordered))})")),
     ]
     for count in ordered:
-        step = measured.get(count)
+        run = measured.get(count)
         figures += [
-            Figure(f"{count} sym: p99 frame->client", step["latency"]["p99_ms"] if step else None, "ms",
-                   note="" if step else "not run: an earlier step was over the target"),
-            Figure(f"{count} sym: book process CPU", step["cpu_cores"] if step else None, "cores"),
-            Figure(f"{count} sym: start -> all in step", step["startup_s"] if step else None, "s"),
+            Figure(f"{count} sym: p99 frame->client", run["latency"]["p99_ms"] if run else None, "ms",
+                   note="" if run else "not run: an earlier step was over the target"),
+            Figure(f"{count} sym: book process CPU", run["cpu_cores"] if run else None, "cores"),
+            Figure(f"{count} sym: start -> all in step", run["startup_s"] if run else None, "s"),
         ]
     return figures, {"steps": steps, "held": held, "all_passed": all_passed}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -46,7 +46,8 @@ class StreamGroup:
     def __init__(self, target: str, count: int, *, delay: float = 0.0, read: bool = True,
                  options: Sequence[tuple[str, int]] = ()) -> None:
         self._channel = grpc.insecure_channel(target, options=list(options))
-        method = self._channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString)
+        method: grpc.UnaryStreamMultiCallable[orderbook_pb2.Empty, bytes] = self._channel.unary_stream(
+            METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString)
         self._delay = delay
         self._stopping = threading.Event()
         self.stats = [StreamStats() for _ in range(count)]
@@ -67,7 +68,7 @@ class StreamGroup:
                     break
             stats.code = grpc.StatusCode.OK
         except grpc.RpcError as error:
-            stats.code = error.code()  # type: ignore[attr-defined]
+            stats.code = error.code()
         finally:
             stats.ended_at = time.monotonic()
 
@@ -91,6 +92,6 @@ class StreamGroup:
     def close(self) -> None:
         self._stopping.set()
         for call in self._calls:
-            call.cancel()  # type: ignore[attr-defined]
+            call.cancel()
         self.join(5.0)
         self._channel.close()

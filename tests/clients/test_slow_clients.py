@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 from clients_support import Samples, StreamGroup, scrape
@@ -80,7 +81,7 @@ def settle_time(group: StreamGroup, control: SimulatorControl) -> float:
         wait_until(lambda: time.monotonic() - last_arrival(), 10, "normal clients quiet",
                    accept=lambda quiet: quiet >= QUIET)
         truth = Book.from_truth(control.truth(10)["merged"])
-        served = {Book.from_summary(orderbook_pb2.Summary.FromString(stats.last)) for stats in group.stats}
+        served = {Book.from_summary(orderbook_pb2.Summary.FromString(cast(bytes, stats.last))) for stats in group.stats}
         assert served == {truth}, f"normal clients hold {served}, the truth is {truth}"
         return max(0.0, last_arrival() - paused_at)
     finally:

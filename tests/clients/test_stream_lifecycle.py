@@ -32,7 +32,8 @@ def churn(target: str, cycles: int, workers: int) -> list[BaseException]:
     remaining = iter(range(cycles))
     lock = threading.Lock()
     with grpc.insecure_channel(target) as channel:
-        method = channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString)
+        method: grpc.UnaryStreamMultiCallable[orderbook_pb2.Empty, bytes] = channel.unary_stream(
+            METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString)
 
         def work() -> None:
             while True:

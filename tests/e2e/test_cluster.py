@@ -28,7 +28,7 @@ SETTLE = 5.0
 
 
 @pytest.fixture
-def cluster(tmp_path, simulator_factory, reader_factory) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+def cluster(tmp_path, simulator_factory, reader_factory) -> Iterator[Cluster]:
     """Two book nodes (the first started leads), two edges, each edge with a reader, all in step."""
     simulator = simulator_factory("--seed", "5", "--rate", "100", "--levels", "100")
     cluster = Cluster(tmp_path, simulator)
@@ -65,7 +65,7 @@ def settle(cluster: Cluster, *readers: BookReader) -> Book:
 
 
 def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at_once_symbols_and_reflection(
-        cluster: Cluster, reader_factory) -> None:  # type: ignore[no-untyped-def]
+        cluster: Cluster, reader_factory) -> None:
     readers = readers_on_edges(cluster, reader_factory)
     received = [reader.received for reader in readers]
     wait_until(lambda: all(r.received > n + 50 for r, n in zip(readers, received)), 20, "traffic through the edges")
@@ -89,7 +89,7 @@ def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at
 
 
 def test_kill_9_of_the_leader_the_standby_takes_over_and_the_edges_clients_keep_their_streams(
-        cluster: Cluster, reader_factory) -> None:  # type: ignore[no-untyped-def]
+        cluster: Cluster, reader_factory) -> None:
     readers = readers_on_edges(cluster, reader_factory)
     old = cluster.leader()
     assert old is not None
@@ -109,7 +109,7 @@ def test_kill_9_of_the_leader_the_standby_takes_over_and_the_edges_clients_keep_
     assert all(reader.error is None for reader in readers), "an edge's client lost its stream"
 
 
-def test_redis_restarted_everything_recovers_by_itself(cluster: Cluster, reader_factory) -> None:  # type: ignore[no-untyped-def]
+def test_redis_restarted_everything_recovers_by_itself(cluster: Cluster, reader_factory) -> None:
     readers = readers_on_edges(cluster, reader_factory)
     cluster.redis.kill()
     cluster.redis.start()  # the same port, empty: no lease, no stored books
@@ -123,7 +123,7 @@ def test_redis_restarted_everything_recovers_by_itself(cluster: Cluster, reader_
 
 
 def test_redis_gone_the_edges_end_their_streams_the_book_nodes_serve_directly_and_all_recover(
-        cluster: Cluster, reader_factory) -> None:  # type: ignore[no-untyped-def]
+        cluster: Cluster, reader_factory) -> None:
     readers = readers_on_edges(cluster, reader_factory)
     direct = [reader_factory(node.target) for node in cluster.nodes]
     gone = time.monotonic()
@@ -137,7 +137,7 @@ def test_redis_gone_the_edges_end_their_streams_the_book_nodes_serve_directly_an
     assert time.monotonic() - gone >= SOURCE_TIMEOUT - 0.5, "streams ended before the documented bound"
     refused = reader_factory(cluster.edges[0].target)
     wait_until(lambda: refused.error is not None, 5, "a new stream refused")
-    assert refused.error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[union-attr]
+    assert refused.error.code() == grpc.StatusCode.UNAVAILABLE
     received = [reader.received for reader in direct]
     wait_until(lambda: all(r.received > n + 20 for r, n in zip(direct, received)), 10, "the book nodes still serving")
     assert all(node.proc.poll() is None for node in (*cluster.nodes, *cluster.edges))
@@ -163,7 +163,9 @@ def test_an_edge_killed_its_client_goes_on_from_the_other_edge(cluster: Cluster)
     client = subprocess.Popen([str(REPO_ROOT / "bin" / "client"), "--addr", addresses, "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
-    reading = threading.Thread(target=lambda: lines.extend(iter(client.stdout.readline, "")), daemon=True)
+    stdout = client.stdout
+    assert stdout is not None  # a pipe
+    reading = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
     reading.start()
     try:
         assert client.stderr is not None

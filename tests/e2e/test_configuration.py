@@ -95,7 +95,8 @@ def test_every_configuration_error_is_exactly_one_line_on_stderr(args, env, mess
 
 def test_log_level_in_any_case(tmp_path):
     for args, env in ((["--log-level", "DEBUG"], {}), ([], {"ORDERBOOK_LOG_LEVEL": "Warning"})):
-        result = run_server(*args, "--depth", "0", **env)  # accepted: the error is the depth's
+        # Accepted: the error is the depth's. (The ignore: mypy fears an env named timeout.)
+        result = run_server(*args, "--depth", "0", **env)  # type: ignore[arg-type]
         assert result.stderr == "run-server: error: --depth: expected 1 to 1000, got 0\n"
 
 

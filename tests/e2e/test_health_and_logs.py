@@ -84,9 +84,8 @@ def test_plaintext_clients_against_tls_leave_no_grpc_core_line_in_json_logs(
             assert time.monotonic() < deadline
             time.sleep(0.1)
     for _ in range(30):
-        with grpc.insecure_channel(server.target) as plain:
-            with pytest.raises(grpc.RpcError):
-                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        with grpc.insecure_channel(server.target) as plain, pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=1)
     assert server.terminate() == 0
     lines = [line for line in server.log().splitlines() if line.strip()]
     assert all(json.loads(line) for line in lines)  # raises on a raw core line

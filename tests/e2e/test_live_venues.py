@@ -34,7 +34,7 @@ BREAKING = ("gap", "out_of_order", "overflow", "crossed", "past_snapshot", "audi
 def unreachable() -> str | None:
     """Why the configured venues cannot be reached, or None when every endpoint accepts a TCP connection."""
     config = load_config(["--metrics-addr", "off"], os.environ)
-    for url in (config.binance_ws_url, config.binance_rest_url, config.bitstamp_ws_url, config.bitstamp_rest_url):
+    for url in (url for venue in config.venues for url in (venue.ws_url, venue.rest_url)):
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
         try:

@@ -8,8 +8,8 @@ probe send times against what a ``BookSummary`` client received. What saturates 
 of 40 symbols on Binance: parsing, applying and routing a frame costs the server about twice what generating and
 sending it costs the simulator (0.6 core sends 32,000 frames/s here, one core applies about 26,000), so the
 simulator outruns it on any machine. The rate is raised a quarter every half second until Binance falls behind, so
-that a faster machine is pushed as far as it takes, and nothing here asserts how fast the machine is. Bitstamp stays at a calm rate: the
-default symbol keeps a venue in step throughout, and health stays SERVING.
+that a faster machine is pushed as far as it takes, and nothing here asserts how fast the machine is. Bitstamp
+stays at a calm rate: the default symbol keeps a venue in step throughout, and health stays SERVING.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def closing() -> Iterator[Callable[[object], object]]:
     """Closes what a test hands it (watchers with a thread and a channel), whatever the outcome."""
     opened: list = []
 
-    def close_later(thing):  # type: ignore[no-untyped-def]
+    def close_later(thing):
         opened.append(thing)
         return thing
 
@@ -190,7 +190,8 @@ def test_a_venue_behind_past_the_bound_is_said_out_of_step_at_once_never_served_
     calmed_at = time.monotonic()
 
     back_at = watch.wait(all_in_step, CAUGHT_UP_WITHIN, since=calmed_at)
-    assert back_at is not None, f"not back in step {CAUGHT_UP_WITHIN:g} s after the rate dropped:\n{server.log()[-3000:]}"
+    assert back_at is not None, (f"not back in step {CAUGHT_UP_WITHIN:g} s after the rate dropped:\n"
+                                 f"{server.log()[-3000:]}")
     simulator.control.pause()
 
     def truth(symbol: str) -> Book:

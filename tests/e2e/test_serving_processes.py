@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -63,9 +64,9 @@ def serving_pids(address: str, parent: int | None = None) -> set[int]:
             continue
         pid = int(entry.name)
         argv = _cmdline(pid)
-        if WORKER_MODULE in argv and ("--grpc-addr", address) in zip(argv, argv[1:]) and _alive(pid):
-            if parent is None or _parent(pid) == parent:
-                found.add(pid)
+        if (WORKER_MODULE in argv and ("--grpc-addr", address) in zip(argv, argv[1:]) and _alive(pid)
+                and (parent is None or _parent(pid) == parent)):
+            found.add(pid)
     return found
 
 
@@ -336,7 +337,7 @@ def test_serving_processes_serve_book_at_a_depth_and_symbols_with_the_venues_in_
         truth = Book.from_truth(simulator.control.truth(3)["merged"])
         assert len(truth.bids) == len(truth.asks) == 3
         for symbol in ("", "ETHBTC"):  # the default symbol, by its empty name and by its own
-            wait_until(lambda: first_book(channel, symbol, 3), 5, f"Book({symbol!r}, 3) to be the true top 3",
+            wait_until(partial(first_book, channel, symbol, 3), 5, f"Book({symbol!r}, 3) to be the true top 3",
                        accept=lambda book: book == truth)
         with pytest.raises(grpc.RpcError) as unknown:
             first_book(channel, "BTCUSDT", 3)

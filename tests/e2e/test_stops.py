@@ -39,11 +39,13 @@ class Stream:
         self.details: str | None = None
         self._channel = grpc.insecure_channel(target, options=OWN_CONNECTION)
         if request is None:
-            method = self._channel.unary_stream(METHOD, orderbook_pb2.Empty.SerializeToString)
+            method: grpc.UnaryStreamMultiCallable[orderbook_pb2.Empty, bytes] = self._channel.unary_stream(
+                METHOD, orderbook_pb2.Empty.SerializeToString)
             self._call = method(orderbook_pb2.Empty())
         else:
-            method = self._channel.unary_stream(BOOK_METHOD, orderbook_streams_pb2.BookRequest.SerializeToString)
-            self._call = method(request)
+            book: grpc.UnaryStreamMultiCallable[orderbook_streams_pb2.BookRequest, bytes] = self._channel.unary_stream(
+                BOOK_METHOD, orderbook_streams_pb2.BookRequest.SerializeToString)
+            self._call = book(request)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -53,7 +55,7 @@ class Stream:
                 self.received += 1
             self.code = grpc.StatusCode.OK
         except grpc.RpcError as error:
-            self.code, self.details = error.code(), error.details()  # type: ignore[attr-defined]
+            self.code, self.details = error.code(), error.details()
 
     def ended(self, timeout: float) -> tuple[grpc.StatusCode | None, str | None]:
         """``(code, details)`` once the server has ended the stream (None, None if it has not within ``timeout``)."""
@@ -61,7 +63,7 @@ class Stream:
         return self.code, self.details
 
     def close(self) -> None:
-        self._call.cancel()  # type: ignore[attr-defined]
+        self._call.cancel()
         self._thread.join(5)
         self._channel.close()
 

@@ -39,10 +39,10 @@ class SlowCollector:
         self.seconds = seconds
         self.collections = 0
 
-    def describe(self):  # type: ignore[no-untyped-def]
+    def describe(self):
         yield GaugeMetricFamily("demo_collections", "Collections of the slow collector so far", value=0)
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         self.collections += 1
         number = self.collections
         gevent.sleep(self.seconds)
@@ -65,7 +65,12 @@ def main() -> int:
     print(f"PORT {server.port}", flush=True)
     stop = Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.spawn(lambda: (FileObjectThread(sys.stdin).read(), stop.set()))
+
+    def stop_when_stdin_closes() -> None:
+        FileObjectThread(sys.stdin).read()  # type: ignore[arg-type]  # a file object: gevent wraps it
+        stop.set()
+
+    gevent.spawn(stop_when_stdin_closes)
     stop.wait()
     server.stop(1.0)
     print(f"OUTCOMES {json.dumps(dict(server.outcomes))}", flush=True)

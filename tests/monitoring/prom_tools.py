@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orderbook.debian import ToolMissing, find_or_install
+from orderbook.debian import ToolMissing, find_or_install  # noqa: F401 - conftest imports ToolMissing from here
 from tests.support.ports import logged_port
 from tests.support.processes import stop_process, with_default_signals
 from tests.support.waiting import wait_until

@@ -107,7 +107,8 @@ class RelayDeployment:
         context = f"(logs in {self.directory})"
         for what, port, settled in (("the book node to lead with every book in step", self.node_port, node_settled),
                                     ("the edge to serve the leader's updates", self.edge_port, edge_settled)):
-            wait_until(lambda: settled(self.scrape(port)), timeout, f"{what} {context}", interval=0.25)
+            wait_until(lambda settled=settled, port=port: settled(self.scrape(port)), timeout, f"{what} {context}",
+                       interval=0.25)
 
     def scrape(self, port: int) -> str:
         """``port``'s /metrics; fails with the log of any of the processes that exited unasked."""

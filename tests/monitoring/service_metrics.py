@@ -21,6 +21,7 @@ from orderbook.app import Application
 from orderbook.book import OrderBook
 from orderbook.config import load_config
 from orderbook.prices import parse_decimal
+from orderbook.serving.fanout import ServingProcesses
 
 
 SYMBOLS = ("ETHBTC", "BNBBTC")
@@ -69,6 +70,7 @@ def exercised_registry() -> CollectorRegistry:
     app.metrics.frame_to_publish.observe(0.0004)
     app.tasks.task("binance connection", gevent.sleep, 3600)  # running: orderbook_task_up 1
     app.tasks.failures["binance connection"] += 1  # as after one failure and restart
+    assert isinstance(app.grpc, ServingProcesses)  # served from processes: the restarts are counted
     app.grpc.restarts_total += 1
     return registry
 

@@ -83,7 +83,7 @@ def test_scrape_config_targets_the_default_metrics_addrs() -> None:
     targets = {job["job_name"]: [target for static in job["static_configs"] for target in static["targets"]]
                for job in config["scrape_configs"]}
     assert targets == {"orderbook": [str(node)], "orderbook-edge": [str(edge)]}
-    assert JOBS == {name: target for name, (target,) in targets.items()}  # what the tests' rewrite expects
+    assert {name: target for name, (target,) in targets.items()} == JOBS  # what the tests' rewrite expects
 
 
 def test_alert_rules_pass_promtool(promtool_bin: str) -> None:

@@ -88,7 +88,7 @@ def test_panels_have_unique_ids_and_do_not_overlap(dashboard: dict[str, Any]) ->
     cells: dict[tuple[int, int], str] = {}
     for panel in all_panels:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"

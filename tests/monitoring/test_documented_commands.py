@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from prom_tools import MONITORING, REPO, exited, promtool, start_prometheus
+from prom_tools import MONITORING, REPO, exited, start_prometheus
 
 from tests.support.processes import stop_process
 from tests.support.waiting import wait_until

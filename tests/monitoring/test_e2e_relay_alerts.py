@@ -2,8 +2,8 @@
 Prometheus running the kit's config and rules (scrape and evaluation every second).
 
 The leader is killed: the standby takes over within the lease and a tick, the edge follows it, and nothing fires
-(OrderbookRelayNoLeader holds for 6 s here, 15 s as shipped: the seconds without a leader are well under either). Then the
-standby, the last book node, is killed: no node reports orderbook_relay_leader any more, and yet
+(OrderbookRelayNoLeader holds for 6 s here, 15 s as shipped: the seconds without a leader are well under either).
+Then the standby, the last book node, is killed: no node reports orderbook_relay_leader any more, and yet
 OrderbookRelayNoLeader fires, from the down targets of nodes that published; the edge, hearing no one, fires
 OrderbookEdgeWithoutSource. Then Redis is killed and the edge fires OrderbookRelayRedisDown. Those two hold for
 a few seconds here instead of 30 (their timing is promtool's to check, in test_alert_rules.py).

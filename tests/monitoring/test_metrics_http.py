@@ -194,7 +194,8 @@ def test_a_silent_or_trickling_connection_is_closed_at_the_head_timeout(start_he
     assert helper.finish()["timeout"] == 2
 
 
-def parallel_requests(port: int, paths: list[str]) -> list[tuple[int, dict[str, str], bytes, float]]:
+def parallel_requests(port: int, paths: list[str]) -> tuple[list[tuple[int, dict[str, str], bytes, float]],
+                                                              list[threading.Thread]]:
     results: list[tuple[int, dict[str, str], bytes, float]] = []
     lock = threading.Lock()
 
@@ -206,7 +207,7 @@ def parallel_requests(port: int, paths: list[str]) -> list[tuple[int, dict[str, 
     threads = [threading.Thread(target=one, args=(path,)) for path in paths]
     for thread in threads:
         thread.start()
-    return results, threads  # type: ignore[return-value]
+    return results, threads
 
 
 def test_scrapes_that_arrive_together_share_one_build(start_helper):

@@ -79,7 +79,7 @@ class Node:
         self.relay = BookNode(url, self.books, lambda: self.in_step, self._task, on_conflict=self.conflicts.append,
                               keys=keys, key=key, lease_ttl=lease, tick=0.05)
 
-    def _task(self, name, function, *args):  # type: ignore[no-untyped-def]
+    def _task(self, name, function, *args):
         self.greenlets[name] = gevent.spawn(function, *args)
         return self.greenlets[name]
 

@@ -25,7 +25,7 @@ def lease_epoch(client: redis.Redis) -> int | None:
     return None if value is None else int(value.split()[0])
 
 
-def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_client) -> None:
     a, b = nodes(), nodes()
     a.relay.elect_once()
     b.relay.elect_once()
@@ -36,7 +36,8 @@ def test_the_first_node_leads_with_epoch_1_and_the_next_stands_by(nodes, redis_c
     assert a.relay.stats.renewals == 1 and redis_client.pttl(KEYS.lease) > (LEASE - 0.2) * 1000
 
 
-def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leader_steps_down(
+        nodes, redis_client) -> None:
     a, b = nodes(), nodes()
     a.relay.elect_once()
     time.sleep(LEASE + 0.1)  # a hangs: no renewal
@@ -46,7 +47,7 @@ def test_a_lapsed_lease_goes_to_the_standby_with_a_newer_epoch_and_the_old_leade
     assert not a.relay.leader and a.relay.stats.epoch == 2
 
 
-def test_a_write_with_a_lease_that_is_not_held_changes_nothing(redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_write_with_a_lease_that_is_not_held_changes_nothing(redis_client) -> None:
     publish = redis_client.register_script(PUBLISH)
     redis_client.set(KEYS.lease, "2 new-leader")
     pubsub = redis_client.pubsub()
@@ -61,7 +62,7 @@ def test_a_write_with_a_lease_that_is_not_held_changes_nothing(redis_client) -> 
     pubsub.close()
 
 
-def test_a_leader_with_nothing_in_step_hands_over_to_a_standby_that_has_something(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_leader_with_nothing_in_step_hands_over_to_a_standby_that_has_something(nodes, redis_client) -> None:
     a, b = nodes(in_step=0), nodes(in_step=0)
     a.relay.elect_once()
     assert a.relay.leader  # nobody is in step anywhere (a cold start): someone must lead
@@ -76,7 +77,7 @@ def test_a_leader_with_nothing_in_step_hands_over_to_a_standby_that_has_somethin
     assert b.relay.leader and lease_epoch(redis_client) == 2
 
 
-def test_redis_restarted_empty_still_gives_a_newer_epoch(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_redis_restarted_empty_still_gives_a_newer_epoch(nodes, redis_client) -> None:
     a, b = nodes(), nodes()
     a.relay.elect_once()
     b.relay.elect_once()
@@ -85,7 +86,7 @@ def test_redis_restarted_empty_still_gives_a_newer_epoch(nodes, redis_client) ->
     assert b.relay.leader and b.relay.stats.epoch == 2, "an epoch at or below one already seen was handed out"
 
 
-def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:
     a, b = nodes(), nodes()
     a.relay.elect_once()
     a.relay.stop()
@@ -94,7 +95,7 @@ def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:  
     assert b.relay.leader
 
 
-def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_when_it_is_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_when_it_is_back(tmp_path) -> None:
     server = RedisServer(tmp_path).start()
     node = Node(server.url)
     try:
@@ -112,7 +113,7 @@ def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_wh
         server.stop()
 
 
-def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(nodes, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(nodes, redis_client) -> None:
     redis_client.hset(KEYS.latest, "GONE", b"a symbol the last leader served")
     pubsub = redis_client.pubsub()
     pubsub.subscribe(KEYS.channel)
@@ -122,7 +123,7 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     wait_until(lambda: a.relay.leader, 5, "a leading", sleep=gevent.sleep)
     received: list[envelope.Update | envelope.Heartbeat] = []
 
-    def until(what, accept) -> None:  # type: ignore[no-untyped-def]
+    def until(what, accept) -> None:
         def probe() -> bool:
             message = pubsub.get_message(timeout=0.01)
             if message is not None and message["type"] == "message":

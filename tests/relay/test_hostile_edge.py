@@ -72,7 +72,7 @@ class FollowingEdge:
         self._greenlet = gevent.spawn(self.source.run)
         return self
 
-    def wait(self, what: str, condition, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    def wait(self, what: str, condition, timeout: float = 5.0):
         return wait_until(condition, timeout, what, interval=0.01, sleep=gevent.sleep)
 
     def price(self, symbol: str = "ETHBTC") -> float | None:

@@ -121,7 +121,7 @@ def leading(node: Node) -> Node:
 
 def catalogue_of(client: redis.Redis, node: Node, keys: Keys = KEYS) -> bool:
     stored = client.get(keys.catalog)
-    return stored is not None and envelope.read(stored).node == node.relay.name
+    return isinstance(stored, bytes) and envelope.read(stored).node == node.relay.name
 
 
 def test_a_node_of_another_catalogue_refuses_to_join_and_the_deployment_sees_it(
@@ -161,7 +161,8 @@ def test_another_prefix_is_another_deployment_beside_it(nodes: Callable[..., Nod
                "both catalogues", sleep=gevent.sleep)
     assert first.relay.leader and second.relay.leader
     assert first.conflicts == second.conflicts == [] and first.relay.stats.rejected == {}
-    assert redis_client.get(other.lease).decode().endswith(second.relay.name)
+    lease = redis_client.get(other.lease)
+    assert isinstance(lease, bytes) and lease.decode().endswith(second.relay.name)
 
 
 def test_a_standby_never_takes_over_from_a_leader_of_another_catalogue_that_appeared_later(

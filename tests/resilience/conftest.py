@@ -16,11 +16,12 @@ from resilience_harness import (
 )
 
 from orderbook.simulator.process import SimulatorProcess
+from tests.support.service import ServerProcess
 
 
 @pytest.fixture
 def start_system(
-    simulator_factory: Callable[..., SimulatorProcess], server_factory: Callable[..., object]
+    simulator_factory: Callable[..., SimulatorProcess], server_factory: Callable[..., ServerProcess]
 ) -> Iterator[Callable[..., System]]:
     """Start a simulator (100 events/s per exchange, plus ``sim_args``) and a server (``--silence-timeout 2``,
     plus ``server_args``), and return once a reader sees both exchanges served.

@@ -31,7 +31,7 @@ REST_LAG = 1.0
 class AnySnapshotSync(BitstampSync):
     """The rule the service had before: every snapshot taken, whatever its age."""
 
-    def _snapshot_too_old(self, snapshot, first, first_pending) -> bool:  # type: ignore[no-untyped-def]
+    def _snapshot_too_old(self, snapshot, first, first_pending) -> bool:
         return False
 
 
@@ -121,7 +121,7 @@ def test_a_quiet_bitstamp_pair_is_served_after_the_quiet_wait_and_then_follows_i
     assert simulator.control.stats()["bitstamp"]["rest_requests"] == 2  # the listing, then the one snapshot
 
 
-# -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ------------------------------------------------------------------------
+# -- 2. Rows a venue should not send (its error answers: test_rest_faults.py) ----------------------------------------
 
 
 def test_junk_rows_are_dropped_and_counted_and_the_book_is_kept(start_system) -> None:

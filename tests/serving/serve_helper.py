@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from orderbook.boot import boot  # noqa: E402
+from orderbook.boot import boot
 
 READY_FIRST = boot()  # first: see orderbook.boot
 
@@ -60,7 +60,7 @@ def venues(text: str) -> tuple[str, ...]:
     return () if text == "-" else tuple(text.split(","))
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", default="127.0.0.1:0")
     parser.add_argument("--interval", type=float, default=0.01)
@@ -113,7 +113,7 @@ def main() -> int:
             gevent.sleep(args.interval)
 
     def obey_stdin() -> None:
-        for line in FileObjectThread(sys.stdin):
+        for line in FileObjectThread(sys.stdin):  # type: ignore[arg-type]  # a file object: gevent wraps it
             command = line.split()
             if command[:1] in (["publish"], ["deep"]):
                 publish(command[1] if command[1:] else books.default, deep=command[0] == "deep")

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -86,18 +85,20 @@ class Helper:
         self._stdout.close()
 
 
-def book_summary(channel: grpc.Channel) -> Callable[..., grpc.Call]:
+def book_summary(channel: grpc.Channel) -> grpc.UnaryStreamMultiCallable[orderbook_pb2.Empty, orderbook_pb2.Summary]:
     """The streaming method, by path (no generated stub needed)."""
     return channel.unary_stream(METHOD_PATH, orderbook_pb2.Empty.SerializeToString, orderbook_pb2.Summary.FromString)
 
 
-def book(channel: grpc.Channel) -> Callable[..., grpc.Call]:
+def book(channel: grpc.Channel) -> grpc.UnaryStreamMultiCallable[orderbook_streams_pb2.BookRequest,
+                                                                  orderbook_pb2.Summary]:
     """``OrderbookStreams.Book``, by path: call it with an ``orderbook_streams_pb2.BookRequest``."""
     return channel.unary_stream(BOOK_PATH, orderbook_streams_pb2.BookRequest.SerializeToString,
                                 orderbook_pb2.Summary.FromString)
 
 
-def symbols(channel: grpc.Channel) -> Callable[..., orderbook_streams_pb2.SymbolList]:
+def symbols(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[orderbook_pb2.Empty,
+                                                                   orderbook_streams_pb2.SymbolList]:
     """``OrderbookStreams.Symbols``, by path: call it with an ``orderbook_pb2.Empty``."""
     return channel.unary_unary(SYMBOLS_PATH, orderbook_pb2.Empty.SerializeToString,
                                orderbook_streams_pb2.SymbolList.FromString)

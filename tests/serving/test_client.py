@@ -22,7 +22,8 @@ from tests.support.processes import with_default_signals
 Start = Callable[..., Helper]
 
 
-def summary(spread: float, bids: list[tuple[str, float, float]], asks: list[tuple[str, float, float]]):  # noqa: ANN201
+def summary(spread: float, bids: list[tuple[str, float, float]],
+            asks: list[tuple[str, float, float]]) -> orderbook_pb2.Summary:
     def levels(side: list[tuple[str, float, float]]) -> list[orderbook_pb2.Level]:
         return [orderbook_pb2.Level(exchange=e, price=p, amount=a) for e, p, a in side]
 

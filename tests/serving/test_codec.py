@@ -62,8 +62,9 @@ def test_encoding_is_deterministic() -> None:
 def _reference(top: MergedTop) -> orderbook_pb2.Summary:
     """What protobuf itself builds for ``top``."""
 
-    def levels(rows):  # type: ignore[no-untyped-def]
-        return [orderbook_pb2.Level(exchange=r.exchange, price=to_float(r.price), amount=to_float(r.amount)) for r in rows]
+    def levels(rows):
+        return [orderbook_pb2.Level(exchange=r.exchange, price=to_float(r.price), amount=to_float(r.amount))
+                for r in rows]
 
     spread = math.nan if top.spread is None else to_float(top.spread)
     return orderbook_pb2.Summary(spread=spread, bids=levels(top.bids), asks=levels(top.asks))

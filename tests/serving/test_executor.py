@@ -37,7 +37,12 @@ def test_each_call_runs_in_its_own_greenlet_so_none_waits_for_another() -> None:
 def test_shutdown_waits_for_running_calls_and_refuses_new_ones() -> None:
     executor = GreenletExecutor()
     done = []
-    executor.submit(lambda: (gevent.sleep(0.05), done.append(True)))
+
+    def sleep_then_finish() -> None:
+        gevent.sleep(0.05)
+        done.append(True)
+
+    executor.submit(sleep_then_finish)
     executor.shutdown(wait=True)
     assert done == [True]
     with pytest.raises(RuntimeError):
@@ -46,7 +51,7 @@ def test_shutdown_waits_for_running_calls_and_refuses_new_ones() -> None:
 
 def test_shutdown_can_cancel_calls_not_yet_started() -> None:
     executor = GreenletExecutor()
-    ran = []
+    ran: list[int] = []
     future = executor.submit(ran.append, 1)
     executor.shutdown(wait=False, cancel_futures=True)
     gevent.sleep(0.01)

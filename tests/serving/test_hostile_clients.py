@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -56,7 +57,8 @@ def test_malformed_requests_are_refused_keep_no_memory_and_are_logged_once(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
     helper = start_helper("--interval", "0.05")
-    raw = channels(helper.target).unary_stream(METHOD_PATH, request_serializer=None)
+    raw: grpc.UnaryStreamMultiCallable[bytes, bytes] = channels(helper.target).unary_stream(
+        METHOD_PATH, request_serializer=None)
 
     def refused(count: int) -> set[grpc.StatusCode]:
         codes = set()
@@ -83,13 +85,15 @@ def test_malformed_book_and_symbols_requests_are_refused_keep_no_memory_and_are_
 ) -> None:
     helper = start_helper("--interval", "0.05")
     channel = channels(helper.target)
-    raw_book = channel.unary_stream(BOOK_PATH, request_serializer=None)
-    raw_symbols = channel.unary_unary(SYMBOLS_PATH, request_serializer=None)
+    raw_book: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(BOOK_PATH, request_serializer=None)
+    raw_symbols: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(SYMBOLS_PATH,
+                                                                                  request_serializer=None)
     # A bad tag, a field cut short, and (for Book) a symbol that is not UTF-8, as proto3 strings must be.
-    bad_requests = [(raw_book, b"\xff\xff"), (raw_symbols, b"\xff\xff"), (raw_book, b"\x0a\x10ETH"),
-                    (raw_symbols, b"\x0a\x10ETH"), (raw_book, b"\x0a\x02\xff\xfe")]
+    bad_requests: list[tuple[Callable[..., Any], bytes]] = [
+        (raw_book, b"\xff\xff"), (raw_symbols, b"\xff\xff"), (raw_book, b"\x0a\x10ETH"), (raw_symbols, b"\x0a\x10ETH"),
+        (raw_book, b"\x0a\x02\xff\xfe")]
 
-    def refused(count: int) -> set[tuple[grpc.StatusCode, str]]:
+    def refused(count: int) -> set[tuple[grpc.StatusCode, str | None]]:
         answers = set()
         for number in range(count):
             method, payload = bad_requests[number % len(bad_requests)]
@@ -121,7 +125,9 @@ def test_book_and_book_summary_streams_share_the_stream_limit(
                                                                      for _ in range(2)]
     assert all(next(call).bids for call in held)
     newcomer = channels(helper.target)
-    for method, message in [(book(newcomer), SHALLOW), (book_summary(newcomer), EMPTY)] * 5:
+    attempts: list[tuple[Callable[..., Iterator[orderbook_pb2.Summary]], object]] = [
+        (book(newcomer), SHALLOW), (book_summary(newcomer), EMPTY)]
+    for method, message in attempts * 5:
         with pytest.raises(grpc.RpcError) as refused:
             next(method(message, timeout=5))
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -243,9 +249,10 @@ def test_malformed_health_and_reflection_requests_are_refused_and_keep_no_memory
     # grpcio's own services: their deserializers leaked like BookSummary's (~20 KB a call) until parsed by us.
     helper = start_helper("--interval", "0.05")
     channel = channels(helper.target)
-    check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None)
-    reflect = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                                    request_serializer=None)
+    check: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                                                           request_serializer=None)
+    reflect: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", request_serializer=None)
 
     def refused(count: int) -> set[grpc.StatusCode]:
         codes = set()

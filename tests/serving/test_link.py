@@ -32,6 +32,12 @@ class Pair:
             closing.close()
 
 
+def _next_frame(pair: Pair) -> tuple[int, bytes, float]:
+    frame = link.read_frame(pair.reader)
+    assert frame is not None, "the stream ended"
+    return frame
+
+
 @pytest.fixture
 def pair() -> Iterator[Pair]:
     sockets = Pair()
@@ -53,11 +59,11 @@ def test_a_symbols_summary_and_state_arrive_with_their_symbol(pair: Pair) -> Non
     state = SymbolState("BTCUSDT", ("binance", "bitstamp"), ("bitstamp",))
     pair.send(link.summary_frame("BTCUSDT", b"\x09summary", 7.25) + link.state_frame(state)
               + link.summary_frame("ETHBTC", b"", 8.5))
-    kind, payload, published_at = link.read_frame(pair.reader)
+    kind, payload, published_at = _next_frame(pair)
     assert (kind, link.split_summary(payload), published_at) == (link.SUMMARY, ("BTCUSDT", b"\x09summary"), 7.25)
-    kind, payload, _ = link.read_frame(pair.reader)
+    kind, payload, _ = _next_frame(pair)
     assert (kind, link.read_state(payload)) == (link.STATE, state)
-    kind, payload, _ = link.read_frame(pair.reader)
+    kind, payload, _ = _next_frame(pair)
     assert link.split_summary(payload) == ("ETHBTC", b"")
 
 

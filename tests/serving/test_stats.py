@@ -28,7 +28,7 @@ class OneFamily:
     def __init__(self, latency: LatencyHistogram, name: str) -> None:
         self.latency, self.name = latency, name
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         yield self.latency.family(self.name, "test")
 
 

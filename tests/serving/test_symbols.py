@@ -41,7 +41,7 @@ def always() -> bool:
     return True
 
 
-def _read_all(stream) -> tuple[list[bytes], BaseException | None]:  # type: ignore[no-untyped-def]
+def _read_all(stream) -> tuple[list[bytes], BaseException | None]:
     """Every payload of ``stream``, and the :class:`Unavailable` it ended with (None for a normal end)."""
     payloads = []
     try:
@@ -152,8 +152,10 @@ def test_symbols_are_independent() -> None:
     assert books.broadcaster("ETHBTC", 0).latest is None
     assert books.broadcaster("ETHBTC", 2).latest is None  # nothing to cut yet
     books.publish("ETHBTC", top([1, 1, 1]))
-    assert orderbook_pb2.Summary.FromString(books.broadcaster("BTCUSDT", 2).latest).bids[0].price == 65000.0
-    assert orderbook_pb2.Summary.FromString(books.broadcaster("ETHBTC", 2).latest).bids[0].price == 0.05123
+    btcusdt, ethbtc = books.broadcaster("BTCUSDT", 2).latest, books.broadcaster("ETHBTC", 2).latest
+    assert btcusdt is not None and ethbtc is not None
+    assert orderbook_pb2.Summary.FromString(btcusdt).bids[0].price == 65000.0
+    assert orderbook_pb2.Summary.FromString(ethbtc).bids[0].price == 0.05123
     assert books.published_total == 2
     with pytest.raises(KeyError):
         books.publish("XRPEUR", top([1]))
@@ -439,7 +441,7 @@ class _Streams:
     def open(self, symbol: str, depth: int) -> None:
         self.clients.append(_Client(self, symbol, depth))
 
-    def read(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def read(self, stream) -> None:
         try:
             for _ in stream:
                 self.received += 1
@@ -469,7 +471,7 @@ _operations = st.one_of(
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_operations, max_size=40))
 def test_the_gauge_is_the_streams_open_and_the_counters_what_they_received_whatever_happens(
-        operations: list[tuple]) -> None:  # type: ignore[type-arg]
+        operations: list[tuple]) -> None:
     books = SymbolBooks(list(_SYMBOLS), 3, recheck_interval=60)
     streams = _Streams(books)
     sent = 0

@@ -119,8 +119,8 @@ def test_snapshot_limits_and_error_bodies(sim):
     assert int(default.headers["X-MBX-USED-WEIGHT-1M"]) >= 5
     bids = [float(p) for p, _ in body["bids"]]
     assert bids == sorted(bids, reverse=True)
-    assert len(requests.get(url, params={"symbol": "ETHBTC", "limit": 7}, timeout=5).json()["asks"]) == 7
-    huge = requests.get(url, params={"symbol": "ETHBTC", "limit": 99999}, timeout=5)
+    assert len(requests.get(url, params={"symbol": "ETHBTC", "limit": "7"}, timeout=5).json()["asks"]) == 7
+    huge = requests.get(url, params={"symbol": "ETHBTC", "limit": "99999"}, timeout=5)
     assert huge.status_code == 200 and 300 <= len(huge.json()["bids"]) <= 310  # clamped to 5000: the whole book
     bad = requests.get(url, params={"symbol": "NOPE"}, timeout=5)
     assert (bad.status_code, bad.json()) == (400, {"code": -1121, "msg": "Invalid symbol."})
@@ -142,13 +142,13 @@ def test_snapshot_matches_stream_position(sim):
 def test_weight_budget_429_with_retry_after(make_sim):
     process = make_sim("--binance-weight-limit", "60", "--rate", "5")
     url = f"{process.urls['binance_rest']}/api/v3/depth"
-    weights = [requests.get(url, params={"symbol": "ETHBTC", "limit": 200}, timeout=5) for _ in range(3)]
+    weights = [requests.get(url, params={"symbol": "ETHBTC", "limit": "200"}, timeout=5) for _ in range(3)]
     assert [r.status_code for r in weights] == [200, 200, 429]
     assert [r.headers["X-MBX-USED-WEIGHT-1M"] for r in weights] == ["25", "50", "50"]
     refused = weights[2]
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert refused.json()["code"] == -1003 and refused.json()["msg"].startswith("Too many requests")
-    assert requests.get(url, params={"symbol": "ETHBTC", "limit": 5}, timeout=5).status_code == 200  # weight 5 fits
+    assert requests.get(url, params={"symbol": "ETHBTC", "limit": "5"}, timeout=5).status_code == 200  # weight 5 fits
 
 
 def test_server_pings_keep_a_ponging_client_and_drop_a_silent_one(make_sim):

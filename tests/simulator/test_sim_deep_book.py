@@ -27,6 +27,7 @@ def test_levels_sets_the_depth_of_every_symbols_books_on_both_venues():
     simulator = Simulator(config)
     for symbol, markets in simulator.markets.items():
         for market in markets:
+            assert market is not None  # every symbol is served on both venues here
             assert (market.truth.bid_depth, market.truth.ask_depth) == (1000, 1000), (symbol, market.name)
             assert market.model is not None
             for _ in range(200):

@@ -26,7 +26,7 @@ def first_frames(seed: str, count: int) -> tuple[list[dict], list[dict], dict]:
         bitstamp.send(json.dumps({"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}}))
         recv_json(bitstamp)
         snapshot = requests.get(f"{process.urls['binance_rest']}/api/v3/depth",
-                                params={"symbol": "ETHBTC", "limit": 50}, timeout=5).json()
+                                params={"symbol": "ETHBTC", "limit": "50"}, timeout=5).json()
         process.control.resume()
         binance_events = [recv_json(binance) for _ in range(count)]
         bitstamp_frames = [recv_json(bitstamp) for _ in range(count)]
@@ -52,7 +52,7 @@ def test_binance_replay_serves_the_recorded_events_and_truth_follows():
     recording = load("2021-04a_BTCUSDT", "binance", DEFAULT_RECORDINGS)
     with SimulatorProcess("--paused", "--replay-binance", "2021-04a_BTCUSDT", "--replay-speed", "max") as process:
         url = f"{process.urls['binance_rest']}/api/v3/depth"
-        snapshot = requests.get(url, params={"symbol": "BTCUSDT", "limit": 5000}, timeout=5).json()
+        snapshot = requests.get(url, params={"symbol": "BTCUSDT", "limit": "5000"}, timeout=5).json()
         assert snapshot["lastUpdateId"] == recording.snapshot_id
         raw = connect(f"{process.urls['binance_ws']}/ws/btcusdt@depth@100ms")
         combined = connect(f"{process.urls['binance_ws']}/stream?streams=btcusdt@depth@100ms")

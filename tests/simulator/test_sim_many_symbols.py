@@ -134,9 +134,9 @@ def test_binance_combined_and_subscribe_deliver_each_symbol_s_diffs_onto_its_own
     raw.send(json.dumps({"method": "SET_PROPERTY", "params": ["combined", True], "id": 2}))
     assert recv_json(raw) == {"result": None, "id": 2}
     url = f"{multi.urls['binance_rest']}/api/v3/depth"
-    books = {symbol: book_from(requests.get(url, params={"symbol": symbol, "limit": 5000}, timeout=5).json())
+    books = {symbol: book_from(requests.get(url, params={"symbol": symbol, "limit": "5000"}, timeout=5).json())
              for symbol in SYMBOLS}
-    ids = {symbol: requests.get(url, params={"symbol": symbol, "limit": 5}, timeout=5).json()["lastUpdateId"]
+    ids = {symbol: requests.get(url, params={"symbol": symbol, "limit": "5"}, timeout=5).json()["lastUpdateId"]
            for symbol in SYMBOLS}
     assert len(set(ids.values())) == 3
     run_until_events(multi.control, 60)

@@ -21,7 +21,7 @@ def test_events_rebuild_the_model_book_and_it_never_crosses():
     book.load(*model.levels())
     for _ in range(5000):
         change = model.step()
-        assert 1 <= len(change)
+        assert len(change) >= 1
         book.apply(change.bids, change.asks)
         assert not book.is_crossed()
     bids, asks = model.levels()

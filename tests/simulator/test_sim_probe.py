@@ -32,7 +32,7 @@ def test_probe_log_validates_and_returns_records_after_a_key():
     with pytest.raises(ProbeError):
         log.set_every(-1)
     with pytest.raises(ProbeError):
-        log.set_every(True)  # type: ignore[arg-type]
+        log.set_every(True)
     for key, exchange in ((1, "binance"), (2, "bitstamp"), (3, "binance")):
         log.record(key, exchange, float(key))
     assert log.sent(1) == [(2, "bitstamp", 2.0), (3, "binance", 3.0)]

@@ -18,7 +18,8 @@ def test_binance_frames_start_with_the_one_straddling_the_snapshot():
     first = rec.frames[0][1]
     assert first["U"] <= rec.snapshot_id + 1 <= first["u"]
     prefix = DEFAULT_RECORDINGS / "binance" / "2021-04a_BTCUSDT"
-    all_events = [json.loads(line)["data"] for line in open(f"{prefix}.depthUpdate.jsonl")]
+    with open(f"{prefix}.depthUpdate.jsonl") as lines:
+        all_events = [json.loads(line)["data"] for line in lines]
     kept = [e for e in all_events if e["u"] > rec.snapshot_id]
     assert [f for _, f in rec.frames] == kept and len(kept) < len(all_events)
     times = [ts for ts, _ in rec.frames]

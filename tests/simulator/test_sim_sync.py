@@ -78,9 +78,10 @@ class BinanceSync(threading.Thread):
         feed = self.feed = FeedClient(f"{self.urls['binance_ws']}/ws/ethbtc@depth@100ms")
         feed.start()
         first = feed.messages.get(timeout=10)
+        assert first is not None, "the feed closed before its first event"
         while True:
             snapshot = requests.get(f"{self.urls['binance_rest']}/api/v3/depth",
-                                    params={"symbol": "ETHBTC", "limit": 5000}, timeout=10).json()
+                                    params={"symbol": "ETHBTC", "limit": "5000"}, timeout=10).json()
             if snapshot["lastUpdateId"] >= first["U"]:
                 break
         last_id = snapshot["lastUpdateId"]
@@ -127,7 +128,8 @@ class BitstampSync(threading.Thread):
                           {"event": "bts:subscribe", "data": {"channel": "diff_order_book_ethbtc"}})
         self.feed = feed
         feed.start()
-        assert feed.messages.get(timeout=10)["event"] == "bts:subscription_succeeded"
+        subscribed = feed.messages.get(timeout=10)
+        assert subscribed is not None and subscribed["event"] == "bts:subscription_succeeded"
         snapshot = requests.get(f"{self.urls['bitstamp_rest']}/api/v2/order_book/ethbtc/", timeout=10).json()
         self.book.load(parse(snapshot["bids"]), parse(snapshot["asks"]))
         self.last_us = int(snapshot["microtimestamp"])
@@ -150,9 +152,10 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
             time.sleep(SYNC_SECONDS / CHECKPOINTS)
             sim.control.pause()
             truth = sim.control.truth()
-            wait_until(lambda: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
+            wait_until(lambda truth=truth: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
                        f"the Binance client at the truth's update id (checkpoint {checkpoint})", interval=0.02)
-            wait_until(lambda: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"] or bitstamp.error, 10,
+            wait_until(lambda truth=truth: str(bitstamp.last_us) == truth["bitstamp"]["microtimestamp"]
+                       or bitstamp.error, 10,
                        f"the Bitstamp client at the truth's microtimestamp (checkpoint {checkpoint})", interval=0.02)
             assert binance.error is None and bitstamp.error is None, (binance.error, bitstamp.error)
             assert binance.book.bids() == parse(truth["binance"]["bids"]), checkpoint

@@ -38,7 +38,7 @@ def bitstamp_snapshot(urls: dict[str, str]) -> dict:
 
 
 def binance_snapshot(urls: dict[str, str], limit: int = 5000) -> dict:
-    return requests.get(f"{urls['binance_rest']}/api/v3/depth", params={"symbol": "ETHBTC", "limit": limit},
+    return requests.get(f"{urls['binance_rest']}/api/v3/depth", params={"symbol": "ETHBTC", "limit": str(limit)},
                         timeout=5).json()
 
 

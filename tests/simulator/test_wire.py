@@ -233,7 +233,8 @@ def raw_http(port: int, data: bytes) -> bytes:
     ("request_bytes", "status_line"),
     [
         (b"NONSENSE\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
-        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (70 << 10) + b"\r\n\r\n", b"HTTP/1.1 431 Request Header Fields Too Large"),
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (70 << 10) + b"\r\n\r\n",
+         b"HTTP/1.1 431 Request Header Fields Too Large"),
         (b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", b"HTTP/1.1 413 Request Entity Too Large"),
         (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
     ],
@@ -349,7 +350,9 @@ def test_client_close_is_echoed_and_receive_returns_none(serve: Callable[..., Wi
 
     def close() -> int:
         client.close(status=4001)
-        return struct.unpack("!H", client.close_frame.data[:2])[0]
+        frame = client.close_frame
+        assert frame is not None and isinstance(frame.data, bytes)
+        return struct.unpack("!H", frame.data[:2])[0]
 
     assert call(close) == 4001
     on_hub(lambda: len(results) == 2, "both results")
@@ -585,13 +588,13 @@ def test_twenty_thousand_frames_arrive_in_order(serve: Callable[..., WireServer]
             if i % 1000 == 999:
                 gevent.sleep(0)
 
-    def read() -> list[str]:
+    def read() -> list[str | bytes]:
         return [client.recv() for _ in range(count)]
 
     pusher = gevent.spawn(push)
     received = call(read)
     pusher.join()
-    assert received == ['{"u":%d}' % i for i in range(count)]
+    assert received == [f'{{"u":{i}}}' for i in range(count)]
 
 
 PATCHED_PROCESS = textwrap.dedent("""

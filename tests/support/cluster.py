@@ -32,7 +32,7 @@ def health(target: str) -> str:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
         except grpc.RpcError as error:
-            return error.code().name  # type: ignore[attr-defined]
+            return error.code().name
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 

@@ -23,7 +23,7 @@ def main() -> int:
             raise RuntimeError("made to fail by the test")
         return session(connection)
 
-    VenueConnection._session = failing_session  # type: ignore[method-assign]
+    VenueConnection._session = failing_session  # type: ignore[method-assign, assignment]
     return server.main(argv)
 
 

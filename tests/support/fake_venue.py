@@ -98,7 +98,7 @@ class FakeVenue:
         if url == self.venue.listing_url:
             if self.listed is None:
                 return _response(404, b'{"code":-1000,"msg":"Unknown path."}')
-            return _response(200, self._listing_body())
+            return _response(200, self._listing_body(self.listed))
         for symbol, (status, body) in self.snapshots.items():
             if url == self.venue.snapshot_url(symbol):
                 return _response(status, body)
@@ -109,16 +109,16 @@ class FakeVenue:
     def snapshot_requests(self, symbol: str) -> int:
         return self.requests.count(self.venue.snapshot_url(symbol))
 
-    def _listing_body(self) -> bytes:
+    def _listing_body(self, listed: list[str]) -> bytes:
         if self.venue.name == "binance":
-            return json.dumps({"symbols": [{"symbol": s, "status": "TRADING"} for s in self.listed]}).encode()
-        return json.dumps([{"url_symbol": s.lower(), "trading": "Enabled"} for s in self.listed]).encode()
+            return json.dumps({"symbols": [{"symbol": s, "status": "TRADING"} for s in listed]}).encode()
+        return json.dumps([{"url_symbol": s.lower(), "trading": "Enabled"} for s in listed]).encode()
 
 
 def _response(status: int, body: bytes) -> requests.Response:
     response = requests.Response()
     response.status_code = status
-    response._content = body  # noqa: SLF001 - how a Response is built by hand
+    response._content = body  # private: how a Response is built by hand
     response.headers = CaseInsensitiveDict()
     return response
 

@@ -43,17 +43,17 @@ def server_port_args(ready_file: Path, metrics: bool = True) -> list[str]:
             "--ready-file", str(ready_file)]
 
 
-def _exited(proc: subprocess.Popen, log: Callable[[], str], what: str) -> AssertionError:  # type: ignore[type-arg]
+def _exited(proc: subprocess.Popen, log: Callable[[], str], what: str) -> AssertionError:
     return AssertionError(f"pid {proc.pid} exited with {proc.returncode} before {what}:\n{log()[-3000:]}")
 
 
-def read_ready_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0,  # type: ignore[type-arg]
+def read_ready_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0,
                     log: Callable[[], str] = lambda: "") -> BoundPorts:
     """The ports ``proc`` (``bin/run-server --ready-file path``) reports once listening; fails with ``log()`` if it
     exits first or takes longer than ``timeout``. The file is replaced atomically, so it is never read half
     written; it must not exist before the server starts."""
 
-    def written() -> dict | None:  # type: ignore[type-arg]
+    def written() -> dict | None:
         if path.exists():
             return json.loads(path.read_text())
         if proc.poll() is not None:
@@ -76,7 +76,7 @@ class ReadyFilePorts:
     """
 
     ready_file: Path
-    proc: subprocess.Popen  # type: ignore[type-arg]
+    proc: subprocess.Popen
     ready_timeout = 30.0
     _ports: BoundPorts | None = None
 
@@ -103,7 +103,7 @@ class ReadyFilePorts:
         return f"127.0.0.1:{self.grpc_port}"
 
 
-def logged_port(log_path: Path, pattern: str, proc: subprocess.Popen,  # type: ignore[type-arg]
+def logged_port(log_path: Path, pattern: str, proc: subprocess.Popen,
                 timeout: float = 30.0) -> int:
     """The port in the first match of ``pattern`` (its group 1) in the log ``proc`` writes to ``log_path``."""
 

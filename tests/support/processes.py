@@ -40,7 +40,7 @@ def with_ignored_signals(argv: Sequence[str | PathLike[str]]) -> list[str]:
     return _exec_with("SIG_IGN", argv)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:  # type: ignore[type-arg]
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

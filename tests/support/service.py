@@ -7,10 +7,11 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,8 +37,8 @@ class LoggedServer(ReadyFilePorts):
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(with_default_signals([str(program), *server_port_args(self.ready_file), *args]),
-                                         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+            command = with_default_signals([str(program), *server_port_args(self.ready_file), *args])
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
     def ready_log(self) -> str:
         return self.log()
@@ -92,23 +93,32 @@ class Book:
 
     @classmethod
     def from_summary(cls, summary: orderbook_pb2.Summary) -> Book:
-        def rows(levels) -> tuple[Row, ...]:  # type: ignore[no-untyped-def]
+        def rows(levels) -> tuple[Row, ...]:
             return tuple(Row(level.exchange, level.price, level.amount) for level in levels)
 
         return cls(None if math.isnan(summary.spread) else summary.spread, rows(summary.bids), rows(summary.asks))
 
     @classmethod
-    def from_truth(cls, merged: dict) -> Book:  # type: ignore[type-arg]
+    def from_truth(cls, merged: dict) -> Book:
         """The simulator's merged top-N (decimal strings), as the floats a client must receive."""
 
-        def rows(levels) -> tuple[Row, ...]:  # type: ignore[no-untyped-def]
-            return tuple(Row(lv["exchange"], float(Decimal(lv["price"])), float(Decimal(lv["amount"]))) for lv in levels)
+        def rows(levels) -> tuple[Row, ...]:
+            return tuple(Row(lv["exchange"], float(Decimal(lv["price"])), float(Decimal(lv["amount"])))
+                         for lv in levels)
 
         spread = merged["spread"]
         return cls(None if spread is None else float(Decimal(spread)), rows(merged["bids"]), rows(merged["asks"]))
 
     def exchanges(self) -> set[str]:
         return {row.exchange for row in (*self.bids, *self.asks)}
+
+
+class SummaryStream(Protocol):
+    """A streaming call's summaries, which it can cancel (grpc's call, or a wrapper of it)."""
+
+    def __iter__(self) -> Iterator[orderbook_pb2.Summary]: ...
+
+    def cancel(self) -> bool: ...
 
 
 @dataclass
@@ -132,7 +142,7 @@ class BookReader:
         if self.symbol is None:
             stream = self._channel.unary_stream(METHOD, request_serializer=orderbook_pb2.Empty.SerializeToString,
                                                 response_deserializer=orderbook_pb2.Summary.FromString)
-            self._call = stream(orderbook_pb2.Empty())
+            self._call: SummaryStream = stream(orderbook_pb2.Empty())
         else:
             stream = self._channel.unary_stream(
                 BOOK_METHOD, request_serializer=orderbook_streams_pb2.BookRequest.SerializeToString,
@@ -159,7 +169,7 @@ class BookReader:
             with self._changed:
                 self._changed.notify_all()
 
-    def wait_for(self, predicate: Callable[[Book], bool], timeout: float, what: str) -> Book:
+    def wait_for(self, predicate: Callable[..., bool], timeout: float, what: str) -> Book:
         deadline = time.monotonic() + timeout
         with self._changed:
             while self.latest is None or not predicate(self.latest):
@@ -181,7 +191,7 @@ class BookReader:
         self._channel.close()
 
 
-def wait_until_matches_truth(reader: BookReader, truth: Callable[[], Book], timeout: float) -> Book:
+def wait_until_matches_truth(reader: BookReader, truth: Callable[..., Book], timeout: float) -> Book:
     """Until the reader's latest book equals the simulator's truth (the simulator should be paused)."""
     deadline = time.monotonic() + timeout
     expected = truth()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], timeout: float, what: str, *, accept: Callable[[T], object] = bool,
+# Typed so that a probe answering ``X | None`` gives X back: the default ``accept`` (bool) never takes None. A probe
+# is called with no argument; ``Callable[..., T]`` because mypy cannot type a lambda that binds a loop variable by
+# default argument (``lambda edge=edge: ...``) against ``Callable[[], T]``.
+@overload
+def wait_until(probe: Callable[..., T | None], timeout: float, what: str, *, interval: float = ...,
+               sleep: Callable[[float], object] = ...) -> T: ...
+@overload
+def wait_until(probe: Callable[..., T], timeout: float, what: str, *, accept: Callable[[T], object],
+               interval: float = ..., sleep: Callable[[float], object] = ...) -> T: ...
+def wait_until(probe: Callable[..., T], timeout: float, what: str, *, accept: Callable[[T], object] = bool,
                interval: float = 0.1, sleep: Callable[[float], object] = time.sleep) -> T:
     """Call ``probe`` until ``accept`` takes its answer (by default: until the answer is truthy) and return that
     answer; after ``timeout`` seconds, fail with ``what`` and the last answer.
