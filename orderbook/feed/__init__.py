@@ -6,7 +6,7 @@
   route each frame to its symbol, retire by age make-before-break, back off after a failure.
 - :mod:`orderbook.feed.symbol`: one symbol's book on one connection: buffer, snapshot, apply, rebuild on its own.
 
-Two error boundaries (STYLE.md): a bad frame is counted, logged (cut short) and skipped, unless it may have
+Two error boundaries: a bad frame is counted, logged (cut short) and skipped, unless it may have
 carried a change we can no longer apply, in which case the book it belongs to is rebuilt; a broken connection
 ends its session, every symbol on it is rebuilt, and the supervisor starts a new one after a backoff.
 """
