@@ -14,15 +14,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import pytest
 from clients_support import Samples, StreamGroup, scrape
 
 from orderbook.proto import orderbook_pb2
 from orderbook.simulator.process import SimulatorControl
 from tests.support.service import Book
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 NORMAL = 10
 SLOW = 200

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.usefixtures("starts_processes")  # bin/soak
 
 SOAK = Path(__file__).resolve().parents[2] / "bin" / "soak"
 CLIENTS = 20

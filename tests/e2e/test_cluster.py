@@ -21,8 +21,6 @@ from tests.support.processes import stop_process
 from tests.support.service import REPO_ROOT, Book, BookReader, Row, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 BOTH = {"binance", "bitstamp"}
 SETTLE = 5.0
 

@@ -23,7 +23,7 @@ from relay_metrics import RelayDeployment, node_settled
 
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 SHORT_HOLDS = {"OrderbookEdgeWithoutSource": ("30s", "3s"), "OrderbookRelayRedisDown": ("30s", "3s")}
 NO_LEADER_HOLD = ("OrderbookRelayNoLeader", "15s", 15.0)
@@ -48,7 +48,7 @@ def short_hold_rules() -> str:
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayDeployment]:
+def relay(starts_processes: None, tmp_path: Path) -> Iterator[RelayDeployment]:
     """The leader (the first node), a standby and an edge, settled."""
     with RelayDeployment(tmp_path / "relay") as deployment:
         deployment.wait_settled()

@@ -21,7 +21,7 @@ SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 
 
 @pytest.fixture(scope="module")
-def multi():
+def multi(starts_processes):
     with SimulatorProcess("--paused", "--symbol", ",".join(SYMBOLS), "--rate", "300",
                           "--binance-weight-limit", "100000") as process:
         yield process
@@ -86,6 +86,7 @@ def test_one_symbol_is_the_config_of_before_and_a_list_adds_markets():
         SimulatorConfig(extra_symbols=("BTCUSDT",), replay_binance="2021-04a_BTCUSDT")
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_replay_with_several_symbols_is_refused_at_start():
     with pytest.raises(SimulatorError, match="code 2"):
         SimulatorProcess("--symbol", "ETHBTC,BTCUSDT", "--replay-bitstamp", "2021-04a_btcusdc").start()
@@ -269,6 +270,7 @@ def test_stats_keep_the_default_symbol_on_top_and_list_every_symbol(multi):
 # -- load --------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_hundred_symbols_at_ten_events_a_second_each_reach_one_combined_client():
     symbols = [f"S{i:03d}USDT" for i in range(100)]
     with SimulatorProcess("--paused", "--symbol", ",".join(symbols), "--rate", "10") as process:

@@ -14,6 +14,7 @@ import threading
 import time
 from itertools import chain
 
+import pytest
 import requests
 import websocket
 
@@ -139,6 +140,7 @@ class BitstampSync(threading.Thread):
             self.last_us = us
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_documented_clients_stay_exactly_in_sync_at_high_rate():
     args = ("--rate", str(RATE), "--snapshot-delay", str(SNAPSHOT_DELAY), "--seed", "9")
     with SimulatorProcess(*args) as sim:
