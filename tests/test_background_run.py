@@ -27,7 +27,7 @@ SHOW_DISPOSITIONS = (
 
 SIGNALLING_TESTS = [
     "tests/serving/test_client.py::test_ctrl_c_exits_quietly",
-    "tests/serving/test_grpc_server.py::test_sigterm_ends_open_streams_and_exits_zero_quickly",
+    "tests/serving/test_grpc_server.py::test_sigterm_ends_open_streams_unavailable_and_exits_zero_quickly",
     "tests/simulator/test_sim_process.py::test_prints_base_urls_and_exits_0_promptly_on_signal",
     "tests/e2e/test_demo.py::test_demo_serves_both_venues_and_its_simulator_ends_with_it[sigterm]",
 ]
