@@ -23,6 +23,7 @@ import websocket
 from orderbook.book import OrderBook
 from orderbook.prices import parse_decimal
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
+from tests.support.tiers import one_at_a_time
 from tests.support.waiting import wait_until
 
 SYNC_SECONDS = float(os.environ.get("SIM_SYNC_SECONDS", "120"))
@@ -152,6 +153,7 @@ def sent_at_least(control: SimulatorControl, events: int) -> Callable[[], object
     return sent
 
 
+@one_at_a_time
 @pytest.mark.usefixtures("starts_processes")
 @pytest.mark.timeout(60 + 3 * SYNC_SECONDS)  # the traffic may take up to three times its nominal time here
 def test_documented_clients_stay_exactly_in_sync_at_high_rate():

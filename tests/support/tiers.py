@@ -10,6 +10,9 @@ The closure is known before the test runs, so a process started some other way w
 fast tier down, or fail it on a machine without redis-server. So while a test outside the ``e2e`` tier runs (its
 set-up, call and tear-down), starting a process fails it at once, saying which fixture to use
 (:func:`processes_forbidden`).
+
+The suite runs in parallel (pytest-xdist); the few tests that must not meet each other are marked
+:data:`one_at_a_time`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ STARTS_PROCESSES = "starts_processes"
 """The fixture every process-starting fixture requests (defined in ``tests/conftest.py``)."""
 
 TIER = "e2e"
+
+one_at_a_time = pytest.mark.xdist_group("one_at_a_time")
+"""For the tests that load the machine on purpose (an overload, a benchmark, minutes of fast traffic, a soak) and
+those whose bounds need it calm: ``make test`` runs them one after the other on one worker (``--dist loadgroup``),
+so none meets another, while the other workers run the rest, which mostly waits on sockets."""
 
 
 def mark_process_tests(items: Iterable[pytest.Item]) -> None:
