@@ -24,7 +24,6 @@ from tests.bench import ingest as ingest_module
 from tests.bench import run, symbols
 from tests.bench.report import Figure, ScenarioResult, table
 from tests.metrics_scrape import Samples
-from tests.support.tiers import one_at_a_time
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLE_TITLE = "bin/bench: "
@@ -55,7 +54,7 @@ def _missed(document: dict) -> list[str]:
             for figure in scenario["figures"] if figure["pass"] is False]
 
 
-@one_at_a_time
+@pytest.mark.alone
 def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latency):
     result, document = quick_ingest_and_latency
     assert result.returncode in (0, 1), result.stderr[-3000:]  # 1 only for a missed target: see the --check test
@@ -94,7 +93,7 @@ def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latenc
     assert document["scenarios"]["latency"]["details"]["runs"][0]["samples"] > 100
 
 
-@one_at_a_time
+@pytest.mark.alone
 def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(quick_ingest_and_latency):
     """Whether this machine meets the targets is not known in advance: the exit status must agree with the figures
     the run itself wrote, either way."""
@@ -171,7 +170,7 @@ def test_help_is_plain_text():
     assert all(f"{name} (" in result.stdout for name in ("relay_latency", "relay_fanout", "relay_takeover"))
 
 
-@one_at_a_time
+@pytest.mark.alone
 @pytest.mark.usefixtures("starts_processes")
 def test_quick_relay_latency_writes_sane_figures(tmp_path):
     """One book node and an edge on a private Redis, both paths timed on the same probes (what the figures are is
@@ -262,7 +261,7 @@ def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> No
         assert step["frames"][venue]["sent_per_s"] == pytest.approx(rate * count, rel=0.3)
 
 
-@one_at_a_time
+@pytest.mark.alone
 @pytest.mark.usefixtures("starts_processes")
 def test_quick_symbols_scenario_runs_the_one_symbol_step_then_two_symbols(tmp_path):
     """``--symbols 2`` runs the one-symbol step (every count's RSS baseline) and then the two-symbol one, so one run
@@ -304,7 +303,7 @@ def test_symbol_counts_are_checked_as_a_usage_error():
 # -- the overload scenario -----------------------------------------------------------------------------------
 
 
-@one_at_a_time
+@pytest.mark.alone
 @pytest.mark.usefixtures("starts_processes")
 def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_back(tmp_path):
     """The ramp, the push past it and the calm after, once and short: whatever the rates are (the machine's), the

@@ -32,7 +32,7 @@ RELEASED = 14
 quietly."""
 NEWEST_LOOKED_FOR = 19
 SETUP_FILES = ("setup.cfg", "pyproject.toml")
-QUIET = ["-q", "-p", "no:cacheprovider"]
+NO_CACHE = ["-p", "no:cacheprovider"]
 """No cache writes: several runs share the checkout."""
 
 
@@ -102,7 +102,7 @@ def run_fast_tiers(versions: list[Version], pytest_args: list[str]) -> bool:
     runs = []
     for version in versions:
         with version.log.open("w") as log:
-            command = [str(version.venv / "bin" / "python"), "-m", "pytest", *QUIET, *pytest_args]
+            command = [str(version.venv / "bin" / "python"), "-m", "pytest", *NO_CACHE, *pytest_args]
             runs.append((version, subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)))
     passed = True
     for version, run in runs:
@@ -112,7 +112,8 @@ def run_fast_tiers(versions: list[Version], pytest_args: list[str]) -> bool:
             passed = False
             print(f"--- Python {version.name}: the fast tier failed (exit {code}); {version.log}:")
             print("\n".join(lines[-200:]))
-        print(f"Python {version.name}: {lines[-1] if lines else 'no output'}", flush=True)
+        print(f"Python {version.name} ({version.venv.name}), the fast tier:\n{lines[-1] if lines else 'no output'}",
+              flush=True)
     return passed
 
 

@@ -14,12 +14,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import pytest
 from clients_support import Samples, StreamGroup, scrape
 
 from orderbook.proto import orderbook_pb2
 from orderbook.simulator.process import SimulatorControl
 from tests.support.service import Book
-from tests.support.tiers import one_at_a_time
 from tests.support.waiting import wait_until
 
 NORMAL = 10
@@ -94,7 +94,7 @@ def measure(group: StreamGroup, metrics_port: int, control: SimulatorControl, sa
     return Delivery(published, ratio, gap_p50, gap_p99, statistics.median(settles))
 
 
-@one_at_a_time
+@pytest.mark.alone
 def test_slow_and_stalled_clients_do_not_delay_normal_ones_and_memory_stays_bounded(
     simulator_factory, server_factory, client_process_factory
 ):

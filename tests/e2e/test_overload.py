@@ -27,7 +27,6 @@ from tests.bench.served_lag import Marker, Sighting, SummaryWatcher, lag_bounds,
 from tests.bench.symbols import symbol_names
 from tests.metrics_scrape import scrape
 from tests.support.service import SYMBOLS_METHOD, Book, wait_until_matches_truth
-from tests.support.tiers import one_at_a_time
 
 SYMBOLS = symbol_names(40)
 DEFAULT = SYMBOLS[0]
@@ -161,7 +160,7 @@ def health(target: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
-@one_at_a_time
+@pytest.mark.alone
 def test_a_venue_behind_past_the_bound_is_said_out_of_step_at_once_never_served_late_and_comes_back_exact(
     simulator_factory, server_factory, reader_factory, closing
 ):

@@ -11,8 +11,9 @@ fast tier down, or fail it on a machine without redis-server. So while a test ou
 set-up, call and tear-down), starting a process fails it at once, saying which fixture to use
 (:func:`processes_forbidden`).
 
-The suite runs in parallel (pytest-xdist); the few tests that must not meet each other are marked
-:data:`one_at_a_time`.
+``make test`` runs the suite in parallel (pytest-xdist), but for the tests marked ``alone`` (an overload, the
+benchmark's scenarios, delays compared with a baseline: they need the machine to themselves), which it runs after,
+one at a time; the long load producers share a worker (:data:`one_at_a_time`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ STARTS_PROCESSES = "starts_processes"
 TIER = "e2e"
 
 one_at_a_time = pytest.mark.xdist_group("one_at_a_time")
-"""For the tests that load the machine on purpose (an overload, a benchmark, minutes of fast traffic, a soak) and
-those whose bounds need it calm: ``make test`` runs them one after the other on one worker (``--dist loadgroup``),
-so none meets another, while the other workers run the rest, which mostly waits on sockets."""
+"""For the tests that load the machine for minutes (two minutes of fast sync traffic, a soak): ``make test`` runs them
+one after the other on one worker (``--dist loadgroup``), so they never add up, while the other workers run the rest.
+Tests that need the machine to themselves are marked ``alone`` instead: ``make test`` runs those after the parallel
+run, one at a time."""
 
 
 def mark_process_tests(items: Iterable[pytest.Item]) -> None:
