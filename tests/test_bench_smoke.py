@@ -104,6 +104,7 @@ def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(quick_inges
         assert f"--check: {len(missed)} missed" in result.stderr, result.stderr
 
 
+@pytest.mark.usefixtures("starts_processes")  # the table's platform.platform() runs uname -p on 3.12+
 def test_without_check_a_missed_target_is_only_reported(tmp_path, monkeypatch, capsys):
     """bin/bench's default and --check, through its command line, on a scenario that misses its target whatever
     the machine (nothing is measured)."""
@@ -133,6 +134,7 @@ def test_exit_status_reports_by_default_and_fails_missed_targets_only_with_check
     assert run.exit_status([met, broken], check=True) == 1
 
 
+@pytest.mark.usefixtures("starts_processes")  # the table's platform.platform() runs uname -p on 3.12+
 def test_table_shows_the_range_of_repeated_runs_only():
     repeated = ScenarioResult("latency", [Figure("p50", 2.0, "ms", 1.0, "lower", [1.5, 2.0, 3.25])], 3)
     single = ScenarioResult("startup", [Figure("net", 0.25, "s", 1.0, "lower", [0.25])], 1)
