@@ -3,7 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 READY := $(VENV)/.ready
 
-.PHONY: install demo cluster-demo test bench soak clean
+# The test tiers (README "Tests"): tests that start processes are marked e2e by the fixtures that start them; the
+# few marked alone need the machine to themselves. (-m replaces setup.cfg's own -m "not live", so each says it.)
+FAST_TIER := -m "not e2e and not live"
+# Workers for the parallel run: most tests wait on processes and sockets, so more workers than cores pay.
+TEST_WORKERS ?= 4
+FAST_WORKERS ?= 2
+
+.PHONY: install demo cluster-demo lint test test-fast test-versions bench soak clean
 
 $(READY): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -20,7 +27,6 @@ demo: $(READY)
 cluster-demo: $(READY)
 	bin/cluster-demo
 
-.PHONY: lint
 # ruff and mypy, as configured in pyproject.toml. The five test directories that are import roots of their own
 # (each with its conftest.py, importing siblings by bare name) get a mypy run each.
 lint: $(READY)
@@ -28,8 +34,23 @@ lint: $(READY)
 	$(VENV)/bin/mypy
 	for dir in clients monitoring resilience serving simulator; do MYPYPATH=tests/$$dir $(VENV)/bin/mypy tests/$$dir || exit 1; done
 
+# Everything that needs no internet: in parallel (--dist loadgroup: tests of one xdist_group share a worker), then
+# the tests marked alone one at a time, then the fast tier on the other Python versions this machine has. Each step
+# runs whatever the one before said; make fails if any did.
 test: $(READY) lint
-	$(VENV)/bin/python -m pytest
+	status=0; \
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not live and not alone" || status=1; \
+	$(VENV)/bin/python -m pytest -m "alone and not live" || status=1; \
+	$(MAKE) --no-print-directory test-versions || status=1; \
+	exit $$status
+
+# The inner loop: pure and in-process tests only, no process started.
+test-fast: $(READY)
+	$(VENV)/bin/python -m pytest $(FAST_TIER) -n $(FAST_WORKERS)
+
+# The fast tier on every other Python 3.11+ found here, each in its own .venv-3.N (tests/versions.py).
+test-versions: $(READY)
+	$(VENV)/bin/python -m tests.versions $(FAST_TIER)
 
 bench: $(READY)
 	bin/bench
@@ -38,4 +59,4 @@ soak: $(READY)
 	bin/soak
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* *.egg-info .pytest_cache .hypothesis

@@ -4,13 +4,24 @@ installed on first use.
 As root on Debian (CI, a container) a missing package is installed; anywhere else the caller fails saying what to
 install, rather than skip silently. A package may also register a system service: it is never used; each user
 starts its own server, with its own files, on loopback.
+
+Several processes may want the same program at once (the test suite's parallel workers, a demo beside it): one
+installs while the others wait on a lock, then find it installed. Without the lock, two apt-get runs collide on
+dpkg's own lock and the second fails.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "orderbook-debian-install.lock"
 
 
 class ToolMissing(RuntimeError):
@@ -33,12 +44,26 @@ def _install(package: str, program: str) -> None:
             raise ToolMissing(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
 
+@contextmanager
+def _one_install_at_a_time() -> Iterator[None]:
+    """Holds :data:`INSTALL_LOCK` for the block, as root (only root installs: anyone else fails without it)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    with INSTALL_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def find_or_install(program: str, package: str) -> str:
     """Absolute path of ``program``, installing Debian's ``package`` when it is missing (as root)."""
     path = shutil.which(program)
     if path is None:
-        _install(package, program)
-        path = shutil.which(program)
+        with _one_install_at_a_time():
+            path = shutil.which(program)  # installed meanwhile by whoever held the lock
+            if path is None:
+                _install(package, program)
+                path = shutil.which(program)
     if path is None:
         raise ToolMissing(f"{package!r} is installed but {program!r} is still not on PATH")
     return path

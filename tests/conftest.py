@@ -1,23 +1,43 @@
-"""Fixtures every test folder can use: a TLS certificate, and the simulator, server and readers as real processes.
+"""Fixtures every test folder can use: a TLS certificate, and the simulator, server and readers as real processes;
+and the hooks that put each test in its tier (:mod:`tests.support.tiers`).
 
 The process fixtures stop every process they started, whatever the outcome. Their classes live in
-:mod:`tests.support.service` and :mod:`orderbook.simulator.process`.
+:mod:`tests.support.service` and :mod:`orderbook.simulator.process`. Each requests :func:`starts_processes`, which
+marks the tests that use it ``e2e``.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from orderbook.simulator.process import SimulatorProcess
+from tests.support import tiers
 from tests.support.service import BookReader, ServerProcess
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark_process_tests(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    with tiers.processes_forbidden(item):
+        return (yield)
+
+
 @pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def starts_processes() -> None:
+    """Requested by every fixture that starts a process, and so by every test that uses one: such tests are the
+    ``e2e`` tier, and only they may start processes (:mod:`tests.support.tiers`). A test that runs a command
+    itself requests it too (``@pytest.mark.usefixtures("starts_processes")``)."""
+
+
+@pytest.fixture(scope="session")
+def tls_files(starts_processes: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1, made with the openssl command."""
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
@@ -34,7 +54,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def simulator_factory() -> Iterator[Callable[..., SimulatorProcess]]:
+def simulator_factory(starts_processes: None) -> Iterator[Callable[..., SimulatorProcess]]:
     started: list[SimulatorProcess] = []
 
     def start(*args: str) -> SimulatorProcess:
@@ -48,7 +68,7 @@ def simulator_factory() -> Iterator[Callable[..., SimulatorProcess]]:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_factory(starts_processes: None, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(urls: dict[str, str] | None, *extra: str) -> ServerProcess:

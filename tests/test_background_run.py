@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.processes import with_default_signals, with_ignored_signals
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.usefixtures("starts_processes")  # each test runs Pythons or pytest with signals ignored
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHOW_DISPOSITIONS = (

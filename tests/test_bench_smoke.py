@@ -37,7 +37,7 @@ def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def quick_ingest_and_latency(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict]:
+def quick_ingest_and_latency(starts_processes, tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict]:
     """One quick run of the ingest and latency scenarios with --check, read by the tests below (they only read it):
     the figures' shape and --check's verdict come from the same run instead of two runs of the ingest scenario.
     --check changes only the exit status and its one stderr line; its default is checked without measuring
@@ -54,7 +54,7 @@ def _missed(document: dict) -> list[str]:
             for figure in scenario["figures"] if figure["pass"] is False]
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
 def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latency):
     result, document = quick_ingest_and_latency
     assert result.returncode in (0, 1), result.stderr[-3000:]  # 1 only for a missed target: see the --check test
@@ -93,7 +93,7 @@ def test_quick_ingest_and_latency_write_positive_figures(quick_ingest_and_latenc
     assert document["scenarios"]["latency"]["details"]["runs"][0]["samples"] > 100
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
 def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(quick_ingest_and_latency):
     """Whether this machine meets the targets is not known in advance: the exit status must agree with the figures
     the run itself wrote, either way."""
@@ -104,6 +104,7 @@ def test_check_fails_the_run_exactly_when_a_figure_missed_its_target(quick_inges
         assert f"--check: {len(missed)} missed" in result.stderr, result.stderr
 
 
+@pytest.mark.usefixtures("starts_processes")  # the table's platform.platform() runs uname -p on 3.12+
 def test_without_check_a_missed_target_is_only_reported(tmp_path, monkeypatch, capsys):
     """bin/bench's default and --check, through its command line, on a scenario that misses its target whatever
     the machine (nothing is measured)."""
@@ -133,6 +134,7 @@ def test_exit_status_reports_by_default_and_fails_missed_targets_only_with_check
     assert run.exit_status([met, broken], check=True) == 1
 
 
+@pytest.mark.usefixtures("starts_processes")  # the table's platform.platform() runs uname -p on 3.12+
 def test_table_shows_the_range_of_repeated_runs_only():
     repeated = ScenarioResult("latency", [Figure("p50", 2.0, "ms", 1.0, "lower", [1.5, 2.0, 3.25])], 3)
     single = ScenarioResult("startup", [Figure("net", 0.25, "s", 1.0, "lower", [0.25])], 1)
@@ -159,6 +161,7 @@ def test_profile_without_pyinstrument_stops_before_running_with_the_install_comm
     assert not out.exists() and not (tmp_path / "profile").exists()
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_help_is_plain_text():
     result = _bench("--help", timeout=30)
     assert result.returncode == 0, result.stderr
@@ -169,7 +172,8 @@ def test_help_is_plain_text():
     assert all(f"{name} (" in result.stdout for name in ("relay_latency", "relay_fanout", "relay_takeover"))
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.usefixtures("starts_processes")
 def test_quick_relay_latency_writes_sane_figures(tmp_path):
     """One book node and an edge on a private Redis, both paths timed on the same probes (what the figures are is
     the machine's; only that they are sane). relay_takeover's kills are what tests/e2e/test_cluster.py checks."""
@@ -261,7 +265,8 @@ def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> No
         assert step["frames"][venue]["sent_per_s"] == pytest.approx(rate * count, rel=0.3)
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.usefixtures("starts_processes")
 def test_quick_symbols_scenario_runs_the_one_symbol_step_then_two_symbols(tmp_path):
     """``--symbols 2`` runs the one-symbol step (every count's RSS baseline) and then the two-symbol one, so one run
     covers both; where run-server takes a single symbol, ``--symbols 1`` runs that step alone."""
@@ -291,6 +296,7 @@ def test_symbols_scenario_says_at_once_that_run_server_takes_one_symbol(tmp_path
     capsys.readouterr()
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_symbol_counts_are_checked_as_a_usage_error():
     result = _bench("--symbols", "100,x", timeout=30)
     assert result.returncode == 2 and "--symbols" in result.stderr
@@ -301,7 +307,8 @@ def test_symbol_counts_are_checked_as_a_usage_error():
 # -- the overload scenario -----------------------------------------------------------------------------------
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.usefixtures("starts_processes")
 def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_back(tmp_path):
     """The ramp, the push past it and the calm after, once and short: whatever the rates are (the machine's), the
     push must have taken Binance out of step (the simulator sends about twice what the book process applies), only

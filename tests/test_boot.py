@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("starts_processes")  # each test boots a fresh Python
+
 
 def run_boot(code: str, **env: str) -> str:
     environ = {key: value for key, value in os.environ.items() if key != "GRPC_VERBOSITY"} | env

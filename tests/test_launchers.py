@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("starts_processes")  # each test runs a launcher from bin/
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCHERS = ["run-server", "run-edge", "cluster-demo", "client", "exchange-sim", "soak", "bench"]
 NOT_SET_UP = ("{}: the project is not set up here: run 'make install' first "

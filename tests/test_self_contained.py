@@ -6,7 +6,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.recordings import RECORDINGS_DIR, data_sets
+
+pytestmark = pytest.mark.usefixtures("starts_processes")  # git ls-files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTSIDE = re.compile(r"\.\./shared|parents?\[\d\]\.parent\b|\.parent\s*/\s*[\"']shared[\"']")

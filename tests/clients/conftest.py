@@ -45,7 +45,7 @@ class ClientProcess:
 
 
 @pytest.fixture
-def client_process_factory() -> Iterator[Callable[..., ClientProcess]]:
+def client_process_factory(starts_processes: None) -> Iterator[Callable[..., ClientProcess]]:
     started: list[ClientProcess] = []
 
     def start(target: str, *args: str) -> ClientProcess:

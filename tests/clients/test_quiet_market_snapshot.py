@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from clients_support import scrape
 
 from tests.support.service import Book
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 BOTH = {"binance", "bitstamp"}
 

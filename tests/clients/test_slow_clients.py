@@ -23,8 +23,6 @@ from orderbook.simulator.process import SimulatorControl
 from tests.support.service import Book
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 NORMAL = 10
 SLOW = 200
 SLOW_DELAY = 0.2
@@ -97,6 +95,7 @@ def measure(group: StreamGroup, metrics_port: int, control: SimulatorControl, sa
     return Delivery(published, ratio, gap_p50, gap_p99, statistics.median(settles))
 
 
+@pytest.mark.alone
 def test_slow_and_stalled_clients_do_not_delay_normal_ones_and_memory_stays_bounded(
     simulator_factory, server_factory, client_process_factory
 ):

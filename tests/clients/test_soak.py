@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.support.tiers import one_at_a_time
+
+pytestmark = pytest.mark.usefixtures("starts_processes")  # bin/soak
 
 SOAK = Path(__file__).resolve().parents[2] / "bin" / "soak"
 CLIENTS = 20
@@ -16,6 +18,7 @@ MEMORY_GROWTH_BOUND_MB = 30
 PEAK_BOUND_MB = 50
 
 
+@one_at_a_time
 def test_a_30_second_soak_finds_no_divergence_crash_or_growth(tmp_path):
     report_path = tmp_path / "soak.json"
     run = subprocess.run(

@@ -7,13 +7,10 @@ import threading
 import time
 
 import grpc
-import pytest
 from clients_support import METHOD, StreamGroup, scrape
 
 from orderbook.proto import orderbook_pb2
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 CYCLES = 1000
 WORKERS = 8

@@ -16,12 +16,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from orderbook.relay.metrics import EDGE_REJECTIONS
 from orderbook.relay.timing import LEASE_TTL, SOURCE_TIMEOUT
+from tests.metrics_scrape import Samples
 from tests.support.cluster import Cluster, health
 from tests.support.processes import stop_process
 from tests.support.service import REPO_ROOT, Book, BookReader, Row, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 BOTH = {"binance", "bitstamp"}
 SETTLE = 5.0
@@ -64,8 +63,16 @@ def settle(cluster: Cluster, *readers: BookReader) -> Book:
     return [wait_until_matches_truth(reader, cluster.truth, SETTLE) for reader in readers][-1]
 
 
+def dropped(edge: Samples) -> float:
+    return sum(edge("orderbook_relay_dropped_total", reason=reason)
+               for reason in ("old_epoch", "old_sequence", "unknown_symbol"))
+
+
 def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at_once_symbols_and_reflection(
         cluster: Cluster, reader_factory) -> None:
+    # On connecting, an edge subscribes and then reads what is stored: a message published in between comes twice,
+    # and its channel copy is dropped as old (orderbook/relay/source.py), the likelier the busier the machine.
+    dropped_on_connecting = dropped(cluster.metrics(cluster.edges[0]))
     readers = readers_on_edges(cluster, reader_factory)
     received = [reader.received for reader in readers]
     wait_until(lambda: all(r.received > n + 50 for r, n in zip(readers, received)), 20, "traffic through the edges")
@@ -83,8 +90,7 @@ def test_the_clients_of_every_edge_receive_the_truth_and_a_new_client_gets_it_at
     edge = cluster.metrics(cluster.edges[0])
     assert edge("orderbook_relay_source_up") == 1 and edge("orderbook_relay_epoch") == 1
     assert edge("orderbook_relay_received_total", kind="update") > 50
-    assert sum(edge("orderbook_relay_dropped_total", reason=reason)
-               for reason in ("old_epoch", "old_sequence", "unknown_symbol")) == 0
+    assert dropped(edge) == dropped_on_connecting  # none since
     assert sum(edge("orderbook_relay_rejected_total", reason=reason) for reason in EDGE_REJECTIONS) == 0
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.support.processes import stop_process
 from tests.support.service import REPO_ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.usefixtures("starts_processes")  # bin/cluster-demo and bin/client
 
 
 def _client(*args: str) -> subprocess.CompletedProcess[str]:

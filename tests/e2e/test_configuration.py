@@ -13,7 +13,7 @@ from tests.support.ports import refusing_port
 from tests.support.service import RUN_SERVER
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.usefixtures("starts_processes")  # every test runs bin/run-server
 
 
 def run_server(*args: str, timeout: float = 20, **env: str) -> subprocess.CompletedProcess[str]:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support.service import Book, wait_until_matches_truth
-
-pytestmark = pytest.mark.e2e
 
 BOTH = {"binance", "bitstamp"}
 

@@ -12,8 +12,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.metrics_scrape import scrape
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -21,7 +21,7 @@ from orderbook.config import load_config
 from tests.metrics_scrape import scrape
 from tests.support.service import BookReader, ServerProcess
 
-pytestmark = [pytest.mark.live, pytest.mark.e2e]
+pytestmark = pytest.mark.live
 
 EXCHANGES = {"binance", "bitstamp"}
 IN_STEP_WITHIN = 60.0

@@ -13,8 +13,6 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.service import BOOK_METHOD, Book, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 BOTH_VENUES = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 BITSTAMP_ONLY = "LTCEUR"
 SYMBOLS = (*BOTH_VENUES, BITSTAMP_ONLY)

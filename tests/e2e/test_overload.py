@@ -160,7 +160,7 @@ def health(target: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
-@pytest.mark.e2e
+@pytest.mark.alone
 def test_a_venue_behind_past_the_bound_is_said_out_of_step_at_once_never_served_late_and_comes_back_exact(
     simulator_factory, server_factory, reader_factory, closing
 ):

@@ -24,8 +24,6 @@ from tests.metrics_scrape import Samples, scrape
 from tests.support.service import RUN_SERVER, Book, BookReader, ServerProcess, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 WORKER_MODULE = "orderbook.serving.worker"
 BOTH = {"binance", "bitstamp"}
 
@@ -274,6 +272,7 @@ def test_sigterm_stops_the_server_after_its_serving_processes(fleet, reader_fact
     assert log.count(f"gRPC server on port {server.grpc_port} stopped", 0, stopped) == 2  # each one's, before
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_port_in_use_is_one_clear_error_and_no_serving_process_is_left():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -290,6 +289,7 @@ def test_a_port_in_use_is_one_clear_error_and_no_serving_process_is_left():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_rejected_tls_certificate_is_one_clear_error_as_with_one_process(tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")

@@ -21,8 +21,6 @@ from tests.support.cluster import Cluster, health
 from tests.support.service import BOOK_METHOD, METHOD, LoggedServer, ServerProcess
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 SYMBOLS = "ETHBTC,BTCUSDT"
 WORKER_MODULE = "orderbook.serving.worker"
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one target share a connection otherwise

@@ -9,15 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.support.ports import server_port_args
 from tests.support.processes import stop_process
 from tests.support.service import REPO_ROOT, ServerProcess
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 
 class FailingServer(ServerProcess):

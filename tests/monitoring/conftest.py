@@ -26,12 +26,14 @@ def _tool(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def promtool_bin() -> str:
+def promtool_bin(starts_processes: None) -> str:
+    """promtool, installed if missing: the tests that use it run it."""
     return _tool("promtool")
 
 
 @pytest.fixture(scope="session")
-def prometheus_bin() -> str:
+def prometheus_bin(starts_processes: None) -> str:
+    """prometheus, installed if missing: the tests that use it start it."""
     return _tool("prometheus")
 
 
@@ -46,7 +48,7 @@ def service_exposition(service_registry: CollectorRegistry) -> str:
 
 
 @pytest.fixture(scope="session")
-def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayDeployment]:
+def relay(starts_processes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayDeployment]:
     """Redis, a book node publishing through it (the leader) and an edge following it, settled; for the session."""
     with RelayDeployment(tmp_path_factory.mktemp("relay")) as deployment:
         deployment.wait_settled()

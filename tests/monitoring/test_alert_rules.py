@@ -104,7 +104,6 @@ def test_target_down_covers_book_nodes_and_edges(loaded_rules: list[dict[str, An
     assert query == 'up{job=~"orderbook|orderbook-edge"} == 0'
 
 
-@pytest.mark.e2e
 def test_a_healthy_service_raises_no_alert_but_the_left_out_symbol(
     kit_prometheus: PrometheusApi, loaded_rules: list[dict[str, Any]]
 ) -> None:
@@ -806,7 +805,6 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-@pytest.mark.e2e
 def test_alert_fires_when_and_only_when_it_should(
     case: dict[str, Any], loaded_rules: list[dict[str, Any]], promtool_bin: str, tmp_path: Path
 ) -> None:

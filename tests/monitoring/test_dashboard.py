@@ -241,7 +241,6 @@ def test_queries_are_valid_promql(dashboard: dict[str, Any], promtool_bin: str, 
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
-@pytest.mark.e2e
 def test_every_query_returns_series_from_the_service(dashboard: dict[str, Any], kit_prometheus: PrometheusApi) -> None:
     dashboard_variables = variables(dashboard)
     empty = [expr for expr in exprs(dashboard) if not kit_prometheus.query(as_promql(expr, dashboard_variables))]

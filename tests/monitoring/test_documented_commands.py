@@ -107,7 +107,6 @@ def test_documented_config_passes_promtool_from_the_root_and_from_anywhere(promt
         assert "SUCCESS: 1 rule files found" in result.stdout
 
 
-@pytest.mark.e2e
 def test_documented_prometheus_command_starts_with_the_alert_rules(prometheus_bin: str, tmp_path: Path) -> None:
     _, words = documented("prometheus")
     args = [f"--storage.tsdb.path={tmp_path / 'data'}" if word.startswith("--storage.tsdb.path=") else word

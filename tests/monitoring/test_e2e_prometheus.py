@@ -24,7 +24,7 @@ from orderbook.simulator.process import SimulatorProcess
 from tests.support.service import ServerProcess
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 EXCHANGES = {"binance", "bitstamp"}
 SYMBOLS = ("ETHBTC", "BTCUSDT")
@@ -48,7 +48,7 @@ def short_hold_rules() -> str:
 
 
 @pytest.fixture
-def simulator() -> Iterator[SimulatorProcess]:
+def simulator(starts_processes: None) -> Iterator[SimulatorProcess]:
     with SimulatorProcess("--symbol", ",".join(SYMBOLS)) as sim:
         yield sim
 

@@ -28,7 +28,7 @@ HELPER = Path(__file__).with_name("metrics_http_helper.py")
 PROMPT = 0.5
 """A scrape answered within this is prompt; the head timeout in these tests is at least twice that."""
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]  # each test starts a server process
+pytestmark = pytest.mark.timeout(30)
 
 
 class Helper:
@@ -54,7 +54,7 @@ class Helper:
 
 
 @pytest.fixture
-def start_helper() -> Iterator:
+def start_helper(starts_processes: None) -> Iterator:
     helpers: list[Helper] = []
 
     def start(*args: str) -> Helper:
@@ -278,6 +278,7 @@ def test_stopping_closes_the_listener_and_open_connections(start_helper):
         socket.create_connection(("127.0.0.1", helper.port), timeout=2).close()
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_metrics_port_in_use_is_one_clear_error_and_exit_2():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -95,6 +95,7 @@ def test_a_clean_stop_gives_the_lease_up_at_once(nodes, redis_client) -> None:
     assert b.relay.leader
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_leader_that_loses_redis_steps_down_after_the_lease_and_leads_again_when_it_is_back(tmp_path) -> None:
     server = RedisServer(tmp_path).start()
     node = Node(server.url)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from orderbook.relay.keys import Keys
@@ -17,8 +16,6 @@ from tests.metrics_scrape import scrape
 from tests.support.redis_server import RedisServer
 from tests.support.service import ServerProcess
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 START = 30.0
 """Seconds for a book node to start and lead: generous, on a shared 2-core machine."""

@@ -131,7 +131,8 @@ def test_an_update_of_a_symbol_not_in_the_catalogue_is_dropped(edge: Edge) -> No
     (upd(1, 2**62, summary(1.0)), "out_of_range"),
     (upd(1, 1 + MAX_SEQUENCE_JUMP + 1, summary(1.0)), "sequence_jump"),
     (beat(1, 2, depth=1, node="forger"), "not_lease_holder"),
-])
+], ids=["not protobuf", "a summary not protobuf", "a summary too deep", "an epoch out of range",
+        "a sequence out of range", "a sequence jump", "a heartbeat from a forger"])  # the envelopes hold the time
 def test_what_no_leader_sends_is_counted_under_its_reason_and_changes_nothing(edge: Edge, data: bytes,
                                                                               reason: str) -> None:
     changes, published = edge.changes, edge.books.published_total

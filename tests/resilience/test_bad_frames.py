@@ -10,8 +10,6 @@ import time
 import pytest
 from resilience_harness import EXCHANGES, IMMEDIATE, MAX_STALL, System, changed, other, delta
 
-pytestmark = pytest.mark.e2e
-
 HUGE = 8 << 20
 FRAME_LIMIT = 1 << 20
 LOGGED_EXCERPT = 200

@@ -17,8 +17,6 @@ from resilience_harness import (
     other,
 )
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
 @pytest.mark.parametrize("how", ["drop", "close"])

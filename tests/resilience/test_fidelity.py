@@ -19,8 +19,6 @@ from orderbook.exchanges.bitstamp import BitstampSync
 from orderbook.prices import parse_decimal
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
 REST_LAG = 1.0
 """Bitstamp's REST book is this far behind its stream (0.07 to 2.6 s in the recordings)."""
 

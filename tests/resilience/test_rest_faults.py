@@ -24,8 +24,6 @@ from resilience_harness import (
 
 from orderbook.rest import RATE_LIMITED_PAUSE
 
-pytestmark = pytest.mark.e2e
-
 RETRY_AFTER = 2
 POLL_SLACK = 0.15
 """How much earlier than it happened the poller may see the second of two requests, relative to the first."""

@@ -6,10 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
 from resilience_harness import IMMEDIATE, System, changed, delta
-
-pytestmark = pytest.mark.e2e
 
 FETCH_AGAIN_PAUSE = 0.25
 """The server waits half its backoff base (0.5 s) before asking for a snapshot again."""

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from serving_support import Helper
+from serving_support import Helper, run_client
 
 from tests.support.ports import refusing_port
 
 
 @pytest.fixture
-def start_helper(tmp_path: Path) -> Iterator[Callable[..., Helper]]:
+def start_helper(starts_processes: None, tmp_path: Path) -> Iterator[Callable[..., Helper]]:
     helpers: list[Helper] = []
 
     def start(*args: str) -> Helper:
@@ -23,6 +24,13 @@ def start_helper(tmp_path: Path) -> Iterator[Callable[..., Helper]]:
     yield start
     for helper in helpers:
         helper.close()
+
+
+@pytest.fixture
+def client_command(starts_processes: None) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``bin/client`` with the arguments given, run to its end (:func:`serving_support.run_client`), for a test
+    that needs no server of its own."""
+    return run_client
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from serving_support import Helper, book, book_summary, symbols
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e  # the server runs in a helper process (and its serving processes)
-
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 MODES = {"one process": (), "two serving processes": ("--serve-processes", "2")}
 EMPTY = orderbook_pb2.Empty()
@@ -49,7 +47,8 @@ def server(request: pytest.FixtureRequest, start_helper: Callable[..., Helper]) 
 
 
 @pytest.fixture(scope="module", params=list(MODES))
-def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
+def shared_server(starts_processes: None, request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
     """The same as ``server``, one per mode for the tests that only read it: they publish nothing, set no state,
     and end every stream they open."""
     helper = Helper(["--interval", "0", "--symbols", ",".join(SYMBOLS), *MODES[request.param]],

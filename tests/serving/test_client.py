@@ -20,6 +20,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from tests.support.processes import with_default_signals
 
 Start = Callable[..., Helper]
+RunClient = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def summary(spread: float, bids: list[tuple[str, float, float]],
@@ -124,7 +125,7 @@ def test_json_output_stays_json_on_a_terminal() -> None:
 
 
 @pytest.fixture(scope="module")
-def streaming_helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
+def streaming_helper(starts_processes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
     """ETHBTC (the default) and BTCUSDT, a summary of each every 20 ms: one server for the tests whose clients only
     read from it (no command to it, no limit reached, every client gone at the end of its test)."""
     helper = Helper(["--interval", "0.02", "--symbols", "ETHBTC,BTCUSDT"],
@@ -135,7 +136,6 @@ def streaming_helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helpe
         helper.close()
 
 
-@pytest.mark.e2e
 def test_json_count_prints_that_many_summaries_with_the_served_values(streaming_helper: Helper) -> None:
     helper = streaming_helper
     result = run_client("--addr", helper.target, "--json", "--count", "3")
@@ -155,7 +155,6 @@ def test_json_count_prints_that_many_summaries_with_the_served_values(streaming_
         assert len(line["bids"]) == len(line["asks"]) == 10
 
 
-@pytest.mark.e2e
 def test_one_sided_book_prints_null_spread(start_helper: Start) -> None:
     helper = start_helper("--interval", "0")
     helper.command("empty")
@@ -165,7 +164,6 @@ def test_one_sided_book_prints_null_spread(start_helper: Start) -> None:
     assert line["spread"] is None and line["asks"] == [] and len(line["bids"]) == 10
 
 
-@pytest.mark.e2e
 def test_ladder_output_when_piped(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.02", "--depth", "3")
     result = run_client("--addr", helper.target, "--count", "2")
@@ -177,7 +175,6 @@ def test_ladder_output_when_piped(start_helper: Start) -> None:
     assert rows[-1].startswith("spread 0.00001000")
 
 
-@pytest.mark.e2e
 def test_symbol_and_depth_stream_that_symbols_top_levels(streaming_helper: Helper) -> None:
     helper = streaming_helper
     result = run_client("--addr", helper.target, "--symbol", "btcusdt", "--depth", "3", "--json", "--count", "2")
@@ -194,7 +191,6 @@ def test_symbol_and_depth_stream_that_symbols_top_levels(streaming_helper: Helpe
     assert [level["price"] for level in line["bids"]] == [0.05123, 0.05122] and len(line["asks"]) == 2
 
 
-@pytest.mark.e2e
 def test_list_prints_the_symbols_as_a_table_or_json_lines(start_helper: Start) -> None:
     helper = start_helper("--interval", "0", "--symbols", "ETHBTC,BTCUSDT")
     helper.command("state ETHBTC binance,bitstamp bitstamp")
@@ -211,7 +207,6 @@ def test_list_prints_the_symbols_as_a_table_or_json_lines(start_helper: Start) -
     ]
 
 
-@pytest.mark.e2e
 def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(streaming_helper: Helper) -> None:
     helper = streaming_helper
     unknown = run_client("--addr", helper.target, "--symbol", "XRPEUR")
@@ -224,23 +219,21 @@ def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(strea
                                "than the 10 levels a side this server serves (ask for 1 to 10, or 0 for all)\n")
 
 
-@pytest.mark.e2e
-def test_closed_port_is_one_clear_line_and_exit_2(closed_port: int) -> None:
-    result = run_client("--addr", f"127.0.0.1:{closed_port}")
+def test_closed_port_is_one_clear_line_and_exit_2(client_command: RunClient, closed_port: int) -> None:
+    result = client_command("--addr", f"127.0.0.1:{closed_port}")
     assert result.returncode == 2
     expected = f"error: cannot reach the order book server at 127.0.0.1:{closed_port} (connection refused)\n"
     assert result.stderr == expected
     assert result.stdout == ""
 
 
-def test_unresolvable_address_is_one_clear_line_and_exit_2() -> None:
-    result = run_client("--addr", "no-such-host.invalid:5002", "--timeout", "3")
+def test_unresolvable_address_is_one_clear_line_and_exit_2(client_command: RunClient) -> None:
+    result = client_command("--addr", "no-such-host.invalid:5002", "--timeout", "3")
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot reach the order book server at no-such-host.invalid:5002 (")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
-@pytest.mark.e2e
 def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05", "--max-streams", "1")
     with grpc.insecure_channel(helper.target) as channel:
@@ -252,7 +245,6 @@ def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
     assert result.stderr == f"error: the order book server at {helper.target} has no room for another stream\n"
 
 
-@pytest.mark.e2e
 def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
     helper = start_helper("--interval", "0.02", "--tls-cert", str(cert), "--tls-key", str(key))
@@ -264,7 +256,6 @@ def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path
                             "TLS (pass --tls-ca PATH)\n")
 
 
-@pytest.mark.e2e
 def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen(
@@ -279,7 +270,6 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
                       "down; reconnect, possibly elsewhere)\n")
 
 
-@pytest.mark.e2e
 def test_a_server_shutting_down_sends_the_client_on_to_the_next_address(start_helper: Start) -> None:
     first, second = start_helper("--interval", "0.05"), start_helper("--interval", "0.05", "--depth", "5")
     client = subprocess.Popen([str(CLIENT), "--addr", f"{first.target},{second.target}", "--json"],
@@ -298,7 +288,6 @@ def test_a_server_shutting_down_sends_the_client_on_to_the_next_address(start_he
         client.communicate(timeout=10)
 
 
-@pytest.mark.e2e
 def test_ctrl_c_exits_quietly(streaming_helper: Helper) -> None:
     helper = streaming_helper
     client = subprocess.Popen(
@@ -331,13 +320,14 @@ CLIENT_USAGE_ERRORS = [
 
 
 @pytest.mark.parametrize(("args", "message"), CLIENT_USAGE_ERRORS, ids=[" ".join(a) for a, _ in CLIENT_USAGE_ERRORS])
-def test_a_bad_command_line_is_one_line_naming_what_was_typed(args: list[str], message: str) -> None:
-    result = run_client(*args)
+def test_a_bad_command_line_is_one_line_naming_what_was_typed(client_command: RunClient, args: list[str],
+                                                             message: str) -> None:
+    result = client_command(*args)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"client: error: {message}\n")
 
 
-def test_help_explains_every_flag() -> None:
-    result = run_client("--help")
+def test_help_explains_every_flag(client_command: RunClient) -> None:
+    result = client_command("--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "(default 127.0.0.1:5002)" in text and "(default 5.0)" in text

@@ -45,7 +45,6 @@ def channels() -> Iterator[Callable[[str], grpc.Channel]]:
         channel.close()
 
 
-@pytest.mark.e2e
 def test_fifty_concurrent_streams_all_receive_data(start_helper: Start, channels: Callable[..., grpc.Channel]) -> None:
     # The trap: with a fixed thread pool of N workers, streams beyond N get nothing (and no error).
     helper = start_helper("--interval", "0.02")
@@ -58,7 +57,6 @@ def test_fifty_concurrent_streams_all_receive_data(start_helper: Start, channels
         call.cancel()
 
 
-@pytest.mark.e2e
 def test_ready_completion_events_are_taken_without_the_thread_pool(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
@@ -73,7 +71,6 @@ def test_ready_completion_events_are_taken_without_the_thread_pool(
         call.cancel()
 
 
-@pytest.mark.e2e
 def test_stream_beyond_the_limit_gets_resource_exhausted(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
@@ -90,7 +87,6 @@ def test_stream_beyond_the_limit_gets_resource_exhausted(
     wait_for_a_free_stream(channel)
 
 
-@pytest.mark.e2e
 def test_a_client_that_never_reads_does_not_delay_others(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
@@ -114,7 +110,6 @@ def test_a_client_that_never_reads_does_not_delay_others(
     assert helper.stats()["skipped_total"] > 0
 
 
-@pytest.mark.e2e
 def test_health_reports_not_serving_until_told(start_helper: Start, channels: Callable[..., grpc.Channel]) -> None:
     helper = start_helper("--interval", "0")
     health = health_pb2_grpc.HealthStub(channels(helper.target))
@@ -132,7 +127,6 @@ def test_health_reports_not_serving_until_told(start_helper: Start, channels: Ca
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.e2e
 def test_reflection_describes_the_service(start_helper: Start, channels: Callable[..., grpc.Channel]) -> None:
     helper = start_helper("--interval", "0")
     database = ProtoReflectionDescriptorDatabase(channels(helper.target))
@@ -142,7 +136,6 @@ def test_reflection_describes_the_service(start_helper: Start, channels: Callabl
     assert method.server_streaming
 
 
-@pytest.mark.e2e
 def test_tls_client_with_the_ca_works_and_plaintext_is_refused(
     start_helper: Start, channels: Callable[..., grpc.Channel], tls_files: tuple[Path, Path]
 ) -> None:
@@ -157,7 +150,6 @@ def test_tls_client_with_the_ca_works_and_plaintext_is_refused(
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-@pytest.mark.e2e
 def test_sigterm_ends_open_streams_unavailable_and_exits_zero_quickly(
     start_helper: Start, channels: Callable[..., grpc.Channel]
 ) -> None:
@@ -177,7 +169,6 @@ def test_sigterm_ends_open_streams_unavailable_and_exits_zero_quickly(
     assert time.monotonic() - started < 3.0
 
 
-@pytest.mark.e2e
 def test_killed_client_process_is_noticed_and_its_stream_ended(start_helper: Start) -> None:
     helper = start_helper("--interval", "0.05")
     client = subprocess.Popen([str(CLIENT), "--addr", helper.target, "--json"], stdout=subprocess.PIPE, text=True)
@@ -201,7 +192,7 @@ def start_error(*args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.e2e
+@pytest.mark.usefixtures("starts_processes")
 def test_port_in_use_is_a_clear_error_naming_the_address() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -212,7 +203,7 @@ def test_port_in_use_is_a_clear_error_naming_the_address() -> None:
         )
 
 
-@pytest.mark.e2e
+@pytest.mark.usefixtures("starts_processes")
 def test_unusable_tls_files_are_a_clear_error(tmp_path: Path) -> None:
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("not a certificate\n")

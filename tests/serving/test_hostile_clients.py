@@ -27,8 +27,6 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one targ
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS, no flags, stream 0
 
-pytestmark = pytest.mark.e2e  # every test here runs the server in a helper process
-
 
 @pytest.fixture
 def channels() -> Iterator[Callable[..., grpc.Channel]]:

@@ -3,7 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.usefixtures("starts_processes")
 def test_the_soft_fd_limit_is_raised_to_the_hard_limit() -> None:
     # In a child whose soft limit starts low, so that this test process keeps its own.
     code = (

@@ -8,7 +8,7 @@ from orderbook.simulator.process import SimulatorProcess
 
 
 @pytest.fixture(scope="module")
-def sim():
+def sim(starts_processes: None):
     """A default simulator at a moderate rate.
 
     Server pings keep their real 20 s interval: a client's pongs count against Binance's 5 messages per second, so
@@ -19,7 +19,7 @@ def sim():
 
 
 @pytest.fixture
-def make_sim():
+def make_sim(starts_processes: None):
     """Start simulators with custom flags; each is stopped at the end of the test."""
     started: list[SimulatorProcess] = []
 

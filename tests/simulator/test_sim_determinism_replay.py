@@ -14,6 +14,8 @@ from orderbook.prices import parse_decimal
 from orderbook.simulator.config import DEFAULT_RECORDINGS
 from orderbook.simulator.replay import load
 
+pytestmark = pytest.mark.usefixtures("starts_processes")  # each test starts its own simulator
+
 needs_recordings = pytest.mark.skipif(not DEFAULT_RECORDINGS.is_dir(), reason="recordings not present")
 
 

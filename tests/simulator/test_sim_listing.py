@@ -27,7 +27,7 @@ SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
 
 
 @pytest.fixture(scope="module")
-def listed():
+def listed(starts_processes):
     with SimulatorProcess("--paused", "--rate", "300", "--symbol", ",".join(BOTH),
                           "--binance-only-symbol", BINANCE_ONLY, "--bitstamp-only-symbol", BITSTAMP_ONLY,
                           "--binance-weight-limit", str(WEIGHT_LIMIT)) as process:

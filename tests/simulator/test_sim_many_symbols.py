@@ -18,10 +18,12 @@ from orderbook.simulator.process import SimulatorError, SimulatorProcess
 from orderbook.simulator.simulator import Simulator
 
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
+EVENTS_EACH = 20
+"""Events each of the hundred symbols' markets sends to the combined client: two seconds' worth at 10 a second."""
 
 
 @pytest.fixture(scope="module")
-def multi():
+def multi(starts_processes):
     with SimulatorProcess("--paused", "--symbol", ",".join(SYMBOLS), "--rate", "300",
                           "--binance-weight-limit", "100000") as process:
         yield process
@@ -64,13 +66,6 @@ def assert_book_is_truth(book: OrderBook, truth: dict) -> None:
     assert dict(book.asks()) == levels(truth["asks"])
 
 
-def run_for(process: SimulatorProcess, seconds: float) -> None:
-    """Resume for ``seconds``, then pause: for a test that measures what a rate gives in a given time."""
-    process.control.resume()
-    time.sleep(seconds)
-    process.control.pause()
-
-
 # -- configuration -----------------------------------------------------------------------------------------------
 
 
@@ -86,6 +81,7 @@ def test_one_symbol_is_the_config_of_before_and_a_list_adds_markets():
         SimulatorConfig(extra_symbols=("BTCUSDT",), replay_binance="2021-04a_BTCUSDT")
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_a_replay_with_several_symbols_is_refused_at_start():
     with pytest.raises(SimulatorError, match="code 2"):
         SimulatorProcess("--symbol", "ETHBTC,BTCUSDT", "--replay-bitstamp", "2021-04a_btcusdc").start()
@@ -269,21 +265,23 @@ def test_stats_keep_the_default_symbol_on_top_and_list_every_symbol(multi):
 # -- load --------------------------------------------------------------------------------------------------------
 
 
-def test_a_hundred_symbols_at_ten_events_a_second_each_reach_one_combined_client():
+def test_a_hundred_symbols_at_ten_events_a_second_each_reach_one_combined_client(make_sim):
+    """Every event each of the hundred markets sent reaches the client, in order: counted, not a rate (whether the
+    machine keeps up with 1,000 events a second is bin/bench's to measure)."""
     symbols = [f"S{i:03d}USDT" for i in range(100)]
-    with SimulatorProcess("--paused", "--symbol", ",".join(symbols), "--rate", "10") as process:
-        streams = "/".join(f"{symbol.lower()}@depth@100ms" for symbol in symbols)
-        ws = connect(f"{process.urls['binance_ws']}/stream?streams={streams}")
-        first = {symbol: market["last_update_id"]
-                 for symbol, market in process.control.stats()["binance"]["markets"].items()}
-        run_for(process, 2.0)
-        sent = {symbol: market["events"] for symbol, market in process.control.stats()["binance"]["markets"].items()}
-        # Every event sent (paused: no more will come), then nothing more: not "until quiet for 0.5 s", which two
-        # seconds of frames queued while the client did not read sometimes are (read_count).
-        messages = read_count(ws, sum(sent.values()))
-        messages += read_all(ws, 0.5)
-        ws.close()
-    assert sum(sent.values()) >= 0.8 * 100 * 10 * 2  # the rate kept up
+    process = make_sim("--paused", "--symbol", ",".join(symbols), "--rate", "10")
+    streams = "/".join(f"{symbol.lower()}@depth@100ms" for symbol in symbols)
+    ws = connect(f"{process.urls['binance_ws']}/stream?streams={streams}")
+    first = {symbol: market["last_update_id"]
+             for symbol, market in process.control.stats()["binance"]["markets"].items()}
+    run_until_events(process.control, EVENTS_EACH, timeout=60)  # two seconds' worth, however long they take here
+    sent = {symbol: market["events"] for symbol, market in process.control.stats()["binance"]["markets"].items()}
+    # Every event sent (paused: no more will come), then nothing more: not "until quiet for 0.5 s", which two
+    # seconds of frames queued while the client did not read sometimes are (read_count).
+    messages = read_count(ws, sum(sent.values()))
+    messages += read_all(ws, 0.5)
+    ws.close()
+    assert min(sent.values()) >= EVENTS_EACH  # every market ran
     assert len(messages) == sum(sent.values())  # and the client got every event
     for symbol in symbols:
         events = [m["data"] for m in messages if m["stream"] == f"{symbol.lower()}@depth@100ms"]

@@ -13,6 +13,7 @@ from simulator_support import connect, recv_json
 from orderbook.simulator.process import EXCHANGE_SIM, SimulatorError, SimulatorProcess
 
 
+@pytest.mark.usefixtures("starts_processes")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_prints_base_urls_and_exits_0_promptly_on_signal(sig):
     process = SimulatorProcess("--rate", "500").start()
@@ -28,6 +29,7 @@ def test_prints_base_urls_and_exits_0_promptly_on_signal(sig):
     process.stop()
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_bad_settings_exit_2_before_listening():
     result = subprocess.run([str(EXCHANGE_SIM), "--rate", "0"], capture_output=True, timeout=20)
     assert result.returncode == 2 and not result.stdout

@@ -1,9 +1,10 @@
 """THE faithfulness test: clients written only from the documented procedures (docs/protocols.md) sync both books
 against a fast simulator whose snapshots arrive late, and end up equal to the truth, checkpoint after checkpoint.
 
-``SIM_SYNC_SECONDS`` sets how long the traffic runs (default 90: a minute and a half of traffic, 180,000 events a
-venue; the issue asks for minutes, and the whole suite must stay well inside CI's 15 minutes: set 600 for ten),
-``SIM_SYNC_RATE`` the events per second per exchange (default 2000).
+``SIM_SYNC_SECONDS`` sets how long the traffic runs (default 120: minutes of traffic, as the issue asks),
+``SIM_SYNC_RATE`` the events per second per exchange (default 2000). The traffic is counted, not timed: each venue sends
+``SIM_SYNC_SECONDS`` times ``SIM_SYNC_RATE`` events (240,000), which a busy machine takes longer to send, rather than
+sending fewer.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ import json
 import os
 import queue
 import threading
-import time
+from collections.abc import Callable
 from itertools import chain
 
+import pytest
 import requests
 import websocket
 
 from orderbook.book import OrderBook
 from orderbook.prices import parse_decimal
-from orderbook.simulator.process import SimulatorProcess
+from orderbook.simulator.process import SimulatorControl, SimulatorProcess
+from tests.support.tiers import one_at_a_time
 from tests.support.waiting import wait_until
 
-SYNC_SECONDS = float(os.environ.get("SIM_SYNC_SECONDS", "90"))
+SYNC_SECONDS = float(os.environ.get("SIM_SYNC_SECONDS", "120"))
 RATE = int(os.environ.get("SIM_SYNC_RATE", "2000"))
+EVENTS = int(SYNC_SECONDS * RATE)
+"""Events each venue sends, in all."""
 SNAPSHOT_DELAY = 0.5
 CHECKPOINTS = 3
 
@@ -142,6 +147,17 @@ class BitstampSync(threading.Thread):
             self.last_us = us
 
 
+def sent_at_least(control: SimulatorControl, events: int) -> Callable[[], object]:
+    def sent() -> bool:
+        stats = control.stats()
+        return all(stats[name]["events"] >= events for name in ("binance", "bitstamp"))
+
+    return sent
+
+
+@one_at_a_time
+@pytest.mark.usefixtures("starts_processes")
+@pytest.mark.timeout(60 + 3 * SYNC_SECONDS)  # the traffic may take up to three times its nominal time here
 def test_documented_clients_stay_exactly_in_sync_at_high_rate():
     args = ("--rate", str(RATE), "--snapshot-delay", str(SNAPSHOT_DELAY), "--seed", "9")
     with SimulatorProcess(*args) as sim:
@@ -149,7 +165,9 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
         binance.start()
         bitstamp.start()
         for checkpoint in range(CHECKPOINTS):
-            time.sleep(SYNC_SECONDS / CHECKPOINTS)
+            events = EVENTS * (checkpoint + 1) // CHECKPOINTS
+            wait_until(sent_at_least(sim.control, events), 3 * SYNC_SECONDS / CHECKPOINTS,
+                       f"{events} events sent by each venue (checkpoint {checkpoint})", interval=0.2)
             sim.control.pause()
             truth = sim.control.truth()
             wait_until(lambda truth=truth: binance.book_id == truth["binance"]["last_update_id"] or binance.error, 10,
@@ -170,9 +188,9 @@ def test_documented_clients_stay_exactly_in_sync_at_high_rate():
         stats = sim.control.stats()
         binance.feed.close()
         bitstamp.feed.close()
-    # The snapshot really arrived late while diffs kept coming, and the traffic really was fast.
+    # The snapshot really arrived late while diffs kept coming, and every event was sent.
     assert binance.buffered_at_sync > RATE * SNAPSHOT_DELAY / 4
     assert bitstamp.buffered_at_sync > RATE * SNAPSHOT_DELAY / 4
     assert binance.restarts == 0
     for name in ("binance", "bitstamp"):
-        assert stats[name]["events"] > RATE * SYNC_SECONDS * 0.6, stats[name]
+        assert stats[name]["events"] >= EVENTS, stats[name]

@@ -625,6 +625,7 @@ PATCHED_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.usefixtures("starts_processes")
 def test_works_in_a_monkey_patched_process() -> None:
     """The product runs patched: server and blocking client libraries then share one hub, as greenlets."""
     done = subprocess.run([sys.executable, "-c", PATCHED_PROCESS], cwd=Path(__file__).resolve().parents[2],
