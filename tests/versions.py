@@ -9,9 +9,9 @@ runs and says it is 3.N (a pyenv shim for a version not selected does not). A ve
 with one line saying so: only what exists is tested.
 
 Each version gets its own virtual environment, ``.venv-3.N`` (git ignores them), made once and again whenever
-setup.cfg, pyproject.toml or constraints.txt changes, with the project and its test extras installed (pinned). The installs run one after
-the other (each writes the checkout's ``orderbook.egg-info``); the test runs side by side, each on one core, their
-output kept in ``.venv-3.N/fast-tier.log`` and shown when a run fails.
+setup.cfg, pyproject.toml or constraints.txt changes, with the project and its test extras installed (pinned). The
+installs run one after the other (each writes the checkout's ``orderbook.egg-info``); the test runs side by side,
+each on one core, their output kept in ``.venv-3.N/fast-tier.log`` and shown when a run fails.
 """
 
 from __future__ import annotations
