@@ -4,10 +4,9 @@ VENV := .venv
 READY := $(VENV)/.ready
 
 # The test tiers (README "Tests"): tests that start processes are marked e2e by the fixtures that start them; the
-# few marked alone need the machine to themselves. (-m replaces setup.cfg's own -m "not live", so each says it.)
+# few marked alone need the machine to themselves (the e2e tier runs serially for now: see test). (-m replaces
+# setup.cfg's own -m "not live", so each says it.)
 FAST_TIER := -m "not e2e and not live"
-# Workers for the parallel run: most tests wait on processes and sockets, so more workers than cores pay.
-TEST_WORKERS ?= 4
 FAST_WORKERS ?= 2
 
 .PHONY: install demo cluster-demo lint test test-fast test-versions bench soak clean
@@ -34,13 +33,15 @@ lint: $(READY)
 	$(VENV)/bin/mypy
 	for dir in clients monitoring resilience serving simulator; do MYPYPATH=tests/$$dir $(VENV)/bin/mypy tests/$$dir || exit 1; done
 
-# Everything that needs no internet: in parallel (--dist loadgroup: tests of one xdist_group share a worker), then
-# the tests marked alone one at a time, then the fast tier on the other Python versions this machine has. Each step
-# runs whatever the one before said; make fails if any did.
+# Everything that needs no internet: the fast tier in parallel, then the e2e tier (the tests that start processes)
+# one at a time, then the fast tier on the other Python versions this machine has. The e2e tier is serial because
+# several of its tests bound how fast the service notices a fault, and four workers on two cores broke those bounds
+# (4 failures in one of two fresh-clone runs): until they no longer depend on a quiet machine, correctness first.
+# Each step runs whatever the one before said; make fails if any did.
 test: $(READY) lint
 	status=0; \
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not live and not alone" || status=1; \
-	$(VENV)/bin/python -m pytest -m "alone and not live" || status=1; \
+	$(VENV)/bin/python -m pytest $(FAST_TIER) -n $(FAST_WORKERS) || status=1; \
+	$(VENV)/bin/python -m pytest -m "e2e and not live" || status=1; \
 	$(MAKE) --no-print-directory test-versions || status=1; \
 	exit $$status
 
