@@ -1,4 +1,4 @@
-"""orderbook.debian: a program several callers miss at once (the suite's parallel workers on a fresh machine) is
+"""tests.support.debian: a program several callers miss at once (the suite's parallel workers on a fresh machine) is
 installed once; the others wait and find it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orderbook import debian
+from tests.support import debian
 
 
 def test_callers_missing_the_same_program_at_once_install_it_once(monkeypatch: pytest.MonkeyPatch,

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orderbook.debian import ToolMissing
 from orderbook.ready_file import NotReady, read_ready_file
-from orderbook.relay.redis_process import RedisProcess, RedisStartError
+from orderbook.relay.redis_process import RedisProcess, RedisStartError, redis_server_binary
 from orderbook.simulator.process import SimulatorError, SimulatorProcess
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
@@ -59,7 +58,7 @@ def _start(name: str, argv: list[str], directory: Path, grpc: int, metrics: int)
 
 
 def run(symbols: str, any_ports: bool, directory: Path) -> int:
-    redis = RedisProcess(directory / "redis", None if any_ports else FIXED_REDIS_PORT).start()
+    redis = RedisProcess(directory / "redis", redis_server_binary(), None if any_ports else FIXED_REDIS_PORT).start()
     simulator = SimulatorProcess("--symbol", symbols, "--log-level", "warning").start()
     children: list[Child] = []
     try:
@@ -136,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="orderbook-cluster-") as directory:
         try:
             return run(args.symbol, args.any_ports, Path(directory))
-        except (ToolMissing, RedisStartError, SimulatorError, NotReady, OSError) as error:
+        except (RedisStartError, SimulatorError, NotReady, OSError) as error:
             print(f"cluster-demo: error: {error}", file=sys.stderr)
             return EXIT_FAILED
 

@@ -1,5 +1,7 @@
-"""A private ``redis-server`` for the cluster demo and the tests (Debian's package, installed on first use:
-:mod:`orderbook.debian`).
+"""A private ``redis-server`` for the cluster demo and the tests.
+
+The program is looked up on PATH and never installed from here: ``make cluster-demo`` and the tests install
+Debian's package when it is missing (``tests/support/debian.py``, development tooling outside this package).
 
 Each one runs in the foreground as the caller's child, on loopback, with its files in a directory of the caller's
 and persistence off. redis-server cannot pick a port itself and report it (``--port 0`` turns TCP off),
@@ -13,13 +15,13 @@ from __future__ import annotations
 import random
 import signal
 import socket
+import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 import redis
-
-from orderbook.debian import find_or_install
 
 LOOPBACK = "127.0.0.1"
 PORTS = (20_000, 32_000)
@@ -45,13 +47,27 @@ class RedisStartError(RuntimeError):
     """redis-server did not start; the message has the end of its log."""
 
 
+class RedisMissing(RedisStartError):
+    """There is no redis-server on PATH."""
+
+
+def redis_server_binary() -> str:
+    """redis-server's absolute path, or :class:`RedisMissing` saying how to get it."""
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RedisMissing("redis-server not found on PATH: install it (Debian: apt-get install redis-server; "
+                           "make cluster-demo does it when run as root)")
+    return path
+
+
 class RedisProcess:
     """One redis-server; :meth:`kill` and :meth:`start` again keep its port (a restart, as clients see it)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
-        """``port``: a fixed one (the demo's), else a free one is chosen."""
+    def __init__(self, directory: Path, binary: str, port: int | None = None) -> None:
+        """``binary``: redis-server's path (:func:`redis_server_binary`); ``port``: a fixed one (the demo's), else a
+        free one is chosen."""
         self.directory = directory
-        self.binary = find_or_install("redis-server", "redis-server")
+        self.binary = binary
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
         self._rng = random.Random()
@@ -67,7 +83,7 @@ class RedisProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self) -> RedisProcess:
+    def start(self) -> Self:
         """Start on a new free port, or on the same one again after :meth:`kill` / :meth:`stop`."""
         restart = self.port is not None
         for _ in range(10):

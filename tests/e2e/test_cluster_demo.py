@@ -10,10 +10,17 @@ import subprocess
 
 import pytest
 
+from tests.support.debian import find_or_install
 from tests.support.processes import stop_process
 from tests.support.service import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("starts_processes")  # bin/cluster-demo and bin/client
+
+
+@pytest.fixture(autouse=True)
+def _redis_server_installed() -> None:
+    """As ``make cluster-demo`` does before it runs bin/cluster-demo, which only looks for it."""
+    find_or_install("redis-server", "redis-server")
 
 
 def _client(*args: str) -> subprocess.CompletedProcess[str]:

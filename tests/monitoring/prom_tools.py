@@ -1,6 +1,6 @@
 """Prometheus's own tools for the monitoring tests: find or install them, run promtool, run a private server.
 
-The binaries come from Debian's ``prometheus`` package, installed on first use (:mod:`orderbook.debian`).
+The binaries come from Debian's ``prometheus`` package, installed on first use (:mod:`tests.support.debian`).
 Each test runs its own server with its own storage directory, on a loopback port it picks itself (port 0) and
 logs (:func:`start_prometheus`).
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orderbook.debian import ToolMissing, find_or_install  # noqa: F401 - conftest imports ToolMissing from here
+from tests.support.debian import ToolMissing, find_or_install  # noqa: F401 - conftest imports ToolMissing from here
 from tests.support.ports import logged_port
 from tests.support.processes import stop_process, with_default_signals
 from tests.support.waiting import wait_until

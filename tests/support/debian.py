@@ -1,5 +1,9 @@
-"""Programs from Debian's packages (redis-server, Prometheus) that the cluster demo and the tests start for real,
-installed on first use.
+"""Programs from Debian's packages (redis-server, Prometheus) that the tests and ``make cluster-demo`` start for
+real, installed on first use.
+
+Development tooling, outside the installed package: the service itself never installs anything (a missing
+redis-server is one line from :func:`orderbook.relay.redis_process.redis_server_binary`). ``python -m
+tests.support.debian PROGRAM PACKAGE`` is how the Makefile asks for one.
 
 As root on Debian (CI, a container) a missing package is installed; anywhere else the caller fails saying what to
 install, rather than skip silently. A package may also register a system service: it is never used; each user
@@ -16,6 +20,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,3 +72,18 @@ def find_or_install(program: str, package: str) -> str:
     if path is None:
         raise ToolMissing(f"{package!r} is installed but {program!r} is still not on PATH")
     return path
+
+
+def main(argv: list[str]) -> int:
+    """``PROGRAM PACKAGE``: prints the program's path, installing the package first if need be."""
+    program, package = argv
+    try:
+        print(find_or_install(program, package))
+    except ToolMissing as error:
+        print(f"debian: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
