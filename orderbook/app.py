@@ -100,7 +100,7 @@ class Application(Listening):
 
     def start(self) -> None:
         """Bind the listeners (configuration errors surface here) and start the feeds."""
-        self.start_listening(self.config.metrics_addr, self.metrics.registry)
+        self.start_listening(self.config.metrics_addr, self.metrics.registry, self.config.setting)
         symbols = self.config.symbols
         log.info("serving the consolidated %s book%s", symbols[0],
                  f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
@@ -132,7 +132,8 @@ class Application(Listening):
         unlisted.add(venue)
         self._report_state(symbol)
         if len(unlisted) == len(self.venue_names):
-            self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())})"))
+            self._fatal(ExchangeError(f"{self.config.setting('symbol')} {symbol}: no venue lists it "
+                                     f"({', '.join(self.venue_titles())})"))
 
     def venue_titles(self) -> list[str]:
         return [feed.venue.title for feed in self.feeds]

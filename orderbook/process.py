@@ -37,6 +37,8 @@ class ProcessConfig(Protocol):
     @property
     def ready_file(self) -> str | None: ...
 
+    def setting(self, dest: str) -> str: ...
+
 
 _Config = TypeVar("_Config", bound=ProcessConfig)
 
@@ -62,7 +64,7 @@ def main(program: str, argv: Sequence[str] | None, load: Callable[[Sequence[str]
     with ExitStack() as beside:
         try:
             process = start(config, beside)
-            announce(config.ready_file, process, EXIT_FATAL)
+            announce(config.ready_file, process, EXIT_FATAL, config.setting)
         except ConfigError as error:
             beside.close()
             return _fatal(program, error, config.log_format)
