@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from collections.abc import Callable
 
 import gevent
@@ -57,6 +58,31 @@ def start_listeners(grpc: GrpcServer | ServingProcesses, metrics_addr: Address |
         raise ConfigError(f"{setting('metrics_addr')} {metrics_addr}: {reason}") from None
     log.info("metrics on http://%s:%d/metrics", metrics_addr.host, metrics_http.port)
     return metrics_http
+
+
+def refuse_taken_addresses(grpc_addr: Address, metrics_addr: Address | None, setting: Setting = flag) -> None:
+    """:class:`ConfigError` for a listen address something already listens on, found with a plain socket before
+    anything of gRPC exists.
+
+    For ``--demo``, whose simulator must be started before gRPC's threads run (a process that forks then may abort
+    in the child: seen here once in fifteen starts), yet whose start must end on a port in use before the
+    simulator says a word. Only a look, not a reservation (port 0 is not looked at): the real bind still reports
+    a port taken meanwhile."""
+    for dest, address in (("grpc_addr", grpc_addr), ("metrics_addr", metrics_addr)):
+        if address is None or address.port == 0:
+            continue
+        try:
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror:
+            continue  # the real bind says so
+        for family, kind, proto, _, sockaddr in infos:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC and /metrics bind
+                try:
+                    probe.bind(sockaddr)
+                except OSError as error:
+                    if error.errno == errno.EADDRINUSE:
+                        raise ConfigError(f"{setting(dest)} {address}: address already in use") from None
 
 
 class Listening:
