@@ -268,10 +268,10 @@ def test_a_tls_ca_that_is_no_certificate_is_one_line_naming_it_and_exit_2(client
                                                                             f"{reason}\n")
 
 
-def test_a_tls_server_the_ca_does_not_vouch_for_is_one_line_without_grpc_s_own(
+def test_a_tls_server_the_ca_does_not_vouch_for_is_one_line(
         start_helper: Start, tls_files: tuple[Path, Path], tmp_path: Path) -> None:
-    """gRPC core logs a failed handshake in lines of its own (``E1203 ... ssl_transport_security.cc ...``) unless
-    told not to: the client turns its log off as the servers do, and says it once, in its own words."""
+    """A valid certificate, not the server's: the handshake fails, and the client says so once, in its own words
+    (gRPC core's log is off: tests/test_boot.py)."""
     cert, key = tls_files
     helper = start_helper("--interval", "0.05", "--tls-cert", str(cert), "--tls-key", str(key))
     other = tmp_path / "other.pem"
