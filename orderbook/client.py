@@ -83,9 +83,20 @@ def _server_addresses(text: str) -> list[str]:
     return addresses
 
 
+EXIT_CODES = """exit codes (each but 0 and 130 after one line on stderr, client: error: ...):
+  0    the --count summaries were shown, or --list printed
+  1    the server ended the stream (one that stops says why), or the connection was lost after a summary
+  2    a bad command line or --tls-ca, no server reached, TLS required, an unknown symbol, a depth the server
+       does not serve, or no room for another stream
+  130  interrupted (Ctrl-C)
+With several --addr, a failure sends the client on to the next address; it exits only when a whole round of them
+failed without a summary, with the last failure's code."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Raises :class:`orderbook.arguments.UsageError` (one line) for a bad command line; ``--help`` exits 0."""
-    parser = OneLineParser(prog=PROG, description="Stream the consolidated order book.")
+    parser = OneLineParser(prog=PROG, description="Stream the consolidated order book.", epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--addr", type=_server_addresses, default=["127.0.0.1:5002"], metavar="HOST:PORT[,...]",
                         help="server address (default 127.0.0.1:5002); several, comma-separated: go on from the "
                         "next when one is lost")

@@ -362,3 +362,6 @@ def test_help_explains_every_flag(client_command: RunClient) -> None:
     assert "--timeout SECONDS how long to wait for the server to accept the connection" in text
     assert "--symbol SYMBOL the symbol to stream" in text and "--depth N levels a side" in text
     assert "--list print the symbols the server serves" in text
+    assert ("1 the server ended the stream (one that stops says why), or the connection was lost after a summary"
+            in text)  # README "The client": a stream that ends exits 1
+    assert "130 interrupted (Ctrl-C)" in text
