@@ -15,7 +15,7 @@ import gevent
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from orderbook.config import Config
+from orderbook.config import Config, ConfigError
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
 from orderbook.exchanges.base import ExchangeError
 from orderbook.exit_codes import EXIT_FATAL
@@ -32,6 +32,10 @@ from orderbook.serving.symbols import SymbolBooks
 from orderbook.symbol_state import SymbolState
 
 log = logging.getLogger(__name__)
+
+LISTING_WAIT = 5.0
+"""Seconds the start waits for the venues' listings (:meth:`Application.check_listings`): one round trip each
+normally; a venue that refuses connections has used its three attempts within it."""
 
 
 class Application(Listening):
@@ -98,9 +102,13 @@ class Application(Listening):
         self.metrics.add_state_source(processes.families)
         return served, processes
 
-    def start(self) -> None:
-        """Bind the listeners (configuration errors surface here) and start the feeds."""
-        self.start_listening(self.config.metrics_addr, self.metrics.registry)
+    def start(self, listing_wait: float = LISTING_WAIT) -> None:
+        """Bind the listeners, check the symbols against the venues' listings, and start the feeds. A
+        configuration error (a port in use, a symbol no venue lists) raises :class:`ConfigError` before any feed
+        starts, so that the process can end with that one line (its start-up lines held back,
+        :func:`orderbook.logs.hold_lines`)."""
+        self.start_listening(self.config.metrics_addr, self.metrics.registry, self.config.setting)
+        self.check_listings(listing_wait)
         symbols = self.config.symbols
         log.info("serving the consolidated %s book%s", symbols[0],
                  f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
@@ -121,6 +129,25 @@ class Application(Listening):
 
     # -- which venue lists which symbol ------------------------------------------------------------------------
 
+    def check_listings(self, wait: float) -> None:
+        """Ask every venue now which symbols it lists (each feed takes the answer when it starts), and refuse a
+        symbol that none of them lists. Only venues that answered within ``wait`` seconds are judged, and only if
+        all did: one that is slow or unreachable does not hold the start up, its feed goes on asking, and a
+        symbol found unlisted everywhere later ends the service then (:meth:`_unlisted_by`)."""
+        asked = [feed.ask_listing() for feed in self.feeds]
+        gevent.joinall(asked, timeout=wait)
+        answers = [greenlet.value for greenlet in asked if greenlet.successful()]
+        listings = [listed for listed in answers if listed is not None]  # None: the venue could not say
+        if len(listings) < len(asked):
+            return
+        unlisted = [symbol for symbol in self.config.symbols if not any(symbol in listed for listed in listings)]
+        if unlisted:
+            raise ConfigError(self._nobody_lists(unlisted))
+
+    def _nobody_lists(self, symbols: list[str]) -> str:
+        return (f"{self.config.setting('symbol')} {', '.join(symbols)}: no venue lists "
+                f"{'it' if len(symbols) == 1 else 'them'} ({', '.join(self.venue_titles())})")
+
     def _listing(self, venue: str, unlisted: frozenset[str]) -> None:
         """The venue has said what it lists (each symbol it leaves out was reported by ``_unlisted_by``)."""
         log.info("%s follows %d of the %d symbols", venue, len(self.config.symbols) - len(unlisted),
@@ -132,7 +159,7 @@ class Application(Listening):
         unlisted.add(venue)
         self._report_state(symbol)
         if len(unlisted) == len(self.venue_names):
-            self._fatal(ExchangeError(f"--symbol {symbol}: no venue lists it ({', '.join(self.venue_titles())})"))
+            self._fatal(ExchangeError(self._nobody_lists([symbol])))
 
     def venue_titles(self) -> list[str]:
         return [feed.venue.title for feed in self.feeds]

@@ -46,6 +46,13 @@ _grpc_booted = False
 _polls: ReadyFirstPolls | None = None
 
 
+def quiet_grpc_core() -> None:
+    """Step 1 alone: gRPC core's own log off (unless the environment sets ``GRPC_VERBOSITY``). Also for a process
+    that is not gevent-patched, ``bin/client``, whose one error line would otherwise follow the core's own lines
+    about the same failure (a ``--tls-ca`` that is no certificate: four of them). Call it before grpc is imported."""
+    os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY)
+
+
 def boot(grpc: bool = True) -> ReadyFirstPolls | None:
     """Patch the process for gevent and, with ``grpc``, set grpcio up for it; see the module docstring.
 
@@ -55,7 +62,7 @@ def boot(grpc: bool = True) -> ReadyFirstPolls | None:
     """
     global _patched, _grpc_booted, _polls
     if grpc and not _grpc_booted:
-        os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY)  # before anything can import grpc
+        quiet_grpc_core()  # before anything can import grpc
     if not _patched:
         from gevent import monkey
 

@@ -17,20 +17,26 @@ up only when a whole round of them has failed without a summary.
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import sys
-import threading
-import time
-from collections.abc import Generator, Sequence
-from typing import TextIO
+from orderbook.boot import quiet_grpc_core
 
-import grpc
+quiet_grpc_core()  # before grpc is imported: its C core would print its own lines before the client's one
 
-from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number, split_address
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+import argparse  # noqa: E402  (after quiet_grpc_core(), on purpose)
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import ssl  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Generator, Sequence  # noqa: E402
+from typing import TextIO  # noqa: E402
+
+import grpc  # noqa: E402
+
+from orderbook.arguments import (OneLineParser, UsageError, positive_seconds,  # noqa: E402
+                                 positive_whole_number, split_address)
+from orderbook.proto import orderbook_pb2, orderbook_streams_pb2  # noqa: E402
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
 BOOK_PATH = "/orderbook.OrderbookStreams/Book"
@@ -53,8 +59,13 @@ _CLEAR_TO_END_OF_LINE = "\x1b[K"
 _CLEAR_TO_END_OF_SCREEN = "\x1b[J"
 
 
+PROG = "client"
+"""Every line the client writes on stderr starts with it (``client: error: ...``), as the servers' start with theirs."""
+
+
 class ClientError(Exception):
-    """A problem the user must hear about in one line; the process exits with ``exit_code``."""
+    """A problem the user must hear about in one line (:func:`main` writes it after ``client: error:``); the
+    process exits with ``exit_code``."""
 
     def __init__(self, message: str, exit_code: int = EXIT_UNREACHABLE, another_may_serve: bool = False) -> None:
         super().__init__(message)
@@ -72,9 +83,20 @@ def _server_addresses(text: str) -> list[str]:
     return addresses
 
 
+EXIT_CODES = """exit codes (each but 0 and 130 after one line on stderr, client: error: ...):
+  0    the --count summaries were shown, or --list printed
+  1    the server ended the stream (one that stops says why), or the connection was lost after a summary
+  2    a bad command line or --tls-ca, no server reached, TLS required, an unknown symbol, a depth the server
+       does not serve, or no room for another stream
+  130  interrupted (Ctrl-C)
+With several --addr, a failure sends the client on to the next address; it exits only when a whole round of them
+failed without a summary, with the last failure's code."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Raises :class:`orderbook.arguments.UsageError` (one line) for a bad command line; ``--help`` exits 0."""
-    parser = OneLineParser(prog="client", description="Stream the consolidated order book.")
+    parser = OneLineParser(prog=PROG, description="Stream the consolidated order book.", epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--addr", type=_server_addresses, default=["127.0.0.1:5002"], metavar="HOST:PORT[,...]",
                         help="server address (default 127.0.0.1:5002); several, comma-separated: go on from the "
                         "next when one is lost")
@@ -200,15 +222,27 @@ class Printer:
 # --- connection ----------------------------------------------------------------------------------------------
 
 
-def open_channel(addr: str, tls_ca: str | None) -> grpc.Channel:
-    if tls_ca is None:
-        return grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+def read_tls_ca(path: str) -> bytes:
+    """The PEM root certificates in ``path`` (``--tls-ca``), checked here: grpc takes any bytes and then fails every
+    connection, so the user would hear "cannot reach the server" about a file they mistyped."""
     try:
-        with open(tls_ca, "rb") as file:
+        with open(path, "rb") as file:
             root = file.read()
     except OSError as exc:
-        raise ClientError(f"error: cannot read the TLS root certificate {tls_ca}: {exc.strerror}") from exc
-    return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=root), options=_CHANNEL_OPTIONS)
+        raise ClientError(f"--tls-ca {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=root.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError):
+        raise ClientError(f"--tls-ca {path}: not a PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+    return root
+
+
+def open_channel(addr: str, tls_root: bytes | None) -> grpc.Channel:
+    """A channel to ``addr``: plaintext, or TLS trusting ``tls_root`` (:func:`read_tls_ca`)."""
+    if tls_root is None:
+        return grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls_root)
+    return grpc.secure_channel(addr, credentials, options=_CHANNEL_OPTIONS)
 
 
 TLS_ONLY_REASONS = ("Socket closed", "Connection reset by peer")
@@ -238,7 +272,7 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
     channel.subscribe(on_state, try_to_connect=True)
     try:
         if not settled.wait(timeout):
-            raise ClientError(f"error: cannot reach the order book server at {addr} (no answer within {timeout:g} s)",
+            raise ClientError(f"cannot reach the order book server at {addr} (no answer within {timeout:g} s)",
                               another_may_serve=True)
     finally:
         channel.unsubscribe(on_state)
@@ -253,9 +287,9 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
         reason = _failure_reason(error)
         if not tls and reason.endswith(TLS_ONLY_REASONS):
             # A TLS listener drops a plaintext client during the handshake: all grpc says is "Socket closed".
-            raise ClientError(f"error: the order book server at {addr} closed the connection: it may require TLS "
+            raise ClientError(f"the order book server at {addr} closed the connection: it may require TLS "
                               "(pass --tls-ca PATH)") from error
-        raise ClientError(f"error: cannot reach the order book server at {addr} ({reason})",
+        raise ClientError(f"cannot reach the order book server at {addr} ({reason})",
                           another_may_serve=True) from error
     finally:
         probe.cancel()
@@ -266,20 +300,20 @@ def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2
     """What to tell the user about a failed ``what`` (``request``: the Book call's, None for the others)."""
     code, details = error.code(), error.details()
     if code is grpc.StatusCode.UNAVAILABLE:
-        return ClientError(f"error: lost the order book server at {addr} ({_failure_reason(error)})",
+        return ClientError(f"lost the order book server at {addr} ({_failure_reason(error)})",
                            another_may_serve=True)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ClientError(f"error: the order book server at {addr} has no room for another stream",
+        return ClientError(f"the order book server at {addr} has no room for another stream",
                            another_may_serve=True)
     if code is grpc.StatusCode.NOT_FOUND and request is not None:
-        return ClientError(f"error: the order book server at {addr} does not serve {request.symbol!r} "
+        return ClientError(f"the order book server at {addr} does not serve {request.symbol!r} "
                            "(--list shows the symbols it serves)")
     if code is grpc.StatusCode.INVALID_ARGUMENT and request is not None:
-        return ClientError(f"error: the order book server at {addr} refused the request: {details}")
+        return ClientError(f"the order book server at {addr} refused the request: {details}")
     if code is grpc.StatusCode.UNIMPLEMENTED:
-        return ClientError(f"error: the order book server at {addr} does not offer --symbol, --depth or --list "
+        return ClientError(f"the order book server at {addr} does not offer --symbol, --depth or --list "
                            "(it has no orderbook.OrderbookStreams service)")
-    return ClientError(f"error: the order book server at {addr} failed the {what}: {code.name}: {details}")
+    return ClientError(f"the order book server at {addr} failed the {what}: {code.name}: {details}")
 
 
 def summaries(channel: grpc.Channel, addr: str,
@@ -301,7 +335,7 @@ def summaries(channel: grpc.Channel, addr: str,
             yield summary
     except grpc.RpcError as error:
         if received and error.code() is grpc.StatusCode.UNAVAILABLE:
-            raise ClientError(f"error: the order book server at {addr} ended the stream ({_failure_reason(error)})",
+            raise ClientError(f"the order book server at {addr} ended the stream ({_failure_reason(error)})",
                               EXIT_STREAM_ENDED, another_may_serve=True) from error
         raise _rpc_failure(error, addr, request) from error
     finally:
@@ -328,6 +362,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the command from ``args.addr``: from the first address, and from each next one in turn when one
     fails in a way another may not (see the module docstring)."""
     addresses: list[str] = args.addr
+    tls_root = None if args.tls_ca is None else read_tls_ca(args.tls_ca)
     printer = Printer(out, args.json)
     failed_in_a_row = 0
     index = 0
@@ -335,17 +370,18 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         addr = addresses[index % len(addresses)]
         before = printer.count
         try:
-            return _run_at(addr, args, out, printer)
+            return _run_at(addr, args, tls_root, out, printer)
         except ClientError as error:
             failed_in_a_row = 0 if printer.count > before else failed_in_a_row + 1
             if not error.another_may_serve or len(addresses) == 1 or failed_in_a_row >= len(addresses):
                 raise
             index += 1
-            print(f"{error}; going on from {addresses[index % len(addresses)]}", file=sys.stderr, flush=True)
+            # Not an error line: the client goes on. The same prefix, so that every line it writes says whose it is.
+            print(f"{PROG}: {error}; going on from {addresses[index % len(addresses)]}", file=sys.stderr, flush=True)
 
 
-def _run_at(addr: str, args: argparse.Namespace, out: TextIO, printer: Printer) -> int:
-    with open_channel(addr, args.tls_ca) as channel:
+def _run_at(addr: str, args: argparse.Namespace, tls_root: bytes | None, out: TextIO, printer: Printer) -> int:
+    with open_channel(addr, tls_root) as channel:
         wait_until_connected(channel, addr, args.timeout, tls=args.tls_ca is not None)
         if args.list:
             states = list_symbols(channel, addr, args.timeout)
@@ -364,7 +400,7 @@ def _run_at(addr: str, args: argparse.Namespace, out: TextIO, printer: Printer) 
                     return EXIT_OK
         finally:
             stream.close()
-    raise ClientError(f"error: the order book server at {addr} ended the stream", EXIT_STREAM_ENDED,
+    raise ClientError(f"the order book server at {addr} ended the stream", EXIT_STREAM_ENDED,
                       another_may_serve=True)
 
 
@@ -372,12 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as error:
-        print(f"client: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE  # 2, as argparse would exit
     try:
         return run(args, sys.stdout)
     except ClientError as error:
-        print(error, file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -91,6 +91,13 @@ class Config:
     """What the relay's Redis keys start with (``--relay-prefix``): one deployment per key space."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
+    names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The variable behind each setting that came from the environment, by ``dest`` (:func:`environment_names`):
+    an error found only once running (a port in use, a symbol no venue lists) names ``ORDERBOOK_GRPC_ADDR`` if
+    that is what the user wrote. Read it through :meth:`setting`, which names the flag for any other."""
+
+    def setting(self, dest: str) -> str:
+        return setting_name(self.names, dest)
 
     @property
     def symbol(self) -> str:
@@ -99,6 +106,17 @@ class Config:
 
     def venue(self, name: str) -> VenueSettings:
         return next(settings for settings in self.venues if settings.name == name)
+
+
+def setting_name(names: Mapping[str, str], dest: str) -> str:
+    """The setting ``dest`` as the user gave it: its variable in ``names`` (:func:`environment_names`), else its
+    flag."""
+    return names.get(dest) or "--" + dest.replace("_", "-")
+
+
+def environment_names(name: Mapping[str, str]) -> dict[str, str]:
+    """Of :func:`parse_settings`'s names, those of the settings given in the environment (the others are flags)."""
+    return {dest: given for dest, given in name.items() if not given.startswith("-")}
 
 
 def parse_address(text: str, flag: str) -> Address:
@@ -373,6 +391,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         publish=args.publish or None,
         relay_prefix=relay_prefix,
         relay_key=relay_key,
+        names=environment_names(name),
     )
 
 
@@ -410,6 +429,12 @@ class EdgeConfig:
     """What the relay's Redis keys start with (``--relay-prefix``): the book nodes' own."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file: every envelope must be signed with it; None: none need be."""
+    names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The variable behind each setting given in the environment (``ORDERBOOK_EDGE_GRPC_ADDR``), for errors found
+    once running, as :attr:`Config.names`."""
+
+    def setting(self, dest: str) -> str:
+        return setting_name(self.names, dest)
 
 
 def _edge_parser() -> OneLineParser:
@@ -458,4 +483,5 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
         ready_file=args.ready_file or None,
         relay_prefix=relay_prefix,
         relay_key=relay_key,
+        names=environment_names(name),
     )

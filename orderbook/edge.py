@@ -64,7 +64,7 @@ class Edge(Listening):
 
     def start(self) -> None:
         """Bind the listeners (errors surface here as :class:`ConfigError`) and start following Redis."""
-        self.start_listening(self.config.metrics_addr, self.registry)
+        self.start_listening(self.config.metrics_addr, self.registry, self.config.setting)
         log.info("edge: serving the books published through %s, key prefix %s%s", redacted(self.config.source),
                  self.config.relay_prefix, ", signed envelopes only" if self.config.relay_key else "")
         self.tasks.task("edge_source", self.source.run)

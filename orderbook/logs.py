@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,6 +41,59 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+HELD_LINES = 10_000
+"""Lines :func:`hold_lines` keeps at most; past that it writes them, and every later one, as they come."""
+
+
+class _Held(logging.Handler):
+    def __init__(self, targets: list[logging.Handler]) -> None:
+        super().__init__()
+        self.targets = targets
+        self.records: list[logging.LogRecord] = []
+        self.overflowed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.overflowed or len(self.records) >= HELD_LINES:
+            self.overflowed = True
+            self.write()
+            _write(record, self.targets)
+        else:
+            self.records.append(record)
+
+    def write(self) -> None:
+        records, self.records = self.records, []
+        for record in records:
+            _write(record, self.targets)
+
+
+def _write(record: logging.LogRecord, targets: list[logging.Handler]) -> None:
+    for target in targets:
+        if record.levelno >= target.level:
+            target.handle(record)
+
+
+def hold_lines() -> Callable[[bool], None]:
+    """Hold every log line back from now on; the function returned ends that, writing them (True) or dropping
+    them (False).
+
+    A process holds its start-up's lines until it knows it can start: when it cannot (a port in use, a symbol no
+    venue lists), its one error line is all the user reads, not the last of lines it proves wrong ("gRPC serving
+    ... port 5002", "serving the consolidated NOSUCHPAIR book"). Lines keep their own time stamps."""
+    root = logging.getLogger()
+    targets = root.handlers[:]
+    held = _Held(targets)
+    root.handlers[:] = [held]
+
+    def release(write: bool) -> None:
+        if root.handlers == [held]:
+            root.handlers[:] = targets
+        if write:
+            held.write()
+        held.records.clear()
+
+    return release
 
 
 class LogThrottle:

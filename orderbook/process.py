@@ -21,7 +21,7 @@ from orderbook.boot import settle_memory
 from orderbook.config import ConfigError, requested_log_format
 from orderbook.exit_codes import EXIT_FATAL
 from orderbook.listeners import Listening, announce
-from orderbook.logs import configure_logging, fatal_line
+from orderbook.logs import configure_logging, fatal_line, hold_lines
 from orderbook.serving.limits import raise_fd_limit
 
 
@@ -36,6 +36,8 @@ class ProcessConfig(Protocol):
 
     @property
     def ready_file(self) -> str | None: ...
+
+    def setting(self, dest: str) -> str: ...
 
 
 _Config = TypeVar("_Config", bound=ProcessConfig)
@@ -59,13 +61,17 @@ def main(program: str, argv: Sequence[str] | None, load: Callable[[Sequence[str]
     configure_logging(config.log_level, config.log_format)
     raise_fd_limit()  # serving processes (--serve-processes) inherit it
     settle_memory()
+    release_lines = hold_lines()  # until it has started: an error that ends the start is its one line
     with ExitStack() as beside:
         try:
             process = start(config, beside)
-            announce(config.ready_file, process, EXIT_FATAL)
+            announce(config.ready_file, process, EXIT_FATAL, config.setting)
         except ConfigError as error:
+            release_lines(False)
             beside.close()
             return _fatal(program, error, config.log_format)
+        finally:
+            release_lines(True)  # written now; or, after the error above, already dropped
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, process.stop)
         code = process.wait()

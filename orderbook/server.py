@@ -18,18 +18,23 @@ from contextlib import ExitStack  # noqa: E402
 
 from orderbook import process  # noqa: E402
 from orderbook.app import Application  # noqa: E402
-from orderbook.config import ENV_PREFIX, Config, load_config  # noqa: E402
+from orderbook.config import ENV_PREFIX, Config, ConfigError, load_config  # noqa: E402
+from orderbook.listeners import refuse_taken_addresses  # noqa: E402
 
 log = logging.getLogger("orderbook.server")
 
 
 def _with_demo_exchanges(config: Config, beside: ExitStack) -> Config:
     """Start the built-in simulator (stopped with ``beside``) and point the config at it."""
-    from orderbook.simulator.process import SimulatorProcess
+    from orderbook.simulator.process import SimulatorError, SimulatorProcess
 
     # Its log lines share the server's stderr: the same level, and the same format (all JSON with --log-format json).
     simulator = SimulatorProcess("--symbol", ",".join(config.symbols), "--log-level", config.log_level,
-                                 "--log-format", config.log_format).start()
+                                 "--log-format", config.log_format)
+    try:
+        simulator.start()
+    except SimulatorError as error:  # it has said why on stderr, if it could
+        raise ConfigError(f"{config.setting('demo')}: the exchange simulator did not start: {error}") from None
     beside.callback(simulator.stop)
     urls = simulator.urls
     log.info("demo: exchange simulator running, control API at %s", urls["control"])
@@ -41,9 +46,11 @@ def _with_demo_exchanges(config: Config, beside: ExitStack) -> Config:
 
 def _start(config: Config, beside: ExitStack) -> Application:
     if config.demo:
+        # Before the simulator, whose lines (its own process's) cannot be held back.
+        refuse_taken_addresses(config.grpc_addr, config.metrics_addr, config.setting)
         config = _with_demo_exchanges(config, beside)
     app = Application(config)
-    app.start()
+    app.start()  # a port in use, a symbol no venue lists: refused here
     return app
 
 

@@ -70,3 +70,15 @@ def test_settle_memory_freezes_what_is_loaded_and_spaces_young_collections() -> 
         "print(gc.collect() >= 1)  # cyclic garbage made afterwards is still collected\n"
     )
     assert out == "True\n"
+
+
+def test_the_client_quiets_grpc_core_before_importing_grpc_and_patches_nothing() -> None:
+    """bin/client is not gevent-patched, yet gRPC core's own lines would precede its one error line (a --tls-ca
+    that grpc cannot load: four of them): it takes step 1 alone, before grpc is imported."""
+    out = run_boot(
+        "import os, sys\n"
+        "import orderbook.client\n"
+        "import gevent.monkey\n"
+        "print(os.environ['GRPC_VERBOSITY'], 'grpc' in sys.modules, gevent.monkey.is_module_patched('socket'))\n"
+    )
+    assert out == "NONE True False\n"

@@ -70,11 +70,20 @@ class VenueFeed:
             for symbol, book in books.items()
         ]
         self.connections: list[VenueConnection] = []
+        self._listing: gevent.Greenlet | None = None
+
+    def ask_listing(self) -> gevent.Greenlet:
+        """Ask the venue which symbols it lists, in a greenlet of its own, once: the owner may wait for the
+        answer (the symbols it lists, or None) before it starts anything else, and :meth:`run` takes it then."""
+        if self._listing is None:
+            self._listing = self._spawn(self.fetcher.listing)
+        return self._listing
 
     def run(self) -> None:
-        """Ask the venue what it lists, then start following the rest on as few connections as its limits allow,
-        and the audits."""
-        listed = self.fetcher.listing()
+        """Ask the venue what it lists (or take the answer :meth:`ask_listing` had), then start following the rest
+        on as few connections as its limits allow, and the audits."""
+        asked, self._listing = self.ask_listing(), None  # a run started again after a failure asks again
+        listed = asked.get()
         if listed is None:
             log.warning("%s: could not get the symbols it lists; trying every symbol (a snapshot's answer tells)",
                         self.venue.title)

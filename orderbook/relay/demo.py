@@ -7,20 +7,30 @@ their clients up. Each process logs to its own file in a temporary directory. Ct
 
     bin/cluster-demo [--symbol ETHBTC,BTCUSDT] [--any-ports]
 
-With ``--any-ports`` every listener takes a free port, and the addresses are printed as one JSON line first (the
-test of this command uses it); otherwise the edges take the client's default ``127.0.0.1:5002`` and ``:5003``.
+With ``--any-ports`` every listener takes a free port, and the addresses and process ids are printed as one JSON
+line first (the test of this command uses it); otherwise the edges take the client's default ``127.0.0.1:5002``
+and ``:5003``.
+
+Its processes are its own to the end. Killing them is what the demo invites, so it watches them: one that exits
+is reported at once (which, its exit code, its log) and reaped, never left a zombie. It stops them all whenever
+it ends: on Ctrl-C, SIGTERM or SIGHUP (the terminal closed) even when started with them ignored (``&`` from a
+script ignores SIGINT, yet the user means Ctrl-C and ``kill`` to stop it), on an error, and on its own death:
+each book node and edge gets SIGTERM from the kernel if the demo dies first, even by SIGKILL (``PR_SET_PDEATHSIG``;
+the simulator watches for that itself).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +39,32 @@ from orderbook.relay.redis_process import RedisProcess, RedisStartError, redis_s
 from orderbook.simulator.process import SimulatorError, SimulatorProcess
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
+PROG = "cluster-demo"
 EXIT_FAILED = 2
+EXIT_ALL_GONE = 1
 READY_TIMEOUT = 30.0
+WATCH_INTERVAL = 0.2
+"""Seconds between two looks at the processes: a death is reported within it."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FIXED_REDIS_PORT = 6390
 FIXED_NODE_PORTS = ((5012, 9112), (5013, 9113))
 """Each book node's gRPC and metrics ports (as FIXED_EDGE_PORTS for the edges)."""
 FIXED_EDGE_PORTS = ((5002, 9103), (5003, 9104))
+_PR_SET_PDEATHSIG = 1
+
+
+class Stop(BaseException):
+    """A signal asked the demo to stop: raised by the handler wherever the demo was, so that its ``finally``
+    stops every process it started so far. Not an Exception, as KeyboardInterrupt is not: no ``except Exception``
+    on the way (in a Redis or HTTP client) may swallow it."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -43,57 +73,119 @@ class Child:
     proc: subprocess.Popen[bytes]
     log: Path
     ready_file: Path
+    reported: bool = False
+    """Its exit has been reported (and the process reaped)."""
 
     def ports(self) -> dict[str, int]:
         return read_ready_file(self.ready_file, self.proc, READY_TIMEOUT)
 
 
-def _start(name: str, argv: list[str], directory: Path, grpc: int, metrics: int) -> Child:
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For ``preexec_fn``: the kernel sends the child SIGTERM when the demo dies, however it dies. Safe here: the
+    demo runs no thread, so nothing can hold a lock across the fork."""
+
+    def arrange() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the demo died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
+def _start(name: str, argv: list[str], directory: Path, grpc: int, metrics: int, children: list[Child]) -> None:
+    """Start ``argv`` as ``name``, logging to its own file, and add it to ``children`` at once."""
     log, ready = directory / f"{name}.log", directory / f"{name}.ports.json"
     argv += ["--grpc-addr", f"127.0.0.1:{grpc}", "--metrics-addr", f"127.0.0.1:{metrics}", "--ready-file", str(ready)]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # a Ctrl-C reaches the demo alone, which stops them in order
-    return Child(name, proc, log, ready)
+                                start_new_session=True,  # a Ctrl-C reaches the demo alone, which stops them in order
+                                preexec_fn=_die_with_parent(os.getpid()))
+    children.append(Child(name, proc, log, ready))
 
 
-def run(symbols: str, any_ports: bool, directory: Path) -> int:
-    redis = RedisProcess(directory / "redis", redis_server_binary(), None if any_ports else FIXED_REDIS_PORT).start()
-    simulator = SimulatorProcess("--symbol", symbols, "--log-level", "warning").start()
+def _exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _watch(children: list[Child], redis: RedisProcess, simulator: SimulatorProcess) -> int:
+    """Until a signal stops the demo (:class:`Stop`): report each process that ends, once, and reap it. Returns
+    :data:`EXIT_ALL_GONE` once no book node or edge is left: nothing would be served."""
+    others = {"redis": False, "simulator": False}
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        for child in children:
+            if not child.reported and (code := child.proc.poll()) is not None:
+                child.reported = True
+                _say(f"{child.name} (pid {child.proc.pid}) {_exit_status(code)}; its log: {child.log}")
+        if not others["redis"] and redis.proc is not None and (code := redis.proc.poll()) is not None:
+            others["redis"] = True
+            _say(f"redis (pid {redis.proc.pid}) {_exit_status(code)}; its log: {redis.log_path}")
+        if not others["simulator"]:
+            try:
+                code = simulator.wait(0)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                others["simulator"] = True
+                _say(f"the simulator (pid {simulator.pid}) {_exit_status(code)}; its log: above, on this terminal")
+        if all(child.reported for child in children):
+            _say("no book node or edge is left; stopping")
+            return EXIT_ALL_GONE
+
+
+def _stop_all(children: list[Child], simulator: SimulatorProcess | None, redis: RedisProcess | None) -> None:
+    """SIGTERM to every process still running (edges first, then the nodes, the simulator, Redis), SIGKILL to any
+    that has not exited within 10 s. Further signals are ignored meanwhile: a second Ctrl-C must not cut this
+    short and leave processes behind."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    _say("stopping")
+    for child in reversed(children):
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    for child in children:
+        try:
+            child.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+    if simulator is not None:
+        simulator.stop()
+    if redis is not None:
+        redis.stop()
+
+
+def run(symbols: str, any_ports: bool, directory: Path, redis_server: str) -> int:
     children: list[Child] = []
-    try:
+    redis: RedisProcess | None = None
+    simulator: SimulatorProcess | None = None
+    try:  # each is known to the finally before it is started: a signal may come at any moment
+        redis = RedisProcess(directory / "redis", redis_server, None if any_ports else FIXED_REDIS_PORT)
+        redis.start()
+        simulator = SimulatorProcess("--symbol", symbols, "--log-level", "warning")
+        simulator.start()
         venues = [f"--{key.replace('_', '-')}-url={url}" for key, url in simulator.urls.items() if key != "control"]
         for index, (grpc, metrics) in enumerate(FIXED_NODE_PORTS):
-            children.append(_start(f"node-{index + 1}", [str(BIN / "run-server"), "--symbol", symbols, *venues,
-                                                         "--publish", redis.url],
-                                   directory, 0 if any_ports else grpc, 0 if any_ports else metrics))
+            _start(f"node-{index + 1}", [str(BIN / "run-server"), "--symbol", symbols, *venues, "--publish", redis.url],
+                   directory, 0 if any_ports else grpc, 0 if any_ports else metrics, children)
             if index == 0:
                 children[0].ports()  # listening: the first node leads once in step
                 time.sleep(1.0)
         for index, (grpc, metrics) in enumerate(FIXED_EDGE_PORTS):
-            children.append(_start(f"edge-{index + 1}", [str(BIN / "run-edge"), "--source", redis.url],
-                                   directory, 0 if any_ports else grpc, 0 if any_ports else metrics))
+            _start(f"edge-{index + 1}", [str(BIN / "run-edge"), "--source", redis.url],
+                   directory, 0 if any_ports else grpc, 0 if any_ports else metrics, children)
         ports = {child.name: child.ports() for child in children}
         _tell(ports, children, redis, simulator, directory, any_ports)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        return _watch(children, redis, simulator)
+    except Stop:
         return 0
     finally:
-        print("cluster-demo: stopping", file=sys.stderr, flush=True)
-        for child in reversed(children):
-            if child.proc.poll() is None:
-                child.proc.terminate()
-        for child in children:
-            try:
-                child.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-        simulator.stop()
-        redis.stop()
+        _stop_all(children, simulator, redis)
 
 
 def _tell(ports: dict[str, dict[str, int]], children: list[Child], redis: RedisProcess,
@@ -101,12 +193,17 @@ def _tell(ports: dict[str, dict[str, int]], children: list[Child], redis: RedisP
     def address(name: str) -> str:
         return f"127.0.0.1:{ports[name]['grpc_port']}"
 
-    edges = [address(child.name) for child in children if child.name.startswith("edge")]
+    edge_children = [child for child in children if child.name.startswith("edge")]
+    edges = [address(child.name) for child in edge_children]
     nodes = {address(child.name): child.proc.pid for child in children if child.name.startswith("node")}
+    # bin/client --addr A,B streams from A first: killing A is what shows a client going on from B.
+    first_edge = edge_children[0]
     if as_json:
-        print(json.dumps({"redis": redis.url, "edges": edges, "nodes": list(nodes), "logs": str(directory)}),
-              flush=True)
-        return
+        assert redis.proc is not None
+        pids = {"redis": redis.proc.pid, "simulator": simulator.pid} | {c.name: c.proc.pid for c in children}
+        print(json.dumps({"redis": redis.url, "edges": edges, "nodes": list(nodes), "logs": str(directory),
+                          "pids": pids}), flush=True)
+    kill_edge = f"kill -9 {first_edge.proc.pid}"
     node_lines = "\n".join(f"    book node {addr} (pid {pid}, metrics 127.0.0.1:"
                            f"{ports[f'node-{index}']['metrics_port']})"
                            for index, (addr, pid) in enumerate(nodes.items(), start=1))
@@ -115,28 +212,35 @@ cluster-demo: running, every process logging to {directory}
     redis       {redis.url}
     simulator   control API {simulator.urls['control']}
 {node_lines}
-    edges       {', '.join(edges)}
+    edges       {', '.join(f'{edge} (pid {child.proc.pid})' for edge, child in zip(edges, edge_children))}
 
 Try, from another terminal:
     bin/client --addr {','.join(edges)}        stream through the edges (moves to the other if one goes)
     bin/client --addr {list(nodes)[0]}                   stream from a book node directly
     curl -s 127.0.0.1:{ports['node-1']['metrics_port']}/metrics | grep orderbook_relay_leader    which node leads
     kill -9 <the leader's pid>             the standby takes over within about 2.5 s; clients keep streaming
-    kill -9 {children[-1].proc.pid}                          an edge goes: the client above goes on from the other
-Ctrl-C stops everything.
+    {kill_edge:<38} {first_edge.name}, the edge that client streams from, goes: it goes on from the other
+Ctrl-C stops everything; this window reports any process that ends.
 """, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cluster-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--symbol", default="ETHBTC,BTCUSDT", help="the symbols (default %(default)s)")
-    parser.add_argument("--any-ports", action="store_true", help="free ports everywhere; print the addresses as JSON")
+    parser.add_argument("--any-ports", action="store_true",
+                        help="free ports everywhere; print the addresses and process ids as JSON first")
     args = parser.parse_args(argv)
+    for signum in STOP_SIGNALS:  # first, before any process exists; and whatever this one inherited
+        signal.signal(signum, _stop)
     with tempfile.TemporaryDirectory(prefix="orderbook-cluster-") as directory:
         try:
-            return run(args.symbol, args.any_ports, Path(directory))
+            redis_server = redis_server_binary()  # before anything starts: without it, its one line is all
+            _say(f"starting; every process logs to {directory}")
+            return run(args.symbol, args.any_ports, Path(directory), redis_server)
+        except Stop:
+            return 0
         except (RedisStartError, SimulatorError, NotReady, OSError) as error:
-            print(f"cluster-demo: error: {error}", file=sys.stderr)
+            _say(f"error: {error}")
             return EXIT_FAILED
 
 

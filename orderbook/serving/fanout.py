@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from orderbook.backoff import Backoff
 from orderbook.serving import link
-from orderbook.serving.grpc_server import AddressInUse, ServerStartError, TlsFiles, parse_address
+from orderbook.serving.grpc_server import AddressInUse, ListenError, ServerStartError, TlsFiles, parse_address
 from orderbook.serving.stats import ServingStats
 from orderbook.serving.symbols import BOOK, SymbolBooks
 
@@ -75,7 +75,7 @@ def reserve_address(address: str) -> socket.socket:
         family, kind, proto, _, sockaddr = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as error:
-        raise ServerStartError(f"cannot listen on {address}: cannot resolve {host!r} ({error.strerror})") from None
+        raise ListenError(address, f"cannot resolve {host!r} ({error.strerror})") from None
     probe = socket.socket(family, kind, proto)
     reservation = socket.socket(family, kind, proto)
     try:
@@ -90,8 +90,8 @@ def reserve_address(address: str) -> socket.socket:
         probe.close()
         reservation.close()
         if error.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"cannot listen on {address}: address already in use") from None
-        raise ServerStartError(f"cannot listen on {address}: {error.strerror or error}") from None
+            raise AddressInUse(address) from None
+        raise ListenError(address, error.strerror or str(error)) from None
     return reservation
 
 

@@ -160,8 +160,23 @@ class BadAddress(ServerStartError, ValueError):
     """The listen address is not ``host:port``."""
 
 
-class AddressInUse(ServerStartError):
+class ListenError(ServerStartError):
+    """The address itself cannot be listened on (taken, unresolvable, not this host's). ``address`` and ``reason``
+    are kept apart so that a command can name the setting the address came from (``--grpc-addr 127.0.0.1:5002:
+    address already in use``, or ``ORDERBOOK_GRPC_ADDR ...``): the user must know which of their settings to
+    change, and this module does not know how it was given."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class AddressInUse(ListenError):
     """Something already listens on the address."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address, "address already in use")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +214,8 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        return ServerStartError(f"cannot listen on {address}: cannot resolve {host!r} ({exc.strerror})")
-    reason = None
+        return ListenError(address, f"cannot resolve {host!r} ({exc.strerror})")
+    refused = None
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as probe:
             if reuse_port:
@@ -209,11 +224,14 @@ def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reus
                 probe.bind(sockaddr)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    return AddressInUse(f"cannot listen on {address}: address already in use")
-                reason = exc.strerror or str(exc)
-    if reason is None and tls is not None:
+                    return AddressInUse(address)
+                refused = exc.strerror or str(exc)
+    if refused is not None:
+        return ListenError(address, refused)
+    if tls is not None:
         reason = f"the TLS certificate {tls.cert_path} or key {tls.key_path} was rejected (not PEM, or not a pair)"
-    reason = reason or "grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)"
+    else:
+        reason = "grpc refused it (GRPC_VERBOSITY=ERROR shows its reason)"
     return ServerStartError(f"cannot listen on {address}: {reason}")
 
 

@@ -414,7 +414,8 @@ class BinanceExchange(Exchange):
             query = parse_exchange_info_query(request.query, self.markets)
         except ExchangeInfoError as error:
             return _error(400, error.code, error.msg, used)
-        body = exchange_info(query, self.markets, self.limiter.limit, now_ms())
+        ticks = {symbol: market.model.tick for symbol, market in self.markets.items() if market.model is not None}
+        body = exchange_info(query, self.markets, self.limiter.limit, now_ms(), ticks)
         return Response(200, json.dumps(body, separators=(",", ":")).encode(),
                         {"Content-Type": "application/json;charset=UTF-8", "X-MBX-USED-WEIGHT-1M": str(used)})
 

@@ -10,8 +10,9 @@ Bitstamp ``"Enabled"``). Shapes follow the venues' documentation (sources in doc
 - Bitstamp: one object per pair with the fields of the OpenAPI ``TradingPairsInfoResponse``.
 
 The numbers that describe a market (price tick, amount step, decimals) are the simulated market's, not the real
-pair's: every simulated market quotes on the same grid (:data:`~orderbook.simulator.market.TICK` prices written
-with 8 decimals, amounts in steps of :data:`~orderbook.simulator.market.LOT`), whatever its name.
+pair's: each simulated market quotes on its own tick (:mod:`orderbook.simulator.reference`: ETHBTC
+:data:`~orderbook.simulator.market.TICK`, BTCUSDT 0.01), every price written with 8 decimals and every amount in
+steps of :data:`~orderbook.simulator.market.LOT`.
 
 Pure functions of their arguments (the caller passes the clock), so they are unit-tested without sockets.
 """
@@ -184,15 +185,22 @@ def _permissions(text: str) -> frozenset[str]:
     return frozenset(values)
 
 
-def binance_symbol(symbol: str, show_permission_sets: bool = True) -> dict[str, object]:
+MAX_PRICE_TICKS = 10**9
+"""``maxPrice`` is this many ticks (10,000,000 at 0.01, above every simulated price), never below the real ETHBTC's
+922,327."""
+ETHBTC_MAX_PRICE = 922_327 * SCALE
+
+
+def binance_symbol(symbol: str, show_permission_sets: bool = True, tick: int = TICK) -> dict[str, object]:
     """One entry of ``symbols``, with the fields and order of the documented example (rest-api.md).
 
     Always ``"status": "TRADING"``. The price filter's tick and the lot size's step are the simulated market's
-    (:data:`TICK`, :data:`LOT`); the other limits are those of the real ETHBTC (a 2025-06 capture, see
-    docs/protocols.md). ``permissions`` is empty since the move to ``permissionSets`` (CHANGELOG 2024-04-02, in
-    effect 2024-04-25); ``showPermissionSets=false`` leaves ``permissionSets`` empty.
+    (``tick``, :data:`LOT`), and ``maxPrice`` is above its prices; the other limits are those of the real ETHBTC
+    (a 2025-06 capture, see docs/protocols.md). ``permissions`` is empty since the move to ``permissionSets``
+    (CHANGELOG 2024-04-02, in effect 2024-04-25); ``showPermissionSets=false`` leaves ``permissionSets`` empty.
     """
     base, quote = split_symbol(symbol)
+    max_price = max(ETHBTC_MAX_PRICE, MAX_PRICE_TICKS * tick)
     return {
         "symbol": symbol,
         "status": "TRADING",
@@ -217,8 +225,8 @@ def binance_symbol(symbol: str, show_permission_sets: bool = True) -> dict[str, 
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": True,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": format_decimal(TICK), "maxPrice": "922327.00000000",
-             "tickSize": format_decimal(TICK)},
+            {"filterType": "PRICE_FILTER", "minPrice": format_decimal(tick), "maxPrice": format_decimal(max_price),
+             "tickSize": format_decimal(tick)},
             {"filterType": "LOT_SIZE", "minQty": format_decimal(LOT), "maxQty": "100000.00000000",
              "stepSize": format_decimal(LOT)},
             {"filterType": "ICEBERG_PARTS", "limit": 10},
@@ -244,10 +252,11 @@ def rate_limits(weight_limit: int) -> list[dict[str, object]]:
 
 
 def exchange_info(query: ExchangeInfoQuery, listed: Iterable[str], weight_limit: int,
-                  server_time: int) -> dict[str, Any]:
+                  server_time: int, ticks: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The body: the symbols asked for in the order asked (all listed ones, in listing order, when none were),
     those the ``permissions`` and ``symbolStatus`` filters keep (every simulated symbol is TRADING with the
-    permission set SPOT, MARGIN)."""
+    permission set SPOT, MARGIN). ``ticks``: each symbol's tick (:data:`TICK` for one not in it: a replay's)."""
+    ticks = ticks or {}
     if query.symbols is not None:
         chosen = list(query.symbols)
     else:
@@ -259,7 +268,7 @@ def exchange_info(query: ExchangeInfoQuery, listed: Iterable[str], weight_limit:
         "serverTime": server_time,
         "rateLimits": rate_limits(weight_limit),
         "exchangeFilters": [],
-        "symbols": [binance_symbol(symbol, query.show_permission_sets) for symbol in chosen],
+        "symbols": [binance_symbol(symbol, query.show_permission_sets, ticks.get(symbol, TICK)) for symbol in chosen],
     }
 
 

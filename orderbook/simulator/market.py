@@ -41,7 +41,10 @@ class BookChange:
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
-    """Shape of the random walk. Defaults give a 2-4 tick spread and a cross-venue cross a few % of the time."""
+    """Shape of the random walk. Defaults give a 2-4 tick spread and a cross-venue cross a few % of the time.
+
+    The walk is in ticks and lots; ``tick`` (scaled) says what a tick is worth, and amounts are drawn times
+    ``10 ** amount_exponent`` (:mod:`orderbook.simulator.reference` sets both from the symbol's price)."""
 
     levels: int = 300
     centre_ticks: int = CENTRE_TICKS
@@ -49,6 +52,8 @@ class ModelParams:
     target_reversion: float = 0.01
     half_spread: float = 1.0
     max_ops: int = 4
+    tick: int = TICK
+    amount_exponent: int = 0
 
     @classmethod
     def with_levels(cls, levels: int, centre_ticks: int = CENTRE_TICKS) -> ModelParams:
@@ -105,6 +110,8 @@ class VenueModel:
 
     def __init__(self, seed: int | str, params: ModelParams | None = None) -> None:
         self.params = params or ModelParams()
+        self.tick = self.params.tick
+        """A tick's worth, scaled: prices are whole ticks."""
         self._rng = random.Random(seed)
         self._target = float(self.params.centre_ticks)
         self._bids = _Side(+1)
@@ -118,10 +125,10 @@ class VenueModel:
         return self._export(self._bids), self._export(self._asks)
 
     def best_bid(self) -> int:
-        return self._bids.best() * TICK
+        return self._bids.best() * self.tick
 
     def best_ask(self) -> int:
-        return self._asks.best() * TICK
+        return self._asks.best() * self.tick
 
     # -- stepping ----------------------------------------------------------------------------------------
 
@@ -154,19 +161,19 @@ class VenueModel:
 
     def cross_above(self, price: int) -> BookChange:
         """Bid one tick above ``price`` (another venue's best ask) now, clearing this venue's asks in the way."""
-        return self._cross(self._bids, self._asks, price // TICK + 1)
+        return self._cross(self._bids, self._asks, price // self.tick + 1)
 
     def cross_below(self, price: int) -> BookChange:
         """Offer one tick below ``price`` (another venue's best bid) now, clearing this venue's bids in the way."""
-        return self._cross(self._asks, self._bids, -(-price // TICK) - 1)
+        return self._cross(self._asks, self._bids, -(-price // self.tick) - 1)
 
     def set_level(self, bid: bool, price: int, amount: int) -> BookChange:
         """Set the level at ``price`` (scaled) on one side to ``amount`` (scaled, a whole number of lots; 0
         removes it), for a fault that changes the book outside the random walk. Draws nothing at random."""
-        if price % TICK or amount % LOT:
+        if price % self.tick or amount % LOT:
             raise ValueError(f"price {price} is not on the tick grid or amount {amount} not in lots")
         changes: dict[int, int] = {}
-        (self._bids if bid else self._asks).set(price // TICK, amount // LOT, changes)
+        (self._bids if bid else self._asks).set(price // self.tick, amount // LOT, changes)
         return self._change(changes, {}) if bid else self._change({}, changes)
 
     def sweep(self, bid: bool, levels: int) -> BookChange:
@@ -197,8 +204,9 @@ class VenueModel:
                 tick -= side.sign * (1 + (rng.random() < 0.45))
 
     def _amount(self) -> int:
-        """A positive amount in lots, usually small, sometimes large (log-uniform 0.001 .. 50)."""
-        return max(1, round(10 ** self._rng.uniform(5.0, 9.7)))
+        """A positive amount in lots, usually small, sometimes large (log-uniform 0.001 .. 50, times
+        ``10 ** amount_exponent``)."""
+        return max(1, round(10 ** (self._rng.uniform(5.0, 9.7) + self.params.amount_exponent)))
 
     def _follow_target(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> bool:
         """Move one side's best level a tick towards the target quote; False when both are on target."""
@@ -266,15 +274,15 @@ class VenueModel:
             return self._change(own, theirs)
         return self._change(theirs, own)
 
-    @staticmethod
-    def _change(bid_changes: dict[int, int], ask_changes: dict[int, int]) -> BookChange:
+    def _change(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> BookChange:
         """Levels best first, as the exchanges write them."""
+        size = self.tick
         return BookChange(
-            tuple((tick * TICK, bid_changes[tick] * LOT) for tick in sorted(bid_changes, reverse=True)),
-            tuple((tick * TICK, ask_changes[tick] * LOT) for tick in sorted(ask_changes)),
+            tuple((tick * size, bid_changes[tick] * LOT) for tick in sorted(bid_changes, reverse=True)),
+            tuple((tick * size, ask_changes[tick] * LOT) for tick in sorted(ask_changes)),
         )
 
-    @staticmethod
-    def _export(side: _Side) -> list[PriceLevel]:
+    def _export(self, side: _Side) -> list[PriceLevel]:
+        size = self.tick
         ticks = reversed(side.ticks) if side.sign > 0 else iter(side.ticks)
-        return [(tick * TICK, side.amounts[tick] * LOT) for tick in ticks]
+        return [(tick * size, side.amounts[tick] * LOT) for tick in ticks]

@@ -20,8 +20,9 @@ from orderbook.simulator.config import MAX_RATE, SimulatorConfig
 from orderbook.simulator.exchange import Exchange
 from orderbook.simulator.faults import DEFAULT_HUGE_BYTES, FaultError
 from orderbook.simulator.feed import ModelFeed, Pause, ReplayFeed
-from orderbook.simulator.market import ModelParams, VenueModel, symbol_centre_ticks
+from orderbook.simulator.market import ModelParams, VenueModel
 from orderbook.simulator.probe import ProbeError, ProbeLog
+from orderbook.simulator.reference import market_params
 from orderbook.simulator.wire import WireServer
 
 logger = logging.getLogger(__name__)
@@ -145,14 +146,14 @@ class Simulator:
             exchange.load_recorded(recording.snapshot_id, recording.bids, recording.asks)
             return ReplayFeed(exchange, recording, self.config.replay_speed, self.pause_switch)
         seed, levels = self.config.seed, self.config.levels
-        model = self._model(exchange, f"{seed}:{exchange.name}", ModelParams.with_levels(levels))
+        model = self._model(exchange, f"{seed}:{exchange.name}", market_params(self.config.symbol, levels, True))
         venue = EXCHANGES.index(exchange.name)
         others = []
         for symbol, markets in list(self.markets.items())[1:]:
             market = markets[venue]
             if market is None:
                 continue
-            params = ModelParams.with_levels(levels, symbol_centre_ticks(symbol))
+            params = market_params(symbol, levels)
             others.append((market, self._model(market, f"{seed}:{exchange.name}:{symbol}", params)))
         return ModelFeed(exchange, model, rate, self.pause_switch, self.probes, others)
 

@@ -1,20 +1,28 @@
 """``make cluster-demo`` (bin/cluster-demo) as a user runs it: the whole deployment up, clients served through the
-edges, and everything gone after Ctrl-C/SIGTERM."""
+edges, what it suggests trying doing what it says, and everything gone after Ctrl-C/SIGTERM, however it was
+started and whenever the signal comes."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
 from tests.support.debian import find_or_install
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, with_ignored_signals
 from tests.support.service import REPO_ROOT
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("starts_processes")  # bin/cluster-demo and bin/client
+
+DEMO = REPO_ROOT / "bin" / "cluster-demo"
+CLIENT = REPO_ROOT / "bin" / "client"
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +32,7 @@ def _redis_server_installed() -> None:
 
 
 def _client(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO_ROOT / "bin" / "client"), *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([str(CLIENT), *args], capture_output=True, text=True, timeout=30)
 
 
 def _refuses(address: str) -> bool:
@@ -33,8 +41,28 @@ def _refuses(address: str) -> bool:
         return probe.connect_ex((host, int(port))) != 0
 
 
+def _gone(pid: int) -> bool:
+    """Exited and reaped: a zombie still has its /proc entry."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _lines(stream) -> list[str]:
+    """Every line ``stream`` gives from now on, read by a thread into the list returned."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True).start()
+    return lines
+
+
+def _started(demo: subprocess.Popen[str]) -> tuple[dict, list[str]]:
+    """The demo's JSON line, and its text up to "Ctrl-C stops everything" (what a user reads)."""
+    lines = _lines(demo.stdout)
+    wait_until(lambda: any(line.startswith("Ctrl-C stops everything") for line in lines), 60,
+               "the demo saying what to try")
+    return json.loads(lines[0]), lines[1:]
+
+
 def test_the_cluster_demo_serves_through_its_edges_and_stops_everything() -> None:
-    demo = subprocess.Popen([str(REPO_ROOT / "bin" / "cluster-demo"), "--any-ports"], stdout=subprocess.PIPE,
+    demo = subprocess.Popen([str(DEMO), "--any-ports"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert demo.stdout is not None
@@ -49,5 +77,82 @@ def test_the_cluster_demo_serves_through_its_edges_and_stops_everything() -> Non
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(30) == 0
         assert all(_refuses(address) for address in (*started["edges"], *started["nodes"]))
+        assert all(_gone(pid) for pid in started["pids"].values())
+    finally:
+        stop_process(demo)
+
+
+def test_the_edge_it_suggests_killing_is_the_clients_and_its_death_is_reported_and_reaped() -> None:
+    """``kill -9 PID`` of the suggested edge is the one the suggested client streams from (the first address), so
+    the client goes on from the other as the demo says; and the demo says which process died, how, and where its
+    log is, and reaps it."""
+    demo = subprocess.Popen([str(DEMO), "--any-ports"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        errors = _lines(demo.stderr)
+        started, text = _started(demo)
+        (suggestion,) = [line for line in text if line.split()[:2] == ["kill", "-9"] and "<" not in line]
+        pid = int(suggestion.split()[2])
+        assert pid == started["pids"]["edge-1"], (suggestion, started["pids"])
+        client = subprocess.Popen([str(CLIENT), "--addr", ",".join(started["edges"]), "--json", "--timeout", "20"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert client.stdout is not None and client.stderr is not None
+        assert json.loads(client.stdout.readline())["bids"]
+        os.kill(pid, signal.SIGKILL)
+        assert f"going on from {started['edges'][1]}" in client.stderr.readline()
+        report = (f"cluster-demo: edge-1 (pid {pid}) was killed by SIGKILL; its log: "
+                  f"{Path(started['logs']) / 'edge-1.log'}\n")
+        wait_until(lambda: report in errors, 5, "the demo reporting the edge's death", accept=bool)
+        assert _gone(pid)  # reaped, not a zombie
+        assert demo.poll() is None  # the other edge and the nodes still serve
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+    finally:
+        if client is not None:
+            stop_process(client)
+        stop_process(demo)
+
+
+def test_started_with_signals_ignored_ctrl_c_still_stops_it_and_everything() -> None:
+    """A background job of a script starts with SIGINT ignored (and here SIGTERM too): the demo takes both back,
+    for a user who presses Ctrl-C means it."""
+    demo = subprocess.Popen(with_ignored_signals([DEMO, "--any-ports"]), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        started, _ = _started(demo)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+        assert all(_gone(pid) for pid in started["pids"].values()), started["pids"]
+        assert all(_refuses(address) for address in (*started["edges"], *started["nodes"]))
+    finally:
+        stop_process(demo)
+
+
+def _mentioning(text: str) -> list[int]:
+    """The processes whose command line mentions ``text``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:
+            pass  # gone meanwhile
+    return pids
+
+
+def test_a_sigterm_while_it_starts_leaves_no_process_behind() -> None:
+    demo = subprocess.Popen([str(DEMO), "--any-ports"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert demo.stderr is not None
+        first = demo.stderr.readline()
+        assert first.startswith("cluster-demo: starting; every process logs to "), first
+        directory = first.rsplit(" ", 1)[1].strip()
+        wait_until(lambda: Path(directory, "node-1.log").exists(), 60, "the first book node started")
+        assert demo.poll() is None
+        assert _mentioning(directory), os.listdir(directory)  # redis and the first node, at least
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+        assert _mentioning(directory) == []
     finally:
         stop_process(demo)

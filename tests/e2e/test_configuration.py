@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.support.ports import refusing_port
-from tests.support.service import RUN_SERVER
+from tests.support.service import REPO_ROOT, RUN_SERVER
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("starts_processes")  # every test runs bin/run-server
@@ -45,6 +45,30 @@ def test_an_unknown_symbol_is_one_clear_error_and_exit_2(simulator_factory):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--symbol", "NOSUCHPAIR"], {}, "--symbol NOSUCHPAIR: no venue lists it (Binance, Bitstamp)"),
+    ([], {"ORDERBOOK_SYMBOL": "ETHBTC,NOSUCHPAIR,XXXYYY"},
+     "ORDERBOOK_SYMBOL NOSUCHPAIR, XXXYYY: no venue lists them (Binance, Bitstamp)"),
+], ids=["flag", "environment"])
+def test_a_symbol_no_venue_lists_is_the_first_and_only_line(simulator_factory, args, env, message):
+    """The venues' listings are asked before anything is bound or said: the error is all the user reads, not the
+    last of the start-up's lines it proves wrong ("serving the consolidated NOSUCHPAIR book")."""
+    simulator = simulator_factory("--rate", "20")
+    result = run_server(*args, "--grpc-addr", "127.0.0.1:0", *exchange_args(simulator.urls), **env)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"run-server: error: {message}\n")
+
+
+def test_with_demo_a_port_in_use_is_the_first_and_only_line():
+    """The listeners are bound before the demo's simulator starts: nothing of it is said, nor left running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_server("--grpc-addr", address, "--demo")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "", f"run-server: error: --grpc-addr {address}: address already in use\n")
+
+
 def test_a_port_in_use_is_one_clear_error_and_exit_2():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -52,7 +76,36 @@ def test_a_port_in_use_is_one_clear_error_and_exit_2():
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         result = run_server("--grpc-addr", address)
     assert result.returncode == 2
-    assert result.stderr == f"run-server: error: cannot listen on {address}: address already in use\n"  # only that
+    assert result.stderr == f"run-server: error: --grpc-addr {address}: address already in use\n"  # only that
+
+
+RUN_EDGE = REPO_ROOT / "bin" / "run-edge"
+NOWHERE = "redis://127.0.0.1:1/0"
+"""An edge's source: never reached, as the edge binds its listeners first."""
+
+
+@pytest.mark.parametrize("given", ["flag", "environment"])
+@pytest.mark.parametrize("listener", ["grpc", "metrics"])
+@pytest.mark.parametrize(("program", "prefix", "extra"), [(RUN_SERVER, "ORDERBOOK_", ()),
+                                                           (RUN_EDGE, "ORDERBOOK_EDGE_", ("--source", NOWHERE))],
+                         ids=["run-server", "run-edge"])
+def test_a_port_in_use_is_named_as_the_user_gave_it(program, prefix, extra, listener, given):
+    """The address in use is reported under the flag or the variable it came from: the user changes that one."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        settings = {"grpc_addr": "127.0.0.1:0", "metrics_addr": "off", f"{listener}_addr": address}
+        environ = {name: value for name, value in os.environ.items() if not name.startswith("ORDERBOOK_")}
+        args = [*extra]
+        if given == "flag":
+            args += [word for dest, value in settings.items() for word in (f"--{dest.replace('_', '-')}", value)]
+        else:
+            environ |= {f"{prefix}{dest.upper()}": value for dest, value in settings.items()}
+        result = subprocess.run([str(program), *args], capture_output=True, text=True, timeout=20, env=environ)
+    name = f"--{listener}-addr" if given == "flag" else f"{prefix}{listener.upper()}_ADDR"
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"{program.name}: error: {name} {address}: address already in use\n"  # only that
 
 
 @pytest.mark.parametrize(
@@ -120,7 +173,7 @@ def test_with_json_logs_a_port_in_use_is_one_json_line():
         result = run_server("--grpc-addr", address, "--log-format", "json", "--demo")
     assert result.returncode == 2
     entries = [json.loads(line) for line in result.stderr.splitlines()]  # the demo simulator's lines too
-    assert entries[-1]["message"] == f"cannot listen on {address}: address already in use"
+    assert entries[-1]["message"] == f"--grpc-addr {address}: address already in use"
     assert [entry["level"] for entry in entries].count("critical") == 1
 
 
@@ -162,3 +215,6 @@ def test_an_unwritable_ready_file_is_one_clear_error_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert error_lines(result) == [f"run-server: error: --ready-file {path}: No such file or directory"]
     assert "Traceback" not in result.stderr
+    from_environment = run_server("--grpc-addr", "127.0.0.1:0", ORDERBOOK_READY_FILE=str(path))
+    assert error_lines(from_environment) == [f"run-server: error: ORDERBOOK_READY_FILE {path}: No such file or "
+                                             "directory"]

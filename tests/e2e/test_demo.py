@@ -65,3 +65,17 @@ def test_demo_with_json_logs_writes_only_json_its_simulator_included(server_fact
     loggers = {entry["logger"] for entry in entries}
     assert {"orderbook.server", "orderbook.simulator"} <= loggers, loggers  # the simulator's "stopping" line too
     assert all(entry["level"] in ("debug", "info", "warning") for entry in entries), entries
+
+
+@pytest.mark.parametrize("order", [("BTCUSDT", "ETHBTC"), ("ETHBTC", "BTCUSDT")], ids=["btcusdt-first", "ethbtc-first"])
+def test_the_demo_looks_like_the_market_whatever_the_order_of_its_symbols(server_factory, reader_factory, order):
+    """Each symbol trades near its real magnitude, not at a price picked by its place in --symbol (BTCUSDT was at
+    0.05 when first, 0.40 when second)."""
+    server = server_factory(None, "--demo", "--symbol", ",".join(order))
+    server.wait_serving()
+    bounds = {"BTCUSDT": (1_000, 1_000_000), "ETHBTC": (0.001, 1)}
+    for symbol, (low, high) in bounds.items():
+        book = reader_factory(server.target, symbol).wait_for(
+            lambda book: book.exchanges() == {"binance", "bitstamp"}, 20, f"of {symbol} from both venues")
+        assert low < book.bids[0].price < high, (symbol, book.bids[0])
+        assert low < book.asks[0].price < high, (symbol, book.asks[0])

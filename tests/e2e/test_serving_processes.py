@@ -285,7 +285,7 @@ def test_a_port_in_use_is_one_clear_error_and_no_serving_process_is_left():
         assert not serving_pids(address)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("run-server: error:")]
-    assert errors == [f"run-server: error: cannot listen on {address}: address already in use"]
+    assert errors == [f"run-server: error: --grpc-addr {address}: address already in use"]
     assert "Traceback" not in result.stderr
 
 

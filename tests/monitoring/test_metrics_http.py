@@ -288,5 +288,5 @@ def test_a_metrics_port_in_use_is_one_clear_error_and_exit_2():
                                  address], capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("run-server:")]
-    assert errors == [f"run-server: error: --metrics-addr {address}: Address already in use"]
+    assert errors == [f"run-server: error: --metrics-addr {address}: address already in use"]
     assert "Traceback" not in result.stderr

@@ -211,18 +211,19 @@ def test_an_unknown_symbol_or_too_deep_a_book_is_one_clear_line_and_exit_2(strea
     helper = streaming_helper
     unknown = run_client("--addr", helper.target, "--symbol", "XRPEUR")
     assert (unknown.returncode, unknown.stdout) == (2, "")
-    assert unknown.stderr == (f"error: the order book server at {helper.target} does not serve 'XRPEUR' (--list shows "
-                              "the symbols it serves)\n")
+    assert unknown.stderr == (f"client: error: the order book server at {helper.target} does not serve 'XRPEUR' "
+                              "(--list shows the symbols it serves)\n")
     too_deep = run_client("--addr", helper.target, "--symbol", "BTCUSDT", "--depth", "11")
     assert (too_deep.returncode, too_deep.stdout) == (2, "")
-    assert too_deep.stderr == (f"error: the order book server at {helper.target} refused the request: depth 11 is more "
-                               "than the 10 levels a side this server serves (ask for 1 to 10, or 0 for all)\n")
+    assert too_deep.stderr == (f"client: error: the order book server at {helper.target} refused the request: depth "
+                               "11 is more than the 10 levels a side this server serves (ask for 1 to 10, or 0 for "
+                               "all)\n")
 
 
 def test_closed_port_is_one_clear_line_and_exit_2(client_command: RunClient, closed_port: int) -> None:
     result = client_command("--addr", f"127.0.0.1:{closed_port}")
     assert result.returncode == 2
-    expected = f"error: cannot reach the order book server at 127.0.0.1:{closed_port} (connection refused)\n"
+    expected = f"client: error: cannot reach the order book server at 127.0.0.1:{closed_port} (connection refused)\n"
     assert result.stderr == expected
     assert result.stdout == ""
 
@@ -230,7 +231,7 @@ def test_closed_port_is_one_clear_line_and_exit_2(client_command: RunClient, clo
 def test_unresolvable_address_is_one_clear_line_and_exit_2(client_command: RunClient) -> None:
     result = client_command("--addr", "no-such-host.invalid:5002", "--timeout", "3")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: cannot reach the order book server at no-such-host.invalid:5002 (")
+    assert result.stderr.startswith("client: error: cannot reach the order book server at no-such-host.invalid:5002 (")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
@@ -242,7 +243,7 @@ def test_full_server_is_one_clear_line_and_exit_2(start_helper: Start) -> None:
         result = run_client("--addr", helper.target)
         holder.cancel()
     assert result.returncode == 2
-    assert result.stderr == f"error: the order book server at {helper.target} has no room for another stream\n"
+    assert result.stderr == f"client: error: the order book server at {helper.target} has no room for another stream\n"
 
 
 def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path]) -> None:
@@ -252,8 +253,35 @@ def test_tls_client_with_the_ca(start_helper: Start, tls_files: tuple[Path, Path
     assert result.returncode == 0 and json.loads(result.stdout)["bids"][0]["price"] == 0.05123
     plain = run_client("--addr", helper.target, "--json", "--count", "1", "--timeout", "2")
     assert plain.returncode == 2
-    assert plain.stderr == (f"error: the order book server at {helper.target} closed the connection: it may require "
-                            "TLS (pass --tls-ca PATH)\n")
+    assert plain.stderr == (f"client: error: the order book server at {helper.target} closed the connection: it may "
+                            "require TLS (pass --tls-ca PATH)\n")
+
+
+def test_a_tls_ca_that_is_no_certificate_is_one_line_naming_it_and_exit_2(client_command: RunClient, tmp_path: Path,
+                                                                          closed_port: int) -> None:
+    junk, missing = tmp_path / "junk.pem", tmp_path / "missing.pem"
+    junk.write_text("not a certificate\n")
+    for path, reason in ((junk, "not a PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
+                         (missing, "No such file or directory")):
+        result = client_command("--addr", f"127.0.0.1:{closed_port}", "--tls-ca", str(path))
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"client: error: --tls-ca {path}: "
+                                                                            f"{reason}\n")
+
+
+def test_a_tls_server_the_ca_does_not_vouch_for_is_one_line(
+        start_helper: Start, tls_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A valid certificate, not the server's: the handshake fails, and the client says so once, in its own words
+    (gRPC core's log is off: tests/test_boot.py)."""
+    cert, key = tls_files
+    helper = start_helper("--interval", "0.05", "--tls-cert", str(cert), "--tls-key", str(key))
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
+                    str(tmp_path / "other.key"), "-out", str(other), "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    result = run_client("--addr", helper.target, "--tls-ca", str(other), "--timeout", "3")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"client: error: cannot reach the order book server at {helper.target} (")
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> None:
@@ -266,8 +294,8 @@ def test_server_shutdown_ends_the_client_with_a_message(start_helper: Start) -> 
     assert helper.terminate() == 0
     _, stderr = client.communicate(timeout=10)
     assert client.returncode == 1
-    assert stderr == (f"error: the order book server at {helper.target} ended the stream (the server is shutting "
-                      "down; reconnect, possibly elsewhere)\n")
+    assert stderr == (f"client: error: the order book server at {helper.target} ended the stream (the server is "
+                      "shutting down; reconnect, possibly elsewhere)\n")
 
 
 def test_a_server_shutting_down_sends_the_client_on_to_the_next_address(start_helper: Start) -> None:
@@ -278,7 +306,7 @@ def test_a_server_shutting_down_sends_the_client_on_to_the_next_address(start_he
         assert client.stdout is not None and client.stderr is not None
         json.loads(client.stdout.readline())
         assert first.terminate() == 0
-        assert client.stderr.readline() == (f"error: the order book server at {first.target} ended the stream (the "
+        assert client.stderr.readline() == (f"client: the order book server at {first.target} ended the stream (the "
                                             "server is shutting down; reconnect, possibly elsewhere); going on from "
                                             f"{second.target}\n")
         depths = [len(json.loads(client.stdout.readline())["bids"]) for _ in range(50)]  # the first's come first
@@ -334,3 +362,6 @@ def test_help_explains_every_flag(client_command: RunClient) -> None:
     assert "--timeout SECONDS how long to wait for the server to accept the connection" in text
     assert "--symbol SYMBOL the symbol to stream" in text and "--depth N levels a side" in text
     assert "--list print the symbols the server serves" in text
+    assert ("1 the server ended the stream (one that stops says why), or the connection was lost after a summary"
+            in text)  # README "The client": a stream that ends exits 1
+    assert "130 interrupted (Ctrl-C)" in text
