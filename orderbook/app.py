@@ -91,13 +91,13 @@ class Application(Listening):
         for symbol in config.symbols:
             served.set_state(SymbolState(symbol, tuple(self.venue_names), ()))
         if not config.serve_processes:
-            return served, GrpcServer(served, str(config.grpc_addr), max_streams=config.max_streams,
+            return served, GrpcServer(served, config.grpc_addr, max_streams=config.max_streams,
                                       max_streams_per_connection=config.max_streams_per_connection, tls=tls)
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
             tls=tls, log_level=config.log_level, log_format=config.log_format,
             max_streams_per_connection=config.max_streams_per_connection)
-        processes = ServingProcesses(served, str(config.grpc_addr), config.serve_processes, settings,
+        processes = ServingProcesses(served, config.grpc_addr, config.serve_processes, settings,
                                      spawn=self.tasks.spawn)
         self.metrics.add_state_source(processes.families)
         return served, processes

@@ -92,14 +92,3 @@ def one_of(*choices: str) -> Callable[[str], str]:
         return text.lower()
 
     return choice
-
-
-def split_address(text: str, min_port: int = 0) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:5002`` for IPv6) as host and port; ArgumentTypeError says what is wrong with it."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    if not min_port <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"the port must be {min_port}-65535, got {text!r}")
-    return host, int(port)

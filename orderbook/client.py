@@ -34,8 +34,8 @@ from typing import TextIO  # noqa: E402
 
 import grpc  # noqa: E402
 
-from orderbook.arguments import (OneLineParser, UsageError, positive_seconds,  # noqa: E402
-                                 positive_whole_number, split_address)
+from orderbook.address import Address, BadAddress  # noqa: E402
+from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number  # noqa: E402
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2  # noqa: E402
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
@@ -79,7 +79,10 @@ def _server_addresses(text: str) -> list[str]:
     "connection refused"."""
     addresses = [part.strip() for part in text.split(",")]
     for address in addresses:
-        split_address(address, min_port=1)
+        try:
+            Address.parse(address, min_port=1)
+        except BadAddress as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     return addresses
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from orderbook.arguments import OneLineParser, UsageError, number, one_of, split_address, whole_number
+from orderbook.address import Address, BadAddress
+from orderbook.arguments import OneLineParser, UsageError, number, one_of, whole_number
 from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
 from orderbook.relay.keys import DEFAULT_PREFIX, Keys
@@ -36,15 +37,6 @@ leaves room for the pongs to the venue's own pings and for subscriptions."""
 
 class ConfigError(ValueError):
     """A configuration the server cannot run with; the message is the one line the user sees."""
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +113,8 @@ def environment_names(name: Mapping[str, str]) -> dict[str, str]:
 
 def parse_address(text: str, flag: str) -> Address:
     try:
-        return Address(*split_address(text))
-    except argparse.ArgumentTypeError as error:
+        return Address.parse(text)
+    except BadAddress as error:
         raise ConfigError(f"{flag}: {error}") from None
 
 

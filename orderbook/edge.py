@@ -53,7 +53,7 @@ class Edge(Listening):
         self.books = SymbolBooks((), 1)  # the leader's symbols and depth arrive with its first heartbeat
         self.stats = EdgeStats()
         tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
-        self.grpc = GrpcServer(self.books, str(config.grpc_addr), max_streams=config.max_streams, tls=tls)
+        self.grpc = GrpcServer(self.books, config.grpc_addr, max_streams=config.max_streams, tls=tls)
         self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check,
                                   keys=Keys(config.relay_prefix), key=config.relay_key)
         self.registry = CollectorRegistry()

@@ -17,7 +17,8 @@ import gevent
 import gevent.event
 from prometheus_client import CollectorRegistry
 
-from orderbook.config import Address, ConfigError, setting_name
+from orderbook.address import Address
+from orderbook.config import ConfigError, setting_name
 from orderbook.exit_codes import EXIT_TASKS_FAILING
 from orderbook.metrics_http import MetricsHttpServer
 from orderbook.ready_file import write_ready_file

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.config import MAX_SYMBOLS, Address, Config, ConfigError, VenueSettings, load_config
+from orderbook.address import Address
+from orderbook.config import MAX_SYMBOLS, Config, ConfigError, VenueSettings, load_config
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 

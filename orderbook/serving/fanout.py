@@ -34,7 +34,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from orderbook.backoff import Backoff
 from orderbook.serving import link
-from orderbook.serving.grpc_server import AddressInUse, ListenError, ServerStartError, TlsFiles, parse_address
+from orderbook.address import Address
+from orderbook.serving.grpc_server import AddressInUse, ListenError, ServerStartError, TlsFiles
 from orderbook.serving.stats import ServingStats
 from orderbook.serving.symbols import BOOK, SymbolBooks
 
@@ -55,9 +56,9 @@ class WorkerSettings:
     grace: float = 1.0
     max_streams_per_connection: int | None = None
 
-    def argv(self, link_fd: int, address: str, symbols: Sequence[str], depth: int) -> list[str]:
+    def argv(self, link_fd: int, address: Address, symbols: Sequence[str], depth: int) -> list[str]:
         argv = [sys.executable, "-m", "orderbook.serving.worker", "--link-fd", str(link_fd),
-                "--grpc-addr", address, "--symbols", ",".join(symbols), "--depth", str(depth),
+                "--grpc-addr", str(address), "--symbols", ",".join(symbols), "--depth", str(depth),
                 "--max-streams", str(self.max_streams),
                 "--grace", str(self.grace),
                 "--log-level", self.log_level, "--log-format", self.log_format]
@@ -68,14 +69,13 @@ class WorkerSettings:
         return argv
 
 
-def reserve_address(address: str) -> socket.socket:
+def reserve_address(address: Address) -> socket.socket:
     """A bound, non-listening SO_REUSEPORT socket on ``address``; raises :class:`AddressInUse` if taken."""
-    host, port = parse_address(address)
     try:
         family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as error:
-        raise ListenError(address, f"cannot resolve {host!r} ({error.strerror})") from None
+        raise ListenError(address, f"cannot resolve {address.host!r} ({error.strerror})") from None
     probe = socket.socket(family, kind, proto)
     reservation = socket.socket(family, kind, proto)
     try:
@@ -123,7 +123,7 @@ class _Worker:
 class ServingProcesses:
     """The gRPC endpoint as N serving processes; the same face as :class:`GrpcServer` to the application."""
 
-    def __init__(self, books: SymbolBooks, address: str, count: int, settings: WorkerSettings,
+    def __init__(self, books: SymbolBooks, address: Address, count: int, settings: WorkerSettings,
                  spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
@@ -141,10 +141,6 @@ class ServingProcesses:
         self.restarts_total = 0
 
     @property
-    def address(self) -> str:
-        return self._address
-
-    @property
     def port(self) -> int:
         if self._reservation is None:
             raise RuntimeError("the serving processes have not been started")
@@ -159,8 +155,7 @@ class ServingProcesses:
         """Reserve the address, start every serving process and wait for each to listen, or raise
         :class:`ServerStartError` with the first one's reason."""
         self._reservation = reserve_address(self._address)
-        host, _ = parse_address(self._address)
-        self._bound_address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self._bound_address = Address(self._address.host, self.port)
         launches = [gevent.spawn(self._first_launch, index) for index in range(self._count)]  # imports take a while
         try:
             for launch in gevent.iwait(launches):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection
 
+from orderbook.address import Address
 from orderbook.logs import LogThrottle
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
@@ -148,16 +148,8 @@ class ParseInHandler(grpc.ServerInterceptor):
         return handler._replace(request_deserializer=None, **{kind: on_request})
 
 
-# host:port, host:port with the host a name or IPv4 address, or [IPv6]:port.
-_ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})", re.ASCII)
-
-
 class ServerStartError(Exception):
     """The server could not start; the message is one line fit for the user."""
-
-
-class BadAddress(ServerStartError, ValueError):
-    """The listen address is not ``host:port``."""
 
 
 class ListenError(ServerStartError):
@@ -166,7 +158,7 @@ class ListenError(ServerStartError):
     address already in use``, or ``ORDERBOOK_GRPC_ADDR ...``): the user must know which of their settings to
     change, and this module does not know how it was given."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, address: Address, reason: str) -> None:
         super().__init__(f"cannot listen on {address}: {reason}")
         self.address = address
         self.reason = reason
@@ -175,7 +167,7 @@ class ListenError(ServerStartError):
 class AddressInUse(ListenError):
     """Something already listens on the address."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: Address) -> None:
         super().__init__(address, "address already in use")
 
 
@@ -195,26 +187,15 @@ class TlsFiles:
         return grpc.ssl_server_credentials([(key, cert)])
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` for IPv6), checking the port range grpc would silently wrap."""
-    match = _ADDRESS.fullmatch(address)
-    if match is None:
-        raise BadAddress(f"malformed address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:5002")
-    port = int(match["port"])
-    if port > 65535:
-        raise BadAddress(f"malformed address {address!r}: port {port} is out of range 0-65535")
-    return match["host"].strip("[]"), port
-
-
-def _bind_failure(address: str, host: str, port: int, tls: TlsFiles | None, reuse_port: bool) -> ServerStartError:
+def _bind_failure(address: Address, tls: TlsFiles | None, reuse_port: bool) -> ServerStartError:
     """grpc only says "Failed to bind"; bind a plain socket the same way to learn and report why. With
     ``reuse_port`` the probe shares the port too: the book process's reservation and the sibling serving
     processes hold it, and a probe without SO_REUSEPORT would report any failure (a rejected TLS certificate)
     as "address already in use"."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        return ListenError(address, f"cannot resolve {host!r} ({exc.strerror})")
+        return ListenError(address, f"cannot resolve {address.host!r} ({exc.strerror})")
     refused = None
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as probe:
@@ -241,7 +222,7 @@ class GrpcServer:
     def __init__(
         self,
         books: SymbolBooks,
-        address: str = "127.0.0.1:5002",
+        address: Address,
         *,
         max_streams: int = 1000,
         max_streams_per_connection: int | None = None,
@@ -279,10 +260,6 @@ class GrpcServer:
         self.set_serving(False)  # until the owner says the book is in step
 
     @property
-    def address(self) -> str:
-        return self._address
-
-    @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         if self._port is None:
@@ -303,7 +280,6 @@ class GrpcServer:
         """Bind and start serving; raise :class:`ServerStartError` (or a subclass) with the address on failure."""
         if self._server is not None:
             raise RuntimeError("the server was already started")
-        host, port = parse_address(self._address)
         credentials = self._tls.credentials() if self._tls is not None else None
         options = [
             *_SERVER_OPTIONS,
@@ -324,20 +300,20 @@ class GrpcServer:
             (SERVICE_NAME, STREAMS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             if credentials is None:
-                bound = server.add_insecure_port(self._address)
+                bound = server.add_insecure_port(str(self._address))
             else:
-                bound = server.add_secure_port(self._address, credentials)
+                bound = server.add_secure_port(str(self._address), credentials)
         except RuntimeError:
             bound = 0
         if bound == 0:
-            raise _bind_failure(self._address, host, port, self._tls, self._reuse_port)
+            raise _bind_failure(self._address, self._tls, self._reuse_port)
         server.start()
         self._server, self._port = server, bound
         log.info(
             "gRPC serving %s on %s port %s (%s, at most %s streams, %s per connection; idle connections closed "
             "after %gs, unfinished handshakes after %gs)",
             SERVICE_NAME,
-            host,
+            self._address.host,
             bound,
             "TLS" if credentials is not None else "plaintext",
             self._max_streams,

@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
+from orderbook.address import Address  # noqa: E402
 from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderbook.serving.worker", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--link-fd", type=int, required=True, help="the inherited socket to the book process")
-    add("--grpc-addr", required=True)
+    add("--grpc-addr", type=Address.parse, required=True)
     add("--symbols", required=True, type=lambda text: text.split(","), help="the book's symbols, the default first")
     add("--depth", type=int, required=True, help="the most levels a side (the book's --depth)")
     add("--max-streams", type=int, default=1000)

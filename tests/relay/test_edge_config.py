@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.config import Address, ConfigError, EdgeConfig, load_edge_config
+from orderbook.address import Address
+from orderbook.config import ConfigError, EdgeConfig, load_edge_config
 
 URL = "redis://127.0.0.1:6379/0"
 

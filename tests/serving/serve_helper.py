@@ -34,6 +34,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.fileobject import FileObjectThread  # noqa: E402
 
+from orderbook.address import Address  # noqa: E402
 from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings  # noqa: E402
@@ -62,7 +63,7 @@ def venues(text: str) -> tuple[str, ...]:
 
 def main() -> int:  # noqa: C901
     parser = argparse.ArgumentParser()
-    parser.add_argument("--address", default="127.0.0.1:0")
+    parser.add_argument("--address", type=Address.parse, default=Address("127.0.0.1", 0))
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--max-streams", type=int, default=1000)

@@ -18,7 +18,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from serving_support import CLIENT, HELPER, Helper, book_summary, wait_for_a_free_stream
 
 from orderbook.proto import orderbook_pb2
-from orderbook.serving.grpc_server import BadAddress, parse_address
 from orderbook.serving.symbols import SHUTTING_DOWN
 
 Start = Callable[..., Helper]
@@ -215,19 +214,3 @@ def test_unusable_tls_files_are_a_clear_error(tmp_path: Path) -> None:
     assert start_error("--tls-cert", str(missing), "--tls-key", str(not_pem)) == (
         f"ERROR ServerStartError: cannot read TLS file {missing}: No such file or directory\n"
     )
-
-
-@pytest.mark.parametrize(
-    "address", ["127.0.0.1:99999", "127.0.0.1", "127.0.0.1:port", ":5002", "host name:1", "[::1:5002", ""]
-)
-def test_malformed_addresses_are_rejected(address: str) -> None:
-    with pytest.raises(BadAddress, match="malformed address"):
-        parse_address(address)
-
-
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [("127.0.0.1:5002", ("127.0.0.1", 5002)), ("[::]:0", ("::", 0)), ("localhost:65535", ("localhost", 65535))],
-)
-def test_well_formed_addresses(address: str, expected: tuple[str, int]) -> None:
-    assert parse_address(address) == expected
