@@ -188,12 +188,6 @@ def test_listings_name_the_symbols_trading_now():
             venue.parse_listing(body)
 
 
-@pytest.mark.parametrize("limit", [0, 5001])
-def test_binance_snapshot_limit_range(limit):
-    with pytest.raises(ValueError):
-        BinanceVenue("wss://x", "https://x", snapshot_limit=limit)
-
-
 def test_each_protocol_makes_its_own_sync():
     assert type(binance().new_sync()) is BinanceSync
     assert type(bitstamp().new_sync()) is BitstampSync

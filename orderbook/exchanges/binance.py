@@ -75,8 +75,6 @@ class BinanceVenue(Venue):
 
     def __init__(self, ws_url: str | None = None, rest_url: str | None = None, snapshot_limit: int = 1000) -> None:
         super().__init__(ws_url, rest_url)
-        if not 1 <= snapshot_limit <= 5000:
-            raise ValueError("the Binance snapshot limit must be between 1 and 5000")
         self.snapshot_limit = snapshot_limit
         self.snapshot_depth = snapshot_limit
 

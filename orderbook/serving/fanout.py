@@ -125,8 +125,6 @@ class ServingProcesses:
 
     def __init__(self, books: SymbolBooks, address: Address, count: int, settings: WorkerSettings,
                  spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
-        if count < 1:
-            raise ValueError(f"count must be at least 1, not {count}")
         self._books = books
         self._address = address
         self._count = count

@@ -230,19 +230,14 @@ class GrpcServer:
         tls: TlsFiles | None = None,
         reuse_port: bool = False,
     ) -> None:
-        """``max_streams`` bounds the Book and BookSummary streams together, ``max_streams_per_connection``
+        """Every value as the configuration checked it (:mod:`orderbook.config`): none is checked again here.
+        ``max_streams`` bounds the Book and BookSummary streams together, ``max_streams_per_connection``
         (default a tenth of ``max_streams``) the streams of one HTTP/2 connection; ``idle_timeout`` closes
         connections with no call.
         ``reuse_port`` lets several server processes share one port; off by default so that a port that is
         already taken is reported instead of silently shared (grpcio turns SO_REUSEPORT on by default)."""
-        if max_streams < 1:
-            raise ValueError(f"max_streams must be at least 1, not {max_streams}")
         if max_streams_per_connection is None:
             max_streams_per_connection = default_streams_per_connection(max_streams)
-        if max_streams_per_connection < 1:
-            raise ValueError(f"max_streams_per_connection must be at least 1, not {max_streams_per_connection}")
-        if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         self._books = books
         self._address = address
         self._max_streams = max_streams
