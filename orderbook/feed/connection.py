@@ -98,7 +98,7 @@ class VenueConnection:
         lag = ConnectionLag(self._clock, self._settings.max_lag, on_behind)
         for symbol, feed in self.symbols.items():
             if feed.listed:
-                streams[symbol] = feed.current = SymbolStream(feed, lag=lag)
+                streams[symbol] = feed.open_stream(lag)
         return streams, lag
 
     def _session(self) -> str:
@@ -114,6 +114,7 @@ class VenueConnection:
         streams, lag = self.new_streams()
         helpers: list[gevent.Greenlet] = []
         hand_over = False
+        reason: str | None = None  # None: killed, the service stopping
         try:
             reader = gevent.getcurrent()
             for helper, *args in ((self._subscribe, stream, list(streams)), (self._keepalive, stream),
@@ -127,31 +128,26 @@ class VenueConnection:
             # books until the new connection's are in step, so that the outage is as short as it can be.
             hand_over = ended.reason in HANDOVER_REASONS and any(s.serves for s in streams.values())
             log.warning("%s: ending the session: %s", self.name, ended)
-            self._rebuilt_all(streams, ended.reason)  # on the next connection, served meanwhile if handed over
-            return ended.reason
+            reason = ended.reason
+            return reason
         except StreamError as error:
             reason = SESSION_END_REASONS.get(type(error), "disconnect")
             if reason == "bad_frame":
                 self._metrics.bad_frame("too_large")
             log.warning("%s: ending the session: %s: %s", self.name, reason, error)
-            self._rebuilt_all(streams, reason)
             return reason
         finally:
             gevent.killall(helpers)
             if hand_over:  # the connection stays open (and counted) until drained
+                assert reason is not None
                 for symbol_stream in streams.values():
-                    symbol_stream.close(keep_serving=True)
-                    symbol_stream.draining = True
+                    symbol_stream.hand_over(reason)
                 self._spawn(self._drain, stream, streams, lag)
             else:
                 self._metrics.set_connected(False)
                 for symbol_stream in streams.values():
-                    symbol_stream.close()
+                    symbol_stream.close(reason)
                 stream.close()
-
-    def _rebuilt_all(self, streams: dict[str, SymbolStream], reason: str) -> None:
-        for symbol_stream in streams.values():
-            symbol_stream.feed.metrics.rebuild(reason)
 
     def _drain(self, stream: Stream, streams: dict[str, SymbolStream], lag: ConnectionLag) -> None:
         """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
