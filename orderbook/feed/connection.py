@@ -1,25 +1,31 @@
 """One connection to a venue, carrying a group of symbols: its supervisor and its reader.
 
-Each session opens a stream through the transport boundary (:mod:`orderbook.stream`), subscribes its symbols
-paced to the venue's message rate, keeps the connection provably alive, and routes every frame to its symbol's
-:class:`~orderbook.feed.symbol.SymbolStream`. Losing the connection ends the session: every symbol on it is
-rebuilt on the next one, each served again as soon as it is in step. A connection the venue asks us to leave, or
-one as old as it may get, is replaced make-before-break: its books are served until the successor's are in step.
+Each session opens a stream through the transport boundary (:mod:`orderbook.stream`) and follows it: a reader
+routes every frame to its symbol's :class:`~orderbook.feed.symbol.SymbolStream` while helpers subscribe the
+symbols, paced to the venue's message rate, and keep the connection provably alive. The first of them to give a
+reason ends the session (:class:`~orderbook.feed.settings.SessionEnd`): the reader's (the connection broke, or the
+venue asks us to move), the age limit's, or a failed helper's. A connection that still works when its session ends
+(the venue's request, the age limit) is replaced make-before-break: its books are served, by a drain reading on,
+until the successor's are in step. Any other is closed. Either way every symbol on it is rebuilt on the next
+connection, each served again as soon as it is in step.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import gevent
+from gevent.event import AsyncResult
 
 from orderbook.backoff import Backoff
 from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BadMessage, BookDiff, Message, ReconnectRequest
 from orderbook.feed.lag import FRESH_PROBE_INTERVAL, IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
-from orderbook.feed.settings import HANDOVER_REASONS, FeedSettings, SessionEnded
+from orderbook.feed.settings import FeedSettings, SessionEnd
 from orderbook.feed.symbol import SymbolFeed, SymbolStream
 from orderbook.logs import LogThrottle
 from orderbook.metrics import VenueMetrics
@@ -69,14 +75,14 @@ class VenueConnection:
         """Run sessions until killed (``GreenletExit``)."""
         while True:
             started = time.monotonic()
-            reason = self._session()
-            self._metrics.reconnect(reason)
+            end = self._session()
+            self._metrics.reconnect(end.reason)
             if time.monotonic() - started >= self._settings.healthy_after:
                 self._backoff.reset()
-            # A server's request to move, or a connection retired by age, is not a failure: go at once (the old
-            # books are served meanwhile).
-            delay = 0.0 if reason in HANDOVER_REASONS else self._backoff.next()
-            log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, reason, delay)
+            # A connection that still works (the venue asked us to move, or it is too old) did not fail: go at once
+            # (its books are served meanwhile).
+            delay = 0.0 if end.connection_works else self._backoff.next()
+            log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, end.reason, delay)
             gevent.sleep(delay)
 
     def new_streams(self) -> tuple[dict[str, SymbolStream], ConnectionLag]:
@@ -98,91 +104,112 @@ class VenueConnection:
         lag = ConnectionLag(self._clock, self._settings.max_lag, on_behind)
         for symbol, feed in self.symbols.items():
             if feed.listed:
-                streams[symbol] = feed.current = SymbolStream(feed, lag=lag)
+                streams[symbol] = feed.open_stream(lag)
         return streams, lag
 
-    def _session(self) -> str:
-        """One connection's life. Returns why it ended."""
+    def _session(self) -> SessionEnd:
+        """One connection's life, in order: connect; follow it until the first reason to end the session; then
+        hand its books over, if it still works and serves some, or close it. Returns why it ended. An unexpected
+        exception (a bug), or the service stopping, closes the connection on its way to the supervisor."""
         url = self.venue.stream_url
         try:
             stream = self._connect(url)
         except ConnectFailed as error:
             log.warning("%s: cannot connect to %s: %s", self.name, url, error)
-            return "connect_failed"
+            return SessionEnd("connect_failed", str(error))
         log.info("%s: connected to %s (%d symbols)", self.name, url, len(self.symbols))
         self._metrics.set_connected(True)
-        streams, lag = self.new_streams()
-        helpers: list[gevent.Greenlet] = []
-        hand_over = False
+        session = _Session(stream, *self.new_streams(), _Ending())
         try:
-            reader = gevent.getcurrent()
-            for helper, *args in ((self._subscribe, stream, list(streams)), (self._keepalive, stream),
-                                  (self._watch_idle, lag),
-                                  (_after, self._settings.max_connection_age, self._retire, reader)):
-                helpers.append(self._spawn(_or_end_session, reader, helper, *args))
-            self._read(stream, streams, lag)
-            return "closed"  # not reached: _read only ends by raising
-        except SessionEnded as ended:
-            # The venue asked us to move, or the connection is too old, while it still works: keep serving its
-            # books until the new connection's are in step, so that the outage is as short as it can be.
-            hand_over = ended.reason in HANDOVER_REASONS and any(s.serves for s in streams.values())
-            log.warning("%s: ending the session: %s", self.name, ended)
-            self._rebuilt_all(streams, ended.reason)  # on the next connection, served meanwhile if handed over
-            return ended.reason
-        except StreamError as error:
-            reason = SESSION_END_REASONS.get(type(error), "disconnect")
-            if reason == "bad_frame":
-                self._metrics.bad_frame("too_large")
-            log.warning("%s: ending the session: %s: %s", self.name, reason, error)
-            self._rebuilt_all(streams, reason)
-            return reason
+            end = self._follow(session)
+        except BaseException:  # a bug, or the service stopping: raised again once the connection is closed
+            self._close(session)
+            raise
+        log.warning("%s: ending the session: %s", self.name, end)
+        if end.connection_works and session.serves():
+            self._hand_over(session, end.reason)
+        else:
+            self._close(session, end.reason)
+        return end
+
+    def _follow(self, session: _Session) -> SessionEnd:
+        """Read the connection, subscribed and kept alive, until the first reason to end the session: the reader's
+        (the connection broke, or the venue asks us to move), the age limit's (the connection is replaced while it
+        still works, before the venue cuts it), or a failed helper's. The reader and the helpers stop here,
+        whatever happened."""
+        stream, ending = session.stream, session.ending
+        age = self._settings.max_connection_age
+        too_old = SessionEnd("max_age", f"the connection is {age:.0f} s old")
+        greenlets = [self._spawn(self._read_session, session),
+                     self._spawn(_after, age, ending.end, too_old),
+                     *(self._spawn(_ending_if_it_fails, ending, helper, *args) for helper, *args in
+                       ((self._subscribe, stream, list(session.streams)), (self._keepalive, stream),
+                        (self._watch_idle, session.lag)))]
+        try:
+            return ending.wait()
         finally:
-            gevent.killall(helpers)
-            if hand_over:  # the connection stays open (and counted) until drained
-                for symbol_stream in streams.values():
-                    symbol_stream.close(keep_serving=True)
-                    symbol_stream.draining = True
-                self._spawn(self._drain, stream, streams, lag)
-            else:
-                self._metrics.set_connected(False)
-                for symbol_stream in streams.values():
-                    symbol_stream.close()
-                stream.close()
+            gevent.killall(greenlets)
 
-    def _rebuilt_all(self, streams: dict[str, SymbolStream], reason: str) -> None:
-        for symbol_stream in streams.values():
-            symbol_stream.feed.metrics.rebuild(reason)
+    def _hand_over(self, session: _Session, reason: str) -> None:
+        """Keep serving the connection's books until the successor's are in step, so that the outage is as short as
+        it can be: a drain reads the connection on until then, and closes it."""
+        for symbol_stream in session.streams.values():
+            symbol_stream.hand_over(reason)
+        self._spawn(self._drain, session)
 
-    def _drain(self, stream: Stream, streams: dict[str, SymbolStream], lag: ConnectionLag) -> None:
+    def _drain(self, session: _Session) -> None:
         """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
         try:
-            self._read(stream, streams, lag, until=lambda: not any(s.serves for s in streams.values()))
-        except (SessionEnded, StreamError) as error:
+            self._read(session, until=lambda: not session.serves())
+        except StreamError as error:
             log.info("%s: the old connection ended before its successor was in step: %s", self.name, error)
         finally:
-            for symbol_stream in streams.values():
-                symbol_stream.close()
-            self._metrics.set_connected(False)
-            stream.close()
+            self._close(session)
+
+    def _close(self, session: _Session, reason: str | None = None) -> None:
+        """Close the connection and its symbols' streams (``reason``: see :meth:`SymbolStream.close`)."""
+        for symbol_stream in session.streams.values():
+            symbol_stream.close(reason)
+        self._metrics.set_connected(False)
+        session.stream.close()
 
     # -- the stream ------------------------------------------------------------------------------------------
 
-    def _read(self, stream: Stream, streams: dict[str, SymbolStream], lag: ConnectionLag,
-              until: Callable[[], bool] | None = None) -> None:
-        """Route frames until something breaks (raises) or ``until()`` holds (draining)."""
+    def _read_session(self, session: _Session) -> None:
+        """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
+        the venue asks us to move."""
+        ending = session.ending
+        try:
+            self._read(session, until=ending.ended)
+        except StreamError as error:
+            ending.end(self._broken(error))
+        except Exception as error:  # noqa: BLE001 - a bug: ending.fail raises it again, for the supervisor
+            ending.fail(error)
+
+    def _broken(self, error: StreamError) -> SessionEnd:
+        """Why a stream error ends the session: a frame too large (a bad frame too), silence, else a disconnect."""
+        reason = SESSION_END_REASONS.get(type(error), "disconnect")
+        if reason == "bad_frame":
+            self._metrics.bad_frame("too_large")
+        return SessionEnd(reason, str(error))
+
+    def _read(self, session: _Session, until: Callable[[], bool]) -> None:
+        """Route frames until ``until()`` holds; a broken connection raises StreamError. The venue's request to
+        move ends the session, unless it has ended already: a drain reads on."""
+        stream, streams, lag, ending = session.stream, session.streams, session.lag, session.ending
         handle, pass_turn, clock = self.handle_frame, gevent.sleep, time.perf_counter
         turn_taken = received_at = clock()
         probed = received_at - FRESH_PROBE_INTERVAL
         fresh = False
-        while until is None or not until():
+        while not until():
             if received_at - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
                 fresh, probed = not stream.waiting(), received_at
             payload = stream.recv()
             received_at = lag.last_frame_at = clock()
             message = handle(streams, payload, received_at, lag, fresh)
             fresh = False
-            if type(message) is ReconnectRequest and until is None:
-                raise SessionEnded("server_request", message.reason)
+            if type(message) is ReconnectRequest:
+                ending.end(SessionEnd("server_request", message.reason))
             # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
             # all: with many symbols, hundreds of frames while a client's summary waits to be sent. It passes the
             # hub a turn after READER_TURN of work instead, so the streams (and the other venue) go in between.
@@ -280,20 +307,56 @@ class VenueConnection:
             gevent.sleep(IDLE_CAUGHT_UP / 2)
             lag.check_idle(time.perf_counter())
 
-    def _retire(self, reader: gevent.Greenlet) -> None:
-        """The connection is as old as it may get: move to a new one while this one still works."""
-        age = self._settings.max_connection_age
-        reader.kill(SessionEnded("max_age", f"the connection is {age:.0f} s old"), block=False)
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """One session's connection: its stream, its symbols' streams on it, its lag, and why the session ends."""
+
+    stream: Stream
+    streams: dict[str, SymbolStream]
+    lag: ConnectionLag
+    ending: _Ending
+
+    def serves(self) -> bool:
+        """Whether any of its books is served (the successor's have not replaced them all)."""
+        return any(symbol_stream.serves for symbol_stream in self.streams.values())
 
 
-def _or_end_session(reader: gevent.Greenlet, helper: Callable[..., object], *args: object) -> None:
+class _Ending:
+    """Why a session ends: the first reason given, by whichever gives one first (the reader, the age limit, a failed
+    helper); later ones change nothing."""
+
+    def __init__(self) -> None:
+        self._result: AsyncResult[SessionEnd] = AsyncResult()
+        self.ended: Callable[[], bool] = self._result.ready
+        """Whether the session has ended (a bound method: the reader asks after every frame)."""
+
+    def end(self, reason: SessionEnd) -> None:
+        if not self._result.ready():
+            self._result.set(reason)
+
+    def fail(self, error: Exception) -> None:
+        """The reader raised (a bug): the session ends, and :meth:`wait` raises the error again, so that the
+        supervisor sees the connection's task fail. If the session had ended already, the error is raised here, for
+        the supervisor to see as the reader's."""
+        if self._result.ready():
+            raise error
+        self._result.set_exception(error, sys.exc_info())
+
+    def wait(self) -> SessionEnd:
+        reason = self._result.get()
+        assert reason is not None  # set only by end(); fail()'s error is raised instead
+        return reason
+
+
+def _ending_if_it_fails(ending: _Ending, helper: Callable[..., object], *args: object) -> None:
     """Run a session's helper; if it fails (a bug), the session ends, so that the next one starts every helper
     afresh (a keep-alive that died would leave a quiet connection to be taken for a dead one), and the exception
     goes on to the supervisor, which logs and counts it."""
     try:
         helper(*args)
     except Exception:
-        reader.kill(SessionEnded("helper_failed", f"{getattr(helper, '__name__', helper)} failed"), block=False)
+        ending.end(SessionEnd("helper_failed", f"{getattr(helper, '__name__', helper)} failed"))
         raise
 
 

@@ -1,4 +1,4 @@
-"""The feed's timings and limits, and the signal that ends a connection's session."""
+"""The feed's timings and limits, and why a connection's session ended."""
 
 from __future__ import annotations
 
@@ -35,9 +35,18 @@ HANDOVER_REASONS = frozenset({"server_request", "max_age"})
 """Sessions that end while their connection still works: its books are served until the successor's are in step."""
 
 
-class SessionEnded(Exception):
-    """Ends a connection's session: every symbol on it is rebuilt on a new connection."""
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """Why a connection's session ended: every symbol on it is rebuilt on a new connection."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}{': ' if detail else ''}{detail}")
-        self.reason = reason
+    reason: str
+    detail: str = ""
+
+    @property
+    def connection_works(self) -> bool:
+        """The venue asked us to move, or the connection is too old, while it still works: not a failure, so the
+        next connection is made at once, and this one's books are served until the successor's are in step."""
+        return self.reason in HANDOVER_REASONS
+
+    def __str__(self) -> str:
+        return f"{self.reason}{': ' if self.detail else ''}{self.detail}"

@@ -5,13 +5,24 @@ snapshots and audits. On each connection the symbol gets a :class:`SymbolStream`
 buffering from the subscription, a snapshot fetched once a diff shows where the stream is, and the book served from
 the moment it is in step. A gap, a stale snapshot, a failed audit or a bad diff rebuilds that symbol's stream in
 place (buffer from now, fresh snapshot): the connection and every other symbol on it keep streaming.
+
+A stream is in one :class:`StreamPhase` at a time, and only its own methods move it (:data:`NEXT_PHASES` says
+where each phase may go; any other move raises :class:`PhaseError`)::
+
+    SUBSCRIBING --a diff, or the quiet wait--> LOADING --a snapshot fits--> IN_STEP
+    LOADING --the venue does not list it--> UNLISTED
+    any of these --the book breaks--> REBUILDING --a diff, or the quiet wait--> LOADING ...
+    any of these --the session ends, the connection working--> DRAINING (a book that breaks leaves) --> CLOSED
+    any of these --the connection is gone--> CLOSED
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from enum import Enum
+from types import MappingProxyType
 
 import gevent
 
@@ -64,18 +75,34 @@ class SymbolFeed:
         self._on_change = on_change
         self._on_unlisted = on_unlisted
         self.listed = True
-        self.current: SymbolStream | None = None
-        """The stream of the connection that carries the symbol now (not one being drained)."""
+        self._current: SymbolStream | None = None
         self.due_since = time.monotonic()
         """When the book was last audited, or came in step: the next audit is due an audit interval after it."""
         metrics.stats.bid_levels = lambda: self._served_depth("bid_depth")
         metrics.stats.ask_levels = lambda: self._served_depth("ask_depth")
         metrics.stats.lag = self._lag
 
+    @property
+    def current(self) -> SymbolStream | None:
+        """The stream of the newest connection that carries the symbol (None before the first); a stream handed
+        over stays current until its successor opens."""
+        return self._current
+
+    def open_stream(self, lag: ConnectionLag) -> SymbolStream:
+        """A new connection carries the symbol: its stream, the current one from now on."""
+        self._current = SymbolStream(self, lag)
+        return self._current
+
+    @property
+    def auditable(self) -> bool:
+        """Whether the symbol's book can be audited now (listed, and its current stream's book in step and
+        served)."""
+        return self.listed and self._current is not None and self._current.auditable
+
     def _lag(self) -> float | None:
         """How far behind the venue the book is (its connection's lag); None while no connection carries it."""
-        stream = self.current
-        return stream.lag.lag if self.listed and stream is not None and stream.lag is not None else None
+        stream = self._current
+        return stream.lag.lag if self.listed and stream is not None else None
 
     def _served_depth(self, side: str) -> int:
         book = self.book.book(self.venue.name) if self.listed else None
@@ -98,6 +125,15 @@ class SymbolFeed:
         self.changed(time.perf_counter())
 
     # -- the drift audit ---------------------------------------------------------------------------------------
+
+    def audit_current(self) -> None:
+        """Audit the current stream's book, and rebuild it if it differs from the venue's, unless it has been
+        replaced meanwhile."""
+        stream = self._current
+        assert stream is not None  # picked while auditable, and a feed's stream is replaced, never unset
+        sync = stream.sync
+        if self.audit(stream) and stream is self._current:
+            stream.on_divergence(sync)
 
     def audit(self, stream: SymbolStream) -> list[Divergence]:
         """One audit: the levels that differ (logged and counted), or [] when they agree or it was skipped.
@@ -165,23 +201,72 @@ class SymbolFeed:
         return divergences
 
 
-class SymbolStream:
-    """The symbol's book on one connection. ``draining``: the connection is being replaced; the book is kept
-    current until the successor's is in step, and never rebuilt. ``lag``: the connection's lag, which says when
-    the book is too far behind the venue to serve (None: never, as in tests that drive a stream alone)."""
+class StreamPhase(Enum):
+    """Where a symbol's stream on one connection stands. Only the stream moves it, along :data:`NEXT_PHASES`."""
 
-    def __init__(self, feed: SymbolFeed, *, draining: bool = False, lag: ConnectionLag | None = None) -> None:
+    SUBSCRIBING = "subscribing"
+    """The connection's first book: diffs are buffered from the subscription until one shows where the stream is
+    (or, on a quiet pair, until the quiet wait has passed); then its snapshot is asked for, at START priority."""
+    REBUILDING = "rebuilding"
+    """The book broke: diffs are buffered from then on, as while subscribing, for a snapshot at REBUILD priority."""
+    LOADING = "loading"
+    """A loader fetches snapshots until one fits the buffered diffs."""
+    IN_STEP = "in_step"
+    """The book follows the stream, served unless the connection is behind the venue."""
+    UNLISTED = "unlisted"
+    """The venue said it does not list the symbol: no snapshot is asked for again (unless the book breaks)."""
+    DRAINING = "draining"
+    """The session ended while the connection works: the book is kept current until the successor's replaces it,
+    never rebuilt (a book that breaks only leaves the merged book), and nothing is fetched for it."""
+    CLOSED = "closed"
+    """The connection is gone."""
+
+
+_WAITING = frozenset({StreamPhase.SUBSCRIBING, StreamPhase.REBUILDING})
+"""The phases that buffer diffs until one, or the quiet wait, lets the snapshot be asked for."""
+_ENDS = frozenset({StreamPhase.REBUILDING, StreamPhase.DRAINING, StreamPhase.CLOSED})
+"""Every phase of a working connection can be rebuilt, handed over or closed."""
+NEXT_PHASES: Mapping[StreamPhase, frozenset[StreamPhase]] = MappingProxyType({
+    StreamPhase.SUBSCRIBING: _ENDS | {StreamPhase.LOADING, StreamPhase.IN_STEP, StreamPhase.UNLISTED},
+    StreamPhase.REBUILDING: _ENDS | {StreamPhase.LOADING, StreamPhase.IN_STEP, StreamPhase.UNLISTED},
+    StreamPhase.LOADING: _ENDS | {StreamPhase.IN_STEP, StreamPhase.UNLISTED},
+    StreamPhase.IN_STEP: _ENDS,
+    StreamPhase.UNLISTED: _ENDS,
+    StreamPhase.DRAINING: frozenset({StreamPhase.CLOSED}),
+    StreamPhase.CLOSED: frozenset(),
+})
+"""Where each phase may move. A waiting phase goes in step directly when it is given a snapshot without a loader
+(:meth:`SymbolStream.install_snapshot`, as the benchmark does)."""
+
+
+class PhaseError(RuntimeError):
+    """A stream was asked to move where its phase does not lead: a bug in the feed."""
+
+
+class SymbolStream:
+    """The symbol's book on one connection, in one :class:`StreamPhase` at a time, moved only by its own methods:
+    the frames its connection routes to it, its snapshot loader and quiet timer, an audit's verdict, and the
+    session's end (:meth:`hand_over`, :meth:`close`). ``lag``: the connection's lag, which says when the book is
+    too far behind the venue to serve."""
+
+    def __init__(self, feed: SymbolFeed, lag: ConnectionLag) -> None:
         self.feed = feed
         self.symbol = feed.symbol
-        self.draining = draining
         self.lag = lag
         self.sync = feed.venue.new_sync(watch_depth=feed.book.depth)
         self._venue_name = feed.venue.name
-        self._snapshot_requested = False
-        self._rebuilt = False
+        self._phase = StreamPhase.SUBSCRIBING
+        self._subscription_confirmed = False
+        """Not a phase: the venue's confirmation can come in any phase, and it outlives rebuilds (a rebuilt book
+        on a confirmed subscription starts its quiet wait at once)."""
         self._loader: gevent.Greenlet | None = None
         self._quiet_timer: gevent.Greenlet | None = None
-        self._subscribed = False
+        """The stream's helpers, kept to be stopped when it moves on."""
+
+    def _move(self, to: StreamPhase) -> None:
+        if to not in NEXT_PHASES[self._phase]:
+            raise PhaseError(f"{self.feed.name}: a stream {self._phase.value} cannot become {to.value}")
+        self._phase = to
 
     @property
     def serves(self) -> bool:
@@ -191,7 +276,12 @@ class SymbolStream:
     @property
     def behind(self) -> bool:
         """Whether the connection is too far behind the venue for this book to be served."""
-        return self.lag is not None and self.lag.behind
+        return self.lag.behind
+
+    @property
+    def auditable(self) -> bool:
+        """Whether the book can be audited now: in step, served, and not behind the venue."""
+        return self.sync.in_step and self.serves and not self.lag.behind
 
     def set_behind(self, behind: bool) -> None:
         """The connection fell behind the venue (or caught up): the book leaves the merged book meanwhile (or comes
@@ -218,8 +308,8 @@ class SymbolStream:
             if sync.top_changed:
                 feed.changed(received_at)
         elif outcome is Outcome.BUFFERED:
-            if not self._snapshot_requested and not self.draining and feed.venue.ready_for_snapshot(diff):
-                self._request_snapshot()
+            if self._phase in _WAITING and feed.venue.ready_for_snapshot(diff):
+                self._load()
         elif outcome is Outcome.STALE:
             feed.metrics.stale_diff()
         elif outcome.breaks_book:
@@ -231,73 +321,32 @@ class SymbolStream:
     def on_subscribed(self) -> None:
         """The venue confirmed the subscription: a venue whose snapshot waits for a diff (Bitstamp) takes it
         anyway if none comes, the pair being quiet."""
-        self._subscribed = True
-        self._start_quiet_timer()
-
-    def _start_quiet_timer(self) -> None:
-        wait = self.feed.venue.quiet_snapshot_wait
-        if wait is None or self.draining or self._quiet_timer is not None or not self._subscribed:
+        if self._subscription_confirmed:
             return
+        self._subscription_confirmed = True
+        if self._phase in _WAITING:
+            self._start_quiet_timer()
 
-        def quiet() -> None:
-            gevent.sleep(wait)
-            self._quiet_timer = None
-            if self.sync.buffered == 0 and not self.sync.in_step and not self._snapshot_requested:
-                log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot",
-                         self.feed.name, wait)
-                self._request_snapshot()
+    # -- the book's phases -------------------------------------------------------------------------------------
 
-        self._quiet_timer = self.feed.spawn(quiet)
-
-    def _request_snapshot(self) -> None:
-        self._snapshot_requested = True
-        self._loader = self.feed.spawn(self._load_snapshot, Priority.REBUILD if self._rebuilt else Priority.START)
-
-    def _load_snapshot(self, priority: Priority) -> None:
-        """Fetch snapshots until one fits the buffered stream, then serve the book. If it fails (a bug), the book
-        is rebuilt, so that the symbol is not left waiting for a snapshot nobody fetches, and the exception goes
-        on to the supervisor."""
-        try:
-            self._fetch_until_in_step(priority)
-        except Exception:
-            self._loader = None
-            self.rebuild("loader_failed")
-            raise
-
-    def _fetch_until_in_step(self, priority: Priority) -> None:
-        feed = self.feed
-        too_old = Backoff(TOO_OLD_RETRY_BASE, TOO_OLD_RETRY_CAP)
-        while True:
-            try:
-                snapshot = feed.fetcher.fetch(self.symbol, priority)
-            except UnknownSymbol as error:
-                self._loader = None
-                feed.unlist(str(error))
-                return
-            outcome = self.install_snapshot(snapshot)
-            if outcome is Outcome.APPLIED:
-                self._loader = None
-                return
-            if outcome is Outcome.SNAPSHOT_TOO_OLD:
-                delay = too_old.next()
-                log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
-                         feed.name, snapshot.last_id, delay)
-                gevent.sleep(delay)  # and then the venue's REST budget, in fetch()
-                priority = Priority.REBUILD
-                continue
-            self._loader = None
-            self.rebuild(outcome.value, "while replaying the buffered diffs")
-            return
+    def _load(self) -> None:
+        """SUBSCRIBING or REBUILDING -> LOADING: a diff (or the quiet wait) says the snapshot can be asked for."""
+        priority = Priority.REBUILD if self._phase is StreamPhase.REBUILDING else Priority.START
+        self._move(StreamPhase.LOADING)
+        self._loader = self.feed.spawn(self._load_snapshot, priority)
 
     def install_snapshot(self, snapshot: BookSnapshot) -> Outcome:
-        """Load a snapshot into the sync; once it fits, serve the book. No I/O."""
+        """Load a snapshot into the sync; once it fits, serve the book: -> IN_STEP. No I/O. A symbol the venue has
+        stopped listing meanwhile has nothing to serve: -> UNLISTED, and APPLIED all the same."""
         feed, sync = self.feed, self.sync
         if not feed.listed:
-            return Outcome.APPLIED  # left out meanwhile: nothing to serve
+            self._move(StreamPhase.UNLISTED)
+            return Outcome.APPLIED
         behind = self.behind
         with feed.book.lock:
             outcome = sync.on_snapshot(snapshot)
             if outcome is Outcome.APPLIED:
+                self._move(StreamPhase.IN_STEP)
                 feed.book.attach(self._venue_name, sync.book)
                 feed.book.set_behind(self._venue_name, behind)
         if outcome is Outcome.APPLIED:
@@ -310,21 +359,105 @@ class SymbolStream:
         return outcome
 
     def rebuild(self, reason: str, detail: str = "") -> None:
-        """The book can no longer be vouched for: stop serving it, buffer from now, and fetch a new snapshot."""
+        """The book can no longer be vouched for: stop serving it, buffer from now, and fetch a new snapshot
+        (-> REBUILDING). A draining book only leaves: its successor's replaces it."""
+        if self._phase is StreamPhase.DRAINING:
+            self._drop_book(reason)
+            log.info("%s: the old connection's book broke (%s) before its successor was in step",
+                     self.feed.name, reason)
+            return
+        self._move(StreamPhase.REBUILDING)
+        self._drop_book(reason)
+        log.warning("%s: rebuilding the book: %s%s%s", self.feed.name, reason, ": " if detail else "", detail)
+        self._start_quiet_timer()  # the subscription stands: a quiet pair sends nothing to wait for
+
+    def on_divergence(self, sync: BookSync) -> None:
+        """An audit found ``sync``'s book differs from the venue's: rebuild it, unless it has been rebuilt, or its
+        connection closed, while the audit ran (it takes seconds)."""
+        if self.sync is sync and self._phase is not StreamPhase.CLOSED:
+            self.rebuild("audit", "levels differ from the venue's")
+
+    def hand_over(self, reason: str) -> None:
+        """-> DRAINING: the session ended for ``reason`` while its connection still works. The book stays served,
+        kept current, until the successor's replaces it; the symbol is rebuilt there (counted now)."""
+        self._move(StreamPhase.DRAINING)
+        self.feed.metrics.rebuild(reason)
+        self._stop_helpers()
+
+    def close(self, reason: str | None = None) -> None:
+        """-> CLOSED: the connection is gone, and the book leaves the merged book (unless a newer stream's has
+        replaced it already). ``reason``: why the session ended, when that ends this book, which the next
+        connection rebuilds (counted now); None when a drain ends (counted when handed over) or the service
+        stops."""
+        self._move(StreamPhase.CLOSED)
+        if reason is not None:
+            self.feed.metrics.rebuild(reason)
+        self._stop_helpers()
+        self._leave_book()
+
+    # -- its helpers -------------------------------------------------------------------------------------------
+
+    def _start_quiet_timer(self) -> None:
+        wait = self.feed.venue.quiet_snapshot_wait
+        if wait is not None and self._subscription_confirmed:
+            self._quiet_timer = self.feed.spawn(self._after_quiet_wait, wait)
+
+    def _after_quiet_wait(self, wait: float) -> None:
+        gevent.sleep(wait)
+        if self._phase in _WAITING and self.sync.buffered == 0:
+            log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.feed.name, wait)
+            self._load()
+
+    def _load_snapshot(self, priority: Priority) -> None:
+        """Fetch snapshots until one fits the buffered stream, then serve the book. If it fails (a bug), the book
+        is rebuilt, so that the symbol is not left waiting for a snapshot nobody fetches, and the exception goes
+        on to the supervisor."""
+        sync = self.sync
+        try:
+            self._fetch_until_in_step(sync, priority)
+        except Exception:
+            if self._loads(sync):
+                self.rebuild("loader_failed")
+            raise
+
+    def _loads(self, sync: BookSync) -> bool:
+        """Whether the loader started for ``sync`` is still wanted. One stopped while it waited may have woken
+        before its kill came (a kill is delivered on the hub's next turn): it then does nothing more."""
+        return self._phase is StreamPhase.LOADING and self.sync is sync
+
+    def _fetch_until_in_step(self, sync: BookSync, priority: Priority) -> None:
+        feed = self.feed
+        too_old = Backoff(TOO_OLD_RETRY_BASE, TOO_OLD_RETRY_CAP)
+        while True:
+            try:
+                snapshot = feed.fetcher.fetch(self.symbol, priority)
+            except UnknownSymbol as error:
+                if self._loads(sync):
+                    self._move(StreamPhase.UNLISTED)
+                    feed.unlist(str(error))
+                return
+            if not self._loads(sync):
+                return
+            outcome = self.install_snapshot(snapshot)
+            if outcome is not Outcome.SNAPSHOT_TOO_OLD:
+                break
+            delay = too_old.next()
+            log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
+                     feed.name, snapshot.last_id, delay)
+            gevent.sleep(delay)  # and then the venue's REST budget, in fetch()
+            priority = Priority.REBUILD
+        if outcome is not Outcome.APPLIED:
+            self.rebuild(outcome.value, "while replaying the buffered diffs")
+
+    def _drop_book(self, reason: str) -> None:
+        """Count the rebuild, stop the helpers, leave the merged book, and buffer afresh."""
         feed = self.feed
         feed.metrics.rebuild(reason)
         self._stop_helpers()
-        self.leave_book()
+        self._leave_book()
         self.sync = feed.venue.new_sync(watch_depth=feed.book.depth)
-        self._snapshot_requested = False
-        self._rebuilt = True
-        if self.draining:
-            log.info("%s: the old connection's book broke (%s) before its successor was in step", feed.name, reason)
-            return
-        log.warning("%s: rebuilding the book: %s%s%s", feed.name, reason, ": " if detail else "", detail)
-        self._start_quiet_timer()  # the subscription stands: a quiet pair sends nothing to wait for
 
-    def leave_book(self) -> None:
+    def _leave_book(self) -> None:
         """Stop serving this stream's book, unless a newer stream's book has replaced it already."""
         feed = self.feed
         with feed.book.lock:
@@ -334,12 +467,6 @@ class SymbolStream:
         if was_served:
             feed.metrics.set_in_step(False)
             feed.changed(time.perf_counter())
-
-    def close(self, *, keep_serving: bool = False) -> None:
-        """The connection is gone (or handed over, ``keep_serving``: a drain takes the stream on)."""
-        self._stop_helpers()
-        if not keep_serving:
-            self.leave_book()
 
     def _stop_helpers(self) -> None:
         current = gevent.getcurrent()

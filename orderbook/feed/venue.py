@@ -120,9 +120,7 @@ class VenueFeed:
         budget, weight = self.fetcher.budget, self.venue.snapshot_weight
         auditing: set[str] = set()
         while True:
-            due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.listed
-                   and feed.current is not None and feed.current.sync.in_step and feed.current.serves
-                   and not feed.current.behind]
+            due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.auditable]
             if not due:
                 gevent.sleep(min(interval, AUDIT_IDLE_CHECK))
                 continue
@@ -142,10 +140,6 @@ class VenueFeed:
     @staticmethod
     def _audit(feed: SymbolFeed, auditing: set[str]) -> None:
         try:
-            stream = feed.current
-            assert stream is not None  # picked with a stream in step, and a feed's stream is replaced, never unset
-            sync = stream.sync
-            if feed.audit(stream) and stream is feed.current and stream.sync is sync:
-                stream.rebuild("audit", "levels differ from the venue's")
+            feed.audit_current()
         finally:
             auditing.discard(feed.symbol)

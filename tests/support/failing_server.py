@@ -10,6 +10,7 @@ import sys  # noqa: E402
 
 from orderbook import server  # noqa: E402
 from orderbook.feed.connection import VenueConnection  # noqa: E402
+from orderbook.feed.settings import SessionEnd  # noqa: E402
 
 
 def main() -> int:
@@ -17,7 +18,7 @@ def main() -> int:
     session = VenueConnection._session
     failed: list[str] = []
 
-    def failing_session(connection: VenueConnection) -> str:
+    def failing_session(connection: VenueConnection) -> SessionEnd:
         if connection.venue.name == "binance" and (mode == "always" or not failed):
             failed.append(connection.name)
             raise RuntimeError("made to fail by the test")
