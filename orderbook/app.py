@@ -28,7 +28,7 @@ from orderbook.relay.node import BookNode, OtherDeployment
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
 from orderbook.serving.stats import serving_families
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 from orderbook.symbol_state import SymbolState
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,10 @@ class Application(Listening):
         self.metrics = Metrics(registry or CollectorRegistry())
         venues = [settings.venue() for settings in config.venues]
         self.venue_names = [venue.name for venue in venues]
-        self.books = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
+        self.consolidated = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
         self.served, self.grpc = self._serving_side(config)
         self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
-                           for symbol, book in self.books.items()}
+                           for symbol, book in self.consolidated.items()}
         self.publisher = self.publishers[config.symbol]
         self._unlisted: dict[str, set[str]] = {symbol: set() for symbol in config.symbols}
         self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
@@ -58,7 +58,7 @@ class Application(Listening):
         self.feeds = [
             VenueFeed(
                 venue,
-                self.books,
+                self.consolidated,
                 on_change=self._book_changed,
                 on_listing=self._listing,
                 on_unlisted=self._unlisted_by,
@@ -84,10 +84,10 @@ class Application(Listening):
         self._default_in_step = False
         self.fatal_error: ExchangeError | OtherDeployment | None = None
 
-    def _serving_side(self, config: Config) -> tuple[SymbolBooks, GrpcServer | ServingProcesses]:
+    def _serving_side(self, config: Config) -> tuple[ServedSymbols, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
         tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
-        served = SymbolBooks(config.symbols, config.depth)  # its streams, or the serving processes' links, follow it
+        served = ServedSymbols(config.symbols, config.depth)  # its streams, or the serving processes' links, follow it
         for symbol in config.symbols:
             served.set_state(SymbolState(symbol, tuple(self.venue_names), ()))
         if not config.serve_processes:
@@ -173,14 +173,14 @@ class Application(Listening):
     def _book_changed(self, symbol: str, received_at: float) -> None:
         if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
-        book = self.books[symbol]
+        book = self.consolidated[symbol]
         if tuple(name for name in self.venue_names if book.in_step(name)) != self._in_step[symbol]:
             self._report_state(symbol)  # only when a venue came or went: most calls are a moved top
 
     def _report_state(self, symbol: str) -> None:
         """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; health follows the default
         symbol's (BookSummary's)."""
-        book = self.books[symbol]
+        book = self.consolidated[symbol]
         self._in_step[symbol] = in_step = tuple(name for name in self.venue_names if book.in_step(name))
         self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
         if symbol == self.config.symbol:

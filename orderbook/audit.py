@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from orderbook.book import OrderBook, PriceLevel
+from orderbook.book import VenueBook, PriceLevel
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from orderbook.prices import format_decimal
 
@@ -43,7 +43,7 @@ def touched_after(diffs: Iterable[BookDiff], snapshot_id: int) -> tuple[set[int]
 
 
 def compare(
-    book: OrderBook, snapshot: BookSnapshot, recent: Iterable[BookDiff], snapshot_depth: int | None
+    book: VenueBook, snapshot: BookSnapshot, recent: Iterable[BookDiff], snapshot_depth: int | None
 ) -> list[Divergence]:
     """Every level, best first per side, where ``book`` and ``snapshot`` disagree and no newer diff explains it.
 

@@ -2,7 +2,7 @@
 
 Both sides are :class:`~sortedcontainers.SortedDict` keyed so that iteration runs best level first: asks by
 price, bids by negated price. An amount-only change at an existing price touches only the dict, not the sorted
-key list. A crossed book is reported by :meth:`OrderBook.is_crossed`, never silently repaired: a cross inside
+key list. A crossed book is reported by :meth:`VenueBook.is_crossed`, never silently repaired: a cross inside
 one venue means the sync logic is wrong, and hiding it would hide the bug.
 """
 
@@ -17,7 +17,7 @@ PriceLevel = tuple[int, int]
 """(price, amount), both scaled integers (see :mod:`orderbook.prices`)."""
 
 
-class OrderBook:
+class VenueBook:
     __slots__ = ("_bids", "_asks", "bid_floor", "ask_ceiling")
 
     def __init__(self) -> None:
@@ -116,9 +116,9 @@ class OrderBook:
         return -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, OrderBook):
+        if not isinstance(other, VenueBook):
             return NotImplemented
         return self._bids == other._bids and self._asks == other._asks
 
     def __repr__(self) -> str:
-        return f"OrderBook(bids={self.bid_depth}, asks={self.ask_depth})"
+        return f"VenueBook(bids={self.bid_depth}, asks={self.ask_depth})"

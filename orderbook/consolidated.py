@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.merge import MergedTop, merge_top
 
 
@@ -20,52 +20,52 @@ class ConsolidatedBook:
             raise ValueError("depth must be at least 1")
         self.depth = depth
         self.lock = threading.Lock()  # a gevent lock once the process is monkey-patched
-        self._books: dict[str, OrderBook | None] = dict.fromkeys(exchanges)
+        self._venue_books: dict[str, VenueBook | None] = dict.fromkeys(exchanges)
         self._behind: set[str] = set()
 
     @property
     def exchanges(self) -> list[str]:
-        return list(self._books)
+        return list(self._venue_books)
 
-    def attach(self, exchange: str, book: OrderBook) -> None:
+    def attach(self, exchange: str, book: VenueBook) -> None:
         """Serve ``book`` for ``exchange`` from now on (it is in step). Call with the lock held."""
         self._require(exchange)
-        self._books[exchange] = book
+        self._venue_books[exchange] = book
         self._behind.discard(exchange)
 
     def detach(self, exchange: str) -> None:
         """Stop serving ``exchange`` (it is rebuilding or gone). Call with the lock held."""
         self._require(exchange)
-        self._books[exchange] = None
+        self._venue_books[exchange] = None
         self._behind.discard(exchange)
 
     def set_behind(self, exchange: str, behind: bool) -> None:
         """``exchange``'s attached book is (or no longer is) too far behind the venue to serve: it stays attached
         and kept current, but takes no part in the merged view meanwhile. Call with the lock held."""
         self._require(exchange)
-        if behind and self._books[exchange] is not None:
+        if behind and self._venue_books[exchange] is not None:
             self._behind.add(exchange)
         else:
             self._behind.discard(exchange)
 
     def in_step(self, exchange: str) -> bool:
         """Whether ``exchange``'s book is served: attached, and not behind."""
-        return self._books[exchange] is not None and exchange not in self._behind
+        return self._venue_books[exchange] is not None and exchange not in self._behind
 
-    def book(self, exchange: str) -> OrderBook | None:
-        return self._books[exchange]
+    def book(self, exchange: str) -> VenueBook | None:
+        return self._venue_books[exchange]
 
     def merged_top(self) -> MergedTop:
         depth = self.depth
         with self.lock:
-            live = [(name, book) for name, book in self._books.items()
+            live = [(name, book) for name, book in self._venue_books.items()
                     if book is not None and name not in self._behind]
             bids = {name: book.top_bids(depth) for name, book in live}
             asks = {name: book.top_asks(depth) for name, book in live}
         return merge_top(bids, asks, depth)
 
     def _require(self, exchange: str) -> None:
-        if exchange not in self._books:
+        if exchange not in self._venue_books:
             raise KeyError(f"unknown exchange {exchange!r}")
 
 

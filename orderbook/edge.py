@@ -34,7 +34,7 @@ from orderbook.relay.source import RedisSource
 from orderbook.relay.timing import SOURCE_TIMEOUT, TICK
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
 from orderbook.serving.stats import serving_families
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,11 @@ class Edge(Listening):
     def __init__(self, config: EdgeConfig) -> None:
         super().__init__()
         self.config = config
-        self.books = SymbolBooks((), 1)  # the leader's symbols and depth arrive with its first heartbeat
+        self.served = ServedSymbols((), 1)  # the leader's symbols and depth arrive with its first heartbeat
         self.stats = EdgeStats()
         tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
-        self.grpc = GrpcServer(self.books, config.grpc_addr, max_streams=config.max_streams, tls=tls)
-        self.source = RedisSource(config.source, self.books, self.stats, on_change=self._check,
+        self.grpc = GrpcServer(self.served, config.grpc_addr, max_streams=config.max_streams, tls=tls)
+        self.source = RedisSource(config.source, self.served, self.stats, on_change=self._check,
                                   keys=Keys(config.relay_prefix), key=config.relay_key)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
@@ -79,19 +79,19 @@ class Edge(Listening):
         """Suspend or resume the streams, and set health, from how recently the leader was heard."""
         heard = self.source.last_heard
         fresh = heard is not None and time.monotonic() - heard < SOURCE_TIMEOUT
-        books = self.books
-        if fresh and books.unavailable is not None and books.symbols:
-            books.resume()
-            log.info("edge: serving %d symbols from the leader of epoch %d", len(books.symbols), self.stats.epoch)
-        elif not fresh and books.unavailable is None:
+        served = self.served
+        if fresh and served.unavailable is not None and served.symbols:
+            served.resume()
+            log.info("edge: serving %d symbols from the leader of epoch %d", len(served.symbols), self.stats.epoch)
+        elif not fresh and served.unavailable is None:
             reason = f"the leader has not been heard for {SOURCE_TIMEOUT:g} s"
-            books.suspend(reason)
+            served.suspend(reason)
             self.stats.sources_lost += 1
             log.warning("edge: %s (Redis %s); ending every stream with UNAVAILABLE until it is",
                         reason, "answers" if self.source.connected else "unreachable")
-        up = fresh and self.source.connected and books.unavailable is None and self.tasks.healthy
+        up = fresh and self.source.connected and served.unavailable is None and self.tasks.healthy
         self.stats.serving = up
-        serving = up and bool(books.state(books.default).exchanges_in_step)
+        serving = up and bool(served.state(served.default).exchanges_in_step)
         if serving != self._serving:
             self._serving = serving
             self.grpc.set_serving(serving)
@@ -101,5 +101,5 @@ class Edge(Listening):
         greenlets = GaugeMetricFamily("orderbook_greenlets", "Greenlets alive that the edge started, gRPC calls "
                                       "included")
         greenlets.add_metric([], len(self.tasks) + stats.active_calls)
-        return [*serving_families(stats, self.books.published_total), greenlets, *self.stats.families(),
+        return [*serving_families(stats, self.served.published_total), greenlets, *self.stats.families(),
                 *self.tasks.families()]

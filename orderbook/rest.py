@@ -53,7 +53,7 @@ class Priority(IntEnum):
     AUDIT = 2
 
 
-class UnknownSymbol(ExchangeError):
+class SymbolNotListed(ExchangeError):
     """The venue does not list the symbol (Binance -1121, Bitstamp 404): it is left out there."""
 
     def __init__(self, venue: str, symbol: str, detail: str) -> None:
@@ -194,7 +194,7 @@ class SnapshotFetcher:
         self._backoff = backoff
 
     def fetch(self, symbol: str, priority: Priority = Priority.START) -> BookSnapshot:
-        """Retry until a usable snapshot arrives; raises :class:`UnknownSymbol` when the venue does not list it."""
+        """Retry until a usable snapshot arrives; raises :class:`SymbolNotListed` when the venue does not list it."""
         retry = Backoff(self._backoff.base, self._backoff.cap)
         while True:
             result = self._snapshot(symbol, SNAPSHOT_SHARE, priority)
@@ -232,14 +232,14 @@ class SnapshotFetcher:
         return None
 
     def _snapshot(self, symbol: str, share: float, priority: Priority) -> BookSnapshot | _Failed:
-        """Wait for the budget, ask once, and say what came back. Raises UnknownSymbol."""
+        """Wait for the budget, ask once, and say what came back. Raises SymbolNotListed."""
         result = self._request(self.venue.snapshot_url(symbol), self.venue.snapshot_weight, share, priority)
         if isinstance(result, _Failed):
             return result
         status = result.status_code
         if status != 200:
             if self.venue.unknown_symbol(status, result.content):
-                raise UnknownSymbol(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
+                raise SymbolNotListed(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
             return self._failure(result)
         try:
             snapshot = self.venue.parse_snapshot(result.content)

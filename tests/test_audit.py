@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from orderbook.audit import compare
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from tests.recordings import data_sets
 
 
-def book(bids, asks, bid_floor=None, ask_ceiling=None) -> OrderBook:
-    result = OrderBook()
+def book(bids, asks, bid_floor=None, ask_ceiling=None) -> VenueBook:
+    result = VenueBook()
     result.load(bids, asks, bid_floor, ask_ceiling)
     return result
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 
 FAST = settings(max_examples=150, deadline=None)
 
 
-def book_of(bids, asks) -> OrderBook:
-    book = OrderBook()
+def book_of(bids, asks) -> VenueBook:
+    book = VenueBook()
     book.load(bids, asks)
     return book
 
@@ -52,7 +52,7 @@ def test_removing_a_missing_level_is_a_no_op():
 
 
 def test_the_same_price_on_both_sides_is_two_levels():
-    book = OrderBook()
+    book = VenueBook()
     book.apply([(100, 1)], [(100, 2)])
     assert book.bids() == [(100, 1)] and book.asks() == [(100, 2)]
 
@@ -67,12 +67,12 @@ def test_equality_is_by_levels():
     assert book_of([(1, 1)], [(2, 1)]) == book_of([(1, 1)], [(2, 1)])
     assert book_of([(1, 1)], [(2, 1)]) != book_of([(1, 2)], [(2, 1)])
     assert book_of([(1, 1)], [(2, 1)]) != book_of([(2, 1)], [(1, 1)])  # sides matter
-    assert OrderBook() == OrderBook()
-    assert OrderBook() != "not a book"
+    assert VenueBook() == VenueBook()
+    assert VenueBook() != "not a book"
 
 
 def test_is_crossed():
-    assert not OrderBook().is_crossed()
+    assert not VenueBook().is_crossed()
     assert not book_of([(100, 1)], []).is_crossed()
     assert not book_of([], [(100, 1)]).is_crossed()
     assert not book_of([(99, 1)], [(100, 1)]).is_crossed()
@@ -126,7 +126,7 @@ class DictModel:
 @FAST
 @given(operations, st.integers(min_value=0, max_value=12))
 def test_book_matches_a_dict_model(ops, depth):
-    book, model = OrderBook(), DictModel()
+    book, model = VenueBook(), DictModel()
     for kind, bids, asks in ops:
         if kind == "clear":
             book.clear()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.consolidated import BookPublisher, ConsolidatedBook
 from orderbook.merge import Level, MergedTop
 
 
-def book_of(bids, asks) -> OrderBook:
-    book = OrderBook()
+def book_of(bids, asks) -> VenueBook:
+    book = VenueBook()
     book.load(bids, asks)
     return book
 
@@ -59,7 +59,7 @@ def test_merged_top_reads_the_attached_book_live(books):
 def test_unknown_exchange_and_bad_depth():
     consolidated = ConsolidatedBook(["binance"], depth=1)
     with pytest.raises(KeyError):
-        consolidated.attach("kraken", OrderBook())
+        consolidated.attach("kraken", VenueBook())
     with pytest.raises(KeyError):
         consolidated.detach("kraken")
     with pytest.raises(ValueError):

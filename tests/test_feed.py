@@ -33,14 +33,14 @@ class Rig:
     def __init__(self, venue, symbols=SYMBOLS, listed=None, settings=SETTINGS) -> None:
         self.greenlets = gevent.pool.Group()
         self.fake = FakeVenue(venue, listed)
-        self.books = {symbol: ConsolidatedBook([venue.name], depth=5) for symbol in symbols}
+        self.consolidated = {symbol: ConsolidatedBook([venue.name], depth=5) for symbol in symbols}
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry).exchange(venue.name)
         self.changes: list[str] = []
         self.unlisted: list[tuple[str, str]] = []
         self.listing_done: list[frozenset[str]] = []
         self.feed = VenueFeed(
-            venue, self.books, on_change=lambda symbol, _: self.changes.append(symbol),
+            venue, self.consolidated, on_change=lambda symbol, _: self.changes.append(symbol),
             on_listing=lambda _, unlisted: self.listing_done.append(unlisted),
             on_unlisted=lambda _, symbol, reason: self.unlisted.append((symbol, reason)),
             metrics=self.metrics, settings=settings, http=self.fake, connect=self.fake.connect,
@@ -55,10 +55,10 @@ class Rig:
         return wait_until(probe, timeout, what, interval=0.005, sleep=gevent.sleep)
 
     def in_step(self, symbol: str) -> bool:
-        return self.books[symbol].in_step(self.name)
+        return self.consolidated[symbol].in_step(self.name)
 
     def best_bid(self, symbol: str) -> tuple[int, int]:
-        book = self.books[symbol].book(self.name)
+        book = self.consolidated[symbol].book(self.name)
         assert book is not None, f"{self.name} is not attached to {symbol}'s book"
         return book.top_bids(1)[0]
 

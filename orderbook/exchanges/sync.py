@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from enum import Enum
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.exchanges.messages import BookDiff, BookSnapshot
 
 
@@ -56,10 +56,10 @@ class BookSync(ABC):
         """``watch_depth``: how many best levels per side are served; see :attr:`top_changed`.
 
         ``snapshot_limit``: the most levels a side of a snapshot has (Binance's ``limit``); a side that comes
-        that full may go deeper at the venue, so the book is bounded at its worst price (:class:`OrderBook`).
+        that full may go deeper at the venue, so the book is bounded at its worst price (:class:`VenueBook`).
         None: snapshots are the whole book.
         """
-        self.book = OrderBook()
+        self.book = VenueBook()
         self.top_changed = False
         """Whether the last diff applied may have changed the best ``watch_depth`` levels (always, if 0)."""
         self._watch_depth = watch_depth

@@ -35,7 +35,7 @@ from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.feed.lag import ConnectionLag
 from orderbook.feed.settings import FeedSettings
 from orderbook.metrics import SymbolMetrics, VenueMetrics
-from orderbook.rest import AUDIT_SHARE, Priority, SnapshotFetcher, UnknownSymbol
+from orderbook.rest import AUDIT_SHARE, Priority, SnapshotFetcher, SymbolNotListed
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class SymbolFeed:
         venue = self.venue
         try:
             snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE)
-        except UnknownSymbol as error:
+        except SymbolNotListed as error:
             self.unlist(str(error))
             return []
         if snapshot is None or not sync.in_step:
@@ -431,7 +431,7 @@ class SymbolStream:
         while True:
             try:
                 snapshot = feed.fetcher.fetch(self.symbol, priority)
-            except UnknownSymbol as error:
+            except SymbolNotListed as error:
                 if self._loads(sync):
                     self._move(StreamPhase.UNLISTED)
                     feed.unlist(str(error))

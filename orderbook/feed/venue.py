@@ -31,7 +31,7 @@ class VenueFeed:
     def __init__(
         self,
         venue: Venue,
-        books: Mapping[str, ConsolidatedBook],
+        consolidated: Mapping[str, ConsolidatedBook],
         *,
         on_change: Callable[[str, float], None],
         on_listing: Callable[[str, frozenset[str]], None],
@@ -67,7 +67,7 @@ class VenueFeed:
         self.symbols = [
             SymbolFeed(venue, symbol, book, fetcher=self.fetcher, metrics=metrics.symbol(symbol), venue_metrics=metrics,
                        settings=settings, on_change=on_change, on_unlisted=on_unlisted, spawn=spawn)
-            for symbol, book in books.items()
+            for symbol, book in consolidated.items()
         ]
         self.connections: list[VenueConnection] = []
         self._listing: gevent.Greenlet | None = None

@@ -21,7 +21,7 @@ What is read from Redis is input (:mod:`orderbook.relay.rejections`): a lease th
 held by someone unknown until it expires, never taken over before; an epoch counter that is not an epoch is never
 led on; no epoch above :data:`~orderbook.relay.keys.MAX_EPOCH` is ever computed or believed.
 
-While leader, :class:`BookNode` follows the served books (:meth:`SymbolBooks.follow`, latest value only: a slow
+While leader, :class:`BookNode` follows the served books (:meth:`ServedSymbols.follow`, latest value only: a slow
 Redis skips summaries, never queues them) and publishes each batch of changed symbols with one fenced script call:
 first every symbol and the catalogue (a new leader replaces what the last one stored), then each change, and a
 heartbeat every :data:`~orderbook.relay.timing.HEARTBEAT_INTERVAL`, each envelope signed when the deployment has a
@@ -52,7 +52,7 @@ from orderbook.relay.metrics import NodeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.timing import CATALOG_TTL, HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _catalogue(symbols: Sequence[str], depth: int) -> str:
 class BookNode:
     """Elects and publishes for one book process; see the module docstring."""
 
-    def __init__(self, url: str, books: SymbolBooks, symbols_in_step: Callable[[], int],
+    def __init__(self, url: str, served: ServedSymbols, symbols_in_step: Callable[[], int],
                  task: Callable[..., gevent.Greenlet], *, on_conflict: Callable[[OtherDeployment], None],
                  keys: Keys = DEFAULT_KEYS, key: bytes | None = None, lease_ttl: float = LEASE_TTL,
                  tick: float = TICK) -> None:
@@ -93,12 +93,12 @@ class BookNode:
         self.name = node_name()
         self.stats = NodeStats()
         self.keys = keys
-        self._books = books
+        self._served = served
         self._symbols_in_step = symbols_in_step
         self._task = task
         self._on_conflict = on_conflict
         self._key = key
-        self._fingerprint = fingerprint(books.symbols, books.depth)
+        self._fingerprint = fingerprint(served.symbols, served.depth)
         self._lease_ttl, self._tick = lease_ttl, tick
         self._redis = connect(url, REDIS_TIMEOUT, f"orderbook-node-{os.getpid()}")
         self._acquire = self._redis.register_script(ACQUIRE)
@@ -242,11 +242,11 @@ class BookNode:
         if not isinstance(beat, envelope.Heartbeat) or (beat.epoch, beat.node) != (holder.epoch, holder.node):
             return  # not the holder's (yet)
         self._checked = holder
-        books = self._books
-        if (beat.symbols, beat.depth) != (books.symbols, books.depth):
+        served = self._served
+        if (beat.symbols, beat.depth) != (served.symbols, served.depth):
             self._refuse(f"--publish {redacted(self.url)}, key prefix {self.keys.prefix}: another deployment leads "
                          f"there (book node {beat.node}, {_catalogue(beat.symbols, beat.depth)}); this node has "
-                         f"{_catalogue(books.symbols, books.depth)}: one deployment per key space, so give this one "
+                         f"{_catalogue(served.symbols, served.depth)}: one deployment per key space, so give this one "
                          "its own --relay-prefix (or Redis database), or stop every book node of the other before "
                          "changing its symbols")
 
@@ -272,7 +272,7 @@ class BookNode:
         self.stats.takeovers += 1
         self._leading.set()
         log.warning("relay: this book node leads, epoch %d (%d of %d symbols in step)", epoch,
-                    self._symbols_in_step(), len(self._books.symbols))
+                    self._symbols_in_step(), len(self._served.symbols))
 
     def _step_down(self, reason: str) -> None:
         if self._token is None:
@@ -309,14 +309,14 @@ class BookNode:
     def _publish_epoch(self, token: str) -> None:
         """Publish every symbol, then every change, until this lease is no longer held."""
         epoch = int(token.split()[0])
-        books = self._books
+        served = self._served
         first = True
-        for changes in books.follow(lambda: self._token == token):
+        for changes in served.follow(lambda: self._token == token):
             symbols = dict.fromkeys(symbol for _, symbol in changes)
             pairs: list[bytes | str] = ["", self._heartbeat_envelope(epoch)] if first else []
             for symbol in symbols:  # the catalogue first: an edge learns the symbols before their books
-                pairs += [symbol, envelope.update(epoch, next(self._sequence), self.name, books.state(symbol),
-                                                  books.summary(symbol), self._key)]
+                pairs += [symbol, envelope.update(epoch, next(self._sequence), self.name, served.state(symbol),
+                                                  served.summary(symbol), self._key)]
             if not self._send(token, pairs, replace=first):
                 return
             self.stats.published["update"] += len(symbols)
@@ -336,7 +336,7 @@ class BookNode:
                 self._redis_failed(error)
 
     def _heartbeat_envelope(self, epoch: int) -> bytes:
-        return envelope.heartbeat(epoch, next(self._sequence), self.name, self._books.symbols, self._books.depth,
+        return envelope.heartbeat(epoch, next(self._sequence), self.name, self._served.symbols, self._served.depth,
                                   self._key)
 
     def _send(self, token: str, pairs: list[bytes | str], replace: bool) -> bool:

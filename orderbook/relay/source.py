@@ -1,4 +1,4 @@
-"""An edge's source: the leader's envelopes, read from Redis into the edge's :class:`SymbolBooks`.
+"""An edge's source: the leader's envelopes, read from Redis into the edge's :class:`ServedSymbols`.
 
 A (re)connection subscribes to the channel first and, once Redis has confirmed the subscription, reads the stored
 catalogue and then every symbol's latest: a message published after those reads arrives on the channel, and one
@@ -48,7 +48,7 @@ from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_TIMEOUT, SOURCE_TURN, TICK
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ RAW_EXCERPT = 120
 class RedisSource:
     """Follows the leader through Redis into ``books``; ``on_change`` runs after each envelope applied."""
 
-    def __init__(self, url: str, books: SymbolBooks, stats: EdgeStats, on_change: Callable[[], None], *,
+    def __init__(self, url: str, served: ServedSymbols, stats: EdgeStats, on_change: Callable[[], None], *,
                  keys: Keys = DEFAULT_KEYS, key: bytes | None = None) -> None:
         """``keys``: the deployment's (``--relay-prefix``); ``key``: its ``--relay-key``, without which no envelope
         is taken."""
@@ -73,7 +73,7 @@ class RedisSource:
         self.connected = False
         self.last_heard: float | None = None
         """``time.monotonic()`` when the leader was last heard: a message, or a catalogue found stored."""
-        self._books = books
+        self._served = served
         self._stats = stats
         self._on_change = on_change
         self._keys = keys
@@ -81,7 +81,7 @@ class RedisSource:
         self._redis = connect(url, REDIS_TIMEOUT, f"orderbook-edge-{os.getpid()}")
         self._read_latest = self._redis.register_script(READ_LATEST)
         self._rejections = Rejections(stats.rejected, log)
-        self._symbols = frozenset(books.symbols)
+        self._symbols = frozenset(served.symbols)
         self._applied: dict[str, tuple[int, int]] = {}
         """Each symbol's (epoch, sequence) last applied."""
         self._epoch = 0
@@ -156,7 +156,7 @@ class RedisSource:
         while the edge followed a leader it then gave up. The newest first, so that each is behind the one before
         and none is taken for a jump."""
         self.behind = False
-        symbols = self._books.symbols
+        symbols = self._served.symbols
         if not symbols:
             return
         found = self._read_latest(keys=[self._keys.latest], args=[envelope.MAX_ENVELOPE, *symbols])
@@ -213,16 +213,16 @@ class RedisSource:
 
     def _refused(self, item: Update | Heartbeat) -> bool:
         """Whether ``item`` breaks a rule that needs what the edge knows (counted and logged if so)."""
-        books = self._books
+        served = self._served
         if isinstance(item, Heartbeat):
-            if (item.symbols, item.depth) != (books.symbols, books.depth) and not self._from_lease_holder(item):
+            if (item.symbols, item.depth) != (served.symbols, served.depth) and not self._from_lease_holder(item):
                 self._rejections.reject("not_lease_holder", "relay: a catalogue of %d symbols at depth %d refused: "
                                         "its sender, %d %s, does not hold the lease (%r)", len(item.symbols),
                                         item.depth, item.epoch, item.node, self._lease[:RAW_EXCERPT])
                 return True
-        elif item.levels > books.depth and item.symbol in self._symbols:
+        elif item.levels > served.depth and item.symbol in self._symbols:
             self._rejections.reject("bad_summary", "relay: an update of %s refused: %d levels a side, more than the "
-                                    "catalogue's depth %d", item.symbol, item.levels, books.depth)
+                                    "catalogue's depth %d", item.symbol, item.levels, served.depth)
             return True
         return False
 
@@ -249,7 +249,7 @@ class RedisSource:
         self._newest = 0
 
     def _reconfigure(self, item: Heartbeat, live: bool) -> None:
-        if self._books.reconfigure(item.symbols, item.depth):
+        if self._served.reconfigure(item.symbols, item.depth):
             self._symbols = frozenset(item.symbols)
             self._applied = {symbol: seen for symbol, seen in self._applied.items() if symbol in self._symbols}
             self.behind |= live  # what was stored is read after this, on connecting
@@ -258,16 +258,16 @@ class RedisSource:
         self._on_change()
 
     def _update(self, item: Update) -> bool:
-        symbol, books, stats = item.symbol, self._books, self._stats
+        symbol, served, stats = item.symbol, self._served, self._stats
         if symbol not in self._symbols:
             stats.dropped["unknown_symbol"] += 1
             return False
         if (item.epoch, item.sequence) <= self._applied.get(symbol, (0, 0)):
             stats.dropped["old_sequence"] += 1
             return True
-        books.set_state(item.state)
+        served.set_state(item.state)
         self._applied[symbol] = (item.epoch, item.sequence)
-        if item.summary and item.summary != books.summary(symbol):
-            books.publish_summary(symbol, item.summary)  # published here, now: the hop has its own histogram
+        if item.summary and item.summary != served.summary(symbol):
+            served.publish_summary(symbol, item.summary)  # published here, now: the hop has its own histogram
         self._on_change()
         return True

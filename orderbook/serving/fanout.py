@@ -6,7 +6,7 @@ One process completes a bounded number of stream sends a second through grpcio's
 the book process keeps the books and publishes as before, and N serving processes
 (:mod:`orderbook.serving.worker`) bind the same gRPC address with SO_REUSEPORT; the kernel spreads incoming
 connections over them. Each one is fed over its own socketpair by a greenlet that follows this process's
-:class:`~orderbook.serving.symbols.SymbolBooks`: every symbol's full summary and venues, latest value only, so a
+:class:`~orderbook.serving.symbols.ServedSymbols`: every symbol's full summary and venues, latest value only, so a
 slow serving process skips summaries instead of queueing them (what waits for it is one entry a symbol), and
 never delays the book or its siblings. The serving processes cut the shallower depths their clients ask for
 themselves. The health state travels the same way.
@@ -37,7 +37,7 @@ from orderbook.serving import link
 from orderbook.address import Address
 from orderbook.serving.grpc_server import AddressInUse, ListenError, ServerStartError, TlsFiles
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import BOOK, SymbolBooks
+from orderbook.serving.symbols import BOOK, ServedSymbols
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ class _Worker:
 class ServingProcesses:
     """The gRPC endpoint as N serving processes; the same face as :class:`GrpcServer` to the application."""
 
-    def __init__(self, books: SymbolBooks, address: Address, count: int, settings: WorkerSettings,
+    def __init__(self, served: ServedSymbols, address: Address, count: int, settings: WorkerSettings,
                  spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
-        self._books = books
+        self._served = served
         self._address = address
         self._count = count
         self._settings = settings
@@ -190,7 +190,7 @@ class ServingProcesses:
     def stop(self, grace: float) -> None:
         """Close every link (the serving processes end their streams within their grace and exit), then wait."""
         self._stopping = True
-        self._books.close()
+        self._served.close()
         workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             worker.close()
@@ -219,7 +219,7 @@ class ServingProcesses:
     def _launch(self, index: int) -> None:
         ours, theirs = socket.socketpair()
         try:
-            argv = self._settings.argv(theirs.fileno(), self._bound_address, self._books.symbols, self._books.depth)
+            argv = self._settings.argv(theirs.fileno(), self._bound_address, self._served.symbols, self._served.depth)
             proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
@@ -245,7 +245,7 @@ class ServingProcesses:
         """Follow the books and hand each symbol's newest summary and state to the serving process, a batch of
         changes in one write."""
         try:
-            for changes in self._books.follow(lambda: not worker.closed):
+            for changes in self._served.follow(lambda: not worker.closed):
                 worker.send(b"".join(self._frame(kind, symbol) for kind, symbol in changes))
         except OSError:
             pass  # the serving process is gone: _watch sees its link close and restarts it
@@ -257,10 +257,10 @@ class ServingProcesses:
 
     def _frame(self, kind: str, symbol: str) -> bytes:
         if kind == BOOK:
-            full = self._books.broadcaster(symbol, 0)
+            full = self._served.broadcaster(symbol, 0)
             assert full.latest is not None  # a symbol's book changes only by a publish
             return link.summary_frame(symbol, full.latest, full.published_at)
-        return link.state_frame(self._books.state(symbol))
+        return link.state_frame(self._served.state(symbol))
 
     def _watch(self, worker: _Worker) -> None:
         """Read the serving process's reports until its link closes; then restart it unless stopping."""

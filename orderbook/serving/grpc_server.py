@@ -52,7 +52,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import DepthNotServed, SymbolBooks, Unavailable, UnknownSymbol, symbol_list
+from orderbook.serving.symbols import DepthNotServed, ServedSymbols, Unavailable, UnknownSymbol, symbol_list
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class GrpcServer:
 
     def __init__(
         self,
-        books: SymbolBooks,
+        served: ServedSymbols,
         address: Address,
         *,
         max_streams: int = 1000,
@@ -238,7 +238,7 @@ class GrpcServer:
         already taken is reported instead of silently shared (grpcio turns SO_REUSEPORT on by default)."""
         if max_streams_per_connection is None:
             max_streams_per_connection = default_streams_per_connection(max_streams)
-        self._books = books
+        self._served = served
         self._address = address
         self._max_streams = max_streams
         self._max_streams_per_connection = max_streams_per_connection
@@ -267,7 +267,7 @@ class GrpcServer:
         return self._executor.running
 
     def stats(self) -> ServingStats:
-        stats = self._books.stats()
+        stats = self._served.stats()
         stats.active_calls = self.active_calls
         return stats
 
@@ -329,7 +329,7 @@ class GrpcServer:
         if self._stopped:
             return
         self._stopped = True
-        self._books.close()
+        self._served.close()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
@@ -368,34 +368,34 @@ class GrpcServer:
     def _book(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         asked = self._parse(orderbook_streams_pb2.BookRequest, request, BOOK_PATH, context)
         try:
-            self._books.resolve(asked.symbol, asked.depth)
+            self._served.resolve(asked.symbol, asked.depth)
         except Unavailable as unavailable:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
         except UnknownSymbol:
             shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
-                          f"{len(self._books.symbols)} symbols, listed by Symbols")
+                          f"{len(self._served.symbols)} symbols, listed by Symbols")
         except DepthNotServed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"depth {asked.depth} is more than the "
-                          f"{self._books.depth} levels a side this server serves (ask for 1 to "
-                          f"{self._books.depth}, or 0 for all)")
+                          f"{self._served.depth} levels a side this server serves (ask for 1 to "
+                          f"{self._served.depth}, or 0 for all)")
         # As asked: a stream of the default symbol ("") ends when the default becomes another symbol.
         yield from self._stream(asked.symbol, asked.depth, context, "Book", f"all {self._max_streams} streams "
                                 "(Book and BookSummary together) are taken; try again later")
 
     def _symbols(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._parse(orderbook_pb2.Empty, request, SYMBOLS_PATH, context)
-        if self._books.unavailable is not None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, self._books.unavailable)
-        return symbol_list(self._books.states())
+        if self._served.unavailable is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, self._served.unavailable)
+        return symbol_list(self._served.states())
 
     def _stream(self, symbol: str, depth: int, context: grpc.ServicerContext, method: str,
                 refusal: str) -> Iterator[bytes]:
         """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it). Ends with
         UNAVAILABLE whenever the books go on without it (:mod:`orderbook.serving.symbols`: the server stops, the
         books are suspended, ...): the client should go elsewhere."""
-        if self._books.unavailable is not None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, self._books.unavailable)
+        if self._served.unavailable is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, self._served.unavailable)
         if self._book_streams >= self._max_streams:
             self._refusals.log(log, logging.WARNING, "stream_refused", "%s stream from %s refused: all %d streams are "
                                "taken", method, context.peer(), self._max_streams)
@@ -408,7 +408,7 @@ class GrpcServer:
             peer = context.peer()
             log.debug("stream opened for %s", peer)
             try:
-                yield from self._books.stream(symbol, depth, context.is_active, wake_up)
+                yield from self._served.stream(symbol, depth, context.is_active, wake_up)
             except Unavailable as unavailable:
                 context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
             finally:

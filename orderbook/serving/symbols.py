@@ -9,16 +9,16 @@ when its last stream ends, so broadcasters exist only for the (symbol, depth) pa
 number of symbols times ``--depth``, however many clients come and go, and a publish costs nothing for depths
 nobody watches.
 
-The serving processes (``--serve-processes``) each hold a :class:`SymbolBooks` of their own, fed the full
-summaries and the states through :meth:`SymbolBooks.follow` here and :meth:`SymbolBooks.publish_summary` there.
+The serving processes (``--serve-processes``) each hold a :class:`ServedSymbols` of their own, fed the full
+summaries and the states through :meth:`ServedSymbols.follow` here and :meth:`ServedSymbols.publish_summary` there.
 An edge (``bin/run-edge``) holds one fed from Redis: it learns the symbols and depth from the leader
-(:meth:`SymbolBooks.reconfigure`) and, while it cannot vouch for what it holds, suspends every stream
-(:meth:`SymbolBooks.suspend`: they end with :class:`Unavailable`, and new ones are refused) until it can again.
+(:meth:`ServedSymbols.reconfigure`) and, while it cannot vouch for what it holds, suspends every stream
+(:meth:`ServedSymbols.suspend`: they end with :class:`Unavailable`, and new ones are refused) until it can again.
 Everything runs on one gevent hub.
 
 A stream never ends as if the book had: a client takes a normal end (gRPC status OK) as the end of the data. It
 ends with :class:`Unavailable`, which the server answers UNAVAILABLE with its reason, whenever it is cut off with
-its client still there: the server stops (:meth:`SymbolBooks.close`), the books are suspended, its symbol's book
+its client still there: the server stops (:meth:`ServedSymbols.close`), the books are suspended, its symbol's book
 goes, or the default symbol it asked for (``BookSummary``, or ``Book`` without a symbol) becomes another one,
 whose summaries its client could not tell from the old one's (a ``Summary`` does not name its symbol).
 """
@@ -39,7 +39,7 @@ from orderbook.symbol_state import SymbolState
 
 BOOK = "book"
 STATE = "state"
-"""The kinds of change :meth:`SymbolBooks.follow` reports, each with its symbol."""
+"""The kinds of change :meth:`ServedSymbols.follow` reports, each with its symbol."""
 
 
 def _check(symbols: Sequence[str], depth: int) -> None:
@@ -78,7 +78,7 @@ class DepthNotServed(ValueError):
     """More levels a side than are served here (``--depth``): a client asking for them gets INVALID_ARGUMENT."""
 
 
-class _Symbol:
+class _ServedSymbol:
     """One symbol's broadcasters and state."""
 
     __slots__ = ("full", "shallower", "state")
@@ -111,7 +111,7 @@ class _Pending:
         self.event.set()
 
 
-class SymbolBooks:
+class ServedSymbols:
     """Every configured symbol's served side: a latest-value SummaryBroadcaster per depth asked for, and its state."""
 
     def __init__(self, symbols: Sequence[str], depth: int, recheck_interval: float = 1.0) -> None:
@@ -123,7 +123,7 @@ class SymbolBooks:
         self.default: str = self.symbols[0] if symbols else ""
         self.depth: int = depth
         self._recheck_interval = recheck_interval
-        self._books = {symbol: _Symbol(symbol, recheck_interval) for symbol in self.symbols}
+        self._entries = {symbol: _ServedSymbol(symbol, recheck_interval) for symbol in self.symbols}
         self._followers: dict[_Pending, None] = {}
         self._retired = ServingStats()  # the counters of broadcasters that went, so sums never go back
         self._open_streams = 0  # counted here, not summed from broadcasters: a retired one's stay open a moment
@@ -140,15 +140,15 @@ class SymbolBooks:
     def publish_summary(self, symbol: str, payload: bytes, published_at: float | None = None) -> None:
         """:meth:`publish` for a summary already serialized (by :func:`encode_summary`), as the serving processes
         get it. Raises :class:`UnknownSymbol` for a symbol that is not configured."""
-        book = self._book(symbol)
+        entry = self._entry(symbol)
         if self._closed:
             return
         if published_at is None:
             published_at = time.perf_counter()
-        book.full.publish(payload, published_at)
-        if book.shallower:
+        entry.full.publish(payload, published_at)
+        if entry.shallower:
             fields = SummaryFields(payload)
-            for depth, broadcaster in book.shallower.items():
+            for depth, broadcaster in entry.shallower.items():
                 cut = fields.top(depth)
                 if cut != broadcaster.latest:
                     broadcaster.publish(cut, published_at)
@@ -157,26 +157,26 @@ class SymbolBooks:
     def set_state(self, state: SymbolState) -> None:
         """A symbol's listed or in-step venues changed. Raises :class:`UnknownSymbol` for a symbol that is not
         configured and ``ValueError`` for an in-step venue that does not list it."""
-        book = self._book(state.symbol)
-        if state == book.state:
+        entry = self._entry(state.symbol)
+        if state == entry.state:
             return
         if not set(state.exchanges_in_step) <= set(state.exchanges):
             raise ValueError(f"{state.symbol}: in step on {state.exchanges_in_step}, not all among {state.exchanges}")
-        book.state = state
+        entry.state = state
         self._changed((STATE, state.symbol))
 
-    def _book(self, symbol: str) -> _Symbol:
+    def _entry(self, symbol: str) -> _ServedSymbol:
         try:
-            return self._books[symbol]
+            return self._entries[symbol]
         except KeyError:
             raise UnknownSymbol(symbol) from None
 
     def state(self, symbol: str) -> SymbolState:
-        return self._books[symbol].state
+        return self._entries[symbol].state
 
     def summary(self, symbol: str) -> bytes | None:
         """``symbol``'s latest full summary (None before its first)."""
-        return self._books[symbol].full.latest
+        return self._entries[symbol].full.latest
 
     def reconfigure(self, symbols: Sequence[str], depth: int) -> bool:
         """Serve ``symbols`` at ``depth`` from now on (an edge following a leader's catalogue); whether anything
@@ -190,27 +190,27 @@ class SymbolBooks:
         if symbols == self.symbols and depth == self.depth:
             return False
         kept = set(symbols) if depth == self.depth else set()
-        for symbol in list(self._books):
+        for symbol in list(self._entries):
             if symbol not in kept:
-                self._retire(self._books.pop(symbol))
+                self._retire(self._entries.pop(symbol))
         for symbol in symbols:
-            if symbol not in self._books:
-                self._books[symbol] = _Symbol(symbol, self._recheck_interval)
+            if symbol not in self._entries:
+                self._entries[symbol] = _ServedSymbol(symbol, self._recheck_interval)
                 self._changed((STATE, symbol))
-        self._books = {symbol: self._books[symbol] for symbol in symbols}  # in the catalogue's order
+        self._entries = {symbol: self._entries[symbol] for symbol in symbols}  # in the catalogue's order
         old_default = self.default
         self.symbols, self.default, self.depth = symbols, symbols[0], depth
-        if old_default != self.default and old_default in self._books:
-            self._books[old_default].wake()  # its streams that asked for the default end; the others go on
+        if old_default != self.default and old_default in self._entries:
+            self._entries[old_default].wake()  # its streams that asked for the default end; the others go on
         return True
 
-    def _retire(self, book: _Symbol) -> None:
+    def _retire(self, entry: _ServedSymbol) -> None:
         """End ``book``'s streams and keep its counters. Its shallower broadcasters are forgotten here, so their
         last streams, ending, find none of theirs to retire again."""
-        for broadcaster in book.broadcasters():
+        for broadcaster in entry.broadcasters():
             self._retired.add_counters(broadcaster.stats())
             broadcaster.close()
-        book.shallower.clear()
+        entry.shallower.clear()
 
     @property
     def unavailable(self) -> str | None:
@@ -223,8 +223,8 @@ class SymbolBooks:
         if self._unavailable is not None:
             return
         self._unavailable = _suspended(reason)
-        for book in self._books.values():
-            book.wake()
+        for entry in self._entries.values():
+            entry.wake()
 
     def resume(self) -> None:
         """Serve streams again (the books can be vouched for); closed books stay closed."""
@@ -233,7 +233,7 @@ class SymbolBooks:
 
     def states(self) -> list[SymbolState]:
         """Every symbol's state, in configured order (the default symbol first)."""
-        return [book.state for book in self._books.values()]
+        return [entry.state for entry in self._entries.values()]
 
     # -- the streams' side ---------------------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class SymbolBooks:
         if self._unavailable is not None:
             raise Unavailable(self._unavailable)
         symbol = symbol or self.default
-        if symbol not in self._books:
+        if symbol not in self._entries:
             raise UnknownSymbol(symbol)
         if depth > self.depth:
             raise DepthNotServed(f"depth {depth} is more than the {self.depth} levels a side served")
@@ -265,7 +265,7 @@ class SymbolBooks:
         while a stream is about to use it."""
         asked_default = not symbol
         symbol, depth = self.resolve(symbol, depth)
-        book = self._books[symbol]
+        entry = self._entries[symbol]
         broadcaster = self._broadcaster(symbol, depth)
 
         def served() -> bool:
@@ -276,26 +276,26 @@ class SymbolBooks:
             yield from broadcaster.stream(served, wake_up)
         finally:
             self._open_streams -= 1
-            if broadcaster.open_streams == 0 and book.shallower.get(depth) is broadcaster:
-                del book.shallower[depth]
+            if broadcaster.open_streams == 0 and entry.shallower.get(depth) is broadcaster:
+                del entry.shallower[depth]
                 self._retired.add_counters(broadcaster.stats())
         if is_active():
             if self._unavailable is not None:
                 raise Unavailable(self._unavailable)
             if asked_default and self.default != symbol:
                 raise Unavailable(f"the default symbol changed from {symbol} to {self.default}")
-            if self._books.get(symbol) is not book:
+            if self._entries.get(symbol) is not entry:
                 raise Unavailable(f"{symbol} is no longer served at depth {depth}")
 
     def _broadcaster(self, symbol: str, depth: int) -> SummaryBroadcaster:
-        book = self._books[symbol]
+        entry = self._entries[symbol]
         if depth == self.depth:
-            return book.full
-        broadcaster = book.shallower.get(depth)
+            return entry.full
+        broadcaster = entry.shallower.get(depth)
         if broadcaster is None:
-            broadcaster = book.shallower[depth] = SummaryBroadcaster(self._recheck_interval)
-            if book.full.latest is not None:
-                broadcaster.publish(SummaryFields(book.full.latest).top(depth), book.full.published_at)
+            broadcaster = entry.shallower[depth] = SummaryBroadcaster(self._recheck_interval)
+            if entry.full.latest is not None:
+                broadcaster.publish(SummaryFields(entry.full.latest).top(depth), entry.full.published_at)
         return broadcaster
 
     # -- the serving processes' links ----------------------------------------------------------------------
@@ -306,8 +306,8 @@ class SymbolBooks:
         arrives: a follower that falls behind gets each symbol's latest once, not every change it missed, and
         what waits for it is bounded by the number of symbols."""
         pending = _Pending()
-        for symbol, book in self._books.items():
-            if book.full.latest is not None:
+        for symbol, entry in self._entries.items():
+            if entry.full.latest is not None:
                 pending.changes[(BOOK, symbol)] = None
             pending.changes[(STATE, symbol)] = None
         self._followers[pending] = None
@@ -333,15 +333,15 @@ class SymbolBooks:
     @property
     def published_total(self) -> int:
         """Full summaries published, every symbol's (each one a change of its book)."""
-        return sum(book.full.published_total for book in self._books.values())
+        return sum(entry.full.published_total for entry in self._entries.values())
 
     def stats(self) -> ServingStats:
         """Every stream's figures: the streams open now, and the counters of every broadcaster there has been
         (``active_calls`` is the gRPC server's to fill in)."""
         total = ServingStats(open_streams=self._open_streams)
         total.add_counters(self._retired)
-        for book in self._books.values():
-            for broadcaster in book.broadcasters():
+        for entry in self._entries.values():
+            for broadcaster in entry.broadcasters():
                 total.add_counters(broadcaster.stats())
         return total
 
@@ -350,8 +350,8 @@ class SymbolBooks:
         follower; later publishes are ignored."""
         self._closed = True
         self._unavailable = SHUTTING_DOWN
-        for book in self._books.values():
-            for broadcaster in book.broadcasters():
+        for entry in self._entries.values():
+            for broadcaster in entry.broadcasters():
                 broadcaster.close()
         for pending in self._followers:
             pending.event.set()

@@ -4,7 +4,7 @@
 
 It binds the service's gRPC address with SO_REUSEPORT beside its siblings (the kernel spreads new connections
 over them), reports ``ready`` or the bind error, then publishes every symbol's summary and state that arrive on
-the link to its own :class:`~orderbook.serving.symbols.SymbolBooks` (which cuts the shallower depths its ``Book``
+the link to its own :class:`~orderbook.serving.symbols.ServedSymbols` (which cuts the shallower depths its ``Book``
 streams ask for from the full summary) and reports its figures every second. When the link closes (the book
 process stopped or died) it ends its streams with UNAVAILABLE, as the book process would, and exits: it never
 serves a book nobody keeps in step. SIGINT is ignored (a Ctrl-C reaches the whole process group; the book process
@@ -30,7 +30,7 @@ from orderbook.address import Address  # noqa: E402
 from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
-from orderbook.serving.symbols import SymbolBooks, UnknownSymbol  # noqa: E402
+from orderbook.serving.symbols import ServedSymbols, UnknownSymbol  # noqa: E402
 
 log = logging.getLogger("orderbook.serving.worker")
 
@@ -59,9 +59,9 @@ class ServingProcess:
     def __init__(self, args: argparse.Namespace) -> None:
         self.link = socket.socket(fileno=args.link_fd)
         self.reader = self.link.makefile("rb")
-        self.books = SymbolBooks(args.symbols, args.depth)
+        self.served = ServedSymbols(args.symbols, args.depth)
         tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
-        self.server = GrpcServer(self.books, args.grpc_addr, max_streams=args.max_streams,
+        self.server = GrpcServer(self.served, args.grpc_addr, max_streams=args.max_streams,
                                  max_streams_per_connection=args.max_streams_per_connection, tls=tls,
                                  reuse_port=True)
         self.grace = args.grace
@@ -103,9 +103,9 @@ class ServingProcess:
         try:
             if kind == link.SUMMARY:
                 symbol, summary = link.split_summary(payload)
-                self.books.publish_summary(symbol, summary, published_at)
+                self.served.publish_summary(symbol, summary, published_at)
             elif kind == link.STATE:
-                self.books.set_state(link.read_state(payload))
+                self.served.set_state(link.read_state(payload))
             else:
                 self.server.set_serving(payload == b"\x01")
         except (UnknownSymbol, ValueError) as error:  # a symbol the book process did not start this one with, ...

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import gevent
 
-from orderbook.book import OrderBook, PriceLevel
+from orderbook.book import VenueBook, PriceLevel
 from orderbook.prices import format_decimal, parse_decimal
 from orderbook.simulator.config import MAX_REST_LAG
 from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json
@@ -76,7 +76,7 @@ class BitstampExchange(Exchange):
         # truth is queued with its time and microtimestamp, and applied to the lagged book once it is ``rest_lag``
         # old: O(1) amortized per change, memory bounded by the changes of the last ``rest_lag`` seconds.
         self.rest_lag = 0.0
-        self._lagged: OrderBook | None = None
+        self._lagged: VenueBook | None = None
         self._lagged_us = 0
         self._lag_queue: deque[tuple[float, Sequence[PriceLevel], Sequence[PriceLevel], int]] = deque()
         self.set_rest_lag(rest_lag)
@@ -116,7 +116,7 @@ class BitstampExchange(Exchange):
     def _restart_lag(self) -> None:
         self._lag_queue.clear()
         if self.rest_lag:
-            self._lagged = OrderBook()
+            self._lagged = VenueBook()
             self._lagged.load(self.truth.bids(), self.truth.asks())
             self._lagged_us = self.microtimestamp
 

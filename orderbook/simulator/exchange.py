@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import gevent
 
-from orderbook.book import OrderBook, PriceLevel
+from orderbook.book import VenueBook, PriceLevel
 from orderbook.prices import format_decimal
 from orderbook.simulator.faults import REST_STATUSES, FaultError, RestFaults, check_kind, rest_fault_response
 from orderbook.simulator.market import LOT, BookChange, VenueModel
@@ -66,7 +66,7 @@ class Exchange:
     """The scripted REST answers this venue is known to give (the ``rest`` fault refuses others)."""
 
     def __init__(self, *, snapshot_delay: float = 0.0) -> None:
-        self.truth = OrderBook()
+        self.truth = VenueBook()
         self.snapshot_delay = snapshot_delay
         self.silenced = False
         self.rest_faults = RestFaults()

@@ -17,7 +17,7 @@ from typing import Any
 from gevent.thread import allocate_lock
 
 from orderbook.app import Application
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.config import load_config
 from orderbook.exchanges.sync import Outcome
 from orderbook.feed.connection import VenueConnection
@@ -39,7 +39,7 @@ class Pipeline:
         config = load_config(["--symbol", symbol, "--depth", str(depth), "--metrics-addr", "off",
                               "--grpc-addr", "127.0.0.1:0"], {})
         self.app = Application(config)
-        book = self.app.books[config.symbol]
+        book = self.app.consolidated[config.symbol]
         book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
         self.served = self.app.served
         feeds = {feed.name: feed for feed in self.app.feeds}
@@ -53,7 +53,7 @@ class Pipeline:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
                 self.lanes[exchange] = (connection, streams, lag)
             else:  # an exchange with no frames in this replay: a static book that is served all the same
-                static = OrderBook()
+                static = VenueBook()
                 static.load(snapshot.bids, snapshot.asks)
                 with book.lock:
                     book.attach(exchange, static)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orderbook.app import Application
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.config import load_config
 from orderbook.prices import parse_decimal
 from orderbook.serving.fanout import ServingProcesses
@@ -61,8 +61,8 @@ def exercised_registry() -> CollectorRegistry:
             symbol.stats.bid_levels = lambda: 1
             symbol.stats.ask_levels = lambda: 1
             symbol.stats.lag = lambda: 0.05
-    for symbol_name, consolidated in app.books.items():
-        book = OrderBook()
+    for symbol_name, consolidated in app.consolidated.items():
+        book = VenueBook()
         book.load([(parse_decimal("0.05123"), parse_decimal("1.5"))], [(parse_decimal("0.05124"), parse_decimal("2"))])
         consolidated.attach(consolidated.exchanges[0], book)
         if not app.publishers[symbol_name].refresh():

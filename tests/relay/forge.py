@@ -13,7 +13,7 @@ from orderbook.proto import orderbook_pb2
 from orderbook.relay import envelope
 from orderbook.relay.keys import DEFAULT_KEYS, Keys
 from orderbook.relay.node import BookNode, OtherDeployment
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 from orderbook.symbol_state import SymbolState
 
 SYMBOLS = ("ETHBTC", "BTCUSDT")
@@ -71,12 +71,12 @@ class Node:
     def __init__(self, url: str, in_step: int = 1, symbols: tuple[str, ...] = SYMBOLS, keys: Keys = DEFAULT_KEYS,
                  key: bytes | None = None, lease: float = LEASE) -> None:
         self.in_step = in_step
-        self.books = SymbolBooks(symbols, DEPTH)
+        self.served = ServedSymbols(symbols, DEPTH)
         for symbol in symbols:
-            self.books.set_state(SymbolState(symbol, ("binance", "bitstamp"), ("binance",)))
+            self.served.set_state(SymbolState(symbol, ("binance", "bitstamp"), ("binance",)))
         self.greenlets: dict[str, gevent.Greenlet] = {}
         self.conflicts: list[OtherDeployment] = []
-        self.relay = BookNode(url, self.books, lambda: self.in_step, self._task, on_conflict=self.conflicts.append,
+        self.relay = BookNode(url, self.served, lambda: self.in_step, self._task, on_conflict=self.conflicts.append,
                               keys=keys, key=key, lease_ttl=lease, tick=0.05)
 
     def _task(self, name, function, *args):

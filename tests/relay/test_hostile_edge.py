@@ -23,7 +23,7 @@ from orderbook.relay.keys import Keys
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.source import MAX_SEQUENCE_JUMP, RedisSource
 from orderbook.relay.timing import FOLLOWED_SILENCE, HEARTBEAT_INTERVAL, SOURCE_TIMEOUT
-from orderbook.serving.symbols import SymbolBooks, Unavailable
+from orderbook.serving.symbols import ServedSymbols, Unavailable
 from tests.relay.forge import DEPTH, Leader, Node, price_of, state, summary
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
@@ -36,15 +36,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Stream:
     """A client's stream of the edge's books, read in a greenlet: every summary with when it came."""
 
-    def __init__(self, books: SymbolBooks, symbol: str, depth: int) -> None:
+    def __init__(self, served: ServedSymbols, symbol: str, depth: int) -> None:
         self.arrivals: list[tuple[float, bytes]] = []
         self.ended: Exception | None = None
         self.active = True
-        self._greenlet = gevent.spawn(self._read, books, symbol, depth)
+        self._greenlet = gevent.spawn(self._read, served, symbol, depth)
 
-    def _read(self, books: SymbolBooks, symbol: str, depth: int) -> None:
+    def _read(self, served: ServedSymbols, symbol: str, depth: int) -> None:
         try:
-            for data in books.stream(symbol, depth, lambda: self.active):
+            for data in served.stream(symbol, depth, lambda: self.active):
                 self.arrivals.append((time.monotonic(), data))
         except Unavailable as unavailable:
             self.ended = unavailable
@@ -62,9 +62,9 @@ class FollowingEdge:
     in a greenlet."""
 
     def __init__(self, url: str, key: bytes | None = None) -> None:
-        self.books = SymbolBooks((), 1)
+        self.served = ServedSymbols((), 1)
         self.stats = EdgeStats()
-        self.source = RedisSource(url, self.books, self.stats, on_change=self.books.resume, key=key)
+        self.source = RedisSource(url, self.served, self.stats, on_change=self.served.resume, key=key)
         self._greenlet: gevent.Greenlet | None = None
         self.streams: list[Stream] = []
 
@@ -76,11 +76,11 @@ class FollowingEdge:
         return wait_until(condition, timeout, what, interval=0.01, sleep=gevent.sleep)
 
     def price(self, symbol: str = "ETHBTC") -> float | None:
-        data = self.books.summary(symbol) if symbol in self.books.symbols else None
+        data = self.served.summary(symbol) if symbol in self.served.symbols else None
         return None if data is None else price_of(data)
 
     def stream(self, symbol: str = "ETHBTC", depth: int = DEPTH) -> Stream:
-        self.streams.append(Stream(self.books, symbol, depth))
+        self.streams.append(Stream(self.served, symbol, depth))
         return self.streams[-1]
 
     def close(self) -> None:
@@ -220,7 +220,7 @@ def test_a_depth_change_from_other_than_the_leases_holder_ends_no_stream(
                                                               node, ["ETHBTC", "BTCUSDT"], 1))
     back_to_the_leader(edge, leader, stream, forged_at, 2)
     edge.wait("both refused", lambda: edge.stats.rejected == {"not_lease_holder": 2})
-    assert edge.books.depth == DEPTH and stream.ended is None
+    assert edge.served.depth == DEPTH and stream.ended is None
 
 
 def resident_bytes() -> int:
@@ -241,7 +241,7 @@ def test_an_oversized_catalogue_is_refused_and_nothing_of_it_kept(
     edge.wait("all five refused", lambda: edge.stats.rejected == {"bad_catalogue": 5})
     back_to_the_leader(edge, leader, stream, forged_at, 2)
     assert resident_bytes() - before < 30 * 2**20
-    assert edge.books.symbols == ("ETHBTC", "BTCUSDT") and stream.ended is None
+    assert edge.served.symbols == ("ETHBTC", "BTCUSDT") and stream.ended is None
 
 
 FLOOD = """
@@ -305,7 +305,7 @@ def test_an_edge_with_the_key_takes_only_what_is_signed_with_it(redis_server: Re
             redis_client.publish(KEYS.channel, data)
         back_to_the_leader(edge, signed, stream, forged_at, 2)
         edge.wait("all four refused", lambda: edge.stats.rejected == {"bad_mac": 4})
-        assert min(stream.prices_after(forged_at)) > 0 and edge.books.symbols == ("ETHBTC", "BTCUSDT")
+        assert min(stream.prices_after(forged_at)) > 0 and edge.served.symbols == ("ETHBTC", "BTCUSDT")
     finally:
         edge.close()
         signed.stop()
@@ -333,13 +333,13 @@ def published_by(node: Node, client: redis.Redis, count: int) -> list[bytes]:
 def test_a_node_and_an_edge_with_different_keys_share_nothing(nodes: Callable[..., Node], redis_server: RedisServer,
                                                               redis_client: redis.Redis) -> None:
     node = nodes(key=b"the node's secret")
-    node.books.publish_summary("ETHBTC", summary(7.0))
+    node.served.publish_summary("ETHBTC", summary(7.0))
     envelopes = published_by(node, redis_client, 5)  # the catalogue, two updates, two heartbeats
     stranger, member = FollowingEdge(redis_server.url, key=KEY), FollowingEdge(redis_server.url, b"the node's secret")
     for data in envelopes:
         stranger.source.take(data, live=True)
         member.source.take(data, live=True)
-    assert stranger.stats.rejected == {"bad_mac": 5} and stranger.books.symbols == ()
+    assert stranger.stats.rejected == {"bad_mac": 5} and stranger.served.symbols == ()
     assert member.stats.rejected == {} and member.price() == 7.0
 
 
@@ -347,7 +347,7 @@ def test_a_node_signs_and_an_edge_without_a_key_still_reads_it(nodes: Callable[.
                                                                redis_client: redis.Redis) -> None:
     """A key can be rolled out book nodes first: an edge without one ignores the MAC."""
     node = nodes(key=KEY)
-    node.books.publish_summary("ETHBTC", summary(7.0))
+    node.served.publish_summary("ETHBTC", summary(7.0))
     edge = FollowingEdge(redis_server.url)
     for data in published_by(node, redis_client, 3):
         edge.source.take(data, live=True)

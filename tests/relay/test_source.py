@@ -19,7 +19,7 @@ from orderbook.relay.keys import Keys
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.source import MAX_SEQUENCE_JUMP, RedisSource
 from orderbook.relay.timing import TICK
-from orderbook.serving.symbols import SymbolBooks
+from orderbook.serving.symbols import ServedSymbols
 from orderbook.symbol_state import SymbolState
 from tests.relay.forge import state, summary
 from tests.support.redis_server import RedisServer
@@ -29,10 +29,10 @@ KEYS = Keys()
 
 class Edge:
     def __init__(self, url: str) -> None:
-        self.books = SymbolBooks((), 1)
+        self.served = ServedSymbols((), 1)
         self.stats = EdgeStats()
         self.changes = 0
-        self.source = RedisSource(url, self.books, self.stats, on_change=self.changed)
+        self.source = RedisSource(url, self.served, self.stats, on_change=self.changed)
 
     def changed(self) -> None:
         self.changes += 1
@@ -69,7 +69,7 @@ def test_the_heartbeat_teaches_the_symbols_and_depth_and_the_leader_is_heard(new
     redis_client.set(KEYS.lease, "4 node")
     assert new_edge.source.last_heard is None
     new_edge.take(beat(4, 1, ("BTCUSDT", "ETHBTC"), 25))
-    assert (new_edge.books.symbols, new_edge.books.default, new_edge.books.depth) == (("BTCUSDT", "ETHBTC"),
+    assert (new_edge.served.symbols, new_edge.served.default, new_edge.served.depth) == (("BTCUSDT", "ETHBTC"),
                                                                                       "BTCUSDT", 25)
     assert new_edge.stats.epoch == 4 and new_edge.stats.received["heartbeat"] == 1
     assert new_edge.source.last_heard is not None and sum(new_edge.stats.hop.counts) == 1
@@ -78,8 +78,8 @@ def test_the_heartbeat_teaches_the_symbols_and_depth_and_the_leader_is_heard(new
 def test_updates_publish_their_summary_bytes_and_state(edge: Edge) -> None:
     edge.take(upd(1, 2, summary(1.0)))
     edge.take(upd(1, 3, summary(2.0), symbol="BTCUSDT"))
-    assert edge.books.summary("ETHBTC") == summary(1.0) and edge.books.summary("BTCUSDT") == summary(2.0)
-    assert edge.books.state("ETHBTC") == state()
+    assert edge.served.summary("ETHBTC") == summary(1.0) and edge.served.summary("BTCUSDT") == summary(2.0)
+    assert edge.served.state("ETHBTC") == state()
     assert edge.stats.received["update"] == 2
 
 
@@ -87,10 +87,10 @@ def test_an_older_sequence_of_a_symbol_is_dropped(edge: Edge) -> None:
     edge.take(upd(1, 5, summary(5.0)))
     edge.take(upd(1, 4, summary(4.0)))
     edge.take(upd(1, 5, summary(5.0)))  # the same one again (read stored, then from the channel)
-    assert edge.books.summary("ETHBTC") == summary(5.0)
+    assert edge.served.summary("ETHBTC") == summary(5.0)
     assert edge.stats.dropped["old_sequence"] == 2
     edge.take(upd(1, 3, summary(3.0), symbol="BTCUSDT"))  # sequences are compared per symbol
-    assert edge.books.summary("BTCUSDT") == summary(3.0)
+    assert edge.served.summary("BTCUSDT") == summary(3.0)
 
 
 def test_a_deposed_leaders_messages_are_dropped_once_a_newer_epoch_is_seen(edge: Edge) -> None:
@@ -99,22 +99,22 @@ def test_a_deposed_leaders_messages_are_dropped_once_a_newer_epoch_is_seen(edge:
     assert edge.stats.epoch == 2 and edge.stats.leader_changes == 1
     edge.take(upd(1, 51, summary(1.5)))
     edge.take(beat(1, 52))
-    assert edge.books.summary("ETHBTC") == summary(2.0)
+    assert edge.served.summary("ETHBTC") == summary(2.0)
     assert edge.stats.dropped["old_epoch"] == 2
 
 
 def test_a_summary_equal_to_the_one_served_is_not_published_again(edge: Edge) -> None:
     edge.take(upd(1, 2, summary(1.0)))
-    published = edge.books.published_total
+    published = edge.served.published_total
     edge.take(upd(2, 1, summary(1.0)))  # a new leader's first write repeats every symbol's
-    assert edge.books.published_total == published
+    assert edge.served.published_total == published
     edge.take(upd(2, 2, summary(2.0)))
-    assert edge.books.published_total == published + 1
+    assert edge.served.published_total == published + 1
 
 
 def test_an_update_with_no_summary_yet_sets_only_the_state(edge: Edge) -> None:
     edge.take(upd(1, 2, b""))
-    assert edge.books.summary("ETHBTC") is None and edge.books.state("ETHBTC") == state()
+    assert edge.served.summary("ETHBTC") is None and edge.served.state("ETHBTC") == state()
 
 
 def test_an_update_of_a_symbol_not_in_the_catalogue_is_dropped(edge: Edge) -> None:
@@ -135,12 +135,12 @@ def test_an_update_of_a_symbol_not_in_the_catalogue_is_dropped(edge: Edge) -> No
         "a sequence out of range", "a sequence jump", "a heartbeat from a forger"])  # the envelopes hold the time
 def test_what_no_leader_sends_is_counted_under_its_reason_and_changes_nothing(edge: Edge, data: bytes,
                                                                               reason: str) -> None:
-    changes, published = edge.changes, edge.books.published_total
+    changes, published = edge.changes, edge.served.published_total
     assert not edge.take(data)
     assert edge.stats.rejected == {reason: 1}
-    assert (edge.books.summary("ETHBTC"), edge.books.depth, edge.changes) == (None, 10, changes)
+    assert (edge.served.summary("ETHBTC"), edge.served.depth, edge.changes) == (None, 10, changes)
     edge.take(upd(1, 3, summary(3.0)))  # the real leader's next update is still taken
-    assert edge.books.summary("ETHBTC") == summary(3.0) and edge.books.published_total == published + 1
+    assert edge.served.summary("ETHBTC") == summary(3.0) and edge.served.published_total == published + 1
 
 
 def test_the_sequence_jump_is_counted_from_the_epochs_newest_not_the_symbols_last(edge: Edge) -> None:
@@ -149,7 +149,7 @@ def test_the_sequence_jump_is_counted_from_the_epochs_newest_not_the_symbols_las
     for sequence in range(MAX_SEQUENCE_JUMP // 2, 3 * MAX_SEQUENCE_JUMP, MAX_SEQUENCE_JUMP // 2):
         assert edge.take(upd(1, sequence, summary(sequence), symbol="ETHBTC"))
     assert edge.take(upd(1, 3 * MAX_SEQUENCE_JUMP, summary(2.0), symbol="BTCUSDT"))
-    assert edge.books.summary("BTCUSDT") == summary(2.0) and edge.stats.rejected == {}
+    assert edge.served.summary("BTCUSDT") == summary(2.0) and edge.stats.rejected == {}
     assert edge.take(upd(1, 4 * MAX_SEQUENCE_JUMP, summary(3.0)))  # exactly the bound: taken
     assert not edge.take(upd(1, 5 * MAX_SEQUENCE_JUMP + 1, summary(4.0)))
     assert edge.stats.rejected == {"sequence_jump": 1}
@@ -158,9 +158,9 @@ def test_the_sequence_jump_is_counted_from_the_epochs_newest_not_the_symbols_las
 def test_a_catalogue_change_is_taken_only_from_the_leases_holder(edge: Edge, redis_client: redis.Redis) -> None:
     assert not edge.take(beat(1, 2, ("BTCUSDT",), node="not-the-leader"))
     assert not edge.take(beat(7, 2, ("BTCUSDT",)))  # the holder's node, but another epoch
-    assert edge.books.symbols == ("ETHBTC", "BTCUSDT") and edge.stats.rejected == {"not_lease_holder": 2}
+    assert edge.served.symbols == ("ETHBTC", "BTCUSDT") and edge.stats.rejected == {"not_lease_holder": 2}
     assert edge.take(beat(1, 3, ("BTCUSDT",)))  # the holder's: taken
-    assert edge.books.symbols == ("BTCUSDT",)
+    assert edge.served.symbols == ("BTCUSDT",)
     assert edge.take(beat(1, 4, ("BTCUSDT",), node="not-the-leader"))  # no change: the lease is not read
     assert edge.stats.rejected == {"not_lease_holder": 2}
 
@@ -179,9 +179,9 @@ def test_stored_values_do_not_count_as_hearing_the_leader_or_as_hop_delay(new_ed
     new_edge.take(beat(1, 1), live=False)
     new_edge.take(upd(1, 2, summary(1.0)), live=False)
     assert new_edge.source.last_heard is None and sum(new_edge.stats.hop.counts) == 0
-    assert new_edge.books.summary("ETHBTC") == summary(1.0)
+    assert new_edge.served.summary("ETHBTC") == summary(1.0)
 
 
 def test_a_state_with_a_venue_in_step_that_does_not_list_the_symbol_is_refused(edge: Edge) -> None:
     edge.take(envelope.update(1, 9, "node", SymbolState("ETHBTC", ("binance",), ("kraken",)), summary(1.0)))
-    assert edge.stats.rejected == {"malformed": 1} and edge.books.summary("ETHBTC") is None
+    assert edge.stats.rejected == {"malformed": 1} and edge.served.summary("ETHBTC") is None

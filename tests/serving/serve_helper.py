@@ -39,7 +39,7 @@ from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
-from orderbook.serving.symbols import SymbolBooks  # noqa: E402
+from orderbook.serving.symbols import ServedSymbols  # noqa: E402
 from orderbook.symbol_state import SymbolState  # noqa: E402
 
 
@@ -81,13 +81,13 @@ def main() -> int:  # noqa: C901
 
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     symbols = args.symbols.split(",")
-    books = SymbolBooks(symbols, args.depth, recheck_interval=0.5)
+    served = ServedSymbols(symbols, args.depth, recheck_interval=0.5)
     if args.serve_processes:
         settings = WorkerSettings(args.max_streams, tls, "info", "text",
                                   max_streams_per_connection=args.max_streams_per_connection)
-        server: GrpcServer | ServingProcesses = ServingProcesses(books, args.address, args.serve_processes, settings)
+        server: GrpcServer | ServingProcesses = ServingProcesses(served, args.address, args.serve_processes, settings)
     else:
-        server = GrpcServer(books, args.address, max_streams=args.max_streams,
+        server = GrpcServer(served, args.address, max_streams=args.max_streams,
                             max_streams_per_connection=args.max_streams_per_connection,
                             idle_timeout=args.idle_timeout, tls=tls)
     try:
@@ -105,7 +105,7 @@ def main() -> int:  # noqa: C901
         if not deep:
             last[symbol] = next(counter)
         top = synthetic_top(last[symbol], args.depth, symbols.index(symbol), last_ask=next(counter) if deep else 2)
-        books.publish(symbol, top)
+        served.publish(symbol, top)
 
     def publish_steadily() -> None:
         while True:
@@ -117,19 +117,19 @@ def main() -> int:  # noqa: C901
         for line in FileObjectThread(sys.stdin):  # type: ignore[arg-type]  # a file object: gevent wraps it
             command = line.split()
             if command[:1] in (["publish"], ["deep"]):
-                publish(command[1] if command[1:] else books.default, deep=command[0] == "deep")
+                publish(command[1] if command[1:] else served.default, deep=command[0] == "deep")
             elif command == ["empty"]:
                 top = synthetic_top(next(counter), args.depth)
-                books.publish(books.default, MergedTop(None, top.bids, ()))
+                served.publish(served.default, MergedTop(None, top.bids, ()))
             elif command[:1] == ["state"]:
-                books.set_state(SymbolState(command[1], venues(command[2]), venues(command[3])))
+                served.set_state(SymbolState(command[1], venues(command[2]), venues(command[3])))
             elif command[:1] == ["serving"]:
                 server.set_serving(command[1:] == ["on"])
             elif command[:1] == ["catalogue"]:
-                books.reconfigure(command[1].split(","), books.depth)
+                served.reconfigure(command[1].split(","), served.depth)
             elif command == ["stats"]:
                 streams = server.stats()
-                stats = {"open_streams": streams.open_streams, "published_total": books.published_total,
+                stats = {"open_streams": streams.open_streams, "published_total": served.published_total,
                          "sent_total": streams.sent, "skipped_total": streams.skipped}
                 if READY_FIRST is not None:
                     stats.update(polls_ready=READY_FIRST.ready, polls_parked=READY_FIRST.parked)

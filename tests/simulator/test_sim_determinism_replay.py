@@ -9,7 +9,7 @@ import pytest
 import requests
 from simulator_support import connect, levels, quiet_for, recv_json
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.prices import parse_decimal
 from orderbook.simulator.config import DEFAULT_RECORDINGS
 from orderbook.simulator.replay import load
@@ -65,7 +65,7 @@ def test_binance_replay_serves_the_recorded_events_and_truth_follows():
         truth = process.control.truth()
     assert served == [event for _, event in recording.frames]
     assert wrapped == [{"stream": "btcusdt@depth@100ms", "data": event} for _, event in recording.frames]
-    book = OrderBook()
+    book = VenueBook()
     book.load(levels(snapshot["bids"]).items(), levels(snapshot["asks"]).items())
     for event in served:
         book.apply(levels(event["b"]).items(), levels(event["a"]).items())

@@ -12,7 +12,7 @@ import requests
 import websocket
 from simulator_support import connect, levels, quiet_for, recv_json, run_until_events
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.simulator.config import ConfigError, SimulatorConfig, from_args, parser
 from orderbook.simulator.process import SimulatorError, SimulatorProcess
 from orderbook.simulator.simulator import Simulator
@@ -55,13 +55,13 @@ def read_count(ws, count: int, timeout: float = 10.0) -> list[dict]:
     return messages
 
 
-def book_from(snapshot: dict) -> OrderBook:
-    book = OrderBook()
+def book_from(snapshot: dict) -> VenueBook:
+    book = VenueBook()
     book.load(levels(snapshot["bids"]).items(), levels(snapshot["asks"]).items())
     return book
 
 
-def assert_book_is_truth(book: OrderBook, truth: dict) -> None:
+def assert_book_is_truth(book: VenueBook, truth: dict) -> None:
     assert dict(book.bids()) == levels(truth["bids"])
     assert dict(book.asks()) == levels(truth["asks"])
 

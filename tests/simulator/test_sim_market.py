@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.simulator.market import LOT, TICK, ModelParams, VenueModel
 
 
@@ -17,7 +17,7 @@ def test_same_seed_same_events_and_different_seed_different_events():
 
 def test_events_rebuild_the_model_book_and_it_never_crosses():
     model = VenueModel("3:bitstamp", ModelParams(levels=50))
-    book = OrderBook()
+    book = VenueBook()
     book.load(*model.levels())
     for _ in range(5000):
         change = model.step()

@@ -20,7 +20,7 @@ import pytest
 import requests
 import websocket
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.prices import parse_decimal
 from orderbook.simulator.process import SimulatorControl, SimulatorProcess
 from tests.support.tiers import one_at_a_time
@@ -66,7 +66,7 @@ class BinanceSync(threading.Thread):
     def __init__(self, urls: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.urls = urls
-        self.book = OrderBook()
+        self.book = VenueBook()
         self.book_id = 0
         self.buffered_at_sync = 0
         self.restarts = 0
@@ -116,7 +116,7 @@ class BitstampSync(threading.Thread):
     def __init__(self, urls: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.urls = urls
-        self.book = OrderBook()
+        self.book = VenueBook()
         self.last_us = 0
         self.buffered_at_sync = 0
         self.out_of_order = 0

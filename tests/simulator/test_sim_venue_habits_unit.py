@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orderbook.book import OrderBook
+from orderbook.book import VenueBook
 from orderbook.prices import parse_decimal
 from orderbook.simulator.binance import BinanceExchange
 from orderbook.simulator.bitstamp import BitstampExchange
@@ -145,7 +145,7 @@ def test_lose_change_changes_the_truth_and_the_model_and_consumes_no_id():
 
 def test_sweep_removes_the_best_levels_in_one_event_and_the_model_carries_on_sanely():
     model = VenueModel("4:bitstamp", ModelParams(levels=60))
-    book = OrderBook()
+    book = VenueBook()
     book.load(*model.levels())
     old_bids = book.bids()
     change = model.sweep(True, 20)
