@@ -321,9 +321,13 @@ def test_requests_wait_their_turn_most_urgent_first():
 
 
 def test_a_request_killed_while_waiting_leaves_the_queue_moving():
-    budget = RestBudget(60_000)
+    """The budget's clock stands still until the first request is killed, so it cannot be served first however
+    slowly this machine runs the greenlets (with the real clock, a hold-off that expired before the kill made it
+    flaky under load)."""
+    now = [0.0]
+    budget = RestBudget(60_000, clock=lambda: now[0])
     queue = RequestQueue(budget)
-    budget.hold_off(0.05)
+    budget.hold_off(0.05)  # re-checked every 0.05 s of real time, never over while the clock stands
     served: list[str] = []
     def take_turn(priority: Priority, name: str) -> None:
         queue.wait_turn(1, 0.5, priority)
@@ -331,7 +335,10 @@ def test_a_request_killed_while_waiting_leaves_the_queue_moving():
 
     first = gevent.spawn(take_turn, Priority.REBUILD, "first")
     second = gevent.spawn(take_turn, Priority.START, "second")
-    gevent.sleep(0.01)
+    while queue.waiting < 2:  # both in the queue
+        gevent.sleep(0.001)
     first.kill()
+    assert served == [] and queue.waiting == 1
+    now[0] = 1.0  # the hold-off is over
     second.join(timeout=5)
     assert served == ["second"] and queue.waiting == 0
