@@ -119,7 +119,7 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     pubsub = redis_client.pubsub()
     pubsub.subscribe(KEYS.channel)
     a = nodes()
-    a.books.publish_summary("ETHBTC", summary(1.0))
+    a.served.publish_summary("ETHBTC", summary(1.0))
     a.relay.start()
     wait_until(lambda: a.relay.leader, 5, "a leading", sleep=gevent.sleep)
     received: list[envelope.Update | envelope.Heartbeat] = []
@@ -137,7 +137,7 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     first = [item for item in received if isinstance(item, envelope.Update)]
     assert [(item.symbol, item.summary) for item in first] == [("ETHBTC", summary(1.0)), ("BTCUSDT", b"")]
     assert sorted(redis_client.hkeys(KEYS.latest)) == [b"BTCUSDT", b"ETHBTC"]  # the last leader's "GONE" went
-    a.books.publish_summary("ETHBTC", summary(2.0))
+    a.served.publish_summary("ETHBTC", summary(2.0))
     until("the change", lambda item: isinstance(item, envelope.Update) and item.summary == summary(2.0))
     until("a heartbeat after the first write", lambda item: isinstance(item, envelope.Heartbeat) and item.sequence > 3)
     sequences = [item.sequence for item in received]
