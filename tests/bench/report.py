@@ -129,7 +129,7 @@ def failed_targets(results: Sequence[ScenarioResult]) -> list[str]:
     return failed
 
 
-def _number(value: float | None, unit: str) -> str:
+def format_number(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
     if unit in ("count", "streams", "frames/s", "msgs/s") or abs(value) >= 1000:
@@ -145,7 +145,7 @@ def _target(figure: Figure) -> str:
     if figure.target is None:
         return ""
     sign = "<=" if figure.better == "lower" else ">="
-    return f"{sign} {_number(figure.target, figure.unit)}"
+    return f"{sign} {format_number(figure.target, figure.unit)}"
 
 
 def _range(figure: Figure) -> str:
@@ -156,7 +156,7 @@ def _range(figure: Figure) -> str:
     missing = sum(1 for value in figure.runs if value is None)
     parts = []
     if len(figure.runs) - missing >= 2:
-        parts.append(f"{_number(figure.low, figure.unit)}..{_number(figure.high, figure.unit)}")
+        parts.append(f"{format_number(figure.low, figure.unit)}..{format_number(figure.high, figure.unit)}")
     if missing:
         parts.append(f"({missing} of {len(figure.runs)} n/a)")
     return " ".join(parts)
@@ -170,7 +170,7 @@ def table(results: Sequence[ScenarioResult]) -> str:
             rows.append((result.name, str(result.repeat), "ERROR", result.error[:60], "", "", "", "FAIL"))
         for figure in result.figures:
             verdict = {True: "pass", False: "FAIL", None: ""}[figure.passed]
-            rows.append((result.name, str(result.repeat), figure.name, _number(figure.value, figure.unit),
+            rows.append((result.name, str(result.repeat), figure.name, format_number(figure.value, figure.unit),
                          _range(figure), figure.unit, _target(figure), verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = (1, 3, 4)

@@ -17,12 +17,12 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, e2e_scenarios, ingest, overload, relay, symbols
+from tests.bench import abuse, compare, e2e_scenarios, ingest, overload, relay, symbols
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                              "needs the bench extra")
     parser.add_argument("--serve-processes", type=int, default=0, metavar="N",
                         help="the fan-out scenario's server serves from N processes (default 0: in-process)")
+    parser.add_argument("--compare", metavar="REV",
+                        help="run the scenarios on git revision REV (a temporary worktree) and on this working tree "
+                             "alternately, --repeat rounds (default 3), and print both with the ratio")
     default_counts = ",".join(map(str, symbols.DEFAULT_COUNTS))
     default_ramp = ",".join(map(str, symbols.DEFAULT_RAMP))
     parser.add_argument("--symbols", type=_counts, default=symbols.DEFAULT_COUNTS, metavar="N[,N...]",
@@ -168,8 +171,26 @@ def _render_server_profile(session: Path) -> list[Path]:
     return [html, text]
 
 
+def side_args(argv: Sequence[str]) -> list[str]:
+    """The command line each side of a --compare runs: ``argv`` without --compare, --repeat and --json (the
+    comparison sets those itself)."""
+    kept: list[str] = []
+    words = iter(argv)
+    for word in words:
+        flag = word.split("=", 1)[0]
+        if flag in ("--compare", "--repeat", "--json"):
+            if "=" not in word:
+                next(words, None)
+            continue
+        kept.append(word)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.compare:
+        words = sys.argv[1:] if argv is None else argv
+        return compare.compare(args.compare, side_args(words), args.repeat or 3, args.json)
     if args.profile and (missing := _pyinstrument_missing()):
         print(missing, file=sys.stderr)
         return 2
