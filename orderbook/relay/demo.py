@@ -158,6 +158,44 @@ def _stop_all(children: list[Child], simulator: SimulatorProcess | None, redis: 
         simulator.stop()
     if redis is not None:
         redis.stop()
+    for pid in children_of(os.getpid()):
+        end_child(pid)
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` and that are not reaped yet. A signal that stops the demo while
+    it starts a process can come after the fork and before the process is known here (inside Popen, or before
+    it is registered): such a one is found this way, as a child of the demo, whatever started it."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ")".
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            children.append(int(entry.name))
+    return children
+
+
+def end_child(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, SIGKILL if it has not exited within ``timeout``; reaped either way."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.05)
+    except ChildProcessError:
+        pass  # reaped meanwhile by its Popen object
+    except ProcessLookupError:
+        pass
 
 
 def run(symbols: str, any_ports: bool, directory: Path, redis_server: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from orderbook.relay.demo import children_of, end_child
 from tests.support.debian import find_or_install
 from tests.support.processes import stop_process, with_ignored_signals
 from tests.support.service import REPO_ROOT
@@ -156,3 +157,13 @@ def test_a_sigterm_while_it_starts_leaves_no_process_behind() -> None:
         assert _mentioning(directory) == []
     finally:
         stop_process(demo)
+
+
+def test_a_child_the_demo_never_registered_is_found_and_ended() -> None:
+    """What the demo's stop does for a process a signal cut short between its fork and its registration: found as
+    a child of the demo (not through the list it never reached) and ended, reaped."""
+    orphan = subprocess.Popen(["sleep", "60"])
+    assert orphan.pid in children_of(os.getpid())
+    end_child(orphan.pid)
+    assert not Path(f"/proc/{orphan.pid}").exists()
+    assert orphan.pid not in children_of(os.getpid())
