@@ -48,7 +48,7 @@ class Pipeline:
             feed = feeds[exchange]
             if any(name == exchange for name, _ in replay.frames):
                 (connection,) = feed.split(feed.symbols)
-                streams, lag = connection.new_streams()
+                streams, lag, _ = connection.new_streams()
                 if streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
                 self.lanes[exchange] = (connection, streams, lag)
