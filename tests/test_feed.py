@@ -1,10 +1,12 @@
 """The feed in process, against a venue in memory (tests/support/fake_venue.py): one connection carries every
-symbol, each symbol's book is rebuilt on its own, a lost connection rebuilds them all, and REST requests wait
-their turn. Real venue parsers and sync rules, real metrics; only the socket and HTTP are fakes."""
+symbol, each symbol's book is rebuilt on its own, a lost connection rebuilds them all, frames that wait together are
+applied as one batch that publishes each symbol it changed once, and REST requests wait their turn. Real venue
+parsers and sync rules, real metrics; only the socket and HTTP are fakes."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import gevent
@@ -17,6 +19,7 @@ from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.feed.connection import VenueConnection
+from orderbook.merge import Level, MergedTop
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
 from orderbook.rest import Priority, RequestQueue, RestBudget, SnapshotFetcher
@@ -25,6 +28,9 @@ from tests.support.waiting import wait_until
 
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 SETTINGS = FeedSettings(audit_interval=0, backoff_base=0.01, backoff_cap=0.02, silence_timeout=60)
+BATCHING = dataclasses.replace(SETTINGS, reader_turn=60.0)
+"""A reader's turn of a minute: only an empty socket ends a batch, so what one holds does not depend on how fast
+this machine applies frames."""
 
 
 class Rig:
@@ -37,16 +43,26 @@ class Rig:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry).exchange(venue.name)
         self.changes: list[str] = []
+        self.published: list[tuple[str, float, MergedTop]] = []
+        """Each publish: the symbol, the moment it carries, and its merged book then."""
         self.unlisted: list[tuple[str, str]] = []
         self.listing_done: list[frozenset[str]] = []
         self.feed = VenueFeed(
-            venue, self.consolidated, on_change=lambda symbol, _: self.changes.append(symbol),
+            venue, self.consolidated, on_change=self._changed,
             on_listing=lambda _, unlisted: self.listing_done.append(unlisted),
             on_unlisted=lambda _, symbol, reason: self.unlisted.append((symbol, reason)),
             metrics=self.metrics, settings=settings, http=self.fake, connect=self.fake.connect,
             spawn=self.greenlets.spawn)
         self.name = venue.name
         self.greenlets.spawn(self.feed.run)
+
+    def _changed(self, symbol: str, received_at: float) -> None:
+        self.changes.append(symbol)
+        self.published.append((symbol, received_at, self.consolidated[symbol].merged_top()))
+
+    def publishes(self, symbol: str, since: int = 0) -> list[MergedTop]:
+        """The books ``symbol`` was published with, from the ``since``-th publish of any symbol on."""
+        return [top for published, _, top in self.published[since:] if published == symbol]
 
     def stop(self) -> None:
         self.greenlets.kill()
@@ -300,6 +316,97 @@ def test_bitstamp_an_unreadable_frame_rebuilds_every_symbol_in_place():
         assert len(rig.fake.streams) == 1
     finally:
         rig.stop()
+
+
+# -- batches: the frames already waiting, applied together --------------------------------------------------------
+
+EMPTY = MergedTop(None, (), ())
+
+
+def merged(bids, asks, exchange: str = "binance") -> MergedTop:
+    """The merged book of one venue's levels (best first), as it is published."""
+    bid_levels = tuple(Level(exchange, *level(price, amount)) for price, amount in bids)
+    ask_levels = tuple(Level(exchange, *level(price, amount)) for price, amount in asks)
+    spread = ask_levels[0].price - bid_levels[0].price if bid_levels and ask_levels else None
+    return MergedTop(spread, bid_levels, ask_levels)
+
+
+def publish_of(rig: Rig, *frames: str) -> int:
+    """Push ``frames`` at once and wait for the first publish after them; returns where the publishes from then on
+    start in ``rig.published``. A batch publishes nothing until it has applied its last frame."""
+    since = len(rig.published)
+    rig.fake.stream.push(*frames)
+    rig.wait(lambda: len(rig.published) > since, "a publish")
+    return since
+
+
+def test_frames_waiting_together_are_published_once_as_the_book_after_the_last(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    prices = [f"1.{60 + i}" for i in range(20)]  # each frame a new best bid, the one before deleted
+    since = publish_of(rig, *(binance_diff("ETHBTC", 102 + i, 102 + i, bids=[(price, "1"), (previous, "0")])
+                              for i, (previous, price) in enumerate(zip(["1.5", *prices], prices))))
+    (symbol, received_at, top), = rig.published[since:]
+    assert (symbol, top) == ("ETHBTC", merged([("1.79", "1"), ("1.0", "1")], [("2.0", "1")]))
+    current = rig.feed.symbols[0].current
+    assert current is not None and received_at < current.lag.last_frame_at, "it carries its first frame's moment"
+
+
+def test_a_batch_publishes_each_symbol_it_changed_once_in_the_order_of_their_first_change(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    since = publish_of(rig, binance_diff("ETHUSDT", 102, 102, bids=[("1.6", "1")]),
+                       binance_diff("ETHBTC", 102, 102, asks=[("1.9", "2")]),
+                       binance_diff("ETHUSDT", 103, 103, bids=[("1.7", "1")]),
+                       binance_diff("ETHBTC", 103, 103, asks=[("1.9", "3")]))
+    assert [symbol for symbol, _, _ in rig.published[since:]] == ["ETHUSDT", "ETHBTC"], "BTCUSDT had no frame"
+    assert rig.publishes("ETHUSDT", since) == [merged([("1.7", "1"), ("1.6", "1"), ("1.5", "2"), ("1.0", "1")],
+                                                      [("2.0", "1")])]
+    assert rig.publishes("ETHBTC", since) == [merged([("1.5", "2"), ("1.0", "1")], [("1.9", "3"), ("2.0", "1")])]
+
+
+def test_a_frame_on_a_quiet_connection_is_published_at_once_a_batch_of_one(binance_rig):
+    """The turn is a minute here: only the empty socket can have ended each batch within the wait."""
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    first = publish_of(rig, binance_diff("ETHBTC", 102, 102, bids=[("1.5", "3")]))
+    second = publish_of(rig, binance_diff("ETHBTC", 103, 103, bids=[("1.5", "4")]))
+    assert rig.publishes("ETHBTC", first) == [merged([("1.5", amount), ("1.0", "1")], [("2.0", "1")])
+                                              for amount in ("3", "4")]
+    assert second == first + 1
+
+
+def test_a_gap_or_a_bad_frame_inside_a_batch_rebuilds_its_book_never_published_broken(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(111, [("1.1", "4")], [("2.0", "1")]))  # for its rebuild
+    since = publish_of(rig, binance_diff("ETHBTC", 102, 102, bids=[("1.6", "1")]),  # applied: its top moved
+                       binance_diff("ETHBTC", 110, 111),  # ids 103..109 never came
+                       binance_diff("ETHBTC", 112, 112, asks=[("1.9", "1")]),  # buffered for the rebuild
+                       binance_diff("BTCUSDT", 102, 102, bids=[("1.6", "1")]),  # applied: its top moved
+                       binance_diff("BTCUSDT", 103, 103, bids=[("abc", "1")]),  # may have lost a change
+                       binance_diff("ETHUSDT", 102, 102, bids=[("1.6", "1")]))
+    assert [symbol for symbol, _, _ in rig.published[since:]] == ["ETHBTC", "BTCUSDT", "ETHUSDT"]
+    assert rig.publishes("ETHBTC", since) == rig.publishes("BTCUSDT", since) == [EMPTY], \
+        "out of the merged book at once, never shown with the changes before the break"
+    assert rig.publishes("ETHUSDT", since) == [merged([("1.6", "1"), ("1.5", "2"), ("1.0", "1")], [("2.0", "1")])]
+    rig.wait(lambda: rig.in_step("ETHBTC"), "ETHBTC rebuilt")
+    assert rig.publishes("ETHBTC", since) == [EMPTY, merged([("1.1", "4")], [("1.9", "1"), ("2.0", "1")])]
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="gap") == 1
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="BTCUSDT", reason="bad_frame") == 1
+    assert len(rig.fake.streams) == 1
+
+
+@pytest.mark.timeout(30)  # a batch without a bound would keep the hub for good, and this test with it
+def test_a_backlog_that_never_drains_is_still_published_every_turn(binance_rig):
+    """Frames always wait here: only the reader's turn (the default, 2 ms) can end a batch."""
+    rig = binance_rig()
+    bring_in_step(rig)
+    since = len(rig.published)
+    rig.fake.stream.pour(binance_diff("ETHBTC", i, i, bids=[("1.5", str(i))]) for i in itertools.count(102))
+    rig.wait(lambda: len(rig.publishes("ETHBTC", since)) >= 3, "publishes while frames still wait")
+    amounts = [top.bids[0].amount for top in rig.publishes("ETHBTC", since)]
+    assert amounts == sorted(set(amounts)), "each publish a later book than the one before"
 
 
 def test_requests_wait_their_turn_most_urgent_first():
