@@ -8,15 +8,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import time
 
 import gevent
 import gevent.pool
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
+from orderbook.exchanges.messages import BookSnapshot
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.feed.connection import VenueConnection
 from orderbook.merge import Level, MergedTop
@@ -407,6 +411,82 @@ def test_a_backlog_that_never_drains_is_still_published_every_turn(binance_rig):
     rig.wait(lambda: len(rig.publishes("ETHBTC", since)) >= 3, "publishes while frames still wait")
     amounts = [top.bids[0].amount for top in rig.publishes("ETHBTC", since)]
     assert amounts == sorted(set(amounts)), "each publish a later book than the one before"
+
+
+class Lane:
+    """One Binance connection's objects, not run: the test hands them frames as the reader does, one at a time
+    outside any batch (as before batches) or in the batches it chooses, and records each publish with the merged
+    book then. Nothing yields, so a rebuild's loader never runs: a book that breaks stays out."""
+
+    def __init__(self, greenlets: gevent.pool.Group) -> None:
+        venue = BinanceVenue(snapshot_limit=100)
+        self.consolidated = {symbol: ConsolidatedBook([venue.name], depth=3) for symbol in SYMBOLS}
+        self.published: list[tuple[str, MergedTop]] = []
+        fake = FakeVenue(venue)
+        feed = VenueFeed(venue, self.consolidated, on_change=self._changed, on_listing=lambda *_: None,
+                         on_unlisted=lambda *_: None, metrics=Metrics(CollectorRegistry()).exchange(venue.name),
+                         settings=SETTINGS, http=fake, connect=fake.connect, spawn=greenlets.spawn)
+        (self.connection,) = feed.split(feed.symbols)
+        self.streams, self.lag, self.batch = self.connection.new_streams()
+        for stream in self.streams.values():
+            stream.install_snapshot(BookSnapshot(100, (level("5", "1"),), (level("15", "1"),)))
+        self.published.clear()
+
+    def _changed(self, symbol: str, _received_at: float) -> None:
+        self.published.append((symbol, self.consolidated[symbol].merged_top()))
+
+    def handle(self, frame: str) -> None:
+        self.connection.handle_frame(self.streams, frame, time.perf_counter(), self.lag)
+
+    def batch_of(self, frames: list[str]) -> list[tuple[str, MergedTop]]:
+        """Apply ``frames`` as one batch; returns what it published."""
+        since = len(self.published)
+        with self.batch.open():
+            for frame in frames:
+                self.handle(frame)
+        return self.published[since:]
+
+    def books(self) -> dict[str, MergedTop]:
+        return {symbol: book.merged_top() for symbol, book in self.consolidated.items()}
+
+
+# (symbol, what the frame does, price step, amount): bids at 1..8, asks at 11..18, so no venue book crosses; a gap
+# (ids skipped) or a bad number breaks the symbol's book, and its later diffs are buffered for a rebuild.
+EVENTS = st.lists(st.tuples(st.sampled_from(SYMBOLS), st.sampled_from(("bid",) * 3 + ("ask",) * 3 + ("gap", "bad")),
+                            st.integers(1, 8), st.integers(0, 2)), min_size=1, max_size=24)
+
+
+def frames_of(events: list[tuple[str, str, int, int]]) -> list[str]:
+    next_id = dict.fromkeys(SYMBOLS, 101)  # the snapshots are at 100
+    frames = []
+    for symbol, kind, step, amount in events:
+        first = next_id[symbol] + (5 if kind == "gap" else 0)
+        next_id[symbol] = first + 1
+        bids = [(str(step), str(amount))] if kind in ("bid", "gap") else [("abc", "1")] if kind == "bad" else []
+        asks = [(str(10 + step), str(amount))] if kind == "ask" else []
+        frames.append(binance_diff(symbol, first, first, bids=bids, asks=asks))
+    return frames
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS, st.data())
+def test_any_split_into_batches_publishes_the_unbatched_books_each_changed_symbol_once_a_batch(events, data):
+    frames = frames_of(events)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(frames) - 1)))) if len(frames) > 1 else []
+    greenlets = gevent.pool.Group()
+    try:
+        unbatched, batched = Lane(greenlets), Lane(greenlets)
+        books_after, changed_by = [], []
+        for frame in frames:
+            since = len(unbatched.published)
+            unbatched.handle(frame)
+            changed_by.append([symbol for symbol, _ in unbatched.published[since:]])
+            books_after.append(unbatched.books())
+        for start, end in itertools.pairwise([0, *cuts, len(frames)]):
+            changed = dict.fromkeys(symbol for symbols in changed_by[start:end] for symbol in symbols)
+            assert batched.batch_of(frames[start:end]) == [(symbol, books_after[end - 1][symbol]) for symbol in changed]
+    finally:
+        greenlets.kill()
 
 
 def test_requests_wait_their_turn_most_urgent_first():
