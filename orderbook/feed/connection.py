@@ -107,6 +107,10 @@ class VenueConnection:
                 streams[symbol] = feed.open_stream(lag, batch)
         return streams, lag, batch
 
+    def new_session(self, stream: Stream) -> Session:
+        """A session on a new connection's ``stream``, with fresh streams for its symbols (:meth:`new_streams`)."""
+        return Session(stream, *self.new_streams(), _Ending())
+
     def _session(self) -> SessionEnd:
         """One connection's life, in order: connect; follow it until the first reason to end the session; then
         hand its books over, if it still works and serves some, or close it. Returns why it ended. An unexpected
@@ -119,7 +123,7 @@ class VenueConnection:
             return SessionEnd("connect_failed", str(error))
         log.info("%s: connected to %s (%d symbols)", self.name, url, len(self.symbols))
         self._metrics.set_connected(True)
-        session = _Session(stream, *self.new_streams(), _Ending())
+        session = self.new_session(stream)
         try:
             end = self._follow(session)
         except BaseException:  # a bug, or the service stopping: raised again once the connection is closed
@@ -132,7 +136,7 @@ class VenueConnection:
             self._close(session, end.reason)
         return end
 
-    def _follow(self, session: _Session) -> SessionEnd:
+    def _follow(self, session: Session) -> SessionEnd:
         """Read the connection, subscribed and kept alive, until the first reason to end the session: the reader's
         (the connection broke, or the venue asks us to move), the age limit's (the connection is replaced while it
         still works, before the venue cuts it), or a failed helper's. The reader and the helpers stop here,
@@ -150,14 +154,14 @@ class VenueConnection:
         finally:
             gevent.killall(greenlets)
 
-    def _hand_over(self, session: _Session, reason: str) -> None:
+    def _hand_over(self, session: Session, reason: str) -> None:
         """Keep serving the connection's books until the successor's are in step, so that the outage is as short as
         it can be: a drain reads the connection on until then, and closes it."""
         for symbol_stream in session.streams.values():
             symbol_stream.hand_over(reason)
         self._spawn(self._drain, session)
 
-    def _drain(self, session: _Session) -> None:
+    def _drain(self, session: Session) -> None:
         """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
         try:
             self._read(session, until=lambda: not session.serves())
@@ -166,7 +170,7 @@ class VenueConnection:
         finally:
             self._close(session)
 
-    def _close(self, session: _Session, reason: str | None = None) -> None:
+    def _close(self, session: Session, reason: str | None = None) -> None:
         """Close the connection and its symbols' streams (``reason``: see :meth:`SymbolStream.close`)."""
         for symbol_stream in session.streams.values():
             symbol_stream.close(reason)
@@ -175,7 +179,7 @@ class VenueConnection:
 
     # -- the stream ------------------------------------------------------------------------------------------
 
-    def _read_session(self, session: _Session) -> None:
+    def _read_session(self, session: Session) -> None:
         """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
         the venue asks us to move."""
         ending = session.ending
@@ -193,8 +197,8 @@ class VenueConnection:
             self._metrics.bad_frame("too_large")
         return SessionEnd(reason, str(error))
 
-    def _read(self, session: _Session, until: Callable[[], bool]) -> None:
-        """Route frames until ``until()`` holds, a batch at a time (:meth:`_read_batch`); a broken connection raises
+    def _read(self, session: Session, until: Callable[[], bool]) -> None:
+        """Route frames until ``until()`` holds, a batch at a time (:meth:`read_batch`); a broken connection raises
         StreamError.
 
         A socket with frames waiting never blocks, so the reader would keep the hub until it drained them all: with
@@ -210,19 +214,20 @@ class VenueConnection:
             fresh, now = False, clock()
             if now - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
                 fresh, probed = not stream.waiting(), now
-            self._read_batch(session, until, fresh)
+            self.read_batch(session, until, fresh)
             if clock() - turn_taken >= turn:
                 gevent.sleep(0)
                 turn_taken = clock()
 
-    def _read_batch(self, session: _Session, until: Callable[[], bool], fresh: bool) -> None:
+    def read_batch(self, session: Session, until: Callable[[], bool], fresh: bool = False) -> None:
         """One batch: the next frame, and the frames already waiting behind it, applied in order until none waits,
         the reader's turn is up or ``until()`` holds; then each symbol whose book they changed is published once
         (:class:`~orderbook.feed.symbol.Batch`). A frame on a quiet socket is a batch of one, published at once.
 
         The wait for the first frame is outside the batch, so that a change made meanwhile (a snapshot loaded) is
         published at once. Frames after it are read only when bytes wait: the turn is checked between frames, so a
-        frame whose rest has not arrived yet holds the batch until it does (its start is already here)."""
+        frame whose rest has not arrived yet holds the batch until it does (its start is already here). The
+        benchmark drives it with frames in memory."""
         stream = session.stream
         payload = stream.recv()
         with session.batch.open():
@@ -231,7 +236,7 @@ class VenueConnection:
             while received_at < ends and not until() and stream.waiting():
                 received_at = self._apply(session, stream.recv(), False)
 
-    def _apply(self, session: _Session, payload: bytes | str, fresh: bool) -> float:
+    def _apply(self, session: Session, payload: bytes | str, fresh: bool) -> float:
         """Handle one frame read now; returns when it was received. The venue's request to move ends the session,
         unless it has ended already: a drain reads on."""
         lag = session.lag
@@ -247,8 +252,8 @@ class VenueConnection:
         before it, :mod:`orderbook.feed.lag`), route to its symbol, apply, publish if the top changed (at the end of
         the open batch, if one is open: :class:`~orderbook.feed.symbol.Batch`).
 
-        Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the
-        benchmark drives it directly.
+        Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the tests
+        drive it directly, a frame at a time or in batches they open.
         """
         stats = self._stats
         stats.frames += 1
@@ -332,7 +337,7 @@ class VenueConnection:
 
 
 @dataclass(frozen=True, slots=True)
-class _Session:
+class Session:
     """One session's connection: its stream, its symbols' streams on it, its lag, its batch, and why the session
     ends."""
 
