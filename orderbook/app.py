@@ -171,6 +171,10 @@ class Application(Listening):
     # -- publishing --------------------------------------------------------------------------------------------
 
     def _book_changed(self, symbol: str, received_at: float) -> None:
+        """A venue's part of ``symbol``'s book changed: publish its merged top if that moved, and its state if a
+        venue came or went. Called at most once for each symbol a batch of frames changed
+        (:class:`~orderbook.feed.symbol.Batch`), with ``received_at`` the moment of its first change in the batch:
+        the frame-to-publish latency is that of the oldest change the summary carries."""
         if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
         book = self.consolidated[symbol]

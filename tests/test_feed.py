@@ -1,22 +1,29 @@
 """The feed in process, against a venue in memory (tests/support/fake_venue.py): one connection carries every
-symbol, each symbol's book is rebuilt on its own, a lost connection rebuilds them all, and REST requests wait
-their turn. Real venue parsers and sync rules, real metrics; only the socket and HTTP are fakes."""
+symbol, each symbol's book is rebuilt on its own, a lost connection rebuilds them all, frames that wait together are
+applied as one batch that publishes each symbol it changed once, and REST requests wait their turn. Real venue
+parsers and sync rules, real metrics; only the socket and HTTP are fakes."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import time
 
 import gevent
 import gevent.pool
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from orderbook.consolidated import ConsolidatedBook
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
+from orderbook.exchanges.messages import BookSnapshot
 from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.feed.connection import VenueConnection
+from orderbook.merge import Level, MergedTop
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
 from orderbook.rest import Priority, RequestQueue, RestBudget, SnapshotFetcher
@@ -25,6 +32,9 @@ from tests.support.waiting import wait_until
 
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 SETTINGS = FeedSettings(audit_interval=0, backoff_base=0.01, backoff_cap=0.02, silence_timeout=60)
+BATCHING = dataclasses.replace(SETTINGS, reader_turn=60.0)
+"""A reader's turn of a minute: only an empty socket ends a batch, so what one holds does not depend on how fast
+this machine applies frames."""
 
 
 class Rig:
@@ -37,16 +47,26 @@ class Rig:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry).exchange(venue.name)
         self.changes: list[str] = []
+        self.published: list[tuple[str, float, MergedTop]] = []
+        """Each publish: the symbol, the moment it carries, and its merged book then."""
         self.unlisted: list[tuple[str, str]] = []
         self.listing_done: list[frozenset[str]] = []
         self.feed = VenueFeed(
-            venue, self.consolidated, on_change=lambda symbol, _: self.changes.append(symbol),
+            venue, self.consolidated, on_change=self._changed,
             on_listing=lambda _, unlisted: self.listing_done.append(unlisted),
             on_unlisted=lambda _, symbol, reason: self.unlisted.append((symbol, reason)),
             metrics=self.metrics, settings=settings, http=self.fake, connect=self.fake.connect,
             spawn=self.greenlets.spawn)
         self.name = venue.name
         self.greenlets.spawn(self.feed.run)
+
+    def _changed(self, symbol: str, received_at: float) -> None:
+        self.changes.append(symbol)
+        self.published.append((symbol, received_at, self.consolidated[symbol].merged_top()))
+
+    def publishes(self, symbol: str, since: int = 0) -> list[MergedTop]:
+        """The books ``symbol`` was published with, from the ``since``-th publish of any symbol on."""
+        return [top for published, _, top in self.published[since:] if published == symbol]
 
     def stop(self) -> None:
         self.greenlets.kill()
@@ -300,6 +320,173 @@ def test_bitstamp_an_unreadable_frame_rebuilds_every_symbol_in_place():
         assert len(rig.fake.streams) == 1
     finally:
         rig.stop()
+
+
+# -- batches: the frames already waiting, applied together --------------------------------------------------------
+
+EMPTY = MergedTop(None, (), ())
+
+
+def merged(bids, asks, exchange: str = "binance") -> MergedTop:
+    """The merged book of one venue's levels (best first), as it is published."""
+    bid_levels = tuple(Level(exchange, *level(price, amount)) for price, amount in bids)
+    ask_levels = tuple(Level(exchange, *level(price, amount)) for price, amount in asks)
+    spread = ask_levels[0].price - bid_levels[0].price if bid_levels and ask_levels else None
+    return MergedTop(spread, bid_levels, ask_levels)
+
+
+def publish_of(rig: Rig, *frames: str) -> int:
+    """Push ``frames`` at once and wait for the first publish after them; returns where the publishes from then on
+    start in ``rig.published``. A batch publishes nothing until it has applied its last frame."""
+    since = len(rig.published)
+    rig.fake.stream.push(*frames)
+    rig.wait(lambda: len(rig.published) > since, "a publish")
+    return since
+
+
+def test_frames_waiting_together_are_published_once_as_the_book_after_the_last(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    prices = [f"1.{60 + i}" for i in range(20)]  # each frame a new best bid, the one before deleted
+    since = publish_of(rig, *(binance_diff("ETHBTC", 102 + i, 102 + i, bids=[(price, "1"), (previous, "0")])
+                              for i, (previous, price) in enumerate(zip(["1.5", *prices], prices))))
+    (symbol, received_at, top), = rig.published[since:]
+    assert (symbol, top) == ("ETHBTC", merged([("1.79", "1"), ("1.0", "1")], [("2.0", "1")]))
+    current = rig.feed.symbols[0].current
+    assert current is not None and received_at < current.lag.last_frame_at, "it carries its first frame's moment"
+
+
+def test_a_batch_publishes_each_symbol_it_changed_once_in_the_order_of_their_first_change(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    since = publish_of(rig, binance_diff("ETHUSDT", 102, 102, bids=[("1.6", "1")]),
+                       binance_diff("ETHBTC", 102, 102, asks=[("1.9", "2")]),
+                       binance_diff("ETHUSDT", 103, 103, bids=[("1.7", "1")]),
+                       binance_diff("ETHBTC", 103, 103, asks=[("1.9", "3")]))
+    assert [symbol for symbol, _, _ in rig.published[since:]] == ["ETHUSDT", "ETHBTC"], "BTCUSDT had no frame"
+    assert rig.publishes("ETHUSDT", since) == [merged([("1.7", "1"), ("1.6", "1"), ("1.5", "2"), ("1.0", "1")],
+                                                      [("2.0", "1")])]
+    assert rig.publishes("ETHBTC", since) == [merged([("1.5", "2"), ("1.0", "1")], [("1.9", "3"), ("2.0", "1")])]
+
+
+def test_a_frame_on_a_quiet_connection_is_published_at_once_a_batch_of_one(binance_rig):
+    """The turn is a minute here: only the empty socket can have ended each batch within the wait."""
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    first = publish_of(rig, binance_diff("ETHBTC", 102, 102, bids=[("1.5", "3")]))
+    second = publish_of(rig, binance_diff("ETHBTC", 103, 103, bids=[("1.5", "4")]))
+    assert rig.publishes("ETHBTC", first) == [merged([("1.5", amount), ("1.0", "1")], [("2.0", "1")])
+                                              for amount in ("3", "4")]
+    assert second == first + 1
+
+
+def test_a_gap_or_a_bad_frame_inside_a_batch_rebuilds_its_book_never_published_broken(binance_rig):
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(111, [("1.1", "4")], [("2.0", "1")]))  # for its rebuild
+    since = publish_of(rig, binance_diff("ETHBTC", 102, 102, bids=[("1.6", "1")]),  # applied: its top moved
+                       binance_diff("ETHBTC", 110, 111),  # ids 103..109 never came
+                       binance_diff("ETHBTC", 112, 112, asks=[("1.9", "1")]),  # buffered for the rebuild
+                       binance_diff("BTCUSDT", 102, 102, bids=[("1.6", "1")]),  # applied: its top moved
+                       binance_diff("BTCUSDT", 103, 103, bids=[("abc", "1")]),  # may have lost a change
+                       binance_diff("ETHUSDT", 102, 102, bids=[("1.6", "1")]))
+    assert [symbol for symbol, _, _ in rig.published[since:]] == ["ETHBTC", "BTCUSDT", "ETHUSDT"]
+    assert rig.publishes("ETHBTC", since) == rig.publishes("BTCUSDT", since) == [EMPTY], \
+        "out of the merged book at once, never shown with the changes before the break"
+    assert rig.publishes("ETHUSDT", since) == [merged([("1.6", "1"), ("1.5", "2"), ("1.0", "1")], [("2.0", "1")])]
+    rig.wait(lambda: rig.in_step("ETHBTC"), "ETHBTC rebuilt")
+    assert rig.publishes("ETHBTC", since) == [EMPTY, merged([("1.1", "4")], [("1.9", "1"), ("2.0", "1")])]
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="gap") == 1
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="BTCUSDT", reason="bad_frame") == 1
+    assert len(rig.fake.streams) == 1
+
+
+@pytest.mark.timeout(30)  # a batch without a bound would keep the hub for good, and this test with it
+def test_a_backlog_that_never_drains_is_still_published_every_turn(binance_rig):
+    """Frames always wait here: only the reader's turn (the default, 2 ms) can end a batch."""
+    rig = binance_rig()
+    bring_in_step(rig)
+    since = len(rig.published)
+    rig.fake.stream.pour(binance_diff("ETHBTC", i, i, bids=[("1.5", str(i))]) for i in itertools.count(102))
+    rig.wait(lambda: len(rig.publishes("ETHBTC", since)) >= 3, "publishes while frames still wait")
+    amounts = [top.bids[0].amount for top in rig.publishes("ETHBTC", since)]
+    assert amounts == sorted(set(amounts)), "each publish a later book than the one before"
+
+
+class Lane:
+    """One Binance connection's objects, not run: the test hands them frames as the reader does, one at a time
+    outside any batch (as before batches) or in the batches it chooses, and records each publish with the merged
+    book then. Nothing yields, so a rebuild's loader never runs: a book that breaks stays out."""
+
+    def __init__(self, greenlets: gevent.pool.Group) -> None:
+        venue = BinanceVenue(snapshot_limit=100)
+        self.consolidated = {symbol: ConsolidatedBook([venue.name], depth=3) for symbol in SYMBOLS}
+        self.published: list[tuple[str, MergedTop]] = []
+        fake = FakeVenue(venue)
+        feed = VenueFeed(venue, self.consolidated, on_change=self._changed, on_listing=lambda *_: None,
+                         on_unlisted=lambda *_: None, metrics=Metrics(CollectorRegistry()).exchange(venue.name),
+                         settings=SETTINGS, http=fake, connect=fake.connect, spawn=greenlets.spawn)
+        (self.connection,) = feed.split(feed.symbols)
+        self.streams, self.lag, self.batch = self.connection.new_streams()
+        for stream in self.streams.values():
+            stream.install_snapshot(BookSnapshot(100, (level("5", "1"),), (level("15", "1"),)))
+        self.published.clear()
+
+    def _changed(self, symbol: str, _received_at: float) -> None:
+        self.published.append((symbol, self.consolidated[symbol].merged_top()))
+
+    def handle(self, frame: str) -> None:
+        self.connection.handle_frame(self.streams, frame, time.perf_counter(), self.lag)
+
+    def batch_of(self, frames: list[str]) -> list[tuple[str, MergedTop]]:
+        """Apply ``frames`` as one batch; returns what it published."""
+        since = len(self.published)
+        with self.batch.open():
+            for frame in frames:
+                self.handle(frame)
+        return self.published[since:]
+
+    def books(self) -> dict[str, MergedTop]:
+        return {symbol: book.merged_top() for symbol, book in self.consolidated.items()}
+
+
+# (symbol, what the frame does, price step, amount): bids at 1..8, asks at 11..18, so no venue book crosses; a gap
+# (ids skipped) or a bad number breaks the symbol's book, and its later diffs are buffered for a rebuild.
+EVENTS = st.lists(st.tuples(st.sampled_from(SYMBOLS), st.sampled_from(("bid",) * 3 + ("ask",) * 3 + ("gap", "bad")),
+                            st.integers(1, 8), st.integers(0, 2)), min_size=1, max_size=24)
+
+
+def frames_of(events: list[tuple[str, str, int, int]]) -> list[str]:
+    next_id = dict.fromkeys(SYMBOLS, 101)  # the snapshots are at 100
+    frames = []
+    for symbol, kind, step, amount in events:
+        first = next_id[symbol] + (5 if kind == "gap" else 0)
+        next_id[symbol] = first + 1
+        bids = [(str(step), str(amount))] if kind in ("bid", "gap") else [("abc", "1")] if kind == "bad" else []
+        asks = [(str(10 + step), str(amount))] if kind == "ask" else []
+        frames.append(binance_diff(symbol, first, first, bids=bids, asks=asks))
+    return frames
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS, st.data())
+def test_any_split_into_batches_publishes_the_unbatched_books_each_changed_symbol_once_a_batch(events, data):
+    frames = frames_of(events)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(frames) - 1)))) if len(frames) > 1 else []
+    greenlets = gevent.pool.Group()
+    try:
+        unbatched, batched = Lane(greenlets), Lane(greenlets)
+        books_after, changed_by = [], []
+        for frame in frames:
+            since = len(unbatched.published)
+            unbatched.handle(frame)
+            changed_by.append([symbol for symbol, _ in unbatched.published[since:]])
+            books_after.append(unbatched.books())
+        for start, end in itertools.pairwise([0, *cuts, len(frames)]):
+            changed = dict.fromkeys(symbol for symbols in changed_by[start:end] for symbol in symbols)
+            assert batched.batch_of(frames[start:end]) == [(symbol, books_after[end - 1][symbol]) for symbol in changed]
+    finally:
+        greenlets.kill()
 
 
 def test_requests_wait_their_turn_most_urgent_first():

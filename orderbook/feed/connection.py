@@ -1,7 +1,8 @@
 """One connection to a venue, carrying a group of symbols: its supervisor and its reader.
 
 Each session opens a stream through the transport boundary (:mod:`orderbook.stream`) and follows it: a reader
-routes every frame to its symbol's :class:`~orderbook.feed.symbol.SymbolStream` while helpers subscribe the
+routes every frame to its symbol's :class:`~orderbook.feed.symbol.SymbolStream`, the frames already waiting together
+(a :class:`~orderbook.feed.symbol.Batch`, each symbol they changed published once), while helpers subscribe the
 symbols, paced to the venue's message rate, and keep the connection provably alive. The first of them to give a
 reason ends the session (:class:`~orderbook.feed.settings.SessionEnd`): the reader's (the connection broke, or the
 venue asks us to move), the age limit's, or a failed helper's. A connection that still works when its session ends
@@ -26,7 +27,7 @@ from orderbook.exchanges.base import Venue
 from orderbook.exchanges.messages import BadMessage, BookDiff, Message, ReconnectRequest
 from orderbook.feed.lag import FRESH_PROBE_INTERVAL, IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
 from orderbook.feed.settings import FeedSettings, SessionEnd
-from orderbook.feed.symbol import SymbolFeed, SymbolStream
+from orderbook.feed.symbol import Batch, SymbolFeed, SymbolStream
 from orderbook.logs import LogThrottle
 from orderbook.metrics import VenueMetrics
 from orderbook.stream import Connector, ConnectFailed, FrameTooLarge, Stream, StreamError, StreamSilent
@@ -37,8 +38,6 @@ RAW_EXCERPT = 200
 BAD_FRAME_LOG_INTERVAL = 10.0
 SESSION_END_REASONS = {FrameTooLarge: "bad_frame", StreamSilent: "silence"}
 """Why a stream error ended a session, for the metrics and the log; any other: ``disconnect``."""
-READER_TURN = 0.002
-"""Seconds a reader works through waiting frames before it lets the other greenlets run."""
 
 
 class VenueConnection:
@@ -85,10 +84,10 @@ class VenueConnection:
             log.warning("%s: session ended (%s); reconnecting in %.1f s", self.name, end.reason, delay)
             gevent.sleep(delay)
 
-    def new_streams(self) -> tuple[dict[str, SymbolStream], ConnectionLag]:
-        """What a new session starts with: a fresh stream for every symbol the venue still lists, made current, and
-        the connection's lag, which takes them out of the merged book while it is past ``--max-lag`` (one log line
-        an episode)."""
+    def new_streams(self) -> tuple[dict[str, SymbolStream], ConnectionLag, Batch]:
+        """What a new session starts with: a fresh stream for every symbol the venue still lists, made current; the
+        connection's lag, which takes them out of the merged book while it is past ``--max-lag`` (one log line an
+        episode); and its batch, through which they publish."""
         streams: dict[str, SymbolStream] = {}
 
         def on_behind(behind: bool, lag: float) -> None:
@@ -102,10 +101,15 @@ class VenueConnection:
                 symbol_stream.set_behind(behind)
 
         lag = ConnectionLag(self._clock, self._settings.max_lag, on_behind)
+        batch = Batch()
         for symbol, feed in self.symbols.items():
             if feed.listed:
-                streams[symbol] = feed.open_stream(lag)
-        return streams, lag
+                streams[symbol] = feed.open_stream(lag, batch)
+        return streams, lag, batch
+
+    def new_session(self, stream: Stream) -> Session:
+        """A session on a new connection's ``stream``, with fresh streams for its symbols (:meth:`new_streams`)."""
+        return Session(stream, *self.new_streams(), _Ending())
 
     def _session(self) -> SessionEnd:
         """One connection's life, in order: connect; follow it until the first reason to end the session; then
@@ -119,7 +123,7 @@ class VenueConnection:
             return SessionEnd("connect_failed", str(error))
         log.info("%s: connected to %s (%d symbols)", self.name, url, len(self.symbols))
         self._metrics.set_connected(True)
-        session = _Session(stream, *self.new_streams(), _Ending())
+        session = self.new_session(stream)
         try:
             end = self._follow(session)
         except BaseException:  # a bug, or the service stopping: raised again once the connection is closed
@@ -132,7 +136,7 @@ class VenueConnection:
             self._close(session, end.reason)
         return end
 
-    def _follow(self, session: _Session) -> SessionEnd:
+    def _follow(self, session: Session) -> SessionEnd:
         """Read the connection, subscribed and kept alive, until the first reason to end the session: the reader's
         (the connection broke, or the venue asks us to move), the age limit's (the connection is replaced while it
         still works, before the venue cuts it), or a failed helper's. The reader and the helpers stop here,
@@ -150,14 +154,14 @@ class VenueConnection:
         finally:
             gevent.killall(greenlets)
 
-    def _hand_over(self, session: _Session, reason: str) -> None:
+    def _hand_over(self, session: Session, reason: str) -> None:
         """Keep serving the connection's books until the successor's are in step, so that the outage is as short as
         it can be: a drain reads the connection on until then, and closes it."""
         for symbol_stream in session.streams.values():
             symbol_stream.hand_over(reason)
         self._spawn(self._drain, session)
 
-    def _drain(self, session: _Session) -> None:
+    def _drain(self, session: Session) -> None:
         """Keep the old connection's books current until the successor's replace them, or the old one breaks."""
         try:
             self._read(session, until=lambda: not session.serves())
@@ -166,7 +170,7 @@ class VenueConnection:
         finally:
             self._close(session)
 
-    def _close(self, session: _Session, reason: str | None = None) -> None:
+    def _close(self, session: Session, reason: str | None = None) -> None:
         """Close the connection and its symbols' streams (``reason``: see :meth:`SymbolStream.close`)."""
         for symbol_stream in session.streams.values():
             symbol_stream.close(reason)
@@ -175,7 +179,7 @@ class VenueConnection:
 
     # -- the stream ------------------------------------------------------------------------------------------
 
-    def _read_session(self, session: _Session) -> None:
+    def _read_session(self, session: Session) -> None:
         """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
         the venue asks us to move."""
         ending = session.ending
@@ -193,39 +197,63 @@ class VenueConnection:
             self._metrics.bad_frame("too_large")
         return SessionEnd(reason, str(error))
 
-    def _read(self, session: _Session, until: Callable[[], bool]) -> None:
-        """Route frames until ``until()`` holds; a broken connection raises StreamError. The venue's request to
-        move ends the session, unless it has ended already: a drain reads on."""
-        stream, streams, lag, ending = session.stream, session.streams, session.lag, session.ending
-        handle, pass_turn, clock = self.handle_frame, gevent.sleep, time.perf_counter
-        turn_taken = received_at = clock()
-        probed = received_at - FRESH_PROBE_INTERVAL
-        fresh = False
+    def _read(self, session: Session, until: Callable[[], bool]) -> None:
+        """Route frames until ``until()`` holds, a batch at a time (:meth:`read_batch`); a broken connection raises
+        StreamError.
+
+        A socket with frames waiting never blocks, so the reader would keep the hub until it drained them all: with
+        many symbols, hundreds of frames while a client's summary waits to be sent. It passes the hub a turn after
+        a reader's turn of work instead (``reader_turn``, which bounds a batch too), so the streams (and the other
+        venue) go in between. Not after every batch: each turn lets every stream send, and with hundreds of streams
+        the reader then fell behind the market (their summaries stale before they were sent)."""
+        stream, turn = session.stream, self._settings.reader_turn
+        clock = time.perf_counter
+        turn_taken = clock()
+        probed = turn_taken - FRESH_PROBE_INTERVAL
         while not until():
-            if received_at - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
-                fresh, probed = not stream.waiting(), received_at
-            payload = stream.recv()
-            received_at = lag.last_frame_at = clock()
-            message = handle(streams, payload, received_at, lag, fresh)
-            fresh = False
-            if type(message) is ReconnectRequest:
-                ending.end(SessionEnd("server_request", message.reason))
-            # A socket with frames waiting never blocks, so the reader would keep the hub until it drained them
-            # all: with many symbols, hundreds of frames while a client's summary waits to be sent. It passes the
-            # hub a turn after READER_TURN of work instead, so the streams (and the other venue) go in between.
-            # Not after every frame: each turn lets every stream send, and with hundreds of streams the reader
-            # then fell behind the market (their summaries stale before they were sent).
-            if received_at - turn_taken >= READER_TURN:
-                pass_turn(0)
+            fresh, now = False, clock()
+            if now - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
+                fresh, probed = not stream.waiting(), now
+            self.read_batch(session, until, fresh)
+            if clock() - turn_taken >= turn:
+                gevent.sleep(0)
                 turn_taken = clock()
+
+    def read_batch(self, session: Session, until: Callable[[], bool], fresh: bool = False) -> None:
+        """One batch: the next frame, and the frames already waiting behind it, applied in order until none waits,
+        the reader's turn is up or ``until()`` holds; then each symbol whose book they changed is published once
+        (:class:`~orderbook.feed.symbol.Batch`). A frame on a quiet socket is a batch of one, published at once.
+
+        The wait for the first frame is outside the batch, so that a change made meanwhile (a snapshot loaded) is
+        published at once. Frames after it are read only when bytes wait: the turn is checked between frames, so a
+        frame whose rest has not arrived yet holds the batch until it does (its start is already here). The
+        benchmark drives it with frames in memory."""
+        stream = session.stream
+        payload = stream.recv()
+        with session.batch.open():
+            received_at = self._apply(session, payload, fresh)
+            ends = received_at + self._settings.reader_turn
+            while received_at < ends and not until() and stream.waiting():
+                received_at = self._apply(session, stream.recv(), False)
+
+    def _apply(self, session: Session, payload: bytes | str, fresh: bool) -> float:
+        """Handle one frame read now; returns when it was received. The venue's request to move ends the session,
+        unless it has ended already: a drain reads on."""
+        lag = session.lag
+        received_at = lag.last_frame_at = time.perf_counter()
+        message = self.handle_frame(session.streams, payload, received_at, lag, fresh)
+        if type(message) is ReconnectRequest:
+            session.ending.end(SessionEnd("server_request", message.reason))
+        return received_at
 
     def handle_frame(self, streams: dict[str, SymbolStream], payload: bytes | str, received_at: float,
                      lag: ConnectionLag, fresh: bool = False) -> Message | None:
         """All the work one frame costs: count, parse, measure the lag (``fresh``: nothing waited on the socket
-        before it, :mod:`orderbook.feed.lag`), route to its symbol, apply, publish if the top changed.
+        before it, :mod:`orderbook.feed.lag`), route to its symbol, apply, publish if the top changed (at the end of
+        the open batch, if one is open: :class:`~orderbook.feed.symbol.Batch`).
 
-        Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the
-        benchmark drives it directly.
+        Returns the parsed message (None for a bad frame, which is counted, logged and skipped). No I/O: the tests
+        drive it directly, a frame at a time or in batches they open.
         """
         stats = self._stats
         stats.frames += 1
@@ -309,12 +337,14 @@ class VenueConnection:
 
 
 @dataclass(frozen=True, slots=True)
-class _Session:
-    """One session's connection: its stream, its symbols' streams on it, its lag, and why the session ends."""
+class Session:
+    """One session's connection: its stream, its symbols' streams on it, its lag, its batch, and why the session
+    ends."""
 
     stream: Stream
     streams: dict[str, SymbolStream]
     lag: ConnectionLag
+    batch: Batch
     ending: _Ending
 
     def serves(self) -> bool:

@@ -25,6 +25,10 @@ class FeedSettings:
     """Seconds a connection may be behind the venue before its books leave the merged book (``--max-lag``)."""
     stream_lag_bound: float = 5.0
     """How long an audit waits for the stream to catch up with its snapshot (Bitstamp's REST can be ahead)."""
+    reader_turn: float = 0.002
+    """Seconds a connection's reader works through frames already waiting (one batch, published at its end) before
+    it publishes what they changed and lets the other greenlets run: a quiet stream's frame is a batch of one,
+    published at once; a backlog is published every turn."""
 
     @property
     def keepalive_interval(self) -> float:

@@ -4,7 +4,8 @@ A :class:`SymbolFeed` lives as long as the service: the symbol's slot in its con
 snapshots and audits. On each connection the symbol gets a :class:`SymbolStream`: a fresh :class:`BookSync`
 buffering from the subscription, a snapshot fetched once a diff shows where the stream is, and the book served from
 the moment it is in step. A gap, a stale snapshot, a failed audit or a bad diff rebuilds that symbol's stream in
-place (buffer from now, fresh snapshot): the connection and every other symbol on it keep streaming.
+place (buffer from now, fresh snapshot): the connection and every other symbol on it keep streaming. A change of
+the book is published through the connection's :class:`Batch`: once for all the frames its reader applies together.
 
 A stream is in one :class:`StreamPhase` at a time, and only its own methods move it (:data:`NEXT_PHASES` says
 where each phase may go; any other move raises :class:`PhaseError`)::
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from types import MappingProxyType
 
@@ -88,9 +90,9 @@ class SymbolFeed:
         over stays current until its successor opens."""
         return self._current
 
-    def open_stream(self, lag: ConnectionLag) -> SymbolStream:
+    def open_stream(self, lag: ConnectionLag, batch: Batch) -> SymbolStream:
         """A new connection carries the symbol: its stream, the current one from now on."""
-        self._current = SymbolStream(self, lag)
+        self._current = SymbolStream(self, lag, batch)
         return self._current
 
     @property
@@ -109,6 +111,8 @@ class SymbolFeed:
         return getattr(book, side) if book is not None else 0
 
     def changed(self, received_at: float) -> None:
+        """Publish the symbol's book: the venue's part of it changed (``received_at``: when the frame that changed
+        it was received, or when it changed)."""
         self._on_change(self.symbol, received_at)
 
     def unlist(self, reason: str) -> None:
@@ -201,6 +205,44 @@ class SymbolFeed:
         return divergences
 
 
+class Batch:
+    """What one connection's reader changed in the batch of frames it applies together: each symbol whose book
+    changed, noted once, in the order of its first change; all published when the batch closes, each once however
+    many of its frames moved it. So the merge, the encoding and the fan-out are paid per batch, not per frame.
+
+    A batch is open only while its reader applies frames that were already waiting, and nothing is published
+    meanwhile: a publish shows the books after the batch's last frame, in which a book that broke is already out of
+    the consolidated book (detached at once, under its lock), never a state in between. Outside a batch (a snapshot
+    loaded, an audit's verdict, the connection's end, the reader waiting for a frame) a change is published at once.
+    A symbol's publish carries the moment its first change in the batch was received: the frame-to-publish latency
+    is that of the oldest change it shows."""
+
+    __slots__ = ("_changed",)
+
+    def __init__(self) -> None:
+        self._changed: dict[SymbolFeed, float] | None = None
+        """The symbols changed in the open batch, with their first change's moment; None between batches."""
+
+    def changed(self, feed: SymbolFeed, received_at: float) -> None:
+        """``feed``'s book changed: publish it at the end of the open batch, or now if none is open."""
+        if self._changed is None:
+            feed.changed(received_at)
+        else:
+            self._changed.setdefault(feed, received_at)
+
+    @contextmanager
+    def open(self) -> Iterator[None]:
+        """A batch, published when it closes, however it closes: a broken connection, or the reader killed while
+        it waited for the rest of a frame, publishes what was applied before it."""
+        self._changed = {}
+        try:
+            yield
+        finally:
+            changed, self._changed = self._changed, None
+            for feed, received_at in changed.items():
+                feed.changed(received_at)
+
+
 class StreamPhase(Enum):
     """Where a symbol's stream on one connection stands. Only the stream moves it, along :data:`NEXT_PHASES`."""
 
@@ -247,12 +289,13 @@ class SymbolStream:
     """The symbol's book on one connection, in one :class:`StreamPhase` at a time, moved only by its own methods:
     the frames its connection routes to it, its snapshot loader and quiet timer, an audit's verdict, and the
     session's end (:meth:`hand_over`, :meth:`close`). ``lag``: the connection's lag, which says when the book is
-    too far behind the venue to serve."""
+    too far behind the venue to serve; ``batch``: the connection's, through which each change is published."""
 
-    def __init__(self, feed: SymbolFeed, lag: ConnectionLag) -> None:
+    def __init__(self, feed: SymbolFeed, lag: ConnectionLag, batch: Batch) -> None:
         self.feed = feed
         self.symbol = feed.symbol
         self.lag = lag
+        self.batch = batch
         self.sync = feed.venue.new_sync(watch_depth=feed.book.depth)
         self._venue_name = feed.venue.name
         self._phase = StreamPhase.SUBSCRIBING
@@ -293,7 +336,7 @@ class SymbolStream:
                 feed.book.set_behind(self._venue_name, behind)
         if serves:
             feed.metrics.set_in_step(not behind)
-            feed.changed(time.perf_counter())
+            self.batch.changed(feed, time.perf_counter())
 
     def on_diff(self, diff: BookDiff, received_at: float) -> None:
         feed, sync = self.feed, self.sync
@@ -306,7 +349,7 @@ class SymbolStream:
         if outcome is Outcome.APPLIED:
             feed.venue_metrics.event_age(time.time() - diff.event_time)
             if sync.top_changed:
-                feed.changed(received_at)
+                self.batch.changed(feed, received_at)
         elif outcome is Outcome.BUFFERED:
             if self._phase in _WAITING and feed.venue.ready_for_snapshot(diff):
                 self._load()
@@ -315,7 +358,7 @@ class SymbolStream:
         elif outcome.breaks_book:
             if detached:
                 feed.metrics.set_in_step(False)
-                feed.changed(received_at)
+                self.batch.changed(feed, received_at)
             self.rebuild(outcome.value, f"at id {diff.first_id}..{diff.final_id}")
 
     def on_subscribed(self) -> None:
@@ -355,7 +398,7 @@ class SymbolStream:
                      ", served once the connection catches up" if behind else "")
             feed.metrics.set_in_step(not behind)
             feed.due_since = time.monotonic()
-            feed.changed(time.perf_counter())
+            self.batch.changed(feed, time.perf_counter())
         return outcome
 
     def rebuild(self, reason: str, detail: str = "") -> None:
@@ -466,7 +509,7 @@ class SymbolStream:
                 feed.book.detach(self._venue_name)
         if was_served:
             feed.metrics.set_in_step(False)
-            feed.changed(time.perf_counter())
+            self.batch.changed(feed, time.perf_counter())
 
     def _stop_helpers(self) -> None:
         current = gevent.getcurrent()

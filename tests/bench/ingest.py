@@ -2,9 +2,10 @@
 
 :class:`Pipeline` drives the server's own objects: a real :class:`~orderbook.app.Application` (not started: no
 listener, no connection) and a :class:`~orderbook.feed.connection.VenueConnection` of each venue (not run), whose
-``handle_frame`` is all the work the server does for one frame once it has been read from the socket (count, parse,
-route to the symbol, sync, book, merge when the served top changed, encode, publish to the broadcaster). Only the
-socket read and the sends are missing.
+``read_batch`` is all the work the server does for the frames waiting on a connection (for each frame: count, parse,
+route to the symbol, sync, book; then, once a batch, for each symbol whose served top changed: merge, encode,
+publish to the broadcaster). The frames all wait, as a backlog on a socket does, each venue's in memory on its own
+connection: only the socket reads and the sends are missing.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from orderbook.app import Application
 from orderbook.book import VenueBook
 from orderbook.config import load_config
 from orderbook.exchanges.sync import Outcome
-from orderbook.feed.connection import VenueConnection
-from orderbook.feed.lag import ConnectionLag
-from orderbook.feed.symbol import SymbolStream
+from orderbook.feed.connection import Session, VenueConnection
 from tests.bench.ingest_frames import SYMBOL, Replay, recorded, recorded_symbol, simulated
 from tests.bench.report import Figure
+from tests.support.fake_venue import FakeStream
 
 DEPTHS = (100, 1_000, 5_000)
 TARGET_FRAMES_PER_SECOND = 20_000
@@ -43,15 +43,16 @@ class Pipeline:
         book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
         self.served = self.app.served
         feeds = {feed.name: feed for feed in self.app.feeds}
-        self.lanes: dict[str, tuple[VenueConnection, dict[str, SymbolStream], ConnectionLag]] = {}
+        self.lanes: dict[str, tuple[VenueConnection, Session, FakeStream]] = {}
         for exchange, snapshot in replay.snapshots.items():
             feed = feeds[exchange]
             if any(name == exchange for name, _ in replay.frames):
                 (connection,) = feed.split(feed.symbols)
-                streams, lag = connection.new_streams()
-                if streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
+                stream = FakeStream(exchange)
+                session = connection.new_session(stream)
+                if session.streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
-                self.lanes[exchange] = (connection, streams, lag)
+                self.lanes[exchange] = (connection, session, stream)
             else:  # an exchange with no frames in this replay: a static book that is served all the same
                 static = VenueBook()
                 static.load(snapshot.bids, snapshot.asks)
@@ -59,13 +60,16 @@ class Pipeline:
                     book.attach(exchange, static)
 
     def run(self, frames: list[tuple[str, bytes]]) -> float:
-        """Process ``frames`` (a Rebuild raised by the feed fails the benchmark); returns the seconds it took."""
-        lanes = self.lanes
+        """Process ``frames``, all waiting on their venues' connections before the clock starts, a batch at a time,
+        the venues taking turns as their readers do; returns the seconds it took."""
+        for exchange, payload in frames:
+            self.lanes[exchange][2].push(payload)
         clock = time.perf_counter
         started = clock()
-        for exchange, payload in frames:
-            connection, streams, lag = lanes[exchange]
-            connection.handle_frame(streams, payload, clock(), lag)
+        while busy := [(connection, session) for connection, session, stream in self.lanes.values()
+                       if stream.waiting()]:
+            for connection, session in busy:
+                connection.read_batch(session, session.ending.ended)
         return clock() - started
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import gevent
 import requests
@@ -31,6 +31,14 @@ class FakeStream:
         self.closed = False
         self._frames: Queue = Queue()
         self._silence_timeout = silence_timeout
+        self._endless: Iterator[str | bytes] | None = None
+
+    def pour(self, frames: Iterator[str | bytes]) -> None:
+        """A backlog that never drains: once the frames pushed are read, ``recv`` takes the next of ``frames`` (an
+        endless iterator), and frames always wait. Its first frame is pushed, for a reader waiting on an empty
+        connection."""
+        self._endless = frames
+        self.push(next(frames))
 
     def push(self, *frames: str | bytes) -> None:
         for frame in frames:
@@ -43,6 +51,8 @@ class FakeStream:
     def recv(self) -> str | bytes:
         if self.closed:
             raise StreamClosed("closed by the client")
+        if self._endless is not None and self._frames.empty():
+            return next(self._endless)
         try:
             frame = self._frames.get(timeout=self._silence_timeout)
         except gevent.queue.Empty:
@@ -52,7 +62,7 @@ class FakeStream:
         return frame
 
     def waiting(self) -> bool:
-        return not self._frames.empty()
+        return self._endless is not None or not self._frames.empty()
 
     def send(self, text: str) -> None:
         if self.closed:
