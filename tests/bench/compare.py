@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.bench.report import Figure, format_number, combine
+from tests.bench.report import Figure, aligned, combine, format_number
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKING_TREE = "working tree"
@@ -103,16 +103,8 @@ def table(rev: str, before: Runs, after: Runs) -> str:
                          format_number(old.value if old else None, figure.unit), _span(old) if old else "",
                          format_number(figure.value, figure.unit), _span(figure),
                          "n/a" if value is None else f"{value:.2f}x"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = (3, 4, 5, 6, 7)
-    lines = [f"bin/bench --compare {rev}: medians of the rounds (each side run alternately), ratio = "
-             f"{WORKING_TREE} / {rev}"]
-    for index, row in enumerate(rows):
-        lines.append("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-                               for i, cell in enumerate(row)).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return "\n".join([f"bin/bench --compare {rev}: medians of the rounds (each side run alternately), ratio = "
+                      f"{WORKING_TREE} / {rev}", *aligned(rows, right=(3, 4, 5, 6, 7))])
 
 
 def compare(rev: str, bench_args: Sequence[str], rounds: int, json_path: Path) -> int:

@@ -172,16 +172,22 @@ def table(results: Sequence[ScenarioResult]) -> str:
             verdict = {True: "pass", False: "FAIL", None: ""}[figure.passed]
             rows.append((result.name, str(result.repeat), figure.name, format_number(figure.value, figure.unit),
                          _range(figure), figure.unit, _target(figure), verdict))
+    return "\n".join([f"bin/bench: {info['cores']} cores, Python {info['python']} ({info['platform']})",
+                      "value: the median of the runs; range: the lowest..highest run (none for one run)",
+                      *aligned(rows, right=(1, 3, 4))])
+
+
+def aligned(rows: Sequence[Sequence[str]], right: Sequence[int]) -> list[str]:
+    """``rows`` (the first one the header) as lines of aligned columns, a rule under the header; the columns in
+    ``right`` are right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = (1, 3, 4)
-    lines = [f"bin/bench: {info['cores']} cores, Python {info['python']} ({info['platform']})",
-             "value: the median of the runs; range: the lowest..highest run (none for one run)"]
+    lines = []
     for index, row in enumerate(rows):
         lines.append("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
                                for i, cell in enumerate(row)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return lines
 
 
 def write_json(path: Path, results: Sequence[ScenarioResult], options: dict[str, Any]) -> None:
