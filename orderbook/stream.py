@@ -5,9 +5,10 @@ A :class:`Stream` hands out frames and raises its own exceptions (:class:`Stream
 library; the tests drive them with an in-memory stream (``tests/support/fake_venue.py``) instead of a socket.
 A :data:`Connector` opens one.
 
-The one real implementation here uses websocket-client. websocket-client reads a frame's whole payload into memory
-once it has read the length from the header; the limit is checked on that length, before the payload is read, so
-a multi-megabyte frame is refused without being buffered.
+The one real implementation here opens the connection (the handshake, TLS) and sends with websocket-client, and
+reads the frames itself (:mod:`orderbook.websocket_frames`): buffered, in large reads, with the frame limit checked
+on the length in each header, before the payload is read, so a multi-megabyte frame is refused without being
+buffered.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import websocket
-from websocket._abnf import continuous_frame, frame_buffer
+
+from orderbook.websocket_frames import FrameReader, PeerClosed, ProtocolError, TooLarge
 
 
 class StreamError(Exception):
@@ -64,55 +66,34 @@ Connector = Callable[[str], Stream]
 """Opens a stream to a URL; raises :class:`ConnectFailed`."""
 
 
-class _LimitedFrameBuffer(frame_buffer):
-    def __init__(self, recv_fn: Callable[[int], bytes], limit: int) -> None:
-        super().__init__(recv_fn, skip_utf8_validation=True)
-        self._limit = limit
-
-    def recv_length(self) -> None:
-        super().recv_length()
-        if self.length is not None and self.length > self._limit:
-            raise _TooLarge(f"a frame of {self.length} bytes is over the {self._limit}-byte limit")
-
-
-class _LimitedMessage(continuous_frame):
-    """Fragmented messages count against the same limit as a whole."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
-        self._limit = limit
-
-    def add(self, frame: websocket.ABNF) -> None:
-        super().add(frame)
-        if self.cont_data is not None and len(self.cont_data[1]) > self._limit:
-            raise _TooLarge(f"a fragmented message is over the {self._limit}-byte limit")
-
-
-class _TooLarge(websocket.WebSocketProtocolException):
-    """Raised inside websocket-client's frame reader; :class:`WebSocketStream` turns it into FrameTooLarge."""
-
-
 class WebSocketStream:
     """A websocket-client connection behind the :class:`Stream` interface."""
 
-    def __init__(self, ws: websocket.WebSocket, read_timeout: float) -> None:
+    def __init__(self, ws: websocket.WebSocket, read_timeout: float, max_frame_bytes: int) -> None:
         self._ws = ws
         self._read_timeout = read_timeout
+        sock = ws.sock
+        if sock is None:
+            raise ConnectFailed("no socket after the handshake")
+        self._reader = FrameReader(sock.recv, max_frame_bytes, ws.pong)
 
     def recv(self) -> str | bytes:
         try:
-            opcode, payload = self._ws.recv_data()
-        except websocket.WebSocketTimeoutException:
+            return self._reader.message()
+        except TimeoutError:
             raise StreamSilent(f"nothing received for {self._read_timeout:g} s") from None
-        except _TooLarge as error:
+        except TooLarge as error:
             raise FrameTooLarge(str(error)) from None
-        except (OSError, websocket.WebSocketException) as error:
+        except PeerClosed as error:
+            raise StreamClosed(str(error)) from None
+        except ProtocolError as error:
+            raise StreamClosed(f"protocol error: {error}") from None
+        except (OSError, websocket.WebSocketException) as error:  # the socket's, or a pong that could not be sent
             raise StreamClosed(str(error) or type(error).__name__) from None
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise StreamClosed("closed by the venue")
-        return payload
 
     def waiting(self) -> bool:
+        if self._reader.buffered():
+            return True
         sock = self._ws.sock
         if sock is None:
             return False
@@ -156,9 +137,7 @@ def websocket_connector(*, connect_timeout: float, read_timeout: float, max_fram
                                              enable_multithread=True)
         except (OSError, websocket.WebSocketException) as error:
             raise ConnectFailed(str(error) or type(error).__name__) from None
-        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, max_frame_bytes)  # a private attribute: the only hook there is
-        ws.cont_frame = _LimitedMessage(max_frame_bytes)
         ws.settimeout(read_timeout)
-        return WebSocketStream(ws, read_timeout)
+        return WebSocketStream(ws, read_timeout, max_frame_bytes)
 
     return connect

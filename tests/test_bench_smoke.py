@@ -333,3 +333,13 @@ def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_bac
     assert figures["lag when said behind / bound"]["target"] == pytest.approx(1.5)
     assert figures["received while behind"]["value"] > 0
     assert details["recovered_s"] is not None and details["binance_reconnects"] == 0, details
+
+
+def test_the_transport_scenario_reads_every_frame_both_ways(starts_processes):
+    from tests.bench import transport
+
+    figures, details = transport.transport(quick=True)
+    assert details["frames"] == 2_000 and details["payload_bytes"] > 50
+    assert [figure.name for figure in figures] == [
+        "read us/frame (service)", "read us/frame (websocket-client)", "read cost service/websocket-client"]
+    assert all(figure.value is not None and figure.value > 0 for figure in figures)

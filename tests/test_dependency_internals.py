@@ -1,8 +1,6 @@
 """The private internals of dependencies the service relies on, checked so that an upgrade that moves them fails
 here, loudly, instead of degrading in production (the versions tested are pinned in constraints.txt).
 
-- websocket-client: the frame reader (``websocket._abnf.frame_buffer``, ``continuous_frame``) and the socket reader
-  ``WebSocket._recv`` that :mod:`orderbook.stream` hooks to refuse an over-size frame from its header.
 - grpcio: ``cygrpc.g_gevent_threadpool`` and ``CompletionQueue._internal_poll``, the completion-polling hook of
   :mod:`orderbook.gevent_polling` (without it the server silently falls back to stock polling, about a
   third of the sends a second), and ``RpcMethodHandler._replace``, with which the server parses requests itself.
@@ -10,26 +8,14 @@ here, loudly, instead of degrading in production (the versions tested are pinned
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 
 import grpc
 import pytest
-import websocket
 from grpc._cython import cygrpc
-from websocket import _abnf
 
 from tests.support.service import REPO_ROOT
-
-
-def test_websocket_client_reads_frames_through_the_hooks_the_frame_limit_replaces():
-    assert callable(getattr(_abnf.frame_buffer, "recv_length", None))
-    assert "self.length" in inspect.getsource(_abnf.frame_buffer.recv_length)
-    assert "cont_data" in inspect.getsource(_abnf.continuous_frame.add)
-    assert callable(getattr(websocket.WebSocket(), "_recv", None))
-    reader = inspect.getsource(websocket.WebSocket.recv_data_frame)
-    assert "self.frame_buffer" in inspect.getsource(websocket.WebSocket.recv_frame) and "self.cont_frame" in reader
 
 
 def test_grpc_method_handlers_can_be_replaced_field_by_field():
