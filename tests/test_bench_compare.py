@@ -3,7 +3,11 @@ runs themselves are bin/bench's)."""
 
 from __future__ import annotations
 
-from tests.bench.compare import WORKING_TREE, Runs, merged, order, ratio, read_figures, table
+from pathlib import Path
+
+from tests.bench import compare
+from tests.bench.compare import REPO_ROOT, WORKING_TREE, Runs, merged, order, ratio, read_figures, table
+from tests.bench.live import SERVICE_CHECKOUT, launcher
 from tests.bench.report import Figure
 from tests.bench.run import side_args
 
@@ -13,6 +17,24 @@ def test_each_side_runs_the_command_line_without_compare_repeat_and_json() -> No
                       "--quick"]) == ["--scenario", "ingest", "--quick"]
     assert side_args(["--compare=HEAD", "--repeat=2", "--json=x", "--scenario=relay_latency"]) == [
         "--scenario=relay_latency"]
+    assert side_args(["--compare", "HEAD", "--service-only", "--scenario", "burst"]) == ["--scenario", "burst"]
+
+
+def test_with_service_only_the_revision_side_runs_this_harness_with_the_revision_s_servers(tmp_path, monkeypatch):
+    started: list[tuple[list[str], str | None]] = []
+
+    def run(command, env, **_):
+        started.append((command, env.get(SERVICE_CHECKOUT)))
+        json_path = Path(command[command.index("--json") + 1])
+        json_path.write_text('{"scenarios": {"burst": {"figures": []}}}')
+
+    monkeypatch.setattr(compare.subprocess, "run", run)
+    monkeypatch.setenv(SERVICE_CHECKOUT, "/somewhere/else")
+    compare.run_side(REPO_ROOT, ["--scenario", "burst"], tmp_path / "a.json", service=tmp_path / "rev")
+    compare.run_side(REPO_ROOT, ["--scenario", "burst"], tmp_path / "b.json")
+    assert [command[0] for command, _ in started] == [str(REPO_ROOT / "bin" / "bench")] * 2
+    assert [service for _, service in started] == [str(tmp_path / "rev"), None]
+    assert launcher("run-server") == Path("/somewhere/else/bin/run-server")
 
 
 def test_the_sides_take_turns_going_first() -> None:

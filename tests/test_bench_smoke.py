@@ -343,3 +343,18 @@ def test_the_transport_scenario_reads_every_frame_both_ways(starts_processes):
     assert [figure.name for figure in figures] == [
         "read us/frame (service)", "read us/frame (websocket-client)", "read cost service/websocket-client"]
     assert all(figure.value is not None and figure.value > 0 for figure in figures)
+
+
+def test_the_burst_scenario_times_every_frame_to_the_client_at_both_depths(starts_processes, tmp_path):
+    from tests.bench import burst
+    from tests.bench.e2e_scenarios import Options
+
+    figures, details = burst.burst(Options(tmp_path, quick=True, minutes=0.25))
+    assert [figure.name for figure in figures][:3] == [
+        "end to end frames/s @60 lvls", "in process frames/s @60 lvls", "end to end / in process @60 lvls"]
+    assert len(figures) == 6 and all(figure.value is not None and figure.value > 0 for figure in figures)
+    for levels in burst.LEVELS:
+        run = details[f"{levels} levels"]
+        assert run["end_to_end"]["frames"] == run["in_process"]["frames"] == 2_000
+        # Every frame of the burst reached the server (and the few before it): the client's summary was the last.
+        assert run["end_to_end"]["server_frames"] >= 2_000

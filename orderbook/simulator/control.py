@@ -11,6 +11,8 @@
     POST /pause, /resume       stop / restart event generation (books frozen while paused)
     POST /rate                 {"binance": r, "bitstamp": r}
     POST /cross                {"symbol": S}: make the venues cross now (default: the default symbol)
+    POST /burst                {"exchange": E, "events": N}: N events of E's default symbol queued at once (paused
+                               only): a backlog on the socket; answers {"queued_at": monotonic time}
     POST /probe                {"every": N}: every Nth event of each venue is a latency probe (0: none)
     GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time], ...]
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
@@ -83,6 +85,8 @@ class ControlApi:
                 if set(body) - {"symbol"}:
                     raise FaultError(f"cross takes no parameters but symbol, got {sorted(body)}")
                 return sim.cross(body.get("symbol"))
+            if path == "/burst":
+                return sim.burst(_body(request))
             if path == "/probe":
                 return sim.set_probe(_body(request).get("every"))
             if path.startswith("/faults/"):

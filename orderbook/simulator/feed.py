@@ -131,6 +131,17 @@ class ModelFeed(_Driver):
             for each in exchanges:
                 each.flush(now)
 
+    def burst(self, events: int) -> float:
+        """``events`` events queued at once, the last a probe: a client that shows its marker has them all (as far as
+        the top it sees can say). Returns when they were queued: their writing starts then."""
+        exchange, step = self.exchange, self.model.step
+        for _ in range(events - 1):
+            exchange.publish(step())
+        self._publish_probe()
+        queued_at = time.monotonic()
+        exchange.flush(queued_at)
+        return queued_at
+
     def _publish_probe(self) -> None:
         """A probe event, always the last of its batch so that nothing queued after it delays its write."""
         self._since_probe = 0

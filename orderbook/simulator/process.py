@@ -72,6 +72,10 @@ class SimulatorControl:
         rates = {name: rate for name, rate in (("binance", binance), ("bitstamp", bitstamp)) if rate is not None}
         return self._call("POST", "/rate", rates)
 
+    def burst(self, exchange: str, events: int) -> dict[str, Any]:
+        """``events`` events of ``exchange`` queued at once (paused only); ``queued_at``: time.monotonic() then."""
+        return self._call("POST", "/burst", {"exchange": exchange, "events": events})
+
     def set_probe(self, every: int) -> dict[str, Any]:
         """Every ``every``-th event of each venue becomes a latency probe (0: none)."""
         return self._call("POST", "/probe", {"every": every})

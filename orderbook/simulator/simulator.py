@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 EXCHANGES = ("binance", "bitstamp")
 DEFAULT_MERGED_DEPTH = 10
+MAX_BURST_EVENTS = 1_000_000
+"""Events in one ``POST /burst`` at most: a backlog of minutes at real rates, bounded so a typo cannot fill memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,25 @@ class Simulator:
         for name, rate in rates.items():
             self.feeds[name].rate = float(rate)  # type: ignore[arg-type]
         return {name: feed.rate for name, feed in self.feeds.items()}
+
+    def burst(self, params: Mapping[str, object]) -> dict[str, object]:
+        """``events`` model events of one venue's default symbol, all queued to its subscribers at once, the last a
+        probe (:meth:`ModelFeed.burst`): the backlog a stalled reader or a busy market leaves on a socket. Only while
+        paused, so that the burst is all the traffic and the true book stays where the burst left it. Returns when
+        the frames were queued (``queued_at``, this host's time.monotonic()): their writing starts then."""
+        if set(params) - {"exchange", "events"}:
+            raise FaultError(f"burst takes exchange and events, got {sorted(params)}")
+        name, events = params.get("exchange"), params.get("events")
+        feed = self.feeds.get(name) if isinstance(name, str) else None
+        if feed is None:
+            raise FaultError(f"exchange must be one of {EXCHANGES}, got {name!r}")
+        if not isinstance(feed, ModelFeed):
+            raise FaultError(f"{name} is replaying a recording: it has no model to step")
+        if isinstance(events, bool) or not isinstance(events, int) or not 1 <= events <= MAX_BURST_EVENTS:
+            raise FaultError(f"events must be a whole number in [1, {MAX_BURST_EVENTS}], got {events!r}")
+        if not self.pause_switch.paused:
+            raise FaultError("pause the market first (POST /pause): a burst is the only traffic")
+        return {"exchange": name, "events": events, "queued_at": feed.burst(events)}
 
     def set_probe(self, every: object) -> dict[str, int]:
         """Make every ``every``-th model event of each venue a latency probe (0: none)."""

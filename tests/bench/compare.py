@@ -7,6 +7,9 @@ order swapped every round (REV first, then this tree first, ...), so neither sid
 the busier machine. Each side runs its own ``bin/bench`` (its own scenario code, its own servers) on this
 Python: the launcher puts its checkout first on PYTHONPATH (``bin/_launch``, ``ORDERBOOK_PYTHON``).
 
+With ``--service-only`` both sides run this tree's ``bin/bench`` and only the servers it starts come from REV: a
+scenario newer than REV still compares the service itself (its in-process figures are then this tree's twice).
+
 The table shows each figure's median over the rounds with its range, both sides, and this tree / REV: how
 before/after figures in commit messages are made.
 """
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.bench.live import SERVICE_CHECKOUT
 from tests.bench.report import Figure, aligned, combine, format_number
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +49,13 @@ def checked_out(rev: str, directory: Path) -> Iterator[Path]:
                        check=False, capture_output=True)
 
 
-def run_side(root: Path, bench_args: Sequence[str], json_path: Path) -> Runs:
-    """One run of ``root``'s bin/bench with ``bench_args`` (one repeat each); its figures by scenario."""
+def run_side(root: Path, bench_args: Sequence[str], json_path: Path, service: Path | None = None) -> Runs:
+    """One run of ``root``'s bin/bench with ``bench_args`` (one repeat each); its figures by scenario. ``service``:
+    the checkout whose servers it starts (:data:`~tests.bench.live.SERVICE_CHECKOUT`; None: ``root``)."""
     env = {**os.environ, "ORDERBOOK_PYTHON": sys.executable}
+    env.pop(SERVICE_CHECKOUT, None)
+    if service is not None:
+        env[SERVICE_CHECKOUT] = str(service)
     subprocess.run([str(root / "bin" / "bench"), *bench_args, "--repeat", "1", "--json", str(json_path)],
                    env=env, check=False, stdout=sys.stderr)
     return read_figures(json.loads(json_path.read_text(encoding="utf-8")))
@@ -107,21 +115,24 @@ def table(rev: str, before: Runs, after: Runs) -> str:
                       f"{WORKING_TREE} / {rev}", *aligned(rows, right=(3, 4, 5, 6, 7))])
 
 
-def compare(rev: str, bench_args: Sequence[str], rounds: int, json_path: Path) -> int:
-    """Run ``bench_args`` on REV and on this tree alternately ``rounds`` times; print the table, write the JSON."""
+def compare(rev: str, bench_args: Sequence[str], rounds: int, json_path: Path, service_only: bool = False) -> int:
+    """Run ``bench_args`` on REV and on this tree alternately ``rounds`` times; print the table, write the JSON.
+    ``service_only``: both sides run this tree's bin/bench (harness, simulator, in-process figures); REV's side
+    starts REV's ``bin/run-server`` and ``bin/run-edge``: for a scenario REV's harness does not have."""
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as workdir, checked_out(rev, Path(workdir)) as other:
-        roots = {rev: other, WORKING_TREE: REPO_ROOT}
+        roots = {rev: REPO_ROOT if service_only else other, WORKING_TREE: REPO_ROOT}
+        services = {rev: other if service_only else None, WORKING_TREE: None}
         sides: dict[str, list[Runs]] = {rev: [], WORKING_TREE: []}
         for index in range(rounds):
             for side in order(index, rev):
                 print(f"round {index + 1} of {rounds}: {side} ...", file=sys.stderr, flush=True)
                 json_file = Path(workdir) / f"round-{index}-{'rev' if side == rev else 'tree'}.json"
-                sides[side].append(run_side(roots[side], bench_args, json_file))
+                sides[side].append(run_side(roots[side], bench_args, json_file, services[side]))
     before, after = merged(sides[rev]), merged(sides[WORKING_TREE])
     print(table(rev, before, after))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({
-        "rev": rev, "rounds": rounds, "bench_args": list(bench_args),
+        "rev": rev, "rounds": rounds, "bench_args": list(bench_args), "service_only": service_only,
         "figures": {side: {scenario: [figure.to_json() for figure in figures] for scenario, figures in runs.items()}
                     for side, runs in ((rev, before), (WORKING_TREE, after))},
     }, indent=1) + "\n", encoding="utf-8")

@@ -85,8 +85,11 @@ def recorded_symbol(replay: Replay) -> str:
     return replay.name.rsplit("_", 1)[1].upper()
 
 
-def simulated(depth: int, events_per_exchange: int, seed: str = "bench") -> Replay:
-    """Both venues of the simulator's market model at ``depth`` levels per side, alternating frame by frame."""
+def simulated(depth: int, events_per_exchange: int, seed: str = "bench", venues: tuple[str, ...] = EXCHANGES,
+              combined: bool = False) -> Replay:
+    """The simulator's market model at ``depth`` levels per side: frames of ``venues`` (both by default),
+    alternating frame by frame; a venue without frames is a static book. ``combined``: Binance's frames wrapped as
+    a combined stream sends them (``{"stream": ..., "data": ...}``), as the server subscribes."""
     start_ms = int(time.time() * 1000)
     snapshots: dict[str, BookSnapshot] = {}
     per_exchange: dict[str, list[bytes]] = {}
@@ -95,19 +98,22 @@ def simulated(depth: int, events_per_exchange: int, seed: str = "bench") -> Repl
         bids, asks = model.levels()
         last_id = 1_000_000_000 if exchange == "binance" else start_ms * 1000
         snapshots[exchange] = BookSnapshot(last_id, tuple(bids), tuple(asks))
-        frames = []
+        if exchange not in venues:
+            continue
+        frames = per_exchange[exchange] = []
         for index in range(1, events_per_exchange + 1):
             change = model.step()
             bids_json, asks_json = levels_json(format_levels(change.bids)), levels_json(format_levels(change.asks))
             if exchange == "binance":
                 text = (f'{{"e":"depthUpdate","E":{start_ms + index // 10},"s":"{SYMBOL}","U":{last_id + index},'
                         f'"u":{last_id + index},"b":{bids_json},"a":{asks_json}}}')
+                if combined:
+                    text = f'{{"stream":"{SYMBOL.lower()}@depth@100ms","data":{text}}}'
             else:
                 us = last_id + index * 100
                 text = (f'{{"data":{{"timestamp":"{us // 1_000_000}","microtimestamp":"{us}","bids":{bids_json},'
                         f'"asks":{asks_json}}},"channel":"diff_order_book_{SYMBOL.lower()}","event":"data"}}')
             frames.append(text.encode())
-        per_exchange[exchange] = frames
-    interleaved = [(exchange, frame) for pair in zip(*(per_exchange[name] for name in EXCHANGES))
-                   for exchange, frame in zip(EXCHANGES, pair)]
+    interleaved = [(exchange, frame) for pair in zip(*per_exchange.values())
+                   for exchange, frame in zip(per_exchange, pair)]
     return Replay(f"simulated/{depth}", snapshots, list(islice(interleaved, None)))

@@ -21,10 +21,19 @@ from tests.bench.report import percentile
 from tests.metrics_scrape import Samples, scrape
 from tests.support.ports import ReadyFilePorts, server_port_args
 from tests.support.processes import stop_process
-from tests.support.service import RUN_SERVER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+SERVICE_CHECKOUT = "BENCH_SERVICE_CHECKOUT"
+"""Environment variable: the checkout whose ``bin/run-server`` and ``bin/run-edge`` the scenarios start (``bin/bench
+--compare REV --service-only`` sets it to REV's); unset, this one. The harness and the simulator are always this
+checkout's. Not ``ORDERBOOK_*``: the servers refuse settings they do not know, and they inherit it."""
+
+
+def launcher(name: str) -> Path:
+    """``bin/<name>`` of the checkout that serves (:data:`SERVICE_CHECKOUT`)."""
+    root = os.environ.get(SERVICE_CHECKOUT)
+    return (Path(root) if root else REPO_ROOT) / "bin" / name
 
 
 def _env() -> dict[str, str]:
@@ -48,7 +57,7 @@ class Server(ReadyFilePorts):
             "--log-level", "warning", *extra,
         ]
         if profile is None:
-            command = [str(RUN_SERVER), *args]
+            command = [str(launcher("run-server")), *args]
         else:
             command = [PYTHON, "-m", "pyinstrument", "--interval", "0.0005", "-r", "session", "-o", str(profile),
                        "-m", "orderbook.server", *args]

@@ -40,16 +40,14 @@ from orderbook.relay.timing import LEASE_TTL, TICK
 from orderbook.simulator.probe import marker_key
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.e2e_scenarios import IN_FLIGHT, STREAMS_PER_CONNECTION, Options
-from tests.bench.live import ClientGroup, Server, _env, probe_stats
+from tests.bench.live import ClientGroup, Server, _env, launcher, probe_stats
 from tests.bench.report import Figure, median, percentile
 from tests.bench.symbols import cpu_seconds
 from tests.metrics_scrape import Samples
 from tests.support.ports import server_port_args
 from tests.support.redis_server import RedisServer
-from tests.support.service import REPO_ROOT
 from tests.support.waiting import wait_until
 
-RUN_EDGE = REPO_ROOT / "bin" / "run-edge"
 HOP_TARGET_MS = 1.0
 """What the hop (edge p50 - direct p50) may add: the issue's target, on this machine."""
 TAKEOVER_BOUND_S = LEASE_TTL + TICK + 0.5
@@ -68,8 +66,8 @@ class Edge(Server):
         self.ready_file.unlink(missing_ok=True)
         self.log_path = log_path
         self.launched_at = time.monotonic()
-        command = [str(RUN_EDGE), *server_port_args(self.ready_file), "--source", source, "--log-level", "warning",
-                   *extra]
+        command = [str(launcher("run-edge")), *server_port_args(self.ready_file), "--source", source,
+                   "--log-level", "warning", *extra]
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
 

@@ -22,12 +22,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, compare, e2e_scenarios, ingest, overload, relay, symbols, transport
+from tests.bench import abuse, burst, compare, e2e_scenarios, ingest, overload, relay, symbols, transport
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
-SCENARIOS = ("ingest", "transport", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols",
+SCENARIOS = ("ingest", "transport", "burst", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols",
              "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
 """What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
@@ -44,7 +44,9 @@ targets, and writes the same figures as JSON.
 
 Scenarios: ingest (in process, no sockets), transport (reading 20,000 frames
 waiting on a loopback WebSocket: the service's reader and websocket-client's,
-per frame, and their ratio), latency (1,000 frames/s, 10
+per frame, and their ratio), burst (20,000 Binance frames queued at once,
+until a client's summary equals the truth they left, at 60 and 1,000 levels,
+against the same frames in process: their ratio), latency (1,000 frames/s, 10
 clients), max_rate (ramp until the server stops keeping up), fanout (200 then
 1,000 streams), memory (two 5,000-level books for --minutes), startup (launch
 to the first full summary), abuse (careless and hostile clients: CPU under 100
@@ -124,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", metavar="REV",
                         help="run the scenarios on git revision REV (a temporary worktree) and on this working tree "
                              "alternately, --repeat rounds (default 3), and print both with the ratio")
+    parser.add_argument("--service-only", action="store_true",
+                        help="with --compare: both sides run this tree's scenarios and simulator, REV's side with "
+                             "REV's bin/run-server and bin/run-edge (for a scenario REV does not have)")
     default_counts = ",".join(map(str, symbols.DEFAULT_COUNTS))
     default_ramp = ",".join(map(str, symbols.DEFAULT_RAMP))
     parser.add_argument("--symbols", type=_counts, default=symbols.DEFAULT_COUNTS, metavar="N[,N...]",
@@ -174,12 +179,14 @@ def _render_server_profile(session: Path) -> list[Path]:
 
 
 def side_args(argv: Sequence[str]) -> list[str]:
-    """The command line each side of a --compare runs: ``argv`` without --compare, --repeat and --json (the
-    comparison sets those itself)."""
+    """The command line each side of a --compare runs: ``argv`` without --compare, --service-only, --repeat and
+    --json (the comparison sets those itself)."""
     kept: list[str] = []
     words = iter(argv)
     for word in words:
         flag = word.split("=", 1)[0]
+        if flag == "--service-only":
+            continue
         if flag in ("--compare", "--repeat", "--json"):
             if "=" not in word:
                 next(words, None)
@@ -192,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.compare:
         words = sys.argv[1:] if argv is None else argv
-        return compare.compare(args.compare, side_args(words), args.repeat or 3, args.json)
+        return compare.compare(args.compare, side_args(words), args.repeat or 3, args.json, args.service_only)
+    if args.service_only:
+        print("bench: --service-only needs --compare REV", file=sys.stderr)
+        return 2
     if args.profile and (missing := _pyinstrument_missing()):
         print(missing, file=sys.stderr)
         return 2
@@ -209,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         runners: dict[str, Callable[[], tuple[list[Figure], dict[str, Any]]]] = {
             "ingest": lambda: ingest.run_once(sources),
             "transport": lambda: transport.transport(args.quick),
+            "burst": lambda: burst.burst(options),
             "latency": lambda: e2e_scenarios.latency(options),
             "max_rate": lambda: e2e_scenarios.max_sustained(options),
             "fanout": lambda: e2e_scenarios.fanout(options),

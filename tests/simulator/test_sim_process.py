@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -76,3 +77,36 @@ def test_truth_merged_uses_the_product_merge_rule(make_sim):
     spread = float(merged["asks"][0]["price"]) - float(merged["bids"][0]["price"])
     assert abs(float(merged["spread"]) - spread) < 1e-9
     assert requests.get(f"{process.urls['control']}/nowhere", timeout=5).status_code == 404
+
+
+def test_a_burst_queues_its_events_at_once_and_leaves_the_truth_where_they_end(make_sim):
+    process = make_sim("--rate", "50", "--levels", "60")
+    control = process.control
+    with pytest.raises(SimulatorError, match="pause the market first"):
+        control.burst("binance", 10)
+    ws = connect(f"{process.urls['binance_ws']}/ws/ethbtc@depth@100ms")
+    recv_json(ws)  # subscribed once a frame arrives
+    control.pause()
+    ws.settimeout(0.2)  # what was sent before the pause took effect, drained
+    try:
+        while True:
+            ws.recv()
+    except Exception:  # noqa: BLE001 - the stream went quiet: nothing but the burst comes now
+        pass
+    before = control.stats()["binance"]["events"]
+    answer = control.burst("binance", 500)
+    assert answer["events"] == 500 and answer["queued_at"] <= time.monotonic()
+    ws.settimeout(5)
+    events = [recv_json(ws) for _ in range(500)]
+    assert [event["U"] for event in events[1:]] == [event["u"] + 1 for event in events[:-1]]
+    assert control.stats()["binance"]["events"] - before == 500
+    (probe,) = control.probes()  # the last event is a probe: its marker tells a client it has them all
+    assert probe[1] == "binance" and probe[2] <= answer["queued_at"]
+    truth = control.truth()
+    assert control.truth() == truth  # still paused: the burst was all
+    ws.close()
+    refused: list[dict[str, Any]] = [{"exchange": "kraken", "events": 1}, {"exchange": "binance", "events": 0},
+                                      {"exchange": "binance", "events": True},
+                                      {"exchange": "binance", "events": 1, "rate": 2}]
+    for bad in refused:
+        assert requests.post(f"{process.urls['control']}/burst", json=bad, timeout=5).status_code == 400
