@@ -17,7 +17,7 @@ import fcntl
 import struct
 import termios
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import websocket
 
@@ -48,6 +48,10 @@ class Stream(Protocol):
     def recv(self) -> str | bytes:
         """The next data frame's payload; raises a :class:`StreamError`."""
 
+    def recv_waiting(self) -> str | bytes | None:
+        """The next data frame's payload if it has started arriving, else None: never waits for a frame that has not
+        (a control frame with nothing after it included). Raises a :class:`StreamError`."""
+
     def waiting(self) -> bool:
         """Whether bytes already wait to be read (in the kernel's socket buffer or the TLS layer's): False means
         the next frame :meth:`recv` returns arrives after this call, fresh. Never blocks."""
@@ -66,6 +70,9 @@ Connector = Callable[[str], Stream]
 """Opens a stream to a URL; raises :class:`ConnectFailed`."""
 
 
+_Read = TypeVar("_Read", bytes, bytes | None)
+
+
 class WebSocketStream:
     """A websocket-client connection behind the :class:`Stream` interface."""
 
@@ -75,11 +82,17 @@ class WebSocketStream:
         sock = ws.sock
         if sock is None:
             raise ConnectFailed("no socket after the handshake")
-        self._reader = FrameReader(sock.recv, max_frame_bytes, ws.pong)
+        self._reader = FrameReader(sock.recv, self._socket_has_bytes, max_frame_bytes, ws.pong)
 
     def recv(self) -> str | bytes:
+        return self._read(self._reader.message)
+
+    def recv_waiting(self) -> str | bytes | None:
+        return self._read(self._reader.message_waiting)
+
+    def _read(self, read: Callable[[], _Read]) -> _Read:
         try:
-            return self._reader.message()
+            return read()
         except TimeoutError:
             raise StreamSilent(f"nothing received for {self._read_timeout:g} s") from None
         except TooLarge as error:
@@ -92,8 +105,9 @@ class WebSocketStream:
             raise StreamClosed(str(error) or type(error).__name__) from None
 
     def waiting(self) -> bool:
-        if self._reader.buffered():
-            return True
+        return self._reader.buffered() or self._socket_has_bytes()
+
+    def _socket_has_bytes(self) -> bool:
         sock = self._ws.sock
         if sock is None:
             return False

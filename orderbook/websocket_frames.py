@@ -40,12 +40,15 @@ class PeerClosed(FrameError):
 class FrameReader:
     """Data messages (text or binary payloads, fragments joined) from a server's frames; answers pings with
     ``on_ping(payload)``, skips pongs. ``recv(n)`` is the socket's: at most ``n`` bytes, ``b""`` at its end; its
-    exceptions (a timeout, a reset) pass through, and the bytes read before one are kept."""
+    exceptions (a timeout, a reset) pass through, and the bytes read before one are kept. ``ready()`` says whether
+    the socket has bytes to read now (so that ``recv`` would not wait for them)."""
 
-    __slots__ = ("_recv", "_limit", "_on_ping", "_buffer", "_at")
+    __slots__ = ("_recv", "_ready", "_limit", "_on_ping", "_buffer", "_at")
 
-    def __init__(self, recv: Callable[[int], bytes], limit: int, on_ping: Callable[[bytes], None]) -> None:
+    def __init__(self, recv: Callable[[int], bytes], ready: Callable[[], bool], limit: int,
+                 on_ping: Callable[[bytes], None]) -> None:
         self._recv = recv
+        self._ready = ready
         self._limit = limit
         self._on_ping = on_ping
         self._buffer = b""
@@ -57,11 +60,26 @@ class FrameReader:
         return self._at < len(self._buffer)
 
     def message(self) -> bytes:
-        """The next data message's payload."""
+        """The next data message's payload, waiting for it as long as the socket's timeout allows."""
+        message = self._message(wait=True)
+        assert message is not None  # a read that waits returns a message or raises
+        return message
+
+    def message_waiting(self) -> bytes | None:
+        """The next data message's payload if its frame has already started arriving (the rest of it, and the rest
+        of a fragmented message, are waited for: they are on their way); None when no data frame has. Control frames
+        read meanwhile are handled. Never waits for a frame that has not started: a ping with nothing after it must
+        not hold the caller until the venue sends again."""
+        return self._message(wait=False)
+
+    def _message(self, wait: bool) -> bytes | None:
         parts: list[bytes] | None = None
         size = 0
         while True:
-            first, payload = self._frame()
+            frame = self._frame(wait or parts is not None)
+            if frame is None:
+                return None
+            first, payload = frame
             opcode = first & 0x0F
             if opcode >= _CLOSE:
                 self._control(first, opcode, payload)
@@ -93,11 +111,14 @@ class FrameReader:
         elif opcode != _PONG:
             raise ProtocolError(f"reserved opcode {opcode:#x}")
 
-    def _frame(self) -> tuple[int, bytes]:
-        """The next frame's first byte (FIN, opcode) and payload."""
+    def _frame(self, wait: bool) -> tuple[int, bytes] | None:
+        """The next frame's first byte (FIN, opcode) and payload; without ``wait``, None when no byte of it is here
+        yet. Nothing is consumed until the whole frame is."""
         buffer, at = self._buffer, self._at
         available = len(buffer) - at
         if available < 2:
+            if not (wait or available or self._ready()):
+                return None
             buffer, at, available = self._fill(2)
         first, second = buffer[at], buffer[at + 1]
         if first & _RESERVED_BITS:

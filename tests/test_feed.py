@@ -380,6 +380,20 @@ def test_a_frame_on_a_quiet_connection_is_published_at_once_a_batch_of_one(binan
     assert second == first + 1
 
 
+def test_a_ping_after_the_last_frame_does_not_hold_the_batch_until_the_venue_sends_again(binance_rig):
+    """A control frame is bytes waiting that are no frame for the reader: the batch ends at it, published. (Reading
+    on for the next data frame held the batch, and the book it changed, until the venue sent again: on a quiet
+    market, indefinitely, the book served stale while counted in step.)"""
+    rig = binance_rig(settings=BATCHING)
+    bring_in_step(rig)
+    since = len(rig.published)
+    rig.fake.stream.push(binance_diff("ETHBTC", 102, 102, bids=[("1.5", "3")]))
+    rig.fake.stream.push_ping()
+    rig.wait(lambda: len(rig.published) > since, "the batch published, the ping answered")
+    assert rig.publishes("ETHBTC", since) == [merged([("1.5", "3"), ("1.0", "1")], [("2.0", "1")])]
+    assert rig.fake.stream.pongs == 1
+
+
 def test_a_gap_or_a_bad_frame_inside_a_batch_rebuilds_its_book_never_published_broken(binance_rig):
     rig = binance_rig(settings=BATCHING)
     bring_in_step(rig)

@@ -37,6 +37,9 @@ class Socket:
     def __init__(self, data: bytes, sizes: Iterable[int] = ()) -> None:
         self.data, self.sizes, self.reads = data, iter(sizes), 0
 
+    def ready(self) -> bool:
+        return bool(self.data)
+
     def recv(self, most: int) -> bytes:
         self.reads += 1
         size = min(most, next(self.sizes, most))
@@ -47,7 +50,7 @@ class Socket:
 def reader(data: bytes, sizes: Iterable[int] = (), on_ping: Callable[[bytes], None] = lambda payload: None,
            limit: int = LIMIT) -> tuple[FrameReader, Socket]:
     sock = Socket(data, sizes)
-    return FrameReader(sock.recv, limit, on_ping), sock
+    return FrameReader(sock.recv, sock.ready, limit, on_ping), sock
 
 
 def recorded_payloads() -> list[bytes]:
@@ -141,8 +144,27 @@ def test_bytes_read_before_a_timeout_are_kept():
             raise TimeoutError
         return step
 
-    frames = FrameReader(recv, LIMIT, lambda payload: None)
+    frames = FrameReader(recv, lambda: True, LIMIT, lambda payload: None)
     with pytest.raises(TimeoutError):
         frames.message()
     assert frames.buffered()
     assert frames.message() == b"x" * 1000
+
+
+def test_a_frame_not_started_is_not_waited_for_and_a_ping_alone_is_answered_not_waited_after():
+    pings: list[bytes] = []
+    wire = frame(OP_TEXT, b"one") + frame(OP_PING, b"are you there")
+    frames, sock = reader(wire, on_ping=pings.append)
+    assert frames.message_waiting() == b"one"
+    assert frames.message_waiting() is None  # the ping is answered; no data frame has started: not waited for
+    assert pings == [b"are you there"]
+    reads = sock.reads
+    assert frames.message_waiting() is None and sock.reads == reads  # nothing ready: the socket is not read
+
+
+def test_a_frame_that_has_started_is_read_whole_by_message_waiting():
+    wire = frame(OP_TEXT, b"x" * 300) + frame(OP_TEXT, b"a", fin=False) + frame(OP_CONT, b"b")
+    frames, _ = reader(wire, sizes=[1] + [7] * 1000)  # its first byte here: the rest is on its way
+    assert frames.message_waiting() == b"x" * 300
+    assert frames.message_waiting() == b"ab"  # a fragmented message, once started, is read to its end
+    assert frames.message_waiting() is None

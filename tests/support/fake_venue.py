@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import gevent
 import requests
@@ -19,6 +20,7 @@ from orderbook.exchanges.base import Venue
 from orderbook.stream import StreamClosed, StreamSilent
 
 _CLOSED = object()
+_PING = object()
 
 
 class FakeStream:
@@ -28,6 +30,8 @@ class FakeStream:
         self.url = url
         self.sent: list[str] = []
         self.pings = 0
+        self.pongs = 0
+        """Pings of the venue's (:meth:`push_ping`) the reader has read, and so answered."""
         self.closed = False
         self._frames: Queue = Queue()
         self._silence_timeout = silence_timeout
@@ -44,11 +48,28 @@ class FakeStream:
         for frame in frames:
             self._frames.put(frame)
 
+    def push_ping(self) -> None:
+        """The venue pings: a control frame, answered by the transport and never handed to the reader."""
+        self._frames.put(_PING)
+
     def cut(self) -> None:
         """The venue closes the connection: the reader's next ``recv`` raises StreamClosed."""
         self._frames.put(_CLOSED)
 
     def recv(self) -> str | bytes:
+        while True:
+            frame = self._next()
+            if frame is not _PING:
+                return frame
+
+    def recv_waiting(self) -> str | bytes | None:
+        while self.waiting():
+            frame = self._next()
+            if frame is not _PING:
+                return frame
+        return None
+
+    def _next(self) -> Any:
         if self.closed:
             raise StreamClosed("closed by the client")
         if self._endless is not None and self._frames.empty():
@@ -59,6 +80,8 @@ class FakeStream:
             raise StreamSilent("nothing received") from None
         if frame is _CLOSED:
             raise StreamClosed("closed by the venue")
+        if frame is _PING:
+            self.pongs += 1
         return frame
 
     def waiting(self) -> bool:
