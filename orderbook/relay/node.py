@@ -46,12 +46,13 @@ from redis.exceptions import RedisError
 
 from orderbook.backoff import Backoff
 from orderbook.relay import envelope
-from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, PUBLISH, RELEASE, RENEW,
-                                  REPORT, STORED_TTL_MS, BadLease, Keys, Lease, fingerprint, read_lease)
+from orderbook.relay.fenced import FencedPublish
+from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, RELEASE, RENEW, REPORT,
+                                  BadLease, Keys, Lease, fingerprint, read_lease)
 from orderbook.relay.metrics import NodeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
-from orderbook.relay.timing import CATALOG_TTL, HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
+from orderbook.relay.timing import HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
 from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class BookNode:
         self._acquire = self._redis.register_script(ACQUIRE)
         self._renew = self._redis.register_script(RENEW)
         self._release = self._redis.register_script(RELEASE)
-        self._publish = self._redis.register_script(PUBLISH)
+        self._publish = FencedPublish(self._redis, keys)
         self._report = self._redis.register_script(REPORT)
         self._rejections = Rejections(self.stats.rejected, log)
         self._token: str | None = None
@@ -341,10 +342,7 @@ class BookNode:
 
     def _send(self, token: str, pairs: list[bytes | str], replace: bool) -> bool:
         """One fenced write; False (and stepping down) if the lease is no longer this token's."""
-        keys = self.keys
-        written = self._publish(keys=[keys.lease, keys.latest, keys.catalog],
-                                args=[token, keys.channel, STORED_TTL_MS, int(CATALOG_TTL * 1000),
-                                      "1" if replace else "0", *pairs])
+        written = self._publish(token, replace, pairs)
         if not written and self._token == token:
             self._step_down("a write was refused: the lease is another node's")
         return bool(written)

@@ -47,6 +47,7 @@ from orderbook.relay.keys import DEFAULT_KEYS, MAX_LEASE, READ_LATEST, Keys, Lea
 from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
+from orderbook.relay.subscription import Subscription
 from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_TIMEOUT, SOURCE_TURN, TICK
 from orderbook.serving.symbols import ServedSymbols
 
@@ -113,12 +114,9 @@ class RedisSource:
                 gevent.sleep(backoff.next())
 
     def _follow(self, backoff: Backoff) -> None:
-        pubsub = self._redis.pubsub()
+        subscription = Subscription(self._redis, self._keys.channel)
         try:
-            pubsub.subscribe(self._keys.channel)
-            while (message := pubsub.get_message(timeout=REDIS_TIMEOUT)) is None or message["type"] != "subscribe":
-                if message is None:
-                    raise RedisError("no subscription confirmed within the Redis timeout")
+            subscription.open(REDIS_TIMEOUT)
             catalog = getrange(self._redis, self._keys.catalog, 0, envelope.MAX_ENVELOPE)
             self._connected()
             backoff.reset()
@@ -126,15 +124,15 @@ class RedisSource:
                 self.last_heard = self._stats.last_message_at = time.monotonic()  # a leader wrote it lately
             self.catch_up()
             self._on_change()
-            while True:
-                message = pubsub.get_message(timeout=TICK)
-                if message is not None and message["type"] == "message":
-                    self.take(message["data"], live=True)
+            while True:  # nothing to do between messages: the edge judges the leader's silence (Edge._watch)
+                data = subscription.next_message(None)
+                if data is not None:
+                    self.take(data, live=True)
                 if self.behind:
                     self.catch_up()
                 self._pass_turn()
         finally:
-            pubsub.close()
+            subscription.close()
 
     def _connected(self) -> None:
         if self._outage:

@@ -28,6 +28,7 @@ NO_SPREAD = math.nan
 _SUMMARY_SPREAD = b"\x09"  # Summary.spread = 1, double
 _SUMMARY_BIDS = b"\x12"  # Summary.bids = 2, repeated Level
 _SUMMARY_ASKS = b"\x1a"  # Summary.asks = 3, repeated Level
+_BIDS_TAG, _ASKS_TAG = _SUMMARY_BIDS[0], _SUMMARY_ASKS[0]
 _LEVEL_EXCHANGE = b"\x0a"  # Level.exchange = 1, string
 _LEVEL_PRICE = b"\x11"  # Level.price = 2, double
 _LEVEL_AMOUNT = b"\x19"  # Level.amount = 3, double
@@ -114,14 +115,22 @@ class SummaryFields:
         if position > len(payload):
             raise ValueError("summary cut short in its spread")
         self._spread_end = position
-        ends: dict[bytes, list[int]] = {_SUMMARY_BIDS: [], _SUMMARY_ASKS: []}
-        for tag in (_SUMMARY_BIDS, _SUMMARY_ASKS):
-            while payload[position:position + 1] == tag:
-                position = _field_end(payload, position)
-                ends[tag].append(position)
-        if position != len(payload):
+        size = len(payload)
+        self._bid_ends: list[int] = []
+        self._ask_ends: list[int] = []
+        for tag, ends in ((_BIDS_TAG, self._bid_ends), (_ASKS_TAG, self._ask_ends)):
+            while position < size and payload[position] == tag:
+                length = payload[position + 1] if position + 1 < size else 0x80
+                if length < 0x80:  # a length of one byte: every level encode_summary writes (about 30 bytes)
+                    end = position + 2 + length
+                    if end > size:
+                        raise ValueError(f"summary cut short at byte {position}")
+                    position = end
+                else:
+                    position = _field_end(payload, position)
+                ends.append(position)
+        if position != size:
             raise ValueError(f"unexpected field at byte {position} of a summary")
-        self._bid_ends, self._ask_ends = ends[_SUMMARY_BIDS], ends[_SUMMARY_ASKS]
 
     def top(self, depth: int) -> bytes:
         """The summary of the best ``depth`` (at least 1) levels a side."""

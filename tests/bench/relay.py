@@ -40,7 +40,7 @@ from orderbook.relay.timing import LEASE_TTL, TICK
 from orderbook.simulator.probe import marker_key
 from orderbook.simulator.process import SimulatorProcess
 from tests.bench.e2e_scenarios import IN_FLIGHT, STREAMS_PER_CONNECTION, Options
-from tests.bench.live import ClientGroup, Server, _env, launcher, probe_stats
+from tests.bench.live import PYTHON, ClientGroup, Server, _env, launcher, probe_stats
 from tests.bench.report import Figure, median, percentile
 from tests.bench.symbols import cpu_seconds
 from tests.metrics_scrape import Samples
@@ -53,21 +53,29 @@ HOP_TARGET_MS = 1.0
 TAKEOVER_BOUND_S = LEASE_TTL + TICK + 0.5
 """The lease lapses at most ``LEASE_TTL`` after the leader's last renewal, a standby tries every ``TICK``, and the new
 leader's first summary then crosses Redis and the edge: half a second is more than that last leg needs."""
+NODE_PROFILE = "relay-node.pyisession"
+EDGE_PROFILE = "relay-edge.pyisession"
+"""The pyinstrument sessions ``bin/bench --profile DIR --scenario relay_latency`` writes into DIR."""
 QUIET_AFTER_KILL = 1.0
 """Seconds after the kill from which a summary the client receives is the new leader's (see the module docstring)."""
 
 
 class Edge(Server):
-    """``bin/run-edge --source URL``: the same ready file, health, /metrics and stop as a book node's."""
+    """``bin/run-edge --source URL``: the same ready file, health, /metrics and stop as a book node's; under
+    pyinstrument when ``profile`` is set, as a book node."""
 
-    def __init__(self, source: str, log_path: Path, *extra: str) -> None:
-        self.profile = None
+    def __init__(self, source: str, log_path: Path, *extra: str, profile: Path | None = None) -> None:
+        self.profile = profile
         self.ready_file = log_path.with_name(log_path.name + ".ports.json")
         self.ready_file.unlink(missing_ok=True)
         self.log_path = log_path
         self.launched_at = time.monotonic()
-        command = [str(launcher("run-edge")), *server_port_args(self.ready_file), "--source", source,
-                   "--log-level", "warning", *extra]
+        args = [*server_port_args(self.ready_file), "--source", source, "--log-level", "warning", *extra]
+        if profile is None:
+            command = [str(launcher("run-edge")), *args]
+        else:
+            command = [PYTHON, "-m", "pyinstrument", "--interval", "0.0005", "-r", "session", "-o", str(profile),
+                       "-m", "orderbook.edge_server", *args]
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
 
@@ -77,8 +85,10 @@ class RelayStack:
     stops them all. Ready once every node and edge is SERVING and one node leads."""
 
     def __init__(self, workdir: Path, sim_args: list[str], nodes: int, edges: int, node_args: tuple[str, ...] = (),
-                 edge_args: tuple[str, ...] = (), name: str = "relay") -> None:
-        self.workdir, self.name, self.node_args = workdir, name, node_args
+                 edge_args: tuple[str, ...] = (), name: str = "relay", profile_dir: Path | None = None) -> None:
+        """``profile_dir``: run the first book node and the first edge under pyinstrument, their sessions written
+        there (:data:`NODE_PROFILE`, :data:`EDGE_PROFILE`) when they stop."""
+        self.workdir, self.name, self.node_args, self.profile_dir = workdir, name, node_args, profile_dir
         self._exit = contextlib.ExitStack()
         self._started = 0
         try:
@@ -86,7 +96,9 @@ class RelayStack:
             self._exit.callback(self.redis.stop)
             self.sim = self._exit.enter_context(SimulatorProcess(*sim_args, "--log-level", "WARNING"))
             self.nodes = [self.start_node() for _ in range(nodes)]
-            self.edges = [Edge(self.redis.url, workdir / f"{name}-edge{i}.log", *edge_args) for i in range(edges)]
+            self.edges = [Edge(self.redis.url, workdir / f"{name}-edge{i}.log", *edge_args,
+                               profile=profile_dir / EDGE_PROFILE if profile_dir and i == 0 else None)
+                          for i in range(edges)]
             for edge in self.edges:
                 self._exit.callback(edge.stop)
             for node in self.nodes:
@@ -100,8 +112,9 @@ class RelayStack:
 
     def start_node(self) -> Server:
         self._started += 1
+        profile = self.profile_dir / NODE_PROFILE if self.profile_dir and self._started == 1 else None
         node = Server(self.sim.urls, self.workdir / f"{self.name}-node{self._started}.log", "--publish",
-                      self.redis.url, *self.node_args)
+                      self.redis.url, *self.node_args, profile=profile)
         self._exit.callback(node.stop)
         return node
 
@@ -259,7 +272,7 @@ def _delta(after: float | None, before: float | None) -> float | None:
 def relay_latency(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     """1,000 frames/s (as the latency scenario), five clients on the book node and five on the edge."""
     with RelayStack(options.workdir, ["--rate", "500", "--probe-every", "10"], nodes=1, edges=1,
-                    name="relay-latency") as stack:
+                    name="relay-latency", profile_dir=options.profile_dir) as stack:
         node, edge = stack.nodes[0], stack.edges[0]
         watch = ChannelWatch(stack.redis.url, markers=True)
         groups = {"direct": ClientGroup(node.target, processes=1, streams_each=5, channels_each=5),

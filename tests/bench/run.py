@@ -119,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when any figure misses its target (default: only report)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="also write pyinstrument reports (ingest pass, server under latency) into DIR; "
-                             "needs the bench extra")
+                        help="also write pyinstrument reports (ingest pass, server under latency, book node and edge "
+                             "under relay_latency) into DIR; needs the bench extra")
     parser.add_argument("--serve-processes", type=int, default=0, metavar="N",
                         help="the fan-out scenario's server serves from N processes (default 0: in-process)")
     parser.add_argument("--compare", metavar="REV",
@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--symbols-ramp", type=_counts, default=symbols.DEFAULT_RAMP, metavar="N[,N...]",
                         help=f"steps of the symbols_ramp scenario, up to the first over 5 ms (default {default_ramp})")
     return parser
+
+
+PROFILED: dict[str, tuple[Callable[[e2e_scenarios.Options], tuple[list[Figure], dict[str, Any]]], tuple[str, ...]]] = {
+    "latency": (e2e_scenarios.latency, ("server-latency.pyisession",)),
+    "relay_latency": (relay.relay_latency, (relay.NODE_PROFILE, relay.EDGE_PROFILE)),
+}
+"""The scenarios ``--profile`` runs once more, first, under pyinstrument, and the sessions that run writes."""
 
 
 def _pyinstrument_missing() -> str | None:
@@ -242,15 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             failure = None
             try:
-                if name == "latency" and args.profile:
-                    # The first run is profiled (pyinstrument slows the server): its figures are kept apart.
+                if name in PROFILED and args.profile:
+                    # The first run is profiled (pyinstrument slows the servers): its figures are kept apart.
+                    scenario, sessions = PROFILED[name]
                     profiled, _ = runners[name]()
-                    notes.append("latency under pyinstrument (not in the table): " + ", ".join(
+                    notes.append(f"{name} under pyinstrument (not in the table): " + ", ".join(
                         f"{f.name} {f.value:.3g} {f.unit}" for f in profiled if f.value is not None))
-                    options_plain = dataclasses.replace(options, profile_dir=None)
-                    runners[name] = partial(e2e_scenarios.latency, options_plain)
+                    runners[name] = partial(scenario, dataclasses.replace(options, profile_dir=None))
                     notes.append("server profile: " + ", ".join(
-                        map(str, _render_server_profile(args.profile / "server-latency.pyisession"))))
+                        str(path) for session in sessions for path in _render_server_profile(args.profile / session)))
                 figures, details = repeated(runners[name], times)
                 result = ScenarioResult(name, figures, times, {"runs": details})
             except Exception as error:  # noqa: BLE001 - one broken scenario must not hide the others' figures

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from orderbook.merge import Level, MergedTop
 from orderbook.prices import parse_decimal, to_float
 from orderbook.proto import orderbook_pb2
-from orderbook.serving.codec import SummaryFields, encode_summary
+from orderbook.serving.codec import SummaryFields, _field_end, encode_summary
 
 
 def decode(payload: bytes) -> orderbook_pb2.Summary:
@@ -135,3 +135,43 @@ def test_a_cut_at_or_beyond_every_side_is_the_summary_itself() -> None:
 def test_bytes_that_are_not_a_summary_in_field_order_are_refused(payload: bytes, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         SummaryFields(payload)
+
+
+def _reference_ends(payload: bytes) -> tuple[list[int], list[int]]:
+    """SummaryFields's split, as it was written before its one-byte-length fast path: field by field."""
+    position = 9 if payload[:1] == b"\x09" else 0
+    if position > len(payload):
+        raise ValueError("summary cut short in its spread")
+    ends: dict[bytes, list[int]] = {b"\x12": [], b"\x1a": []}
+    for tag in (b"\x12", b"\x1a"):
+        while payload[position:position + 1] == tag:
+            position = _field_end(payload, position)
+            ends[tag].append(position)
+    if position != len(payload):
+        raise ValueError(f"unexpected field at byte {position} of a summary")
+    return ends[b"\x12"], ends[b"\x1a"]
+
+
+@settings(max_examples=500)
+@given(spread=st.none() | st.integers(min_value=-(10**20), max_value=10**20), bids=_levels, asks=_levels,
+       cut=st.integers(min_value=0, max_value=2000),
+       edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=3), long_name=st.booleans())
+def test_summary_fields_accepts_and_splits_exactly_what_the_field_by_field_split_did(spread, bids, asks, cut, edits,
+                                                                                      long_name) -> None:
+    if long_name and bids:  # a level longer than 127 bytes: a two-byte length
+        bids = [Level("x" * 130, bids[0].price, bids[0].amount), *bids[1:]]
+    payload = bytearray(encode_summary(MergedTop(spread, tuple(bids), tuple(asks))))
+    for at, value in edits:
+        if payload:
+            payload[at % len(payload)] = value
+    data = bytes(payload[:cut] if cut < len(payload) else payload)
+    try:
+        expected: object = _reference_ends(data)
+    except ValueError as error:
+        expected = str(error)
+    try:
+        fields = SummaryFields(data)
+        found: object = (fields._bid_ends, fields._ask_ends)
+    except ValueError as error:
+        found = str(error)
+    assert found == expected
