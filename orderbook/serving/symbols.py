@@ -145,6 +145,11 @@ class ServedSymbols:
             return
         if published_at is None:
             published_at = time.perf_counter()
+        # The followers first (the relay's publisher, the serving processes' links): woken first, they run first,
+        # so the summary is on its way to Redis (or another process) before the local streams send it, and the
+        # hop to an edge does not wait for this process's own sends. They read the summary when they run, after
+        # this call has stored it.
+        self._changed((BOOK, symbol))
         entry.full.publish(payload, published_at)
         if entry.shallower:
             fields = SummaryFields(payload)
@@ -152,7 +157,6 @@ class ServedSymbols:
                 cut = fields.top(depth)
                 if cut != broadcaster.latest:
                     broadcaster.publish(cut, published_at)
-        self._changed((BOOK, symbol))
 
     def set_state(self, state: SymbolState) -> None:
         """A symbol's listed or in-step venues changed. Raises :class:`UnknownSymbol` for a symbol that is not

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import gevent
@@ -232,6 +234,31 @@ def test_a_follower_gets_everything_first_then_each_change_once_however_often_it
     gevent.idle()  # until every greenlet waits
     served.close()
     assert ended.get(timeout=1) == []
+
+
+def test_a_follower_runs_before_the_local_streams_of_the_same_summary() -> None:
+    """The relay's publisher (a follower) is woken first: the summary leaves for Redis before this process's own
+    streams send it, so the hop to an edge does not wait for the local sends (issue 21, the hop)."""
+    served = ServedSymbols(["ETHBTC"], 3, recheck_interval=60)
+    served.publish("ETHBTC", top([1, 1, 1]))
+    order: list[str] = []
+    streams = [served.stream("ETHBTC", 3, always) for _ in range(3)]
+    changes = served.follow(always)
+    next(changes)
+    for stream in streams:
+        next(stream)
+
+    def read(name: str, source: Any) -> None:
+        next(source)
+        order.append(name)
+
+    readers = [gevent.spawn(read, f"stream {index}", stream) for index, stream in enumerate(streams)]
+    readers.append(gevent.spawn(read, "follower", changes))
+    gevent.idle()  # until every greenlet waits
+    served.publish("ETHBTC", top([2, 1, 1]))
+    gevent.joinall(readers, timeout=1)
+    assert order == ["follower", "stream 0", "stream 1", "stream 2"]
+    served.close()
 
 
 def test_a_follower_whose_reader_left_stops_at_its_next_check() -> None:
