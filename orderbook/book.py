@@ -50,6 +50,12 @@ class VenueBook:
         self._asks = SortedDict({price: amount for price, amount in asks if amount})
         self.bid_floor, self.ask_ceiling = bid_floor, ask_ceiling
 
+    def replace(self, other: VenueBook) -> None:
+        """Take ``other``'s levels and edges (a deeper book of the same venue at the same moment), keeping this
+        object, which the consolidated book serves. ``other`` is not to be used afterwards."""
+        self._bids, self._asks = other._bids, other._asks
+        self.bid_floor, self.ask_ceiling = other.bid_floor, other.ask_ceiling
+
     def apply(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel], watch: int = 0) -> bool:
         """Set each level to its new absolute amount; zero removes the level. Levels past an edge are not kept.
 

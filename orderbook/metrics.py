@@ -77,6 +77,8 @@ class SymbolStats:
     ask_levels: Callable[[], int] = field(default=lambda: 0)
     lag: Callable[[], float | None] = field(default=lambda: None)
     """Seconds the book is behind the venue (its connection's lag); None while no connection carries it."""
+    deepening: Callable[[], bool] = field(default=lambda: False)
+    """Whether the book is in step on a first snapshot sized to what is served, waiting to be deepened."""
     last_audit_at: float | None = None
     """time.time() when the last drift audit compared the book (whatever it found)."""
 
@@ -167,6 +169,11 @@ class SymbolMetrics:
         if result in ("match", "divergent"):
             self.stats.last_audit_at = time.time()
 
+    def deepening(self, result: str) -> None:
+        """One attempt to deepen a book in step on a shallow first snapshot: ``deepened``, ``divergent`` or
+        ``skipped`` (its comparison with the deeper snapshot is counted as an audit too)."""
+        self._m.deepenings.labels(self.exchange, self.symbol, result).inc()
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -220,6 +227,13 @@ class Metrics:
             "orderbook_audits_total", "Drift audits (a fresh snapshot compared with the live book), by result: "
             "match, divergent (the book was rebuilt), skipped (the book could not be compared with the snapshot) or "
             "deferred (the book was behind the venue: audited again once it has caught up)",
+            [*book, "result"], registry=registry,
+        )
+        self.deepenings = Counter(
+            "orderbook_book_deepenings_total", "Books in step on a shallow first snapshot (sized to --depth) rebuilt "
+            "in place on a deeper one and the diffs since, by result: deepened, divergent (the shallow book differed "
+            "from the deeper snapshot: rebuilt; counted as a divergent audit too) or skipped (the snapshot could not "
+            "be used: tried again later)",
             [*book, "result"], registry=registry,
         )
         self.behind = Counter(
@@ -296,6 +310,10 @@ class _StateCollector(Collector):
             "orderbook_book_lag_seconds", "How far behind the exchange its book of the symbol is now (its "
             "connection's lag); past --max-lag the book is not served", labels=["exchange", "symbol"]
         )
+        deepening = GaugeMetricFamily(
+            "orderbook_book_deepening", "1 while the exchange's book of the symbol is in step on a first snapshot "
+            "sized to --depth, waiting to be deepened to the levels kept", labels=["exchange", "symbol"]
+        )
         now = time.time()
         for exchange, (stats, symbols) in self._metrics._feeds.items():
             frames.add_metric([exchange], stats.frames)
@@ -309,9 +327,10 @@ class _StateCollector(Collector):
                     book_lag.add_metric([exchange, symbol], seconds)
                 levels.add_metric([exchange, symbol, "bid"], book.stats.bid_levels())
                 levels.add_metric([exchange, symbol, "ask"], book.stats.ask_levels())
+                deepening.add_metric([exchange, symbol], int(book.stats.deepening()))
                 if book.stats.last_audit_at is not None:
                     audit_age.add_metric([exchange, symbol], max(0.0, now - book.stats.last_audit_at))
-        yield from (frames, frame_bytes, age, levels, event_age, lag, book_lag, audit_age)
+        yield from (frames, frame_bytes, age, levels, event_age, lag, book_lag, deepening, audit_age)
         yield self._metrics.frame_to_publish.family(
             "orderbook_frame_to_publish_seconds", "Frame received to the summary reflecting it published")
         for source in self._metrics._state_sources:

@@ -2,11 +2,11 @@
 each kind of answer means.
 
 Everything that asks a venue for a book goes through the venue's one :class:`SnapshotFetcher`, whatever the
-symbol (first snapshots, their retries when too old, rebuilds, the drift audit, the listing of symbols at start),
-so that together they stay inside the venue's limits (docs/protocols.md): Binance's request weight per minute, read
-back from ``X-MBX-USED-WEIGHT-1M``; Bitstamp's requests per 10 minutes. Requests wait their turn in one queue,
-the most urgent first (:class:`Priority`), and are paced: never a burst, even when a hundred symbols ask at once
-after a reconnect. A retry is never sooner than the budget, a ``Retry-After`` or a backoff allows.
+symbol (first snapshots, their retries when too old, rebuilds, deepening, the drift audit, the listing of symbols
+at start), so that together they stay inside the venue's limits (docs/protocols.md): Binance's request weight per
+minute, read back from ``X-MBX-USED-WEIGHT-1M``; Bitstamp's requests per 10 minutes. Requests wait their turn in
+one queue, the most urgent first (:class:`Priority`), and are paced: never a burst, even when a hundred symbols ask
+at once after a reconnect. A retry is never sooner than the budget, a ``Retry-After`` or a backoff allows.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 RAW_EXCERPT = 200
 WINDOW = 60.0
 SNAPSHOT_SHARE = 0.5
-"""Snapshots (a book's first, and its retries) never take the venue's minute above half its limit; they are paced
-evenly at that rate (Binance, 1,000-level snapshots: one a second; Bitstamp: eight a second)."""
+"""Snapshots (a book's first, its retries, and the deeper one it is rebuilt on once in step) never take the venue's
+minute above half its limit; they are paced evenly at that rate (Binance: 100-level snapshots ten a second,
+1,000-level ones one a second; Bitstamp: eight a second)."""
 AUDIT_SHARE = 0.1
 """Audits only run while the minute's use, theirs included, stays within a tenth of the limit."""
 RATE_LIMITED_PAUSE = 10.0
@@ -46,11 +47,13 @@ LISTING_ATTEMPTS = 3
 
 class Priority(IntEnum):
     """Whose request goes first when several wait: a book that was served and broke, then books being built for
-    the first time, then audits of books that are in step."""
+    the first time, then books in step on a shallow first snapshot being deepened, then audits of books that are
+    in step."""
 
     REBUILD = 0
     START = 1
-    AUDIT = 2
+    DEEPEN = 2
+    AUDIT = 3
 
 
 class SymbolNotListed(ExchangeError):
@@ -193,20 +196,23 @@ class SnapshotFetcher:
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff = backoff
 
-    def fetch(self, symbol: str, priority: Priority = Priority.START) -> BookSnapshot:
-        """Retry until a usable snapshot arrives; raises :class:`SymbolNotListed` when the venue does not list it."""
+    def fetch(self, symbol: str, priority: Priority = Priority.START, depth: int | None = None) -> BookSnapshot:
+        """Retry until a usable snapshot arrives; raises :class:`SymbolNotListed` when the venue does not list it.
+        ``depth``: levels a side (None: the venue's :attr:`~orderbook.exchanges.base.Venue.snapshot_depth`)."""
         retry = Backoff(self._backoff.base, self._backoff.cap)
         while True:
-            result = self._snapshot(symbol, SNAPSHOT_SHARE, priority)
+            result = self._snapshot(symbol, SNAPSHOT_SHARE, priority, depth)
             if isinstance(result, BookSnapshot):
                 return result
             delay = result.hold_off if result.hold_off is not None else retry.next()
             log.warning("%s %s: snapshot request %s; retrying in %.1f s", self.name, symbol, result.what, delay)
             gevent.sleep(delay)
 
-    def fetch_once(self, symbol: str, share: float, priority: Priority = Priority.AUDIT) -> BookSnapshot | None:
-        """One request, once the budget allows it at ``share``; None (counted and logged) if it failed."""
-        result = self._snapshot(symbol, share, priority)
+    def fetch_once(self, symbol: str, share: float, priority: Priority = Priority.AUDIT, *, depth: int | None = None,
+                   on_turn: Callable[[], None] | None = None) -> BookSnapshot | None:
+        """One request, once the budget allows it at ``share``; None (counted and logged) if it failed.
+        ``on_turn``: called when its turn has come, just before the request goes out."""
+        result = self._snapshot(symbol, share, priority, depth, on_turn)
         if isinstance(result, BookSnapshot):
             return result
         log.warning("%s %s: snapshot request %s", self.name, symbol, result.what)
@@ -231,9 +237,12 @@ class SnapshotFetcher:
                 gevent.sleep(result.hold_off if result.hold_off is not None else retry.next())
         return None
 
-    def _snapshot(self, symbol: str, share: float, priority: Priority) -> BookSnapshot | _Failed:
+    def _snapshot(self, symbol: str, share: float, priority: Priority, depth: int | None = None,
+                  on_turn: Callable[[], None] | None = None) -> BookSnapshot | _Failed:
         """Wait for the budget, ask once, and say what came back. Raises SymbolNotListed."""
-        result = self._request(self.venue.snapshot_url(symbol), self.venue.snapshot_weight, share, priority)
+        venue = self.venue
+        result = self._request(venue.snapshot_url(symbol, depth), venue.snapshot_weight(depth), share, priority,
+                               on_turn)
         if isinstance(result, _Failed):
             return result
         status = result.status_code
@@ -256,8 +265,11 @@ class SnapshotFetcher:
             self._metrics.ignored_row(reason)
         return snapshot
 
-    def _request(self, url: str, weight: int, share: float, priority: Priority) -> requests.Response | _Failed:
+    def _request(self, url: str, weight: int, share: float, priority: Priority,
+                 on_turn: Callable[[], None] | None = None) -> requests.Response | _Failed:
         self.queue.wait_turn(weight, share, priority)
+        if on_turn is not None:
+            on_turn()
         started = time.perf_counter()
         try:
             response = self._http.get(url, timeout=self._timeouts)

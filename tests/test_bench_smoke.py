@@ -230,6 +230,22 @@ def test_in_step_is_read_per_symbol_and_a_one_symbol_servers_unlabelled_gauge_is
     assert symbols.in_step_venues(many, ["ETHBTC"]) == {"ETHBTC": {"binance", "bitstamp"}}
 
 
+def test_deepened_books_and_rate_limit_answers_are_read_per_symbol_and_status():
+    text = "\n".join([
+        "# TYPE orderbook_book_deepenings_total counter",
+        'orderbook_book_deepenings_total{exchange="binance",symbol="ETHBTC",result="deepened"} 1',
+        'orderbook_book_deepenings_total{exchange="binance",symbol="BTCUSDT",result="skipped"} 2',
+        'orderbook_book_deepenings_total{exchange="bitstamp",symbol="ETHUSDT",result="deepened"} 1',
+        "# TYPE orderbook_snapshot_errors_total counter",
+        'orderbook_snapshot_errors_total{exchange="binance",status="429"} 2',
+        'orderbook_snapshot_errors_total{exchange="binance",status="418"} 1',
+        'orderbook_snapshot_errors_total{exchange="binance",status="500"} 4',
+    ]) + "\n"
+    samples = Samples(text)
+    assert symbols.not_deepened(samples, ["ETHBTC", "BTCUSDT", "ETHUSDT"]) == ["BTCUSDT", "ETHUSDT"]
+    assert (symbols.rate_limited(samples, "binance"), symbols.rate_limited(samples, "bitstamp")) == (3, 0)
+
+
 def test_peak_rate_is_the_fastest_stretch_of_at_least_a_second():
     points = [(0.0, 0), (0.5, 0), (1.0, 10), (1.5, 30), (2.0, 31), (3.5, 32)]
     assert symbols.peak_rate(points) == pytest.approx(30.0)  # 0.5 s -> 1.5 s
@@ -253,6 +269,8 @@ def _bench_figures(out: Path) -> tuple[dict[str, dict], dict]:
 def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> None:
     prefix = f"{count} sym: "
     assert figures[prefix + "start -> all in step"]["value"] > 0
+    assert figures[prefix + "start -> all deepened"]["value"] >= figures[prefix + "start -> all in step"]["value"]
+    assert figures[prefix + "429/418 at start-up"]["value"] == 0
     assert figures[prefix + "book process CPU"]["value"] > 0
     assert figures[prefix + "book process CPU"]["target"] == (0.5 if count <= 100 else None)
     assert figures[prefix + "simulator CPU"]["value"] > 0

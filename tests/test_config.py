@@ -131,7 +131,7 @@ def test_symbols_are_bounded():
 
 def test_the_venue_settings_make_the_venues():
     binance, bitstamp = (settings.venue() for settings in load_config(["--binance-snapshot-limit", "100"], {}).venues)
-    assert type(binance) is BinanceVenue and binance.snapshot_limit == 100 and binance.snapshot_weight == 5
+    assert type(binance) is BinanceVenue and binance.snapshot_limit == 100 and binance.snapshot_weight() == 5
     assert type(bitstamp) is BitstampVenue and bitstamp.rest_base == "https://www.bitstamp.net"
 
 

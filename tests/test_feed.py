@@ -245,11 +245,11 @@ def test_a_snapshot_loader_that_fails_rebuilds_its_book(binance_rig, monkeypatch
     fetch = SnapshotFetcher.fetch
     failed: list[str] = []
 
-    def failing_once(fetcher, symbol, priority):
+    def failing_once(fetcher, symbol, priority, depth=None):
         if symbol == "ETHBTC" and not failed:
             failed.append(symbol)
             raise RuntimeError("a bug in the snapshot fetch")
-        return fetch(fetcher, symbol, priority)
+        return fetch(fetcher, symbol, priority, depth)
 
     monkeypatch.setattr(SnapshotFetcher, "fetch", failing_once)
     rig = binance_rig()
@@ -320,6 +320,128 @@ def test_bitstamp_an_unreadable_frame_rebuilds_every_symbol_in_place():
         assert len(rig.fake.streams) == 1
     finally:
         rig.stop()
+
+
+# -- deepening: served from a first snapshot sized to --depth, then rebuilt in place on a deeper one ---------------
+
+
+class Market:
+    """One symbol's book at the venue, kept by the test as a plain dict a side: every event changes it, and its
+    snapshot answers are the book as it is now (as a venue's are), cut to the depth asked for."""
+
+    def __init__(self, rig: Rig, symbol: str, levels: int, last_id: int = 100) -> None:
+        self.rig, self.symbol, self.last_id = rig, symbol, last_id
+        self.bids = {str(1000 - i): "1" for i in range(levels)}
+        self.asks = {str(1001 + i): "1" for i in range(levels)}
+        self.serve()
+
+    def serve(self) -> None:
+        for depth in (100, 1000):
+            bids, asks = (side[:depth] for side in self.sides())
+            self.rig.fake.set_snapshot(self.symbol, binance_snapshot(self.last_id, bids, asks), depth=depth)
+
+    def sides(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        return (sorted(self.bids.items(), key=lambda level: -int(level[0])),
+                sorted(self.asks.items(), key=lambda level: int(level[0])))
+
+    def event(self, bids=(), asks=()) -> str:
+        """The next event, applied to the venue's book: its frame."""
+        for side, changes in ((self.bids, bids), (self.asks, asks)):
+            for price, amount in changes:
+                if amount == "0":
+                    side.pop(price, None)
+                else:
+                    side[price] = amount
+        self.last_id += 1
+        self.serve()
+        return binance_diff(self.symbol, self.last_id, self.last_id, bids=bids, asks=asks)
+
+    def vouched(self, book) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The venue's book inside ``book``'s edges: exactly what ``book`` must hold, no more, no less."""
+        bids, asks = ([level(price, amount) for price, amount in side] for side in self.sides())
+        return ([lv for lv in bids if book.bid_floor is None or lv[0] >= book.bid_floor],
+                [lv for lv in asks if book.ask_ceiling is None or lv[0] <= book.ask_ceiling])
+
+
+@pytest.fixture
+def deep_rig():
+    """Books kept 1,000 levels deep (the default) and 5 served: each is in step first on 100 levels (weight 5)."""
+    rig = Rig(BinanceVenue(snapshot_limit=1000), symbols=("ETHBTC",), listed=["ETHBTC"])
+    yield rig
+    rig.stop()
+
+
+def follow(rig: Rig, market: Market, frame: str) -> None:
+    """Push one event and wait until the book has applied it; the book then holds exactly the venue's book inside
+    its edges, and serves its top."""
+    rig.fake.stream.push(frame)
+    current = rig.feed.symbols[0].current
+    rig.wait(lambda: current is not None and current.sync.last_id == market.last_id, f"event {market.last_id}")
+    book = rig.consolidated[market.symbol].book(rig.name)
+    assert book is not None
+    assert (book.bids(), book.asks()) == market.vouched(book)
+    assert (book.top_bids(5), book.top_asks(5)) == tuple(side[:5] for side in market.vouched(book))
+
+
+def test_a_book_in_step_on_a_shallow_first_snapshot_is_deepened_to_exactly_the_venues_book(deep_rig):
+    rig = deep_rig
+    market = Market(rig, "ETHBTC", levels=300)
+    rig.wait(lambda: rig.fake.streams, "a connection")
+    rig.fake.stream.push(market.event(bids=[("1000", "7")]))
+    rig.wait(lambda: rig.in_step("ETHBTC"), "in step")
+    book = rig.consolidated["ETHBTC"].book(rig.name)
+    assert book is not None and (book.bid_depth, book.ask_depth) == (100, 100)  # the first snapshot: 100 levels
+    assert (book.bid_floor, book.ask_ceiling) == (level("901", "1")[0], level("1100", "1")[0])
+    for changes in ({"bids": [("750", "3")]},  # past the first snapshot's edge: unknown to the book until deepened
+                    {"bids": [("999", "0")], "asks": [("1001", "2")]},
+                    {"asks": [("1250", "0"), ("1050", "4")]},
+                    {"bids": [("650", "5")], "asks": [("1005", "0")]}):
+        follow(rig, market, market.event(**changes))
+    rig.wait(lambda: rig.sample("orderbook_book_deepenings_total", symbol="ETHBTC", result="deepened") == 1,
+             "the book deepened")
+    assert rig.consolidated["ETHBTC"].book(rig.name) is book and rig.in_step("ETHBTC")  # served throughout
+    assert (book.bid_floor, book.ask_ceiling) == (None, None)  # 300 levels came of 1,000 asked: the whole book
+    follow(rig, market, market.event(bids=[("750", "0"), ("600", "1")], asks=[("1299", "9")]))
+    assert book.bids()[-3:] == [level("701", "1"), level("650", "5"), level("600", "1")]  # deep changes kept now
+    assert (rig.fake.snapshot_requests("ETHBTC", 100), rig.fake.snapshot_requests("ETHBTC", 1000)) == (1, 1)
+    assert rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="audit") == 0
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="match") == 1  # compared as it deepened
+
+
+def test_a_shallow_book_that_differs_from_the_deeper_snapshot_is_rebuilt_and_deepened_again(deep_rig):
+    rig = deep_rig
+    market = Market(rig, "ETHBTC", levels=300)
+    rig.wait(lambda: rig.fake.streams, "a connection")
+    rig.fake.stream.push(market.event())
+    rig.wait(lambda: rig.in_step("ETHBTC"), "in step")
+    wrong = dict(market.bids, **{"990": "5"})  # a level inside the first snapshot's edge, as a lost change leaves it
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(market.last_id, sorted(wrong.items(), key=lambda lv: -int(lv[0])),
+                                                     market.sides()[1]), depth=1000)
+    rig.wait(lambda: rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="audit") == 1, "the rebuild")
+    assert rig.sample("orderbook_book_deepenings_total", symbol="ETHBTC", result="divergent") == 1
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="divergent") == 1
+    assert rig.sample("orderbook_audit_divergent_levels_total", symbol="ETHBTC") == 1
+    assert not rig.in_step("ETHBTC")
+    follow_frame = market.event(asks=[("1001", "3")])  # the venue answers truly again; a diff starts the rebuild
+    rig.fake.stream.push(follow_frame)
+    rig.wait(lambda: rig.sample("orderbook_book_deepenings_total", symbol="ETHBTC", result="deepened") == 1,
+             "deepened on the rebuilt book")
+    follow(rig, market, market.event(bids=[("700", "2")]))
+    book = rig.consolidated["ETHBTC"].book(rig.name)
+    assert book is not None and (book.bids(), book.asks()) == market.vouched(book) and book.bid_floor is None
+
+
+def test_a_first_snapshot_that_is_the_whole_book_is_not_deepened(deep_rig):
+    rig = deep_rig
+    market = Market(rig, "ETHBTC", levels=60)  # fewer than the 100 asked for: both sides whole
+    rig.wait(lambda: rig.fake.streams, "a connection")
+    rig.fake.stream.push(market.event())
+    rig.wait(lambda: rig.in_step("ETHBTC"), "in step")
+    current = rig.feed.symbols[0].current
+    assert current is not None and not current.deepening  # decided as it came in step
+    follow(rig, market, market.event(bids=[("500", "1")]))
+    gevent.sleep(0.3)  # a deepening would have asked by now (paced 0.1 s after the first snapshot)
+    assert (rig.fake.snapshot_requests("ETHBTC", 100), rig.fake.snapshot_requests("ETHBTC", 1000)) == (1, 0)
 
 
 # -- batches: the frames already waiting, applied together --------------------------------------------------------
@@ -514,10 +636,10 @@ def test_requests_wait_their_turn_most_urgent_first():
         order.append(name)
 
     greenlets = [gevent.spawn(ask, name, priority) for name, priority in
-                 (("audit", Priority.AUDIT), ("start-1", Priority.START), ("rebuild", Priority.REBUILD),
-                  ("start-2", Priority.START))]
+                 (("audit", Priority.AUDIT), ("deepen", Priority.DEEPEN), ("start-1", Priority.START),
+                  ("rebuild", Priority.REBUILD), ("start-2", Priority.START))]
     gevent.joinall(greenlets, timeout=5)
-    assert order == ["rebuild", "start-1", "start-2", "audit"]
+    assert order == ["rebuild", "start-1", "start-2", "deepen", "audit"]
     assert queue.waiting == 0
 
 

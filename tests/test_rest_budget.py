@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from orderbook.exchanges.binance import BinanceVenue
+from orderbook.exchanges.binance import FIRST_SNAPSHOT_MARGIN, BinanceVenue, depth_weight, first_snapshot_limit
+from orderbook.exchanges.bitstamp import BitstampVenue
+from orderbook.exchanges.messages import BookSnapshot
+from orderbook.exchanges.sync import Outcome
 from orderbook.rest import AUDIT_SHARE, SNAPSHOT_SHARE, RestBudget
 
 
@@ -79,7 +84,7 @@ def test_hold_off_delays_every_request_until_it_ends():
                                                 (1001, 250), (5000, 250)])
 def test_binance_snapshot_weight_by_limit_band(limit, weight):
     protocol = BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com", limit)
-    assert protocol.snapshot_weight == weight
+    assert protocol.snapshot_weight() == weight
 
 
 def test_too_old_retries_at_5000_levels_stay_within_half_the_weight_limit():
@@ -96,3 +101,60 @@ def test_too_old_retries_at_5000_levels_stay_within_half_the_weight_limit():
         sent += 1
         clock.now += 0.25
     assert sent <= 13  # 12 in any minute (3,000 / 250), plus the first of the next
+
+
+# -- the first snapshot of a book, sized to what is served ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("served", "kept", "first"), [
+    (10, 1000, 100),  # the defaults: the lightest band (weight 5), ten times what is served
+    (1, 1000, 100), (50, 1000, 100),  # twice the served levels still fit in 100
+    (51, 1000, 500), (250, 1000, 500),  # the next band, weight 25
+    (251, 1000, 1000), (500, 1000, 1000),  # as deep as kept: nothing to deepen
+    (10, 5000, 100), (600, 5000, 5000), (1000, 5000, 5000),
+    (10, 60, 60), (10, 100, 100), (5, 5, 5),  # never more than kept
+])
+def test_a_books_first_snapshot_takes_the_lightest_band_that_holds_twice_the_served_levels(served, kept, first):
+    assert first_snapshot_limit(served, kept) == first
+
+
+@given(st.integers(min_value=1, max_value=1000), st.integers(min_value=1, max_value=5000))
+def test_no_cheaper_first_snapshot_holds_the_margin_and_none_of_its_weight_holds_more(served, kept):
+    kept = max(kept, served)  # the configuration refuses --depth above --binance-snapshot-limit
+    first = first_snapshot_limit(served, kept)
+    wanted = min(kept, FIRST_SNAPSHOT_MARGIN * served)
+    assert served <= wanted <= first <= kept
+    assert depth_weight(first) == min(depth_weight(limit) for limit in range(wanted, kept + 1))
+    assert first == kept or depth_weight(first + 1) > depth_weight(first)  # the whole band: more levels, no more weight
+
+
+def test_the_venues_say_what_their_first_snapshots_ask_for():
+    binance = BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com", 1000)
+    assert binance.first_snapshot_depth(10) == 100
+    assert binance.snapshot_url("ETHBTC", 100) == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=100"
+    assert (binance.snapshot_weight(100), binance.snapshot_weight(), binance.snapshot_weight(5000)) == (5, 50, 250)
+    assert binance.first_snapshot_depth(0) == 1000  # every level served (a bare sync): as deep as kept
+    sync = binance.new_sync(watch_depth=10)  # a book's, built on its first snapshot: 100 levels a side at most
+    assert sync.on_snapshot(BookSnapshot(1, tuple((1000 - i, 1) for i in range(100)), ((2000, 1),))) is Outcome.APPLIED
+    assert (sync.book.bid_floor, sync.book.ask_ceiling) == (901, None)  # 100 of 100 bids: the venue's go on past
+    bitstamp = BitstampVenue("wss://ws.bitstamp.net", "https://www.bitstamp.net")
+    assert bitstamp.first_snapshot_depth(10) is None  # the endpoint takes no depth: always the whole book
+    assert bitstamp.snapshot_url("ETHBTC", 100) == "https://www.bitstamp.net/api/v2/order_book/ethbtc/"
+
+
+def test_100_symbols_first_snapshots_go_within_about_ten_seconds_and_their_deepening_after_within_the_budget():
+    """Start-up of 100 symbols at the defaults, as the queue orders it (every first snapshot before any deepening):
+    the first snapshots are paced a tenth of a second apart, then the 1,000-level ones a second apart, and no
+    minute ever holds more than half of Binance's 6,000 weight."""
+    clock = Clock()
+    budget = RestBudget(6000, clock)
+    sent: list[tuple[float, int]] = []
+    for weight in [depth_weight(100)] * 100 + [depth_weight(1000)] * 100:
+        while delay := budget.delay(weight, SNAPSHOT_SHARE):  # as RequestQueue.wait_turn asks again after waiting
+            clock.now += delay
+        budget.spend(weight)
+        sent.append((clock.now, weight))
+    assert sent[99][0] - START == pytest.approx(9.9)  # the 100th first snapshot: every book in step
+    assert sent[-1][0] - START == pytest.approx(9.9 + 100, abs=2)  # every book deepened a second apart after
+    for end, _ in sent:  # every rolling minute, as the budget counts it, up to each request
+        assert sum(weight for at, weight in sent if end - 60 < at <= end) <= 3000

@@ -385,3 +385,103 @@ def test_recorded_diffs_cover_everything_applied_since_recording_began_until_the
     assert sync.recorded_since() == 102 + 2 * 5  # the five forgotten diffs ended at id 112
     sync.stop_recording()
     assert sync.recent is None and sync.recorded_since() is None
+
+
+# -- deepening: a book in step on a shallow snapshot rebuilt in place on a deeper one ------------------------------
+
+
+def cut(snapshot: BookSnapshot, limit: int | None) -> BookSnapshot:
+    """The snapshot a venue answers when asked for ``limit`` levels a side (None: all)."""
+    return BookSnapshot(snapshot.last_id, snapshot.bids[:limit], snapshot.asks[:limit])
+
+
+def vouched(truth: tuple[list[tuple[int, int]], list[tuple[int, int]]], floor: int | None, ceiling: int | None):
+    """The true book inside the edges a book vouches for: exactly what it must hold."""
+    bids, asks = truth
+    return ([level for level in bids if floor is None or level[0] >= floor],
+            [level for level in asks if ceiling is None or level[0] <= ceiling])
+
+
+@FAST
+@given(histories(binance=True, min_diffs=1, max_diffs=12), st.data())
+def test_binance_deepening_gives_the_true_book_inside_the_deeper_edges(history, data):
+    count = len(history.diffs)
+    first = data.draw(st.integers(min_value=0, max_value=count), "first snapshot after diff")
+    recording = data.draw(st.integers(min_value=first, max_value=count), "recording after diff")
+    deep_at = data.draw(st.integers(min_value=recording, max_value=count), "deeper snapshot after diff")
+    shallow = data.draw(st.integers(min_value=1, max_value=4), "first snapshot's limit")
+    deep = data.draw(st.one_of(st.none(), st.integers(min_value=shallow, max_value=9)), "deeper limit")
+    sync = BinanceSync(snapshot_limit=shallow)
+    assert sync.on_snapshot(cut(history.snapshot(first), shallow)) is Outcome.APPLIED
+    for k in range(first, count):
+        if k == recording:
+            sync.start_recording()
+        assert sync.on_diff(history.diffs[k]) is Outcome.APPLIED
+    if recording == count:
+        sync.start_recording()
+    assert book_of(sync) == vouched(history.truth(count), sync.book.bid_floor, sync.book.ask_ceiling)
+
+    snapshot = cut(history.snapshot(deep_at), deep)
+    assert sync.deepen(snapshot, deep) is Outcome.APPLIED
+    floor = snapshot.bids[-1][0] if deep is not None and len(snapshot.bids) >= deep else None
+    ceiling = snapshot.asks[-1][0] if deep is not None and len(snapshot.asks) >= deep else None
+    assert (sync.book.bid_floor, sync.book.ask_ceiling) == (floor, ceiling)
+    assert book_of(sync) == vouched(history.truth(count), floor, ceiling)
+    assert sync.in_step and sync.last_id == history.id_at(count)
+    for k in range(count, len(history.diffs)):  # nothing left to apply: the book follows on from here as before
+        assert sync.on_diff(history.diffs[k]) is Outcome.APPLIED
+
+
+@FAST
+@given(histories(binance=True, min_diffs=2, max_diffs=10), st.data())
+def test_binance_a_deeper_snapshot_it_cannot_vouch_for_leaves_the_book_untouched(history, data):
+    """Older than what was recorded (a diff after it was applied unrecorded), or newer than the stream."""
+    count = len(history.diffs)
+    recording = data.draw(st.integers(min_value=1, max_value=count - 1), "recording after diff")
+    applied = data.draw(st.integers(min_value=recording, max_value=count - 1), "diffs applied")
+    deep_at = data.draw(st.one_of(st.integers(min_value=0, max_value=recording - 1),
+                                  st.integers(min_value=applied + 1, max_value=count)), "deeper snapshot after diff")
+    sync = BinanceSync(snapshot_limit=2)
+    assert sync.on_snapshot(cut(history.snapshot(0), 2)) is Outcome.APPLIED
+    for k in range(applied):
+        if k == recording:
+            sync.start_recording()
+        assert sync.on_diff(history.diffs[k]) is Outcome.APPLIED
+    if recording == applied:
+        sync.start_recording()
+    before = (book_of(sync), sync.book.bid_floor, sync.book.ask_ceiling)
+    assert sync.deepen(history.snapshot(deep_at), None) is None
+    assert (book_of(sync), sync.book.bid_floor, sync.book.ask_ceiling) == before
+
+
+def test_a_book_that_is_not_recording_cannot_be_deepened():
+    sync = BinanceSync(snapshot_limit=1)
+    assert sync.on_snapshot(BookSnapshot(10, ((5, 1),), ((9, 1),))) is Outcome.APPLIED
+    assert sync.deepen(BookSnapshot(10, ((5, 1), (4, 1)), ((9, 1), (10, 1))), 5) is None
+    sync.start_recording()
+    assert sync.deepen(BookSnapshot(10, ((5, 1), (4, 1)), ((9, 1), (10, 1))), 5) is Outcome.APPLIED
+    assert sync.book.bids() == [(5, 1), (4, 1)] and sync.book.bid_floor is None  # 2 of 5: the whole side
+
+
+def test_deepening_widens_the_edges_and_keeps_the_served_levels_and_the_book_object():
+    sync = BinanceSync(watch_depth=2, snapshot_limit=3)
+    served = sync.book
+    assert sync.on_snapshot(BookSnapshot(10, ((9, 1), (8, 1), (7, 1)), ((10, 1), (11, 1), (12, 1)))) is Outcome.APPLIED
+    sync.start_recording()
+    assert sync.on_diff(BookDiff(11, 11, 0.0, ((5, 3),), ((10, 0),))) is Outcome.APPLIED  # 5: past the edge, dropped
+    top = (sync.book.top_bids(2), sync.book.top_asks(2))
+    deeper = BookSnapshot(10, ((9, 1), (8, 1), (7, 1), (6, 1), (4, 1)), ((10, 1), (11, 1), (12, 1), (13, 1), (14, 1)))
+    assert sync.deepen(deeper, 5) is Outcome.APPLIED
+    assert sync.book is served
+    assert (sync.book.top_bids(2), sync.book.top_asks(2)) == top
+    assert sync.book.bids() == [(9, 1), (8, 1), (7, 1), (6, 1), (5, 3), (4, 1)]  # 5 is known now: the diff recorded
+    assert sync.book.asks() == [(11, 1), (12, 1), (13, 1), (14, 1)]
+    assert (sync.book.bid_floor, sync.book.ask_ceiling) == (4, 14)
+
+
+def test_a_deeper_book_that_would_break_is_not_taken():
+    sync = BinanceSync(watch_depth=1, snapshot_limit=1)
+    assert sync.on_snapshot(BookSnapshot(10, ((5, 1),), ((9, 1),))) is Outcome.APPLIED
+    sync.start_recording()
+    assert sync.deepen(BookSnapshot(10, ((9, 1), (5, 1)), ((9, 1),)), 2) is Outcome.CROSSED
+    assert sync.in_step and book_of(sync) == ([(5, 1)], [(9, 1)])  # untouched: the caller rebuilds it

@@ -62,7 +62,7 @@ class Venue(ABC):
     """The snapshot body's field that places it in the stream."""
     sync_class: ClassVar[type[BookSync]]
     rest_limit: ClassVar[int]
-    """The venue's REST allowance a minute, in the unit of :attr:`snapshot_weight`."""
+    """The venue's REST allowance a minute, in the unit of :meth:`snapshot_weight`."""
     used_weight_header: ClassVar[str | None] = None
     """A response header in which the venue reports the allowance used this minute, if it has one."""
     status_meanings: ClassVar[dict[int, str]] = {}
@@ -83,7 +83,8 @@ class Venue(ABC):
     """What the listing request costs of :attr:`rest_limit`."""
 
     snapshot_depth: int | None = None
-    """The most levels a side of a snapshot has; None: snapshots are the whole book."""
+    """The most levels a side of a snapshot has, and so of a book kept (a book's first snapshot may have fewer:
+    :meth:`first_snapshot_depth`); None: snapshots are the whole book."""
     snapshot_depth_option: ClassVar[str | None] = None
     """The keyword of the option that sets :attr:`snapshot_depth`, if one does."""
 
@@ -121,12 +122,20 @@ class Venue(ABC):
     # -- REST --------------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def snapshot_url(self, symbol: str) -> str: ...
+    def snapshot_url(self, symbol: str, depth: int | None = None) -> str:
+        """Where the snapshot of ``depth`` levels a side is (None: :attr:`snapshot_depth`)."""
 
-    @property
-    def snapshot_weight(self) -> int:
-        """What one snapshot request costs of :attr:`rest_limit`."""
+    def snapshot_weight(self, depth: int | None = None) -> int:
+        """What one snapshot request of ``depth`` levels a side costs of :attr:`rest_limit` (None:
+        :attr:`snapshot_depth`)."""
         return 1
+
+    def first_snapshot_depth(self, served: int) -> int | None:
+        """The levels a side a book's first snapshot asks for, when ``served`` levels a side are served (0: every
+        level): a venue whose snapshot weighs less when shallower asks for what serving needs, and the book is
+        deepened to :attr:`snapshot_depth` once in step (``SymbolFeed.deepen``). By default, as deep as a book is
+        kept."""
+        return self.snapshot_depth
 
     def parse_snapshot(self, body: bytes) -> BookSnapshot:
         """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`."""
@@ -154,8 +163,9 @@ class Venue(ABC):
         """The listing body -> the symbols trading now, upper case as configured; raises :class:`BadMessage`."""
 
     def new_sync(self, watch_depth: int = 0) -> BookSync:
-        """A fresh sync; ``watch_depth`` is how many best levels per side are served (see BookSync)."""
-        return self.sync_class(watch_depth=watch_depth, snapshot_limit=self.snapshot_depth)
+        """A fresh sync, for a book built on a first snapshot (:meth:`first_snapshot_depth`); ``watch_depth`` is how
+        many best levels per side are served (see BookSync)."""
+        return self.sync_class(watch_depth=watch_depth, snapshot_limit=self.first_snapshot_depth(watch_depth))
 
 
 def load_json(raw: str | bytes, *, loses_data: bool) -> Any:

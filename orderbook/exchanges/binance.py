@@ -25,8 +25,32 @@ UNKNOWN_SYMBOL = -1121
 STREAMS_PER_SUBSCRIBE = 100
 """Streams named in one SUBSCRIBE: Binance states no limit, but a SUBSCRIBE of 437 streams has been seen to fail
 silently (ccxws#161), so they go in batches well below that."""
+DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+"""``GET /api/v3/depth``'s weight by limit band: (the band's highest limit, its weight) (docs/protocols.md)."""
+FIRST_SNAPSHOT_MARGIN = 2
+"""A book's first snapshot holds at least this many times the levels served: the served levels, and as many again
+beyond them, so that the market must move through every served level on one side before too few remain inside
+the snapshot's edge (a rebuild, BookSync._check_book) while the book waits to be deepened."""
 _SHUTDOWN = ReconnectRequest("server_shutdown")
 _METHOD_RESULT = Notice("method_result")
+
+
+def depth_weight(limit: int) -> int:
+    """``GET /api/v3/depth``'s weight for ``limit`` levels a side (1-5000)."""
+    return next((weight for top, weight in DEPTH_WEIGHTS if limit <= top), DEPTH_WEIGHTS[-1][1])
+
+
+def first_snapshot_limit(served: int, kept: int) -> int:
+    """The ``limit`` of a book's first snapshot, when ``served`` levels a side are served and ``kept`` are kept.
+
+    A weight band costs the same whatever the limit inside it, so the first snapshot takes the whole of the
+    lightest band that holds :data:`FIRST_SNAPSHOT_MARGIN` times the served levels (100 levels, weight 5, for the
+    default 10 served; ten of them cost what one 1,000-level snapshot does), and never more than is kept. The book
+    is served from it, its levels vouched for inside its edges, and deepened to ``kept`` afterwards.
+    """
+    wanted = FIRST_SNAPSHOT_MARGIN * served
+    top = next((top for top, _ in DEPTH_WEIGHTS if top >= wanted), DEPTH_WEIGHTS[-1][0])
+    return min(top, kept)
 
 
 class BinanceSync(BookSync):
@@ -51,8 +75,9 @@ class BinanceVenue(Venue):
     default_ws_url = "wss://stream.binance.com:9443"
     default_rest_url = "https://api.binance.com"
     options = (VenueOption("snapshot-limit", 1000, 1, 5000,
-                           "levels per side in each Binance snapshot; its weight grows with it (5 up to 100, 25 up to "
-                           "500, 50 up to 1000, 250 above), which paces snapshots of many symbols"),)
+                           "levels per side of each Binance book kept: a book is served from a first snapshot sized to "
+                           "--depth (100 levels, weight 5, up to --depth 50) and deepened to this afterwards; a "
+                           "snapshot's weight grows with it (5 up to 100, 25 up to 500, 50 up to 1000, 250 above)"),)
     snapshot_depth_option = "snapshot_limit"
     snapshot_id_field = "lastUpdateId"
     sync_class = BinanceSync
@@ -78,11 +103,12 @@ class BinanceVenue(Venue):
         self.snapshot_limit = snapshot_limit
         self.snapshot_depth = snapshot_limit
 
-    @property
-    def snapshot_weight(self) -> int:
+    def snapshot_weight(self, depth: int | None = None) -> int:
         """``GET /api/v3/depth``'s weight by limit band (docs/protocols.md)."""
-        limit = self.snapshot_limit
-        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        return depth_weight(self.snapshot_limit if depth is None else depth)
+
+    def first_snapshot_depth(self, served: int) -> int | None:
+        return self.snapshot_limit if served <= 0 else first_snapshot_limit(served, self.snapshot_limit)
 
     @property
     def stream_url(self) -> str:
@@ -96,8 +122,8 @@ class BinanceVenue(Venue):
             for start in range(0, len(streams), STREAMS_PER_SUBSCRIBE)
         ]
 
-    def snapshot_url(self, symbol: str) -> str:
-        return f"{self.rest_base}/api/v3/depth?symbol={symbol}&limit={self.snapshot_limit}"
+    def snapshot_url(self, symbol: str, depth: int | None = None) -> str:
+        return f"{self.rest_base}/api/v3/depth?symbol={symbol}&limit={self.snapshot_limit if depth is None else depth}"
 
     @property
     def listing_url(self) -> str:

@@ -80,7 +80,8 @@ class BitstampVenue(Venue):
     def heartbeat_message(self) -> str:
         return '{"event":"bts:heartbeat"}'
 
-    def snapshot_url(self, symbol: str) -> str:
+    def snapshot_url(self, symbol: str, depth: int | None = None) -> str:
+        # The whole book: the endpoint takes no depth (only ``group``, docs/protocols.md), so none is asked for.
         return f"{self.rest_base}/api/v2/order_book/{symbol.lower()}/"
 
     @property

@@ -49,6 +49,14 @@ class Outcome(Enum):
 _BREAKING = frozenset({Outcome.GAP, Outcome.OUT_OF_ORDER, Outcome.OVERFLOW, Outcome.CROSSED, Outcome.PAST_SNAPSHOT})
 
 
+def edges(snapshot: BookSnapshot, limit: int | None) -> tuple[int | None, int | None]:
+    """How far a book built on ``snapshot`` can vouch for its levels: (lowest bid, highest ask), each None when
+    that side came with fewer than ``limit`` levels (it is the venue's whole side) or ``limit`` is None."""
+    bids, asks = snapshot.bids, snapshot.asks
+    return (bids[-1][0] if limit is not None and len(bids) >= limit else None,
+            asks[-1][0] if limit is not None and len(asks) >= limit else None)
+
+
 class BookSync(ABC):
     """One exchange's book and the rules that keep it exact. Not in step until a snapshot has been loaded."""
 
@@ -115,10 +123,7 @@ class BookSync(ABC):
         if self._buffer and self._snapshot_too_old(snapshot, self._buffer[0], pending[0] if pending else None):
             return Outcome.SNAPSHOT_TOO_OLD
         self._buffer.clear()
-        limit = self._snapshot_limit
-        bid_floor = snapshot.bids[-1][0] if limit is not None and len(snapshot.bids) >= limit else None
-        ask_ceiling = snapshot.asks[-1][0] if limit is not None and len(snapshot.asks) >= limit else None
-        self.book.load(snapshot.bids, snapshot.asks, bid_floor, ask_ceiling)
+        self.book.load(snapshot.bids, snapshot.asks, *edges(snapshot, self._snapshot_limit))
         self.last_id = self.snapshot_id = snapshot.last_id
         self.in_step = True
         outcome = self._check_book()
@@ -130,6 +135,42 @@ class BookSync(ABC):
             if outcome.breaks_book:
                 return outcome
         return Outcome.APPLIED
+
+    def covers(self, snapshot: BookSnapshot) -> bool:
+        """Whether the book can be told apart from ``snapshot`` exactly, or rebuilt on it: in step, recording, every
+        diff applied after the snapshot's moment recorded, and the stream at or past that moment."""
+        since, last_id = self.recorded_since(), self.last_id
+        return since is not None and last_id is not None and since <= snapshot.last_id <= last_id
+
+    def deepen(self, snapshot: BookSnapshot, limit: int | None) -> Outcome | None:
+        """Rebuild the book on a deeper snapshot (``limit`` levels a side at most; None: the whole book) and the
+        recorded diffs newer than it, in one step and in step throughout: before and after, the book is the venue's
+        at :attr:`last_id` inside its edges; only the edges move out. For a book in step on a shallow first
+        snapshot, recording since before ``snapshot`` was asked for.
+
+        None, the book untouched: the snapshot is not :meth:`covered <covers>`, or the recorded diffs do not follow
+        it (try again with another). APPLIED: the book is the deeper one from now on. An outcome that breaks a book
+        (CROSSED, PAST_SNAPSHOT): the deeper book would be broken, so the book is untouched and must be rebuilt.
+        """
+        recent = self.recent
+        if recent is None or not self.covers(snapshot):
+            return None
+        book = VenueBook()
+        book.load(snapshot.bids, snapshot.asks, *edges(snapshot, limit))
+        last_id = snapshot.last_id
+        for diff in recent:
+            if diff.final_id <= snapshot.last_id:
+                continue
+            if self._continuity(diff, last_id, snapshot.last_id) is not Outcome.APPLIED:
+                return None
+            book.apply(diff.bids, diff.asks)
+            last_id = diff.final_id
+        if last_id != self.last_id:
+            return None
+        outcome = self._check(book)
+        if outcome is Outcome.APPLIED:
+            self.book.replace(book)  # in place: the consolidated book serves this object
+        return outcome
 
     def start_recording(self) -> None:
         """Keep every diff applied from now on in :attr:`recent` (a drift audit is starting)."""
@@ -151,7 +192,9 @@ class BookSync(ABC):
 
     def _check_book(self) -> Outcome:
         """What a book that follows the stream must still be: uncrossed, and deep enough to serve in full."""
-        book = self.book
+        return self._check(self.book)
+
+    def _check(self, book: VenueBook) -> Outcome:
         if book.is_crossed():
             return Outcome.CROSSED
         depth = self._watch_depth

@@ -3,9 +3,12 @@
 A :class:`SymbolFeed` lives as long as the service: the symbol's slot in its consolidated book, its metrics, its
 snapshots and audits. On each connection the symbol gets a :class:`SymbolStream`: a fresh :class:`BookSync`
 buffering from the subscription, a snapshot fetched once a diff shows where the stream is, and the book served from
-the moment it is in step. A gap, a stale snapshot, a failed audit or a bad diff rebuilds that symbol's stream in
-place (buffer from now, fresh snapshot): the connection and every other symbol on it keep streaming. A change of
-the book is published through the connection's :class:`Batch`: once for all the frames its reader applies together.
+the moment it is in step. That first snapshot is sized to what is served (Binance's weighs less when shallower);
+a book kept deeper is then deepened, in step and served throughout: rebuilt in place on a deeper snapshot and the
+diffs applied since it (:meth:`SymbolFeed.deepen`), at a lower priority than any book's first snapshot. A gap, a
+stale snapshot, a failed audit or a bad diff rebuilds that symbol's stream in place (buffer from now, fresh
+snapshot): the connection and every other symbol on it keep streaming. A change of the book is published through
+the connection's :class:`Batch`: once for all the frames its reader applies together.
 
 A stream is in one :class:`StreamPhase` at a time, and only its own methods move it (:data:`NEXT_PHASES` says
 where each phase may go; any other move raises :class:`PhaseError`)::
@@ -37,7 +40,7 @@ from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.feed.lag import ConnectionLag
 from orderbook.feed.settings import FeedSettings
 from orderbook.metrics import SymbolMetrics, VenueMetrics
-from orderbook.rest import AUDIT_SHARE, Priority, SnapshotFetcher, SymbolNotListed
+from orderbook.rest import AUDIT_SHARE, SNAPSHOT_SHARE, Priority, SnapshotFetcher, SymbolNotListed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ TOO_OLD_RETRY_CAP = 4.0
 """A snapshot older than the stream is asked for again after 0.25 s, then up to 4 s apart (and never faster
 than the venue's REST budget allows): a lagging REST book catches up in seconds."""
 AUDIT_LOG_LEVELS = 3
+DEEPEN_RETRY_BASE = 1.0
+DEEPEN_RETRY_CAP = 30.0
+"""A deeper snapshot that could not be used (the request failed, the stream had not reached it, the connection is
+behind the venue) is asked for again after 1 s, then up to 30 s apart: the book is served meanwhile."""
 
 
 class SymbolFeed:
@@ -77,12 +84,16 @@ class SymbolFeed:
         self._on_change = on_change
         self._on_unlisted = on_unlisted
         self.listed = True
+        self.first_depth = venue.first_snapshot_depth(book.depth)
+        """The levels a side of each book's first snapshot (None: the whole book); books are deepened to the
+        venue's ``snapshot_depth`` afterwards when it is more."""
         self._current: SymbolStream | None = None
         self.due_since = time.monotonic()
         """When the book was last audited, or came in step: the next audit is due an audit interval after it."""
         metrics.stats.bid_levels = lambda: self._served_depth("bid_depth")
         metrics.stats.ask_levels = lambda: self._served_depth("ask_depth")
         metrics.stats.lag = self._lag
+        metrics.stats.deepening = lambda: self.listed and self._current is not None and self._current.deepening
 
     @property
     def current(self) -> SymbolStream | None:
@@ -196,13 +207,91 @@ class SymbolFeed:
         if divergences is None:
             self.metrics.audit("skipped")
             return []
+        self._verdict(divergences, snapshot)
+        return divergences
+
+    def _verdict(self, divergences: list[Divergence], snapshot: BookSnapshot) -> None:
+        """Count a comparison of the book with ``snapshot`` (an audit's, or a deepening's), and log what differs."""
         if not divergences:
             self.metrics.audit("match")
-            return []
+            return
         self.metrics.audit("divergent", len(divergences))
         log.warning("%s: audit: %d levels differ from snapshot %s, rebuilding; first: %s", self.name,
                     len(divergences), snapshot.last_id, "; ".join(str(d) for d in divergences[:AUDIT_LOG_LEVELS]))
-        return divergences
+
+    # -- deepening --------------------------------------------------------------------------------------------
+
+    def deepens(self, snapshot: BookSnapshot) -> bool:
+        """Whether a book in step on ``snapshot``, its first, is to be deepened: a side of it came as full as a first
+        snapshot is asked for (so the venue's book may go on past it) and shallower than books are kept."""
+        first, kept = self.first_depth, self.venue.snapshot_depth
+        return first is not None and kept is not None and any(
+            first <= len(side) < kept for side in (snapshot.bids, snapshot.asks))
+
+    def deepen(self, stream: SymbolStream, sync: BookSync) -> bool:
+        """One attempt to rebuild ``sync``'s book in place on a snapshot as deep as books are kept: True when done
+        (deepened; or rebuilt, or no longer the stream's), False to try again later.
+
+        The snapshot is asked for at DEEPEN priority, after every first snapshot and rebuild, within the snapshots'
+        share of the budget. The book stays in step and served throughout. It records its diffs from the moment the
+        request goes out (and on, across attempts, so that a REST book older than that moment is covered by the
+        next attempt); once the stream has passed the snapshot, the snapshot and the diffs newer than it make the
+        deeper book. Under the lock, the book is compared with the snapshot inside the edges both vouch for, as an
+        audit compares (and counted as an audit), and replaced by the deeper book in one step: the levels served are
+        the same before and after, only the edges move out. A book that differs is rebuilt, as an audit rebuilds
+        it."""
+        venue = self.venue
+        if not stream.holds(sync):
+            return True
+        if stream.behind:  # the stream would not reach a fresh snapshot in time: spend nothing now
+            return False
+
+        def record() -> None:
+            if sync.recent is None:
+                sync.start_recording()
+
+        try:
+            snapshot = self.fetcher.fetch_once(self.symbol, SNAPSHOT_SHARE, Priority.DEEPEN,
+                                               depth=venue.snapshot_depth, on_turn=record)
+        except SymbolNotListed as error:
+            self.unlist(str(error))
+            return True
+        if snapshot is None:
+            self.metrics.deepening("skipped")
+            return False
+        deadline = time.monotonic() + self.settings.stream_lag_bound
+        while (stream.holds(sync) and sync.last_id is not None and sync.last_id < snapshot.last_id
+               and time.monotonic() < deadline):
+            gevent.sleep(0.05)
+        with self.book.lock:
+            if not stream.holds(sync):
+                return True
+            recent = sync.recent
+            divergences = outcome = None
+            if recent is not None and sync.covers(snapshot):
+                divergences = compare(sync.book, snapshot, recent, venue.snapshot_depth)
+                if not divergences:
+                    outcome = sync.deepen(snapshot, venue.snapshot_depth)
+        if divergences is not None:
+            self._verdict(divergences, snapshot)
+        if divergences:
+            self.metrics.deepening("divergent")
+            stream.on_divergence(sync)
+            return True
+        if outcome is None:
+            self.metrics.deepening("skipped")
+            log.info("%s: the book cannot be deepened on snapshot %s (the stream is at %s); trying again", self.name,
+                     snapshot.last_id, sync.last_id)
+            return False
+        if outcome is not Outcome.APPLIED:
+            self.metrics.deepening("divergent")
+            stream.on_divergence(sync, outcome.value, f"the deeper snapshot {snapshot.last_id} and the diffs since")
+            return True
+        self.metrics.deepening("deepened")
+        self.due_since = time.monotonic()
+        log.info("%s: deepened on snapshot %s (%d bids, %d asks)", self.name, snapshot.last_id, sync.book.bid_depth,
+                 sync.book.ask_depth)
+        return True
 
 
 class Batch:
@@ -304,6 +393,7 @@ class SymbolStream:
         on a confirmed subscription starts its quiet wait at once)."""
         self._loader: gevent.Greenlet | None = None
         self._quiet_timer: gevent.Greenlet | None = None
+        self._deepener: gevent.Greenlet | None = None
         """The stream's helpers, kept to be stopped when it moves on."""
 
     def _move(self, to: StreamPhase) -> None:
@@ -323,8 +413,18 @@ class SymbolStream:
 
     @property
     def auditable(self) -> bool:
-        """Whether the book can be audited now: in step, served, and not behind the venue."""
-        return self.sync.in_step and self.serves and not self.lag.behind
+        """Whether the book can be audited now: in step, served, not behind the venue, and not being deepened
+        (which audits it, and records its diffs meanwhile)."""
+        return self.sync.in_step and self.serves and not self.lag.behind and not self.deepening
+
+    def holds(self, sync: BookSync) -> bool:
+        """Whether ``sync`` is this stream's and its book in step (a draining or closed book is not deepened)."""
+        return self.sync is sync and self._phase is StreamPhase.IN_STEP and sync.in_step
+
+    @property
+    def deepening(self) -> bool:
+        """Whether the book is in step on a shallow first snapshot, waiting to be deepened."""
+        return self._deepener is not None and not self._deepener.dead
 
     def set_behind(self, behind: bool) -> None:
         """The connection fell behind the venue (or caught up): the book leaves the merged book meanwhile (or comes
@@ -393,9 +493,10 @@ class SymbolStream:
                 feed.book.attach(self._venue_name, sync.book)
                 feed.book.set_behind(self._venue_name, behind)
         if outcome is Outcome.APPLIED:
-            log.info("%s: in step from snapshot %s (%d bids, %d asks)%s", feed.name, snapshot.last_id,
+            log.info("%s: in step from snapshot %s (%d bids, %d asks)%s%s", feed.name, snapshot.last_id,
                      sync.book.bid_depth, sync.book.ask_depth,
-                     ", served once the connection catches up" if behind else "")
+                     ", served once the connection catches up" if behind else "",
+                     f"; to be deepened to {feed.venue.snapshot_depth} levels" if feed.deepens(snapshot) else "")
             feed.metrics.set_in_step(not behind)
             feed.due_since = time.monotonic()
             self.batch.changed(feed, time.perf_counter())
@@ -414,11 +515,13 @@ class SymbolStream:
         log.warning("%s: rebuilding the book: %s%s%s", self.feed.name, reason, ": " if detail else "", detail)
         self._start_quiet_timer()  # the subscription stands: a quiet pair sends nothing to wait for
 
-    def on_divergence(self, sync: BookSync) -> None:
-        """An audit found ``sync``'s book differs from the venue's: rebuild it, unless it has been rebuilt, or its
-        connection closed, while the audit ran (it takes seconds)."""
+    def on_divergence(self, sync: BookSync, reason: str = "audit",
+                      detail: str = "levels differ from the venue's") -> None:
+        """An audit found ``sync``'s book differs from the venue's (or a deepening, that the deeper book would be
+        broken): rebuild it, unless it has been rebuilt, or its connection closed, while the audit ran (it takes
+        seconds)."""
         if self.sync is sync and self._phase is not StreamPhase.CLOSED:
-            self.rebuild("audit", "levels differ from the venue's")
+            self.rebuild(reason, detail)
 
     def hand_over(self, reason: str) -> None:
         """-> DRAINING: the session ended for ``reason`` while its connection still works. The book stays served,
@@ -451,6 +554,16 @@ class SymbolStream:
             log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.feed.name, wait)
             self._load()
 
+    def _deepen(self, sync: BookSync) -> None:
+        """Deepen ``sync``'s book, attempt after attempt (:meth:`SymbolFeed.deepen`), until it is done or the book
+        is no longer this stream's; it records its diffs only meanwhile."""
+        retry = Backoff(DEEPEN_RETRY_BASE, DEEPEN_RETRY_CAP)
+        try:
+            while not self.feed.deepen(self, sync):
+                gevent.sleep(retry.next())
+        finally:
+            sync.stop_recording()
+
     def _load_snapshot(self, priority: Priority) -> None:
         """Fetch snapshots until one fits the buffered stream, then serve the book. If it fails (a bug), the book
         is rebuilt, so that the symbol is not left waiting for a snapshot nobody fetches, and the exception goes
@@ -473,7 +586,7 @@ class SymbolStream:
         too_old = Backoff(TOO_OLD_RETRY_BASE, TOO_OLD_RETRY_CAP)
         while True:
             try:
-                snapshot = feed.fetcher.fetch(self.symbol, priority)
+                snapshot = feed.fetcher.fetch(self.symbol, priority, feed.first_depth)
             except SymbolNotListed as error:
                 if self._loads(sync):
                     self._move(StreamPhase.UNLISTED)
@@ -491,6 +604,8 @@ class SymbolStream:
             priority = Priority.REBUILD
         if outcome is not Outcome.APPLIED:
             self.rebuild(outcome.value, "while replaying the buffered diffs")
+        elif self._phase is StreamPhase.IN_STEP and feed.deepens(snapshot):
+            self._deepener = feed.spawn(self._deepen, sync)
 
     def _drop_book(self, reason: str) -> None:
         """Count the rebuild, stop the helpers, leave the merged book, and buffer afresh."""
@@ -513,7 +628,7 @@ class SymbolStream:
 
     def _stop_helpers(self) -> None:
         current = gevent.getcurrent()
-        for helper in (self._loader, self._quiet_timer):
+        for helper in (self._loader, self._quiet_timer, self._deepener):
             if helper is not None and helper is not current:
                 helper.kill(block=False)
-        self._loader = self._quiet_timer = None
+        self._loader = self._quiet_timer = self._deepener = None

@@ -117,7 +117,7 @@ class VenueFeed:
         """Audit the book that has waited longest, once it is due and the venue's audit budget allows one; several
         books may be audited at once (each waits its REST lag bound before its snapshot)."""
         interval = self._settings.audit_interval
-        budget, weight = self.fetcher.budget, self.venue.snapshot_weight
+        budget, weight = self.fetcher.budget, self.venue.snapshot_weight()
         auditing: set[str] = set()
         while True:
             due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.auditable]

@@ -2,18 +2,22 @@
 
 Each step starts the simulator with N symbols (:func:`symbol_names`: ETHBTC, the default symbol, first), Binance at
 10 frames/s per symbol (the ``@depth@100ms`` stream sends at most one frame per 100 ms) and Bitstamp at 3, books of
-1,000 levels a side (the simulator's ``--levels``; the server's Binance snapshots ask for as many), and
-``bin/run-server --symbol A,B,...`` against it. The simulator spreads the symbols' events over each period, as
-independent markets' are (not one burst of N frames every 100 ms). Then, in this order:
+1,000 levels a side (the simulator's ``--levels``: as deep as the server keeps Binance books by default), and
+``bin/run-server --symbol A,B,...`` against it, at its default settings otherwise. The simulator spreads the
+symbols' events over each period, as independent markets' are (not one burst of N frames every 100 ms). Then, in
+this order:
 
 - start-up: from the launch of the server until every symbol is in step on both venues (the simulator lists every
-  symbol on both), polling ``orderbook_exchange_in_step`` on /metrics; meanwhile the snapshot requests each venue
-  received (the simulator's ``rest_requests``) and the server's ``orderbook_snapshot_fetch_duration_seconds_count``
-  are sampled, which give the snapshot pacing that decides the start-up time;
-- a steady window after all are in step: the book process's CPU (utime + stime from /proc/<pid>/stat, as a fraction
-  of one core), frame-to-client latency for one gRPC client of the default symbol (``BookSummary``), measured as the
-  latency scenario does (the simulator's probes: send time of a marker on the default symbol's best bid -> the
-  client's first summary showing it), and the book process's RSS at its end.
+  symbol on both), polling ``orderbook_exchange_in_step`` on /metrics, and on until every Binance book, in step on
+  a first snapshot sized to what is served, has been deepened to the 1,000 levels kept
+  (``orderbook_book_deepenings_total``); meanwhile the snapshot requests each venue received (the simulator's
+  ``rest_requests``), the rate-limit answers it gave (``rest_rate_limited``, 429) and the server's
+  ``orderbook_snapshot_fetch_duration_seconds_count`` and ``orderbook_snapshot_errors_total`` are sampled, which
+  give the snapshot pacing that decides the start-up time;
+- a steady window after all are in step and deepened: the book process's CPU (utime + stime from
+  /proc/<pid>/stat, as a fraction of one core), frame-to-client latency for one gRPC client of the default symbol
+  (``BookSummary``), measured as the latency scenario does (the simulator's probes: send time of a marker on the
+  default symbol's best bid -> the client's first summary showing it), and the book process's RSS at its end.
 
 RSS per symbol is reported two ways: the total over N, and the RSS above a one-symbol server (the first step of
 :func:`symbols`) over the N - 1 symbols added, which is the cost a symbol adds and the figure the 2 MB target holds.
@@ -43,7 +47,8 @@ per event, so its event rate is the frame rate)."""
 BITSTAMP_RATE = 3.0
 """Frames/s per symbol: "a few" (``diff_order_book`` sends one per change; a liquid pair sends a few a second)."""
 LEVELS = 1000
-"""Levels per side of every book, both venues (simulator ``--levels``, server ``--binance-snapshot-limit``)."""
+"""Levels per side of every book, both venues (simulator ``--levels``): as deep as the server keeps Binance books at
+its default ``--binance-snapshot-limit``."""
 PROBE_EVERY = 1
 """Every event of the default symbol is a probe (the others' markets walk as usual): ~13 samples a second for the one
 client, the most a realistic rate allows. A probe only changes the best bid's amount, as a small diff does."""
@@ -60,9 +65,9 @@ POLL_SECONDS = 0.5
 """Start-up polling interval: /metrics with hundreds of symbols costs the server a little each time."""
 STARTUP_BASE_SECONDS = 60.0
 STARTUP_PER_SYMBOL_SECONDS = 1.5
-"""Start-up deadline: Binance's 6,000 weight a minute at 50 a 1,000-level snapshot allows 2 snapshots a second,
-so N symbols need N / 2 s at least once the first minute's allowance is spent; 1.5 s each leaves room for pacing
-below the limit."""
+"""Start-up deadline, to all deepened: Binance's 6,000 weight a minute at 50 a 1,000-level snapshot allows 2
+snapshots a second, so N symbols need N / 2 s at least once the first minute's allowance is spent; 1.5 s each
+leaves room for pacing below the limit (first snapshots weigh 5 each: a tenth of that)."""
 
 _BASES = (
     "BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "MATIC", "LTC", "TRX", "SHIB", "BCH",
@@ -167,47 +172,74 @@ def _sim_market_total(stats: dict[str, Any], venue: str, name: str) -> float:
     return float(sum(market.get(name, 0) for market in stats[venue]["markets"].values()))
 
 
-def _wait_all_in_step(stack: Stack, symbols: Sequence[str], timeout: float) -> tuple[float, list[dict[str, Any]]]:
-    """Poll until every symbol is in step on every venue; (seconds since launch, the samples taken meanwhile)."""
+def not_deepened(samples: Samples, symbols: Sequence[str]) -> list[str]:
+    """The symbols whose Binance book has not been deepened yet (``orderbook_book_deepenings_total``)."""
+    deepened = {dict(labels).get("symbol") for labels, value in samples.labelled(
+        "orderbook_book_deepenings_total", exchange="binance", result="deepened").items() if value >= 1}
+    return [symbol for symbol in symbols if symbol not in deepened]
+
+
+def rate_limited(samples: Samples, venue: str) -> float:
+    """429 and 418 answers the server counted from ``venue`` (``orderbook_snapshot_errors_total``)."""
+    return sum(samples.value("orderbook_snapshot_errors_total", exchange=venue, status=status)
+               for status in ("429", "418"))
+
+
+def _wait_all_in_step(stack: Stack, symbols: Sequence[str],
+                      timeout: float) -> tuple[float, float, list[dict[str, Any]]]:
+    """Poll until every symbol is in step on every venue, and on until every Binance book has been deepened;
+    (seconds since launch to each, the samples taken meanwhile)."""
     server, control = stack.server, stack.sim.control
     timeline: list[dict[str, Any]] = []
     deadline = server.launched_at + timeout
     missing: list[str] = []
+    in_step_at: float | None = None
     while True:
         if server.proc.poll() is not None:
             raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log_tail()}")
         samples, sim, now = server.metrics(), control.stats(), time.monotonic()
         missing = not_in_step(samples, symbols)
+        shallow = not_deepened(samples, symbols)
         timeline.append({
             "t": now - server.launched_at,
             "not_in_step": len(missing),
+            "not_deepened": len(shallow),
             "snapshots": {venue: samples.value("orderbook_snapshot_fetch_duration_seconds_count", exchange=venue)
                           for venue in VENUES},
             "snapshot_errors": {venue: samples.value("orderbook_snapshot_errors_total", exchange=venue)
                                 for venue in VENUES},
             "rest_requests": {venue: _sim_counter(sim, venue, "rest_requests") for venue in VENUES},
             "rest_rate_limited": {venue: _sim_counter(sim, venue, "rest_rate_limited") for venue in VENUES},
+            "rate_limited_counted": {venue: rate_limited(samples, venue) for venue in VENUES},
         })
-        if not missing:
-            return now - server.launched_at, timeline
+        if not missing and in_step_at is None:
+            in_step_at = now - server.launched_at
+        if in_step_at is not None and not shallow:
+            return in_step_at, now - server.launched_at, timeline
         if now >= deadline:
-            raise RuntimeError(f"{len(missing)} of {len(symbols) * len(VENUES)} venue/symbol books not in step "
-                               f"{timeout:.0f} s after launch (first: {', '.join(missing[:5])}):\n{server.log_tail()}")
+            what = (f"{len(missing)} of {len(symbols) * len(VENUES)} venue/symbol books not in step" if missing else
+                    f"{len(shallow)} of {len(symbols)} Binance books not deepened")
+            raise RuntimeError(f"{what} {timeout:.0f} s after launch (first: {', '.join((missing or shallow)[:5])}):"
+                               f"\n{server.log_tail()}")
         time.sleep(POLL_SECONDS)
 
 
 def _pacing(timeline: list[dict[str, Any]], startup: float) -> dict[str, dict[str, Any]]:
-    """Per venue: snapshot requests during start-up, their mean and peak rate, and the refusals they earned."""
+    """Per venue: snapshot requests until all were in step (``startup`` s after launch), their mean and peak rate,
+    and the refusals they earned until all were deepened."""
     pacing = {}
     last = timeline[-1]
+    in_step = next(point for point in timeline if point["t"] >= startup)
     for venue in VENUES:
-        requests = last["rest_requests"][venue]
+        requests = in_step["rest_requests"][venue]
         pacing[venue] = {
             "requests": requests,
             "snapshots_fetched": last["snapshots"][venue],
             "requests_per_s": requests / startup if startup > 0 else None,
-            "peak_requests_per_s": peak_rate([(p["t"], p["rest_requests"][venue]) for p in timeline]),
+            "peak_requests_per_s": peak_rate([(p["t"], p["rest_requests"][venue]) for p in timeline
+                                              if p["t"] <= startup]),
             "rate_limited": last["rest_rate_limited"][venue],
+            "rate_limited_counted": last["rate_limited_counted"][venue],
             "snapshot_errors": last["snapshot_errors"][venue],
         }
     return pacing
@@ -219,11 +251,11 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
     _check_server_takes(count)
     sim_args = ["--symbol", ",".join(symbols), "--levels", str(LEVELS), "--binance-rate", str(BINANCE_RATE),
                 "--bitstamp-rate", str(BITSTAMP_RATE), "--probe-every", str(PROBE_EVERY)]
-    server_args = ["--symbol", ",".join(symbols), "--binance-snapshot-limit", str(LEVELS)]
+    server_args = ["--symbol", ",".join(symbols)]
     timeout = STARTUP_BASE_SECONDS + STARTUP_PER_SYMBOL_SECONDS * count
     with Stack(options.workdir, sim_args, server_args, name=f"server-symbols-{count}",
                sim_start_timeout=15.0 + 0.05 * count) as stack:
-        startup, timeline = _wait_all_in_step(stack, symbols, timeout)
+        startup, deepened, timeline = _wait_all_in_step(stack, symbols, timeout)
         server: Server = stack.server
         clients = ClientGroup(server.target, processes=1, streams_each=1)
         try:
@@ -249,7 +281,7 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
     return {
         "symbols": count, "first_symbols": symbols[:5], "levels": LEVELS,
         "rates_per_symbol": {"binance": BINANCE_RATE, "bitstamp": BITSTAMP_RATE},
-        "startup_s": startup, "pacing": _pacing(timeline, startup),
+        "startup_s": startup, "deepened_s": deepened, "pacing": _pacing(timeline, startup),
         "window_s": elapsed, "cpu_cores": (cpu1 - cpu0) / elapsed,
         "simulator_cpu_cores": (sim_cpu1 - sim_cpu0) / elapsed,
         "rss_mb": memory["VmRSS"], "rss_peak_mb": memory["VmHWM"],
@@ -277,6 +309,8 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
     figures = [
         Figure(prefix + "start -> all in step", step["startup_s"], "s",
                note="server launch -> orderbook_exchange_in_step 1 for every symbol on both venues"),
+        Figure(prefix + "start -> all deepened", step.get("deepened_s"), "s",
+               note="server launch -> every Binance book deepened to the 1,000 levels kept, in step throughout"),
     ]
     for venue in VENUES:
         figures += [
@@ -287,7 +321,12 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
         ]
     figures += [
         Figure(prefix + "snapshot errors at start-up", sum(pacing[venue]["snapshot_errors"] for venue in VENUES),
-               "count", note="orderbook_snapshot_errors_total, both venues: a 429 or 418 means pacing too fast"),
+               "count", note="orderbook_snapshot_errors_total, both venues, until all deepened"),
+        Figure(prefix + "429/418 at start-up", sum(max(pacing[venue]["rate_limited"],
+                                                       pacing[venue].get("rate_limited_counted", 0))
+                                                   for venue in VENUES), "count", 0, "lower",
+               note="until all deepened: the larger of the simulator's rest_rate_limited and the server's "
+                    "orderbook_snapshot_errors_total{status=429|418}, both venues: any means pacing too fast"),
         Figure(prefix + "book process CPU", step["cpu_cores"], "cores",
                CPU_TARGET if count <= CPU_TARGET_SYMBOLS else None, "lower" if count <= CPU_TARGET_SYMBOLS else None,
                note="utime+stime from /proc over the steady window, all symbols in step, one client"),

@@ -27,6 +27,8 @@ def test_a_stale_snapshot_after_a_reconnect_in_a_quiet_market_is_not_served_as_i
     reader.wait_for(lambda book: book.exchanges() == BOTH, 10, "with both exchanges")
     # Found failing by the soak (a stale snapshot accepted with no diff buffered, served as in step until the next
     # diff); fixed in 98a6bcf: Binance now waits for a buffered event before its snapshot.
+    wait_until(lambda: scrape(server.metrics_port).value("orderbook_book_deepening"), 10,
+               "the first books deepened (their requests done)", accept=lambda deepening: deepening == 0)
 
     control.stale_snapshot()  # the next snapshot shows the book as it is now...
     time.sleep(3.0)  # ...however far the market has moved since

@@ -4,12 +4,15 @@ equal its symbol's truth; a fault in one symbol's stream must leave the others s
 
 from __future__ import annotations
 
+import re
 import time
 
 import grpc
 import pytest
 
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from tests.bench.symbols import symbol_names
+from tests.metrics_scrape import Samples, scrape
 from tests.support.service import BOOK_METHOD, Book, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
@@ -132,3 +135,41 @@ def test_a_symbol_no_venue_lists_is_a_configuration_error(simulator_factory, ser
     assert server.proc.wait(20) == 2
     errors = [line for line in server.log().splitlines() if line.startswith("run-server: error:")]
     assert errors == ["run-server: error: --symbol NOSUCHPAIR: no venue lists it (Binance, Bitstamp)"]
+
+
+MANY = 20
+"""Symbols started at the default settings: their Binance books in step on first snapshots of 100 levels (weight 5,
+paced a tenth of a second apart), then deepened to the 1,000 levels kept (weight 50, a second apart)."""
+
+
+def test_many_symbols_at_the_defaults_come_in_step_then_are_deepened_with_no_rate_limit_answer(
+    simulator_factory, server_factory
+):
+    symbols = symbol_names(MANY)
+    simulator = simulator_factory("--seed", "9", "--rate", "5", "--symbol", ",".join(symbols))
+    server = server_factory(simulator.urls, "--symbol", ",".join(symbols))  # nothing else: the defaults
+    server.wait_serving()
+
+    def settled(samples: Samples) -> bool:
+        return samples("orderbook_exchange_in_step") == 2 * MANY and samples("orderbook_book_deepening") == 0 and all(
+            samples("orderbook_book_deepenings_total", exchange="binance", symbol=symbol, result="deepened") >= 1
+            for symbol in symbols)
+
+    wait_until(lambda: scrape(server.metrics_port), 30 + 2 * MANY, "every book in step and deepened",
+               accept=settled, interval=0.25)
+    simulator.control.pause()
+    samples = scrape(server.metrics_port)
+    for symbol in symbols:  # the venue's whole book (300 levels: under the 1,000 asked for), not the first 100
+        truth = simulator.control.truth(symbol=symbol)["binance"]
+        levels = {side: samples("orderbook_book_levels", exchange="binance", symbol=symbol, side=side)
+                  for side in ("bid", "ask")}
+        assert levels == {"bid": len(truth["bids"]), "ask": len(truth["asks"])} and levels["bid"] > 100, symbol
+    stats = simulator.control.stats()
+    assert [stats[venue].get("rest_rate_limited", 0) for venue in ("binance", "bitstamp")] == [0, 0]
+    assert samples("orderbook_snapshot_errors_total") == 0, "no 429, 418, or any other refusal"
+    assert samples("orderbook_book_rebuilds_total") == 0
+    log = server.log()
+    first = re.findall(r"binance \w+: in step from snapshot \d+ \((\d+) bids, \d+ asks\); "
+                       r"to be deepened to 1000 levels", log)
+    assert len(first) == MANY and all(int(bids) < 110 for bids in first), first  # 100 levels, and the diffs after
+    assert "Traceback" not in log

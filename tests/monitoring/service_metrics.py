@@ -58,6 +58,7 @@ def exercised_registry() -> CollectorRegistry:
             symbol.rebuild("gap")
             symbol.stale_diff()
             symbol.audit("divergent", 2)
+            symbol.deepening("deepened")
             symbol.stats.bid_levels = lambda: 1
             symbol.stats.ask_levels = lambda: 1
             symbol.stats.lag = lambda: 0.05

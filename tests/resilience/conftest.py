@@ -17,6 +17,7 @@ from resilience_harness import (
 
 from orderbook.simulator.process import SimulatorProcess
 from tests.support.service import ServerProcess
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def start_system(
     simulator_factory: Callable[..., SimulatorProcess], server_factory: Callable[..., ServerProcess]
 ) -> Iterator[Callable[..., System]]:
     """Start a simulator (100 events/s per exchange, plus ``sim_args``) and a server (``--silence-timeout 2``,
-    plus ``server_args``), and return once a reader sees both exchanges served.
+    plus ``server_args``), and return once a reader sees both exchanges served and no book waits to be deepened
+    (so that no request of the start-up is still to come when a test counts requests or sets a snapshot fault).
 
     Fresh per test: every fault raises the server's reconnect backoff, so sharing one server would make each
     test's recovery bound depend on the tests before it.
@@ -38,7 +40,10 @@ def start_system(
         reader = WatchedReader(server.target)
         readers.append(reader)
         reader.wait_for(lambda book: book.exchanges() == set(EXCHANGES), 10, "with both exchanges")
-        return System(simulator, server, reader)
+        system = System(simulator, server, reader)
+        wait_until(system.metrics, 10, "every book deepened",
+                   accept=lambda samples: samples("orderbook_book_deepening") == 0, interval=0.05)
+        return system
 
     yield start
     for reader in readers:

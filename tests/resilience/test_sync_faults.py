@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from resilience_harness import IMMEDIATE, System, changed, delta
 
+from tests.support.waiting import wait_until
+
 FETCH_AGAIN_PAUSE = 0.25
 """The server waits half its backoff base (0.5 s) before asking for a snapshot again."""
 
@@ -39,10 +41,11 @@ def test_a_snapshot_older_than_the_stream_is_fetched_again_on_the_same_connectio
     system.outage("binance", lambda: system.control.gap(events=1), extra=FETCH_AGAIN_PAUSE + 2 * 0.3,
                   reconnects=False)
 
-    after = system.metrics()
+    after = wait_until(system.metrics, 10, "the rebuilt book deepened", interval=0.05, accept=lambda samples: delta(
+        before, samples, "orderbook_book_deepenings_total", exchange="binance", result="deepened") == 1)
     stats = system.control.stats()["binance"]
     assert stats["stale_snapshots_served"] == 1
-    assert stats["rest_requests"] - rest_before == 2, "one stale snapshot, then one that fits"
+    assert stats["rest_requests"] - rest_before == 3, "one stale snapshot, one that fits, the deeper one after it"
     assert "older than the stream; fetching again" in system.new_log()
     # The gap is rebuilt on the same connection; the stale snapshot cost a second request, not a connection.
     assert delta(before, after, "orderbook_exchange_connects_total", exchange="binance") == 0

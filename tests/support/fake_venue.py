@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import gevent
 import requests
@@ -106,7 +107,8 @@ class FakeVenue:
         self.venue = venue
         self.streams: list[FakeStream] = []
         self.requests: list[str] = []
-        self.snapshots: dict[str, tuple[int, bytes]] = {}
+        self.snapshots: dict[str, dict[int | None, tuple[int, bytes]]] = {}
+        """Per symbol, the answer to a snapshot request of each depth (None: of any depth not set)."""
         self.listed = None if listed is None else list(listed)
 
     # -- the stream boundary ---------------------------------------------------------------------------------
@@ -123,8 +125,10 @@ class FakeVenue:
 
     # -- REST ------------------------------------------------------------------------------------------------
 
-    def set_snapshot(self, symbol: str, body: dict | bytes, status: int = 200) -> None:
-        self.snapshots[symbol] = (status, body if isinstance(body, bytes) else json.dumps(body).encode())
+    def set_snapshot(self, symbol: str, body: dict | bytes, status: int = 200, depth: int | None = None) -> None:
+        """The answer to ``symbol``'s snapshot requests of ``depth`` levels a side (None: of any other depth)."""
+        answer = (status, body if isinstance(body, bytes) else json.dumps(body).encode())
+        self.snapshots.setdefault(symbol, {})[depth] = answer
 
     def get(self, url: str, timeout: object = None) -> requests.Response:
         self.requests.append(url)
@@ -132,20 +136,29 @@ class FakeVenue:
             if self.listed is None:
                 return _response(404, b'{"code":-1000,"msg":"Unknown path."}')
             return _response(200, self._listing_body(self.listed))
-        for symbol, (status, body) in self.snapshots.items():
-            if url == self.venue.snapshot_url(symbol):
-                return _response(status, body)
+        depth = requested_depth(url)
+        for symbol, answers in self.snapshots.items():
+            if url == self.venue.snapshot_url(symbol, depth):
+                return _response(*answers.get(depth, answers.get(None, (404, b""))))
         if self.venue.name == "binance":
             return _response(400, b'{"code":-1121,"msg":"Invalid symbol."}')
         return _response(404, b"<html>Not found</html>")
 
-    def snapshot_requests(self, symbol: str) -> int:
-        return self.requests.count(self.venue.snapshot_url(symbol))
+    def snapshot_requests(self, symbol: str, depth: int | None = None) -> int:
+        """How many snapshots of ``symbol`` were asked for (of ``depth`` levels a side; None: of any depth)."""
+        return sum(1 for url in self.requests if (depth is None or requested_depth(url) == depth)
+                   and url == self.venue.snapshot_url(symbol, requested_depth(url)))
 
     def _listing_body(self, listed: list[str]) -> bytes:
         if self.venue.name == "binance":
             return json.dumps({"symbols": [{"symbol": s, "status": "TRADING"} for s in listed]}).encode()
         return json.dumps([{"url_symbol": s.lower(), "trading": "Enabled"} for s in listed]).encode()
+
+
+def requested_depth(url: str) -> int | None:
+    """The levels a side a snapshot URL asks for (Binance's ``limit``); None when it names none."""
+    limit = parse_qs(urlsplit(url).query).get("limit")
+    return int(limit[0]) if limit else None
 
 
 def _response(status: int, body: bytes) -> requests.Response:
