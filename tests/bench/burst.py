@@ -27,6 +27,7 @@ from tests.bench.ingest_frames import SYMBOL, simulated
 from tests.bench.live import Stack
 from tests.bench.report import Figure
 from tests.support.service import Book, BookReader
+from tests.support.waiting import wait_until
 
 FRAMES = 20_000
 LEVELS = (60, 1_000)
@@ -71,6 +72,10 @@ def _end_to_end(options: Options, levels: int, frames: int) -> dict[str, Any]:
         try:
             reader.wait_for(lambda book: book.exchanges() == {"binance", "bitstamp"}, SETTLE_SECONDS,
                             "from both venues")
+            # Every level kept, as in process: a book in step on its first, shallower snapshot is deepened first
+            # (a server older than deepening has no such gauge: 0).
+            wait_until(lambda: stack.server.metrics().value("orderbook_book_deepening", exchange="binance") == 0,
+                       SETTLE_SECONDS, "Binance's book deepened")
             control.pause()
             before = truth()
             reader.wait_for(lambda book: book == before, SETTLE_SECONDS, "equal to the paused truth")
