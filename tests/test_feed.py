@@ -26,7 +26,7 @@ from orderbook.feed.connection import VenueConnection
 from orderbook.merge import Level, MergedTop
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
-from orderbook.rest import Priority, RequestQueue, RestBudget, SnapshotFetcher
+from orderbook.rest import AUDIT_SHARE, Priority, RequestQueue, RestBudget, SnapshotFetcher
 from tests.support.fake_venue import FakeVenue, binance_diff, binance_snapshot
 from tests.support.waiting import wait_until
 
@@ -221,6 +221,28 @@ def test_an_audit_of_a_book_behind_is_deferred_never_counted_as_drift(binance_ri
     assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="divergent") == 0
     assert feed.due_since == due_since, "due again as soon as it has caught up"
     assert rig.fake.snapshot_requests("ETHBTC") == 1, "no snapshot spent on a book that cannot be compared"
+
+
+def test_audits_under_way_count_against_the_audit_share_before_they_spend_it(binance_rig):
+    """An audit spends its weight only after its REST lag bound; meanwhile it records its book's diffs. Every book
+    due at once (as hundreds are, an audit interval after a start) starts only as many audits as the share allows,
+    not one each: at 500 symbols that was hundreds recording at once, most of the garbage collector's work."""
+    symbols = tuple(f"S{index}BTC" for index in range(6))
+    rig = binance_rig(symbols=symbols, settings=dataclasses.replace(SETTINGS, audit_interval=2.0))
+    bring_in_step(rig, symbols)
+    budget, weight = rig.feed.fetcher.budget, rig.feed.venue.snapshot_weight
+    budget.limit = int((budget.used() + 2.5 * weight) / AUDIT_SHARE)  # room for two audits in the share
+    recording: list[int] = []
+
+    def count() -> None:
+        while True:
+            recording.append(sum(feed.current.sync.recent is not None for feed in rig.feed.symbols))
+            gevent.sleep(0.01)
+
+    rig.greenlets.spawn(count)
+    rig.wait(lambda: recording and recording[-1] == 2, "two audits under way")
+    gevent.sleep(rig.feed.venue.rest_lag_bound * 0.8)  # before the first of them spends its weight
+    assert max(recording) == 2
 
 
 def test_a_session_helper_that_fails_ends_the_session_and_the_next_starts_afresh(binance_rig, monkeypatch):

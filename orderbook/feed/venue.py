@@ -129,7 +129,11 @@ class VenueFeed:
             if wait > 0:
                 gevent.sleep(min(wait, AUDIT_IDLE_CHECK))
                 continue
-            delay = budget.delay(weight, AUDIT_SHARE)
+            # An audit spends its weight only after its REST lag bound (seconds): those under way count as spent
+            # already, or every due book would start at once, each recording its diffs while it queued for the
+            # budget (at 500 symbols, hundreds of audits and their diffs at once: most of the garbage collector's
+            # work).
+            delay = budget.delay(weight * (len(auditing) + 1), AUDIT_SHARE)
             if delay > 0:  # the minute is busy: the books' own snapshots come first
                 gevent.sleep(delay)
                 continue
