@@ -230,7 +230,7 @@ def test_audits_under_way_count_against_the_audit_share_before_they_spend_it(bin
     symbols = tuple(f"S{index}BTC" for index in range(6))
     rig = binance_rig(symbols=symbols, settings=dataclasses.replace(SETTINGS, audit_interval=2.0))
     bring_in_step(rig, symbols)
-    budget, weight = rig.feed.fetcher.budget, rig.feed.venue.snapshot_weight
+    budget, weight = rig.feed.fetcher.budget, rig.feed.venue.snapshot_weight()
     budget.limit = int((budget.used() + 2.5 * weight) / AUDIT_SHARE)  # room for two audits in the share
     recording: list[int] = []
 
