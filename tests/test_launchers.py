@@ -85,3 +85,14 @@ def test_orderbook_python_with_the_project_is_used(fresh_checkout: Path) -> None
     """The fresh copy has no .venv: ORDERBOOK_PYTHON alone makes it run (here, the Python running the tests)."""
     result = launch(fresh_checkout / "bin" / "client", "--help", ORDERBOOK_PYTHON=sys.executable)
     assert result.returncode == 0 and result.stdout.startswith("usage: client"), result.stderr
+
+
+def test_a_launcher_runs_its_own_checkout_from_inside_another(tmp_path: Path) -> None:
+    """``python -m`` puts the current directory first on sys.path: run from inside another checkout (as
+    ``bin/bench --compare REV --service-only`` starts REV's servers), a launcher ran that checkout's code."""
+    other = tmp_path / "other-checkout"
+    (other / "orderbook").mkdir(parents=True)
+    (other / "orderbook" / "__init__.py").write_text("raise SystemExit('the other checkout ran')\n")
+    result = subprocess.run([str(REPO_ROOT / "bin" / "client"), "--help"], cwd=other, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "ORDERBOOK_PYTHON": sys.executable})
+    assert result.returncode == 0 and "usage" in result.stdout, result.stderr
