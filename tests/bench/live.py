@@ -37,8 +37,11 @@ def launcher(name: str) -> Path:
 
 
 def _env() -> dict[str, str]:
+    """The processes' environment: this checkout on PYTHONPATH (a launcher puts its own first), and PYTHONSAFEPATH,
+    so that no ``python -m`` puts the current directory (this checkout) ahead of a launcher's own: REV's launchers
+    predate their ``-P``."""
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep + path if path else ''}"}
+    return {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep + path if path else ''}", "PYTHONSAFEPATH": "1"}
 
 
 class Server(ReadyFilePorts):
