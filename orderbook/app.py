@@ -58,7 +58,8 @@ class Application(Listening):
         self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
         """Each symbol's venues in step, as last reported to ``Symbols``."""
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
-                                audit_interval=config.audit_interval, max_lag=config.max_lag)
+                                audit_interval=config.audit_interval, max_lag=config.max_lag,
+                                listing_interval=config.listing_interval)
         self.feeds = [
             VenueFeed(
                 venue,
@@ -66,6 +67,7 @@ class Application(Listening):
                 on_change=self._book_changed,
                 on_listing=self._listing,
                 on_unlisted=self._unlisted_by,
+                on_relisted=self._relisted_by,
                 metrics=self.metrics.exchange(venue.name),
                 settings=settings,
                 spawn=self.tasks.spawn,
@@ -136,7 +138,7 @@ class Application(Listening):
         """Ask every venue now which symbols it lists (each feed takes the answer when it starts), and refuse a
         symbol that none of them lists. Only venues that answered within ``wait`` seconds are judged, and only if
         all did: one that is slow or unreachable does not hold the start up, its feed goes on asking, and a
-        symbol found unlisted everywhere later ends the service then (:meth:`_unlisted_by`)."""
+        symbol found unlisted everywhere later is served as having no venue (:meth:`_unlisted_by`)."""
         asked = [feed.ask_listing() for feed in self.feeds]
         gevent.joinall(asked, timeout=wait)
         answers = [greenlet.value for greenlet in asked if greenlet.successful()]
@@ -157,12 +159,20 @@ class Application(Listening):
                  len(self.config.symbols))
 
     def _unlisted_by(self, venue: str, symbol: str, reason: str) -> None:
-        """A symbol that no venue lists is a configuration error: the service stops (exit 2), saying so."""
+        """``venue`` no longer lists ``symbol``, or it stopped trading there. One that no venue lists any more stays
+        configured, served as having no venue (an empty book, ``exchanges`` empty), until one lists it again: venues
+        halt and delist pairs while running, which is no configuration error (only a symbol no venue lists at start
+        is, :meth:`check_listings`)."""
         unlisted = self._unlisted[symbol]
         unlisted.add(venue)
         self._report_state(symbol)
         if len(unlisted) == len(self.venue_names):
-            self._fatal(ExchangeError(self._nobody_lists([symbol])))
+            log.warning("%s: no venue lists it or trades it now; served with no venue until one does", symbol)
+
+    def _relisted_by(self, venue: str, symbol: str) -> None:
+        """``symbol`` trades at ``venue`` again (its book is rebuilt, and served once in step)."""
+        self._unlisted[symbol].discard(venue)
+        self._report_state(symbol)
 
     def venue_titles(self) -> list[str]:
         return [feed.venue.title for feed in self.feeds]

@@ -29,6 +29,7 @@ import ssl  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import unicodedata  # noqa: E402
 from collections.abc import Generator, Sequence  # noqa: E402
 from typing import TextIO  # noqa: E402
 
@@ -37,6 +38,7 @@ import grpc  # noqa: E402
 from orderbook.address import Address, BadAddress  # noqa: E402
 from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number  # noqa: E402
 from orderbook.proto import orderbook_pb2, orderbook_streams_pb2  # noqa: E402
+from orderbook.symbol_state import canonical_symbol  # noqa: E402
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
 BOOK_PATH = "/orderbook.OrderbookStreams/Book"
@@ -103,7 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--addr", type=_server_addresses, default=["127.0.0.1:5002"], metavar="HOST:PORT[,...]",
                         help="server address (default 127.0.0.1:5002); several, comma-separated: go on from the "
                         "next when one is lost")
-    parser.add_argument("--symbol", type=str.upper, metavar="SYMBOL",
+    parser.add_argument("--symbol", type=canonical_symbol, metavar="SYMBOL",
                         help="the symbol to stream, e.g. BTCUSDT (default: the server's default symbol)")
     parser.add_argument("--depth", type=positive_whole_number, metavar="N",
                         help="levels a side, at most the server's --depth (default: all it serves)")
@@ -181,16 +183,27 @@ def render_symbols(states: Sequence[orderbook_streams_pb2.SymbolState]) -> list[
     rows = [("symbol", "exchanges", "in step")]
     rows += [(state.symbol, ", ".join(state.exchanges) or "-", ", ".join(state.exchanges_in_step) or "-")
              for state in states]
-    widths = [max(len(row[column]) for row in rows) for column in range(2)]
-    lines = [f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}" for row in rows]
+    widths = [max(_width(row[column]) for row in rows) for column in range(2)]
+    lines = [f"{_pad(row[0], widths[0])}  {_pad(row[1], widths[1])}  {row[2]}" for row in rows]
     if len(lines) > 1:
         lines[1] += "  (default)"
     return [line.rstrip() for line in lines]
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: a wide character (CJK, as in Binance's test symbol ``这是测试币456``)
+    takes two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
 def symbol_to_json(state: orderbook_streams_pb2.SymbolState, default: bool) -> str:
     return json.dumps({"symbol": state.symbol, "exchanges": list(state.exchanges),
-                       "exchanges_in_step": list(state.exchanges_in_step), "default": default})
+                       "exchanges_in_step": list(state.exchanges_in_step), "default": default},
+                      ensure_ascii=False)  # a Unicode symbol as the server names it, not as \u escapes
 
 
 class Printer:

@@ -190,8 +190,9 @@ class Metrics:
             registry=registry,
         )
         self.listed = Gauge(
-            "orderbook_exchange_lists_symbol", "1 if the exchange lists the symbol; 0: it does not, and the symbol is "
-            "served without it", book, registry=registry,
+            "orderbook_exchange_lists_symbol", "1 if the exchange lists the symbol and it trades there; 0: it does "
+            "not (or not now: a halt, a break, a disabled market), and the symbol is served without it", book,
+            registry=registry,
         )
         self.connects = Counter(
             "orderbook_exchange_connects_total", "WebSocket connections opened", ex, registry=registry

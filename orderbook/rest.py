@@ -26,7 +26,7 @@ import requests
 from gevent.event import Event
 
 from orderbook.backoff import Backoff
-from orderbook.exchanges.base import ErrorBody, ExchangeError, Venue
+from orderbook.exchanges.base import ErrorBody, ExchangeError, Listing, Venue
 from orderbook.exchanges.messages import BadMessage, BookSnapshot
 from orderbook.metrics import VenueMetrics
 
@@ -195,6 +195,8 @@ class SnapshotFetcher:
         self._http = http
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff = backoff
+        self.listing_url = venue.listing_url
+        """Where the venue's listing is read: its fallback once the first answered 404."""
 
     def fetch(self, symbol: str, priority: Priority = Priority.START, depth: int | None = None) -> BookSnapshot:
         """Retry until a usable snapshot arrives; raises :class:`SymbolNotListed` when the venue does not list it.
@@ -218,13 +220,21 @@ class SnapshotFetcher:
         log.warning("%s %s: snapshot request %s", self.name, symbol, result.what)
         return None
 
-    def listing(self) -> frozenset[str] | None:
-        """The symbols the venue trades now; None when it could not be had (then every symbol is tried, and a
-        snapshot's answer tells)."""
+    def listing(self, attempts: int = LISTING_ATTEMPTS) -> Listing | None:
+        """The symbols the venue lists and their status; None when it could not be had in ``attempts`` (at start,
+        every symbol is then tried, and a snapshot's answer tells). A listing URL that answers 404 is replaced by
+        the venue's fallback (Bitstamp's old ``trading-pairs-info``), once, for good, at no attempt's cost."""
         retry = Backoff(self._backoff.base, self._backoff.cap)
-        for attempt in range(1, LISTING_ATTEMPTS + 1):
-            result = self._request(self.venue.listing_url, self.venue.listing_weight, SNAPSHOT_SHARE, Priority.START)
+        attempt = 0
+        while attempt < attempts:
+            result = self._request(self.listing_url, self.venue.listing_weight, SNAPSHOT_SHARE, Priority.START)
             if isinstance(result, requests.Response):
+                fallback = self.venue.listing_fallback_url
+                if result.status_code == 404 and fallback is not None and self.listing_url != fallback:
+                    log.warning("%s: %s answered 404: listing from %s from now on", self.name, self.listing_url,
+                                fallback)
+                    self.listing_url = fallback
+                    continue
                 if result.status_code == 200:
                     try:
                         return self.venue.parse_listing(result.content)
@@ -232,8 +242,9 @@ class SnapshotFetcher:
                         result = _Failed(f"answered an unusable listing ({error})")
                 else:
                     result = self._failure(result)
-            log.warning("%s: listing request %s (attempt %d of %d)", self.name, result.what, attempt, LISTING_ATTEMPTS)
-            if attempt < LISTING_ATTEMPTS:
+            attempt += 1
+            log.warning("%s: listing request %s (attempt %d of %d)", self.name, result.what, attempt, attempts)
+            if attempt < attempts:
                 gevent.sleep(result.hold_off if result.hold_off is not None else retry.next())
         return None
 

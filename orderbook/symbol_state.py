@@ -11,8 +11,17 @@ from google.protobuf.message import DecodeError
 
 from orderbook.proto import orderbook_streams_pb2
 
-SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
-"""A symbol's name, as ``--symbol`` takes it and a heartbeat must carry it."""
+SYMBOL = re.compile(r"[^\W_]{2,20}")
+"""A symbol's name, as ``--symbol`` takes it and a heartbeat must carry it: letters of any script and digits (Binance
+lists Unicode symbols since 2025-12, docs/protocols.md), 2 to 20 of them; no whitespace, control character,
+punctuation or separator. ASCII letters are upper case (:func:`canonical_symbol`); others are kept as written."""
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def canonical_symbol(text: str) -> str:
+    """A symbol as typed -> as the venues list it: ASCII letters upper-cased (``ethbtc`` -> ``ETHBTC``), every other
+    character kept as it is (a Unicode symbol is carried intact: upper-casing ``ß`` would make it ``SS``)."""
+    return text.strip().translate(_ASCII_UPPER)
 MAX_SYMBOLS = 1000
 """Symbols one process follows at most: each is a label value of the per-symbol metrics, which stay bounded."""
 

@@ -24,6 +24,7 @@ DEFAULTS = Config(
     silence_timeout=10.0,
     max_connection_age=84_600.0,
     audit_interval=60.0,
+    listing_interval=300.0,
     max_lag=2.0,
     tls_cert=None,
     tls_key=None,
@@ -36,6 +37,7 @@ DEFAULTS = Config(
 SETTINGS = [
     ("--symbol", "btcusdt", "symbols", ("BTCUSDT",), "LTCBTC"),
     ("--depth", "25", "depth", 25, "9"),
+    ("--listing-interval", "60", "listing_interval", 60.0, "5"),
     ("--grpc-addr", "0.0.0.0:6000", "grpc_addr", Address("0.0.0.0", 6000), "127.0.0.1:1"),
     ("--metrics-addr", "[::1]:9200", "metrics_addr", Address("::1", 9200), "127.0.0.1:2"),
     ("--binance-ws-url", "ws://127.0.0.1:9001/", "binance_ws_url", "ws://127.0.0.1:9001", "ws://other:1"),
@@ -249,7 +251,8 @@ ONE_LINE_ERRORS = [
     (["--metrics-addr", "nowhere"], "--metrics-addr: expected HOST:PORT, got 'nowhere'"),
     (["--binance-ws-url", "ftp://example"], "--binance-ws-url: expected a ws or wss URL, got 'ftp://example'"),
     (["--symbol", "ETH/BTC"],
-     "--symbol: expected letters and digits like ETHBTC (several: ETHBTC,BTCUSDT), got 'ETH/BTC'"),
+     "--symbol: expected 2 to 20 letters (of any script) and digits like ETHBTC (several: ETHBTC,BTCUSDT), "
+     "got 'ETH/BTC'"),
     (["--depth"], "--depth: expected one argument"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ]
@@ -290,8 +293,8 @@ def test_settings_that_clash_are_named_as_given():
 
 
 def test_an_environment_value_that_looks_like_a_flag_is_still_the_value():
-    with pytest.raises(ConfigError, match=r"^ORDERBOOK_SYMBOL: expected letters and digits like ETHBTC "
-                                          r"\(several: ETHBTC,BTCUSDT\), got '--demo'$"):
+    with pytest.raises(ConfigError, match=r"^ORDERBOOK_SYMBOL: expected 2 to 20 letters \(of any script\) and digits "
+                       r"like ETHBTC \(several: ETHBTC,BTCUSDT\), got '--demo'$"):
         load_config([], {"ORDERBOOK_SYMBOL": "--demo"})
     with pytest.raises(ConfigError, match="^ORDERBOOK_DEPTH: expected 1 to 1000, got -3$"):
         load_config([], {"ORDERBOOK_DEPTH": "-3"})
@@ -337,3 +340,17 @@ def test_a_bad_publish_url_is_one_line_without_its_password():
 
 def test_the_edges_variables_are_not_the_servers():
     assert load_config([], {"ORDERBOOK_EDGE_SOURCE": "redis://r:6379/0"}) == DEFAULTS
+
+
+def test_a_unicode_symbol_is_taken_as_written_and_ascii_letters_upper_cased():
+    # Binance's testnet lists 这是测试币456 (CHANGELOG 2025-12-18): letters of any script and digits are a symbol.
+    config = load_config(["--symbol", "ethbtc,这是测试币456,Ωmega1"], environ={})
+    assert config.symbols == ("ETHBTC", "这是测试币456", "Ωmega1".translate(str.maketrans("mega", "MEGA")))
+    for bad in ("ETH BTC", "ETH\tBTC", "ETH\x00BTC", "ETH-BTC", "ETH_BTC", "X", "这" * 21, "ETH\u200bBTC"):
+        with pytest.raises(ConfigError, match="letters"):
+            load_config(["--symbol", bad], environ={})
+
+
+def test_the_listing_interval_is_at_least_a_second():
+    with pytest.raises(ConfigError, match="ORDERBOOK_LISTING_INTERVAL: expected at least 1 seconds"):
+        load_config([], environ={"ORDERBOOK_LISTING_INTERVAL": "0.5"})

@@ -164,14 +164,18 @@ def test_binance_subscribes_in_batches_of_a_hundred_streams():
 
 def test_urls():
     assert binance().stream_url == "wss://stream.binance.com:9443/stream"
-    assert binance().snapshot_url("ETHBTC") == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=1000"
-    assert binance().listing_url == "https://api.binance.com/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false"
+    assert binance().snapshot_url("ETHBTC") == ("https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=1000"
+                                                "&symbolStatus=TRADING")
+    assert binance().listing_url == "https://api.binance.com/api/v3/exchangeInfo?showPermissionSets=false"
     custom = BinanceVenue("ws://127.0.0.1:9/", "http://127.0.0.1:8/", snapshot_limit=5000)
     assert custom.stream_url == "ws://127.0.0.1:9/stream"
-    assert custom.snapshot_url("BTCUSDT") == "http://127.0.0.1:8/api/v3/depth?symbol=BTCUSDT&limit=5000"
+    assert custom.snapshot_url("BTCUSDT") == ("http://127.0.0.1:8/api/v3/depth?symbol=BTCUSDT&limit=5000"
+                                              "&symbolStatus=TRADING")
     assert bitstamp().stream_url == "wss://ws.bitstamp.net/"
     assert bitstamp().snapshot_url("ETHBTC") == "https://www.bitstamp.net/api/v2/order_book/ethbtc/"
-    assert bitstamp().listing_url == "https://www.bitstamp.net/api/v2/trading-pairs-info/"
+    assert bitstamp().listing_url == "https://www.bitstamp.net/api/v2/markets/"
+    assert bitstamp().listing_fallback_url == "https://www.bitstamp.net/api/v2/trading-pairs-info/"
+    assert binance().listing_fallback_url is None
     assert BinanceVenue().rest_base == BinanceVenue.default_rest_url  # the defaults live with the venue
 
 
@@ -179,10 +183,14 @@ def test_listings_name_the_symbols_trading_now():
     info = {"timezone": "UTC", "symbols": [
         {"symbol": "ETHBTC", "status": "TRADING"}, {"symbol": "OLDBTC", "status": "BREAK"}, {"symbol": 5},
         "junk", {"status": "TRADING"}]}
-    assert binance().parse_listing(dumps(info).encode()) == {"ETHBTC"}
+    listing = binance().parse_listing(dumps(info).encode())
+    assert listing.trading == {"ETHBTC"}
+    assert dict(listing.statuses) == {"ETHBTC": "TRADING", "OLDBTC": "BREAK"}
+    assert "OLDBTC" in listing and "XYZBTC" not in listing  # listed, whatever its status
     pairs = [{"name": "ETH/BTC", "url_symbol": "ethbtc", "trading": "Enabled"},
              {"name": "XYZ/USD", "url_symbol": "xyzusd", "trading": "Disabled"}, {"url_symbol": None}, 7]
-    assert bitstamp().parse_listing(dumps(pairs).encode()) == {"ETHBTC"}
+    listing = bitstamp().parse_listing(dumps(pairs).encode())
+    assert listing.trading == {"ETHBTC"} and dict(listing.statuses) == {"ETHBTC": "Enabled", "XYZUSD": "Disabled"}
     for venue, body in ((binance(), b"[]"), (binance(), b'{"symbols": {}}'), (bitstamp(), b"{}"), (bitstamp(), b"<")):
         with pytest.raises(BadMessage):
             venue.parse_listing(body)
@@ -452,3 +460,36 @@ def test_bitstamp_error_body_with_http_200_is_an_error_not_a_book():
     with pytest.raises(ErrorBody) as caught:
         bitstamp().parse_snapshot(b'{"status": "error", "reason": "Something else", "code": "500.000"}')
     assert not caught.value.rate_limited
+
+
+def test_bitstamp_reads_the_markets_endpoint_as_ccxt_does_after_pr_27924():
+    # The rows ccxt's bitstamp fetchMarkets documents for GET /api/v2/markets/: market_symbol, market_type.
+    rows = [
+        {"name": "BTC/USD", "market_symbol": "btcusd", "base_currency": "BTC", "base_decimals": 8,
+         "counter_currency": "USD", "counter_decimals": 0, "minimum_order_value": "10", "trading": "Enabled",
+         "instant_order_counter_decimals": 2, "instant_and_market_orders": "Enabled",
+         "description": "Bitcoin / U.S. dollar", "market_type": "SPOT"},
+        {"name": "XYZ/USD", "market_symbol": "xyzusd", "trading": "Disabled", "market_type": "SPOT"},
+        {"name": "BTC/USD-PERP", "market_symbol": "btcusd-perp", "trading": "Enabled", "market_type": "PERPETUAL"},
+    ]
+    listing = bitstamp().parse_listing(dumps(rows).encode())
+    assert dict(listing.statuses) == {"BTCUSD": "Enabled", "XYZUSD": "Disabled"}  # no perpetual taken for a pair
+    assert listing.trading == {"BTCUSD"}
+
+
+def test_unicode_symbols_are_lower_cased_for_streams_and_encoded_in_urls():
+    venue = binance()
+    assert venue.stream_name("这是测试币456") == "这是测试币456@depth@100ms"
+    assert venue.stream_path("这是测试币456") == "/ws/%E8%BF%99%E6%98%AF%E6%B5%8B%E8%AF%95%E5%B8%81456@depth@100ms"
+    assert json.loads(venue.subscribe_messages(["这是测试币456"])[0])["params"] == ["这是测试币456@depth@100ms"]
+    assert "这是测试币456" in venue.subscribe_messages(["这是测试币456"])[0]  # UTF-8 in the frame, not \\u escapes
+    assert venue.snapshot_url("这是测试币456").startswith(
+        "https://api.binance.com/api/v3/depth?symbol=%E8%BF%99%E6%98%AF%E6%B5%8B%E8%AF%95%E5%B8%81456&")
+    assert bitstamp().names("ETHBTC") and not bitstamp().names("这是测试币456")
+
+
+def test_a_status_mismatch_is_a_symbol_not_traded():
+    assert binance().unknown_symbol(400, b'{"code":-1220,"msg":"The symbol\'s status does not match the requested '
+                                         b'symbolStatus."}')
+    assert binance().unknown_symbol(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+    assert not binance().unknown_symbol(400, b'{"code":-1100,"msg":"Illegal characters"}')

@@ -131,7 +131,8 @@ def test_no_cheaper_first_snapshot_holds_the_margin_and_none_of_its_weight_holds
 def test_the_venues_say_what_their_first_snapshots_ask_for():
     binance = BinanceVenue("wss://stream.binance.com:9443", "https://api.binance.com", 1000)
     assert binance.first_snapshot_depth(10) == 100
-    assert binance.snapshot_url("ETHBTC", 100) == "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=100"
+    assert binance.snapshot_url("ETHBTC", 100) == (
+        "https://api.binance.com/api/v3/depth?symbol=ETHBTC&limit=100&symbolStatus=TRADING")
     assert (binance.snapshot_weight(100), binance.snapshot_weight(), binance.snapshot_weight(5000)) == (5, 50, 250)
     assert binance.first_snapshot_depth(0) == 1000  # every level served (a bare sync): as deep as kept
     sync = binance.new_sync(watch_depth=10)  # a book's, built on its first snapshot: 100 levels a side at most

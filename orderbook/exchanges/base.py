@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
 
 from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a venue's listing says: each symbol it lists (as configured: ``ETHBTC``) and its status there, as the
+    venue writes it (Binance ``TRADING``, ``BREAK``...; Bitstamp ``Enabled``, ``Disabled``). ``in`` asks whether the
+    venue lists a symbol at all, whatever its status; :attr:`trading` those whose book is executable now."""
+
+    statuses: Mapping[str, str]
+    trading: frozenset[str]
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self.statuses
 
 
 class ExchangeError(Exception):
@@ -158,9 +171,20 @@ class Venue(ABC):
     def listing_url(self) -> str:
         """Where the venue lists the symbols it trades."""
 
+    @property
+    def listing_fallback_url(self) -> str | None:
+        """Where the venue listed them before, asked when :attr:`listing_url` answers 404 (None: nowhere)."""
+        return None
+
     @abstractmethod
-    def parse_listing(self, body: bytes) -> frozenset[str]:
-        """The listing body -> the symbols trading now, upper case as configured; raises :class:`BadMessage`."""
+    def parse_listing(self, body: bytes) -> Listing:
+        """A listing body (from either URL) -> each symbol listed, as configured, and its status; raises
+        :class:`BadMessage`."""
+
+    def names(self, symbol: str) -> bool:
+        """Whether the venue has a name for ``symbol`` at all (Bitstamp's pairs are ASCII: a Unicode symbol has
+        none); one it has not is left out there without asking."""
+        return True
 
     def new_sync(self, watch_depth: int = 0) -> BookSync:
         """A fresh sync, for a book built on a first snapshot (:meth:`first_snapshot_depth`); ``watch_depth`` is how

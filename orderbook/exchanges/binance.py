@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
-from orderbook.exchanges.base import Venue, VenueOption, load_json, load_object
+from orderbook.exchanges.base import Listing, Venue, VenueOption, load_json, load_object
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
@@ -22,6 +23,13 @@ from orderbook.exchanges.messages import (
 from orderbook.exchanges.sync import BookSync, Outcome
 
 UNKNOWN_SYMBOL = -1121
+STATUS_MISMATCH = -1220
+"""``-1220 SYMBOL_DOES_NOT_MATCH_STATUS``: the snapshot asks ``symbolStatus=TRADING`` (since 2025-10-28), so a
+symbol that has stopped trading answers this instead of a book (docs/protocols.md)."""
+NOT_LISTED = frozenset({UNKNOWN_SYMBOL, STATUS_MISMATCH})
+TRADING = "TRADING"
+"""The only status whose book is executable liquidity: ``BREAK``, ``HALT``, ``END_OF_DAY`` and ``CANCEL_ONLY``
+(since 2026-07-07) take no new orders, so nothing in the book can be traded against (docs/protocols.md)."""
 STREAMS_PER_SUBSCRIBE = 100
 """Streams named in one SUBSCRIBE: Binance states no limit, but a SUBSCRIBE of 437 streams has been seen to fail
 silently (ccxws#161), so they go in batches well below that."""
@@ -114,20 +122,39 @@ class BinanceVenue(Venue):
     def stream_url(self) -> str:
         return f"{self.ws_base}/stream"
 
+    @staticmethod
+    def stream_name(symbol: str) -> str:
+        """``ETHBTC`` -> ``ethbtc@depth@100ms``: "All symbols for streams are lowercase"; a Unicode symbol is
+        lower-cased the same way (``这是测试币456`` has no case and is unchanged). Where a stream name stands in a
+        URL (``/ws/<name>``, ``/stream?streams=``) it is URL-encoded (:meth:`stream_path`); in a SUBSCRIBE it is JSON,
+        UTF-8 as it is."""
+        return f"{symbol.lower()}@depth@100ms"
+
+    @classmethod
+    def stream_path(cls, symbol: str) -> str:
+        """The raw stream's path, URL-encoded (Binance's streams take URL-encoded URLs since 2025-12)."""
+        return f"/ws/{quote(cls.stream_name(symbol), safe='@')}"
+
     def subscribe_messages(self, symbols: Sequence[str]) -> list[str]:
-        streams = [f"{symbol.lower()}@depth@100ms" for symbol in symbols]
+        streams = [self.stream_name(symbol) for symbol in symbols]
         return [
             json.dumps({"method": "SUBSCRIBE", "params": streams[start:start + STREAMS_PER_SUBSCRIBE],
-                        "id": start // STREAMS_PER_SUBSCRIBE + 1})
+                        "id": start // STREAMS_PER_SUBSCRIBE + 1}, ensure_ascii=False)
             for start in range(0, len(streams), STREAMS_PER_SUBSCRIBE)
         ]
 
     def snapshot_url(self, symbol: str, depth: int | None = None) -> str:
-        return f"{self.rest_base}/api/v3/depth?symbol={symbol}&limit={self.snapshot_limit if depth is None else depth}"
+        # symbolStatus=TRADING: a symbol that has stopped trading answers -1220 rather than a book no one can trade
+        # against. The symbol is URL-encoded: a Unicode one is sent as UTF-8 (docs/protocols.md).
+        limit = self.snapshot_limit if depth is None else depth
+        return (f"{self.rest_base}/api/v3/depth?symbol={quote(symbol, safe='')}&limit={limit}"
+                f"&symbolStatus={TRADING}")
 
     @property
     def listing_url(self) -> str:
-        return f"{self.rest_base}/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false"
+        # Every status, not symbolStatus=TRADING: a symbol in BREAK is still listed, and followed, to be served
+        # again once it trades (the listing is read again every --listing-interval).
+        return f"{self.rest_base}/api/v3/exchangeInfo?showPermissionSets=false"
 
     def ready_for_snapshot(self, message: Message) -> bool:
         # Only a buffered event lets a snapshot be checked (lastUpdateId + 1 >= its U): one fetched earlier could
@@ -182,13 +209,12 @@ class BinanceVenue(Venue):
             error = load_json(body, loses_data=False)
         except BadMessage:
             return False
-        return type(error) is dict and error.get("code") == UNKNOWN_SYMBOL
+        return type(error) is dict and error.get("code") in NOT_LISTED
 
-    def parse_listing(self, body: bytes) -> frozenset[str]:
+    def parse_listing(self, body: bytes) -> Listing:
         symbols = load_object(body, loses_data=False).get("symbols")
         if type(symbols) is not list:
             raise BadMessage("unknown_shape", f"exchangeInfo has no symbols list: {body!r:.80}", loses_data=False)
-        return frozenset(
-            entry["symbol"] for entry in symbols
-            if type(entry) is dict and type(entry.get("symbol")) is str and entry.get("status") == "TRADING"
-        )
+        statuses = {entry["symbol"]: str(entry.get("status"))[:20] for entry in symbols
+                    if type(entry) is dict and type(entry.get("symbol")) is str}
+        return Listing(statuses, frozenset(symbol for symbol, status in statuses.items() if status == TRADING))

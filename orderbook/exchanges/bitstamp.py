@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
-from orderbook.exchanges.base import ErrorBody, Venue, load_list, load_object
+from orderbook.exchanges.base import ErrorBody, Listing, Venue, load_list, load_object
 from orderbook.exchanges.messages import (
     BadMessage,
     BookDiff,
@@ -22,6 +22,11 @@ from orderbook.exchanges.messages import (
 from orderbook.exchanges.sync import BookSync, Outcome
 
 RATE_LIMIT_CODE = "400.002"
+ENABLED = "Enabled"
+"""A market's ``trading`` when it trades (ccxt: ``active = trading == 'Enabled'``); anything else leaves it out."""
+SPOT = "SPOT"
+"""``/api/v2/markets/`` lists perpetuals too (``market_type`` ``PERPETUAL``, ``btcusd-perp``): only spot markets
+are books of these pairs."""
 CHANNEL_PREFIX = "diff_order_book_"
 _RECONNECT = ReconnectRequest("request_reconnect")
 _NOTICES = {
@@ -86,7 +91,17 @@ class BitstampVenue(Venue):
 
     @property
     def listing_url(self) -> str:
+        # "GET /api/v2/trading-pairs-info/ is obsolete and replaced by endpoint api/v2/markets/" (Bitstamp's
+        # changelog, quoted in ccxt PR #27893, 2026-02-12; ccxt reads it since PR #27924).
+        return f"{self.rest_base}/api/v2/markets/"
+
+    @property
+    def listing_fallback_url(self) -> str:
         return f"{self.rest_base}/api/v2/trading-pairs-info/"
+
+    def names(self, symbol: str) -> bool:
+        # Pairs are ASCII letters and digits (btcusd): a symbol with any other character has no Bitstamp name.
+        return symbol.isascii() and symbol.isalnum()
 
     def confirms_subscription(self, message: Message) -> TypeGuard[Notice]:
         return type(message) is Notice and message.kind == "subscribed"
@@ -147,11 +162,17 @@ class BitstampVenue(Venue):
     def unknown_symbol(self, status: int, body: bytes) -> bool:
         return status == 404
 
-    def parse_listing(self, body: bytes) -> frozenset[str]:
-        return frozenset(
-            entry["url_symbol"].upper() for entry in load_list(body)
-            if type(entry) is dict and type(entry.get("url_symbol")) is str and entry.get("trading") == "Enabled"
-        )
+    def parse_listing(self, body: bytes) -> Listing:
+        """Either shape: ``/api/v2/markets/`` rows name the pair ``market_symbol`` and say ``market_type``;
+        ``trading-pairs-info`` rows name it ``url_symbol`` (spot only). Both say ``trading``."""
+        statuses: dict[str, str] = {}
+        for entry in load_list(body):
+            if type(entry) is not dict or entry.get("market_type", SPOT) != SPOT:
+                continue
+            name = entry.get("market_symbol", entry.get("url_symbol"))
+            if type(name) is str:
+                statuses[name.upper()] = str(entry.get("trading"))[:20]
+        return Listing(statuses, frozenset(symbol for symbol, status in statuses.items() if status == ENABLED))
 
 
 def _symbol(channel: Any) -> str:

@@ -103,7 +103,7 @@ class VenueConnection:
         lag = ConnectionLag(self._clock, self._settings.max_lag, on_behind)
         batch = Batch()
         for symbol, feed in self.symbols.items():
-            if feed.listed:
+            if feed.listed or feed.carried:  # one not trading now waits, unlisted, to be taken back
                 streams[symbol] = feed.open_stream(lag, batch)
         return streams, lag, batch
 

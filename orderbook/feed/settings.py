@@ -21,6 +21,9 @@ class FeedSettings:
     audit_interval: float = 60.0
     """Seconds between drift audits of an in-step book (0: none); with many symbols, as often as the venue's
     audit budget allows, each symbol in turn."""
+    listing_interval: float = 300.0
+    """Seconds between readings of the venue's listing while running (``--listing-interval``): a symbol that stops
+    trading there leaves, one that trades again comes back."""
     max_lag: float = 2.0
     """Seconds a connection may be behind the venue before its books leave the merged book (``--max-lag``)."""
     stream_lag_bound: float = 5.0

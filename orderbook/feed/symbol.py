@@ -71,6 +71,7 @@ class SymbolFeed:
         on_change: Callable[[str, float], None],
         on_unlisted: Callable[[str, str, str], None],
         spawn: Callable[..., gevent.Greenlet],
+        on_relisted: Callable[[str, str], None] = lambda _venue, _symbol: None,
     ) -> None:
         self.venue = venue
         self.symbol = symbol
@@ -83,7 +84,11 @@ class SymbolFeed:
         self.spawn = spawn
         self._on_change = on_change
         self._on_unlisted = on_unlisted
+        self._on_relisted = on_relisted
         self.listed = True
+        """Whether the venue lists the symbol and it trades there: its book is followed and served."""
+        self.carried = False
+        """Whether a connection carries the symbol's stream, so that it can come back when it trades again."""
         self.first_depth = venue.first_snapshot_depth(book.depth)
         """The levels a side of each book's first snapshot (None: the whole book); books are deepened to the
         venue's ``snapshot_depth`` afterwards when it is more."""
@@ -103,8 +108,10 @@ class SymbolFeed:
 
     def open_stream(self, lag: ConnectionLag, batch: Batch) -> SymbolStream:
         """A new connection carries the symbol: its stream, the current one from now on."""
-        self._current = SymbolStream(self, lag, batch)
-        return self._current
+        self._current = stream = SymbolStream(self, lag, batch)
+        if not self.listed:  # not trading there now: carried, to be taken back when it does
+            stream.leave()
+        return stream
 
     @property
     def auditable(self) -> bool:
@@ -126,18 +133,39 @@ class SymbolFeed:
         it was received, or when it changed)."""
         self._on_change(self.symbol, received_at)
 
-    def unlist(self, reason: str) -> None:
-        """The venue does not list the symbol: it is served without this venue from now on (one log line)."""
+    def unlist(self, reason: str, *, trading_later: bool = False) -> None:
+        """The venue does not list the symbol, or it has stopped trading there (``trading_later``: a listing will
+        say when it trades again): it is served without this venue from now on (one log line)."""
         if not self.listed:
             return
         self.listed = False
         self.metrics.set_listed(False)
         self.metrics.set_in_step(False)
-        log.warning("%s does not list %s, which is served without it: %s", self.venue.title, self.symbol, reason)
+        if trading_later:
+            log.warning("%s: %s does not trade there now, served without it until it does: %s", self.venue.title,
+                        self.symbol, reason)
+        else:
+            log.warning("%s does not list %s, which is served without it: %s", self.venue.title, self.symbol, reason)
         with self.book.lock:
             self.book.detach(self.venue.name)
+        stream = self._current
+        if stream is not None:
+            stream.leave()
         self._on_unlisted(self.venue.name, self.symbol, reason)
         self.changed(time.perf_counter())
+
+    def relist(self, reason: str) -> None:
+        """The symbol trades at the venue again: its book is built afresh (a new snapshot) and served once in step
+        (one log line)."""
+        if self.listed or not self.carried:
+            return
+        self.listed = True
+        self.metrics.set_listed(True)
+        log.warning("%s: %s trades there again, rebuilding its book: %s", self.venue.title, self.symbol, reason)
+        self._on_relisted(self.venue.name, self.symbol)
+        stream = self._current
+        if stream is not None:
+            stream.take_back()
 
     # -- the drift audit ---------------------------------------------------------------------------------------
 
@@ -361,7 +389,7 @@ NEXT_PHASES: Mapping[StreamPhase, frozenset[StreamPhase]] = MappingProxyType({
     StreamPhase.SUBSCRIBING: _ENDS | {StreamPhase.LOADING, StreamPhase.IN_STEP, StreamPhase.UNLISTED},
     StreamPhase.REBUILDING: _ENDS | {StreamPhase.LOADING, StreamPhase.IN_STEP, StreamPhase.UNLISTED},
     StreamPhase.LOADING: _ENDS | {StreamPhase.IN_STEP, StreamPhase.UNLISTED},
-    StreamPhase.IN_STEP: _ENDS,
+    StreamPhase.IN_STEP: _ENDS | {StreamPhase.UNLISTED},
     StreamPhase.UNLISTED: _ENDS,
     StreamPhase.DRAINING: frozenset({StreamPhase.CLOSED}),
     StreamPhase.CLOSED: frozenset(),
@@ -439,6 +467,8 @@ class SymbolStream:
             self.batch.changed(feed, time.perf_counter())
 
     def on_diff(self, diff: BookDiff, received_at: float) -> None:
+        if self._phase is StreamPhase.UNLISTED:
+            return  # not traded there: nothing is buffered for a book no one fetches (HALT still sends diffs)
         feed, sync = self.feed, self.sync
         book = feed.book
         with book.lock:
@@ -514,6 +544,22 @@ class SymbolStream:
         self._drop_book(reason)
         log.warning("%s: rebuilding the book: %s%s%s", self.feed.name, reason, ": " if detail else "", detail)
         self._start_quiet_timer()  # the subscription stands: a quiet pair sends nothing to wait for
+
+    def leave(self) -> None:
+        """The symbol stopped trading at the venue (or it does not list it): -> UNLISTED, its book dropped and no
+        diff buffered until :meth:`take_back`. A stream that has ended stays as it is."""
+        if self._phase in (StreamPhase.UNLISTED, StreamPhase.DRAINING, StreamPhase.CLOSED):
+            return
+        self._move(StreamPhase.UNLISTED)
+        self._stop_helpers()
+        self._leave_book()
+        self.sync = self.feed.venue.new_sync(watch_depth=self.feed.book.depth)
+
+    def take_back(self) -> None:
+        """The symbol trades again: UNLISTED -> REBUILDING, a fresh snapshot once a diff shows where the stream is
+        (or the quiet wait has passed)."""
+        if self._phase is StreamPhase.UNLISTED:
+            self.rebuild("relisted", "trading again")
 
     def on_divergence(self, sync: BookSync, reason: str = "audit",
                       detail: str = "levels differ from the venue's") -> None:

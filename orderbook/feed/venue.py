@@ -12,7 +12,7 @@ import requests
 
 from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
-from orderbook.exchanges.base import Venue
+from orderbook.exchanges.base import Listing, Venue
 from orderbook.feed.connection import VenueConnection
 from orderbook.feed.lag import ClockOffset
 from orderbook.feed.settings import FeedSettings
@@ -37,6 +37,7 @@ class VenueFeed:
         on_listing: Callable[[str, frozenset[str]], None],
         on_unlisted: Callable[[str, str, str], None],
         metrics: VenueMetrics,
+        on_relisted: Callable[[str, str], None] | None = None,
         settings: FeedSettings = FeedSettings(),
         http: HttpClient | None = None,
         connect: Connector | None = None,
@@ -44,7 +45,8 @@ class VenueFeed:
         task: Callable[..., gevent.Greenlet] | None = None,
     ) -> None:
         """``books``: each symbol's consolidated book. ``on_listing(venue, unlisted)`` is called once the venue has
-        said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later.
+        said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later
+        (or one stops trading), ``on_relisted(venue, symbol)`` when one trades there again.
         ``spawn(function, *args)`` starts the feed's helpers and ``task(name, function, *args)`` its long-lived
         tasks, the connections and the audit loop (the owner passes its supervisor's,
         :class:`~orderbook.supervision.Supervisor`; without one, tasks are plain helpers)."""
@@ -66,7 +68,8 @@ class VenueFeed:
         )
         self.symbols = [
             SymbolFeed(venue, symbol, book, fetcher=self.fetcher, metrics=metrics.symbol(symbol), venue_metrics=metrics,
-                       settings=settings, on_change=on_change, on_unlisted=on_unlisted, spawn=spawn)
+                       settings=settings, on_change=on_change, on_unlisted=on_unlisted,
+                       on_relisted=on_relisted or (lambda _venue, _symbol: None), spawn=spawn)
             for symbol, book in consolidated.items()
         ]
         self.connections: list[VenueConnection] = []
@@ -83,16 +86,25 @@ class VenueFeed:
         """Ask the venue what it lists (or take the answer :meth:`ask_listing` had), then start following the rest
         on as few connections as its limits allow, and the audits."""
         asked, self._listing = self.ask_listing(), None  # a run started again after a failure asks again
-        listed = asked.get()
-        if listed is None:
+        listing = asked.get()
+        for feed in self.symbols:
+            if not self.venue.names(feed.symbol):
+                feed.unlist(f"{self.venue.title} has no name for it (its pairs are ASCII letters and digits)")
+        if listing is None:
             log.warning("%s: could not get the symbols it lists; trying every symbol (a snapshot's answer tells)",
                         self.venue.title)
         else:
             for feed in self.symbols:
-                if feed.symbol not in listed:
-                    feed.unlist(f"not in {self.venue.listing_url}")
-        self._on_listing(self.name, frozenset(f.symbol for f in self.symbols if not f.listed))
+                if feed.symbol not in listing:
+                    feed.unlist(f"not in {self.fetcher.listing_url}")
         following = [feed for feed in self.symbols if feed.listed]
+        if listing is not None:  # a symbol listed but not trading now is followed, and served once it trades
+            for feed in following:
+                if feed.symbol not in listing.trading:
+                    feed.unlist(f"{listing.statuses[feed.symbol]} in {self.fetcher.listing_url}", trading_later=True)
+        self._on_listing(self.name, frozenset(f.symbol for f in self.symbols if not f.listed))
+        for feed in following:
+            feed.carried = True
         if not following:
             return
         self.connections = self.split(following)
@@ -100,6 +112,32 @@ class VenueFeed:
             self._task(f"{connection.name} connection", connection.run)
         if self._settings.audit_interval:
             self._task(f"{self.name} audits", self._audit_loop)
+        self._task(f"{self.name} listing", self._listing_loop)
+
+    # -- the listing, read again -------------------------------------------------------------------------------
+
+    def _listing_loop(self) -> None:
+        """Read the venue's listing every ``--listing-interval``: a symbol that stops trading leaves, one that
+        trades again comes back with a fresh snapshot. Only the symbols on a connection can come back (one the
+        venue did not list at start is taken up when the service starts again)."""
+        while True:
+            gevent.sleep(self._settings.listing_interval)
+            listing = self.fetcher.listing(attempts=1)  # the next reading is the retry
+            if listing is not None:
+                self.apply_listing(listing)
+
+    def apply_listing(self, listing: Listing) -> None:
+        where = self.fetcher.listing_url
+        for feed in self.symbols:
+            if not feed.carried:
+                continue
+            status = listing.statuses.get(feed.symbol)
+            if feed.symbol in listing.trading:
+                feed.relist(f"{status} in {where}")
+            elif status is None:
+                feed.unlist(f"no longer in {where}", trading_later=True)
+            else:
+                feed.unlist(f"{status} in {where}", trading_later=True)
 
     def split(self, feeds: Sequence[SymbolFeed]) -> list[VenueConnection]:
         """The connections that carry ``feeds``: one, unless the venue's streams-per-connection limit needs more."""

@@ -32,7 +32,8 @@ from orderbook.book import PriceLevel
 from orderbook.prices import parse_decimal
 from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json, now_ms
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
-from orderbook.simulator.listing import (EXCHANGE_INFO_WEIGHT, ExchangeInfoError, exchange_info,
+from orderbook.simulator.listing import (EXCHANGE_INFO_WEIGHT, SILENT_STATUSES, SYMBOL_STATUS_FILTERS,
+                                          SYMBOL_STATUSES, ExchangeInfoError, exchange_info,
                                           parse_exchange_info_query)
 from orderbook.simulator.market import BookChange
 from orderbook.simulator.ratelimit import WeightLimiter, depth_weight
@@ -51,11 +52,12 @@ MAX_STREAMS_PER_CONNECTION = 1024
 
 # Stream names Binance knows (the simulator only feeds the diff-depth ones; the rest are accepted and silent).
 _STREAM = re.compile(
-    r"[a-z0-9]+@(?:depth(?:5|10|20)?(?:@(?:100|1000)ms)?|trade|aggTrade|bookTicker|ticker|miniTicker|avgPrice"
+    r"(?:[a-z0-9]|[^\W\x00-\x7f])+@(?:depth(?:5|10|20)?(?:@(?:100|1000)ms)?|trade|aggTrade|bookTicker|ticker|miniTicker|avgPrice"
     r"|kline_(?:1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M))"
 )
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-_SYMBOL_SYNTAX = re.compile(r"[A-Z0-9\-_.]{1,20}")
+_SYMBOL_SYNTAX = re.compile(r"(?:[A-Z0-9\-_.]|[^\W\x00-\x7f]){1,20}")
+"""``symbol`` may be Unicode since 2025-12 (CHANGELOG 2025-12-02; the testnet lists ``这是测试币456``)."""
 
 
 class RequestError(Exception):
@@ -135,6 +137,8 @@ class BinanceExchange(Exchange):
         self._hide = 0
         self._stale: _StaleSnapshot | None = None
         self._stale_count = 0
+        self.status = "TRADING"
+        """The symbol's trading status (enums.md), set by the ``status`` control operation."""
         self.markets[symbol] = self
 
     @property
@@ -147,7 +151,22 @@ class BinanceExchange(Exchange):
 
     # -- events ------------------------------------------------------------------------------------------
 
+    def set_status(self, status: str) -> dict[str, object]:
+        """Move the symbol to ``status`` (enums.md "Symbol status"): the listing shows it, a snapshot asked with
+        ``symbolStatus`` of another answers -1220, and in BREAK (and END_OF_DAY) the stream sends nothing."""
+        if status not in SYMBOL_STATUSES:
+            raise FaultError(f"status must be one of {', '.join(SYMBOL_STATUSES)}, got {status!r}")
+        self.count_fault("status")
+        previous, self.status = self.status, status
+        logger.info("binance: %s: %s -> %s", self.symbol, previous, status)
+        return {"status": status, "was": previous}
+
     def publish(self, change: BookChange) -> None:
+        if self.status in SILENT_STATUSES:
+            # "Market data is not generated during BREAK": the book moves on (so that what is served when it
+            # trades again must come from a fresh snapshot), nothing is sent, and no update id is spent.
+            self.apply_unsent(change)
+            return
         first = self.last_update_id + 1
         last = first + max(1, len(change) + self._ids.randint(-1, 3)) - 1
         self._deliver(first, last, change.bids, change.asks, format_levels(change.bids),
@@ -415,7 +434,9 @@ class BinanceExchange(Exchange):
         except ExchangeInfoError as error:
             return _error(400, error.code, error.msg, used)
         ticks = {symbol: market.model.tick for symbol, market in self.markets.items() if market.model is not None}
-        body = exchange_info(query, self.markets, self.limiter.limit, now_ms(), ticks)
+        statuses = {symbol: market.status for symbol, market in self.markets.items()
+                    if isinstance(market, BinanceExchange)}
+        body = exchange_info(query, self.markets, self.limiter.limit, now_ms(), ticks, statuses)
         return Response(200, json.dumps(body, separators=(",", ":")).encode(),
                         {"Content-Type": "application/json;charset=UTF-8", "X-MBX-USED-WEIGHT-1M": str(used)})
 
@@ -442,6 +463,12 @@ class BinanceExchange(Exchange):
         if limit < 1:
             return _error(400, -1100, "Illegal characters found in parameter 'limit'; legal range is "
                                       f"'[1, {MAX_DEPTH_LIMIT}]'.", used)
+        wanted = query.get("symbolStatus")
+        if wanted is not None and wanted not in SYMBOL_STATUS_FILTERS:
+            return _error(400, -1122, "Invalid symbolStatus.", used)
+        if wanted is not None and wanted != market.status:
+            # CHANGELOG 2025-10-28; errors.md: "The symbol's status does not match the requested symbolStatus."
+            return _error(400, -1220, "The symbol's status does not match the requested symbolStatus.", used)
         body = market._snapshot_text(limit)
         return self.delayed(Response(200, body.encode(), {"Content-Type": "application/json;charset=UTF-8",
                                                           "X-MBX-USED-WEIGHT-1M": str(used)}))

@@ -27,7 +27,7 @@ from orderbook.prices import format_decimal, parse_decimal
 from orderbook.simulator.config import MAX_REST_LAG
 from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
-from orderbook.simulator.listing import trading_pairs_info
+from orderbook.simulator.listing import BITSTAMP_TRADING, markets, trading_pairs_info
 from orderbook.simulator.market import TICK, BookChange
 from orderbook.simulator.wire import Request, Response, encode_text_frame
 
@@ -39,6 +39,7 @@ _CHANNEL = re.compile(r"(live_trades|live_orders|order_book|detail_order_book|fu
                       r"_([a-z0-9]+)")
 _ORDER_BOOK_PATH = re.compile(r"/api/v2/order_book/([a-z0-9]+)/?")
 _PAIRS_INFO_PATH = re.compile(r"/api/v2/trading-pairs-info/?")
+_MARKETS_PATH = re.compile(r"/api/v2/markets/?")
 LAG_MAX_PENDING = 1_000_000
 """Changes kept for the lagged REST book at most (some 10 s at 100,000 events/s); beyond that the oldest are
 applied early, so the lag shrinks rather than memory growing."""
@@ -59,9 +60,13 @@ class BitstampExchange(Exchange):
     """No ``403``: what Bitstamp's own firewall answers is not known here."""
 
     def __init__(self, pair: str, *, snapshot_delay: float = 0.0, rest_lag: float = 0.0,
-                 junk_rows: bool = False) -> None:
+                 junk_rows: bool = False, listing: str = "both") -> None:
+        """``listing``: the listing endpoints answered (``both``, ``markets``, ``trading-pairs-info``)."""
         super().__init__(snapshot_delay=snapshot_delay)
         self.pair = pair
+        self.listing = listing
+        self.trading = "Enabled"
+        """The market's ``trading``, set by the ``status`` control operation: "Disabled" stops its channel."""
         self.microtimestamp = int(time.time() * 1_000_000)
         self.junk_rows_in_snapshots = junk_rows
         self.counters["junk_snapshots_sent"] = 0
@@ -153,7 +158,21 @@ class BitstampExchange(Exchange):
             return format_decimal(amount)
         return ZERO_SPELLINGS[(self.counters["events"] + price // TICK) % len(ZERO_SPELLINGS)]
 
+    def set_status(self, status: str) -> dict[str, object]:
+        """Enable or disable the market (``trading``, as the listing shows it). A disabled market's channel sends
+        nothing (**Unverified**: what Bitstamp's stream does then is not documented; silence is the safe guess),
+        while its book moves on; its order book endpoint still answers."""
+        if status not in BITSTAMP_TRADING:
+            raise FaultError(f"status must be one of {', '.join(BITSTAMP_TRADING)}, got {status!r}")
+        self.count_fault("status")
+        previous, self.trading = self.trading, status
+        logger.info("bitstamp: %s: %s -> %s", self.pair, previous, status)
+        return {"status": status, "was": previous}
+
     def publish(self, change: BookChange) -> None:
+        if self.trading != "Enabled":
+            self.apply_unsent(change)
+            return
         us = self._next_microtimestamp()
         self._apply(change.bids, change.asks, us)
         self.counters["events"] += 1
@@ -248,9 +267,13 @@ class BitstampExchange(Exchange):
     # -- REST --------------------------------------------------------------------------------------------
 
     def rest(self, request: Request) -> Response | None:
-        if _PAIRS_INFO_PATH.fullmatch(request.path):
-            # The listing: every pair this venue serves, "Enabled" (see .listing). As spaced as the order book.
-            return Response(200, json.dumps(trading_pairs_info(self.markets)).encode(),
+        pairs = {pair: market.trading for pair, market in self.markets.items() if isinstance(market, BitstampExchange)}
+        if _MARKETS_PATH.fullmatch(request.path) and self.listing != "trading-pairs-info":
+            # The listing since 2026: every pair this venue serves, then a perpetual (see .listing).
+            return Response(200, json.dumps(markets(pairs)).encode(), {"Content-Type": "application/json"})
+        if _PAIRS_INFO_PATH.fullmatch(request.path) and self.listing != "markets":
+            # The obsolete listing, until the venue retires it. As spaced as the order book.
+            return Response(200, json.dumps(trading_pairs_info(pairs)).encode(),
                             {"Content-Type": "application/json"})
         match = _ORDER_BOOK_PATH.fullmatch(request.path)
         market = self.markets.get(match.group(1)) if match is not None else None

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from orderbook.arguments import OneLineParser, number, one_of, whole_number
 from orderbook.simulator.listing import split_symbol
+from orderbook.symbol_state import SYMBOL, canonical_symbol
+
+BITSTAMP_LISTINGS = ("both", "markets", "trading-pairs-info")
 
 MAX_RATE = 100_000.0
 """Events per second per exchange (for each symbol); the benchmark needs at least 20,000."""
@@ -62,6 +65,9 @@ class SimulatorConfig:
     """Seconds by which Bitstamp's REST book lags its stream: the snapshot is the book as it was then, with that
     moment's microtimestamp (0.07 to 2.6 s in the recordings, see docs/protocols.md); 0: the current book."""
     bitstamp_junk_rows: bool = False
+    bitstamp_listing: str = "both"
+    """Which listing endpoints Bitstamp answers: ``both``, ``markets`` (``GET /api/v2/markets/`` only: the old one
+    retired, 404) or ``trading-pairs-info`` (the old one only, as before 2026: the new one 404)."""
     """Every Bitstamp REST snapshot's bids end with a price-0 row, then ``null``: both seen from the real venue
     (gocryptotrader ``filterOrderbookZeroBidPrice``; ccxt issue 13043). The true book holds neither."""
     replay_binance: str | None = None
@@ -81,12 +87,17 @@ class SimulatorConfig:
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} out of range")
         for symbol in self.symbols:
-            if not symbol.isalnum() or not symbol.isupper() or not symbol.isascii():
-                raise ConfigError(f"symbol must be upper-case letters and digits, got {symbol!r}")
             try:
                 split_symbol(symbol)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+            if not SYMBOL.fullmatch(symbol) or symbol != canonical_symbol(symbol):
+                raise ConfigError(f"symbol must be upper-case letters and digits (letters of any script: those "
+                                  f"without case as they are), 2 to 20, got {symbol!r}")
+        for symbol in self.bitstamp_symbols:
+            if not (symbol.isascii() and symbol.isalnum()):
+                raise ConfigError(f"Bitstamp's pairs are ASCII letters and digits: it cannot list {symbol!r} (serve "
+                                  "it with --binance-only-symbol)")
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"symbol listed twice in {','.join(self.symbols)} (a symbol is served on both venues, "
                               "on Binance only or on Bitstamp only)")
@@ -113,6 +124,9 @@ class SimulatorConfig:
                               f"{self.binance_shutdown_notice}")
         if not 0 <= self.bitstamp_rest_lag <= MAX_REST_LAG:
             raise ConfigError(f"bitstamp_rest_lag must be in [0, {MAX_REST_LAG:g}], got {self.bitstamp_rest_lag}")
+        if self.bitstamp_listing not in BITSTAMP_LISTINGS:
+            raise ConfigError(f"bitstamp_listing must be one of {', '.join(BITSTAMP_LISTINGS)}, "
+                              f"got {self.bitstamp_listing!r}")
         if self.probe_every < 0:
             raise ConfigError(f"probe_every must be >= 0, got {self.probe_every}")
         if self.replay_speed not in ("recorded", "max"):
@@ -193,6 +207,9 @@ def parser() -> OneLineParser:
                    help="send serverShutdown this long before the age cut (0: no notice) (default %(default)s)")
     p.add_argument("--bitstamp-rest-lag", type=number, default=0.0, metavar="SECONDS",
                    help="Bitstamp's REST snapshot is the book as it was this long ago (default %(default)s)")
+    p.add_argument("--bitstamp-listing", default="both", choices=BITSTAMP_LISTINGS,
+                   help="Bitstamp's listing endpoints: both GET /api/v2/markets/ and the obsolete trading-pairs-info "
+                   "(default), markets only (the old one retired: 404), or trading-pairs-info only (before 2026)")
     p.add_argument("--bitstamp-junk-rows", action="store_true",
                    help="end every Bitstamp snapshot's bids with a price-0 row and a null row, as the venue has")
     p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX",
@@ -253,6 +270,7 @@ def from_args(args: argparse.Namespace) -> SimulatorConfig:
         binance_shutdown_notice=args.binance_shutdown_notice,
         bitstamp_rest_lag=args.bitstamp_rest_lag,
         bitstamp_junk_rows=args.bitstamp_junk_rows,
+        bitstamp_listing=args.bitstamp_listing,
         replay_binance=args.replay_binance,
         replay_bitstamp=args.replay_bitstamp,
         replay_speed=args.replay_speed,

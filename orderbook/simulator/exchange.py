@@ -294,6 +294,10 @@ class Exchange:
         self.apply_unsent(change)
         return {"price": format_decimal(price), "amount": format_decimal(new), "side": side}
 
+    def set_status(self, status: str) -> dict[str, object]:
+        """The market's trading status, as the venue's listing shows it (each venue its own)."""
+        raise FaultError(f"{self.name}: no trading status")
+
     def sweep(self, side: str, levels: int) -> dict[str, object]:
         """One ordinary diff (sequence advancing as usual) that removes the best ``levels`` levels of ``side``, as
         a large market order does: the book leaves the range of a client's depth-limited snapshot.

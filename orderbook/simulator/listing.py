@@ -87,9 +87,18 @@ SYMBOL_PERMISSION_SETS = (("SPOT", "MARGIN"),)
 """Every simulated symbol's ``permissionSets``: the documented example, ``[["SPOT","MARGIN"]]``."""
 SYMBOL_STATUS_FILTERS = ("TRADING", "HALT", "BREAK")
 """rest-api.md, ``symbolStatus``: "Valid values: TRADING, HALT, BREAK"."""
+SYMBOL_STATUSES = ("TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")
+"""enums.md "Symbol status"; ``CANCEL_ONLY`` since 2026-07-07 (CHANGELOG 2026-07-01)."""
+SILENT_STATUSES = frozenset({"BREAK", "END_OF_DAY"})
+"""Statuses in which the simulator's stream sends nothing: "Market data is not generated during BREAK"
+(faqs/spot_glossary.md). HALT and CANCEL_ONLY: "Market data is still generated". END_OF_DAY has no documented
+meaning: **Unverified**, taken as a break."""
 PARAMETERS = ("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus")
 
-_SYMBOL = r"[A-Z0-9\-_.]{1,20}"
+_SYMBOL = r"(?:[A-Z0-9\-_.]|[^\W\x00-\x7f]){1,20}"
+"""The quoted range, widened to letters and digits of any script: ``symbol`` and ``symbols`` take Unicode values
+since 2025-12 (CHANGELOG 2025-12-02). The error text still quotes the old range (what Binance answers now for a
+malformed symbol is not documented)."""
 _SYMBOL_RANGE = "^[A-Z0-9-_.]{1,20}$"
 _SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
 """The legal range Binance quotes for ``symbols`` in its -1100 error (client reports, e.g. ccxt/go-binance #267)."""
@@ -191,19 +200,21 @@ MAX_PRICE_TICKS = 10**9
 ETHBTC_MAX_PRICE = 922_327 * SCALE
 
 
-def binance_symbol(symbol: str, show_permission_sets: bool = True, tick: int = TICK) -> dict[str, object]:
+def binance_symbol(symbol: str, show_permission_sets: bool = True, tick: int = TICK,
+                   status: str = "TRADING") -> dict[str, object]:
     """One entry of ``symbols``, with the fields and order of the documented example (rest-api.md).
 
-    Always ``"status": "TRADING"``. The price filter's tick and the lot size's step are the simulated market's
-    (``tick``, :data:`LOT`), and ``maxPrice`` is above its prices; the other limits are those of the real ETHBTC
-    (a 2025-06 capture, see docs/protocols.md). ``permissions`` is empty since the move to ``permissionSets``
-    (CHANGELOG 2024-04-02, in effect 2024-04-25); ``showPermissionSets=false`` leaves ``permissionSets`` empty.
+    ``status``: the symbol's (``TRADING`` unless the control API changed it). The price filter's tick and the lot
+    size's step are the simulated market's (``tick``, :data:`LOT`), and ``maxPrice`` is above its prices; the other
+    limits are those of the real ETHBTC (a 2025-06 capture, see docs/protocols.md). ``permissions`` is empty since
+    the move to ``permissionSets`` (CHANGELOG 2024-04-02, in effect 2024-04-25); ``showPermissionSets=false``
+    leaves ``permissionSets`` empty.
     """
     base, quote = split_symbol(symbol)
     max_price = max(ETHBTC_MAX_PRICE, MAX_PRICE_TICKS * tick)
     return {
         "symbol": symbol,
-        "status": "TRADING",
+        "status": status,
         "baseAsset": base,
         "baseAssetPrecision": 8,
         "quoteAsset": quote,
@@ -252,23 +263,26 @@ def rate_limits(weight_limit: int) -> list[dict[str, object]]:
 
 
 def exchange_info(query: ExchangeInfoQuery, listed: Iterable[str], weight_limit: int,
-                  server_time: int, ticks: Mapping[str, int] | None = None) -> dict[str, Any]:
+                  server_time: int, ticks: Mapping[str, int] | None = None,
+                  statuses: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The body: the symbols asked for in the order asked (all listed ones, in listing order, when none were),
-    those the ``permissions`` and ``symbolStatus`` filters keep (every simulated symbol is TRADING with the
-    permission set SPOT, MARGIN). ``ticks``: each symbol's tick (:data:`TICK` for one not in it: a replay's)."""
-    ticks = ticks or {}
+    those the ``permissions`` and ``symbolStatus`` filters keep (every simulated symbol has the permission set
+    SPOT, MARGIN). ``ticks``: each symbol's tick (:data:`TICK` for one not in it: a replay's); ``statuses``: each
+    symbol's status (``TRADING`` for one not in it)."""
+    ticks, statuses = ticks or {}, statuses or {}
     if query.symbols is not None:
         chosen = list(query.symbols)
     else:
         permitted = any(query.permissions & set(permission_set) for permission_set in SYMBOL_PERMISSION_SETS)
-        trading = query.status in (None, "TRADING")
-        chosen = list(listed) if permitted and trading else []
+        chosen = [symbol for symbol in listed if permitted
+                  and query.status in (None, statuses.get(symbol, "TRADING"))]
     return {
         "timezone": "UTC",
         "serverTime": server_time,
         "rateLimits": rate_limits(weight_limit),
         "exchangeFilters": [],
-        "symbols": [binance_symbol(symbol, query.show_permission_sets, ticks.get(symbol, TICK)) for symbol in chosen],
+        "symbols": [binance_symbol(symbol, query.show_permission_sets, ticks.get(symbol, TICK),
+                                   statuses.get(symbol, "TRADING")) for symbol in chosen],
     }
 
 
@@ -281,8 +295,12 @@ MINIMUM_ORDER = SCALE // 1000
 """0.001 in the counter currency: the real ETH/BTC's ``"minimum_order": "0.001 BTC"``."""
 
 
-def bitstamp_pair(pair: str) -> dict[str, object]:
-    """One row: the fields, in order, of Bitstamp's ``TradingPairsInfoResponse``, every pair ``"Enabled"``."""
+BITSTAMP_TRADING = ("Enabled", "Disabled")
+"""A market's ``trading``: "Enabled" when it trades (ccxt reads ``active`` as ``trading == 'Enabled'``)."""
+
+
+def bitstamp_pair(pair: str, trading: str = "Enabled") -> dict[str, object]:
+    """One row: the fields, in order, of Bitstamp's ``TradingPairsInfoResponse``."""
     base, quote = split_symbol(pair)
     return {
         "name": f"{base}/{quote}",
@@ -291,11 +309,55 @@ def bitstamp_pair(pair: str) -> dict[str, object]:
         "counter_decimals": BITSTAMP_DECIMALS,
         "instant_order_counter_decimals": BITSTAMP_DECIMALS,
         "minimum_order": f"{format_decimal(MINIMUM_ORDER, BITSTAMP_DECIMALS)} {quote}",
-        "trading": "Enabled",
-        "instant_and_market_orders": "Enabled",
+        "trading": trading,
+        "instant_and_market_orders": trading,
         "description": f"{ASSET_NAMES.get(base, base)} / {ASSET_NAMES.get(quote, quote)}",
     }
 
 
-def trading_pairs_info(pairs: Iterable[str]) -> list[dict[str, object]]:
-    return [bitstamp_pair(pair) for pair in pairs]
+def trading_pairs_info(pairs: Mapping[str, str]) -> list[dict[str, object]]:
+    """``GET /api/v2/trading-pairs-info/`` (obsolete since 2026: replaced by ``/api/v2/markets/``): ``pairs`` maps
+    each pair to its ``trading``."""
+    return [bitstamp_pair(pair, trading) for pair, trading in pairs.items()]
+
+
+# -- Bitstamp: GET /api/v2/markets/ ------------------------------------------------------------------------------
+
+
+def bitstamp_market(pair: str, trading: str = "Enabled") -> dict[str, object]:
+    """One spot row of ``GET /api/v2/markets/``, the fields in the order ccxt's bitstamp ``fetchMarkets`` documents
+    them since it moved to this endpoint (ccxt PR #27924): ``market_symbol`` where the old rows had ``url_symbol``,
+    ``base_currency``/``counter_currency``, ``minimum_order_value`` (a number, no currency), ``market_type``."""
+    base, quote = split_symbol(pair)
+    return {
+        "name": f"{base}/{quote}",
+        "market_symbol": pair.lower(),
+        "base_currency": base,
+        "base_decimals": BITSTAMP_DECIMALS,
+        "counter_currency": quote,
+        "counter_decimals": BITSTAMP_DECIMALS,
+        "minimum_order_value": format_decimal(MINIMUM_ORDER, BITSTAMP_DECIMALS),
+        "trading": trading,
+        "instant_order_counter_decimals": BITSTAMP_DECIMALS,
+        "instant_and_market_orders": trading,
+        "description": f"{ASSET_NAMES.get(base, base)} / {ASSET_NAMES.get(quote, quote)}",
+        "market_type": "SPOT",
+    }
+
+
+PERPETUAL_EXAMPLE: dict[str, object] = {
+    "name": "BTC/USD-PERP", "market_symbol": "btcusd-perp", "base_currency": "BTC", "base_decimals": 5,
+    "counter_currency": "USD", "counter_decimals": 0, "minimum_order_value": "10",
+    "maximum_order_value": "500000.00000000", "minimum_order_amount": "0.00001000",
+    "maximum_order_amount": "10.00000000", "trading": "Enabled", "instant_order_counter_decimals": 2,
+    "instant_and_market_orders": "Enabled", "description": "Bitcoin / U.S. dollar Perpetual",
+    "market_type": "PERPETUAL", "underlying_asset": "Kaiko BTC Benchmark Reference Rate", "payoff_type": "Linear",
+    "contract_size": "1.00000000", "isin": "EZHKD4DNKHY3",
+}
+"""The perpetual row ccxt documents: the new endpoint lists derivatives beside spot pairs, and a client must not take
+``btcusd-perp`` for a spot book."""
+
+
+def markets(pairs: Mapping[str, str]) -> list[dict[str, object]]:
+    """``GET /api/v2/markets/``: every spot pair (``pairs`` maps each to its ``trading``), then a perpetual."""
+    return [*(bitstamp_market(pair, trading) for pair, trading in pairs.items()), PERPETUAL_EXAMPLE]

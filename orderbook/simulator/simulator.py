@@ -24,6 +24,7 @@ from orderbook.simulator.market import ModelParams, VenueModel
 from orderbook.simulator.probe import ProbeError, ProbeLog
 from orderbook.simulator.reference import market_params
 from orderbook.simulator.wire import WireServer
+from orderbook.symbol_state import canonical_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ _FAULTS: dict[str, _Fault] = {
     "lose_change": _Fault(EXCHANGES, {"side": "bid", "index": 2},
                           lambda ex, side, index: ex.lose_change(side, index)),
     "sweep": _Fault(EXCHANGES, {"side": "bid", "levels": 20}, lambda ex, side, levels: ex.sweep(side, levels)),
+    "status": _Fault(EXCHANGES, {"status": _REQUIRED}, lambda ex, status: ex.set_status(status)),
 }
 FAULT_NAMES = (*_FAULTS, "cross")
 
@@ -114,7 +116,7 @@ class Simulator:
                                        shutdown_notice=config.binance_shutdown_notice)
         self.bitstamp = BitstampExchange(bitstamp_rec.symbol if bitstamp_rec else config.pair,
                                          snapshot_delay=config.snapshot_delay, rest_lag=config.bitstamp_rest_lag,
-                                         junk_rows=config.bitstamp_junk_rows)
+                                         junk_rows=config.bitstamp_junk_rows, listing=config.bitstamp_listing)
         self.markets: dict[str, tuple[BinanceExchange | None, BitstampExchange | None]] = {
             config.symbol: (self.binance, self.bitstamp)}
         """Every symbol's market on each venue (None on a venue that does not serve it), the default first (a
@@ -220,8 +222,8 @@ class Simulator:
         """A served symbol, upper case (None: the default); FaultError for any other."""
         if symbol is None:
             return self.config.symbol
-        if isinstance(symbol, str) and symbol.upper() in self.markets:
-            return symbol.upper()
+        if isinstance(symbol, str) and canonical_symbol(symbol) in self.markets:
+            return canonical_symbol(symbol)
         served = ", ".join(list(self.markets)[:10]) + (" ..." if len(self.markets) > 10 else "")
         raise FaultError(f"symbol must be one of the symbols served ({served}), got {symbol!r}")
 
@@ -305,7 +307,7 @@ class Simulator:
     def stats(self) -> dict[str, object]:
         return {
             "paused": self.pause_switch.paused,
-            **{name: {**self.exchange(name).stats(), "rate": feed.rate,
+            **{name: {**self.exchange(name).stats(), **self.servers[name].keepalive, "rate": feed.rate,
                       "source": "replay" if isinstance(feed, ReplayFeed) else "model",
                       "markets": {symbol: market.market_stats()
                                   for symbol, markets in self.markets.items()

@@ -204,6 +204,9 @@ class _Limits:
     max_unread_messages: int
     ping_interval: float | None
     pong_timeout: float | None
+    keepalive: dict[str, float]
+    """Shared by the server's connections: ``pong_delay_max`` (seconds from a ping to the pong that answered it, the
+    worst seen) and ``pong_timeouts`` (connections dropped for a late pong)."""
 
 
 class WebSocket:
@@ -465,10 +468,13 @@ class WebSocket:
         while not self.closed:
             now = time.monotonic()
             if pending_since is not None and self.last_pong_at >= pending_since:
+                stats = self._limits.keepalive
+                stats["pong_delay_max"] = max(stats["pong_delay_max"], self.last_pong_at - pending_since)
                 pending_since = None
             deadline = None if pending_since is None or pong_timeout is None else pending_since + pong_timeout
             if deadline is not None and now >= deadline:
                 logger.info("%s: dropping %s: no pong within %.1f s", self._limits.name, self, pong_timeout)
+                self._limits.keepalive["pong_timeouts"] += 1
                 self.abort()
                 return
             if now >= next_ping:
@@ -520,8 +526,9 @@ class WireServer:
         self._port = port
         self._http = http
         self._ws = ws
+        self.keepalive: dict[str, float] = {"pong_delay_max": 0.0, "pong_timeouts": 0}
         self._limits = _Limits(name, max_message_bytes, max_queued_bytes, max_unread_messages,
-                               ping_interval, pong_timeout)
+                               ping_interval, pong_timeout, self.keepalive)
         self._name = name
         self._server: StreamServer | None = None
         self._pool = Pool()
