@@ -26,6 +26,12 @@ MAX_BURST_SECONDS = 0.05
 """After a stall, catch up at most this much time's worth of events at once (the rate is best effort)."""
 REPLAY_MAX_BATCH = 200
 """At ``max`` replay speed, yield to other greenlets after this many frames."""
+BURST_YIELD_EVENTS = 1_000
+"""A burst lets the other greenlets run after this many events (about 16 ms of model steps here)."""
+BURST_YIELD_SECONDS = 0.0001
+"""A timer, however short, not ``sleep(0)``: that only queues a callback, and the hub runs up to 50 callbacks before
+it polls sockets and timers again (50 x 16 ms of steps: the keep-alive woke 0.2-0.35 s late); a timer is a full turn
+of the loop."""
 
 
 class Pause:
@@ -91,6 +97,8 @@ class ModelFeed(_Driver):
         self.probes = probes or ProbeLog()
         self._pause = pause
         self._since_probe = 0
+        self._bursts = 0
+        """Bursts being queued: the paused market's periodic flush waits for them (Binance's 1000 ms frame)."""
 
     def _run(self) -> None:
         exchange, model = self.exchange, self.model
@@ -104,8 +112,9 @@ class ModelFeed(_Driver):
             now = time.monotonic()
             if self._pause.paused:
                 last, carry = now, 0.0
-                for each in exchanges:
-                    each.flush(now)
+                if not self._bursts:
+                    for each in exchanges:
+                        each.flush(now)
                 continue
             due = carry + self.rate * (now - last)
             count = int(due)
@@ -133,13 +142,31 @@ class ModelFeed(_Driver):
 
     def burst(self, events: int) -> float:
         """``events`` events queued at once, the last a probe: a client that shows its marker has them all (as far as
-        the top it sees can say). Returns when they were queued: their writing starts then."""
+        the top it sees can say). Returns when they were queued: their writing starts then.
+
+        Stepping the model takes seconds for a large burst (about 60,000 events a second here): the hub gets a turn
+        every :data:`BURST_YIELD_EVENTS` events, so that the venue's keep-alive pings, its readers (pongs) and the
+        control API go on meanwhile, and the venue's connections hold their data frames (:meth:`WebSocket.hold`)
+        until the last event is queued, so that what is sent, in what order, and when its writing starts are as if
+        every event were queued in one go. (Stepping 300,000 events without a turn froze the simulator for 5 s: its
+        keep-alive woke 4 s late.)"""
         exchange, step = self.exchange, self.model.step
-        for _ in range(events - 1):
-            exchange.publish(step())
-        self._publish_probe()
-        queued_at = time.monotonic()
-        exchange.flush(queued_at)
+        held = [session.ws for session in exchange.venue.sessions]
+        for ws in held:
+            ws.hold()
+        self._bursts += 1
+        try:
+            for index in range(1, events):
+                exchange.publish(step())
+                if index % BURST_YIELD_EVENTS == 0:
+                    gevent.sleep(BURST_YIELD_SECONDS)
+            self._publish_probe()
+            queued_at = time.monotonic()
+            exchange.flush(queued_at)
+        finally:
+            self._bursts -= 1
+            for ws in held:
+                ws.release()
         return queued_at
 
     def _publish_probe(self) -> None:

@@ -8,8 +8,11 @@ Binance serves REST and WebSocket on the same port.
 Each connection has its own greenlet (the HTTP loop, then the venue's WebSocket handler). An upgraded connection
 adds a reader greenlet, which always reads the socket so pings and close frames are answered even when the
 handler never calls ``receive()``, and a writer greenlet, which drains a queue of encoded frames in batches so
-``send_*`` never blocks the caller. All of it is cooperative gevent code: it works in a monkey-patched process
-and in an unpatched one, provided every call is made from the thread that runs the gevent hub.
+``send_*`` never blocks the caller. Pings and pongs have a queue of their own, which the writer empties first: a
+control frame goes out between data frames (RFC 6455 section 5.4), ahead of every data frame not yet written, as
+a server's keep-alive does; only the batch being written and what the kernel already holds are ahead of it. All of
+it is cooperative gevent code: it works in a monkey-patched process and in an unpatched one, provided every call
+is made from the thread that runs the gevent hub.
 """
 
 from __future__ import annotations
@@ -236,6 +239,12 @@ class WebSocket:
         self._limits = limits
         self._on_finished = on_finished
         self._out: deque[bytes] = deque()
+        self._control: deque[bytes] = deque()
+        """Pings and pongs, written ahead of the data frames in ``_out``."""
+        self._holds = 0
+        """Callers of :meth:`hold` not yet released: data frames wait meanwhile."""
+        self._ping_pending_since: float | None = None
+        """When the oldest keep-alive ping no pong has answered yet was queued."""
         self._queued = 0
         self._wake = Event()
         self._finished = Event()
@@ -266,7 +275,16 @@ class WebSocket:
 
     def send_ping(self, payload: bytes = b"") -> None:
         if not self.silenced:
-            self._enqueue(_frame(_OP_PING, payload[:125]))
+            self._enqueue(_frame(_OP_PING, payload[:125]), control=True)
+
+    def hold(self) -> None:
+        """Queue data frames without writing them until :meth:`release` (control frames still go out): a backlog
+        built over several turns of the hub reaches the socket as if it had been queued at once."""
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
+        self._wake.set()
 
     def receive(self, timeout: float | None = None) -> str | None:
         """The next message from the client, or None once the connection is closed.
@@ -308,10 +326,10 @@ class WebSocket:
         if self._limits.ping_interval:
             gevent.spawn(self._keepalive_loop, self._limits.ping_interval, self._limits.pong_timeout)
 
-    def _enqueue(self, frame: bytes) -> None:
+    def _enqueue(self, frame: bytes, control: bool = False) -> None:
         if self.closed:
             return
-        self._out.append(frame)
+        (self._control if control else self._out).append(frame)
         self._queued += len(frame)
         if self._queued > self._limits.max_queued_bytes:
             logger.info("%s: dropping slow client %s with %d bytes queued", self._limits.name, self, self._queued)
@@ -320,18 +338,20 @@ class WebSocket:
         self._wake.set()
 
     def _write_loop(self) -> None:
-        out = self._out
+        out, control = self._out, self._control
         try:
             while not self._dead:
-                if not out:
-                    if self._close_frame is not None:
+                data = bool(out) and (not self._holds or self._close_frame is not None)
+                if not control and not data:
+                    if self._close_frame is not None and not out:
                         break
                     self._wake.clear()
                     self._wake.wait()
                     continue
-                batch = [out.popleft()]
-                size = len(batch[0])
-                while out and size < WRITE_BATCH_BYTES:
+                batch = list(control)
+                control.clear()
+                size = sum(map(len, batch))
+                while data and out and size < WRITE_BATCH_BYTES:
                     batch.append(out.popleft())
                     size += len(batch[-1])
                 self._queued -= size
@@ -417,10 +437,11 @@ class WebSocket:
                 if self.on_control_frame is not None:
                     self.on_control_frame("ping")
                 if not self.silenced:
-                    self._enqueue(_frame(_OP_PONG, payload))  # dropped if the hook closed the connection
+                    # Dropped if the hook closed the connection.
+                    self._enqueue(_frame(_OP_PONG, payload), control=True)
                 continue
             if opcode == _OP_PONG:
-                self.last_pong_at = time.monotonic()
+                self._on_pong()
                 if self.on_control_frame is not None:
                     self.on_control_frame("pong")
                 continue
@@ -461,16 +482,22 @@ class WebSocket:
             self._close_frame = _frame(_OP_CLOSE, payload[:2])
             self._wake.set()
 
+    def _on_pong(self) -> None:
+        """Any pong answers every ping sent before it, whatever its payload: Binance's stream endpoint is reported
+        not to check it (docs/protocols.md). The delay is taken as the pong is read, from the oldest ping it answers."""
+        self.last_pong_at = now = time.monotonic()
+        if self._ping_pending_since is not None:
+            stats = self._limits.keepalive
+            stats["pong_delay_max"] = max(stats["pong_delay_max"], now - self._ping_pending_since)
+            self._ping_pending_since = None
+
     def _keepalive_loop(self, interval: float, pong_timeout: float | None) -> None:
-        """Ping every ``interval``; drop the client if a ping stays unanswered for ``pong_timeout``."""
+        """Ping every ``interval``; drop the client if a ping stays unanswered for ``pong_timeout``. Pings go ahead
+        of the data frames not yet written (:meth:`_enqueue`), so a client that reads on answers them in time."""
         next_ping = time.monotonic() + interval
-        pending_since: float | None = None  # when the oldest ping still waiting for a pong was sent
         while not self.closed:
             now = time.monotonic()
-            if pending_since is not None and self.last_pong_at >= pending_since:
-                stats = self._limits.keepalive
-                stats["pong_delay_max"] = max(stats["pong_delay_max"], self.last_pong_at - pending_since)
-                pending_since = None
+            pending_since = self._ping_pending_since
             deadline = None if pending_since is None or pong_timeout is None else pending_since + pong_timeout
             if deadline is not None and now >= deadline:
                 logger.info("%s: dropping %s: no pong within %.1f s", self._limits.name, self, pong_timeout)
@@ -481,7 +508,7 @@ class WebSocket:
                 if not self.silenced:
                     self.send_ping()
                     if pending_since is None:
-                        pending_since = now
+                        self._ping_pending_since = now
                 next_ping = now + interval
                 continue
             wake_at = next_ping if deadline is None else min(next_ping, deadline)
@@ -494,6 +521,7 @@ class WebSocket:
         self._dead = True
         self.closed = True
         self._out.clear()
+        self._control.clear()
         self._queued = 0
         self._inbox.put(None)
         self._wake.set()

@@ -120,30 +120,38 @@ def test_a_snapshot_answered_1220_leaves_the_symbol_out_at_once(simulator_factor
     assert server.terminate() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="open: the simulator resets Binance's connection during the 300,000-event "
-                   "burst (a pong over 3 s late, or its 64 MiB send queue: not yet told apart), so the book is not "
-                   "back by the deadline")
+PING_INTERVAL = 1.0
+PONG_TIMEOUT = 5.0
+"""Binance's 20 s and 60 s, scaled down so that several pings fall within the overload. A ping a second keeps the
+pongs well under Binance's 5 incoming messages a second, the service's own keep-alive pings included. The kernel's
+buffers are not scaled down with them: a pong is 0.4-0.7 s late here, 1.3-2.1 s beside ``stress --cpu 2``."""
+BURST = 300_000
+"""Events queued at once: 53 MB of frames (under the simulator's 64 MiB a connection), 5-6 s of reading for the
+service here, 10-15 s beside ``stress --cpu 2``."""
+
+
 def test_pongs_go_out_in_time_while_the_reader_is_saturated(simulator_factory, server_factory, reader_factory):
-    """Binance pings every 20 s and drops a connection whose pong is a minute late; scaled down here to a ping
-    every second and 3 s (pongs count against its 5 messages a second), while a burst of events keeps the
-    service's reader busy for seconds: each ping is answered when the reader reaches it, so it is late by what was
-    queued before it, never by what the service does with the frames after it."""
-    simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC", "--binance-ping-interval", "1",
-                                  "--binance-pong-timeout", "3")
+    """A burst keeps the service's reader busy for seconds. The simulator pings ahead of the frames it has not
+    written yet, as a server's keep-alive does, so a ping is behind only what the kernel holds (about 4 MB, the
+    simulator's socket send buffer) and its pong is late by the time the reader takes to read that, a tenth of the
+    backlog's: no pong over the timeout, the connection kept, the book exact once the backlog is read. (Were the
+    pings queued behind the backlog, the pong would be as late as the backlog is long.)"""
+    simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC", "--binance-ping-interval", str(PING_INTERVAL),
+                                  "--binance-pong-timeout", str(PONG_TIMEOUT))
     server = server_factory(simulator.urls, "--symbol", "ETHBTC", "--max-lag", "60", "--audit-interval", "0",
                             *SMALL_SNAPSHOTS)
     server.wait_serving()
     states_until(server, lambda s: s["ETHBTC"][1] == BOTH, "ETHBTC in step on both venues")
     reader = reader_factory(server.target, "ETHBTC")
     simulator.control.pause()
-    started = time.monotonic()
-    simulator.control.burst("binance", 300_000)
-    wait_until_matches_truth(reader, lambda: Book.from_truth(simulator.control.truth(10)["merged"]), 60)
-    busy = time.monotonic() - started
+    queued_at = simulator.control.burst("binance", BURST)["queued_at"]  # this host's monotonic clock
+    wait_until_matches_truth(reader, lambda: Book.from_truth(simulator.control.truth(10)["merged"]), 120)
+    busy = time.monotonic() - queued_at
     stats = simulator.control.stats()["binance"]
-    assert busy > 1.0, f"the burst took {busy:.2f} s: not a saturated reader"  # several pings fell within it
-    assert stats["pong_timeouts"] == 0, stats
-    assert stats["pong_delay_max"] < 3.0, stats
+    delay = stats["pong_delay_max"]
+    print(f"reader busy {busy:.1f} s with the backlog; the latest pong {delay:.2f} s after its ping")
+    assert busy > 3 * PING_INTERVAL, f"the backlog took {busy:.2f} s to read: not a saturated reader"
+    assert stats["pong_timeouts"] == 0 and stats["flood_disconnects"] == 0, stats
+    assert delay < busy / 4, f"a pong {delay:.2f} s late, behind the backlog ({busy:.1f} s), not the kernel's bytes"
     assert scrape(server.metrics_port).value("orderbook_exchange_connects_total", exchange="binance") == 1
-    print(f"reader busy {busy:.1f} s; the latest pong {stats['pong_delay_max']:.2f} s after its ping")
     assert server.terminate() == 0

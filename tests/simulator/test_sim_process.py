@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 import requests
 from simulator_support import connect, recv_json
 
-from orderbook.simulator.process import EXCHANGE_SIM, SimulatorError, SimulatorProcess
+from orderbook.simulator.process import EXCHANGE_SIM, SimulatorControl, SimulatorError, SimulatorProcess
 from tests.support.waiting import wait_until
 
 
@@ -110,3 +112,36 @@ def test_a_burst_queues_its_events_at_once_and_leaves_the_truth_where_they_end(m
                                       {"exchange": "binance", "events": 1, "rate": 2}]
     for bad in refused:
         assert requests.post(f"{process.urls['control']}/burst", json=bad, timeout=5).status_code == 400
+
+
+def test_a_long_burst_keeps_the_keepalive_and_the_control_api_going(make_sim):
+    """The model steps of a long burst take turns with the rest of the simulator: pings go out and pongs are read
+    meanwhile, and the control API answers, while the data frames wait to go out together once all are queued."""
+    process = make_sim("--rate", "20", "--binance-ping-interval", "0.25", "--binance-pong-timeout", "0.75")
+    control = process.control
+    ws = connect(f"{process.urls['binance_ws']}/ws/ethbtc@depth@100ms")
+    recv_json(ws)
+    control.pause()
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 0.5:  # what was sent before the pause (pings keep coming)
+        if ws.recv_data_frame(control_frame=True)[0] != 0x9:
+            quiet_since = time.monotonic()
+    events = 150_000  # 2.5 s of model steps here
+    answer: dict[str, Any] = {}
+    other = SimulatorControl(process.urls["control"])  # a requests.Session is not shared between threads
+    bursting = threading.Thread(target=lambda: answer.update(other.burst("binance", events)))
+    bursting.start()
+    ws.settimeout(20)
+    pings = 0
+    while (frame := ws.recv_data_frame(control_frame=True))[0] == 0x9:  # answered by websocket-client (4 a second:
+        # under Binance's 5 messages)
+        pings += 1
+        assert control.stats()["binance"]["connections_open"] == 1  # the control API answers meanwhile
+    bursting.join(30)
+    assert pings >= 3, f"{pings} pings while the burst was queued"
+    assert answer["events"] == events and "U" in json.loads(frame[1].data)  # then the data, all of it
+    received = 1 + sum(1 for _ in range(events - 1) if ws.recv())
+    stats = control.stats()["binance"]
+    assert received == events and stats["pong_timeouts"] == 0 and stats["pong_delay_max"] < 0.75, stats
+    other.end_session()
+    ws.close()

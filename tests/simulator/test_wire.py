@@ -408,6 +408,55 @@ def test_server_pings_keep_a_client_that_pongs(serve: Callable[..., WireServer])
     assert opcodes.count(OP_PING) >= 5 and set(opcodes) == {OP_PING}
     assert server.connections() == [conn] and not conn.closed
     assert conn.last_pong_at > connected_at
+    assert 0 < server.keepalive["pong_delay_max"] < 0.3 and server.keepalive["pong_timeouts"] == 0
+
+
+def test_pings_and_pongs_go_out_ahead_of_data_frames_not_yet_written(serve: Callable[..., WireServer]) -> None:
+    """Held data frames (a burst being queued) wait; a ping, and the pong to a client's ping, do not."""
+    server = serve(ws=idle)
+    client = ws_connect(server)
+    conn = only_connection(server)
+    conn.hold()
+    for i in range(1000):
+        conn.send_text(f"m{i}")
+    conn.send_ping(b"keep")
+
+    def next_frame() -> tuple[int, bytes]:
+        opcode, frame = client.recv_data_frame(control_frame=True)
+        return opcode, frame.data
+
+    assert call(next_frame) == (OP_PING, b"keep")
+    call(client.ping, b"hi")
+    assert call(next_frame) == (OP_PONG, b"hi")
+    assert conn.queued_bytes > 0  # the data still held
+    conn.release()
+    assert call(lambda: [client.recv() for _ in range(1000)]) == [f"m{i}" for i in range(1000)]
+
+
+def test_a_ping_waits_only_for_what_the_kernel_already_holds(serve: Callable[..., WireServer]) -> None:
+    """20 MB queued for a client that does not read: the socket's buffers fill, the rest waits in the queue; a ping
+    queued then arrives right after the frames already written (to the kernel, or being written), not after the
+    20 MB."""
+    server = serve(ws=idle)
+    client = ws_connect(server)
+    conn = only_connection(server)
+    frames = 20_000
+    for i in range(frames):
+        conn.send_text(f"{i:06d}" + "x" * 1018)  # 1,028 bytes a frame
+    on_hub(lambda: conn.queued_bytes < frames * 1028, "the writer to fill the socket's buffers")
+    gevent.sleep(0.2)  # and block there
+    held = conn.queued_bytes
+    conn.send_ping(b"now")
+
+    def data_frames_before_the_ping() -> int:
+        count = 0
+        while (opcode := client.recv_data_frame(control_frame=True)[0]) != OP_PING:
+            count += opcode == OP_TEXT
+        return count
+
+    written = frames - held // 1028  # in the kernel's buffers, or in the batch being written
+    assert written < frames // 2  # most of the backlog was still queued when the ping was
+    assert call(data_frames_before_the_ping) == written
 
 
 def test_silenced_connection_sends_nothing_but_stays_open(serve: Callable[..., WireServer]) -> None:
