@@ -117,7 +117,9 @@ def test_a_burst_queues_its_events_at_once_and_leaves_the_truth_where_they_end(m
 def test_a_long_burst_keeps_the_keepalive_and_the_control_api_going(make_sim):
     """The model steps of a long burst take turns with the rest of the simulator: pings go out and pongs are read
     meanwhile, and the control API answers, while the data frames wait to go out together once all are queued."""
-    process = make_sim("--rate", "20", "--binance-ping-interval", "0.25", "--binance-pong-timeout", "0.75")
+    # A pong timeout with room for a loaded machine (the simulator's keep-alive itself waits its turn for the CPU):
+    # what is shown is that pings go out and pongs are read while the burst is queued, not how fast.
+    process = make_sim("--rate", "20", "--binance-ping-interval", "0.25", "--binance-pong-timeout", "5")
     control = process.control
     ws = connect(f"{process.urls['binance_ws']}/ws/ethbtc@depth@100ms")
     recv_json(ws)
@@ -142,6 +144,6 @@ def test_a_long_burst_keeps_the_keepalive_and_the_control_api_going(make_sim):
     assert answer["events"] == events and "U" in json.loads(frame[1].data)  # then the data, all of it
     received = 1 + sum(1 for _ in range(events - 1) if ws.recv())
     stats = control.stats()["binance"]
-    assert received == events and stats["pong_timeouts"] == 0 and stats["pong_delay_max"] < 0.75, stats
+    assert received == events and stats["pong_timeouts"] == 0 and stats["pong_delay_max"] < 5, stats
     other.end_session()
     ws.close()
