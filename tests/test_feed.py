@@ -298,14 +298,28 @@ def test_a_bad_diff_rebuilds_its_symbol_and_a_stranger_is_counted(binance_rig):
     assert rig.sample("orderbook_bad_frames_total", reason="bad_number") == 1
 
 
-def test_a_symbol_the_venue_does_not_list_is_left_out_and_never_subscribed(binance_rig):
-    rig = binance_rig(listed=["ETHBTC", "BTCUSDT", "LTCBTC"])
+def test_a_symbol_the_venue_does_not_list_is_left_out_and_taken_up_once_it_is_listed(binance_rig):
+    rig = binance_rig(listed=["ETHBTC", "BTCUSDT", "LTCBTC"],
+                      settings=dataclasses.replace(SETTINGS, listing_interval=0.05))
     bring_in_step(rig, symbols=("ETHBTC", "BTCUSDT"))
     assert rig.listing_done == [frozenset({"ETHUSDT"})]
     assert [symbol for symbol, _ in rig.unlisted] == ["ETHUSDT"]
-    assert json.loads(rig.fake.stream.sent[0])["params"] == ["ethbtc@depth@100ms", "btcusdt@depth@100ms"]
+    # Subscribed all the same: the venue keeps a subscription to a pair it does not list silent.
+    stream = rig.fake.stream
+    assert json.loads(stream.sent[0])["params"] == [f"{s.lower()}@depth@100ms" for s in SYMBOLS]
     assert rig.sample("orderbook_exchange_lists_symbol", symbol="ETHUSDT") == 0
     assert rig.sample("orderbook_exchange_lists_symbol", symbol="ETHBTC") == 1
+    stream.push(binance_diff("ETHUSDT", 150, 150, bids=[("1.1", "1")]))  # not listed: not followed, nothing asked
+    gevent.sleep(0.1)
+    assert rig.fake.snapshot_requests("ETHUSDT") == 0 and not rig.in_step("ETHUSDT")
+    # The venue lists it: the next reading of the listing takes it up, on the connection that carries it.
+    rig.fake.set_snapshot("ETHUSDT", binance_snapshot(200, [("1.0", "1")], [("2.0", "1")]))
+    rig.fake.listed.append("ETHUSDT")
+    rig.wait(lambda: rig.sample("orderbook_exchange_lists_symbol", symbol="ETHUSDT") == 1, "ETHUSDT listed")
+    stream.push(binance_diff("ETHUSDT", 201, 201, bids=[("1.5", "2")]))
+    rig.wait(lambda: rig.in_step("ETHUSDT"), "ETHUSDT in step from a fresh snapshot")
+    assert rig.best_bid("ETHUSDT") == level("1.5", "2")
+    assert len(rig.fake.streams) == 1 and rig.in_step("ETHBTC") and rig.in_step("BTCUSDT")
 
 
 def test_without_a_listing_an_unknown_symbol_is_left_out_by_its_snapshot_answer(binance_rig):

@@ -84,30 +84,34 @@ class VenueFeed:
 
     def run(self) -> None:
         """Ask the venue what it lists (or take the answer :meth:`ask_listing` had), then start following the rest
-        on as few connections as its limits allow, and the audits."""
+        on as few connections as its limits allow, and the audits.
+
+        Every symbol the venue has a name for is subscribed, the ones it does not list or trade now included:
+        both venues accept a subscription to a pair they do not list and keep it silent, so that a symbol they list
+        later is taken up by the next reading of the listing, on the connection that already carries it."""
         asked, self._listing = self.ask_listing(), None  # a run started again after a failure asks again
         listing = asked.get()
+        named = []
         for feed in self.symbols:
-            if not self.venue.names(feed.symbol):
+            if self.venue.names(feed.symbol):
+                named.append(feed)
+            else:
                 feed.unlist(f"{self.venue.title} has no name for it (its pairs are ASCII letters and digits)")
         if listing is None:
             log.warning("%s: could not get the symbols it lists; trying every symbol (a snapshot's answer tells)",
                         self.venue.title)
         else:
-            for feed in self.symbols:
+            for feed in named:
                 if feed.symbol not in listing:
                     feed.unlist(f"not in {self.fetcher.listing_url}")
-        following = [feed for feed in self.symbols if feed.listed]
-        if listing is not None:  # a symbol listed but not trading now is followed, and served once it trades
-            for feed in following:
-                if feed.symbol not in listing.trading:
+                elif feed.symbol not in listing.trading:  # followed, and served once it trades
                     feed.unlist(f"{listing.statuses[feed.symbol]} in {self.fetcher.listing_url}", trading_later=True)
         self._on_listing(self.name, frozenset(f.symbol for f in self.symbols if not f.listed))
-        for feed in following:
+        for feed in named:
             feed.carried = True
-        if not following:
+        if not named:
             return
-        self.connections = self.split(following)
+        self.connections = self.split(named)
         for connection in self.connections:
             self._task(f"{connection.name} connection", connection.run)
         if self._settings.audit_interval:
@@ -118,8 +122,8 @@ class VenueFeed:
 
     def _listing_loop(self) -> None:
         """Read the venue's listing every ``--listing-interval``: a symbol that stops trading leaves, one that
-        trades again comes back with a fresh snapshot. Only the symbols on a connection can come back (one the
-        venue did not list at start is taken up when the service starts again)."""
+        trades again, or is listed for the first time, comes back with a fresh snapshot (only a symbol the venue
+        has no name for never does)."""
         while True:
             gevent.sleep(self._settings.listing_interval)
             listing = self.fetcher.listing(attempts=1)  # the next reading is the retry

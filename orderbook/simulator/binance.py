@@ -162,9 +162,10 @@ class BinanceExchange(Exchange):
         return {"status": status, "was": previous}
 
     def publish(self, change: BookChange) -> None:
-        if self.status in SILENT_STATUSES:
-            # "Market data is not generated during BREAK": the book moves on (so that what is served when it
-            # trades again must come from a fresh snapshot), nothing is sent, and no update id is spent.
+        if self.status in SILENT_STATUSES or not self.listed:
+            # "Market data is not generated during BREAK" (nor for a pair not listed): the book moves on (so that
+            # what is served when it trades again must come from a fresh snapshot), nothing is sent, and no update
+            # id is spent.
             self.apply_unsent(change)
             return
         first = self.last_update_id + 1

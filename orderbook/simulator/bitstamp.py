@@ -170,7 +170,7 @@ class BitstampExchange(Exchange):
         return {"status": status, "was": previous}
 
     def publish(self, change: BookChange) -> None:
-        if self.trading != "Enabled":
+        if self.trading != "Enabled" or not self.listed:
             self.apply_unsent(change)
             return
         us = self._next_microtimestamp()

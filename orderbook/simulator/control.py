@@ -29,6 +29,10 @@ take no ``symbol``: drop, close, silence, rest, server_shutdown, request_reconne
     junk_rows {count: 1}                       both: the next diffs carry a price-0 bid (Bitstamp: and a null row)
     lose_change {side: "bid", index: 2}        both: the true book changes and nothing is sent (no id consumed)
     sweep {side: "bid", levels: 20}            both (model-driven): one diff removes the best levels of a side
+    status {status}                            both: the symbol's trading status (Binance TRADING, BREAK, HALT,
+                                               END_OF_DAY, CANCEL_ONLY; Bitstamp Enabled, Disabled)
+    listed {on: true}                          both: list the symbol, or take it off the listing (then unknown:
+                                               -1121 / 404, silent stream, its book moving on)
     gap {events: 5}, stale_snapshot {count: 1}                         Binance
     server_shutdown {close_after: 1.0}         Binance: serverShutdown now, the close that much later
     request_reconnect {after: 3.0}, reorder                            Bitstamp

@@ -298,6 +298,25 @@ class Exchange:
         """The market's trading status, as the venue's listing shows it (each venue its own)."""
         raise FaultError(f"{self.name}: no trading status")
 
+    @property
+    def listed(self) -> bool:
+        """Whether the venue lists the market (see :meth:`set_listed`)."""
+        return self.venue.markets.get(self.key) is self
+
+    def set_listed(self, on: bool) -> dict[str, object]:
+        """List the market, or take it off the venue's listing: unlisted, it is a pair the venue does not know (not
+        in its listing; a snapshot answers as for an unknown symbol; a subscription to it is taken and stays
+        silent, as both venues do), while its book moves on, so that a client that takes it up when it is listed
+        again must start from a fresh snapshot."""
+        self.count_fault("listed")
+        was = self.listed
+        if on:
+            self.venue.markets[self.key] = self
+        else:
+            self.venue.markets.pop(self.key, None)
+        logger.info("%s: %s %s", self.name, self.key, "listed" if on else "taken off the listing")
+        return {"listed": on, "was": was}
+
     def sweep(self, side: str, levels: int) -> dict[str, object]:
         """One ordinary diff (sequence advancing as usual) that removes the best ``levels`` levels of ``side``, as
         a large market order does: the book leaves the range of a client's depth-limited snapshot.

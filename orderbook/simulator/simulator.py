@@ -84,6 +84,7 @@ _FAULTS: dict[str, _Fault] = {
                           lambda ex, side, index: ex.lose_change(side, index)),
     "sweep": _Fault(EXCHANGES, {"side": "bid", "levels": 20}, lambda ex, side, levels: ex.sweep(side, levels)),
     "status": _Fault(EXCHANGES, {"status": _REQUIRED}, lambda ex, status: ex.set_status(status)),
+    "listed": _Fault(EXCHANGES, {"on": True}, lambda ex, on: ex.set_listed(on)),
 }
 FAULT_NAMES = (*_FAULTS, "cross")
 

@@ -105,6 +105,32 @@ def test_a_symbol_that_stops_trading_on_one_venue_is_served_from_the_other_and_t
     assert "Traceback" not in server.log()
 
 
+def test_a_symbol_listed_later_is_taken_up_without_a_restart(simulator_factory, server_factory, reader_factory):
+    """Configured ahead of its listing on Bitstamp: served from Binance alone, then from both once Bitstamp lists
+    it, on the connection that carried its (silent) subscription, from a fresh snapshot: the true book."""
+    simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC,BTCUSDT")
+    simulator.control.fault("listed", exchange="bitstamp", symbol="BTCUSDT", on=False)
+    server = server_factory(simulator.urls, "--symbol", "ETHBTC,BTCUSDT", "--listing-interval", "1",
+                            *SMALL_SNAPSHOTS)
+    server.wait_serving()
+    states_until(server, lambda s: s["BTCUSDT"] == (("binance",), ("binance",)), "BTCUSDT on Binance alone")
+    assert lists(server, "bitstamp", "BTCUSDT") == 0
+    assert "Bitstamp does not list BTCUSDT, which is served without it: not in" in server.log()
+    simulator.control.fault("listed", exchange="bitstamp", symbol="BTCUSDT", on=True)
+    states = states_until(server, lambda s: s["BTCUSDT"] == (BOTH, BOTH), "BTCUSDT taken up on Bitstamp")
+    assert states["ETHBTC"] == (BOTH, BOTH)
+    assert lists(server, "bitstamp", "BTCUSDT") == 1
+    reader = reader_factory(server.target, "BTCUSDT")
+    simulator.control.pause()
+    served = wait_until_matches_truth(
+        reader, lambda: Book.from_truth(simulator.control.truth(10, symbol="BTCUSDT")["merged"]), 10)
+    assert served.exchanges() == set(BOTH)
+    log = server.log()
+    assert "Bitstamp: BTCUSDT trades there again, rebuilding its book" in log
+    assert "bitstamp: connected" in log and log.count("bitstamp: connected") == 1  # no reconnect, no restart
+    assert server.terminate() == 0
+
+
 def test_a_snapshot_answered_1220_leaves_the_symbol_out_at_once(simulator_factory, server_factory):
     simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC,BTCUSDT")
     server = server_factory(simulator.urls, "--symbol", "ETHBTC,BTCUSDT", *SMALL_SNAPSHOTS)  # listing every 300 s
