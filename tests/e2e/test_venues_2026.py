@@ -131,6 +131,28 @@ def test_a_symbol_listed_later_is_taken_up_without_a_restart(simulator_factory, 
     assert server.terminate() == 0
 
 
+def test_a_symbol_no_venue_lists_any_more_is_served_with_no_venue_not_an_exit(
+        simulator_factory, server_factory, reader_factory):
+    simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC,BTCUSDT")
+    server = server_factory(simulator.urls, "--symbol", "ETHBTC,BTCUSDT", "--listing-interval", "1",
+                            *SMALL_SNAPSHOTS)
+    server.wait_serving()
+    states_until(server, lambda s: s["BTCUSDT"] == (BOTH, BOTH), "BTCUSDT in step on both venues")
+    reader = reader_factory(server.target, "BTCUSDT")
+    reader.wait_for(lambda book: book.exchanges() == set(BOTH), 10, "BTCUSDT from both venues")
+    for exchange in BOTH:
+        simulator.control.fault("listed", exchange=exchange, symbol="BTCUSDT", on=False)
+    states = states_until(server, lambda s: s["BTCUSDT"] == ((), ()), "BTCUSDT with no venue", timeout=10)
+    assert states["ETHBTC"] == (BOTH, BOTH)  # the default symbol untouched, and the service on
+    reader.wait_for(lambda book: not book.bids and not book.asks, 5, "an empty BTCUSDT book")
+    assert server.proc.poll() is None
+    assert "BTCUSDT: no venue lists it or trades it now; served with no venue until one does" in server.log()
+    assert lists(server, "binance", "BTCUSDT") == lists(server, "bitstamp", "BTCUSDT") == 0
+    simulator.control.fault("listed", exchange="binance", symbol="BTCUSDT", on=True)
+    states_until(server, lambda s: s["BTCUSDT"] == (("binance",), ("binance",)), "BTCUSDT back on Binance")
+    assert server.terminate() == 0
+
+
 def test_a_snapshot_answered_1220_leaves_the_symbol_out_at_once(simulator_factory, server_factory):
     simulator = simulator_factory("--rate", "20", "--symbol", "ETHBTC,BTCUSDT")
     server = server_factory(simulator.urls, "--symbol", "ETHBTC,BTCUSDT", *SMALL_SNAPSHOTS)  # listing every 300 s
