@@ -65,6 +65,7 @@ class Application(Listening):
                 on_listing=self._listing,
                 on_unlisted=self._unlisted_by,
                 on_relisted=self._relisted_by,
+                on_deep_change=self.quotes.refresh,  # every level counts for a quote, not only the served top
                 metrics=self.metrics.exchange(venue.name),
                 settings=settings,
                 spawn=self.tasks.spawn,
