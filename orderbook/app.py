@@ -122,6 +122,7 @@ class Application(Listening):
                  if len(symbols) > 1 else "")
         for feed in self.feeds:
             self.tasks.task(f"{feed.name} feed", feed.run)
+        self.tasks.task("quotes", self.quotes.run)
         if self.relay is not None:
             self.relay.start()
 

@@ -9,9 +9,13 @@ gets an update when any of its fields changed, and a slow client skips to the ne
 Where quotes are computed:
 
 * In the book process, :class:`BookQuotes` walks the consolidated books (:meth:`ConsolidatedBook.quote`) for a key
-  when it gets its first stream, and again for every key of a symbol each time that symbol's books change (the
+  when it gets its first stream, and again for every key of a symbol after that symbol's books change (the
   application calls :meth:`BookQuotes.refresh` for every change of a venue's book, deeper levels included, not
-  only when the served top moves).
+  only when the served top moves). The walks after a change are not made by the feed that changed the book but by
+  :meth:`BookQuotes.run`, a greenlet of their own woken after the summary's streams, latest value too: it takes
+  every symbol that changed since it last ran, walks its keys over the books as they are then, yielding between
+  keys, so a busy process makes fewer walks (each over the newest books) instead of delaying the ``Book``
+  streams, and a quiet one makes them at once.
 * A serving process (``--serve-processes``) holds only the top levels of each book, so it computes nothing: its
   :class:`ServedQuotes` asks the book process for a key when the key gets its first stream there (one JSON line up
   the link, :mod:`orderbook.serving.worker`), and publishes the updates the book process sends back for it (QUOTE
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterator, Mapping
 
+import gevent
 from gevent.event import Event
 
 from orderbook.consolidated import ConsolidatedBook
@@ -189,11 +194,28 @@ class BookQuotes:
         self._books = books
         self._fees = dict(fees or {})
         self.quotes = ServedQuotes(served, self.refresh_key, recheck_interval=recheck_interval)
+        self._changed: dict[str, None] = {}
+        """The symbols whose books changed since :meth:`run` last took them, with a key streamed."""
+        self._wake_up = Event()
 
     def refresh(self, symbol: str) -> None:
-        """``symbol``'s books changed: recompute each of its keys streamed now (none: nothing to do)."""
-        for key in self.quotes.keys(symbol):
-            self.refresh_key(key)
+        """``symbol``'s books changed: its keys streamed now are walked again by :meth:`run` (none: nothing to
+        do)."""
+        if self.quotes.keys(symbol):
+            self._changed[symbol] = None
+            self._wake_up.set()
+
+    def run(self) -> None:
+        """Walk the keys of every symbol changed since the last turn, until killed (the owner's task)."""
+        while True:
+            self._wake_up.wait()
+            gevent.sleep(0)  # after the summary's streams woken with it, and more changes of the same turn
+            self._wake_up.clear()
+            changed, self._changed = self._changed, {}
+            for symbol in changed:
+                for key in self.quotes.keys(symbol):
+                    self.refresh_key(key)
+                    gevent.sleep(0)  # the streams woken meanwhile go first
 
     def refresh_key(self, key: bytes) -> None:
         request = orderbook_quotes_pb2.QuoteRequest.FromString(key)

@@ -172,7 +172,7 @@ def main() -> int:  # noqa: C901
         stop.set()  # stdin closed: the test that started this process is gone
 
     print("PORT", server.port, flush=True)
-    workers = [gevent.spawn(obey_stdin)]
+    workers = [gevent.spawn(obey_stdin), gevent.spawn(quotes.run)]
     if args.interval > 0:
         workers.append(gevent.spawn(publish_steadily))
     stop.wait()
