@@ -27,6 +27,7 @@ from orderbook.relay.keys import Keys
 from orderbook.relay.node import BookNode, OtherDeployment
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
+from orderbook.serving.quotes import BookQuotes
 from orderbook.serving.stats import serving_families
 from orderbook.serving.symbols import ServedSymbols
 from orderbook.symbol_state import SymbolState
@@ -46,7 +47,7 @@ class Application(Listening):
         venues = [settings.venue() for settings in config.venues]
         self.venue_names = [venue.name for venue in venues]
         self.consolidated = {symbol: ConsolidatedBook(self.venue_names, config.depth) for symbol in config.symbols}
-        self.served, self.grpc = self._serving_side(config)
+        self.served, self.quotes, self.grpc = self._serving_side(config)
         self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
                            for symbol, book in self.consolidated.items()}
         self.publisher = self.publishers[config.symbol]
@@ -64,6 +65,7 @@ class Application(Listening):
                 on_listing=self._listing,
                 on_unlisted=self._unlisted_by,
                 on_relisted=self._relisted_by,
+                on_deep_change=self.quotes.refresh,  # every level counts for a quote, not only the served top
                 metrics=self.metrics.exchange(venue.name),
                 settings=settings,
                 spawn=self.tasks.spawn,
@@ -86,23 +88,26 @@ class Application(Listening):
         self._default_in_step = False
         self.fatal_error: ExchangeError | OtherDeployment | None = None
 
-    def _serving_side(self, config: Config) -> tuple[ServedSymbols, GrpcServer | ServingProcesses]:
-        """The streams served from this process, or from ``--serve-processes`` processes fed by it."""
+    def _serving_side(self, config: Config) -> tuple[ServedSymbols, BookQuotes, GrpcServer | ServingProcesses]:
+        """The streams served from this process, or from ``--serve-processes`` processes fed by it; the quotes are
+        computed here either way (:mod:`orderbook.serving.quotes`)."""
         tls = TlsFiles(Path(config.tls_cert), Path(config.tls_key)) if config.tls_cert and config.tls_key else None
         served = ServedSymbols(config.symbols, config.depth)  # its streams, or the serving processes' links, follow it
         for symbol in config.symbols:
             served.set_state(SymbolState(symbol, tuple(self.venue_names), ()))
+        quotes = BookQuotes(served, self.consolidated, dict(config.taker_fees))
         if not config.serve_processes:
-            return served, GrpcServer(served, config.grpc_addr, max_streams=config.max_streams,
-                                      max_streams_per_connection=config.max_streams_per_connection, tls=tls)
+            return served, quotes, GrpcServer(served, config.grpc_addr, max_streams=config.max_streams,
+                                              max_streams_per_connection=config.max_streams_per_connection, tls=tls,
+                                              quotes=quotes.quotes)
         settings = WorkerSettings(
             max_streams=-(-config.max_streams // config.serve_processes),  # the kernel spreads connections evenly
             tls=tls, log_level=config.log_level, log_format=config.log_format,
             max_streams_per_connection=config.max_streams_per_connection)
         processes = ServingProcesses(served, config.grpc_addr, config.serve_processes, settings,
-                                     spawn=self.tasks.spawn)
+                                     spawn=self.tasks.spawn, quotes=quotes.quotes)
         self.metrics.add_state_source(processes.families)
-        return served, processes
+        return served, quotes, processes
 
     def start(self, listing_wait: float = LISTING_WAIT) -> None:
         """Bind the listeners, check the symbols against the venues' listings, and start the feeds. A
@@ -117,6 +122,7 @@ class Application(Listening):
                  if len(symbols) > 1 else "")
         for feed in self.feeds:
             self.tasks.task(f"{feed.name} feed", feed.run)
+        self.tasks.task("quotes", self.quotes.run)
         if self.relay is not None:
             self.relay.start()
 
@@ -187,6 +193,7 @@ class Application(Listening):
         the frame-to-publish latency is that of the oldest change the summary carries."""
         if self.publishers[symbol].refresh():
             self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
+        self.quotes.refresh(symbol)  # any level may have moved, not only the top: every quote of the symbol
         book = self.consolidated[symbol]
         if tuple(name for name in self.venue_names if book.in_step(name)) != self._in_step[symbol]:
             self._report_state(symbol)  # only when a venue came or went: most calls are a moved top

@@ -8,7 +8,7 @@ one venue means the sync logic is wrong, and hiding it would hide the bug.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 from sortedcontainers import SortedDict
@@ -100,6 +100,17 @@ class VenueBook:
         """The best ``depth`` asks, lowest price first."""
         asks = self._asks
         return [(key, asks[key]) for key in islice(asks, depth)]
+
+    def iter_bids(self) -> Iterator[PriceLevel]:
+        """Every bid, highest price first, taken lazily: a walk that stops early reads no more of the book. The
+        book must not change while the iterator is in use."""
+        bids = self._bids
+        return ((-key, bids[key]) for key in bids)
+
+    def iter_asks(self) -> Iterator[PriceLevel]:
+        """Every ask, lowest price first, taken lazily (as :meth:`iter_bids`)."""
+        asks = self._asks
+        return ((key, asks[key]) for key in asks)
 
     def bids(self) -> list[PriceLevel]:
         return self.top_bids(len(self._bids))

@@ -4,10 +4,13 @@ A readable two-sided ladder (redrawn in place on a terminal, one block per summa
 ``--json``, one JSON object per summary per line. Without ``--symbol`` or ``--depth`` it streams
 ``OrderbookAggregator.BookSummary`` (the default symbol at the server's full depth), as it always has; with either
 it streams ``OrderbookStreams.Book``. ``--list`` prints ``OrderbookStreams.Symbols``: a table, or with ``--json``
-one JSON object per symbol per line. Connection problems, an unknown symbol or a depth the server does not serve
-are reported in one line on stderr with exit code 2, never a traceback: this is a tool for people watching a
-market, not for debugging gRPC. A stream that ends after its first summary (the server stops: it ends every stream
-with UNAVAILABLE and says why; or the connection is lost) is reported in one line too, with exit code 1.
+one JSON object per symbol per line. ``--quote AMOUNT`` streams ``OrderbookQuotes.Quote`` instead: what filling
+AMOUNT of the base asset costs across the venues (``--side``, ``--net`` of the server's taker fees), one line per
+update, or with ``--json`` one JSON object per update per line. Connection problems, an unknown symbol or a depth
+the server does not serve are reported in one line on stderr with exit code 2, never a traceback: this is a tool
+for people watching a market, not for debugging gRPC. A stream that ends after its first summary (the server
+stops: it ends every stream with UNAVAILABLE and says why; or the connection is lost) is reported in one line
+too, with exit code 1.
 
 ``--addr`` may name several servers (``HOST:PORT,HOST:PORT``: the edges of a deployment, README "Beyond one
 machine"). The client streams from the first it reaches; when that one is lost, ends its stream, refuses it
@@ -36,13 +39,20 @@ from typing import TextIO  # noqa: E402
 import grpc  # noqa: E402
 
 from orderbook.address import Address, BadAddress  # noqa: E402
-from orderbook.arguments import OneLineParser, UsageError, positive_seconds, positive_whole_number  # noqa: E402
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2  # noqa: E402
+from orderbook.arguments import (  # noqa: E402
+    OneLineParser,
+    UsageError,
+    one_of,
+    positive_seconds,
+    positive_whole_number,
+)
+from orderbook.proto import orderbook_pb2, orderbook_quotes_pb2, orderbook_streams_pb2  # noqa: E402
 from orderbook.symbol_state import canonical_symbol  # noqa: E402
 
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
 BOOK_PATH = "/orderbook.OrderbookStreams/Book"
 SYMBOLS_PATH = "/orderbook.OrderbookStreams/Symbols"
+QUOTE_PATH = "/orderbook.OrderbookQuotes/Quote"
 EXIT_OK = 0
 EXIT_STREAM_ENDED = 1
 EXIT_UNREACHABLE = 2
@@ -89,10 +99,10 @@ def _server_addresses(text: str) -> list[str]:
 
 
 EXIT_CODES = """exit codes (each but 0 and 130 after one line on stderr, client: error: ...):
-  0    the --count summaries were shown, or --list printed
+  0    the --count summaries (or quote updates) were shown, or --list printed
   1    the server ended the stream (one that stops says why), or the connection was lost after a summary
   2    a bad command line or --tls-ca, no server reached, TLS required, an unknown symbol, a depth the server
-       does not serve, or no room for another stream
+       does not serve, no room for another stream, or --quote asked of a server that serves no quotes
   130  interrupted (Ctrl-C)
 With several --addr, a failure sends the client on to the next address; it exits only when a whole round of them
 failed without a summary, with the last failure's code."""
@@ -114,7 +124,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per summary (with --list: per symbol) per line")
     parser.add_argument("--count", type=positive_whole_number, metavar="N",
-                        help="exit after N summaries (default: until the stream ends or Ctrl-C)")
+                        help="exit after N summaries or quote updates (default: until the stream ends or Ctrl-C)")
+    parser.add_argument("--quote", type=_amount, metavar="AMOUNT",
+                        help="stream what filling AMOUNT of the base asset (ETH of ETHBTC) costs across the venues, "
+                        "one line per change: filled, average price, worst price, cost, and the split by venue")
+    parser.add_argument("--side", type=one_of("buy", "sell"), metavar="{buy,sell}",
+                        help="with --quote: buy (take the asks; the default) or sell (take the bids)")
+    parser.add_argument("--net", action="store_true",
+                        help="with --quote: route and price net of each venue's taker fee (the server's --taker-fee)")
     parser.add_argument(
         "--timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
         help="how long to wait for the server to accept the connection before giving up with exit code 2; once "
@@ -124,10 +141,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="connect with TLS, trusting this PEM root certificate (default: plaintext)")
     args = parser.parse_args(argv)
     if args.list:
-        for flag in ("symbol", "depth", "count"):
+        for flag in ("symbol", "depth", "count", "quote"):
             if getattr(args, flag) is not None:
                 raise UsageError("--list", f"lists the symbols and exits: it takes no --{flag}")
+    if args.quote is not None and args.depth is not None:
+        raise UsageError("--quote", "walks every level the server holds: it takes no --depth")
+    if args.quote is None:
+        for flag, given in (("side", args.side is not None), ("net", args.net)):
+            if given:
+                raise UsageError(f"--{flag}", "goes with --quote AMOUNT")
     return args
+
+
+def _amount(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected an amount above 0, got {text!r}")
+    return value
 
 
 # --- rendering -----------------------------------------------------------------------------------------------
@@ -178,6 +211,32 @@ def render_ladder(summary: orderbook_pb2.Summary, number: int) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
+def _price(value: float) -> str:
+    return "n/a" if math.isnan(value) else _number(value)
+
+
+def render_quote(update: orderbook_quotes_pb2.QuoteUpdate) -> str:
+    """One line: what was filled of the amount, the average and worst prices, the cost, and each venue's part."""
+    split = ", ".join(f"{fill.exchange} {_number(fill.amount)} @ {_number(fill.average_price)}"
+                      for fill in update.fills) or "-"
+    return (f"filled {_number(update.filled)} of {_number(update.amount)}  average {_price(update.average_price)}  "
+            f"worst {_price(update.worst_price)}  cost {_number(update.cost)}  by venue: {split}  "
+            f"at {time.strftime('%H:%M:%S')}")
+
+
+def quote_to_json(update: orderbook_quotes_pb2.QuoteUpdate) -> str:
+    """One line; a NaN price (nothing filled) becomes null."""
+
+    def price(value: float) -> float | None:
+        return None if math.isnan(value) else value
+
+    return json.dumps({"amount": update.amount, "filled": update.filled,
+                       "average_price": price(update.average_price), "worst_price": price(update.worst_price),
+                       "cost": update.cost,
+                       "fills": [{"exchange": fill.exchange, "amount": fill.amount,
+                                  "average_price": price(fill.average_price)} for fill in update.fills]})
+
+
 def render_symbols(states: Sequence[orderbook_streams_pb2.SymbolState]) -> list[str]:
     """One row a symbol, in the server's order: the first is its default symbol."""
     rows = [("symbol", "exchanges", "in step")]
@@ -219,6 +278,12 @@ class Printer:
     def count(self) -> int:
         """Summaries shown."""
         return self._count
+
+    def show_quote(self, update: orderbook_quotes_pb2.QuoteUpdate) -> None:
+        """One line per update, on a terminal as when piped."""
+        self._count += 1
+        self._out.write((quote_to_json(update) if self._as_json else render_quote(update)) + "\n")
+        self._out.flush()
 
     def show(self, summary: orderbook_pb2.Summary) -> None:
         self._count += 1
@@ -311,7 +376,8 @@ def wait_until_connected(channel: grpc.Channel, addr: str, timeout: float, tls: 
         probe.cancel()
 
 
-def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2.BookRequest | None,
+def _rpc_failure(error: grpc.RpcError, addr: str,
+                 request: orderbook_streams_pb2.BookRequest | orderbook_quotes_pb2.QuoteRequest | None,
                  what: str = "stream") -> ClientError:
     """What to tell the user about a failed ``what`` (``request``: the Book call's, None for the others)."""
     code, details = error.code(), error.details()
@@ -326,6 +392,8 @@ def _rpc_failure(error: grpc.RpcError, addr: str, request: orderbook_streams_pb2
                            "(--list shows the symbols it serves)")
     if code is grpc.StatusCode.INVALID_ARGUMENT and request is not None:
         return ClientError(f"the order book server at {addr} refused the request: {details}")
+    if code is grpc.StatusCode.UNIMPLEMENTED and isinstance(request, orderbook_quotes_pb2.QuoteRequest):
+        return ClientError(f"the order book server at {addr} serves no quotes: {details}", another_may_serve=True)
     if code is grpc.StatusCode.UNIMPLEMENTED:
         return ClientError(f"the order book server at {addr} does not offer --symbol, --depth or --list "
                            "(it has no orderbook.OrderbookStreams service)")
@@ -356,6 +424,34 @@ def summaries(channel: grpc.Channel, addr: str,
         raise _rpc_failure(error, addr, request) from error
     finally:
         responses.cancel()
+
+
+def quote_updates(channel: grpc.Channel, addr: str, request: orderbook_quotes_pb2.QuoteRequest
+                  ) -> Generator[orderbook_quotes_pb2.QuoteUpdate, None, None]:
+    """The stream of ``OrderbookQuotes.Quote`` updates until the server ends it; errors become
+    :class:`ClientError`."""
+    call = channel.unary_stream(QUOTE_PATH, orderbook_quotes_pb2.QuoteRequest.SerializeToString,
+                                orderbook_quotes_pb2.QuoteUpdate.FromString)
+    responses = call(request, wait_for_ready=True)
+    received = False
+    try:
+        for update in responses:
+            received = True
+            yield update
+    except grpc.RpcError as error:
+        if received and error.code() is grpc.StatusCode.UNAVAILABLE:
+            raise ClientError(f"the order book server at {addr} ended the stream ({_failure_reason(error)})",
+                              EXIT_STREAM_ENDED, another_may_serve=True) from error
+        raise _rpc_failure(error, addr, request) from error
+    finally:
+        responses.cancel()
+
+
+def quote_request(args: argparse.Namespace) -> orderbook_quotes_pb2.QuoteRequest:
+    """The Quote request ``--quote``, ``--side``, ``--net`` and ``--symbol`` ask for."""
+    side = orderbook_quotes_pb2.SELL if args.side == "sell" else orderbook_quotes_pb2.BUY
+    return orderbook_quotes_pb2.QuoteRequest(symbol=args.symbol or "", side=side, amount=args.quote,
+                                             net_of_fees=args.net)
 
 
 def list_symbols(channel: grpc.Channel, addr: str, timeout: float) -> list[orderbook_streams_pb2.SymbolState]:
@@ -408,6 +504,17 @@ def _run_at(addr: str, args: argparse.Namespace, tls_root: bytes | None, out: Te
             out.write("".join(f"{line}\n" for line in lines))
             out.flush()
             return EXIT_OK
+        if args.quote is not None:
+            updates = quote_updates(channel, addr, quote_request(args))
+            try:
+                for update in updates:
+                    printer.show_quote(update)
+                    if printer.count == args.count:
+                        return EXIT_OK
+            finally:
+                updates.close()
+            raise ClientError(f"the order book server at {addr} ended the stream", EXIT_STREAM_ENDED,
+                              another_may_serve=True)
         stream = summaries(channel, addr, book_request(args))
         try:
             for summary in stream:

@@ -22,6 +22,8 @@ from orderbook.address import Address, BadAddress
 from orderbook.arguments import OneLineParser, UsageError, number, one_of, whole_number
 from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
+from orderbook.prices import BadNumber, parse_decimal
+from orderbook.quote import MAX_FEE
 from orderbook.relay.keys import DEFAULT_PREFIX, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
 from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL, canonical_symbol
@@ -88,6 +90,8 @@ class Config:
     """What the relay's Redis keys start with (``--relay-prefix``): one deployment per key space."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
+    taker_fees: tuple[tuple[str, int], ...] = ()
+    """Each venue's taker fee (``--taker-fee``), scaled (:mod:`orderbook.prices`); a venue not named pays none."""
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The variable behind each setting that came from the environment, by ``dest`` (:func:`environment_names`):
     an error found only once running (a port in use, a symbol no venue lists) names ``ORDERBOOK_GRPC_ADDR`` if
@@ -240,6 +244,10 @@ def _parser() -> OneLineParser:
         "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
         "stand by (README, Beyond one machine)")
     add_relay_flags(parser)
+    add("--taker-fee", default="", metavar="VENUE=FRACTION[,...]",
+        help="the desk's own taker fee at each venue, as a fraction, e.g. binance=0.001,bitstamp=0.004: the "
+        "quotes asked net of fees (OrderbookQuotes.Quote) are routed and priced with them; each below 0.1, a venue "
+        "not named pays none (default: none)")
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     add("--ready-file", default=None, metavar="PATH",
         help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line, replacing '
@@ -372,6 +380,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         except BadRedisUrl as error:
             raise ConfigError(f"{name['publish']}: {error}") from None
     relay_prefix, relay_key = relay_settings(args, name)
+    taker_fees = parse_taker_fees(args.taker_fee, name["taker_fee"])
     return Config(
         symbols=symbols,
         depth=args.depth,
@@ -395,8 +404,33 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         publish=args.publish or None,
         relay_prefix=relay_prefix,
         relay_key=relay_key,
+        taker_fees=taker_fees,
         names=environment_names(name),
     )
+
+
+def parse_taker_fees(text: str, setting: str) -> tuple[tuple[str, int], ...]:
+    """``VENUE=FRACTION[,...]`` as (venue, scaled fee) pairs; each venue known, named once, its fee in [0, 0.1)."""
+    known = [venue.name for venue in VENUES]
+    fees: dict[str, int] = {}
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        venue, equals, value = part.partition("=")
+        venue = venue.strip().lower()
+        if not equals:
+            raise ConfigError(f"{setting}: expected VENUE=FRACTION like binance=0.001, got {part!r}")
+        if venue not in known:
+            raise ConfigError(f"{setting}: unknown venue {venue!r} (the venues are {', '.join(known)})")
+        if venue in fees:
+            raise ConfigError(f"{setting}: {venue} is given twice")
+        try:
+            fee = parse_decimal(value.strip())
+        except BadNumber:
+            fee = MAX_FEE
+        if fee >= MAX_FEE:
+            raise ConfigError(f"{setting}: {venue}: expected a fraction from 0 to below 0.1 like 0.001, got "
+                              f"{value.strip()!r}")
+        fees[venue] = fee
+    return tuple(fees.items())
 
 
 def _venue_settings(venue: type[Venue], args: argparse.Namespace, name: Mapping[str, str]) -> VenueSettings:

@@ -8,10 +8,11 @@ until it has caught up, so no level is served that cannot be vouched for.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from orderbook.book import VenueBook
 from orderbook.merge import MergedTop, merge_top
+from orderbook.quote import Quote, Side, walk
 
 
 class ConsolidatedBook:
@@ -63,6 +64,13 @@ class ConsolidatedBook:
             bids = {name: book.top_bids(depth) for name, book in live}
             asks = {name: book.top_asks(depth) for name, book in live}
         return merge_top(bids, asks, depth)
+
+    def quote(self, side: Side, amount: int, fees: Mapping[str, int] | None = None) -> Quote | None:
+        """Walk every level of each venue in step (:func:`orderbook.quote.walk`); None while no venue is."""
+        with self.lock:
+            live = {name: book.iter_asks() if side is Side.BUY else book.iter_bids()
+                    for name, book in self._venue_books.items() if book is not None and name not in self._behind}
+            return walk(live, side, amount, fees) if live else None
 
     def _require(self, exchange: str) -> None:
         if exchange not in self._venue_books:

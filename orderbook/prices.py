@@ -8,6 +8,7 @@ an int scaled by 10**DIGITS; floats appear only at the gRPC boundary (:func:`to_
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 DIGITS = 12
@@ -53,6 +54,11 @@ def format_decimal(value: int, places: int = 8) -> str:
     whole, fraction = divmod(value, SCALE)
     digits = str(fraction).rjust(DIGITS, "0")[:places]
     return f"{whole}.{digits}" if places else str(whole)
+
+
+def from_float(value: float) -> int:
+    """The scaled integer nearest to a finite double (exact: a double is a binary fraction), ties to even."""
+    return round(Fraction(value) * SCALE)
 
 
 def to_float(value: int) -> float:

@@ -57,6 +57,8 @@ SETTINGS = [
     ("--log-level", "debug", "log_level", "debug", "error"),
     ("--log-format", "json", "log_format", "json", "text"),
     ("--ready-file", "/run/ports.json", "ready_file", "/run/ports.json", "ports.json"),
+    ("--taker-fee", "binance=0.001,bitstamp=0.004", "taker_fees",
+     (("binance", 1_000_000_000), ("bitstamp", 4_000_000_000)), "bitstamp=0"),
 ]
 IDS = [setting[0] for setting in SETTINGS]
 TLS_KEY = ["--tls-key", "key.pem"]
@@ -253,6 +255,13 @@ ONE_LINE_ERRORS = [
     (["--symbol", "ETH/BTC"],
      "--symbol: expected 2 to 20 letters (of any script) and digits like ETHBTC (several: ETHBTC,BTCUSDT), "
      "got 'ETH/BTC'"),
+    (["--taker-fee", "kraken=0.001"], "--taker-fee: unknown venue 'kraken' (the venues are binance, bitstamp)"),
+    (["--taker-fee", "binance=0.1"], "--taker-fee: binance: expected a fraction from 0 to below 0.1 like 0.001, "
+     "got '0.1'"),
+    (["--taker-fee", "binance=-0.001"], "--taker-fee: binance: expected a fraction from 0 to below 0.1 like 0.001, "
+     "got '-0.001'"),
+    (["--taker-fee", "binance"], "--taker-fee: expected VENUE=FRACTION like binance=0.001, got 'binance'"),
+    (["--taker-fee", "binance=0.001,binance=0.002"], "--taker-fee: binance is given twice"),
     (["--depth"], "--depth: expected one argument"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ]

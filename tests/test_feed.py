@@ -50,13 +50,15 @@ class Rig:
         self.published: list[tuple[str, float, MergedTop]] = []
         """Each publish: the symbol, the moment it carries, and its merged book then."""
         self.unlisted: list[tuple[str, str]] = []
+        self.deep_changes: list[str] = []
+        """Each symbol told its book changed only below the served top."""
         self.listing_done: list[frozenset[str]] = []
         self.feed = VenueFeed(
             venue, self.consolidated, on_change=self._changed,
             on_listing=lambda _, unlisted: self.listing_done.append(unlisted),
             on_unlisted=lambda _, symbol, reason: self.unlisted.append((symbol, reason)),
             metrics=self.metrics, settings=settings, http=self.fake, connect=self.fake.connect,
-            spawn=self.greenlets.spawn)
+            spawn=self.greenlets.spawn, on_deep_change=self.deep_changes.append)
         self.name = venue.name
         self.greenlets.spawn(self.feed.run)
 
@@ -525,6 +527,24 @@ def test_a_batch_publishes_each_symbol_it_changed_once_in_the_order_of_their_fir
     assert rig.publishes("ETHUSDT", since) == [merged([("1.7", "1"), ("1.6", "1"), ("1.5", "2"), ("1.0", "1")],
                                                       [("2.0", "1")])]
     assert rig.publishes("ETHBTC", since) == [merged([("1.5", "2"), ("1.0", "1")], [("1.9", "3"), ("2.0", "1")])]
+
+
+def test_a_change_below_the_served_top_is_told_apart_without_a_publish(binance_rig):
+    """The served top (5 levels a side here) does not move, so nothing is published; but the quotes walk every
+    level, so the change is told (on_deep_change)."""
+    rig = binance_rig(symbols=("ETHBTC",))
+    bids = [(f"1.{9 - index}", "1") for index in range(7)]
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(100, bids, [("2.0", "1")]))
+    stream = rig.wait(lambda: rig.fake.streams and rig.fake.stream, "a connection")
+    stream.push(binance_diff("ETHBTC", 101, 101, bids=[("1.9", "2")]))
+    rig.wait(lambda: rig.in_step("ETHBTC"), "in step")
+    published = len(rig.published)
+    stream.push(binance_diff("ETHBTC", 102, 102, bids=[("1.3", "5")]))  # the 7th bid
+    rig.wait(lambda: rig.deep_changes, "the deep change told")
+    assert rig.deep_changes == ["ETHBTC"] and len(rig.published) == published
+    stream.push(binance_diff("ETHBTC", 103, 103, bids=[("1.9", "3")]))  # the best bid: a publish, no deep change
+    rig.wait(lambda: len(rig.published) > published, "the top's change published")
+    assert rig.deep_changes == ["ETHBTC"]
 
 
 def test_a_frame_on_a_quiet_connection_is_published_at_once_a_batch_of_one(binance_rig):

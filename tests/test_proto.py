@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from orderbook.proto import orderbook_pb2, orderbook_relay_pb2, orderbook_streams_pb2
+from orderbook.proto import orderbook_pb2, orderbook_quotes_pb2, orderbook_relay_pb2, orderbook_streams_pb2
 from orderbook.proto.generate import PROTO_FILES, generate, protoc_include, stub_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +22,14 @@ PROTO_DIR = REPO_ROOT / "proto"
 CONTRACT_SHA256 = {
     "orderbook.proto": "049f943f4843a81d3412ff7ef9d1f4d01cadc413205c02e20727cd4907ff0b09",
     "orderbook_streams.proto": "e74e937e3f5f35f1666c28f5acab37ebd2fbd3c375919d36a9942d9acdb01ded",
+    "orderbook_quotes.proto": "8b6304bca3019c4148a2177db9094ff22e7ac04492cd07527c7adbae0bd0754f",
 }
 """Each proto is an interface other clients are built against: never changed, extended beside (issue 14 gave the
-text of orderbook_streams.proto)."""
+text of orderbook_streams.proto, issue 24 that of orderbook_quotes.proto)."""
 
 GENERATED: dict[str, ModuleType] = {"orderbook.proto": orderbook_pb2, "orderbook_streams.proto": orderbook_streams_pb2,
-                                    "orderbook_relay.proto": orderbook_relay_pb2}
+                                    "orderbook_relay.proto": orderbook_relay_pb2,
+                                    "orderbook_quotes.proto": orderbook_quotes_pb2}
 """In dependency order, as generate.py compiles them."""
 
 
@@ -92,6 +94,21 @@ def test_streams_module_has_its_service_and_messages_over_the_fixed_ones() -> No
               for message in ("BookRequest", "SymbolList", "SymbolState")}
     assert fields == {"BookRequest": [("symbol", 1), ("depth", 2)], "SymbolList": [("symbols", 1)],
                       "SymbolState": [("symbol", 1), ("exchanges", 2), ("exchanges_in_step", 3)]}
+
+
+def test_quotes_module_has_its_service_enum_and_messages() -> None:
+    quote = orderbook_quotes_pb2.DESCRIPTOR.services_by_name["OrderbookQuotes"].methods_by_name["Quote"]
+    assert (quote.full_name, quote.server_streaming, quote.client_streaming) == ("orderbook.OrderbookQuotes.Quote",
+                                                                               True, False)
+    assert (quote.input_type.full_name, quote.output_type.full_name) == ("orderbook.QuoteRequest",
+                                                                         "orderbook.QuoteUpdate")
+    assert [(v.name, v.number) for v in orderbook_quotes_pb2.Side.DESCRIPTOR.values] == [("BUY", 0), ("SELL", 1)]
+    fields = {message: [(f.name, f.number) for f in getattr(orderbook_quotes_pb2, message).DESCRIPTOR.fields]
+              for message in ("QuoteRequest", "QuoteUpdate", "Fill")}
+    assert fields == {"QuoteRequest": [("symbol", 1), ("side", 2), ("amount", 3), ("net_of_fees", 4)],
+                      "QuoteUpdate": [("amount", 1), ("filled", 2), ("average_price", 3), ("worst_price", 4),
+                                      ("cost", 5), ("fills", 6)],
+                      "Fill": [("exchange", 1), ("amount", 2), ("average_price", 3)]}
 
 
 @pytest.mark.parametrize("name", list(CONTRACT_SHA256))

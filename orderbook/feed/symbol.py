@@ -72,7 +72,10 @@ class SymbolFeed:
         on_unlisted: Callable[[str, str, str], None],
         spawn: Callable[..., gevent.Greenlet],
         on_relisted: Callable[[str, str], None] = lambda _venue, _symbol: None,
+        on_deep_change: Callable[[str], None] = lambda _symbol: None,
     ) -> None:
+        """``on_change(symbol, received_at)``: the book changed, its served top perhaps; ``on_deep_change(symbol)``:
+        only levels below the served top did (what walks every level, the quotes, needs to hear it)."""
         self.venue = venue
         self.symbol = symbol
         self.name = f"{venue.name} {symbol}"
@@ -85,6 +88,7 @@ class SymbolFeed:
         self._on_change = on_change
         self._on_unlisted = on_unlisted
         self._on_relisted = on_relisted
+        self._on_deep_change = on_deep_change
         self.listed = True
         """Whether the venue lists the symbol and it trades there: its book is followed and served."""
         self.carried = False
@@ -132,6 +136,11 @@ class SymbolFeed:
         """Publish the symbol's book: the venue's part of it changed (``received_at``: when the frame that changed
         it was received, or when it changed)."""
         self._on_change(self.symbol, received_at)
+
+    def deep_changed(self) -> None:
+        """Only levels below the served top changed (or the book was deepened): nothing to publish, but every
+        level counts for the quotes."""
+        self._on_deep_change(self.symbol)
 
     def unlist(self, reason: str, *, trading_later: bool = False) -> None:
         """The venue does not list the symbol, or it has stopped trading there (``trading_later``: a listing will
@@ -316,6 +325,7 @@ class SymbolFeed:
             stream.on_divergence(sync, outcome.value, f"the deeper snapshot {snapshot.last_id} and the diffs since")
             return True
         self.metrics.deepening("deepened")
+        self.deep_changed()  # the same top, more levels below it
         self.due_since = time.monotonic()
         log.info("%s: deepened on snapshot %s (%d bids, %d asks)", self.name, snapshot.last_id, sync.book.bid_depth,
                  sync.book.ask_depth)
@@ -332,13 +342,16 @@ class Batch:
     the consolidated book (detached at once, under its lock), never a state in between. Outside a batch (a snapshot
     loaded, an audit's verdict, the connection's end, the reader waiting for a frame) a change is published at once.
     A symbol's publish carries the moment its first change in the batch was received: the frame-to-publish latency
-    is that of the oldest change it shows."""
+    is that of the oldest change it shows. A change below the served top (:meth:`deep_changed`) is told the same
+    way, once a batch, unless the symbol's top changed in the batch too (that call covers it)."""
 
-    __slots__ = ("_changed",)
+    __slots__ = ("_changed", "_deep")
 
     def __init__(self) -> None:
         self._changed: dict[SymbolFeed, float] | None = None
         """The symbols changed in the open batch, with their first change's moment; None between batches."""
+        self._deep: dict[SymbolFeed, None] = {}
+        """The symbols changed below their served top in the open batch."""
 
     def changed(self, feed: SymbolFeed, received_at: float) -> None:
         """``feed``'s book changed: publish it at the end of the open batch, or now if none is open."""
@@ -346,6 +359,13 @@ class Batch:
             feed.changed(received_at)
         else:
             self._changed.setdefault(feed, received_at)
+
+    def deep_changed(self, feed: SymbolFeed) -> None:
+        """``feed``'s book changed below its served top: say so at the end of the open batch, or now."""
+        if self._changed is None:
+            feed.deep_changed()
+        else:
+            self._deep[feed] = None
 
     @contextmanager
     def open(self) -> Iterator[None]:
@@ -356,8 +376,12 @@ class Batch:
             yield
         finally:
             changed, self._changed = self._changed, None
+            deep, self._deep = self._deep, {}
             for feed, received_at in changed.items():
                 feed.changed(received_at)
+            for feed in deep:
+                if feed not in changed:
+                    feed.deep_changed()
 
 
 class StreamPhase(Enum):
@@ -480,6 +504,8 @@ class SymbolStream:
             feed.venue_metrics.event_age(time.time() - diff.event_time)
             if sync.top_changed:
                 self.batch.changed(feed, received_at)
+            else:
+                self.batch.deep_changed(feed)
         elif outcome is Outcome.BUFFERED:
             if self._phase in _WAITING and feed.venue.ready_for_snapshot(diff):
                 self._load()

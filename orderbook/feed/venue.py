@@ -38,6 +38,7 @@ class VenueFeed:
         on_unlisted: Callable[[str, str, str], None],
         metrics: VenueMetrics,
         on_relisted: Callable[[str, str], None] | None = None,
+        on_deep_change: Callable[[str], None] = lambda _symbol: None,
         settings: FeedSettings = FeedSettings(),
         http: HttpClient | None = None,
         connect: Connector | None = None,
@@ -46,7 +47,9 @@ class VenueFeed:
     ) -> None:
         """``books``: each symbol's consolidated book. ``on_listing(venue, unlisted)`` is called once the venue has
         said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later
-        (or one stops trading), ``on_relisted(venue, symbol)`` when one trades there again.
+        (or one stops trading), ``on_relisted(venue, symbol)`` when one trades there again. ``on_change(symbol,
+        received_at)`` when a symbol's book changed, its served top perhaps, ``on_deep_change(symbol)`` when only
+        levels below its top did.
         ``spawn(function, *args)`` starts the feed's helpers and ``task(name, function, *args)`` its long-lived
         tasks, the connections and the audit loop (the owner passes its supervisor's,
         :class:`~orderbook.supervision.Supervisor`; without one, tasks are plain helpers)."""
@@ -69,7 +72,8 @@ class VenueFeed:
         self.symbols = [
             SymbolFeed(venue, symbol, book, fetcher=self.fetcher, metrics=metrics.symbol(symbol), venue_metrics=metrics,
                        settings=settings, on_change=on_change, on_unlisted=on_unlisted,
-                       on_relisted=on_relisted or (lambda _venue, _symbol: None), spawn=spawn)
+                       on_relisted=on_relisted or (lambda _venue, _symbol: None), on_deep_change=on_deep_change,
+                       spawn=spawn)
             for symbol, book in consolidated.items()
         ]
         self.connections: list[VenueConnection] = []

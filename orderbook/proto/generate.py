@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent
 PROTO_DIR = REPO_ROOT / "proto"
 PROTO_FILES = (PROTO_DIR / "orderbook.proto", PROTO_DIR / "orderbook_streams.proto",
-               PROTO_DIR / "orderbook_relay.proto")
+               PROTO_DIR / "orderbook_relay.proto", PROTO_DIR / "orderbook_quotes.proto")
 """In dependency order: each file's imports come before it."""
 
 _IMPORTS = {

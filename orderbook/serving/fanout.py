@@ -11,6 +11,12 @@ slow serving process skips summaries instead of queueing them (what waits for it
 never delays the book or its siblings. The serving processes cut the shallower depths their clients ask for
 themselves. The health state travels the same way.
 
+Quotes (``OrderbookQuotes.Quote``) need every level of the books, which only this process holds: a serving process
+asks for a quote's updates when its first stream there opens, and this process follows its own broadcaster of that
+quote (:class:`~orderbook.serving.quotes.ServedQuotes`, computed here) for it, one greenlet per quote and serving
+process, sending each newest update as a QUOTE frame, until the serving process says its last stream of it ended
+(or it goes). So a quote is walked once here, whoever streams it, and never from a top-levels summary.
+
 The address is reserved here first with a bound, non-listening socket (so port 0 works and the port stays ours
 while a serving process restarts), after checking that nothing else listens there: SO_REUSEPORT would otherwise
 share the port silently with any other grpc server of the same user. A serving process that dies is restarted
@@ -29,13 +35,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import gevent
+from gevent.event import Event
 from gevent.lock import Semaphore
+from google.protobuf.message import DecodeError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from orderbook.backoff import Backoff
 from orderbook.serving import link
 from orderbook.address import Address
+from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.grpc_server import AddressInUse, ListenError, ServerStartError, TlsFiles
+from orderbook.serving.quotes import ServedQuotes, read_key
 from orderbook.serving.stats import ServingStats
 from orderbook.serving.symbols import BOOK, ServedSymbols
 
@@ -105,6 +115,8 @@ class _Worker:
         self.reader = sock.makefile("rb")
         self.stats = ServingStats()
         self.write_turn = Semaphore(1)  # frames from the feeder and health updates never interleave
+        self.quotes: dict[bytes, Event] = {}
+        """The quotes it asked for, each with the waker of the greenlet sending it that quote's updates."""
         self.closed = False
 
     def send(self, data: bytes) -> None:
@@ -113,6 +125,8 @@ class _Worker:
 
     def close(self) -> None:
         self.closed = True
+        for wake_up in self.quotes.values():
+            wake_up.set()
         for closing in (self.reader, self.sock):
             try:
                 closing.close()
@@ -124,8 +138,10 @@ class ServingProcesses:
     """The gRPC endpoint as N serving processes; the same face as :class:`GrpcServer` to the application."""
 
     def __init__(self, served: ServedSymbols, address: Address, count: int, settings: WorkerSettings,
-                 spawn: Callable[..., gevent.Greenlet] = gevent.spawn) -> None:
+                 spawn: Callable[..., gevent.Greenlet] = gevent.spawn, quotes: ServedQuotes | None = None) -> None:
+        """``quotes``: this process's quotes, which the serving processes ask for (None: they ask for none)."""
         self._served = served
+        self._quotes = quotes
         self._address = address
         self._count = count
         self._settings = settings
@@ -191,6 +207,8 @@ class ServingProcesses:
         """Close every link (the serving processes end their streams within their grace and exit), then wait."""
         self._stopping = True
         self._served.close()
+        if self._quotes is not None:
+            self._quotes.close()
         workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             worker.close()
@@ -269,7 +287,9 @@ class ServingProcesses:
                 stats = message.get("stats")
                 if isinstance(stats, dict):
                     worker.stats = ServingStats.from_json(stats)
-        except (link.LinkError, OSError, KeyError, TypeError, ValueError) as error:
+                if "quote" in message:
+                    self._quote_asked(worker, bytes.fromhex(message["quote"]), message.get("open") is True)
+        except (link.LinkError, OSError, KeyError, TypeError, ValueError, DecodeError) as error:
             log.error("serving process %d (pid %d): bad report: %s", worker.index, worker.proc.pid, error)
         if self._stopping or worker.closed:
             return
@@ -278,6 +298,32 @@ class ServingProcesses:
         log.error("serving process %d (pid %d) ended with %s; its clients reconnect to the others; restarting",
                   worker.index, worker.proc.pid, code)
         self._restart(worker.index)
+
+    def _quote_asked(self, worker: _Worker, key: bytes, open_: bool) -> None:
+        """Start (``open_``) or stop sending ``worker`` the updates of the quote ``key``. Raises ``ValueError``,
+        ``KeyError`` (an unknown symbol) or ``DecodeError`` for a key this process did not make."""
+        if self._quotes is None:
+            raise ValueError("quotes are not served")
+        if self._served.unavailable is not None:
+            return  # stopping: every stream ends
+        self._served.resolve(read_key(key).symbol, 0)
+        if not open_:
+            wake_up = worker.quotes.pop(key, None)
+            if wake_up is not None:
+                wake_up.set()
+        elif key not in worker.quotes:
+            wake_up = worker.quotes[key] = SummaryBroadcaster.waker()
+            self._spawn(self._send_quote, worker, key, wake_up, self._quotes)
+
+    @staticmethod
+    def _send_quote(worker: _Worker, key: bytes, wake_up: Event, quotes: ServedQuotes) -> None:
+        """Send ``worker`` each newest update of ``key`` until it no longer asks for it."""
+        try:
+            for update in quotes.follow(key, lambda: not worker.closed and worker.quotes.get(key) is wake_up,
+                                        wake_up):
+                worker.send(link.quote_frame(key, update))
+        except OSError:
+            pass  # the serving process is gone: _watch restarts it
 
     def _retire(self, worker: _Worker) -> None:
         worker.close()

@@ -1,5 +1,6 @@
 """The gRPC endpoint: ``orderbook.OrderbookAggregator/BookSummary``, ``orderbook.OrderbookStreams`` (``Book``
-and ``Symbols``), health checking and reflection.
+and ``Symbols``), ``orderbook.OrderbookQuotes/Quote`` (:mod:`orderbook.serving.quotes`; an edge, which has no
+quotes to serve, answers it UNIMPLEMENTED, naming the book nodes), health checking and reflection.
 
 ``BookSummary`` streams the default symbol at the full ``--depth``, as it did when there was one symbol; ``Book``
 streams any configured symbol at any depth up to that, and ``Symbols`` lists them with their venues
@@ -10,7 +11,7 @@ pre-serialized from the broadcasters and are sent as they are.
 
 Hostile or careless clients are bounded here (README, "Hostile clients"):
 
-* Book and BookSummary streams are counted together by the service itself: beyond ``max_streams`` a stream is
+* Book, BookSummary and Quote streams are counted together by the service itself: beyond ``max_streams`` a stream is
   refused with RESOURCE_EXHAUSTED (and a throttled log line), while health checks, reflection and ``Symbols``
   are still served. grpcio's ``maximum_concurrent_rpcs``, which counts every RPC, is kept above it
   (``max_streams`` plus a reserve) only so that the greenlets stay bounded.
@@ -22,7 +23,8 @@ Hostile or careless clients are bounded here (README, "Hostile clients"):
   20 KB per call, never freed) and is logged at most once a minute with a count, without a traceback. Health and
   reflection are grpcio's own services, whose deserializers leak the same way: :class:`ParseInHandler` reads
   their requests as bytes too and parses them before handing them on.
-* An unknown symbol gets NOT_FOUND and a depth beyond ``--depth`` INVALID_ARGUMENT, before any stream is counted;
+* An unknown symbol gets NOT_FOUND and a depth beyond ``--depth``, or a quote's amount that is not finite and
+  above 0 or a side that is neither BUY nor SELL, INVALID_ARGUMENT, before any stream is counted;
   a stream of a shallower depth keeps its broadcaster only while it lasts (:mod:`orderbook.serving.symbols`).
 * A connection with no call open for ``idle_timeout`` seconds is closed (``grpc.max_connection_idle_ms``: GOAWAY,
   then the socket is closed), so connections that never open a stream cannot pile up until the process runs out
@@ -36,21 +38,24 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
+from gevent.event import Event
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection
 
 from orderbook.address import Address
 from orderbook.logs import LogThrottle
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.proto import orderbook_pb2, orderbook_quotes_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
+from orderbook.serving.quotes import BadQuoteRequest, ServedQuotes
 from orderbook.serving.stats import ServingStats
 from orderbook.serving.symbols import DepthNotServed, ServedSymbols, Unavailable, UnknownSymbol, symbol_list
 
@@ -62,6 +67,11 @@ METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
 STREAMS_SERVICE_NAME = orderbook_streams_pb2.DESCRIPTOR.services_by_name["OrderbookStreams"].full_name
 BOOK_PATH = f"/{STREAMS_SERVICE_NAME}/Book"
 SYMBOLS_PATH = f"/{STREAMS_SERVICE_NAME}/Symbols"
+QUOTES_SERVICE_NAME = orderbook_quotes_pb2.DESCRIPTOR.services_by_name["OrderbookQuotes"].full_name
+QUOTE_PATH = f"/{QUOTES_SERVICE_NAME}/Quote"
+NO_QUOTES_HERE = ("quotes are not served here: this server (an edge, bin/run-edge) holds only the top levels of the "
+                  "books; the book nodes (bin/run-server) serve OrderbookQuotes.Quote from every level")
+"""The UNIMPLEMENTED detail of a server with no quotes to serve."""
 
 _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # Ping idle connections so a client that vanished without closing its socket (host gone, cable pulled)
@@ -73,8 +83,8 @@ _SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # Accept client keepalive pings down to every 5 s (the bundled client pings every 20 s) without treating
     # them as abuse.
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    # Requests are an Empty message, a BookRequest, or a small reflection or health query; a summary is well
-    # under 4 KiB at the default --depth and about 60 KiB at the largest.
+    # Requests are an Empty message, a BookRequest, a QuoteRequest, or a small reflection or health query; a summary
+    # is well under 4 KiB at the default --depth and about 60 KiB at the largest.
     ("grpc.max_receive_message_length", 64 * 1024),
     ("grpc.max_send_message_length", 1024 * 1024),
 )
@@ -217,7 +227,8 @@ def _bind_failure(address: Address, tls: TlsFiles | None, reuse_port: bool) -> S
 
 
 class GrpcServer:
-    """Serves every symbol's books (``books``) to ``Book`` and ``BookSummary`` streams, and ``Symbols``."""
+    """Serves every symbol's books (``served``) to ``Book`` and ``BookSummary`` streams, and ``Symbols``; and
+    ``quotes`` to ``Quote`` streams (None: answered UNIMPLEMENTED, :data:`NO_QUOTES_HERE`)."""
 
     def __init__(
         self,
@@ -229,9 +240,10 @@ class GrpcServer:
         idle_timeout: float = IDLE_TIMEOUT,
         tls: TlsFiles | None = None,
         reuse_port: bool = False,
+        quotes: ServedQuotes | None = None,
     ) -> None:
         """Every value as the configuration checked it (:mod:`orderbook.config`): none is checked again here.
-        ``max_streams`` bounds the Book and BookSummary streams together, ``max_streams_per_connection``
+        ``max_streams`` bounds the Book, BookSummary and Quote streams together, ``max_streams_per_connection``
         (default a tenth of ``max_streams``) the streams of one HTTP/2 connection; ``idle_timeout`` closes
         connections with no call.
         ``reuse_port`` lets several server processes share one port; off by default so that a port that is
@@ -239,6 +251,7 @@ class GrpcServer:
         if max_streams_per_connection is None:
             max_streams_per_connection = default_streams_per_connection(max_streams)
         self._served = served
+        self._quotes = quotes
         self._address = address
         self._max_streams = max_streams
         self._max_streams_per_connection = max_streams_per_connection
@@ -269,6 +282,9 @@ class GrpcServer:
     def stats(self) -> ServingStats:
         stats = self._served.stats()
         stats.active_calls = self.active_calls
+        if self._quotes is not None:
+            stats.quote_streams = self._quotes.open_streams
+            stats.quote_updates_sent = self._quotes.sent_total
         return stats
 
     def start(self) -> None:
@@ -285,14 +301,15 @@ class GrpcServer:
         ]
         server = grpc.server(
             self._executor,  # type: ignore[arg-type]  # any Executor serves; the stub asks a ThreadPoolExecutor
-            handlers=[self._summary_handler(), self._streams_handler()],
+            handlers=[self._summary_handler(), self._streams_handler(), self._quotes_handler()],
             options=options,
             interceptors=[ParseInHandler(self._refusals)],
             maximum_concurrent_rpcs=self._max_streams + max(RPC_RESERVE, self._max_streams // 10),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        served_quotes = (QUOTES_SERVICE_NAME,) if self._quotes is not None else ()
         reflection.enable_server_reflection(
-            (SERVICE_NAME, STREAMS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (SERVICE_NAME, STREAMS_SERVICE_NAME, *served_quotes, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             if credentials is None:
                 bound = server.add_insecure_port(str(self._address))
@@ -330,6 +347,8 @@ class GrpcServer:
             return
         self._stopped = True
         self._served.close()
+        if self._quotes is not None:
+            self._quotes.close()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             self._server.stop(grace).wait()
@@ -351,6 +370,11 @@ class GrpcServer:
             self._symbols, request_deserializer=None, response_serializer=_already_serialized)
         return grpc.method_handlers_generic_handler(STREAMS_SERVICE_NAME, {"Book": book, "Symbols": symbols})
 
+    def _quotes_handler(self) -> grpc.GenericRpcHandler:
+        quote: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
+            self._quote, request_deserializer=None, response_serializer=_already_serialized)
+        return grpc.method_handlers_generic_handler(QUOTES_SERVICE_NAME, {"Quote": quote})
+
     def _parse(self, message: type[_Request], request: bytes, path: str, context: grpc.ServicerContext) -> _Request:
         try:
             return message.FromString(request)
@@ -362,7 +386,7 @@ class GrpcServer:
 
     def _book_summary(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._parse(orderbook_pb2.Empty, request, METHOD_PATH, context)
-        yield from self._stream("", 0, context, METHOD_NAME,
+        yield from self._stream(partial(self._served.stream, "", 0), context, METHOD_NAME,
                                 f"all {self._max_streams} BookSummary streams are taken; try again later")
 
     def _book(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -372,16 +396,37 @@ class GrpcServer:
         except Unavailable as unavailable:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
         except UnknownSymbol:
-            shown = asked.symbol if len(asked.symbol) <= SHOWN_SYMBOL else asked.symbol[:SHOWN_SYMBOL] + "..."
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
-                          f"{len(self._served.symbols)} symbols, listed by Symbols")
+            self._unknown_symbol(asked.symbol, context)
         except DepthNotServed:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"depth {asked.depth} is more than the "
                           f"{self._served.depth} levels a side this server serves (ask for 1 to "
                           f"{self._served.depth}, or 0 for all)")
         # As asked: a stream of the default symbol ("") ends when the default becomes another symbol.
-        yield from self._stream(asked.symbol, asked.depth, context, "Book", f"all {self._max_streams} streams "
-                                "(Book and BookSummary together) are taken; try again later")
+        yield from self._stream(partial(self._served.stream, asked.symbol, asked.depth), context, "Book",
+                                self._all_taken())
+
+    def _quote(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        asked = self._parse(orderbook_quotes_pb2.QuoteRequest, request, QUOTE_PATH, context)
+        quotes = self._quotes
+        if quotes is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, NO_QUOTES_HERE)
+        try:
+            key = quotes.key(asked)
+        except Unavailable as unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
+        except UnknownSymbol:
+            self._unknown_symbol(asked.symbol, context)
+        except BadQuoteRequest as bad:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(bad))
+        yield from self._stream(partial(quotes.stream, key), context, "Quote", self._all_taken())
+
+    def _all_taken(self) -> str:
+        return f"all {self._max_streams} streams (Book, BookSummary and Quote together) are taken; try again later"
+
+    def _unknown_symbol(self, symbol: str, context: grpc.ServicerContext) -> NoReturn:
+        shown = symbol if len(symbol) <= SHOWN_SYMBOL else symbol[:SHOWN_SYMBOL] + "..."
+        context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {shown!r}: this server serves "
+                      f"{len(self._served.symbols)} symbols, listed by Symbols")
 
     def _symbols(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._parse(orderbook_pb2.Empty, request, SYMBOLS_PATH, context)
@@ -389,9 +434,10 @@ class GrpcServer:
             context.abort(grpc.StatusCode.UNAVAILABLE, self._served.unavailable)
         return symbol_list(self._served.states())
 
-    def _stream(self, symbol: str, depth: int, context: grpc.ServicerContext, method: str,
-                refusal: str) -> Iterator[bytes]:
-        """One book stream, counted against ``max_streams`` (refused with ``refusal`` beyond it). Ends with
+    def _stream(self, stream: Callable[[Callable[[], bool], Event], Iterator[bytes]], context: grpc.ServicerContext,
+                method: str, refusal: str) -> Iterator[bytes]:
+        """One stream (``stream(is_active, wake_up)``: a book's or a quote's), counted against ``max_streams``
+        (refused with ``refusal`` beyond it). Ends with
         UNAVAILABLE whenever the books go on without it (:mod:`orderbook.serving.symbols`: the server stops, the
         books are suspended, ...): the client should go elsewhere."""
         if self._served.unavailable is not None:
@@ -408,7 +454,7 @@ class GrpcServer:
             peer = context.peer()
             log.debug("stream opened for %s", peer)
             try:
-                yield from self._served.stream(symbol, depth, context.is_active, wake_up)
+                yield from stream(context.is_active, wake_up)
             except Unavailable as unavailable:
                 context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
             finally:

@@ -3,9 +3,11 @@
 Book -> serving process: binary frames, a 13-byte header (kind, payload length, the book's publish time as a
 ``time.perf_counter()`` value, CLOCK_MONOTONIC in every process on Linux) and the payload: a symbol's full
 summary (the symbol, one byte of length then ASCII, and the serialized ``Summary``), a symbol's venues (a
-serialized ``orderbook.SymbolState``), or the health state. Serving process -> book: one JSON object a line:
-``{"ready": port}`` or ``{"error": text}`` once at start, then ``{"stats": {...}}``
-(:class:`~orderbook.serving.stats.ServingStats`) every second.
+serialized ``orderbook.SymbolState``), the health state, or a quote's update (its key, two bytes of length then the
+key, and the serialized ``QuoteUpdate``: :mod:`orderbook.serving.quotes`). Serving process -> book: one JSON
+object a line: ``{"ready": port}`` or ``{"error": text}`` once at start, then ``{"stats": {...}}``
+(:class:`~orderbook.serving.stats.ServingStats`) every second, and ``{"quote": key in hex, "open": true}`` when a
+quote's first stream opens there (``false`` when its last ends).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from orderbook.symbol_state import SymbolState
 SUMMARY = 1
 SERVING = 2
 STATE = 3
+QUOTE = 4
 
 HEADER = struct.Struct("<BId")
 MAX_PAYLOAD = 1 << 20
@@ -52,6 +55,23 @@ def split_summary(payload: bytes) -> tuple[str, bytes]:
         raise LinkError(f"a summary frame's symbol is not ASCII: {payload[1:end]!r}") from None
 
 
+def quote_frame(key: bytes, update: bytes) -> bytes:
+    return frame(QUOTE, len(key).to_bytes(2, "little") + key + update)
+
+
+def split_quote(payload: bytes) -> tuple[bytes, bytes]:
+    """A QUOTE frame's ``(key, update)``."""
+    end = 2 + int.from_bytes(payload[:2], "little")
+    if len(payload) < end:
+        raise LinkError("a quote frame cut short in its key")
+    return payload[2:end], payload[end:]
+
+
+def quote_message(key: bytes, open_: bool) -> dict[str, Any]:
+    """A serving process's ask for a quote's updates (``open_``), or its end."""
+    return {"quote": key.hex(), "open": open_}
+
+
 def state_frame(state: SymbolState) -> bytes:
     return frame(STATE, state.to_message().SerializeToString())
 
@@ -76,7 +96,7 @@ def read_frame(reader: BinaryIO) -> tuple[int, bytes, float] | None:
     if len(header) < HEADER.size:
         raise LinkError("link closed in the middle of a frame header")
     kind, length, published_at = HEADER.unpack(header)
-    if kind not in (SUMMARY, SERVING, STATE) or length > MAX_PAYLOAD:
+    if kind not in (SUMMARY, SERVING, STATE, QUOTE) or length > MAX_PAYLOAD:
         raise LinkError(f"bad frame: kind {kind}, {length} bytes")
     payload = reader.read(length)
     if len(payload) < length:

@@ -25,12 +25,17 @@ class ServingStats:
     skipped: int = 0
     active_calls: int = 0
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    quote_streams: int = 0
+    """``OrderbookQuotes.Quote`` streams open now."""
+    quote_updates_sent: int = 0
+    """Quote updates handed to client streams."""
 
     def add(self, other: ServingStats) -> None:
         """Add ``other``'s figures, its gauges (streams and calls open now) as well as its counters."""
         self.add_counters(other)
         self.open_streams += other.open_streams
         self.active_calls += other.active_calls
+        self.quote_streams += other.quote_streams
 
     def add_counters(self, other: ServingStats) -> None:
         """Add ``other``'s counters only: what a retired broadcaster or an ended serving process sent stays in the
@@ -39,11 +44,13 @@ class ServingStats:
         self.sent += other.sent
         self.skipped += other.skipped
         self.send_latency.add(other.send_latency)
+        self.quote_updates_sent += other.quote_updates_sent
 
     def to_json(self) -> dict[str, Any]:
         return {"open_streams": self.open_streams, "sent": self.sent, "skipped": self.skipped,
                 "active_calls": self.active_calls, "latency_counts": self.send_latency.counts,
-                "latency_sum": self.send_latency.total}
+                "latency_sum": self.send_latency.total, "quote_streams": self.quote_streams,
+                "quote_updates_sent": self.quote_updates_sent}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServingStats:
@@ -54,7 +61,7 @@ class ServingStats:
             raise ValueError(f"expected {len(latency.counts)} latency buckets, got {len(counts)}")
         latency.counts, latency.total = counts, float(data["latency_sum"])
         return cls(int(data["open_streams"]), int(data["sent"]), int(data["skipped"]), int(data["active_calls"]),
-                   latency)
+                   latency, int(data["quote_streams"]), int(data["quote_updates_sent"]))
 
 
 def serving_families(stats: ServingStats, published: int) -> Iterable[Metric]:
@@ -71,4 +78,8 @@ def serving_families(stats: ServingStats, published: int) -> Iterable[Metric]:
     latency = stats.send_latency.family(
         "orderbook_publish_to_send_seconds", "Summary published to handed to a client's stream"
     )
-    return [streams, published_family, sent, skipped, latency]
+    quote_streams = GaugeMetricFamily("orderbook_quote_open_streams", "OrderbookQuotes.Quote streams open")
+    quote_streams.add_metric([], stats.quote_streams)
+    quote_sent = CounterMetricFamily("orderbook_quote_updates_sent", "Quote updates handed to client streams")
+    quote_sent.add_metric([], stats.quote_updates_sent)
+    return [streams, published_family, sent, skipped, latency, quote_streams, quote_sent]

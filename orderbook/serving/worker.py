@@ -5,7 +5,9 @@
 It binds the service's gRPC address with SO_REUSEPORT beside its siblings (the kernel spreads new connections
 over them), reports ``ready`` or the bind error, then publishes every symbol's summary and state that arrive on
 the link to its own :class:`~orderbook.serving.symbols.ServedSymbols` (which cuts the shallower depths its ``Book``
-streams ask for from the full summary) and reports its figures every second. When the link closes (the book
+streams ask for from the full summary) and reports its figures every second. Its ``Quote`` streams are computed
+by the book process, which alone holds every level: each quote's first stream here asks for its updates up the
+link, and they come back as QUOTE frames (:mod:`orderbook.serving.quotes`). When the link closes (the book
 process stopped or died) it ends its streams with UNAVAILABLE, as the book process would, and exits: it never
 serves a book nobody keeps in step. SIGINT is ignored (a Ctrl-C reaches the whole process group; the book process
 decides); SIGTERM stops it.
@@ -22,14 +24,17 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+from gevent.lock import Semaphore  # noqa: E402
 
 from orderbook.address import Address  # noqa: E402
 from orderbook.logs import configure_logging  # noqa: E402
 from orderbook.serving import link  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+from orderbook.serving.quotes import ServedQuotes  # noqa: E402
 from orderbook.serving.symbols import ServedSymbols, UnknownSymbol  # noqa: E402
 
 log = logging.getLogger("orderbook.serving.worker")
@@ -59,11 +64,14 @@ class ServingProcess:
     def __init__(self, args: argparse.Namespace) -> None:
         self.link = socket.socket(fileno=args.link_fd)
         self.reader = self.link.makefile("rb")
+        self.send_turn = Semaphore(1)  # the stats and the quotes asked for never interleave on the link
         self.served = ServedSymbols(args.symbols, args.depth)
+        self.quotes = ServedQuotes(self.served, opened=partial(self._ask_quote, True),
+                                   closed=partial(self._ask_quote, False))
         tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
         self.server = GrpcServer(self.served, args.grpc_addr, max_streams=args.max_streams,
                                  max_streams_per_connection=args.max_streams_per_connection, tls=tls,
-                                 reuse_port=True)
+                                 reuse_port=True, quotes=self.quotes)
         self.grace = args.grace
         self.terminated = False
 
@@ -106,6 +114,8 @@ class ServingProcess:
                 self.served.publish_summary(symbol, summary, published_at)
             elif kind == link.STATE:
                 self.served.set_state(link.read_state(payload))
+            elif kind == link.QUOTE:
+                self.quotes.publish(*link.split_quote(payload), published_at)  # a key no longer streamed: ignored
             else:
                 self.server.set_serving(payload == b"\x01")
         except (UnknownSymbol, ValueError) as error:  # a symbol the book process did not start this one with, ...
@@ -115,9 +125,20 @@ class ServingProcess:
         while True:
             gevent.sleep(STATS_INTERVAL)
             try:
-                link.send_message(self.link, {"stats": self.server.stats().to_json()})
+                self._send({"stats": self.server.stats().to_json()})
             except OSError:
                 return
+
+    def _ask_quote(self, open_: bool, key: bytes) -> None:
+        """Ask the book process for the updates of the quote ``key`` (its first stream here opened), or stop them."""
+        try:
+            self._send(link.quote_message(key, open_))
+        except OSError:
+            pass  # the link is gone: this process is stopping, and its streams end
+
+    def _send(self, message: dict[str, object]) -> None:
+        with self.send_turn:
+            link.send_message(self.link, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,13 +22,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, burst, compare, e2e_scenarios, ingest, overload, relay, symbols, transport
+from tests.bench import abuse, burst, compare, e2e_scenarios, ingest, overload, quotes, relay, symbols, transport
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
 SCENARIOS = ("ingest", "transport", "burst", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols",
-             "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload")
+             "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload", "quote_cost",
+             "quote_streams")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
 """What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
 SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover", "overload")
@@ -74,6 +75,12 @@ book in step and the lag under the bound and not growing, then pushed past
 it: how long the service takes to say Binance is behind (in step 0) after
 the lag passed the bound and after the rate was raised, and to be back in
 step once it drops.
+
+quote_cost (in process): one quote update (the walk net of fees and its
+QuoteUpdate encoded) at two 1,000-level books, for amounts walking 1, 10 and
+500 levels. quote_streams: 100 BookSummary streams timed by the probes at
+1,000 frames/s, then again beside 100 Quote streams (20 distinct requests):
+the ratio of their p99, target at most 1.2.
 
 Each value is the median of --repeat runs (default 3; 1 for max_rate,
 memory, abuse, symbols, symbols_ramp, relay_fanout, relay_takeover and
@@ -239,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             "relay_fanout": lambda: relay.relay_fanout(options),
             "relay_takeover": lambda: relay.relay_takeover(options),
             "overload": lambda: overload.overload(options),
+            "quote_cost": lambda: quotes.quote_cost(args.quick),
+            "quote_streams": lambda: quotes.quote_streams(options),
         }
         for name in names:
             if args.repeat is not None:

@@ -136,6 +136,9 @@ CONFIGURATION_ERRORS = [
     (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
     (["--depth"], {}, "--depth: expected one argument"),
     (["--tls-cert", "cert.pem"], {}, "--tls-cert and --tls-key go together"),
+    (["--taker-fee", "kraken=0.001"], {}, "--taker-fee: unknown venue 'kraken' (the venues are binance, bitstamp)"),
+    ([], {"ORDERBOOK_TAKER_FEE": "binance=0.25"},
+     "ORDERBOOK_TAKER_FEE: binance: expected a fraction from 0 to below 0.1 like 0.001, got '0.25'"),
 ]
 
 

@@ -11,6 +11,10 @@ same summary with only its last ask changed), ``empty`` (a summary with no asks)
 (comma-separated venues, ``-`` for none), ``serving on|off``, ``catalogue SYMBOLS`` (serve the configured
 symbols in this order, as an edge does when its leader's catalogue changes: the first becomes the default; one
 process only), ``stats`` (prints ``STATS {json}`` with the streams' counters).
+Quotes (``OrderbookQuotes.Quote``) are walked over books of the helper's own, set by command: ``book SYMBOL VENUE
+BIDS ASKS`` (``PRICE:AMOUNT,...``, ``-`` for none) puts the venue's book in step, ``detach SYMBOL VENUE`` takes
+it out; each is a change of the symbol's books. ``--taker-fee`` as the server's; ``--no-quotes`` serves no quotes
+(as an edge).
 SIGTERM, SIGINT or the end of stdin stops the server (grace 1 s) and exits 0.
 """
 
@@ -35,10 +39,14 @@ from gevent.event import Event  # noqa: E402
 from gevent.fileobject import FileObjectThread  # noqa: E402
 
 from orderbook.address import Address  # noqa: E402
+from orderbook.book import PriceLevel, VenueBook  # noqa: E402
+from orderbook.config import parse_taker_fees  # noqa: E402
+from orderbook.consolidated import ConsolidatedBook  # noqa: E402
 from orderbook.merge import Level, MergedTop  # noqa: E402
 from orderbook.prices import SCALE, parse_decimal  # noqa: E402
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings  # noqa: E402
 from orderbook.serving.grpc_server import GrpcServer, ServerStartError, TlsFiles  # noqa: E402
+from orderbook.serving.quotes import BookQuotes  # noqa: E402
 from orderbook.serving.symbols import ServedSymbols  # noqa: E402
 from orderbook.symbol_state import SymbolState  # noqa: E402
 
@@ -61,6 +69,13 @@ def venues(text: str) -> tuple[str, ...]:
     return () if text == "-" else tuple(text.split(","))
 
 
+def levels(text: str) -> list[PriceLevel]:
+    if text == "-":
+        return []
+    return [(parse_decimal(price), parse_decimal(amount))
+            for price, amount in (level.split(":") for level in text.split(","))]
+
+
 def main() -> int:  # noqa: C901
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", type=Address.parse, default=Address("127.0.0.1", 0))
@@ -74,6 +89,8 @@ def main() -> int:  # noqa: C901
     parser.add_argument("--fd-limit", type=int, help="lower the open-file limit to this (to test running out)")
     parser.add_argument("--symbols", default="ETHBTC")
     parser.add_argument("--serve-processes", type=int, default=0)
+    parser.add_argument("--taker-fee", default="")
+    parser.add_argument("--no-quotes", action="store_true")
     args = parser.parse_args()
     if args.fd_limit:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -82,14 +99,18 @@ def main() -> int:  # noqa: C901
     tls = TlsFiles(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     symbols = args.symbols.split(",")
     served = ServedSymbols(symbols, args.depth, recheck_interval=0.5)
+    books = {symbol: ConsolidatedBook(("binance", "bitstamp"), args.depth) for symbol in symbols}
+    quotes = BookQuotes(served, books, dict(parse_taker_fees(args.taker_fee, "--taker-fee")), recheck_interval=0.5)
+    served_quotes = None if args.no_quotes else quotes.quotes
     if args.serve_processes:
         settings = WorkerSettings(args.max_streams, tls, "info", "text",
                                   max_streams_per_connection=args.max_streams_per_connection)
-        server: GrpcServer | ServingProcesses = ServingProcesses(served, args.address, args.serve_processes, settings)
+        server: GrpcServer | ServingProcesses = ServingProcesses(served, args.address, args.serve_processes, settings,
+                                                                 quotes=served_quotes)
     else:
         server = GrpcServer(served, args.address, max_streams=args.max_streams,
                             max_streams_per_connection=args.max_streams_per_connection,
-                            idle_timeout=args.idle_timeout, tls=tls)
+                            idle_timeout=args.idle_timeout, tls=tls, quotes=served_quotes)
     try:
         server.start()
     except ServerStartError as error:
@@ -123,6 +144,17 @@ def main() -> int:  # noqa: C901
                 served.publish(served.default, MergedTop(None, top.bids, ()))
             elif command[:1] == ["state"]:
                 served.set_state(SymbolState(command[1], venues(command[2]), venues(command[3])))
+            elif command[:1] == ["book"]:
+                symbol, venue, bids, asks = command[1:]
+                venue_book = VenueBook()
+                venue_book.load(levels(bids), levels(asks))
+                with books[symbol].lock:
+                    books[symbol].attach(venue, venue_book)
+                quotes.refresh(symbol)
+            elif command[:1] == ["detach"]:
+                with books[command[1]].lock:
+                    books[command[1]].detach(command[2])
+                quotes.refresh(command[1])
             elif command[:1] == ["serving"]:
                 server.set_serving(command[1:] == ["on"])
             elif command[:1] == ["catalogue"]:
@@ -130,7 +162,9 @@ def main() -> int:  # noqa: C901
             elif command == ["stats"]:
                 streams = server.stats()
                 stats = {"open_streams": streams.open_streams, "published_total": served.published_total,
-                         "sent_total": streams.sent, "skipped_total": streams.skipped}
+                         "sent_total": streams.sent, "skipped_total": streams.skipped,
+                         "quote_streams": streams.quote_streams, "quote_updates_sent": streams.quote_updates_sent,
+                         "quote_updates_published": quotes.quotes.published_total}
                 if READY_FIRST is not None:
                     stats.update(polls_ready=READY_FIRST.ready, polls_parked=READY_FIRST.parked)
                 print("STATS", json.dumps(stats), flush=True)
@@ -138,7 +172,7 @@ def main() -> int:  # noqa: C901
         stop.set()  # stdin closed: the test that started this process is gone
 
     print("PORT", server.port, flush=True)
-    workers = [gevent.spawn(obey_stdin)]
+    workers = [gevent.spawn(obey_stdin), gevent.spawn(quotes.run)]
     if args.interval > 0:
         workers.append(gevent.spawn(publish_steadily))
     stop.wait()

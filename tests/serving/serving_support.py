@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.proto import orderbook_pb2, orderbook_quotes_pb2, orderbook_streams_pb2
 from tests.support.processes import with_default_signals
 from tests.support.waiting import wait_until
 
@@ -21,6 +21,7 @@ CLIENT = REPO_ROOT / "bin" / "client"
 METHOD_PATH = "/orderbook.OrderbookAggregator/BookSummary"
 BOOK_PATH = "/orderbook.OrderbookStreams/Book"
 SYMBOLS_PATH = "/orderbook.OrderbookStreams/Symbols"
+QUOTE_PATH = "/orderbook.OrderbookQuotes/Quote"
 
 
 class Helper:
@@ -102,6 +103,13 @@ def symbols(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[orderbook_pb2
     """``OrderbookStreams.Symbols``, by path: call it with an ``orderbook_pb2.Empty``."""
     return channel.unary_unary(SYMBOLS_PATH, orderbook_pb2.Empty.SerializeToString,
                                orderbook_streams_pb2.SymbolList.FromString)
+
+
+def quote(channel: grpc.Channel) -> grpc.UnaryStreamMultiCallable[orderbook_quotes_pb2.QuoteRequest,
+                                                                   orderbook_quotes_pb2.QuoteUpdate]:
+    """``OrderbookQuotes.Quote``, by path: call it with an ``orderbook_quotes_pb2.QuoteRequest``."""
+    return channel.unary_stream(QUOTE_PATH, orderbook_quotes_pb2.QuoteRequest.SerializeToString,
+                                orderbook_quotes_pb2.QuoteUpdate.FromString)
 
 
 def run_client(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,17 @@ import grpc
 import pytest
 from serving_support import CLIENT, Helper, book_summary, run_client
 
-from orderbook.client import Printer, render_ladder, render_symbols, summary_to_json, symbol_to_json
-from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
+from orderbook.client import (
+    Printer,
+    quote_to_json,
+    render_ladder,
+    render_quote,
+    render_symbols,
+    summary_to_json,
+    symbol_to_json,
+)
+from orderbook.proto import orderbook_pb2, orderbook_quotes_pb2, orderbook_streams_pb2
+from orderbook.serving.grpc_server import NO_QUOTES_HERE
 from tests.support.processes import with_default_signals
 
 Start = Callable[..., Helper]
@@ -365,3 +374,55 @@ def test_help_explains_every_flag(client_command: RunClient) -> None:
     assert ("1 the server ended the stream (one that stops says why), or the connection was lost after a summary"
             in text)  # README "The client": a stream that ends exits 1
     assert "130 interrupted (Ctrl-C)" in text
+
+
+# -- --quote ---------------------------------------------------------------------------------------------------
+
+
+def test_a_quote_line_has_the_fill_prices_cost_and_split() -> None:
+    update = orderbook_quotes_pb2.QuoteUpdate(amount=3, filled=3, average_price=32 / 3, worst_price=11, cost=32,
+                                              fills=[orderbook_quotes_pb2.Fill(exchange="bitstamp", amount=2,
+                                                                               average_price=11),
+                                                     orderbook_quotes_pb2.Fill(exchange="binance", amount=1,
+                                                                               average_price=10)])
+    line = render_quote(update)
+    assert line.startswith("filled 3.00000000 of 3.00000000  average 10.66666667  worst 11.00000000  cost "
+                           "32.00000000  by venue: bitstamp 2.00000000 @ 11.00000000, binance 1.00000000 @ "
+                           "10.00000000  at ")
+    nothing = orderbook_quotes_pb2.QuoteUpdate(amount=1, average_price=math.nan, worst_price=math.nan)
+    assert "average n/a  worst n/a  cost 0.00000000  by venue: -" in render_quote(nothing)
+    assert json.loads(quote_to_json(nothing)) == {"amount": 1, "filled": 0, "average_price": None,
+                                                  "worst_price": None, "cost": 0, "fills": []}
+
+
+def test_quote_streams_one_line_per_update_as_text_or_json(start_helper: Start) -> None:
+    helper = start_helper("--interval", "0", "--symbols", "ETHBTC,BTCUSDT", "--taker-fee", "bitstamp=0.001")
+    helper.command("book BTCUSDT bitstamp 99:2 100:1,101:4")
+    as_json = run_client("--addr", helper.target, "--quote", "2", "--side", "sell", "--net", "--symbol", "btcusdt",
+                         "--json", "--count", "1")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"amount": 2, "filled": 2, "average_price": 98.901, "worst_price": 99,
+                                          "cost": 197.802, "fills": [{"exchange": "bitstamp", "amount": 2,
+                                                                      "average_price": 98.901}]}
+    as_text = run_client("--addr", helper.target, "--quote", "1.5", "--symbol", "BTCUSDT", "--count", "1")
+    assert as_text.returncode == 0, as_text.stderr
+    assert as_text.stdout.startswith("filled 1.50000000 of 1.50000000  average 100.33333333  worst 101.00000000  "
+                                     "cost 150.50000000  by venue: bitstamp 1.50000000 @ 100.33333333")
+    assert as_text.stdout.count("\n") == 1
+
+
+def test_quote_mistakes_are_one_line_and_exit_2(start_helper: Start) -> None:
+    for argv, message in [(["--quote", "0"], "--quote: expected an amount above 0, got '0'"),
+                          (["--quote", "nan"], "--quote: expected an amount above 0, got 'nan'"),
+                          (["--side", "sell"], "--side: goes with --quote AMOUNT"),
+                          (["--net"], "--net: goes with --quote AMOUNT"),
+                          (["--quote", "1", "--depth", "2"], "--quote: walks every level the server holds: it takes "
+                           "no --depth"),
+                          (["--quote", "1", "--side", "short"], "--side: expected one of buy, sell, got 'short'")]:
+        result = run_client(*argv)
+        assert (result.returncode, result.stderr) == (2, f"client: error: {message}\n"), argv
+    edge = start_helper("--interval", "0", "--no-quotes")
+    refused = run_client("--addr", edge.target, "--quote", "1")
+    assert refused.returncode == 2
+    assert refused.stderr == f"client: error: the order book server at {edge.target} serves no quotes: " \
+                             f"{NO_QUOTES_HERE}\n"

@@ -108,9 +108,9 @@ def test_an_end_in_the_middle_of_a_payload_is_an_error(pair: Pair) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [link.HEADER.pack(0, 1, 0.0), link.HEADER.pack(4, 1, 0.0), link.HEADER.pack(255, 0, 0.0),
+    [link.HEADER.pack(0, 1, 0.0), link.HEADER.pack(5, 1, 0.0), link.HEADER.pack(255, 0, 0.0),
      link.HEADER.pack(link.SUMMARY, link.MAX_PAYLOAD + 1, 0.0), link.HEADER.pack(link.SERVING, 2**32 - 1, 0.0)],
-    ids=["kind 0", "kind 4", "kind 255", "one byte too long", "4 GiB"],
+    ids=["kind 0", "kind 5", "kind 255", "one byte too long", "4 GiB"],
 )
 def test_an_unknown_kind_or_an_oversize_length_is_an_error_before_any_payload_is_read(
     pair: Pair, header: bytes
@@ -118,6 +118,17 @@ def test_an_unknown_kind_or_an_oversize_length_is_an_error_before_any_payload_is
     pair.end(header + b"x")  # reading the payload first would end in "closed in the middle of a frame"
     with pytest.raises(link.LinkError, match="bad frame"):
         link.read_frame(pair.reader)
+
+
+def test_a_quote_frame_carries_its_key_and_update(pair: Pair) -> None:
+    pair.end(link.quote_frame(b"key", b"update") + link.quote_frame(b"", b""))
+    kind, payload, _ = link.read_frame(pair.reader) or (0, b"", 0.0)
+    assert (kind, link.split_quote(payload)) == (link.QUOTE, (b"key", b"update"))
+    kind, payload, _ = link.read_frame(pair.reader) or (0, b"", 0.0)
+    assert link.split_quote(payload) == (b"", b"")
+    with pytest.raises(link.LinkError, match="cut short"):
+        link.split_quote(b"\x09\x00key")
+    assert link.quote_message(b"\x01\xff", True) == {"quote": "01ff", "open": True}
 
 
 def test_messages_go_one_json_object_a_line(pair: Pair) -> None:

@@ -88,7 +88,7 @@ def test_the_family_reads_exactly_as_a_prometheus_client_histogram_of_the_same_v
 
 
 def busy_stats() -> ServingStats:
-    stats = ServingStats(open_streams=3, sent=1234, skipped=56, active_calls=5)
+    stats = ServingStats(open_streams=3, sent=1234, skipped=56, active_calls=5, quote_streams=2, quote_updates_sent=77)
     for value in (0.00005, 0.002, 0.002, 0.7, 9.0):
         stats.send_latency.observe(value)
     return stats
@@ -98,6 +98,7 @@ def test_stats_survive_the_trip_through_json() -> None:
     stats = busy_stats()
     back = ServingStats.from_json(json.loads(json.dumps(stats.to_json())))
     assert (back.open_streams, back.sent, back.skipped, back.active_calls) == (3, 1234, 56, 5)
+    assert (back.quote_streams, back.quote_updates_sent) == (2, 77)
     assert back.send_latency.bounds == LATENCY_BUCKETS
     assert back.send_latency.counts == stats.send_latency.counts
     assert sum(back.send_latency.counts) == 5
@@ -109,6 +110,7 @@ def test_stats_add_up_field_by_field() -> None:
     total.add(busy_stats())
     total.add(busy_stats())
     assert (total.open_streams, total.sent, total.skipped, total.active_calls) == (6, 2468, 112, 10)
+    assert (total.quote_streams, total.quote_updates_sent) == (4, 154)
     assert sum(total.send_latency.counts) == 10
     assert total.send_latency.total == pytest.approx(2 * (0.00005 + 0.002 + 0.002 + 0.7 + 9.0))
 
@@ -120,6 +122,7 @@ def test_the_counters_of_what_ended_add_up_but_its_gauges_do_not() -> None:
     total = busy_stats()
     total.add_counters(busy_stats())
     assert (total.open_streams, total.sent, total.skipped, total.active_calls) == (3, 2468, 112, 5)
+    assert (total.quote_streams, total.quote_updates_sent) == (2, 154)
     assert sum(total.send_latency.counts) == 10
 
 def malformed(change: str) -> dict[str, Any]:
