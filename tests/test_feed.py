@@ -682,8 +682,12 @@ def test_any_split_into_batches_publishes_the_unbatched_books_each_changed_symbo
 
 
 def test_requests_wait_their_turn_most_urgent_first():
-    budget = RestBudget(60_000)  # weight 1 is paced 2 ms apart
-    queue = RequestQueue(budget)
+    """The budget's clock stands still until every request waits, then runs: however slowly this machine runs the
+    greenlets, none is served before the last has queued (with the real clock, a 50 ms hold-off that expired while
+    they were being spawned made it flaky under load)."""
+    started: list[float] = []
+    budget = RestBudget(60_000, clock=lambda: 1.0 + time.monotonic() - started[0] if started else 0.0)
+    queue = RequestQueue(budget)  # weight 1 is paced 2 ms apart
     budget.hold_off(0.05)  # everyone queues behind this
     order: list[str] = []
 
@@ -694,6 +698,9 @@ def test_requests_wait_their_turn_most_urgent_first():
     greenlets = [gevent.spawn(ask, name, priority) for name, priority in
                  (("audit", Priority.AUDIT), ("deepen", Priority.DEEPEN), ("start-1", Priority.START),
                   ("rebuild", Priority.REBUILD), ("start-2", Priority.START))]
+    while queue.waiting < len(greenlets):
+        gevent.sleep(0.001)
+    started.append(time.monotonic())  # the hold-off is over
     gevent.joinall(greenlets, timeout=5)
     assert order == ["rebuild", "start-1", "start-2", "deepen", "audit"]
     assert queue.waiting == 0
