@@ -252,7 +252,7 @@ def _parser() -> OneLineParser:
     add_relay_flags(parser)
     add("--record", default=None, metavar="DIR",
         help="record every frame, snapshot and listing answer and connection event of every venue in DIR (made if "
-        "need be), compressed, for bin/book-at and bin/replay (docs/recording.md); never slows the book: when the "
+        "need be), compressed, for the simulator to replay (docs/recording.md); never slows the book: when the "
         "disk cannot keep up, records are dropped and counted")
     add("--record-summaries", action="store_true", help="with --record: record every summary published too")
     add("--record-file-bytes", type=whole_number, default=256 << 20,

@@ -1,6 +1,6 @@
 """``bin/run-server --record``, for real: what a server killed with -9 leaves reads back to its last block (at
-most about a second lost), and a disk that fills up is counted and logged, never fatal, the book served
-throughout."""
+most about a second lost), a disk that fills up is counted and logged, never fatal, the book served throughout,
+and the simulator replays a recording."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import pytest
 from orderbook.recording.format import Kind
 from orderbook.recording.reader import read_directory, recording_files
 from orderbook.simulator.process import SimulatorProcess
+from orderbook.simulator.replay import load_recorded
 from tests.metrics_scrape import scrape
-from tests.support.service import ServerProcess
+from tests.support.service import Book, BookReader, ServerProcess, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
 
@@ -94,3 +95,33 @@ def test_a_full_disk_is_counted_and_logged_not_fatal(
     kinds, problems = _records(small_disk)
     assert kinds["FRAME"] > 0 and problems == []  # every file whole: a failed write was cut back
     assert shutil.disk_usage(small_disk).total <= 2 << 20 and os.path.ismount(small_disk)
+
+
+def test_the_simulator_replays_a_recording_and_a_server_rebuilds_its_book(
+        simulator_factory: Callable[..., SimulatorProcess], server_factory: Callable[..., ServerProcess],
+        reader_factory: Callable[..., BookReader], tmp_path: Path) -> None:
+    """A session recorded with a gap on Binance (a rebuild) is read by the simulator's replay (--replay-binance
+    and --replay-bitstamp take the directory), and a fresh server pointed at the replay comes to the book the
+    replay ends on, the recording's own last book."""
+    live = simulator_factory("--rate", "40")
+    recording = tmp_path / "recording"
+    server = server_factory(live.urls, "--record", str(recording))
+    server.wait_serving()
+    time.sleep(1)
+    live.control.gap()
+    time.sleep(2)
+    assert server.terminate() == 0
+    binance = load_recorded(recording, "binance")
+    ids = [event["u"] for _, event in binance.frames]
+    assert len(ids) > 40 and ids == sorted(set(ids))
+    assert len(load_recorded(recording, "bitstamp").frames) > 40
+    # Paused until the server has subscribed: a replay is served once, and a book is only asked a snapshot for
+    # once a diff is buffered.
+    replay = simulator_factory("--replay-binance", str(recording), "--replay-bitstamp", str(recording),
+                               "--replay-speed", "max", "--paused")
+    fresh = server_factory(replay.urls)
+    fresh.wait_serving()  # Bitstamp, a quiet pair taken after 5 s
+    reader = reader_factory(fresh.target)
+    replay.control.resume()
+    reader.wait_for(lambda book: book.exchanges() == {"binance", "bitstamp"}, 20, "with both venues")
+    wait_until_matches_truth(reader, lambda: Book.from_truth(replay.control.truth(10)["merged"]), 20)
