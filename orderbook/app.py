@@ -23,9 +23,12 @@ from orderbook.feed import FeedSettings, VenueFeed
 from orderbook.listeners import Listening
 from orderbook.merge import MergedTop
 from orderbook.metrics import Metrics, merged_book_families
+from orderbook.recording.format import VERSION, Kind
+from orderbook.recording.writer import Recorder
 from orderbook.relay.keys import Keys
 from orderbook.relay.node import BookNode, OtherDeployment
 from orderbook.serving.fanout import ServingProcesses, WorkerSettings
+from orderbook.serving.codec import encode_summary
 from orderbook.serving.grpc_server import GrpcServer, TlsFiles
 from orderbook.serving.quotes import BookQuotes
 from orderbook.serving.stats import serving_families
@@ -54,6 +57,9 @@ class Application(Listening):
         self._unlisted: dict[str, set[str]] = {symbol: set() for symbol in config.symbols}
         self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
         """Each symbol's venues in step, as last reported to ``Symbols``."""
+        self.recorder = self._recorder(config)
+        """``--record``: where every venue's traffic (and with ``--record-summaries`` every summary) is recorded."""
+        self._summaries_recorded = self.recorder is not None and config.record_summaries
         settings = FeedSettings(silence_timeout=config.silence_timeout, max_connection_age=config.max_connection_age,
                                 audit_interval=config.audit_interval, max_lag=config.max_lag,
                                 listing_interval=config.listing_interval)
@@ -70,6 +76,7 @@ class Application(Listening):
                 settings=settings,
                 spawn=self.tasks.spawn,
                 task=self.tasks.task,
+                recorder=self.recorder,
             )
             for venue in venues
         ]
@@ -77,6 +84,8 @@ class Application(Listening):
             lambda: ((symbol, publisher.last) for symbol, publisher in self.publishers.items())))
         self.metrics.add_state_source(self._service_families)
         self.metrics.add_state_source(self.tasks.families)
+        if self.recorder is not None:
+            self.metrics.add_state_source(self.recorder.stats.families)
         self.tasks.on_health = self._refresh_health
         self.relay: BookNode | None = None
         """``--publish``: this process's part in the relay (publishing while leader, else standing by)."""
@@ -87,6 +96,17 @@ class Application(Listening):
         self._serving = False
         self._default_in_step = False
         self.fatal_error: ExchangeError | OtherDeployment | None = None
+
+    @staticmethod
+    def _recorder(config: Config) -> Recorder | None:
+        if config.record is None:
+            return None
+        start = {"version": VERSION, "symbols": list(config.symbols), "depth": config.depth,
+                 "summaries": config.record_summaries,
+                 "venues": {settings.name: {"ws_url": settings.ws_url, "rest_url": settings.rest_url,
+                                            "options": dict(settings.options)} for settings in config.venues}}
+        return Recorder(Path(config.record), file_bytes=config.record_file_bytes,
+                        max_bytes=config.record_max_bytes, start_meta=start)
 
     def _serving_side(self, config: Config) -> tuple[ServedSymbols, BookQuotes, GrpcServer | ServingProcesses]:
         """The streams served from this process, or from ``--serve-processes`` processes fed by it; the quotes are
@@ -120,6 +140,10 @@ class Application(Listening):
         log.info("serving the consolidated %s book%s", symbols[0],
                  f" and {len(symbols) - 1} more ({', '.join(symbols[1:6])}{', ...' if len(symbols) > 6 else ''})"
                  if len(symbols) > 1 else "")
+        if self.recorder is not None:
+            self.recorder.start()
+            self.tasks.task("recording watch", self.recorder.watch, needed=False)
+            log.info("recording in %s", self.config.record)
         for feed in self.feeds:
             self.tasks.task(f"{feed.name} feed", feed.run)
         self.tasks.task("quotes", self.quotes.run)
@@ -129,6 +153,11 @@ class Application(Listening):
     def _before_stop(self) -> None:
         if self.relay is not None:
             self.relay.stop()  # a standby takes over now, not when the lease lapses
+
+    def stop(self, exit_code: int = 0, grace: float = 1.0) -> None:
+        super().stop(exit_code, grace)
+        if self.recorder is not None:
+            self.recorder.stop()  # after the feeds: their connections' ends are recorded too
 
     def _fatal(self, error: ExchangeError | OtherDeployment) -> None:
         if self.fatal_error is None:
@@ -220,7 +249,11 @@ class Application(Listening):
         return sum(1 for in_step in self._in_step.values() if in_step)
 
     def _publish(self, symbol: str, top: MergedTop) -> None:
-        self.served.publish(symbol, top)
+        summary = encode_summary(top)
+        self.served.publish_summary(symbol, summary)
+        if self._summaries_recorded:
+            assert self.recorder is not None
+            self.recorder.record(Kind.SUMMARY, time.time_ns(), 0, {"symbol": symbol}, summary)
 
     def _service_families(self) -> list[Metric]:
         stats = self.grpc.stats()

@@ -15,6 +15,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
 from orderbook.prices import BadNumber, parse_decimal
 from orderbook.quote import MAX_FEE
+from orderbook.recording.writer import RecordingUnavailable, check_directory
 from orderbook.relay.keys import DEFAULT_PREFIX, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
 from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL, canonical_symbol
@@ -35,6 +37,8 @@ MIN_SILENCE_TIMEOUT = 1.5
 """Keep-alive pings go out every third of --silence-timeout. Binance drops a connection that sends more than 5
 messages a second, pings and pongs included (docs/protocols.md): at this bound the pings take 2 of them, which
 leaves room for the pongs to the venue's own pings and for subscriptions."""
+MIN_RECORD_FILE_BYTES = 64 << 10
+"""A recording file holds at least this much (a block or two of a busy feed)."""
 MIN_LISTING_INTERVAL = 1.0
 """Binance's listing weighs 20 of its 6,000 a minute: even once a second it takes a fifth of the budget; the default
 (300 s) takes a 1,500th."""
@@ -92,6 +96,12 @@ class Config:
     """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
     taker_fees: tuple[tuple[str, int], ...] = ()
     """Each venue's taker fee (``--taker-fee``), scaled (:mod:`orderbook.prices`); a venue not named pays none."""
+    record: str | None = None
+    """The directory to record what the venues sent in (``--record``); None: nothing is recorded."""
+    record_summaries: bool = False
+    """Record every summary published too (``--record-summaries``)."""
+    record_file_bytes: int = 256 << 20
+    record_max_bytes: int = 10 << 30
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The variable behind each setting that came from the environment, by ``dest`` (:func:`environment_names`):
     an error found only once running (a port in use, a symbol no venue lists) names ``ORDERBOOK_GRPC_ADDR`` if
@@ -248,6 +258,16 @@ def _parser() -> OneLineParser:
         help="the desk's own taker fee at each venue, as a fraction, e.g. binance=0.001,bitstamp=0.004: the "
         "quotes asked net of fees (OrderbookQuotes.Quote) are routed and priced with them; each below 0.1, a venue "
         "not named pays none (default: none)")
+    add("--record", default=None, metavar="DIR",
+        help="record every frame, snapshot and listing answer and connection event of every venue in DIR (made if "
+        "need be), compressed, for the simulator to replay (docs/recording.md); never slows the book: when the "
+        "disk cannot keep up, records are dropped and counted")
+    add("--record-summaries", action="store_true", help="with --record: record every summary published too")
+    add("--record-file-bytes", type=whole_number, default=256 << 20,
+        help="with --record: start a new file past this many bytes (default %(default)s, 256 MiB)")
+    add("--record-max-bytes", type=whole_number, default=10 << 30,
+        help="with --record: the recording's files take at most this many bytes together, the oldest deleted "
+        "first (default %(default)s, 10 GiB)")
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     add("--ready-file", default=None, metavar="PATH",
         help='once listening, write {"grpc_port": N, "metrics_port": N or null} here as one JSON line, replacing '
@@ -381,6 +401,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
             raise ConfigError(f"{name['publish']}: {error}") from None
     relay_prefix, relay_key = relay_settings(args, name)
     taker_fees = parse_taker_fees(args.taker_fee, name["taker_fee"])
+    _check_recording(args, name)
     return Config(
         symbols=symbols,
         depth=args.depth,
@@ -405,6 +426,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         relay_prefix=relay_prefix,
         relay_key=relay_key,
         taker_fees=taker_fees,
+        record=args.record or None,
+        record_summaries=args.record_summaries,
+        record_file_bytes=args.record_file_bytes,
+        record_max_bytes=args.record_max_bytes,
         names=environment_names(name),
     )
 
@@ -431,6 +456,21 @@ def parse_taker_fees(text: str, setting: str) -> tuple[tuple[str, int], ...]:
                               f"{value.strip()!r}")
         fees[venue] = fee
     return tuple(fees.items())
+def _check_recording(args: argparse.Namespace, name: Mapping[str, str]) -> None:
+    """The ``--record`` settings hold together and its directory can be written in. Raises :class:`ConfigError`."""
+    if args.record_summaries and not args.record:
+        raise ConfigError(f"{name['record_summaries']} goes with {name['record']}")
+    if args.record_file_bytes < MIN_RECORD_FILE_BYTES:
+        raise ConfigError(f"{name['record_file_bytes']}: expected at least {MIN_RECORD_FILE_BYTES}, "
+                          f"got {args.record_file_bytes}")
+    if args.record_max_bytes < args.record_file_bytes:
+        raise ConfigError(f"{name['record_max_bytes']} {args.record_max_bytes} is less than "
+                          f"{name['record_file_bytes']} {args.record_file_bytes}")
+    if args.record:
+        try:
+            check_directory(Path(args.record))
+        except RecordingUnavailable as error:
+            raise ConfigError(f"{name['record']} {error}") from None
 
 
 def _venue_settings(venue: type[Venue], args: argparse.Namespace, name: Mapping[str, str]) -> VenueSettings:

@@ -376,3 +376,17 @@ def test_the_burst_scenario_times_every_frame_to_the_client_at_both_depths(start
         assert run["end_to_end"]["frames"] == run["in_process"]["frames"] == 2_000
         # Every frame of the burst reached the server (and the few before it): the client's summary was the last.
         assert run["end_to_end"]["server_frames"] >= 2_000
+
+
+def test_the_record_scenario_measures_both_ways_and_the_bytes_a_frame() -> None:
+    """In process, quick: the figures exist and are sane (the ratio's target is the benchmark's business)."""
+    from tests.bench import record
+
+    figures, details = record.record(quick=True)
+    value = {figure.name: figure.value or 0.0 for figure in figures}
+    for way in ("plain", "record", "record+summaries"):
+        assert value[f"ingest frames/s {way}"] > 0
+    assert next(figure for figure in figures if figure.name == "ingest record/plain").target == record.MIN_RATIO
+    assert 5 < value["bytes on disk/frame record"] < 200  # compressed: the frames are ~300 bytes
+    assert value["bytes on disk/frame record+summaries"] > value["bytes on disk/frame record"]
+    assert details["frames"] > 1000

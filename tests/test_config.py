@@ -363,3 +363,26 @@ def test_a_unicode_symbol_is_taken_as_written_and_ascii_letters_upper_cased():
 def test_the_listing_interval_is_at_least_a_second():
     with pytest.raises(ConfigError, match="ORDERBOOK_LISTING_INTERVAL: expected at least 1 seconds"):
         load_config([], environ={"ORDERBOOK_LISTING_INTERVAL": "0.5"})
+
+
+def test_recording_settings_are_read_from_flags_and_the_environment(tmp_path):
+    config = load_config(["--record", str(tmp_path / "rec"), "--record-summaries", "--record-file-bytes", "65536"],
+                         {"ORDERBOOK_RECORD_MAX_BYTES": "1000000"})
+    assert (config.record, config.record_summaries) == (str(tmp_path / "rec"), True)
+    assert (config.record_file_bytes, config.record_max_bytes) == (65536, 1_000_000)
+    assert (tmp_path / "rec").is_dir()  # made at start, and checked
+    assert load_config([], {}).record is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--record-summaries"], "--record-summaries goes with --record"),
+    (["--record", "{tmp}", "--record-file-bytes", "100"], "--record-file-bytes: expected at least 65536, got 100"),
+    (["--record", "{tmp}", "--record-max-bytes", "70000", "--record-file-bytes", "80000"],
+     "--record-max-bytes 70000 is less than --record-file-bytes 80000"),
+    (["--record", "{tmp}/file/sub"], "--record {tmp}/file/sub: cannot record there: Not a directory"),
+])
+def test_bad_recording_settings_are_one_line(tmp_path, args, message):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError) as raised:
+        load_config([arg.format(tmp=tmp_path) for arg in args], {})
+    assert str(raised.value) == message.format(tmp=tmp_path)

@@ -18,6 +18,8 @@ from orderbook.feed.lag import ClockOffset
 from orderbook.feed.settings import FeedSettings
 from orderbook.feed.symbol import SymbolFeed
 from orderbook.metrics import VenueMetrics
+from orderbook.recording.tap import RecordingHttp, recording_connector
+from orderbook.recording.writer import Recorder
 from orderbook.rest import AUDIT_SHARE, HttpClient, SnapshotFetcher
 from orderbook.stream import Connector, websocket_connector
 
@@ -44,6 +46,7 @@ class VenueFeed:
         connect: Connector | None = None,
         spawn: Callable[..., gevent.Greenlet] = gevent.spawn,
         task: Callable[..., gevent.Greenlet] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """``books``: each symbol's consolidated book. ``on_listing(venue, unlisted)`` is called once the venue has
         said which symbols it lists; ``on_unlisted(venue, symbol, reason)`` when it turns out not to list one later
@@ -52,7 +55,8 @@ class VenueFeed:
         levels below its top did.
         ``spawn(function, *args)`` starts the feed's helpers and ``task(name, function, *args)`` its long-lived
         tasks, the connections and the audit loop (the owner passes its supervisor's,
-        :class:`~orderbook.supervision.Supervisor`; without one, tasks are plain helpers)."""
+        :class:`~orderbook.supervision.Supervisor`; without one, tasks are plain helpers). ``recorder``
+        (``--record``): every connection and REST answer is recorded there."""
         self.venue = venue
         self.name = venue.name
         self._settings = settings
@@ -65,8 +69,12 @@ class VenueFeed:
         self._connect = connect or websocket_connector(
             connect_timeout=settings.connect_timeout, read_timeout=settings.silence_timeout,
             max_frame_bytes=settings.max_frame_bytes)
+        http = http or requests.Session()
+        if recorder is not None:
+            self._connect = recording_connector(venue.name, self._connect, recorder)
+            http = RecordingHttp(http, recorder, venue.name)
         self.fetcher = SnapshotFetcher(
-            venue, metrics, http=http or requests.Session(), connect_timeout=settings.connect_timeout,
+            venue, metrics, http=http, connect_timeout=settings.connect_timeout,
             read_timeout=settings.snapshot_timeout, backoff=Backoff(settings.backoff_base, settings.backoff_cap),
         )
         self.symbols = [

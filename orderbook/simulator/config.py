@@ -212,10 +212,12 @@ def parser() -> OneLineParser:
                    "(default), markets only (the old one retired: 404), or trading-pairs-info only (before 2026)")
     p.add_argument("--bitstamp-junk-rows", action="store_true",
                    help="end every Bitstamp snapshot's bids with a price-0 row and a null row, as the venue has")
-    p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX",
-                   help="replay recorded Binance traffic instead of the generated market (default: generated)")
-    p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX",
-                   help="replay recorded Bitstamp traffic instead of the generated market (default: generated)")
+    p.add_argument("--replay-binance", metavar="DATASET_OR_PATH_PREFIX_OR_DIR",
+                   help="replay recorded Binance traffic instead of the generated market: a data set of --recordings, "
+                   "or a directory bin/run-server --record wrote (its first symbol) (default: generated)")
+    p.add_argument("--replay-bitstamp", metavar="DATASET_OR_PATH_PREFIX_OR_DIR",
+                   help="replay recorded Bitstamp traffic instead of the generated market: a data set of --recordings, "
+                   "or a directory bin/run-server --record wrote (its first symbol) (default: generated)")
     p.add_argument("--replay-speed", choices=("recorded", "max"), default="recorded",
                    help="replay at the recorded pace, or as fast as possible (default %(default)s)")
     p.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS,

@@ -22,6 +22,7 @@ from orderbook.book import VenueBook
 from orderbook.config import load_config
 from orderbook.exchanges.sync import Outcome
 from orderbook.feed.connection import Session, VenueConnection
+from orderbook.recording.tap import RecordingStream
 from tests.bench.ingest_frames import SYMBOL, Replay, recorded, recorded_symbol, simulated
 from tests.bench.report import Figure
 from tests.support.fake_venue import FakeStream
@@ -35,9 +36,11 @@ MAX_DEPTH_GROWTH = 1.25
 class Pipeline:
     """One server's book state, fed a :class:`Replay` through the server's own per-frame code."""
 
-    def __init__(self, replay: Replay, symbol: str, depth: int = 10) -> None:
+    def __init__(self, replay: Replay, symbol: str, depth: int = 10, record: tuple[str, ...] = ()) -> None:
+        """``record``: ``--record`` flags; each venue's frames are then recorded as a venue connection's are (the
+        recorder is not started here: the caller starts and stops ``app.recorder``)."""
         config = load_config(["--symbol", symbol, "--depth", str(depth), "--metrics-addr", "off",
-                              "--grpc-addr", "127.0.0.1:0"], {})
+                              "--grpc-addr", "127.0.0.1:0", *record], {})
         self.app = Application(config)
         book = self.app.consolidated[config.symbol]
         book.lock = allocate_lock()  # what threading.Lock is in the monkey-patched server
@@ -49,7 +52,9 @@ class Pipeline:
             if any(name == exchange for name, _ in replay.frames):
                 (connection,) = feed.split(feed.symbols)
                 stream = FakeStream(exchange)
-                session = connection.new_session(stream)
+                recorder = self.app.recorder
+                session = connection.new_session(stream if recorder is None else
+                                                 RecordingStream(stream, recorder, recorder.new_connection()))
                 if session.streams[config.symbol].install_snapshot(snapshot) is not Outcome.APPLIED:
                     raise AssertionError(f"{exchange}: the replay's snapshot does not fit its frames")
                 self.lanes[exchange] = (connection, session, stream)

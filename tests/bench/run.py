@@ -22,13 +22,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import abuse, burst, compare, e2e_scenarios, ingest, overload, quotes, relay, symbols, transport
+from tests.bench import (abuse, burst, compare, e2e_scenarios, ingest, overload, quotes, record, relay, symbols,
+                         transport)
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
-SCENARIOS = ("ingest", "transport", "burst", "latency", "max_rate", "fanout", "memory", "startup", "abuse", "symbols",
-             "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload", "quote_cost",
+SCENARIOS = ("ingest", "record", "transport", "burst", "latency", "max_rate", "fanout", "memory", "startup", "abuse",
+             "symbols", "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload", "quote_cost",
              "quote_streams")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
 """What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
@@ -43,7 +44,9 @@ Runs the benchmark scenarios against the exchange simulator on loopback, prints
 one line per scenario as it finishes, then a table of the figures with their
 targets, and writes the same figures as JSON.
 
-Scenarios: ingest (in process, no sockets), transport (reading 20,000 frames
+Scenarios: ingest (in process, no sockets), record (that ingest with and
+without --record, and --record-summaries: the ratio, bytes on disk a frame),
+transport (reading 20,000 frames
 waiting on a loopback WebSocket: the service's reader and websocket-client's,
 per frame, and their ratio), burst (20,000 Binance frames queued at once,
 until a client's summary equals the truth they left, at 60 and 1,000 levels,
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = ingest.IngestSources(args.quick)
         runners: dict[str, Callable[[], tuple[list[Figure], dict[str, Any]]]] = {
             "ingest": lambda: ingest.run_once(sources),
+            "record": lambda: record.record(args.quick),
             "transport": lambda: transport.transport(args.quick),
             "burst": lambda: burst.burst(options),
             "latency": lambda: e2e_scenarios.latency(options),

@@ -11,6 +11,7 @@ that :data:`LEFT_OUT` is not listed by one venue (:data:`LEFT_OUT_BY`), which se
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import gevent
@@ -32,9 +33,12 @@ LEFT_OUT_BY = "bitstamp"
 
 def exercised_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    config = load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "1",
-                          "--symbol", ",".join(SYMBOLS)], {})
+    with tempfile.TemporaryDirectory() as recording:  # made and checked at load, never written: not started
+        config = load_config(["--metrics-addr", "off", "--grpc-addr", "127.0.0.1:0", "--serve-processes", "1",
+                              "--symbol", ",".join(SYMBOLS), "--record", recording], {})
     app = Application(config, registry)
+    assert app.recorder is not None
+    app.recorder.stats.dropped_write_failed = 3
     for name in app.venue_names:
         feed = app.metrics.exchange(name)
         feed.set_connected(True)

@@ -33,6 +33,7 @@ ALERTS = {
     "OrderbookFrameToPublishLatencyHigh",
     "OrderbookPublishToSendLatencyHigh",
     "OrderbookServingProcessRestarts",
+    "OrderbookRecordDropped",
     "OrderbookAuditDivergence",
     "OrderbookAuditOverdue",
     "OrderbookSymbolNotListed",
@@ -417,6 +418,20 @@ SERVING_PROCESS_RESTARTS = {
     ],
 }
 
+RECORD_DROPPED = {
+    "interval": "1m",
+    "input_series": [
+        # A full disk for 3 minutes from the 5th, then writing again; queue_full never moves.
+        series("orderbook_record_dropped_total", "0x5 100 200 300 300x30", reason="write_failed"),
+        series("orderbook_record_dropped_total", "0x40", reason="queue_full"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRecordDropped", "5m"),
+        expect("OrderbookRecordDropped", "8m", warning(instance="svc:9102", job="orderbook", reason="write_failed")),
+        expect("OrderbookRecordDropped", "20m"),  # none in the last 5 minutes
+    ],
+}
+
 
 AUDITS = {
     "interval": "1m",
@@ -784,6 +799,7 @@ CASES = {
     "frame-to-publish": SLOW_FRAME_TO_PUBLISH,
     "publish-to-send": SLOW_PUBLISH_TO_SEND,
     "serving-process-restarts": SERVING_PROCESS_RESTARTS,
+    "record-dropped": RECORD_DROPPED,
     "audits": AUDITS,
     "audit-rotation": AUDIT_ROTATION,
     "audit-two-hours": AUDIT_TWO_HOURS,
