@@ -22,7 +22,7 @@ from orderbook.address import Address, BadAddress
 from orderbook.arguments import OneLineParser, UsageError, number, one_of, whole_number
 from orderbook.exchanges import VENUES
 from orderbook.exchanges.base import Venue
-from orderbook.relay.keys import DEFAULT_PREFIX, Keys
+from orderbook.relay.keys import DEFAULT_PREFIX, DEFAULT_SHARD, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
 from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL, canonical_symbol
 
@@ -86,6 +86,8 @@ class Config:
     """The Redis URL to publish through (``--publish``); None: this process serves only its own clients."""
     relay_prefix: str = DEFAULT_PREFIX
     """What the relay's Redis keys start with (``--relay-prefix``): one deployment per key space."""
+    shard: str = DEFAULT_SHARD
+    """The shard of the deployment this node's symbols are (``--shard``): its nodes elect a leader of their own."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -239,6 +241,10 @@ def _parser() -> OneLineParser:
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
         "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
         "stand by (README, Beyond one machine)")
+    add("--shard", default=DEFAULT_SHARD, metavar="NAME",
+        help="with --publish: the shard of the deployment this node's symbols are (1 to 64 letters, digits, '-', '_' "
+        "or '.'); the nodes of a shard elect a leader of their own, each symbol is one shard's, and edges serve "
+        "every shard's symbols (default %(default)s)")
     add_relay_flags(parser)
     add("--demo", action="store_true", help="start the built-in exchange simulator and use it (no network needed)")
     add("--ready-file", default=None, metavar="PATH",
@@ -372,6 +378,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         except BadRedisUrl as error:
             raise ConfigError(f"{name['publish']}: {error}") from None
     relay_prefix, relay_key = relay_settings(args, name)
+    try:
+        Keys(relay_prefix, args.shard)
+    except ValueError as error:
+        raise ConfigError(f"{name['shard']}: {error}") from None
     return Config(
         symbols=symbols,
         depth=args.depth,
@@ -394,6 +404,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         ready_file=args.ready_file or None,
         publish=args.publish or None,
         relay_prefix=relay_prefix,
+        shard=args.shard,
         relay_key=relay_key,
         names=environment_names(name),
     )

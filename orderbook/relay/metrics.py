@@ -13,14 +13,16 @@ from orderbook.metrics import LatencyHistogram
 
 HOP_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-NODE_REJECTIONS = ("bad_lease", "bad_epoch_counter", "other_deployment")
+NODE_REJECTIONS = ("bad_lease", "bad_epoch_counter", "other_deployment", "shard_overlap", "bad_shard")
 EDGE_REJECTIONS = ("malformed", "bad_mac", "out_of_range", "sequence_jump", "bad_catalogue", "bad_summary",
                    "not_lease_holder")
 REJECTED_HELP = (
     "Values read from Redis that no book node of this deployment could have written, refused and ignored, by "
     "reason: bad_lease (the lease is not '<epoch> <node>' with an epoch from 1 to 2^53: held by someone unknown "
     "until it expires), bad_epoch_counter (the epoch counter is not an epoch: no lease is taken on it), "
-    "other_deployment (a book node serving another catalogue on this key space, seen or refused), malformed (not "
+    "other_deployment (a book node serving another catalogue on this key space, seen or refused), shard_overlap "
+    "(this node refused to join: another shard's leader serves some of its symbols), bad_shard (the list of shards "
+    "names no shard), malformed (not "
     "an envelope), bad_mac (no valid MAC under --relay-key), out_of_range (an epoch or sequence of 0 or above "
     "2^53), sequence_jump (a sequence more than a million past the newest of its epoch), bad_catalogue (a heartbeat's "
     "symbols or depth outside what --symbol and --depth allow), bad_summary (a summary that is not an "

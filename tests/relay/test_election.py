@@ -147,7 +147,7 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     assert isinstance(stored, envelope.Update) and stored.summary == summary(2.0)
     assert 0 < redis_client.pttl(KEYS.catalog) <= 3_000 and 0 < redis_client.pttl(KEYS.latest) <= STORED_TTL_MS
     assert sorted(redis_client.keys("*")) == [b"orderbook:catalog", b"orderbook:epoch", b"orderbook:latest",
-                                              b"orderbook:leader", b"orderbook:nodes"]
+                                              b"orderbook:leader", b"orderbook:nodes", b"orderbook:shards"]
     assert a.relay.stats.published["update"] >= 3 and a.relay.stats.published["heartbeat"] >= 2
     pubsub.close()
 

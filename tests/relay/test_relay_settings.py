@@ -75,3 +75,11 @@ def test_each_mistake_is_one_line_naming_the_setting(load: Callable[..., Any], e
         load([word.format(**names) for word in argv], environ)
     assert str(refused.value).startswith((env if variable else "") + message.format(**names))
     assert "\n" not in str(refused.value)
+
+
+def test_a_book_nodes_shard_is_main_by_default_from_the_flag_or_its_variable_and_checked() -> None:
+    assert server([], {}).shard == "main"
+    assert server(["--shard", "eu-1"], {}).shard == "eu-1"
+    assert server([], {"ORDERBOOK_SHARD": "from-env"}).shard == "from-env"
+    with pytest.raises(ConfigError, match="^ORDERBOOK_SHARD: expected 1 to 64 letters"):
+        server([], {"ORDERBOOK_SHARD": "a:b"})
