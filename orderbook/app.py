@@ -82,7 +82,7 @@ class Application(Listening):
             self.relay = BookNode(config.publish, self.served, self._symbols_in_step, self.tasks.task,
                                   on_conflict=self._fatal, keys=Keys(config.relay_prefix, config.shard),
                                   key=config.relay_key)
-            self.metrics.add_state_source(self.relay.stats.families)
+            self.metrics.add_state_source(partial(self.relay.stats.families, config.shard))
         self._serving = False
         self._default_in_step = False
         self.fatal_error: ExchangeError | OtherDeployment | None = None

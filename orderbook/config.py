@@ -444,6 +444,9 @@ class EdgeConfig:
     """What the relay's Redis keys start with (``--relay-prefix``): the book nodes' own."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file: every envelope must be signed with it; None: none need be."""
+    default_symbol: str | None = None
+    """The symbol ``BookSummary`` serves (``--default-symbol``); None: the default symbol of the first shard by
+    name."""
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The variable behind each setting given in the environment (``ORDERBOOK_EDGE_GRPC_ADDR``), for errors found
     once running, as :attr:`Config.names`."""
@@ -462,6 +465,9 @@ def _edge_parser() -> OneLineParser:
     add = parser.add_argument
     add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
         "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+    add("--default-symbol", default=None, metavar="SYMBOL",
+        help="the symbol BookSummary serves, whichever shard serves it (default: the default symbol, the first of "
+        "--symbol, of the first shard by name)")
     add_relay_flags(parser)
     add_listen_flags(parser, metrics_default="127.0.0.1:9103")
     add("--max-streams", type=whole_number, default=1000,
@@ -486,6 +492,12 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
     relay_prefix, relay_key = relay_settings(args, name)
+    default_symbol = None
+    if args.default_symbol:
+        default_symbol = canonical_symbol(args.default_symbol)
+        if not SYMBOL.fullmatch(default_symbol):
+            raise ConfigError(f"{name['default_symbol']}: expected 2 to 20 letters or digits, got "
+                              f"{args.default_symbol[:40]!r}")
     return EdgeConfig(
         source=args.source,
         grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
@@ -498,5 +510,6 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
         ready_file=args.ready_file or None,
         relay_prefix=relay_prefix,
         relay_key=relay_key,
+        default_symbol=default_symbol,
         names=environment_names(name),
     )

@@ -247,6 +247,19 @@ if redis.call('EXISTS', KEYS[2]) == 1 then lease = redis.call('GETRANGE', KEYS[2
 return {others, lease, foreign, shards}
 """
 
+LIST_SHARDS = """
+-- KEYS: shards. ARGV: the most shards to return. The live shards' names (whatever they are: the reader checks them).
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local names = {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+    local expiry = string.match(entries[i + 1], '^(%d+) %d+$')
+    if expiry ~= nil and tonumber(expiry) >= now and #names < tonumber(ARGV[1]) then names[#names + 1] = entries[i] end
+end
+return names
+"""
+
 LEAVE = """
 -- KEYS: nodes, shards. ARGV: node, its shard. A node that stops cleanly: drops its entry, and its shard's if no
 -- other live node of the shard is left (an edge then stops showing the shard's symbols once it has been silent).

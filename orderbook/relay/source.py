@@ -99,6 +99,10 @@ class RedisSource:
         """The stored latest values must be read again (:meth:`catch_up`): a new catalogue, or a new leader
         followed."""
 
+    def close(self) -> None:
+        """Drop the connections (once :meth:`run` is no longer running: the shard is no longer served)."""
+        self._redis.close()
+
     def run(self) -> None:
         backoff = Backoff(base=TICK, cap=5.0)
         while True:
@@ -249,10 +253,11 @@ class RedisSource:
     def _reconfigure(self, item: Heartbeat, live: bool) -> None:
         if self._served.reconfigure(item.symbols, item.depth):
             self._symbols = frozenset(item.symbols)
+            self._stats.symbols = len(item.symbols)
             self._applied = {symbol: seen for symbol, seen in self._applied.items() if symbol in self._symbols}
             self.behind |= live  # what was stored is read after this, on connecting
-            log.info("relay: serving %d symbols (default %s) at depth %d", len(item.symbols), item.symbols[0],
-                     item.depth)
+            log.info("relay: serving %d symbols of shard %s (default %s) at depth %d", len(item.symbols),
+                     self._keys.shard, item.symbols[0], item.depth)
         self._on_change()
 
     def _update(self, item: Update) -> bool:

@@ -52,7 +52,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import DepthNotServed, ServedSymbols, Unavailable, UnknownSymbol, symbol_list
+from orderbook.serving.symbols import Books, DepthNotServed, Unavailable, UnknownSymbol, symbol_list
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class GrpcServer:
 
     def __init__(
         self,
-        served: ServedSymbols,
+        served: Books,
         address: Address,
         *,
         max_streams: int = 1000,
