@@ -239,8 +239,9 @@ def _parser() -> OneLineParser:
     add_tls_and_log_flags(parser)
     add("--publish", default=None, metavar="URL",
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
-        "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
-        "stand by (README, Beyond one machine)")
+        "for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB] through Sentinel), for "
+        "bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others stand by "
+        "(README, Beyond one machine)")
     add("--shard", default=DEFAULT_SHARD, metavar="NAME",
         help="with --publish: the shard of the deployment this node's symbols are (1 to 64 letters, digits, '-', '_' "
         "or '.'); the nodes of a shard elect a leader of their own, each symbol is one shard's, and edges serve "
@@ -464,7 +465,8 @@ def _edge_parser() -> OneLineParser:
     )
     add = parser.add_argument
     add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
-        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS, redis+sentinel://... through Sentinel): the same "
+        "URL as their --publish (required)")
     add("--default-symbol", default=None, metavar="SYMBOL",
         help="the symbol BookSummary serves, whichever shard serves it (default: the default symbol, the first of "
         "--symbol, of the first shard by name)")

@@ -19,9 +19,10 @@ book node at every report, so that edges find every shard and a node sees the sh
 * ``latest``: symbol -> the leader's latest envelope for it (a new or reconnecting edge starts from these).
 * ``catalog``: the leader's latest heartbeat envelope, expiring :data:`~orderbook.relay.timing.CATALOG_TTL` after
   it was written: present means a leader published within that time.
-* ``nodes``: node -> ``"<symbols in step> <expiry in ms> <catalogue fingerprint>"``: how ready each book node is,
-  for the handover rule, and which catalogue it serves, so that a node of another deployment is seen; every
-  report drops the entries that expired.
+* ``nodes``: node -> ``"<symbols in step> <expiry in ms> <catalogue fingerprint> <highest epoch seen>"``: how
+  ready each book node is, for the handover rule, which catalogue it serves, so that a node of another deployment
+  is seen, and the newest epoch it has seen, so that the nodes learn it from each other (a node that missed an
+  epoch, and a Redis that lost it, do not hand it out again); every report drops the entries that expired.
 * ``channel``: every envelope, as it is published.
 
 Every write of a leader goes through :data:`PUBLISH`, which checks the lease first: a leader that lost its lease
@@ -203,9 +204,11 @@ return 1
 REPORT = """
 -- KEYS: nodes, lease, shards. ARGV: node, its symbols in step, entry ms, its catalogue's fingerprint, the most bytes
 -- of the lease to return, the most names of other catalogues' nodes to return, its shard, the shard entry's ms, the
--- most shards to return. Records the node's readiness and its shard, drops expired entries, and returns how many
--- other live nodes of the same catalogue have a symbol in step, the lease's value (false if there is none), live
--- nodes of another catalogue, and the live shards as pairs of (name, registered ms): its own shard's first.
+-- most shards to return, the highest epoch it has seen, the highest epoch there may be. Records the node's
+-- readiness, its shard and its epoch, drops expired entries, and returns how many other live nodes of the same
+-- catalogue have a symbol in step, the lease's value (false if there is none), live nodes of another catalogue, the
+-- live shards as pairs of (name, registered ms), its own shard's first, and the highest epoch a live node of the
+-- same catalogue has seen (none above the highest there may be).
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local registered = now
@@ -228,23 +231,27 @@ for i = 1, #entries, 2 do
     end
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. string.format('%d', now + tonumber(ARGV[3])) .. ' ' .. ARGV[4])
-local others, foreign = 0, {}
+local entry = string.format('%d', now + tonumber(ARGV[3])) .. ' ' .. ARGV[4] .. ' ' .. ARGV[10]
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. entry)
+local others, foreign, highest = 0, {}, 0
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-    local ready, expiry, catalogue = string.match(entries[i + 1], '^(%d+) (%d+) (%x+)$')
+    local ready, expiry, catalogue, seen = string.match(entries[i + 1], '^(%d+) (%d+) (%x+) ?(%d*)$')
     if expiry == nil or tonumber(expiry) < now then
         redis.call('HDEL', KEYS[1], entries[i])
     elseif catalogue ~= ARGV[4] then
         if #foreign < tonumber(ARGV[6]) then foreign[#foreign + 1] = entries[i] end
-    elseif entries[i] ~= ARGV[1] and tonumber(ready) > 0 then
-        others = others + 1
+    else
+        if entries[i] ~= ARGV[1] and tonumber(ready) > 0 then others = others + 1 end
+        if #seen > 0 and #seen <= 16 and tonumber(seen) <= tonumber(ARGV[11]) then
+            highest = math.max(highest, tonumber(seen))
+        end
     end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local lease = false
 if redis.call('EXISTS', KEYS[2]) == 1 then lease = redis.call('GETRANGE', KEYS[2], 0, ARGV[5]) end
-return {others, lease, foreign, shards}
+return {others, lease, foreign, shards, string.format('%d', highest)}
 """
 
 LIST_SHARDS = """
@@ -268,7 +275,7 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('HDEL', KEYS[1], ARGV[1])
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-    local expiry = string.match(entries[i + 1], '^%d+ (%d+) %x+$')
+    local expiry = string.match(entries[i + 1], '^%d+ (%d+) %x+')
     if expiry ~= nil and tonumber(expiry) >= now then return 0 end
 end
 redis.call('HDEL', KEYS[2], ARGV[2])

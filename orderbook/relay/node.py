@@ -9,6 +9,11 @@ node in charge: a standby with nothing in step does not take the lease while ano
 and a leader with nothing in step gives the lease up when a standby has. A node that stops cleanly gives its lease
 up at once, so a restart costs no more than a tick.
 
+Epochs only grow, also through a Redis failover that lost the last writes (a promoted replica without the lease
+or the epoch counter): a node takes the next epoch after the highest of the counter and what it has seen, and each
+report carries the highest it has seen, so that the nodes of a shard learn it from each other: one that missed an
+epoch (it could not reach Redis then) still takes a newer one.
+
 One deployment per key space: a node whose catalogue (symbols, in order, and depth) is not the live leader's
 refuses to join, from its first tick on, and also when such a leader appears later: it never takes the lease, and
 calls ``on_conflict`` with one line naming the URL and both catalogues (the process exits 2). Each node's report
@@ -58,7 +63,7 @@ from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, LEAVE, MAX_EPOCH, MAX_F
 from orderbook.relay.metrics import NodeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
-from orderbook.relay.timing import HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
+from orderbook.relay.timing import HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_RETRY_CAP, REDIS_TIMEOUT, TICK
 from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
@@ -159,7 +164,7 @@ class BookNode:
 
     def _elect(self) -> None:
         """Until this node refuses to join (then the task has finished)."""
-        backoff = Backoff(base=self._tick, cap=5.0)
+        backoff = Backoff(base=self._tick, cap=REDIS_RETRY_CAP)
         while self.refused is None:
             try:
                 self.elect_once()
@@ -183,10 +188,11 @@ class BookNode:
             return
         ready = self._symbols_in_step()
         keys = self.keys
-        others, lease, foreign, shards = self._report(
+        others, lease, foreign, shards, highest = self._report(
             keys=[keys.nodes, keys.lease, keys.shards],
             args=[self.name, ready, int(self._lease_ttl * 2000), self._fingerprint, MAX_LEASE, MAX_FOREIGN,
-                  keys.shard, SHARD_TTL_MS, MAX_SHARDS])
+                  keys.shard, SHARD_TTL_MS, MAX_SHARDS, self.stats.epoch, MAX_EPOCH])
+        self.stats.epoch = max(self.stats.epoch, int(highest))  # another node's, which this one may have missed
         self._check_shards(shards)
         if self.refused is not None:
             return
@@ -342,7 +348,7 @@ class BookNode:
     # -- publishing -------------------------------------------------------------------------------------------
 
     def _publish_while_leader(self) -> None:
-        backoff = Backoff(base=self._tick, cap=5.0)
+        backoff = Backoff(base=self._tick, cap=REDIS_RETRY_CAP)
         while True:
             self._leading.wait()
             token = self._token

@@ -48,7 +48,7 @@ from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.subscription import Subscription
-from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_TIMEOUT, SOURCE_TURN, TICK
+from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_RETRY_CAP, REDIS_TIMEOUT, SOURCE_TURN, TICK
 from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class RedisSource:
         self._redis.close()
 
     def run(self) -> None:
-        backoff = Backoff(base=TICK, cap=5.0)
+        backoff = Backoff(base=TICK, cap=REDIS_RETRY_CAP)
         while True:
             try:
                 self._follow(backoff)
