@@ -191,6 +191,24 @@ sentinel parallel-syncs {self.master} 1
         return self._answers()
 
 
+def sentinels_ready(sentinels: list[SentinelProcess], replica: RedisProcess) -> bool:
+    """Whether a failover could be made now: the replica is in sync, and every sentinel knows the others and the
+    replica (sentinels find each other through the master, saying hello every 2 s)."""
+    try:
+        with replica.client() as client:
+            if client.info("replication").get("master_link_status") != "up":
+                return False
+        for sentinel in sentinels:
+            with sentinel.client() as client:
+                master = sentinel.master
+                if (len(client.sentinel_sentinels(master)) != len(sentinels) - 1
+                        or len(client.sentinel_slaves(master)) != 1):
+                    return False
+    except redis.RedisError:
+        return False
+    return True
+
+
 def sentinel_url(sentinels: list[SentinelProcess], master: str, database: int = 0) -> str:
     """The ``redis+sentinel://`` URL of ``master`` through ``sentinels``."""
     return f"redis+sentinel://{','.join(sentinel.address for sentinel in sentinels)}/{master}/{database}"

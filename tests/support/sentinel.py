@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from orderbook.relay.redis_process import LOOPBACK, RedisProcess, SentinelProcess, sentinel_url
+from orderbook.relay.redis_process import LOOPBACK, RedisProcess, SentinelProcess, sentinel_url, sentinels_ready
 from tests.support.debian import find_or_install
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
@@ -49,16 +49,8 @@ class SentinelRedis:
         return sentinel_url(self.sentinels, MASTER)
 
     def _ready(self) -> bool:
-        replica = self.replica
-        assert replica is not None
-        with replica.client() as client:
-            if client.info("replication").get("master_link_status") != "up":
-                return False
-        for sentinel in self.sentinels:
-            with sentinel.client() as client:
-                if len(client.sentinel_sentinels(MASTER)) != 2 or len(client.sentinel_slaves(MASTER)) != 1:
-                    return False
-        return True
+        assert self.replica is not None
+        return sentinels_ready(self.sentinels, self.replica)
 
     def master_port(self) -> int | None:
         """The master's port as a majority of the sentinels name it now (None while they do not agree)."""
