@@ -179,7 +179,8 @@ class Edge(Listening):
                             "answers" if shard.source.connected else "unreachable")
             shard.stats.serving = fresh and shard.source.connected and served.unavailable is None
         default = self.books.default
-        owner = next((shard for shard in self.shards.values() if shard.served is self.books.owner(default)), None)
+        served_default = self.books.owner(default)
+        owner = next((shard for shard in self.shards.values() if shard.served is served_default), None)
         serving = (owner is not None and owner.stats.serving and self.tasks.healthy
                    and bool(self.books.state(default).exchanges_in_step))
         if serving != self._serving:

@@ -282,7 +282,8 @@ class BookNode:
             beat = self._stored_catalogue(self.keys.of_shard(name))
             if beat is None:
                 continue
-            both = [symbol for symbol in self._served.symbols if symbol in set(beat.symbols)]
+            theirs = set(beat.symbols)
+            both = [symbol for symbol in self._served.symbols if symbol in theirs]
             if both:
                 shown = ",".join(both[:SHOWN_SYMBOLS]) + (f",... ({len(both)} symbols)" if len(both) > SHOWN_SYMBOLS
                                                           else "")

@@ -56,10 +56,7 @@ class ShardedSymbols:
 
     def owner(self, symbol: str) -> ServedSymbols | None:
         """The books of the shard that serves ``symbol`` (None if none does)."""
-        for served in self._shards.values():
-            if symbol in served.symbols:
-                return served
-        return None
+        return next((served for served in self._shards.values() if served.serves(symbol)), None)
 
     # -- what the gRPC server asks (:class:`~orderbook.serving.symbols.Books`) ------------------------------------
 

@@ -201,6 +201,9 @@ class ServedSymbols:
         except KeyError:
             raise UnknownSymbol(symbol) from None
 
+    def serves(self, symbol: str) -> bool:
+        return symbol in self._entries
+
     def state(self, symbol: str) -> SymbolState:
         return self._entries[symbol].state
 
