@@ -25,9 +25,11 @@ install: $(READY)
 demo: $(READY)
 	bin/run-server --demo
 
-# bin/cluster-demo needs redis-server: installed here when missing (as root), never by the service itself.
+# bin/cluster-demo needs redis-server and redis-sentinel: installed here when missing (as root), never by the service
+# itself.
 cluster-demo: $(READY)
 	@$(VENV)/bin/python -m tests.support.debian redis-server redis-server >/dev/null
+	@$(VENV)/bin/python -m tests.support.debian redis-sentinel redis-sentinel >/dev/null
 	bin/cluster-demo
 
 # ruff and mypy, as configured in pyproject.toml. The five test directories that are import roots of their own

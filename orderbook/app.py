@@ -91,8 +91,9 @@ class Application(Listening):
         """``--publish``: this process's part in the relay (publishing while leader, else standing by)."""
         if config.publish is not None:
             self.relay = BookNode(config.publish, self.served, self._symbols_in_step, self.tasks.task,
-                                  on_conflict=self._fatal, keys=Keys(config.relay_prefix), key=config.relay_key)
-            self.metrics.add_state_source(self.relay.stats.families)
+                                  on_conflict=self._fatal, keys=Keys(config.relay_prefix, config.shard),
+                                  key=config.relay_key)
+            self.metrics.add_state_source(partial(self.relay.stats.families, config.shard))
         self._serving = False
         self._default_in_step = False
         self.fatal_error: ExchangeError | OtherDeployment | None = None

@@ -26,7 +26,7 @@ from orderbook.exchanges.base import Venue
 from orderbook.prices import BadNumber, parse_decimal
 from orderbook.quote import MAX_FEE
 from orderbook.recording.writer import RecordingUnavailable, check_directory
-from orderbook.relay.keys import DEFAULT_PREFIX, Keys
+from orderbook.relay.keys import DEFAULT_PREFIX, DEFAULT_SHARD, Keys
 from orderbook.relay.redis_url import BadRedisUrl, check_url
 from orderbook.symbol_state import MAX_SYMBOLS, SYMBOL, canonical_symbol
 
@@ -92,6 +92,8 @@ class Config:
     """The Redis URL to publish through (``--publish``); None: this process serves only its own clients."""
     relay_prefix: str = DEFAULT_PREFIX
     """What the relay's Redis keys start with (``--relay-prefix``): one deployment per key space."""
+    shard: str = DEFAULT_SHARD
+    """The shard of the deployment this node's symbols are (``--shard``): its nodes elect a leader of their own."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file, signing every envelope published; None: unsigned."""
     taker_fees: tuple[tuple[str, int], ...] = ()
@@ -251,8 +253,13 @@ def _parser() -> OneLineParser:
     add_tls_and_log_flags(parser)
     add("--publish", default=None, metavar="URL",
         help="also publish every symbol's summaries through Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// "
-        "for TLS), for bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others "
-        "stand by (README, Beyond one machine)")
+        "for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB] through Sentinel), for "
+        "bin/run-edge to serve; book nodes with the same symbols and URL elect one leader, the others stand by "
+        "(README, Beyond one machine)")
+    add("--shard", default=DEFAULT_SHARD, metavar="NAME",
+        help="with --publish: the shard of the deployment this node's symbols are (1 to 64 letters, digits, '-', '_' "
+        "or '.'); the nodes of a shard elect a leader of their own, each symbol is one shard's, and edges serve "
+        "every shard's symbols (default %(default)s)")
     add_relay_flags(parser)
     add("--taker-fee", default="", metavar="VENUE=FRACTION[,...]",
         help="the desk's own taker fee at each venue, as a fraction, e.g. binance=0.001,bitstamp=0.004: the "
@@ -400,6 +407,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         except BadRedisUrl as error:
             raise ConfigError(f"{name['publish']}: {error}") from None
     relay_prefix, relay_key = relay_settings(args, name)
+    try:
+        Keys(relay_prefix, args.shard)
+    except ValueError as error:
+        raise ConfigError(f"{name['shard']}: {error}") from None
     taker_fees = parse_taker_fees(args.taker_fee, name["taker_fee"])
     _check_recording(args, name)
     return Config(
@@ -424,6 +435,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         ready_file=args.ready_file or None,
         publish=args.publish or None,
         relay_prefix=relay_prefix,
+        shard=args.shard,
         relay_key=relay_key,
         taker_fees=taker_fees,
         record=args.record or None,
@@ -507,6 +519,9 @@ class EdgeConfig:
     """What the relay's Redis keys start with (``--relay-prefix``): the book nodes' own."""
     relay_key: bytes | None = field(default=None, repr=False)
     """The secret read from ``--relay-key``'s file: every envelope must be signed with it; None: none need be."""
+    default_symbol: str | None = None
+    """The symbol ``BookSummary`` serves (``--default-symbol``); None: the default symbol of the first shard by
+    name."""
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The variable behind each setting given in the environment (``ORDERBOOK_EDGE_GRPC_ADDR``), for errors found
     once running, as :attr:`Config.names`."""
@@ -524,7 +539,11 @@ def _edge_parser() -> OneLineParser:
     )
     add = parser.add_argument
     add("--source", default=None, metavar="URL", help="the Redis the book nodes publish through, "
-        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS): the same URL as their --publish (required)")
+        "redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS, redis+sentinel://... through Sentinel): the same "
+        "URL as their --publish (required)")
+    add("--default-symbol", default=None, metavar="SYMBOL",
+        help="the symbol BookSummary serves, whichever shard serves it (default: the default symbol, the first of "
+        "--symbol, of the first shard by name)")
     add_relay_flags(parser)
     add_listen_flags(parser, metrics_default="127.0.0.1:9103")
     add("--max-streams", type=whole_number, default=1000,
@@ -549,6 +568,12 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError(f"{name['tls_cert']} and {name['tls_key']} go together")
     relay_prefix, relay_key = relay_settings(args, name)
+    default_symbol = None
+    if args.default_symbol:
+        default_symbol = canonical_symbol(args.default_symbol)
+        if not SYMBOL.fullmatch(default_symbol):
+            raise ConfigError(f"{name['default_symbol']}: expected 2 to 20 letters or digits, got "
+                              f"{args.default_symbol[:40]!r}")
     return EdgeConfig(
         source=args.source,
         grpc_addr=parse_address(args.grpc_addr, name["grpc_addr"]),
@@ -561,5 +586,6 @@ def load_edge_config(argv: Sequence[str] | None = None, environ: Mapping[str, st
         ready_file=args.ready_file or None,
         relay_prefix=relay_prefix,
         relay_key=relay_key,
+        default_symbol=default_symbol,
         names=environment_names(name),
     )

@@ -122,7 +122,9 @@ class Supervisor:
                 self._tasks.pop(name)  # finished: nothing to restart, nothing to watch
                 self._needed.discard(name)
                 return
-            except gevent.GreenletExit:
+            except gevent.GreenletExit:  # killed: ended on purpose, so forgotten (its name may be taken again)
+                self._tasks.pop(name, None)
+                self._needed.discard(name)
                 raise
             except Exception:  # the point: whatever it was, it is seen, counted and restarted
                 log.exception("task %s failed; starting it again", name)

@@ -17,6 +17,11 @@
   each other.
 * :mod:`~orderbook.relay.source`: the edge's side: follow Redis, feeding the books it serves (the edge process
   itself, serving them over gRPC, is :mod:`orderbook.edge`, as the book node's is :mod:`orderbook.app`).
-* :mod:`~orderbook.relay.redis_process` and :mod:`~orderbook.relay.demo`: a private redis-server, and
-  ``make cluster-demo``.
+* :mod:`~orderbook.relay.redis_url`: the Redis URLs, ``redis+sentinel://`` included (the client asks the
+  sentinels where the master is at each new connection, so it follows a failover).
+* :mod:`~orderbook.relay.redis_process` and :mod:`~orderbook.relay.demo`: a private redis-server (and a replica and
+  sentinels), and ``make cluster-demo``.
+
+The symbols may be split over shards (``--shard``): each shard has its own keys, lease, epoch and leader, and an
+edge follows every shard listed in Redis, serving them as one (:mod:`orderbook.serving.shards`).
 """

@@ -1,11 +1,14 @@
 """``make cluster-demo`` (``bin/cluster-demo``): the whole deployment on one machine, against the simulator.
 
-Starts a private redis-server, the exchange simulator, two book nodes publishing through Redis (the first to
-start leads, the other stands by) and two edges serving from it, then says what to try: stream from the edges
-with ``bin/client``, ``kill -9`` the leader and watch the standby take over, stop Redis and watch the edges give
-their clients up. Each process logs to its own file in a temporary directory. Ctrl-C stops everything.
+Starts Redis without a single point of failure (a master, a replica and three sentinels), the exchange simulator,
+two shards of two book nodes each publishing through Sentinel (``--shard a`` takes the first half of the symbols,
+``--shard b`` the rest; in each, the first node to start leads and the other stands by) and two edges serving every
+shard's symbols, then says what to try: stream from the edges with ``bin/client``, ``kill -9`` a shard's leader and
+watch its standby take over while the other shard's streams go on, ``kill -9`` the Redis master and watch Sentinel
+promote the replica, ``kill -9`` an edge and watch its client go on from the other. Each process logs to its own
+file in a temporary directory. Ctrl-C stops everything.
 
-    bin/cluster-demo [--symbol ETHBTC,BTCUSDT] [--any-ports]
+    bin/cluster-demo [--symbol ETHBTC,BTCUSDT,ETHUSDT,LTCBTC] [--any-ports]
 
 With ``--any-ports`` every listener takes a free port, and the addresses and process ids are printed as one JSON
 line first (the test of this command uses it); otherwise the edges take the client's default ``127.0.0.1:5002``
@@ -35,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderbook.ready_file import NotReady, read_ready_file
-from orderbook.relay.redis_process import RedisProcess, RedisStartError, redis_server_binary
+from orderbook.relay.redis_process import (RedisProcess, RedisStartError, SentinelProcess, redis_sentinel_binary,
+                                           redis_server_binary, sentinel_url, sentinels_ready)
 from orderbook.simulator.process import SimulatorError, SimulatorProcess
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
@@ -46,9 +50,15 @@ READY_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.2
 """Seconds between two looks at the processes: a death is reported within it."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-FIXED_REDIS_PORT = 6390
-FIXED_NODE_PORTS = ((5012, 9112), (5013, 9113))
-"""Each book node's gRPC and metrics ports (as FIXED_EDGE_PORTS for the edges)."""
+FIXED_REDIS_PORTS = (6390, 6391)
+"""The master's and the replica's."""
+FIXED_SENTINEL_PORTS = (26390, 26391, 26392)
+MASTER = "orderbook"
+"""The master's name, as the sentinels know it."""
+SHARDS = ("a", "b")
+NODES_PER_SHARD = 2
+FIXED_NODE_PORTS = ((5012, 9112), (5013, 9113), (5014, 9114), (5015, 9115))
+"""Each book node's gRPC and metrics ports, shard a's first (as FIXED_EDGE_PORTS for the edges)."""
 FIXED_EDGE_PORTS = ((5002, 9103), (5003, 9104))
 _PR_SET_PDEATHSIG = 1
 
@@ -112,36 +122,38 @@ def _exit_status(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _watch(children: list[Child], redis: RedisProcess, simulator: SimulatorProcess) -> int:
+def _watch(children: list[Child], servers: list[tuple[str, RedisProcess]], simulator: SimulatorProcess) -> int:
     """Until a signal stops the demo (:class:`Stop`): report each process that ends, once, and reap it. Returns
     :data:`EXIT_ALL_GONE` once no book node or edge is left: nothing would be served."""
-    others = {"redis": False, "simulator": False}
+    reported: set[str] = set()
     while True:
         time.sleep(WATCH_INTERVAL)
         for child in children:
             if not child.reported and (code := child.proc.poll()) is not None:
                 child.reported = True
                 _say(f"{child.name} (pid {child.proc.pid}) {_exit_status(code)}; its log: {child.log}")
-        if not others["redis"] and redis.proc is not None and (code := redis.proc.poll()) is not None:
-            others["redis"] = True
-            _say(f"redis (pid {redis.proc.pid}) {_exit_status(code)}; its log: {redis.log_path}")
-        if not others["simulator"]:
+        for name, server in servers:
+            if name not in reported and server.proc is not None and (code := server.proc.poll()) is not None:
+                reported.add(name)
+                _say(f"{name} (pid {server.proc.pid}) {_exit_status(code)}; its log: {server.log_path}")
+        if "simulator" not in reported:
             try:
                 code = simulator.wait(0)
             except subprocess.TimeoutExpired:
                 pass
             else:
-                others["simulator"] = True
+                reported.add("simulator")
                 _say(f"the simulator (pid {simulator.pid}) {_exit_status(code)}; its log: above, on this terminal")
         if all(child.reported for child in children):
             _say("no book node or edge is left; stopping")
             return EXIT_ALL_GONE
 
 
-def _stop_all(children: list[Child], simulator: SimulatorProcess | None, redis: RedisProcess | None) -> None:
-    """SIGTERM to every process still running (edges first, then the nodes, the simulator, Redis), SIGKILL to any
-    that has not exited within 10 s. Further signals are ignored meanwhile: a second Ctrl-C must not cut this
-    short and leave processes behind."""
+def _stop_all(children: list[Child], simulator: SimulatorProcess | None,
+              servers: list[tuple[str, RedisProcess]]) -> None:
+    """SIGTERM to every process still running (edges first, then the nodes, the simulator, the sentinels and
+    Redis), SIGKILL to any that has not exited within 10 s. Further signals are ignored meanwhile: a second Ctrl-C
+    must not cut this short and leave processes behind."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     _say("stopping")
@@ -156,8 +168,8 @@ def _stop_all(children: list[Child], simulator: SimulatorProcess | None, redis: 
             child.proc.wait()
     if simulator is not None:
         simulator.stop()
-    if redis is not None:
-        redis.stop()
+    for _, server in reversed(servers):
+        server.stop()
     for pid in children_of(os.getpid()):
         end_child(pid)
 
@@ -198,65 +210,114 @@ def end_child(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
-def run(symbols: str, any_ports: bool, directory: Path, redis_server: str) -> int:
+def _start_redis(directory: Path, any_ports: bool, binaries: tuple[str, str],
+                 servers: list[tuple[str, RedisProcess]]) -> str:
+    """A master, its replica and three sentinels, each added to ``servers`` before it starts; the URL through the
+    sentinels, once they could make a failover."""
+    redis_server, redis_sentinel = binaries
+    master = RedisProcess(directory / "redis-master", redis_server, None if any_ports else FIXED_REDIS_PORTS[0])
+    servers.append(("the redis master", master))
+    master.start()
+    assert master.port is not None
+    replica = RedisProcess(directory / "redis-replica", redis_server, None if any_ports else FIXED_REDIS_PORTS[1],
+                           replica_of=master.port)
+    servers.append(("the redis replica", replica))
+    replica.start()
+    sentinels = []
+    for index, port in enumerate(FIXED_SENTINEL_PORTS):
+        sentinel = SentinelProcess(directory / f"sentinel-{index + 1}", redis_sentinel, MASTER, master.port,
+                                   port=None if any_ports else port)
+        servers.append((f"sentinel-{index + 1}", sentinel))
+        sentinel.start()
+        sentinels.append(sentinel)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not sentinels_ready(sentinels, replica):  # a failover tried before this would find no one to promote
+        if time.monotonic() > deadline:
+            raise RedisStartError(f"the sentinels did not find each other and the replica within {READY_TIMEOUT:g} s")
+        time.sleep(0.2)
+    return sentinel_url(sentinels, MASTER)
+
+
+def shard_symbols(symbols: str) -> dict[str, str]:
+    """The symbols of each shard: the first half to shard a, the rest to b."""
+    listed = symbols.split(",")
+    half = (len(listed) + 1) // 2
+    return {SHARDS[0]: ",".join(listed[:half]), SHARDS[1]: ",".join(listed[half:])}
+
+
+def run(symbols: str, any_ports: bool, directory: Path, binaries: tuple[str, str]) -> int:
     children: list[Child] = []
-    redis: RedisProcess | None = None
+    servers: list[tuple[str, RedisProcess]] = []
     simulator: SimulatorProcess | None = None
     try:  # each is known to the finally before it is started: a signal may come at any moment
-        redis = RedisProcess(directory / "redis", redis_server, None if any_ports else FIXED_REDIS_PORT)
-        redis.start()
+        url = _start_redis(directory, any_ports, binaries, servers)
         simulator = SimulatorProcess("--symbol", symbols, "--log-level", "warning")
         simulator.start()
-        venues = [f"--{key.replace('_', '-')}-url={url}" for key, url in simulator.urls.items() if key != "control"]
-        for index, (grpc, metrics) in enumerate(FIXED_NODE_PORTS):
-            _start(f"node-{index + 1}", [str(BIN / "run-server"), "--symbol", symbols, *venues, "--publish", redis.url],
-                   directory, 0 if any_ports else grpc, 0 if any_ports else metrics, children)
-            if index == 0:
-                children[0].ports()  # listening: the first node leads once in step
-                time.sleep(1.0)
+        venues = [f"--{key.replace('_', '-')}-url={venue}" for key, venue in simulator.urls.items()
+                  if key != "control"]
+        ports = iter(FIXED_NODE_PORTS)
+        shards = shard_symbols(symbols)
+        for shard, its_symbols in shards.items():
+            for index in range(NODES_PER_SHARD):
+                grpc, metrics = next(ports)
+                _start(f"node-{shard}{index + 1}", [str(BIN / "run-server"), "--symbol", its_symbols, *venues,
+                                                     "--publish", url, "--shard", shard],
+                       directory, 0 if any_ports else grpc, 0 if any_ports else metrics, children)
+                if index == 0:
+                    children[-1].ports()  # listening: the shard's first node leads once in step
+                    time.sleep(1.0)
         for index, (grpc, metrics) in enumerate(FIXED_EDGE_PORTS):
-            _start(f"edge-{index + 1}", [str(BIN / "run-edge"), "--source", redis.url],
+            _start(f"edge-{index + 1}", [str(BIN / "run-edge"), "--source", url],
                    directory, 0 if any_ports else grpc, 0 if any_ports else metrics, children)
-        ports = {child.name: child.ports() for child in children}
-        _tell(ports, children, redis, simulator, directory, any_ports)
-        return _watch(children, redis, simulator)
+        bound = {child.name: child.ports() for child in children}
+        _tell(bound, children, url, shards, servers, simulator, directory, any_ports)
+        return _watch(children, servers, simulator)
     except Stop:
         return 0
     finally:
-        _stop_all(children, simulator, redis)
+        _stop_all(children, simulator, servers)
 
 
-def _tell(ports: dict[str, dict[str, int]], children: list[Child], redis: RedisProcess,
-          simulator: SimulatorProcess, directory: Path, as_json: bool) -> None:
+def _tell(ports: dict[str, dict[str, int]], children: list[Child], url: str, shards: dict[str, str],
+          servers: list[tuple[str, RedisProcess]], simulator: SimulatorProcess, directory: Path,
+          as_json: bool) -> None:
     def address(name: str) -> str:
         return f"127.0.0.1:{ports[name]['grpc_port']}"
 
     edge_children = [child for child in children if child.name.startswith("edge")]
     edges = [address(child.name) for child in edge_children]
-    nodes = {address(child.name): child.proc.pid for child in children if child.name.startswith("node")}
+    nodes = [child for child in children if child.name.startswith("node")]
     # bin/client --addr A,B streams from A first: killing A is what shows a client going on from B.
     first_edge = edge_children[0]
+    server_pids = {name: server.proc.pid for name, server in servers if server.proc is not None}
     if as_json:
-        assert redis.proc is not None
-        pids = {"redis": redis.proc.pid, "simulator": simulator.pid} | {c.name: c.proc.pid for c in children}
-        print(json.dumps({"redis": redis.url, "edges": edges, "nodes": list(nodes), "logs": str(directory),
-                          "pids": pids}), flush=True)
+        pids = {"simulator": simulator.pid} | {name.replace("the ", "").replace(" ", "-"): pid
+                                               for name, pid in server_pids.items()}
+        print(json.dumps({"redis": url, "edges": edges, "nodes": [address(child.name) for child in nodes],
+                          "logs": str(directory), "pids": pids | {c.name: c.proc.pid for c in children}}), flush=True)
     kill_edge = f"kill -9 {first_edge.proc.pid}"
-    node_lines = "\n".join(f"    book node {addr} (pid {pid}, metrics 127.0.0.1:"
-                           f"{ports[f'node-{index}']['metrics_port']})"
-                           for index, (addr, pid) in enumerate(nodes.items(), start=1))
+    metrics = f"127.0.0.1:{ports[nodes[0].name]['metrics_port']}"
+    kill_master = f"kill -9 {server_pids['the redis master']}"
+    node_lines = "\n".join(f"    book node {address(child.name)} (shard {child.name[5]}, pid {child.proc.pid}, "
+                           f"metrics 127.0.0.1:{ports[child.name]['metrics_port']})" for child in nodes)
+    redis_lines = "\n".join(f"    {name:<18}pid {pid}, log {server.log_path}"
+                            for (name, server), pid in zip(servers, server_pids.values()))
     print(f"""
 cluster-demo: running, every process logging to {directory}
-    redis       {redis.url}
+    redis URL   {url}
+{redis_lines}
     simulator   control API {simulator.urls['control']}
+    shards      {'; '.join(f'{shard}: {symbols}' for shard, symbols in shards.items())}
 {node_lines}
     edges       {', '.join(f'{edge} (pid {child.proc.pid})' for edge, child in zip(edges, edge_children))}
 
 Try, from another terminal:
+    bin/client --addr {','.join(edges)} --list    every shard's symbols, through the edges
     bin/client --addr {','.join(edges)}        stream through the edges (moves to the other if one goes)
-    bin/client --addr {list(nodes)[0]}                   stream from a book node directly
-    curl -s 127.0.0.1:{ports['node-1']['metrics_port']}/metrics | grep orderbook_relay_leader    which node leads
-    kill -9 <the leader's pid>             the standby takes over within about 2.5 s; clients keep streaming
+    bin/client --addr {','.join(edges)} --symbol {shards[SHARDS[1]].split(',')[0]}    a symbol of shard {SHARDS[1]}
+    curl -s {metrics}/metrics | grep orderbook_relay_leader    whether {nodes[0].name} leads its shard
+    kill -9 <a shard's leader's pid>       its standby takes over within about 2.5 s; the other shard's streams go on
+    {kill_master:<38} the redis master: Sentinel promotes the replica within about 3 s; clients keep streaming
     {kill_edge:<38} {first_edge.name}, the edge that client streams from, goes: it goes on from the other
 Ctrl-C stops everything; this window reports any process that ends.
 """, flush=True)
@@ -264,17 +325,22 @@ Ctrl-C stops everything; this window reports any process that ends.
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--symbol", default="ETHBTC,BTCUSDT", help="the symbols (default %(default)s)")
+    parser.add_argument("--symbol", default="ETHBTC,BTCUSDT,ETHUSDT,LTCBTC",
+                        help="the symbols, at least two: shard a takes the first half, shard b the rest "
+                        "(default %(default)s)")
     parser.add_argument("--any-ports", action="store_true",
                         help="free ports everywhere; print the addresses and process ids as JSON first")
     args = parser.parse_args(argv)
+    if len(args.symbol.split(",")) < 2:
+        parser.error(f"--symbol: at least two symbols, one for each shard, got {args.symbol!r}")
     for signum in STOP_SIGNALS:  # first, before any process exists; and whatever this one inherited
         signal.signal(signum, _stop)
     with tempfile.TemporaryDirectory(prefix="orderbook-cluster-") as directory:
         try:
-            redis_server = redis_server_binary()  # before anything starts: without it, its one line is all
+            # Before anything starts: without them, their one line is all.
+            binaries = redis_server_binary(), redis_sentinel_binary()
             _say(f"starting; every process logs to {directory}")
-            return run(args.symbol, args.any_ports, Path(directory), redis_server)
+            return run(args.symbol, args.any_ports, Path(directory), binaries)
         except Stop:
             return 0
         except (RedisStartError, SimulatorError, NotReady, OSError) as error:

@@ -8,7 +8,9 @@ measured on this project's 2-core machine; here the command is packed as RESP di
 lease token), sent with one ``sendall`` on a connection kept for the purpose, and the reply read after it, which
 is when the streams run. The script is the same, called by its SHA (loaded again, once, when Redis answers that it
 does not know it: a restarted Redis), and a connection that fails is dropped and made again at the next write,
-so failures surface as the same ``RedisError`` s the caller already handles.
+so failures surface as the same ``RedisError`` s the caller already handles. A connection that failed is given
+back to the pool and a new one taken at the next write, never reconnected in place: through Sentinel, only a
+connection taken from the pool asks the sentinels where the master is now.
 
 One write at a time: the publisher and the heartbeat share the connection, and each waits for the other's reply.
 """
@@ -21,7 +23,9 @@ from typing import Any
 
 import redis
 from gevent.lock import Semaphore
+from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as NoAnswer
 
 from orderbook.relay.keys import PUBLISH, STORED_TTL_MS, Keys
 from orderbook.relay.timing import CATALOG_TTL
@@ -71,5 +75,14 @@ class FencedPublish:
         connection = self._connection
         if connection is None:
             connection = self._connection = self._client.connection_pool.get_connection()
-        connection.send_packed_command((command,), check_health=False)  # drops the connection if it fails
-        return connection.read_response()  # so does this, unless Redis answered with an error
+        try:
+            connection.send_packed_command((command,), check_health=False)
+            # Said explicitly: a Sentinel-managed connection would otherwise keep a connection whose reply is still
+            # to come, and hand that reply to the next write.
+            return connection.read_response(disconnect_on_error=True)
+        except (LostConnection, NoAnswer):
+            # Given back, and the next write takes one from the pool, which connects afresh: through Sentinel, to
+            # the master named then (a connection that reconnects by itself goes back to the address it had).
+            self._connection = None
+            self._client.connection_pool.release(connection)
+            raise

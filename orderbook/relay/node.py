@@ -9,6 +9,11 @@ node in charge: a standby with nothing in step does not take the lease while ano
 and a leader with nothing in step gives the lease up when a standby has. A node that stops cleanly gives its lease
 up at once, so a restart costs no more than a tick.
 
+Epochs only grow, also through a Redis failover that lost the last writes (a promoted replica without the lease
+or the epoch counter): a node takes the next epoch after the highest of the counter and what it has seen, and each
+report carries the highest it has seen, so that the nodes of a shard learn it from each other: one that missed an
+epoch (it could not reach Redis then) still takes a newer one.
+
 One deployment per key space: a node whose catalogue (symbols, in order, and depth) is not the live leader's
 refuses to join, from its first tick on, and also when such a leader appears later: it never takes the lease, and
 calls ``on_conflict`` with one line naming the URL and both catalogues (the process exits 2). Each node's report
@@ -16,6 +21,12 @@ carries its catalogue's fingerprint, so the nodes that stay also see one that wa
 (``orderbook_relay_rejected_total{reason="other_deployment"}``) for an alert. Changing the symbols of a running
 deployment therefore means stopping all its book nodes first, or starting the new one on another
 ``--relay-prefix``.
+
+Shards (``--shard``): the nodes of each shard elect their own leader on their shard's keys, as above, and report
+their shard in the deployment's list of shards at every tick. Each symbol is one shard's: a node that finds another
+live shard, registered before its own, whose leader serves some of its symbols refuses to join in the same way
+(one line naming its shard, the other and the symbols both have), before it could take its own shard's lease. A
+node that stops cleanly also takes its entry out, and its shard's when it was the shard's last live node.
 
 What is read from Redis is input (:mod:`orderbook.relay.rejections`): a lease that is not ``"<epoch> <node>"`` is
 held by someone unknown until it expires, never taken over before; an epoch counter that is not an epoch is never
@@ -47,12 +58,12 @@ from redis.exceptions import RedisError
 from orderbook.backoff import Backoff
 from orderbook.relay import envelope
 from orderbook.relay.fenced import FencedPublish
-from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, RELEASE, RENEW, REPORT,
-                                  BadLease, Keys, Lease, fingerprint, read_lease)
+from orderbook.relay.keys import (ACQUIRE, DEFAULT_KEYS, LEAVE, MAX_EPOCH, MAX_FOREIGN, MAX_LEASE, MAX_SHARDS, RELEASE,
+                                  RENEW, REPORT, SHARD, SHARD_TTL_MS, BadLease, Keys, Lease, fingerprint, read_lease)
 from orderbook.relay.metrics import NodeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
-from orderbook.relay.timing import HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_TIMEOUT, TICK
+from orderbook.relay.timing import HEARTBEAT_INTERVAL, LEASE_TTL, REDIS_RETRY_CAP, REDIS_TIMEOUT, TICK
 from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
@@ -107,6 +118,7 @@ class BookNode:
         self._release = self._redis.register_script(RELEASE)
         self._publish = FencedPublish(self._redis, keys)
         self._report = self._redis.register_script(REPORT)
+        self._leave = self._redis.register_script(LEAVE)
         self._rejections = Rejections(self.stats.rejected, log)
         self._token: str | None = None
         """``"<epoch> <node>"`` while leader: the lease's value, checked by every write."""
@@ -133,22 +145,26 @@ class BookNode:
         self._task("relay_heartbeat", self._heartbeat)
 
     def stop(self) -> None:
-        """Give the lease up, if held, so that a standby takes over at once."""
+        """Give the lease up, if held, so that a standby takes over at once, and leave the shard's nodes."""
         token = self._token
-        if token is None:
-            return
         self._step_down("stopping")
         try:
-            self._release(keys=[self.keys.lease], args=[token])
-            log.info("relay: lease of epoch %s given up", token.split()[0])
+            if token is not None:
+                self._release(keys=[self.keys.lease], args=[token])
+                log.info("relay: lease of epoch %s given up", token.split()[0])
+            # One that refused to join stays listed until its entry expires: the nodes it found count it.
+            if self.refused is None and self._leave(keys=[self.keys.nodes, self.keys.shards],
+                                                    args=[self.name, self.keys.shard]):
+                log.info("relay: the last book node of shard %s left: the shard is gone", self.keys.shard)
         except RedisError as error:
-            log.warning("relay: could not give the lease up (%s); a standby takes over when it lapses", error)
+            log.warning("relay: could not give the lease up or leave (%s); a standby takes over when it lapses",
+                        error)
 
     # -- the election -----------------------------------------------------------------------------------------
 
     def _elect(self) -> None:
         """Until this node refuses to join (then the task has finished)."""
-        backoff = Backoff(base=self._tick, cap=5.0)
+        backoff = Backoff(base=self._tick, cap=REDIS_RETRY_CAP)
         while self.refused is None:
             try:
                 self.elect_once()
@@ -171,9 +187,15 @@ class BookNode:
         if self.refused is not None:
             return
         ready = self._symbols_in_step()
-        others, lease, foreign = self._report(keys=[self.keys.nodes, self.keys.lease],
-                                              args=[self.name, ready, int(self._lease_ttl * 2000), self._fingerprint,
-                                                    MAX_LEASE, MAX_FOREIGN])
+        keys = self.keys
+        others, lease, foreign, shards, highest = self._report(
+            keys=[keys.nodes, keys.lease, keys.shards],
+            args=[self.name, ready, int(self._lease_ttl * 2000), self._fingerprint, MAX_LEASE, MAX_FOREIGN,
+                  keys.shard, SHARD_TTL_MS, MAX_SHARDS, self.stats.epoch, MAX_EPOCH])
+        self.stats.epoch = max(self.stats.epoch, int(highest))  # another node's, which this one may have missed
+        self._check_shards(shards)
+        if self.refused is not None:
+            return
         self._take_part(ready, others, lease)
         if self.refused is None:  # a node that refuses counts itself, not the deployment it found
             self._count_foreign(set(foreign))
@@ -231,29 +253,62 @@ class BookNode:
         is stored (the first write after it took the lease), it is read again at the next tick."""
         if holder == self._checked:
             return
-        stored = getrange(self._redis, self.keys.catalog, 0, envelope.MAX_ENVELOPE)
-        if not stored:
-            return
-        try:
-            beat = envelope.read(stored, self._key)
-        except envelope.BadEnvelope as error:
-            self._rejections.reject(error.reason, "relay: the stored catalogue %s refused (%s): %s", self.keys.catalog,
-                                    error.reason, error, value=stored)
-            return
-        if not isinstance(beat, envelope.Heartbeat) or (beat.epoch, beat.node) != (holder.epoch, holder.node):
+        beat = self._stored_catalogue(self.keys)
+        if beat is None or (beat.epoch, beat.node) != (holder.epoch, holder.node):
             return  # not the holder's (yet)
         self._checked = holder
         served = self._served
         if (beat.symbols, beat.depth) != (served.symbols, served.depth):
-            self._refuse(f"--publish {redacted(self.url)}, key prefix {self.keys.prefix}: another deployment leads "
-                         f"there (book node {beat.node}, {_catalogue(beat.symbols, beat.depth)}); this node has "
+            self._refuse(f"--publish {redacted(self.url)}, key prefix {self.keys.prefix}, shard {self.keys.shard}: "
+                         f"another deployment leads there (book node {beat.node}, "
+                         f"{_catalogue(beat.symbols, beat.depth)}); this node has "
                          f"{_catalogue(served.symbols, served.depth)}: one deployment per key space, so give this one "
                          "its own --relay-prefix (or Redis database), or stop every book node of the other before "
                          "changing its symbols")
 
-    def _refuse(self, message: str) -> None:
+    def _check_shards(self, shards: list[bytes]) -> None:
+        """Refuse to join if another live shard, registered before this one (or at the same moment, with a name
+        before its own), has a leader serving some of this node's symbols. ``shards``: (name, registered ms) pairs,
+        this node's own shard first."""
+        mine = (int(shards[1]), self.keys.shard) if len(shards) >= 2 else None
+        for name_bytes, since in zip(shards[2::2], shards[3::2]):
+            name = name_bytes.decode("ascii", errors="replace")
+            if not SHARD.fullmatch(name) or not since.isdigit():
+                self._rejections.reject("bad_shard", "relay: the shard list %s names %r, no shard's name",
+                                        self.keys.shards, name_bytes[:80], value=name_bytes)
+                continue
+            if mine is None or (int(since), name) > mine:
+                continue  # registered after this one: if the two overlap, that one refuses
+            beat = self._stored_catalogue(self.keys.of_shard(name))
+            if beat is None:
+                continue
+            theirs = set(beat.symbols)
+            both = [symbol for symbol in self._served.symbols if symbol in theirs]
+            if both:
+                shown = ",".join(both[:SHOWN_SYMBOLS]) + (f",... ({len(both)} symbols)" if len(both) > SHOWN_SYMBOLS
+                                                          else "")
+                self._refuse(f"--shard {self.keys.shard}: the symbols {shown} are also shard {name}'s (book node "
+                             f"{beat.node}, on {redacted(self.url)}, key prefix {self.keys.prefix}): each symbol "
+                             "is one shard's, so give this shard other symbols, or stop shard "
+                             f"{name} first", reason="shard_overlap")
+                return
+
+    def _stored_catalogue(self, keys: Keys) -> envelope.Heartbeat | None:
+        """The catalogue the leader of ``keys``' shard stored lately (None if there is none, or it is refused)."""
+        stored = getrange(self._redis, keys.catalog, 0, envelope.MAX_ENVELOPE)
+        if not stored:
+            return None
+        try:
+            beat = envelope.read(stored, self._key)
+        except envelope.BadEnvelope as error:
+            self._rejections.reject(error.reason, "relay: the stored catalogue %s refused (%s): %s", keys.catalog,
+                                    error.reason, error, value=stored)
+            return None
+        return beat if isinstance(beat, envelope.Heartbeat) else None
+
+    def _refuse(self, message: str, reason: str = "other_deployment") -> None:
         self.refused = message
-        self._rejections.reject("other_deployment", "relay: refusing to join: %s", message)
+        self._rejections.reject(reason, "relay: refusing to join: %s", message)
         self._on_conflict(OtherDeployment(message))
 
     def _count_foreign(self, foreign: set[bytes]) -> None:
@@ -294,7 +349,7 @@ class BookNode:
     # -- publishing -------------------------------------------------------------------------------------------
 
     def _publish_while_leader(self) -> None:
-        backoff = Backoff(base=self._tick, cap=5.0)
+        backoff = Backoff(base=self._tick, cap=REDIS_RETRY_CAP)
         while True:
             self._leading.wait()
             token = self._token

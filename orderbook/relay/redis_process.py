@@ -1,4 +1,4 @@
-"""A private ``redis-server`` for the cluster demo and the tests.
+"""A private ``redis-server`` for the cluster demo and the tests, and ``redis-sentinel`` s watching it.
 
 The program is looked up on PATH and never installed from here: ``make cluster-demo`` and the tests install
 Debian's package when it is missing (``tests/support/debian.py``, development tooling outside this package).
@@ -63,12 +63,13 @@ def redis_server_binary() -> str:
 class RedisProcess:
     """One redis-server; :meth:`kill` and :meth:`start` again keep its port (a restart, as clients see it)."""
 
-    def __init__(self, directory: Path, binary: str, port: int | None = None) -> None:
+    def __init__(self, directory: Path, binary: str, port: int | None = None, *, replica_of: int | None = None) -> None:
         """``binary``: redis-server's path (:func:`redis_server_binary`); ``port``: a fixed one (the demo's), else a
-        free one is chosen."""
+        free one is chosen; ``replica_of``: the port of the master it replicates, on loopback."""
         self.directory = directory
         self.binary = binary
         self.port = port
+        self.replica_of = replica_of
         self.proc: subprocess.Popen[bytes] | None = None
         self._rng = random.Random()
 
@@ -99,8 +100,14 @@ class RedisProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "--bind", LOOPBACK, "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--logfile", str(self.log_path), "--daemonize", "no"],
+             "--dir", str(self.directory), "--logfile", str(self.log_path), "--daemonize", "no",
+             *(("--replicaof", LOOPBACK, str(self.replica_of)) if self.replica_of is not None else ())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        return self._answers()
+
+    def _answers(self) -> bool:
+        """Whether the process just launched answers; False if it exited because its port was taken."""
+        assert self.proc is not None
         client = self.client()
         deadline = time.monotonic() + START_TIMEOUT
         try:
@@ -137,3 +144,71 @@ class RedisProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def redis_sentinel_binary() -> str:
+    """redis-sentinel's absolute path, or :class:`RedisMissing` saying how to get it."""
+    path = shutil.which("redis-sentinel")
+    if path is None:
+        raise RedisMissing("redis-sentinel not found on PATH: install it (Debian: apt-get install redis-sentinel; "
+                           "make cluster-demo does it when run as root)")
+    return path
+
+
+class SentinelProcess(RedisProcess):
+    """One redis-sentinel watching the master ``master`` on loopback port ``master_port``: it takes the master for
+    down after ``down_after`` seconds without an answer, and with ``quorum`` sentinels agreeing, one of them
+    promotes a replica (Sentinel's failover)."""
+
+    def __init__(self, directory: Path, binary: str, master: str, master_port: int, *, quorum: int = 2,
+                 down_after: float = 1.0, port: int | None = None) -> None:
+        super().__init__(directory, binary, port)
+        self.master, self.master_port, self.quorum, self.down_after = master, master_port, quorum, down_after
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "sentinel.log"
+
+    def _launch(self) -> bool:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "sentinel.conf"  # Sentinel rewrites it as it learns: its own, in its directory
+        config.write_text(f"""port {self.port}
+bind {LOOPBACK}
+daemonize no
+dir {self.directory}
+logfile {self.log_path}
+sentinel monitor {self.master} {LOOPBACK} {self.master_port} {self.quorum}
+sentinel down-after-milliseconds {self.master} {int(self.down_after * 1000)}
+sentinel failover-timeout {self.master} {int(self.down_after * 10_000)}
+sentinel parallel-syncs {self.master} 1
+""")
+        self.proc = subprocess.Popen([self.binary, str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        return self._answers()
+
+
+def sentinels_ready(sentinels: list[SentinelProcess], replica: RedisProcess) -> bool:
+    """Whether a failover could be made now: the replica is in sync, and every sentinel knows the others and the
+    replica (sentinels find each other through the master, saying hello every 2 s)."""
+    try:
+        with replica.client() as client:
+            if client.info("replication").get("master_link_status") != "up":
+                return False
+        for sentinel in sentinels:
+            with sentinel.client() as client:
+                master = sentinel.master
+                if (len(client.sentinel_sentinels(master)) != len(sentinels) - 1
+                        or len(client.sentinel_slaves(master)) != 1):
+                    return False
+    except redis.RedisError:
+        return False
+    return True
+
+
+def sentinel_url(sentinels: list[SentinelProcess], master: str, database: int = 0) -> str:
+    """The ``redis+sentinel://`` URL of ``master`` through ``sentinels``."""
+    return f"redis+sentinel://{','.join(sentinel.address for sentinel in sentinels)}/{master}/{database}"

@@ -48,7 +48,7 @@ from orderbook.relay.metrics import EdgeStats
 from orderbook.relay.redis_url import connect, getrange, redacted
 from orderbook.relay.rejections import Rejections
 from orderbook.relay.subscription import Subscription
-from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_TIMEOUT, SOURCE_TURN, TICK
+from orderbook.relay.timing import FOLLOWED_SILENCE, REDIS_RETRY_CAP, REDIS_TIMEOUT, SOURCE_TURN, TICK
 from orderbook.serving.symbols import ServedSymbols
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,12 @@ class RedisSource:
         """The stored latest values must be read again (:meth:`catch_up`): a new catalogue, or a new leader
         followed."""
 
+    def close(self) -> None:
+        """Drop the connections (once :meth:`run` is no longer running: the shard is no longer served)."""
+        self._redis.close()
+
     def run(self) -> None:
-        backoff = Backoff(base=TICK, cap=5.0)
+        backoff = Backoff(base=TICK, cap=REDIS_RETRY_CAP)
         while True:
             try:
                 self._follow(backoff)
@@ -249,10 +253,11 @@ class RedisSource:
     def _reconfigure(self, item: Heartbeat, live: bool) -> None:
         if self._served.reconfigure(item.symbols, item.depth):
             self._symbols = frozenset(item.symbols)
+            self._stats.symbols = len(item.symbols)
             self._applied = {symbol: seen for symbol, seen in self._applied.items() if symbol in self._symbols}
             self.behind |= live  # what was stored is read after this, on connecting
-            log.info("relay: serving %d symbols (default %s) at depth %d", len(item.symbols), item.symbols[0],
-                     item.depth)
+            log.info("relay: serving %d symbols of shard %s (default %s) at depth %d", len(item.symbols),
+                     self._keys.shard, item.symbols[0], item.depth)
         self._on_change()
 
     def _update(self, item: Update) -> bool:

@@ -25,6 +25,10 @@ FOLLOWED_SILENCE = SOURCE_TIMEOUT - 2 * HEARTBEAT_INTERVAL
 less, and an older epoch cannot write, so past it what the edge followed was no leader."""
 REDIS_TIMEOUT = 1.0
 """Seconds a Redis request may take: well under the lease, so a hung Redis cannot keep a leader past it."""
+REDIS_RETRY_CAP = 1.0
+"""Seconds a book node or an edge waits at most between two attempts to reach Redis (the wait grows from a tick up
+to this): a Redis back, or a new master after a Sentinel failover, is found within about a second, well under the
+lease and the source timeout, rather than after a wait grown past them."""
 SOURCE_TURN = 0.002
 """Seconds an edge's source works through messages already waiting before it lets the streams run: a message
 waiting on the socket never blocks, so without a turn a flood on the channel would keep them from sending at all."""

@@ -57,7 +57,7 @@ from orderbook.serving.broadcast import SummaryBroadcaster
 from orderbook.serving.executor import GreenletExecutor
 from orderbook.serving.quotes import BadQuoteRequest, ServedQuotes
 from orderbook.serving.stats import ServingStats
-from orderbook.serving.symbols import DepthNotServed, ServedSymbols, Unavailable, UnknownSymbol, symbol_list
+from orderbook.serving.symbols import Books, DepthNotServed, Unavailable, UnknownSymbol, symbol_list
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class GrpcServer:
 
     def __init__(
         self,
-        served: ServedSymbols,
+        served: Books,
         address: Address,
         *,
         max_streams: int = 1000,

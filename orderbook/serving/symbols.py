@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Protocol
 
 from gevent.event import Event
 
@@ -76,6 +77,31 @@ class UnknownSymbol(KeyError):
 
 class DepthNotServed(ValueError):
     """More levels a side than are served here (``--depth``): a client asking for them gets INVALID_ARGUMENT."""
+
+
+class Books(Protocol):
+    """What the gRPC server serves from: a :class:`ServedSymbols`, or an edge's shards served as one
+    (:class:`~orderbook.serving.shards.ShardedSymbols`)."""
+
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def unavailable(self) -> str | None: ...
+
+    def resolve(self, symbol: str, depth: int) -> tuple[str, int]: ...
+
+    def stream(self, symbol: str, depth: int, is_active: Callable[[], bool],
+               wake_up: Event | None = None) -> Generator[bytes, None, None]: ...
+
+    def states(self) -> list[SymbolState]: ...
+
+    def stats(self) -> ServingStats: ...
+
+    def close(self) -> None: ...
 
 
 class _ServedSymbol:
@@ -174,6 +200,9 @@ class ServedSymbols:
             return self._entries[symbol]
         except KeyError:
             raise UnknownSymbol(symbol) from None
+
+    def serves(self, symbol: str) -> bool:
+        return symbol in self._entries
 
     def state(self, symbol: str) -> SymbolState:
         return self._entries[symbol].state

@@ -122,12 +122,12 @@ def _round(url: str, edge: Edge, client: subprocess.Popen[str], args: argparse.N
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, url, str(args.rate), str(args.seconds), str(first),
                                   args.key], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    received, cpu, thread = sum(edge.stats.received.values()), _cpu(), time.thread_time()
+    received, cpu, thread = sum(edge.shards['main'].stats.received.values()), _cpu(), time.thread_time()
     taken, take_calls = take.seconds, take.calls
     while publisher.poll() is None:
         gevent.sleep(0.05)
     cpu, thread = _cpu() - cpu, time.thread_time() - thread
-    received = max(1, sum(edge.stats.received.values()) - received)
+    received = max(1, sum(edge.shards['main'].stats.received.values()) - received)
     taken, take_calls = take.seconds - taken, take.calls - take_calls
     gevent.sleep(0.2)
     assert client.stdin is not None and client.stdout is not None
@@ -159,6 +159,7 @@ def main() -> None:
         try:
             redis_client = server.client()
             redis_client.set(DEFAULT_KEYS.lease, "1 leader")
+            redis_client.hset(DEFAULT_KEYS.shards, "main", f"{2**52} 0")  # listed, as a book node lists its shard
             redis_client.set(DEFAULT_KEYS.catalog, envelope.heartbeat(1, 1, "leader", ("ETHBTC",), 10,
                                                                       args.key.encode() or None))
             edge_args = ["--source", server.url, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "off"]
@@ -167,8 +168,8 @@ def main() -> None:
                 edge_args += ["--relay-key", str(Path(directory) / "key")]
             edge = Edge(load_edge_config(edge_args))
             edge.start()
-            while not edge.source.connected:  # subscribed: what is published from here on arrives
-                gevent.sleep(0.01)
+            while "main" not in edge.shards or not edge.shards["main"].source.connected:  # subscribed: what is
+                gevent.sleep(0.01)  # published from here on arrives
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
             client = subprocess.Popen([sys.executable, "-c", CLIENT, f"127.0.0.1:{edge.grpc.port}",
                                        str(args.streams)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -22,18 +22,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import (abuse, burst, compare, e2e_scenarios, ingest, overload, quotes, record, relay, symbols,
-                         transport)
+from tests.bench import (abuse, burst, compare, e2e_scenarios, ingest, overload, quotes, record, relay, shards,
+                         symbols, transport)
 from tests.bench.report import Figure, ScenarioResult, failed_targets, repeated, table, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = REPO_ROOT / "bench-results" / "latest.json"
 SCENARIOS = ("ingest", "record", "transport", "burst", "latency", "max_rate", "fanout", "memory", "startup", "abuse",
              "symbols", "symbols_ramp", "relay_latency", "relay_fanout", "relay_takeover", "overload", "quote_cost",
-             "quote_streams")
-DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "symbols_ramp")
-"""What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step)."""
-SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover", "overload")
+             "quote_streams", "shards")
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name not in ("symbols_ramp", "shards"))
+"""What runs without --scenario: the ramp takes many minutes (a start-up of hundreds of symbols per step), and the
+shards scenario a few (four deployments, one with Sentinel)."""
+SINGLE_RUN = ("max_rate", "memory", "abuse", "symbols", "symbols_ramp", "relay_fanout", "relay_takeover", "overload",
+              "shards")
 """Run once unless --repeat says otherwise: long, or (relay_takeover: ten kills) a sample of their own."""
 
 log = logging.getLogger("bench")
@@ -70,7 +72,12 @@ hop, edge less direct), relay_fanout (two edges, 1,000 streams each,
 connected while the market is paused: delivery p50/p99, streams receiving,
 each edge's CPU), relay_takeover (two book nodes, one edge and its client;
 the leader is killed with SIGKILL 10 times, 3 with --quick: kill to the
-client's first summary of the new leader, median and worst).
+client's first summary of the new leader, median and worst). shards, run
+only when named (tests/bench/shards.py): symbols per core with one shard and
+with two (the same 40 symbols, 10 with --quick), each shard's takeover time
+(two shards of two book nodes, an edge), and the failover time through
+Sentinel (a master, a replica, three sentinels: kill -9 of the master to the
+edge's client's next summary).
 
 overload: one server following 40 symbols with --max-lag 2; Binance's rate
 ramped until the books fall behind: the highest rate sustained with every
@@ -86,8 +93,8 @@ QuoteUpdate encoded) at two 1,000-level books, for amounts walking 1, 10 and
 the ratio of their p99, target at most 1.2.
 
 Each value is the median of --repeat runs (default 3; 1 for max_rate,
-memory, abuse, symbols, symbols_ramp, relay_fanout, relay_takeover and
-overload, which are long or repeat inside; 1 everywhere with --quick),
+memory, abuse, symbols, symbols_ramp, relay_fanout, relay_takeover,
+overload and shards, which are long or repeat inside; 1 everywhere with --quick),
 shown with the range of the runs. Targets are reported; with --check the
 exit status is 1 when any target is missed."""
 
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             "relay_latency": lambda: relay.relay_latency(options),
             "relay_fanout": lambda: relay.relay_fanout(options),
             "relay_takeover": lambda: relay.relay_takeover(options),
+            "shards": lambda: shards.shards(options),
             "overload": lambda: overload.overload(options),
             "quote_cost": lambda: quotes.quote_cost(args.quick),
             "quote_streams": lambda: quotes.quote_streams(options),

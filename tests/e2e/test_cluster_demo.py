@@ -27,9 +27,10 @@ CLIENT = REPO_ROOT / "bin" / "client"
 
 
 @pytest.fixture(autouse=True)
-def _redis_server_installed() -> None:
-    """As ``make cluster-demo`` does before it runs bin/cluster-demo, which only looks for it."""
+def _redis_installed() -> None:
+    """As ``make cluster-demo`` does before it runs bin/cluster-demo, which only looks for them."""
     find_or_install("redis-server", "redis-server")
+    find_or_install("redis-sentinel", "redis-sentinel")
 
 
 def _client(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,8 +72,10 @@ def test_the_cluster_demo_serves_through_its_edges_and_stops_everything() -> Non
         edges = ",".join(started["edges"])
         listed = _client("--addr", edges, "--list", "--json", "--timeout", "20")
         assert listed.returncode == 0, listed.stderr
-        assert [json.loads(line)["symbol"] for line in listed.stdout.splitlines()] == ["ETHBTC", "BTCUSDT"]
-        streamed = _client("--addr", edges, "--symbol", "BTCUSDT", "--json", "--count", "2", "--timeout", "20")
+        # Shard a's symbols, then shard b's, whichever edge answers.
+        assert [json.loads(line)["symbol"] for line in listed.stdout.splitlines()] == [
+            "ETHBTC", "BTCUSDT", "ETHUSDT", "LTCBTC"]
+        streamed = _client("--addr", edges, "--symbol", "ETHUSDT", "--json", "--count", "2", "--timeout", "20")
         assert streamed.returncode == 0, streamed.stderr
         assert all(json.loads(line)["bids"] for line in streamed.stdout.splitlines())
         demo.send_signal(signal.SIGTERM)
@@ -92,7 +95,9 @@ def test_the_edge_it_suggests_killing_is_the_clients_and_its_death_is_reported_a
     try:
         errors = _lines(demo.stderr)
         started, text = _started(demo)
-        (suggestion,) = [line for line in text if line.split()[:2] == ["kill", "-9"] and "<" not in line]
+        (suggestion,) = [line for line in text if line.split()[:2] == ["kill", "-9"] and "the edge" in line]
+        (master,) = [line for line in text if line.split()[:2] == ["kill", "-9"] and "the redis master" in line]
+        assert int(master.split()[2]) == started["pids"]["redis-master"]
         pid = int(suggestion.split()[2])
         assert pid == started["pids"]["edge-1"], (suggestion, started["pids"])
         client = subprocess.Popen([str(CLIENT), "--addr", ",".join(started["edges"]), "--json", "--timeout", "20"],
@@ -149,9 +154,9 @@ def test_a_sigterm_while_it_starts_leaves_no_process_behind() -> None:
         first = demo.stderr.readline()
         assert first.startswith("cluster-demo: starting; every process logs to "), first
         directory = first.rsplit(" ", 1)[1].strip()
-        wait_until(lambda: Path(directory, "node-1.log").exists(), 60, "the first book node started")
+        wait_until(lambda: Path(directory, "node-a1.log").exists(), 60, "the first book node started")
         assert demo.poll() is None
-        assert _mentioning(directory), os.listdir(directory)  # redis and the first node, at least
+        assert _mentioning(directory), os.listdir(directory)  # redis, the sentinels and the first node, at least
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(30) == 0
         assert _mentioning(directory) == []

@@ -35,26 +35,30 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+SHARD = ("shard", "main")
+"""The label of every relay series of a deployment of one shard."""
+
+
 def node_settled(text: str) -> bool:
     """The node leads, Redis answers it, it has published, and every book it follows is in step."""
     values = samples(text)
     in_step = [value for (name, _), value in values.items() if name == "orderbook_exchange_in_step"]
     return (bool(in_step) and all(in_step)
-            and values.get(("orderbook_relay_leader", ())) == 1
-            and values.get(("orderbook_relay_redis_connected", ())) == 1
-            and values.get(("orderbook_relay_published_total", (("kind", "update"),)), 0) > 0)
+            and values.get(("orderbook_relay_leader", (SHARD,))) == 1
+            and values.get(("orderbook_relay_redis_connected", (SHARD,))) == 1
+            and values.get(("orderbook_relay_published_total", (("kind", "update"), SHARD)), 0) > 0)
 
 
 def edge_settled(text: str) -> bool:
     """The edge serves: Redis answers, the leader was heard, and it has received (and timed) updates and
     heartbeats."""
     values = samples(text)
-    return (values.get(("orderbook_relay_source_up", ())) == 1
-            and values.get(("orderbook_relay_redis_connected", ())) == 1
-            and ("orderbook_relay_last_message_age_seconds", ()) in values
-            and values.get(("orderbook_relay_received_total", (("kind", "update"),)), 0) > 0
-            and values.get(("orderbook_relay_received_total", (("kind", "heartbeat"),)), 0) > 0
-            and values.get(("orderbook_relay_hop_seconds_count", ()), 0) > 0)
+    return (values.get(("orderbook_relay_source_up", (SHARD,))) == 1
+            and values.get(("orderbook_relay_redis_connected", (SHARD,))) == 1
+            and ("orderbook_relay_last_message_age_seconds", (SHARD,)) in values
+            and values.get(("orderbook_relay_received_total", (("kind", "update"), SHARD)), 0) > 0
+            and values.get(("orderbook_relay_received_total", (("kind", "heartbeat"), SHARD)), 0) > 0
+            and values.get(("orderbook_relay_hop_seconds_count", (SHARD,)), 0) > 0)
 
 
 class RelayDeployment:

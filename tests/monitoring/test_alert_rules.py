@@ -601,6 +601,25 @@ RELAY_NODES_DOWN = {
     ],
 }
 
+# Two shards: shard a keeps its leader; every node of shard b stops answering at 30 s, while shard c's leader
+# steps down (its lease lost) and no standby takes over. The alert names each shard without a leader, alone.
+RELAY_SHARD_WITHOUT_LEADER = {
+    "interval": "5s",
+    "input_series": [
+        of(NODE_A, "up", "1x40"),
+        of(NODE_B, "up", "1x5 0x40"),
+        of(NODE_C, "up", "1x40"),
+        of(NODE_A, "orderbook_relay_leader", "1x40", shard="a"),
+        of(NODE_B, "orderbook_relay_leader", "1x5 stale", shard="b"),
+        of(NODE_C, "orderbook_relay_leader", "1x5 0x35", shard="c"),
+    ],
+    "alert_rule_test": [
+        expect("OrderbookRelayNoLeader", "20s"),
+        expect("OrderbookRelayNoLeader", "1m", {"severity": "critical", "shard": "b"},
+               {"severity": "critical", "shard": "c"}),
+    ],
+}
+
 # A leader, two standbys, one of them down since 30 s: the relay is fine.
 RELAY_LEADER_PRESENT = {
     "interval": "5s",
@@ -805,6 +824,7 @@ CASES = {
     "audit-two-hours": AUDIT_TWO_HOURS,
     "relay-leader-lost": RELAY_LEADER_LOST,
     "relay-takeover": RELAY_TAKEOVER,
+    "relay-shard-without-leader": RELAY_SHARD_WITHOUT_LEADER,
     "relay-nodes-down": RELAY_NODES_DOWN,
     "relay-leader-present": RELAY_LEADER_PRESENT,
     "relay-not-deployed": RELAY_NOT_DEPLOYED,

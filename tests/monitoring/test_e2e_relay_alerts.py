@@ -53,8 +53,8 @@ def relay(starts_processes: None, tmp_path: Path) -> Iterator[RelayDeployment]:
     with RelayDeployment(tmp_path / "relay") as deployment:
         deployment.wait_settled()
         standby = deployment.add_node()
-        wait_until(lambda: "orderbook_relay_leader 0.0" in deployment.scrape(standby.metrics_port)
-                   and "orderbook_relay_redis_connected 1.0" in deployment.scrape(standby.metrics_port),
+        wait_until(lambda: 'orderbook_relay_leader{shard="main"} 0.0' in deployment.scrape(standby.metrics_port)
+                   and 'orderbook_relay_redis_connected{shard="main"} 1.0' in deployment.scrape(standby.metrics_port),
                    60, f"the second book node to stand by (logs in {deployment.directory})", interval=0.25)
         yield deployment
 

@@ -45,3 +45,11 @@ def test_each_mistake_is_one_line_naming_the_setting(argv: list[str], environ: d
         load_edge_config(argv, environ)
     assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
     assert "s3cret" not in str(refused.value)
+
+
+def test_the_default_symbol_is_the_first_shards_unless_given_and_checked() -> None:
+    assert load_edge_config(["--source", "redis://127.0.0.1:6379/0"], {}).default_symbol is None
+    config = load_edge_config(["--source", "redis://127.0.0.1:6379/0"], {"ORDERBOOK_EDGE_DEFAULT_SYMBOL": "btcusdt"})
+    assert config.default_symbol == "BTCUSDT"
+    with pytest.raises(ConfigError, match="^--default-symbol: expected 2 to 20 letters"):
+        load_edge_config(["--source", "redis://127.0.0.1:6379/0", "--default-symbol", "A"], {})

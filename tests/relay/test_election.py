@@ -147,7 +147,7 @@ def test_the_leader_publishes_the_catalogue_then_every_symbol_then_each_change(n
     assert isinstance(stored, envelope.Update) and stored.summary == summary(2.0)
     assert 0 < redis_client.pttl(KEYS.catalog) <= 3_000 and 0 < redis_client.pttl(KEYS.latest) <= STORED_TTL_MS
     assert sorted(redis_client.keys("*")) == [b"orderbook:catalog", b"orderbook:epoch", b"orderbook:latest",
-                                              b"orderbook:leader", b"orderbook:nodes"]
+                                              b"orderbook:leader", b"orderbook:nodes", b"orderbook:shards"]
     assert a.relay.stats.published["update"] >= 3 and a.relay.stats.published["heartbeat"] >= 2
     pubsub.close()
 
@@ -162,3 +162,21 @@ def test_the_password_in_the_url_is_never_logged(caplog: pytest.LogCaptureFixtur
         assert "s3cret" not in caplog.text
     finally:
         node.kill()
+
+
+def test_a_node_that_missed_an_epoch_learns_it_from_the_others_reports_and_never_hands_it_out_again(
+        nodes, redis_client) -> None:
+    """A Redis that lost the lease and the counter (a promoted replica without the last writes), and a standby
+    that never saw the epoch the leader took: the standby's next lease is still newer."""
+    a, b = nodes(), nodes()
+    a.relay.elect_once()
+    b.relay.elect_once()
+    redis_client.delete(KEYS.lease, KEYS.epoch)
+    a.relay.elect_once()  # the lease was lost: a steps down
+    a.relay.elect_once()  # and takes epoch 2 where b does not see it
+    assert a.relay.stats.epoch == 2 and b.relay.stats.epoch == 1
+    redis_client.delete(KEYS.lease, KEYS.epoch)  # lost again, with the counter: only a's report says 2 now
+    a.relay.elect_once()
+    a.kill()
+    b.relay.elect_once()
+    assert b.relay.leader and b.relay.stats.epoch == 3 == lease_epoch(redis_client)

@@ -75,3 +75,23 @@ def test_each_mistake_is_one_line_naming_the_setting(load: Callable[..., Any], e
         load([word.format(**names) for word in argv], environ)
     assert str(refused.value).startswith((env if variable else "") + message.format(**names))
     assert "\n" not in str(refused.value)
+
+
+def test_a_book_nodes_shard_is_main_by_default_from_the_flag_or_its_variable_and_checked() -> None:
+    assert server([], {}).shard == "main"
+    assert server(["--shard", "eu-1"], {}).shard == "eu-1"
+    assert server([], {"ORDERBOOK_SHARD": "from-env"}).shard == "from-env"
+    with pytest.raises(ConfigError, match="^ORDERBOOK_SHARD: expected 1 to 64 letters"):
+        server([], {"ORDERBOOK_SHARD": "a:b"})
+
+
+@pytest.mark.parametrize(("load", "flag"), [(load_config, "--publish"), (load_edge_config, "--source")],
+                         ids=["run-server", "run-edge"])
+def test_a_sentinel_url_is_taken_and_a_bad_one_is_one_line_without_its_password(load: Callable[..., Any],
+                                                                                 flag: str) -> None:
+    url = "redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/orderbook/0"
+    config = load([flag, url], {})
+    assert (config.publish if flag == "--publish" else config.source) == url
+    with pytest.raises(ConfigError, match=f"^{flag}: expected redis\\+sentinel://") as refused:
+        load([flag, "redis+sentinel://:s3cret@10.0.0.1/orderbook"], {})
+    assert "s3cret" not in str(refused.value)

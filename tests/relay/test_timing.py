@@ -22,3 +22,7 @@ def test_an_edge_gives_up_a_silent_epoch_before_its_streams_would_end_and_no_lea
     silent for the bound has lost its lease to a newer epoch already."""
     assert timing.FOLLOWED_SILENCE + timing.HEARTBEAT_INTERVAL < timing.SOURCE_TIMEOUT
     assert timing.LEASE_TTL + timing.TICK < timing.FOLLOWED_SILENCE
+
+
+def test_a_redis_back_is_found_again_well_within_the_lease_and_the_source_timeout() -> None:
+    assert timing.TICK <= timing.REDIS_RETRY_CAP < timing.LEASE_TTL < timing.SOURCE_TIMEOUT
