@@ -2,10 +2,14 @@
 ``--max-lag`` of the venue, and how soon it says so once it cannot.
 
 One book process follows :data:`SYMBOLS` symbols on both venues (``--max-lag 2``, the default, named; 100-level
-Binance snapshots, so all are in step in seconds); Bitstamp stays at a calm rate and Binance's is raised. A scraper
-reads /metrics every :data:`SCRAPE_INTERVAL` throughout (what it costs the server, some 6 ms a scrape here, is part
-of the load): Binance's lag (``orderbook_book_lag_seconds``, the highest over its books: one connection, one lag),
-its books in step (``orderbook_exchange_in_step``), its behind episodes and the frames received. Then:
+Binance snapshots, so all are in step in seconds); Bitstamp stays at a calm rate and Binance's is raised. Every
+symbol is read throughout, by a client process with a ``Book`` stream of each (:data:`READER_DEPTH` levels a side):
+so every batch publishes each symbol it changed, as for a desk that watches all its pairs. (A symbol nothing reads
+is only marked held back; with the default symbol alone read, this process applies more than the simulator sends
+on its core, and the push below would never get it behind.) A scraper reads /metrics every :data:`SCRAPE_INTERVAL`
+throughout (what it costs the server, some 6 ms a scrape here, is part of the load): Binance's lag
+(``orderbook_book_lag_seconds``, the highest over its books: one connection, one lag), its books in step
+(``orderbook_exchange_in_step``), its behind episodes and the frames received. Then:
 
 1. ramp: Binance's total rate steps through :data:`RAMP` (frames/s over all the symbols), each step held for a
    settle and a window. A step is *sustained* when, over its window, every Binance book stayed in step, no behind
@@ -38,7 +42,7 @@ import requests
 
 from orderbook.simulator.config import MAX_RATE
 from tests.bench.e2e_scenarios import Options
-from tests.bench.live import Server, Stack
+from tests.bench.live import ClientGroup, Server, Stack
 from tests.bench.report import Figure, median
 from tests.bench.served_lag import SummaryWatcher, lag_bounds, last_surely_under
 from tests.bench.symbols import not_in_step, symbol_names
@@ -65,6 +69,9 @@ SAID_BEHIND_WITHIN = 1.0
 PROBE_EVERY = 10
 """Every 10th event of the default symbol is a probe, on each venue (the push: dozens a second on Binance)."""
 STARTUP_TIMEOUT = 60.0
+READER_DEPTH = 1
+"""Levels a side of the ``Book`` stream of every symbol: any depth makes the book process publish the symbol's full
+summary on every change; one level sends the client only the changes of the best prices."""
 VENUE = "binance"
 
 
@@ -247,8 +254,11 @@ def overload(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     server_args = ["--symbol", ",".join(symbols), "--binance-snapshot-limit", "100", "--max-lag", str(MAX_LAG)]
     with Stack(options.workdir, sim_args, server_args, name="server-overload") as stack:
         startup = _wait_started(stack, symbols)
+        readers = ClientGroup(stack.server.target, processes=1, streams_each=0, book_symbols=symbols,
+                              book_depth=READER_DEPTH)
         scraper = Scraper(stack.server, symbols[0])
         try:
+            read_at_start = readers.wait_ready()
             steps = []
             for total in rates:
                 steps.append(ramp_step(stack, scraper, total, settle, window))
@@ -261,8 +271,10 @@ def overload(options: Options) -> tuple[list[Figure], dict[str, Any]]:
             pushed = push(stack, scraper, max(PUSH_FACTOR * best["sent_per_s"] if best else 0.0, first_failed))
             recovered = calm(stack, scraper, settled=False) if pushed["said_behind"] else None
             reconnects = stack.server.metrics().value("orderbook_exchange_reconnects_total", exchange=VENUE)
+            (read,) = readers.finish()
         finally:
             scraper.stop()
+            readers.kill()
     best_rate = best["sent_per_s"] if best else None
     behind_rate = pushed.get("received_per_s_behind")
     figures = [
@@ -289,5 +301,7 @@ def overload(options: Options) -> tuple[list[Figure], dict[str, Any]]:
     ]
     details = {"symbols": SYMBOLS, "max_lag": MAX_LAG, "startup_s": startup, "steps": steps,
                "settled_before_push_s": settled, "push": pushed, "recovered_s": recovered,
-               "binance_reconnects": reconnects, "failed_scrapes": scraper.failed}
+               "binance_reconnects": reconnects, "failed_scrapes": scraper.failed,
+               "readers": {"symbols": len(symbols), "with_a_summary_at_start": read_at_start,
+                           "summaries": sum(read["received"]), "errors": read["error_count"]}}
     return figures, details
