@@ -55,8 +55,9 @@ class ConsolidatedBook:
     def book(self, exchange: str) -> VenueBook | None:
         return self._venue_books[exchange]
 
-    def merged_top(self) -> MergedTop:
-        depth = self.depth
+    def merged_top(self, depth: int | None = None) -> MergedTop:
+        """The merged book's best ``depth`` levels a side (default: its depth)."""
+        depth = depth or self.depth
         with self.lock:
             live = [(name, book) for name, book in self._venue_books.items()
                     if book is not None and name not in self._behind]
