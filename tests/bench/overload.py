@@ -32,6 +32,7 @@ said behind at most (bound + 1 s) / bound times the bound. The rates are the mac
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -204,12 +205,28 @@ def calm(stack: Stack, scraper: Scraper, settled: bool) -> float | None:
 
 def _lag_passed(samples: list[Sample], said: Sample) -> float | None:
     """When the server's gauge passed the bound before ``said``: interpolated between the last scrape under it and
-    the first at or over it."""
+    the first at or over it. The gauge is the lag of the last diff applied when the scrape is answered, which can be
+    back under the bound by then (the backlog drains a little faster for a moment on a loaded machine) though the
+    server said behind at the diff that passed it: then no scrape shows the crossing, and it came after the last
+    scrape before ``said``, which still had Binance in step (None if there is none)."""
     before = [sample for sample in samples if sample.at <= said.at and sample.lag is not None]
     for under, over in zip(before, before[1:]):
         if under.lag < MAX_LAG <= over.lag:  # type: ignore[operator]
             return under.at + (over.at - under.at) * (MAX_LAG - under.lag) / (over.lag - under.lag)  # type: ignore[operator]
-    return None
+    in_step = [sample for sample in before if sample.at < said.at]
+    return in_step[-1].at if in_step else None
+
+
+BEHIND_LINE = re.compile(rf"{VENUE}\S*: (\d+(?:\.\d+)?) s behind the venue \(bound ")
+"""The server's one log line an episode (a connection's name is the venue's, with ``#N`` from its second on), with
+the lag of the diff that passed the bound."""
+
+
+def _lag_said(server: Server, episode: float) -> float | None:
+    """The lag the server said Binance behind at in its ``episode``-th behind episode (its log line: the diff that
+    passed the bound, not a scrape after it); None if the log has no such line."""
+    said = BEHIND_LINE.findall(server.log_path.read_text(errors="replace"))
+    return float(said[int(episode) - 1]) if 1 <= episode <= len(said) else None
 
 
 def push(stack: Stack, scraper: Scraper, total: float) -> dict[str, Any]:
@@ -238,7 +255,8 @@ def push(stack: Stack, scraper: Scraper, total: float) -> dict[str, Any]:
         "after_raised_s": said.at - raised_at,
         "after_lag_passed_s": said.at - passed if passed is not None else None,
         "after_surely_under_s": said.at - surely_under if surely_under is not None else None,
-        "lag_when_said": said.lag,
+        "lag_when_said": _lag_said(stack.server, said.behind_episodes),
+        "lag_gauge_when_said": said.lag,
         "received_per_s_behind": _received_per_s([s for s in samples if s.at >= said.at]),
         "worst_served_lag_at_least_s": max((b.low for b in bounds if b.exchange == VENUE), default=None),
         "bounds": len(bounds),
@@ -291,7 +309,7 @@ def overload(options: Options) -> tuple[list[Figure], dict[str, Any]]:
                     f"{SCRAPE_INTERVAL:g} s"),
         Figure("lag when said behind / bound", (pushed["lag_when_said"] / MAX_LAG) if pushed.get("lag_when_said")
                else None, "ratio", (MAX_LAG + SAID_BEHIND_WITHIN) / MAX_LAG, "lower",
-               note="the server's lag gauge in the first scrape with in step 0"),
+               note="the lag the server said Binance behind at (its log line)"),
         Figure("said behind, after the last book surely under", pushed.get("after_surely_under_s"), "s",
                note="from outside: the last summary whose probes prove the book under the bound -> in step 0 "
                     "(an upper bound)"),
