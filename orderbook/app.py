@@ -198,15 +198,13 @@ class Application(Listening):
                 self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
         else:
             self._held[symbol] = None
-        book = self.consolidated[symbol]
-        if tuple(name for name in self.venue_names if book.in_step(name)) != self._in_step[symbol]:
+        if self.consolidated[symbol].in_step_venues != self._in_step[symbol]:
             self._report_state(symbol)  # only when a venue came or went: most calls are a moved top
 
     def _report_state(self, symbol: str) -> None:
         """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; health follows the default
         symbol's (BookSummary's)."""
-        book = self.consolidated[symbol]
-        self._in_step[symbol] = in_step = tuple(name for name in self.venue_names if book.in_step(name))
+        self._in_step[symbol] = in_step = self.consolidated[symbol].in_step_venues
         self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
         if symbol == self.config.symbol:
             self._default_in_step = bool(in_step)

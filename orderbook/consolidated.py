@@ -22,6 +22,9 @@ class ConsolidatedBook:
         self.lock = threading.Lock()  # a gevent lock once the process is monkey-patched
         self._venue_books: dict[str, VenueBook | None] = dict.fromkeys(exchanges)
         self._behind: set[str] = set()
+        self.in_step_venues: tuple[str, ...] = ()
+        """The exchanges whose books are served now (:meth:`in_step`), in the order given: kept as they change,
+        since it is asked on every change of the book and changes only when a venue comes or goes."""
 
     @property
     def exchanges(self) -> list[str]:
@@ -32,12 +35,14 @@ class ConsolidatedBook:
         self._require(exchange)
         self._venue_books[exchange] = book
         self._behind.discard(exchange)
+        self._served_changed()
 
     def detach(self, exchange: str) -> None:
         """Stop serving ``exchange`` (it is rebuilding or gone). Call with the lock held."""
         self._require(exchange)
         self._venue_books[exchange] = None
         self._behind.discard(exchange)
+        self._served_changed()
 
     def set_behind(self, exchange: str, behind: bool) -> None:
         """``exchange``'s attached book is (or no longer is) too far behind the venue to serve: it stays attached
@@ -47,6 +52,7 @@ class ConsolidatedBook:
             self._behind.add(exchange)
         else:
             self._behind.discard(exchange)
+        self._served_changed()
 
     def in_step(self, exchange: str) -> bool:
         """Whether ``exchange``'s book is served: attached, and not behind."""
@@ -64,6 +70,9 @@ class ConsolidatedBook:
             bids = {name: book.top_bids(depth) for name, book in live}
             asks = {name: book.top_asks(depth) for name, book in live}
         return merge_top(bids, asks, depth)
+
+    def _served_changed(self) -> None:
+        self.in_step_venues = tuple(name for name in self._venue_books if self.in_step(name))
 
     def _require(self, exchange: str) -> None:
         if exchange not in self._venue_books:
