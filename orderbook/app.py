@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -54,6 +55,9 @@ class Application(Listening):
         self.publishers = {symbol: BookPublisher(book, partial(self._publish, symbol))
                            for symbol, book in self.consolidated.items()}
         self.publisher = self.publishers[config.symbol]
+        self._held: dict[str, None] = {}
+        """The symbols whose changes are held back, nothing reading them (:meth:`_book_changed`)."""
+        self.served.before_read = self._publish_held
         self._unlisted: dict[str, set[str]] = {symbol: set() for symbol in config.symbols}
         self._in_step: dict[str, tuple[str, ...]] = dict.fromkeys(config.symbols, ())
         """Each symbol's venues in step, as last reported to ``Symbols``."""
@@ -80,8 +84,7 @@ class Application(Listening):
             )
             for venue in venues
         ]
-        self.metrics.add_state_source(merged_book_families(
-            lambda: ((symbol, publisher.last) for symbol, publisher in self.publishers.items())))
+        self.metrics.add_state_source(merged_book_families(self._merged_tops))
         self.metrics.add_state_source(self._service_families)
         self.metrics.add_state_source(self.tasks.families)
         if self.recorder is not None:
@@ -220,19 +223,25 @@ class Application(Listening):
         """A venue's part of ``symbol``'s book changed: publish its merged top if that moved, and its state if a
         venue came or went. Called at most once for each symbol a batch of frames changed
         (:class:`~orderbook.feed.symbol.Batch`), with ``received_at`` the moment of its first change in the batch:
-        the frame-to-publish latency is that of the oldest change the summary carries."""
-        if self.publishers[symbol].refresh():
-            self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
+        the frame-to-publish latency is that of the oldest change the summary carries.
+
+        A symbol that nothing reads (no stream of it, no serving process or relay following every symbol:
+        :meth:`ServedSymbols.read`) is not merged, encoded nor published: it is held back until a reader comes,
+        which gets it merged from the books as they are then (:meth:`_publish_held`), never a summary from before.
+        With hundreds of symbols and a few watched, that was most of the book process's work."""
+        if self.served.read(symbol):
+            if self.publishers[symbol].refresh():
+                self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
+        else:
+            self._held[symbol] = None
         self.quotes.refresh(symbol)  # any level may have moved, not only the top: every quote of the symbol
-        book = self.consolidated[symbol]
-        if tuple(name for name in self.venue_names if book.in_step(name)) != self._in_step[symbol]:
+        if self.consolidated[symbol].in_step_venues != self._in_step[symbol]:
             self._report_state(symbol)  # only when a venue came or went: most calls are a moved top
 
     def _report_state(self, symbol: str) -> None:
         """Tell ``Symbols`` which venues list ``symbol`` and which are in step now; health follows the default
         symbol's (BookSummary's)."""
-        book = self.consolidated[symbol]
-        self._in_step[symbol] = in_step = tuple(name for name in self.venue_names if book.in_step(name))
+        self._in_step[symbol] = in_step = self.consolidated[symbol].in_step_venues
         self.served.set_state(SymbolState(symbol, tuple(self.listing_venues(symbol)), in_step))
         if symbol == self.config.symbol:
             self._default_in_step = bool(in_step)
@@ -248,6 +257,23 @@ class Application(Listening):
     def _symbols_in_step(self) -> int:
         """How many symbols have a venue in step: the relay's measure of how ready this book node is."""
         return sum(1 for in_step in self._in_step.values() if in_step)
+
+    def _publish_held(self, symbols: Iterable[str]) -> None:
+        """A reader is about to read ``symbols``: publish those held back, merged from the books as they are now."""
+        held = self._held
+        if not held:
+            return
+        for symbol in symbols:
+            if symbol in held:
+                del held[symbol]
+                self.publishers[symbol].refresh()
+
+    def _merged_tops(self) -> Iterator[tuple[str, MergedTop | None]]:
+        """Each symbol's served book for /metrics' best prices and spread: the last published, or, for one held
+        back, its best levels merged from the books now (what a reader would be given)."""
+        held = self._held
+        for symbol, publisher in self.publishers.items():
+            yield symbol, self.consolidated[symbol].merged_top(1) if symbol in held else publisher.last
 
     def _publish(self, symbol: str, top: MergedTop) -> None:
         summary = encode_summary(top)

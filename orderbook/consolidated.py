@@ -23,6 +23,9 @@ class ConsolidatedBook:
         self.lock = threading.Lock()  # a gevent lock once the process is monkey-patched
         self._venue_books: dict[str, VenueBook | None] = dict.fromkeys(exchanges)
         self._behind: set[str] = set()
+        self.in_step_venues: tuple[str, ...] = ()
+        """The exchanges whose books are served now (:meth:`in_step`), in the order given: kept as they change,
+        since it is asked on every change of the book and changes only when a venue comes or goes."""
 
     @property
     def exchanges(self) -> list[str]:
@@ -33,12 +36,14 @@ class ConsolidatedBook:
         self._require(exchange)
         self._venue_books[exchange] = book
         self._behind.discard(exchange)
+        self._served_changed()
 
     def detach(self, exchange: str) -> None:
         """Stop serving ``exchange`` (it is rebuilding or gone). Call with the lock held."""
         self._require(exchange)
         self._venue_books[exchange] = None
         self._behind.discard(exchange)
+        self._served_changed()
 
     def set_behind(self, exchange: str, behind: bool) -> None:
         """``exchange``'s attached book is (or no longer is) too far behind the venue to serve: it stays attached
@@ -48,6 +53,7 @@ class ConsolidatedBook:
             self._behind.add(exchange)
         else:
             self._behind.discard(exchange)
+        self._served_changed()
 
     def in_step(self, exchange: str) -> bool:
         """Whether ``exchange``'s book is served: attached, and not behind."""
@@ -56,8 +62,9 @@ class ConsolidatedBook:
     def book(self, exchange: str) -> VenueBook | None:
         return self._venue_books[exchange]
 
-    def merged_top(self) -> MergedTop:
-        depth = self.depth
+    def merged_top(self, depth: int | None = None) -> MergedTop:
+        """The merged book's best ``depth`` levels a side (default: its depth)."""
+        depth = depth or self.depth
         with self.lock:
             live = [(name, book) for name, book in self._venue_books.items()
                     if book is not None and name not in self._behind]
@@ -71,6 +78,9 @@ class ConsolidatedBook:
             live = {name: book.iter_asks() if side is Side.BUY else book.iter_bids()
                     for name, book in self._venue_books.items() if book is not None and name not in self._behind}
             return walk(live, side, amount, fees) if live else None
+
+    def _served_changed(self) -> None:
+        self.in_step_venues = tuple(name for name in self._venue_books if self.in_step(name))
 
     def _require(self, exchange: str) -> None:
         if exchange not in self._venue_books:

@@ -329,8 +329,9 @@ def test_symbol_counts_are_checked_as_a_usage_error():
 @pytest.mark.usefixtures("starts_processes")
 def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_back(tmp_path):
     """The ramp, the push past it and the calm after, once and short: whatever the rates are (the machine's), the
-    push must have taken Binance out of step (the simulator sends about twice what the book process applies), only
-    once its lag was past the bound, and the calm must have brought it back without a reconnect."""
+    push must have taken Binance out of step (the simulator sends about twice what the book process applies and
+    publishes, every symbol being read), only once its lag was past the bound, and the calm must have brought it
+    back without a reconnect."""
     from tests.bench import overload
 
     out = tmp_path / "bench.json"
@@ -351,6 +352,9 @@ def test_quick_overload_scenario_pushes_binance_behind_says_so_and_brings_it_bac
     assert figures["lag when said behind / bound"]["target"] == pytest.approx(1.5)
     assert figures["received while behind"]["value"] > 0
     assert details["recovered_s"] is not None and details["binance_reconnects"] == 0, details
+    readers = details["readers"]
+    assert readers["with_a_summary_at_start"] == readers["symbols"] == overload.SYMBOLS, readers
+    assert readers["errors"] == 0 and readers["summaries"] >= overload.SYMBOLS, readers
 
 
 def test_the_transport_scenario_reads_every_frame_both_ways(starts_processes):

@@ -48,6 +48,27 @@ def test_merged_top_only_from_attached_books(books):
     assert not consolidated.in_step("binance")
 
 
+def test_the_venues_in_step_follow_every_attach_detach_and_lag_in_the_order_given(books):
+    binance, bitstamp = books
+    consolidated = ConsolidatedBook(["binance", "bitstamp"], depth=2)
+    assert consolidated.in_step_venues == ()
+    with consolidated.lock:
+        consolidated.attach("bitstamp", bitstamp)
+        consolidated.attach("binance", binance)
+    assert consolidated.in_step_venues == ("binance", "bitstamp")
+    with consolidated.lock:
+        consolidated.set_behind("binance", True)
+    assert consolidated.in_step_venues == ("bitstamp",)
+    with consolidated.lock:
+        consolidated.set_behind("binance", False)
+        consolidated.detach("bitstamp")
+    assert consolidated.in_step_venues == ("binance",)
+    with consolidated.lock:
+        consolidated.set_behind("bitstamp", True)  # not attached: nothing to leave
+        consolidated.detach("binance")
+    assert consolidated.in_step_venues == ()
+
+
 def test_merged_top_reads_the_attached_book_live(books):
     binance, _ = books
     consolidated = ConsolidatedBook(["binance"], depth=1)

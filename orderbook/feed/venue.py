@@ -169,11 +169,23 @@ class VenueFeed:
 
     def _audit_loop(self) -> None:
         """Audit the book that has waited longest, once it is due and the venue's audit budget allows one; several
-        books may be audited at once (each waits its REST lag bound before its snapshot)."""
+        books may be audited at once (each waits its REST lag bound before its snapshot).
+
+        The budget is asked first: it is the same for every book, and while the minute is busy it says to wait
+        0.05 s at a time, so that looking over every book for the one due (at 500 symbols, 5% of the book
+        process's work, most of it in these looks) waits until one could be audited."""
         interval = self._settings.audit_interval
         budget, weight = self.fetcher.budget, self.venue.snapshot_weight()
         auditing: set[str] = set()
         while True:
+            # An audit spends its weight only after its REST lag bound (seconds): those under way count as spent
+            # already, or every due book would start at once, each recording its diffs while it queued for the
+            # budget (at 500 symbols, hundreds of audits and their diffs at once: most of the garbage collector's
+            # work).
+            delay = budget.delay(weight * (len(auditing) + 1), AUDIT_SHARE)
+            if delay > 0:  # the minute is busy: the books' own snapshots come first
+                gevent.sleep(delay)
+                continue
             due = [feed for feed in self.symbols if feed.symbol not in auditing and feed.auditable]
             if not due:
                 gevent.sleep(min(interval, AUDIT_IDLE_CHECK))
@@ -182,14 +194,6 @@ class VenueFeed:
             wait = feed.due_since + interval - time.monotonic()
             if wait > 0:
                 gevent.sleep(min(wait, AUDIT_IDLE_CHECK))
-                continue
-            # An audit spends its weight only after its REST lag bound (seconds): those under way count as spent
-            # already, or every due book would start at once, each recording its diffs while it queued for the
-            # budget (at 500 symbols, hundreds of audits and their diffs at once: most of the garbage collector's
-            # work).
-            delay = budget.delay(weight * (len(auditing) + 1), AUDIT_SHARE)
-            if delay > 0:  # the minute is busy: the books' own snapshots come first
-                gevent.sleep(delay)
                 continue
             auditing.add(feed.symbol)
             self._spawn(self._audit, feed, auditing)

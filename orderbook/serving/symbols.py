@@ -26,7 +26,7 @@ whose summaries its client could not tell from the old one's (a ``Summary`` does
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from gevent.event import Event
@@ -107,12 +107,14 @@ class Books(Protocol):
 class _ServedSymbol:
     """One symbol's broadcasters and state."""
 
-    __slots__ = ("full", "shallower", "state")
+    __slots__ = ("full", "shallower", "state", "streams")
 
     def __init__(self, symbol: str, recheck_interval: float) -> None:
         self.full = SummaryBroadcaster(recheck_interval)
         self.shallower: dict[int, SummaryBroadcaster] = {}
         self.state = SymbolState(symbol, (), ())
+        self.streams = 0
+        """Its streams open now, at any depth (counted before the first summary is read: :meth:`ServedSymbols.read`)."""
 
     def broadcasters(self) -> tuple[SummaryBroadcaster, ...]:
         return (self.full, *self.shallower.values())
@@ -155,6 +157,11 @@ class ServedSymbols:
         self._open_streams = 0  # counted here, not summed from broadcasters: a retired one's stay open a moment
         self._closed = False
         self._unavailable: str | None = None if symbols else _suspended("no book yet")
+        self.before_read: Callable[[Iterable[str]], None] | None = None
+        """Set by a book process that holds back the publishes of a symbol nothing reads (:meth:`read`): called
+        with symbols just before their summaries are read by a new stream, a new follower or :meth:`summary`, and
+        after that reader counts (so every change from then on is published), to publish what it held back. The
+        first summary a reader gets is then the current book, never one held back from before."""
 
     # -- the book's side -----------------------------------------------------------------------------------
 
@@ -184,6 +191,15 @@ class ServedSymbols:
                 if cut != broadcaster.latest:
                     broadcaster.publish(cut, published_at)
 
+    def read(self, symbol: str) -> bool:
+        """Whether anything reads ``symbol``'s summaries now: one of its streams, or a follower (a serving process's
+        link, the relay), which reads every symbol. A book process need not publish a symbol nothing reads, as long
+        as it publishes it when asked (:attr:`before_read`)."""
+        if self._followers:
+            return True
+        entry = self._entries.get(symbol)
+        return entry is not None and entry.streams > 0
+
     def set_state(self, state: SymbolState) -> None:
         """A symbol's listed or in-step venues changed. Raises :class:`UnknownSymbol` for a symbol that is not
         configured and ``ValueError`` for an in-step venue that does not list it."""
@@ -209,7 +225,10 @@ class ServedSymbols:
 
     def summary(self, symbol: str) -> bytes | None:
         """``symbol``'s latest full summary (None before its first)."""
-        return self._entries[symbol].full.latest
+        entry = self._entries[symbol]
+        if self.before_read is not None:
+            self.before_read((symbol,))
+        return entry.full.latest
 
     def reconfigure(self, symbols: Sequence[str], depth: int) -> bool:
         """Serve ``symbols`` at ``depth`` from now on (an edge following a leader's catalogue); whether anything
@@ -299,7 +318,14 @@ class ServedSymbols:
         asked_default = not symbol
         symbol, depth = self.resolve(symbol, depth)
         entry = self._entries[symbol]
-        broadcaster = self._broadcaster(symbol, depth)
+        entry.streams += 1  # read from now on: every change is published, and what was held back is, below
+        try:
+            if self.before_read is not None:
+                self.before_read((symbol,))
+            broadcaster = self._broadcaster(symbol, depth)
+        except BaseException:
+            entry.streams -= 1
+            raise
 
         def served() -> bool:
             return self._unavailable is None and (not asked_default or self.default == symbol) and is_active()
@@ -309,6 +335,7 @@ class ServedSymbols:
             yield from broadcaster.stream(served, wake_up)
         finally:
             self._open_streams -= 1
+            entry.streams -= 1
             if broadcaster.open_streams == 0 and entry.shallower.get(depth) is broadcaster:
                 del entry.shallower[depth]
                 self._retired.add_counters(broadcaster.stats())
@@ -339,12 +366,16 @@ class ServedSymbols:
         arrives: a follower that falls behind gets each symbol's latest once, not every change it missed, and
         what waits for it is bounded by the number of symbols."""
         pending = _Pending()
-        for symbol, entry in self._entries.items():
-            if entry.full.latest is not None:
-                pending.changes[(BOOK, symbol)] = None
-            pending.changes[(STATE, symbol)] = None
-        self._followers[pending] = None
+        self._followers[pending] = None  # every symbol is read from now on: nothing more is held back
         try:
+            if self.before_read is not None:
+                self.before_read(self._entries)  # what was held back: published now, each before its first batch
+            first: dict[tuple[str, str], None] = {}
+            for symbol, entry in self._entries.items():
+                if entry.full.latest is not None:
+                    first[(BOOK, symbol)] = None
+                first[(STATE, symbol)] = None
+            pending.changes = {**first, **pending.changes}  # in configured order
             while True:
                 pending.event.clear()  # before the checks: a change from here on ends the wait below at once
                 if self._closed or not is_active():

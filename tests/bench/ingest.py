@@ -5,13 +5,15 @@ listener, no connection) and a :class:`~orderbook.feed.connection.VenueConnectio
 ``read_batch`` is all the work the server does for the frames waiting on a connection (for each frame: count, parse,
 route to the symbol, sync, book; then, once a batch, for each symbol whose served top changed: merge, encode,
 publish to the broadcaster). The frames all wait, as a backlog on a socket does, each venue's in memory on its own
-connection: only the socket reads and the sends are missing.
+connection: only the socket reads and the sends are missing. The symbol has a stream open, as a client's would be
+(:meth:`Pipeline.read`): a book process holds back the publishes of a symbol nothing reads, and without a reader the
+publish path would not be measured at all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,17 @@ class Pipeline:
                 static.load(snapshot.bids, snapshot.asks)
                 with book.lock:
                     book.attach(exchange, static)
+        self.stream = self.read(config.symbol)
+
+    def read(self, symbol: str) -> Iterator[bytes]:
+        """A client's stream of ``symbol`` opened, its first summary taken: from now on every change of the
+        symbol's book is merged, encoded and published, as for a symbol that a gRPC client reads. (The stream
+        sends nothing more: there is no client.)"""
+        if self.served.summary(symbol) is None:  # else the stream would wait for one
+            raise AssertionError(f"{symbol}: no summary to read, no snapshot having changed its book")
+        stream = self.served.stream(symbol, 0, lambda: True)
+        next(stream)
+        return stream
 
     def run(self, frames: list[tuple[str, bytes]]) -> float:
         """Process ``frames``, all waiting on their venues' connections before the clock starts, a batch at a time,

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,15 +113,17 @@ class Server(ReadyFilePorts):
 
 
 class ClientGroup:
-    """Client processes (:mod:`tests.bench.probe_clients`), each with its streams on its own channel(s)."""
+    """Client processes (:mod:`tests.bench.probe_clients`), each with its streams on its own channel(s):
+    ``streams_each`` BookSummary streams, and a Book stream of each of ``book_symbols`` at ``book_depth``."""
 
     def __init__(self, target: str, processes: int, streams_each: int, channels_each: int = 1,
-                 start_timeout: float = 30.0) -> None:
+                 start_timeout: float = 30.0, book_symbols: Sequence[str] = (), book_depth: int = 0) -> None:
         self.launched_at = time.monotonic()
+        books = ["--book-symbols", ",".join(book_symbols), "--book-depth", str(book_depth)] if book_symbols else []
         self.procs = [
             subprocess.Popen(
                 [PYTHON, "-m", "tests.bench.probe_clients", target, "--streams", str(streams_each),
-                 "--channels", str(channels_each), "--start-timeout", str(start_timeout)],
+                 "--channels", str(channels_each), "--start-timeout", str(start_timeout), *books],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env(), cwd=REPO_ROOT, text=True,
             )
             for _ in range(processes)
