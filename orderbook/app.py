@@ -228,8 +228,9 @@ class Application(Listening):
         A symbol that nothing reads (no stream of it, no serving process or relay following every symbol:
         :meth:`ServedSymbols.read`) is not merged, encoded nor published: it is held back until a reader comes,
         which gets it merged from the books as they are then (:meth:`_publish_held`), never a summary from before.
-        With hundreds of symbols and a few watched, that was most of the book process's work."""
-        if self.served.read(symbol):
+        With hundreds of symbols and a few watched, that was most of the book process's work. Recording the
+        summaries (``--record-summaries``) reads every symbol."""
+        if self._summaries_recorded or self.served.read(symbol):
             if self.publishers[symbol].refresh():
                 self.metrics.frame_to_publish.observe(time.perf_counter() - received_at)
         else:
