@@ -42,11 +42,14 @@ lint: $(READY)
 # Everything that needs no internet: both tiers in parallel (the tests that load the machine for minutes share one
 # worker: tests/support/tiers.py), then the few marked alone, which need the machine to themselves, one at a time,
 # then the fast tier on the other Python versions this machine has. Each step runs whatever the one before said;
-# make fails if any did.
+# make fails if any did. The other versions' environments are made meanwhile, at the lowest priority, so that
+# pip takes only what the tests leave idle (a fresh clone's 3.12 and 3.13: about 40 s less).
 test: $(READY) lint
 	status=0; \
+	nice -n 19 $(VENV)/bin/python -m tests.versions --set-up-only >$(VENV)/versions-set-up.log 2>&1 & set_up=$$!; \
 	$(VENV)/bin/python -m pytest -m "not alone and not live" -n $(WORKERS) --dist loadgroup || status=1; \
 	$(VENV)/bin/python -m pytest -m "alone and not live" || status=1; \
+	wait $$set_up || { cat $(VENV)/versions-set-up.log; status=1; }; \
 	$(MAKE) --no-print-directory test-versions || status=1; \
 	exit $$status
 

@@ -117,8 +117,13 @@ def run_fast_tiers(versions: list[Version], pytest_args: list[str]) -> bool:
     return passed
 
 
+SET_UP_ONLY = "--set-up-only"
+"""Only make each version's ``.venv-3.N`` ready: ``make test`` does it while its main run goes on."""
+
+
 def main(argv: list[str]) -> int:
-    """Arguments are passed on to pytest: ``make test-versions`` passes the fast tier's selection."""
+    """Arguments are passed on to pytest: ``make test-versions`` passes the fast tier's selection; with
+    :data:`SET_UP_ONLY` alone, the versions' environments are made ready and nothing is run."""
     here = sys.version_info.minor
     versions = []
     for minor in range(OLDEST, NEWEST_LOOKED_FOR + 1):
@@ -132,6 +137,8 @@ def main(argv: list[str]) -> int:
           f"(the main run is 3.{here}'s)", flush=True)
     for version in versions:
         set_up(version)
+    if argv == [SET_UP_ONLY]:
+        return 0
     return 0 if run_fast_tiers(versions, argv) else 1
 
 
