@@ -181,8 +181,9 @@ def summary_to_json(summary: orderbook_pb2.Summary) -> str:
     return json.dumps({"spread": spread, "bids": levels(summary.bids), "asks": levels(summary.asks)})
 
 
-def render_ladder(summary: orderbook_pb2.Summary, number: int) -> list[str]:
-    """Bids on the left (best at the top), asks on the right (best at the top), the spread underneath."""
+def render_ladder(summary: orderbook_pb2.Summary, number: int, caption: str | None = None) -> list[str]:
+    """Bids on the left (best at the top), asks on the right (best at the top), the spread underneath, and after it
+    ``caption`` (by default, which summary this is and when it came)."""
     bids = [(level.exchange, _number(level.amount), _number(level.price)) for level in summary.bids]
     asks = [(_number(level.price), _number(level.amount), level.exchange) for level in summary.asks]
     exchange_width = max([8, *(len(level.exchange) for level in (*summary.bids, *summary.asks))])
@@ -207,7 +208,9 @@ def render_ladder(summary: orderbook_pb2.Summary, number: int) -> list[str]:
         ask = asks[index] if index < len(asks) else blank
         lines.append(f"{bid_cells(bid)} | {ask_cells(ask)}")
     spread = "n/a (one side of the book is empty)" if math.isnan(summary.spread) else _number(summary.spread)
-    lines.append(f"spread {spread}    summary #{number} at {time.strftime('%H:%M:%S')}")
+    if caption is None:
+        caption = f"summary #{number} at {time.strftime('%H:%M:%S')}"
+    lines.append(f"spread {spread}    {caption}")
     return [line.rstrip() for line in lines]
 
 

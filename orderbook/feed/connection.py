@@ -54,8 +54,11 @@ class VenueConnection:
         spawn: Callable[..., gevent.Greenlet],
         clock: ClockOffset | None = None,
         label: str = "",
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``clock``: the venue's clock offset, shared by its connections (a new one if not given)."""
+        """``clock``: the venue's clock offset, shared by its connections (a new one if not given). ``wall_clock``:
+        the time a frame's event time is measured against, for the lag (a recording's replay gives the recorded
+        receive time)."""
         self.venue = venue
         self.symbols = {feed.symbol: feed for feed in symbols}
         self.name = f"{venue.name}{label}"
@@ -67,6 +70,7 @@ class VenueConnection:
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._bad_frame_log = LogThrottle(BAD_FRAME_LOG_INTERVAL)
         self._clock = clock or ClockOffset()
+        self._wall_clock = wall_clock
 
     # -- supervisor ------------------------------------------------------------------------------------------
 
@@ -260,14 +264,14 @@ class VenueConnection:
         stats = self._stats
         stats.frames += 1
         stats.frame_bytes += len(payload)
-        stats.last_frame_at = time.time()
+        stats.last_frame_at = now = self._wall_clock()
         try:
             message = self.venue.parse_message(payload)
         except BadMessage as error:
             self._bad_frame(streams, error, payload)
             return None
         if type(message) is BookDiff:
-            stats.lag.observe(lag.event(message.event_time, time.time(), fresh))
+            stats.lag.observe(lag.event(message.event_time, now, fresh))
             target = streams.get(message.symbol)
             if target is None:
                 self._bad_frame(streams, BadMessage("wrong_symbol", f"{message.symbol!r:.40}", loses_data=False),

@@ -300,6 +300,13 @@ class SymbolFeed:
         while (stream.holds(sync) and sync.last_id is not None and sync.last_id < snapshot.last_id
                and time.monotonic() < deadline):
             gevent.sleep(0.05)
+        return self.deepen_on(stream, sync, snapshot)
+
+    def deepen_on(self, stream: SymbolStream, sync: BookSync, snapshot: BookSnapshot) -> bool:
+        """:meth:`deepen`'s step once the deeper ``snapshot`` has come and the stream has passed it (or waited its
+        bound for it): True when done, False to try again with another (a recording's replay calls it with the
+        recorded answer)."""
+        venue = self.venue
         with self.book.lock:
             if not stream.holds(sync):
                 return True
@@ -622,6 +629,11 @@ class SymbolStream:
 
     def _after_quiet_wait(self, wait: float) -> None:
         gevent.sleep(wait)
+        self.quiet_wait_over(wait)
+
+    def quiet_wait_over(self, wait: float) -> None:
+        """The quiet wait (``wait`` seconds) has passed: with still no diff buffered, the pair is quiet, and its
+        snapshot is asked for (the quiet timer's end; a recording's replay calls it at the recorded moment)."""
         if self._phase in _WAITING and self.sync.buffered == 0:
             log.info("%s: no diff %.0f s after subscribing: a quiet pair, taking its snapshot", self.feed.name, wait)
             self._load()
@@ -661,23 +673,40 @@ class SymbolStream:
                 snapshot = feed.fetcher.fetch(self.symbol, priority, feed.first_depth)
             except SymbolNotListed as error:
                 if self._loads(sync):
-                    self._move(StreamPhase.UNLISTED)
-                    feed.unlist(str(error))
+                    self.refused(str(error))
                 return
             if not self._loads(sync):
                 return
-            outcome = self.install_snapshot(snapshot)
-            if outcome is not Outcome.SNAPSHOT_TOO_OLD:
-                break
+            if self.take_snapshot(snapshot):
+                return
             delay = too_old.next()
             log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
                      feed.name, snapshot.last_id, delay)
             gevent.sleep(delay)  # and then the venue's REST budget, in fetch()
             priority = Priority.REBUILD
+
+    @property
+    def loading(self) -> bool:
+        """Whether a loader is fetching the book's snapshot (LOADING)."""
+        return self._phase is StreamPhase.LOADING
+
+    def take_snapshot(self, snapshot: BookSnapshot) -> bool:
+        """The loader's snapshot: the book in step on it (and deepened later, if it is shallow), or rebuilt if the
+        buffered diffs do not follow it. False when it is older than the stream: ask for another. (The loader's
+        step after each answer; a recording's replay takes the recorded answers through it.)"""
+        outcome = self.install_snapshot(snapshot)
+        if outcome is Outcome.SNAPSHOT_TOO_OLD:
+            return False
         if outcome is not Outcome.APPLIED:
             self.rebuild(outcome.value, "while replaying the buffered diffs")
-        elif self._phase is StreamPhase.IN_STEP and feed.deepens(snapshot):
-            self._deepener = feed.spawn(self._deepen, sync)
+        elif self._phase is StreamPhase.IN_STEP and self.feed.deepens(snapshot):
+            self._deepener = self.feed.spawn(self._deepen, self.sync)
+        return True
+
+    def refused(self, reason: str) -> None:
+        """The venue answered the loader that it does not list the symbol: LOADING -> UNLISTED."""
+        self._move(StreamPhase.UNLISTED)
+        self.feed.unlist(reason)
 
     def _drop_book(self, reason: str) -> None:
         """Count the rebuild, stop the helpers, leave the merged book, and buffer afresh."""

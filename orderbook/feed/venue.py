@@ -102,7 +102,19 @@ class VenueFeed:
         both venues accept a subscription to a pair they do not list and keep it silent, so that a symbol they list
         later is taken up by the next reading of the listing, on the connection that already carries it."""
         asked, self._listing = self.ask_listing(), None  # a run started again after a failure asks again
-        listing = asked.get()
+        named = self.adopt_listing(asked.get())
+        if not named:
+            return
+        self.connections = self.split(named)
+        for connection in self.connections:
+            self._task(f"{connection.name} connection", connection.run)
+        if self._settings.audit_interval:
+            self._task(f"{self.name} audits", self._audit_loop)
+        self._task(f"{self.name} listing", self._listing_loop)
+
+    def adopt_listing(self, listing: Listing | None) -> list[SymbolFeed]:
+        """Take the venue's first listing (None: it could not be had): leave out the symbols it has no name for or
+        does not list, and mark carried the ones a connection will carry, which it returns."""
         named = []
         for feed in self.symbols:
             if self.venue.names(feed.symbol):
@@ -121,14 +133,7 @@ class VenueFeed:
         self._on_listing(self.name, frozenset(f.symbol for f in self.symbols if not f.listed))
         for feed in named:
             feed.carried = True
-        if not named:
-            return
-        self.connections = self.split(named)
-        for connection in self.connections:
-            self._task(f"{connection.name} connection", connection.run)
-        if self._settings.audit_interval:
-            self._task(f"{self.name} audits", self._audit_loop)
-        self._task(f"{self.name} listing", self._listing_loop)
+        return named
 
     # -- the listing, read again -------------------------------------------------------------------------------
 
@@ -155,13 +160,16 @@ class VenueFeed:
             else:
                 feed.unlist(f"{status} in {where}", trading_later=True)
 
-    def split(self, feeds: Sequence[SymbolFeed]) -> list[VenueConnection]:
-        """The connections that carry ``feeds``: one, unless the venue's streams-per-connection limit needs more."""
+    def split(self, feeds: Sequence[SymbolFeed], wall_clock: Callable[[], float] = time.time
+              ) -> list[VenueConnection]:
+        """The connections that carry ``feeds``: one, unless the venue's streams-per-connection limit needs more.
+        ``wall_clock``: what their lag is measured against (a recording's replay passes the recorded time)."""
         size = self.venue.max_symbols_per_connection or len(feeds)
         groups = [feeds[start:start + size] for start in range(0, len(feeds), size)]
         return [
             VenueConnection(self.venue, group, connect=self._connect, metrics=self._metrics, settings=self._settings,
-                            spawn=self._spawn, clock=self._clock, label=f"#{index + 1}" if len(groups) > 1 else "")
+                            spawn=self._spawn, clock=self._clock, label=f"#{index + 1}" if len(groups) > 1 else "",
+                            wall_clock=wall_clock)
             for index, group in enumerate(groups)
         ]
 

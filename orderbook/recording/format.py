@@ -151,9 +151,15 @@ def encode_block(compressor: zstandard.ZstdCompressor, raw: bytes | bytearray, r
     return BLOCK_MAGIC + BLOCK_HEADER.pack(len(compressed), len(raw), records, zlib.crc32(compressed)) + compressed
 
 
-def decode_records(raw: bytes) -> Iterator[Record]:
+def unpack_frames(record: Record) -> list[Record]:
+    """A :attr:`Kind.FRAMES` record's frames, one :attr:`Kind.FRAME` record each. Raises :class:`FormatError`."""
+    return list(_unpack_frames(record.body, record.connection))
+
+
+def decode_records(raw: bytes, packed: bool = False) -> Iterator[Record]:
     """The records of a block's raw bytes. Raises :class:`FormatError` if they do not add up (a block that passed its
-    checksum was written so: a bug, or a writer of another format)."""
+    checksum was written so: a bug, or a writer of another format). ``packed``: a :attr:`Kind.FRAMES` record (the
+    frames a connection read in one batch) is given as it is, its frames checked (:func:`unpack_frames`)."""
     at, end = 0, len(raw)
     while at < end:
         if at + RECORD_LENGTH.size + RECORD_HEADER.size > end:
@@ -175,7 +181,11 @@ def decode_records(raw: bytes) -> Iterator[Record]:
         if not isinstance(meta, dict):
             raise FormatError("a record's metadata is not an object")
         if record_kind is Kind.FRAMES:
-            yield from list(_unpack_frames(raw[body_at:at + length], connection))
+            frames = list(_unpack_frames(raw[body_at:at + length], connection))
+            if packed:
+                yield Record(record_kind, time_ns, connection, meta, raw[body_at:at + length])
+            else:
+                yield from frames
         else:
             yield Record(record_kind, time_ns, connection, meta, raw[body_at:at + length])
         at += length

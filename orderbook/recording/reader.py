@@ -44,8 +44,8 @@ def recording_files(directory: Path) -> list[Path]:
     return files
 
 
-def read_file(path: Path, on_problem: Problem) -> Iterator[Record]:
-    """The records of one file, to its last complete block."""
+def read_file(path: Path, on_problem: Problem, packed: bool = False) -> Iterator[Record]:
+    """The records of one file, to its last complete block (``packed``: see :func:`read_directory`)."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -76,7 +76,7 @@ def read_file(path: Path, on_problem: Problem) -> Iterator[Record]:
             continue
         try:
             raw = decompressor.decompress(compressed, max_output_size=raw_length)
-            records = list(decode_records(raw))
+            records = list(decode_records(raw, packed))
         except (zstandard.ZstdError, FormatError) as error:
             at = _resync(path, data, at, on_problem, f"a block that cannot be unpacked ({error})")
             continue
@@ -92,12 +92,14 @@ def _resync(path: Path, data: bytes, at: int, on_problem: Problem, what: str) ->
     return following
 
 
-def read_directory(directory: Path, on_problem: Problem) -> Iterator[Record]:
+def read_directory(directory: Path, on_problem: Problem, packed: bool = False) -> Iterator[Record]:
     """Every record of the recording in ``directory``, in the order written. The connections a file repeats at its
-    head (:attr:`Kind.OPENED` of those still open when it was started) are given once."""
+    head (:attr:`Kind.OPENED` of those still open when it was started) are given once. ``packed``: the frames a
+    connection read in one batch come as the one :attr:`Kind.FRAMES` record they were written in
+    (:func:`~orderbook.recording.format.unpack_frames`), for a replay that keeps the batches."""
     opened: set[int] = set()
     for path in recording_files(directory):
-        for record in read_file(path, on_problem):
+        for record in read_file(path, on_problem, packed):
             if record.kind is Kind.OPENED:
                 if record.connection in opened:
                     continue
