@@ -133,11 +133,10 @@ def load_timeline(directory: Path, symbols: list[str] | None, from_ns: int | Non
         elif record.kind is Kind.HTTP and record.meta.get("venue") in VENUES and record.meta.get("status"):
             venue, answer = str(record.meta["venue"]), _answer(record)
             answers[venue].append(answer)
-            if answer.path.startswith(SNAPSHOT_PATHS) and _symbol_of(venue, answer) in chosen:
+            if played and answer.path.startswith(SNAPSHOT_PATHS) and _symbol_of(venue, answer) in chosen:
                 key = (venue, request_key(answer.path, answer.query))
-                asked[key] = asked.get(key, 0) + 1
-                if played:
-                    events.append(Asked(record.time_ns, venue, key[1], asked[key]))
+                asked[key] = asked.get(key, 0) + 1  # counted from --from: the replayed service asks from there
+                events.append(Asked(record.time_ns, venue, key[1], asked[key]))
         elif record.kind is Kind.CLOSED and record.connection in venue_of and played \
                 and record.meta.get("reason") in VENUE_ENDED:
             events.append(Drop(record.time_ns, venue_of[record.connection]))
