@@ -6,13 +6,16 @@ The venues' base URLs are printed on stdout as one JSON line (as ``bin/exchange-
 starts once the service has subscribed to every replayed symbol on both venues that have frames of it; each
 recorded batch of frames is then sent at its recorded moment (scaled by ``--speed``; ``--max-speed``: as fast as
 the connections take them), a REST request answered with the latest answer recorded at or before the replay's
-position. Progress goes to stderr every second; once played out, one line, and the listeners stay open
-``$ORDERBOOK_REPLAY_LINGER`` seconds (default 5) or until SIGINT/SIGTERM; both stop it with exit code 0.
+position. A connection the venue ended is ended at that moment (then the service's new subscriptions awaited), and
+a recorded snapshot answer is not passed until the service has asked for it (:class:`Player`). Progress goes to
+stderr every second; once played out, one line, and the listeners stay open ``$ORDERBOOK_REPLAY_LINGER`` seconds
+(default 5) or until SIGINT/SIGTERM; both stop it with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     urls = {f"{name}_{kind}": venue.server.url(scheme) for name, venue in venues.items()
             for kind, scheme in (("ws", "ws"), ("rest", "http"))}
-    print("{" + ", ".join(f'"{key}": "{url}"' for key, url in urls.items()) + "}", flush=True)
+    print(json.dumps(urls), flush=True)
     reporter = gevent.spawn(_report, player, stopping)
     try:
         if player.wait_for_subscriptions() and player.play():

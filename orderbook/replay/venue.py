@@ -88,6 +88,9 @@ class ReplayedVenue:
         subscribing = message["event"] == "bts:subscribe"
         if channel.startswith(BITSTAMP_DIFF):
             symbol = channel.removeprefix(BITSTAMP_DIFF).upper()
-            symbols.add(symbol) if subscribing else symbols.discard(symbol)
+            if subscribing:
+                symbols.add(symbol)
+            else:
+                symbols.discard(symbol)
         event = "bts:subscription_succeeded" if subscribing else "bts:unsubscription_succeeded"
         ws.send_text(json.dumps({"event": event, "channel": channel, "data": {}}))
