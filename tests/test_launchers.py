@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.usefixtures("starts_processes")  # each test runs a launcher from bin/
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LAUNCHERS = ["run-server", "run-edge", "cluster-demo", "client", "exchange-sim", "soak", "bench", "book-at"]
+LAUNCHERS = ["run-server", "run-edge", "cluster-demo", "client", "exchange-sim", "soak", "bench", "book-at", "replay"]
 NOT_SET_UP = ("{}: the project is not set up here: run 'make install' first "
               "(or set ORDERBOOK_PYTHON to a Python with the project installed)\n")
 

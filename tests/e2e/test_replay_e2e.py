@@ -1,0 +1,106 @@
+"""``bin/replay`` against a real recording: a simulator session of three symbols with faults (a Binance gap, a
+dropped Bitstamp connection) recorded by ``bin/run-server --record --record-summaries``; replayed (at max speed,
+and at the recorded pace sped up) into a fresh ``bin/run-server --record``: its books end as the recorded server's
+last summaries (the last both venues served), and it received exactly the recorded diffs of every venue and
+symbol, each once, in order.
+
+Its sequence of summaries is not compared: a summary merges two venues read on two connections, and which batch of
+one is applied between two of the other's, and which states the publisher (latest value) skips, depends on how the
+two readers and the publisher were scheduled, live and in the replay (docs/recording.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orderbook.recording.format import Kind
+from orderbook.recording.reader import read_directory
+from orderbook.proto import orderbook_pb2
+from orderbook.replay.timeline import Batch, load_timeline
+from orderbook.simulator.process import SimulatorProcess
+from tests.support.service import REPO_ROOT, Book, BookReader, ServerProcess
+
+REPLAY = REPO_ROOT / "bin" / "replay"
+SYMBOLS = "ETHBTC,BTCUSDT,ETHUSDT"
+
+
+def _last_books(directory: Path) -> dict[str, bytes]:
+    """Each symbol's last summary served by both venues: its book before the server stopped (a stopping server
+    publishes a venue leaving, then an empty book)."""
+    last: dict[str, bytes] = {}
+    for record in read_directory(directory, lambda line: None):
+        summary = orderbook_pb2.Summary.FromString(record.body) if record.kind is Kind.SUMMARY else None
+        if summary is not None and Book.from_summary(summary).exchanges() == {"binance", "bitstamp"}:
+            last[str(record.meta["symbol"])] = record.body
+    return last
+
+
+def _diffs(directory: Path) -> dict[tuple[str, str], list[bytes]]:
+    """Each venue's diff frames of each symbol, as bin/replay serves them (each once)."""
+    diffs: dict[tuple[str, str], list[bytes]] = {}
+    for event in load_timeline(directory, None, None, None, lambda line: None).events:
+        if isinstance(event, Batch):
+            for symbol, payload in event.frames:
+                diffs.setdefault((event.venue, symbol), []).append(payload)
+    return diffs
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("replay") / "recording"
+    simulator = SimulatorProcess("--rate", "40", "--symbol", SYMBOLS).start()
+    server = ServerProcess(simulator.urls, directory.parent / "recorded-server.log", "--symbol", SYMBOLS,
+                           "--record", str(directory), "--record-summaries")
+    try:
+        server.wait_serving()
+        time.sleep(1.5)
+        simulator.control.gap()
+        time.sleep(1.5)
+        simulator.control.drop("bitstamp")
+        time.sleep(2.0)
+        assert server.terminate() == 0
+        assert "rebuilding the book: gap" in server.log()
+    finally:
+        server.terminate()
+        simulator.stop()
+    return directory
+
+
+@pytest.mark.parametrize("pace", [["--max-speed"], ["--speed", "3"]], ids=["max-speed", "speed-3"])
+def test_a_replayed_recording_rebuilds_the_recorded_servers_books(
+        starts_processes: None, recording: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path,
+        reader_factory: Callable[..., BookReader], pace: list[str]) -> None:
+    expected = _last_books(recording)
+    assert set(expected) == set(SYMBOLS.split(","))
+    replay = subprocess.Popen([str(REPLAY), str(recording), *pace], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "ORDERBOOK_REPLAY_LINGER": "60"})
+    try:
+        assert replay.stdout is not None
+        urls = json.loads(replay.stdout.readline())
+        replayed = tmp_path / "replayed"
+        server = server_factory(urls, "--symbol", SYMBOLS, "--audit-interval", "0", "--record", str(replayed),
+                                "--record-summaries")
+        assert replay.stderr is not None
+        said = next((line for line in replay.stderr if "played out" in line or "error" in line), "")
+        assert said.startswith("replay: played out:"), said
+        server.wait_serving()
+        for symbol, summary in expected.items():
+            book = Book.from_summary(orderbook_pb2.Summary.FromString(summary))
+            reader_factory(server.target, symbol, 10).wait_for(book.__eq__, timeout=20,
+                                                               what=f"of {symbol} equal to the recorded server's last")
+        assert server.terminate() == 0
+        replay.terminate()
+        _, stderr = replay.communicate(timeout=10)
+        assert replay.returncode == 0, stderr
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.wait()
+    assert _last_books(replayed) == expected
+    assert _diffs(replayed) == _diffs(recording)
