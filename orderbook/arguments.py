@@ -72,14 +72,19 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def positive_seconds(text: str) -> float:
+def positive_number(text: str, what: str = "a positive number") -> float:
+    """A finite number above 0."""
     try:
         value = float(text)
     except ValueError:
         value = 0.0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    return positive_number(text, "a positive number of seconds")
 
 
 def one_of(*choices: str) -> Callable[[str], str]:

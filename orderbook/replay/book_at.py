@@ -29,14 +29,13 @@ from orderbook.merge import MergedTop  # noqa: E402
 from orderbook.proto import orderbook_pb2  # noqa: E402
 from orderbook.recording.format import FormatError, Kind  # noqa: E402
 from orderbook.recording.reader import read_directory  # noqa: E402
+from orderbook.replay.command import EXIT_OK, problem_line, refused  # noqa: E402
 from orderbook.replay.moment import format_moment, parse_moment  # noqa: E402
 from orderbook.replay.rebuild import OutOfStep, RecordedBooks  # noqa: E402
 from orderbook.serving.codec import encode_summary  # noqa: E402
 from orderbook.symbol_state import canonical_symbol  # noqa: E402
 
 PROG = "book-at"
-EXIT_OK = 0
-EXIT_USAGE = 2
 
 
 class BookAtError(Exception):
@@ -141,17 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-
-    def problem(line: str) -> None:
-        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
-
+        return refused(PROG, error)
     try:
-        result = book_at(Path(args.directory), args.at, args.symbol, args.depth, problem)
+        result = book_at(Path(args.directory), args.at, args.symbol, args.depth, problem_line(PROG))
     except (BookAtError, FormatError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return refused(PROG, error)
     show(result, args.at, args.json, sys.stdout, sys.stderr)
     return EXIT_OK
 

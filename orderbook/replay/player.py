@@ -26,16 +26,15 @@ from pathlib import Path
 import gevent
 from gevent.event import Event
 
-from orderbook.arguments import OneLineParser, UsageError
+from orderbook.arguments import OneLineParser, UsageError, positive_number
 from orderbook.recording.format import FormatError
+from orderbook.replay.command import EXIT_OK, problem_line, refused
 from orderbook.replay.moment import NS, format_moment, parse_moment
 from orderbook.replay.timeline import VENUES, Asked, Batch, Drop, Timeline, TimelineError, load_timeline
 from orderbook.replay.venue import ReplayedVenue
 from orderbook.symbol_state import canonical_symbol
 
 PROG = "replay"
-EXIT_OK = 0
-EXIT_USAGE = 2
 PROGRESS_EVERY = 1.0
 MAX_QUEUED_BYTES = 1 << 20
 """At --max-speed, wait while a connection has this much not yet written (the wire drops a client past 64 MiB)."""
@@ -43,16 +42,6 @@ LINGER_ENV = "ORDERBOOK_REPLAY_LINGER"
 ASK_WAIT = 2.0
 """How long a recorded snapshot answer waits for the service to ask for it (a drift audit the service does not
 run, a retry it does not need) before the replay goes on without it."""
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -73,7 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                            "for a bin/run-server pointed at the printed URLs.")
     parser.add_argument("directory", metavar="DIR", help="the recording")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+    pace.add_argument("--speed", type=positive_number, default=1.0, metavar="X",
                       help="the recorded pace times X (default 1)")
     pace.add_argument("--max-speed", action="store_true", help="no pacing: as fast as the connections take it")
     moment = "ISO 8601 (2026-12-03T14:03:07.250Z) or Unix seconds (1796306587.25)"
@@ -195,17 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         linger = _linger()
     except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-
-    def problem(line: str) -> None:
-        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
-
+        return refused(PROG, error)
     try:
-        timeline = load_timeline(Path(args.directory), args.symbol, args.from_ns, args.to_ns, problem)
+        timeline = load_timeline(Path(args.directory), args.symbol, args.from_ns, args.to_ns, problem_line(PROG))
     except (TimelineError, FormatError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return refused(PROG, error)
     stopping = Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
@@ -217,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for venue in venues.values():
             venue.server.start()
     except OSError as error:
-        print(f"{PROG}: error: cannot listen: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return refused(PROG, OSError(f"cannot listen: {error}"))
     urls = {f"{name}_{kind}": venue.server.url(scheme) for name, venue in venues.items()
             for kind, scheme in (("ws", "ws"), ("rest", "http"))}
     print(json.dumps(urls), flush=True)
