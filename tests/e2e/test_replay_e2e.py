@@ -4,9 +4,9 @@ and at the recorded pace sped up) into a fresh ``bin/run-server --record``: its 
 last summaries (the last both venues served), and it received exactly the recorded diffs of every venue and
 symbol, each once, in order.
 
-Its sequence of summaries is not compared: a summary merges two venues read on two connections, and which batch of
-one is applied between two of the other's, and which states the publisher (latest value) skips, depends on how the
-two readers and the publisher were scheduled, live and in the replay (docs/recording.md)."""
+Its sequence of summaries is not compared: a summary is published at the end of each batch a reader applies,
+merged with the other venue's book as it is then, and the replayed service makes its own batches and interleaves the
+two connections' by its own scheduling, which no pacing of the replay can impose (docs/recording.md)."""
 
 from __future__ import annotations
 
