@@ -231,9 +231,10 @@ class VenueConnection:
         The wait for the first frame is outside the batch, so that a change made meanwhile (a snapshot loaded) is
         published at once. Frames after it are read only when they have started arriving (``recv_waiting``): the
         turn is checked between frames, so a frame whose rest has not arrived yet holds the batch until it does (its
-        start is already here); a ping with nothing after it does not (waiting inside the batch for the venue's next
-        frame would hold back what the batch changed: found by the burst benchmark, a book served stale while
-        the market was quiet). The benchmark drives it with frames in memory."""
+        start is already here); a ping or a pong ends the batch (waiting inside the batch for the venue's next frame
+        after a ping would hold back what the batch changed: found by the burst benchmark, a book served stale
+        while the market was quiet; and its pong says the frames before it are applied). The benchmark drives it
+        with frames in memory."""
         stream = session.stream
         first = stream.recv()
         with session.batch.open():
