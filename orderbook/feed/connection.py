@@ -185,12 +185,16 @@ class VenueConnection:
 
     def _read_session(self, session: Session) -> None:
         """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
-        the venue asks us to move."""
+        the venue asks us to move. A broken connection it closes first, its books leaving the merged book before any
+        other greenlet runs: the other venue's next batch would merge them again, though nothing more can be read
+        on it (the session's end closes it again, which changes nothing)."""
         ending = session.ending
         try:
             self._read(session, until=ending.ended)
         except StreamError as error:
-            ending.end(self._broken(error))
+            end = self._broken(error)
+            self._close(session, end.reason)  # its books leave now, before any other greenlet merges them again
+            ending.end(end)
         except Exception as error:  # noqa: BLE001 - a bug: ending.fail raises it again, for the supervisor
             ending.fail(error)
 
