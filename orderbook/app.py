@@ -155,6 +155,8 @@ class Application(Listening):
             self.relay.start()
 
     def _before_stop(self) -> None:
+        if self.recorder is not None:
+            self.recorder.record(Kind.STOPPING, time.time_ns(), 0, None)  # what follows is the stop's doing
         if self.relay is not None:
             self.relay.stop()  # a standby takes over now, not when the lease lapses
 

@@ -49,8 +49,9 @@ class Stream(Protocol):
         """The next data frame's payload; raises a :class:`StreamError`."""
 
     def recv_waiting(self) -> str | bytes | None:
-        """The next data frame's payload if it has started arriving, else None: never waits for a frame that has not
-        (a control frame with nothing after it included). Raises a :class:`StreamError`."""
+        """The next data frame's payload if it has started arriving, else None: never waits for a frame that has not;
+        None too when a control frame comes first (it is handled: a ping ends a batch). Raises a
+        :class:`StreamError`."""
 
     def waiting(self) -> bool:
         """Whether bytes already wait to be read (in the kernel's socket buffer or the TLS layer's): False means

@@ -67,9 +67,11 @@ class FrameReader:
 
     def message_waiting(self) -> bytes | None:
         """The next data message's payload if its frame has already started arriving (the rest of it, and the rest
-        of a fragmented message, are waited for: they are on their way); None when no data frame has. Control frames
-        read meanwhile are handled. Never waits for a frame that has not started: a ping with nothing after it must
-        not hold the caller until the venue sends again."""
+        of a fragmented message, are waited for: they are on their way); None when no data frame has, or when a
+        control frame (a ping, answered; a pong) comes first. Never waits for a frame that has not started: a ping
+        with nothing after it must not hold the caller until the venue sends again. A ping ends the caller's batch
+        whatever follows it, so its pong tells the venue that every frame before it has been applied and will be
+        published before the next is read (``bin/replay --lockstep`` waits for it)."""
         return self._message(wait=False)
 
     def _message(self, wait: bool) -> bytes | None:
@@ -83,6 +85,8 @@ class FrameReader:
             opcode = first & 0x0F
             if opcode >= _CLOSE:
                 self._control(first, opcode, payload)
+                if not wait and parts is None:
+                    return None
             elif opcode == _CONTINUATION:
                 if parts is None:
                     raise ProtocolError("a continuation frame with no message to continue")

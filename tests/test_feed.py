@@ -27,6 +27,7 @@ from orderbook.merge import Level, MergedTop
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
 from orderbook.rest import AUDIT_SHARE, Priority, RequestQueue, RestBudget, SnapshotFetcher
+from orderbook.stream import StreamClosed
 from tests.support.fake_venue import FakeVenue, binance_diff, binance_snapshot
 from tests.support.waiting import wait_until
 
@@ -172,6 +173,32 @@ def test_a_lost_connection_rebuilds_every_symbol_on_a_new_one(binance_rig):
     for symbol in SYMBOLS:
         assert rig.sample("orderbook_book_rebuilds_total", symbol=symbol, reason="disconnect") == 1
     assert rig.sample("orderbook_exchange_reconnects_total", reason="disconnect") == 1
+
+
+def test_a_lost_connections_books_leave_before_any_other_greenlet_runs(binance_rig, monkeypatch):
+    """The reader that finds its connection gone takes its books out itself: the other venue's reader, running
+    next, would otherwise merge levels nothing can keep current any more."""
+    rig = binance_rig()
+    bring_in_step(rig)
+    first = rig.fake.stream
+    seen: list[list[bool]] = []
+
+    def looking_after(read):
+        def read_then_look():
+            try:
+                return read()
+            except StreamClosed:
+                gevent.spawn(lambda: seen.append([rig.in_step(symbol) for symbol in SYMBOLS]))  # the next to run
+                raise
+        return read_then_look
+
+    monkeypatch.setattr(first, "recv", looking_after(first.recv))
+    monkeypatch.setattr(first, "recv_waiting", looking_after(first.recv_waiting))
+    first.push(binance_diff("ETHBTC", 102, 102, bids=[("1.5", "3")]))  # the reader's wait ends: it reads on, looked at
+    first.cut()
+    rig.wait(lambda: seen, "the first greenlet after the reader's")
+    assert seen == [[False] * len(SYMBOLS)]
+    assert first.closed
 
 
 def test_a_connection_behind_the_venue_takes_its_books_out_until_it_catches_up_without_a_rebuild(binance_rig):

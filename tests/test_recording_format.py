@@ -7,11 +7,13 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from time import time_ns
 
 import pytest
 
 from orderbook.recording.format import FILE_SUFFIX, VERSION, FormatError, Kind, NewerVersion, Record
 from orderbook.recording.reader import read_directory, read_file, recording_files
+from orderbook.recording.tap import RecordingStream
 from orderbook.recording.writer import Recorder, check_directory
 
 START = {"symbols": ["ETHBTC"]}
@@ -152,3 +154,37 @@ def test_a_directory_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot record there"):
         check_directory(blocker / "sub")
+
+
+class _Socket:
+    """A venue connection's frames, as the transport hands them over: ``recv`` the next one; ``recv_waiting`` the
+    next one or None (the batch is over)."""
+
+    def __init__(self, *frames: bytes) -> None:
+        self.frames = list(frames)
+        self.send = self.ping = self.waiting = self.close = lambda *args: None
+
+    def recv(self) -> bytes:
+        return self.frames.pop(0)
+
+    def recv_waiting(self) -> bytes | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+def test_the_frames_two_connections_hold_are_recorded_in_the_order_they_came(tmp_path: Path) -> None:
+    """A connection's frames are held until its next batch or the next record: a batch one venue applied without
+    publishing is held while the other venue's batch is applied after it and published; it is recorded first."""
+    recorder = _recorder(tmp_path)
+    recorder.start()
+    binance = RecordingStream(_Socket(b"a1", b"a2", b"a3"), recorder, 1)  # type: ignore[arg-type]
+    bitstamp = RecordingStream(_Socket(b"b1", b"b2", b"b3"), recorder, 2)  # type: ignore[arg-type]
+    assert bitstamp.recv() == b"b1" and bitstamp.recv_waiting() == b"b2"  # Bitstamp's batch, no summary: held
+    assert binance.recv() == b"a1"  # Binance's batch, applied and published after it
+    recorder.record(Kind.SUMMARY, time_ns(), 0, {"symbol": "ETHBTC"}, b"after b1, b2, a1")
+    assert binance.recv() == b"a2"  # Binance's next batch, its first frame: held
+    assert bitstamp.recv() == b"b3"  # Bitstamp's next batch
+    bitstamp.close()  # its end is recorded after what both hold: Binance's, received first, goes first
+    recorder.stop()
+    records, _ = _read(tmp_path)
+    assert [record.body or record.kind for record in records[1:]] == [
+        b"b1", b"b2", b"a1", b"after b1, b2, a1", b"a2", b"b3", Kind.CLOSED]

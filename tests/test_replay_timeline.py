@@ -110,3 +110,32 @@ def test_a_symbol_not_recorded_or_a_window_without_frames_is_one_line(tmp_path: 
         load_timeline(directory, ["ETHUSDT"], None, None, lambda line: None)
     with pytest.raises(TimelineError, match="no frames of ETHBTC, BTCUSDT recorded between --from and --to$"):
         load_timeline(directory, None, T0 + 41 * MS, None, lambda line: None)
+
+
+def test_the_summaries_published_after_each_event_until_the_service_began_to_stop(tmp_path: Path) -> None:
+    """What a lockstep replay waits for: per event, the replayed symbols' summaries recorded after it and before the
+    next event; none of what the service published once it began to stop (``STOPPING``)."""
+    raw = bytearray()
+    encode_record(raw, Kind.START, T0, 0, {"version": 2, "symbols": ["ETHBTC", "BTCUSDT"]}, b"")
+    encode_record(raw, Kind.OPENED, T0 + 1 * MS, 1, {"venue": "binance", "url": "ws://venue/stream"}, b"")
+    encode_frames(raw, 1, [(T0 + 10 * MS, _binance("ETHBTC", 2))])
+    encode_record(raw, Kind.HTTP, T0 + 11 * MS, 0, {"venue": "binance", "url": DEPTH_URL.format("ETHBTC"),
+                                                    "status": 200, "sent_ns": T0}, b'{"lastUpdateId": 1}')
+    for symbol in ("ETHBTC", "BTCUSDT", "ETHBTC"):
+        encode_record(raw, Kind.SUMMARY, T0 + 12 * MS, 0, {"symbol": symbol}, b"summary")
+    encode_frames(raw, 1, [(T0 + 20 * MS, _binance("ETHBTC", 3)), (T0 + 20 * MS, _binance("BTCUSDT", 8))])
+    encode_record(raw, Kind.SUMMARY, T0 + 21 * MS, 0, {"symbol": "ETHBTC"}, b"summary")
+    encode_record(raw, Kind.STOPPING, T0 + 22 * MS, 0, None, b"")
+    encode_record(raw, Kind.SUMMARY, T0 + 23 * MS, 0, {"symbol": "ETHBTC"}, b"the stop's")
+    encode_record(raw, Kind.CLOSED, T0 + 24 * MS, 1, {"reason": "closed", "detail": "by the service"}, b"")
+    directory = tmp_path / "r"
+    directory.mkdir()
+    (directory / f"{T0:020d}{FILE_SUFFIX}").write_bytes(file_header() + encode_block(zstandard.ZstdCompressor(),
+                                                                                     raw, 1))
+    timeline = load_timeline(directory, None, None, None, lambda line: None)
+    assert [type(event).__name__ for event in timeline.events] == ["Batch", "Asked", "Batch"]
+    assert timeline.published == [0, 3, 1]
+    assert timeline.asks("binance") == {("/api/v3/depth", "limit=100&symbol=ETHBTC"): 1}
+    assert timeline.asks("bitstamp") == {}
+    # BTCUSDT alone: its one batch; its one summary came before it, before any event replayed
+    assert load_timeline(directory, ["BTCUSDT"], None, None, lambda line: None).published == [0]

@@ -162,6 +162,20 @@ def test_a_frame_not_started_is_not_waited_for_and_a_ping_alone_is_answered_not_
     assert frames.message_waiting() is None and sock.reads == reads  # nothing ready: the socket is not read
 
 
+def test_a_ping_ends_a_batch_whatever_follows_it_and_a_blocking_read_goes_past_it():
+    """The pong says every frame before the ping has been applied, and the batch ends there: a frame that arrives
+    just after it (the venue sent it on the pong) is the next batch's, read by the next blocking read."""
+    pings: list[bytes] = []
+    wire = frame(OP_TEXT, b"one") + frame(OP_PING, b"p1") + frame(OP_TEXT, b"two") + frame(OP_PONG, b"") + \
+        frame(OP_PING, b"p2") + frame(OP_TEXT, b"three")
+    frames, _ = reader(wire, on_ping=pings.append)
+    assert frames.message_waiting() == b"one"
+    assert frames.message_waiting() is None and pings == [b"p1"]
+    assert frames.message() == b"two"
+    assert frames.message_waiting() is None  # a pong ends it too
+    assert frames.message() == b"three" and pings == [b"p1", b"p2"]  # a blocking read answers a ping and reads on
+
+
 def test_a_frame_that_has_started_is_read_whole_by_message_waiting():
     wire = frame(OP_TEXT, b"x" * 300) + frame(OP_TEXT, b"a", fin=False) + frame(OP_CONT, b"b")
     frames, _ = reader(wire, sizes=[1] + [7] * 1000)  # its first byte here: the rest is on its way

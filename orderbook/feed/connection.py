@@ -185,12 +185,16 @@ class VenueConnection:
 
     def _read_session(self, session: Session) -> None:
         """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
-        the venue asks us to move."""
+        the venue asks us to move. A broken connection it closes first, its books leaving the merged book before any
+        other greenlet runs: the other venue's next batch would merge them again, though nothing more can be read
+        on it (the session's end closes it again, which changes nothing)."""
         ending = session.ending
         try:
             self._read(session, until=ending.ended)
         except StreamError as error:
-            ending.end(self._broken(error))
+            end = self._broken(error)
+            self._close(session, end.reason)  # its books leave now, before any other greenlet merges them again
+            ending.end(end)
         except Exception as error:  # noqa: BLE001 - a bug: ending.fail raises it again, for the supervisor
             ending.fail(error)
 
@@ -231,9 +235,10 @@ class VenueConnection:
         The wait for the first frame is outside the batch, so that a change made meanwhile (a snapshot loaded) is
         published at once. Frames after it are read only when they have started arriving (``recv_waiting``): the
         turn is checked between frames, so a frame whose rest has not arrived yet holds the batch until it does (its
-        start is already here); a ping with nothing after it does not (waiting inside the batch for the venue's next
-        frame would hold back what the batch changed: found by the burst benchmark, a book served stale while
-        the market was quiet). The benchmark drives it with frames in memory."""
+        start is already here); a ping or a pong ends the batch (waiting inside the batch for the venue's next frame
+        after a ping would hold back what the batch changed: found by the burst benchmark, a book served stale
+        while the market was quiet; and its pong says the frames before it are applied). The benchmark drives it
+        with frames in memory."""
         stream = session.stream
         first = stream.recv()
         with session.batch.open():

@@ -613,7 +613,10 @@ class SymbolStream:
         """-> CLOSED: the connection is gone, and the book leaves the merged book (unless a newer stream's has
         replaced it already). ``reason``: why the session ended, when that ends this book, which the next
         connection rebuilds (counted now); None when a drain ends (counted when handed over) or the service
-        stops."""
+        stops. A stream closed already stays as it is (its reader closes it the moment its connection breaks, before
+        the session's end closes the rest)."""
+        if self._phase is StreamPhase.CLOSED:
+            return
         self._move(StreamPhase.CLOSED)
         if reason is not None:
             self.feed.metrics.rebuild(reason)

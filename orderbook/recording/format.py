@@ -20,7 +20,8 @@ from typing import Any
 
 import zstandard
 
-VERSION = 1
+VERSION = 2
+"""2 added :attr:`Kind.STOPPING`; a version 1 file reads as it is (it has none)."""
 FILE_MAGIC = b"OBREC\x00"
 FILE_HEADER = struct.Struct("<H")
 FILE_HEADER_BYTES = len(FILE_MAGIC) + FILE_HEADER.size
@@ -56,6 +57,9 @@ class Kind(IntEnum):
     FRAMES = 8
     """Frames a venue connection received one after another, packed (:func:`encode_frames`); read back as one
     :attr:`FRAME` record each."""
+    STOPPING = 9
+    """The service began to stop (version 2): what follows is its stop's (its books leaving, its connections
+    closed), not the venues'."""
 
 
 class FormatError(ValueError):

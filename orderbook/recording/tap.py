@@ -31,8 +31,9 @@ class RecordingStream:
     it ended: the first error its reads raised, or closed by the service.
 
     The frames of a batch are handed to the recorder together, when the reader asks for the next batch's first
-    frame (:meth:`recv`), or before any other record (:meth:`Recorder.record` asks), so that the records stay in
-    the order they happened: one call per frame cost a tenth of ingest (``bin/bench --scenario record``)."""
+    frame (:meth:`recv`), or before any other record (:meth:`Recorder.record` asks), after any other connection's
+    received before them (:meth:`Recorder.hand_over_held`), so that the records stay in the order they happened:
+    one call per frame cost a tenth of ingest (``bin/bench --scenario record``)."""
 
     def __init__(self, inner: Stream, recorder: Recorder, connection: int) -> None:
         self._inner = inner
@@ -50,7 +51,7 @@ class RecordingStream:
 
     def recv(self) -> str | bytes:
         if self._held:
-            self.hand_over()
+            self._recorder.hand_over_held()
         try:
             payload = self._recv()
         except StreamError as error:
@@ -68,6 +69,9 @@ class RecordingStream:
         if payload is not None:
             self._hold((time_ns(), payload))
         return payload
+
+    def held_since(self) -> int | None:
+        return self._held[0][0] if self._held else None
 
     def hand_over(self) -> None:
         if self._held:

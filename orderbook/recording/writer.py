@@ -20,6 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,8 +61,12 @@ _FRAMES = 0
 
 
 class FrameSource(Protocol):
+    def held_since(self) -> int | None:
+        """The receive time (ns) of the first frame held back; None when none is."""
+
     def hand_over(self) -> None:
         """Queue the frames held back (:meth:`Recorder.frames`)."""
+
 
 _start_thread: Callable[..., Any] = gevent.monkey.get_original("_thread", "start_new_thread")
 _allocate_lock: Callable[[], Any] = gevent.monkey.get_original("_thread", "allocate_lock")
@@ -126,9 +131,8 @@ class Recorder:
     def record(self, kind: int, time_ns: int, connection: int, meta: dict[str, Any] | None,
                body: bytes | str = b"") -> None:
         """Queue a record; dropped and counted when the writer is too far behind. Never blocks. The frames the
-        sources hold are queued first: they were received before it."""
-        for source in self._sources:
-            source.hand_over()
+        sources hold are queued first (:meth:`hand_over_held`): they were received before it."""
+        self.hand_over_held()
         if self._queued_bytes - self._taken_bytes > self._queue_limit:
             self.stats.dropped_queue_full += 1
             return
@@ -144,6 +148,17 @@ class Recorder:
             return
         self._queued_bytes += size
         self._append((_FRAMES, size, connection, None, frames))  # the size where a record's time goes
+
+    def hand_over_held(self) -> None:
+        """Queue the frames every source holds back, the source whose first frame came first before the others:
+        each source's frames were applied together, one source's batch after another's, in the order they came (a
+        venue's batch that changed no summary can be held while the other venue's batch is applied and published
+        after it)."""
+        holding = [(since, source) for source in self._sources if (since := source.held_since()) is not None]
+        if len(holding) > 1:
+            holding.sort(key=itemgetter(0))
+        for _, source in holding:
+            source.hand_over()
 
     def add_source(self, source: FrameSource) -> None:
         """``source`` holds frames back until it hands them over: it is asked to before any other record."""

@@ -29,6 +29,7 @@ from gevent.event import Event
 from orderbook.arguments import OneLineParser, UsageError, positive_number
 from orderbook.recording.format import FormatError
 from orderbook.replay.command import EXIT_OK, problem_line, refused
+from orderbook.replay.lockstep import Lockstep
 from orderbook.replay.moment import NS, format_moment, parse_moment
 from orderbook.replay.timeline import VENUES, Asked, Batch, Drop, Timeline, TimelineError, load_timeline
 from orderbook.replay.venue import ReplayedVenue
@@ -71,6 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--to", dest="to_ns", type=parse_moment, metavar="TIME",
                         help=f"replay frames received until TIME: {moment}")
     parser.add_argument("--symbol", type=_symbols, metavar="S,...", help="these symbols only (default: all recorded)")
+    parser.add_argument("--lockstep", metavar="METRICS_URL",
+                        help="play each event once the service (its /metrics at METRICS_URL, following the replayed "
+                             "symbols) has done with the one before, so that it publishes the recorded summaries")
     parser.add_argument("--binance-port", type=_port, default=0, metavar="N", help="default: a free port")
     parser.add_argument("--bitstamp-port", type=_port, default=0, metavar="N", help="default: a free port")
     args = parser.parse_args(argv)
@@ -97,8 +101,9 @@ class Player:
     ``position_ns`` is the recorded moment reached; a wait for the service does not count as recorded time."""
 
     def __init__(self, timeline: Timeline, venues: dict[str, ReplayedVenue], speed: float | None,
-                 stopping: Event) -> None:
+                 stopping: Event, lockstep: Lockstep | None = None) -> None:
         self._timeline = timeline
+        self._lockstep = lockstep
         self._venues = venues
         self._speed = speed
         self._stopping = stopping
@@ -126,8 +131,11 @@ class Player:
 
     def play(self) -> bool:
         """True when played out, False when stopped first."""
+        lockstep = self._lockstep
+        if lockstep is not None:
+            lockstep.begin()
         anchor_ns, anchor = self.position_ns, time.monotonic()
-        for event in self._timeline.events:
+        for event, published in zip(self._timeline.events, self._timeline.published, strict=True):
             if self._speed is not None:
                 delay = anchor + (event.time_ns - anchor_ns) / NS / self._speed - time.monotonic()
                 if delay > 0 and self._stopping.wait(delay):
@@ -138,12 +146,20 @@ class Player:
             venue = self._venues[event.venue]
             if isinstance(event, Batch):
                 self._send(venue, event)
+                if lockstep is not None and not lockstep.read(venue, {symbol for symbol, _ in event.frames},
+                                                              published):
+                    return False
                 continue
             if isinstance(event, Drop):
                 venue.drop()
                 waited = self.wait_for_subscriptions([event.venue])
+                if lockstep is not None:
+                    lockstep.expect(published)
             else:
                 waited = self._wait_asked(venue, event)
+                if waited and lockstep is not None:
+                    venue.release(event.request, event.count)
+                    waited = lockstep.published(published)
             if not waited:
                 return False
             anchor_ns, anchor = self.position_ns, time.monotonic()
@@ -195,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     player: Player
     venues = {name: ReplayedVenue(name, timeline.answers[name], lambda: player.position_ns,
                                   getattr(args, f"{name}_port")) for name in VENUES}
-    player = Player(timeline, venues, None if args.max_speed else args.speed, stopping)
+    lockstep = None if args.lockstep is None else Lockstep(args.lockstep, stopping, problem_line(PROG))
+    if lockstep is not None:
+        for venue in venues.values():
+            venue.lockstep(timeline.asks(venue.name))
+    player = Player(timeline, venues, None if args.max_speed else args.speed, stopping, lockstep)
     try:
         for venue in venues.values():
             venue.server.start()
@@ -208,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if player.wait_for_subscriptions() and player.play():
             unasked = f"; {player.waits} recorded snapshot answers not asked for" if player.waits else ""
+            lockstep_said = "" if lockstep is None else f"; {lockstep.outcome()}"
             print(f"{PROG}: played out: {player.frames_sent} frames of {', '.join(timeline.symbols)}, up to "
-                  f"{format_moment(player.position_ns)}{unasked}", file=sys.stderr, flush=True)
+                  f"{format_moment(player.position_ns)}{unasked}{lockstep_said}", file=sys.stderr, flush=True)
             stopping.wait(linger)
     finally:
         stopping.set()

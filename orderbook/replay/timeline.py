@@ -82,6 +82,18 @@ class Timeline:
     events: list[Event]
     answers: dict[str, list[Answer]]
     """Per venue, in the order received."""
+    published: list[int]
+    """Per event, the summaries of the replayed symbols the recorded service published after it and before the
+    next event, or before it began to stop (``--record-summaries``; all 0 without): what a lockstep replay waits
+    for."""
+
+    def asks(self, venue: str) -> dict[tuple[str, str], int]:
+        """How many times the recorded service asked each of ``venue``'s snapshot requests (from ``--from``)."""
+        counts: dict[tuple[str, str], int] = {}
+        for event in self.events:
+            if isinstance(event, Asked) and event.venue == venue:
+                counts[event.request] = max(counts.get(event.request, 0), event.count)
+        return counts
 
 
 def diff_of(venue: str, payload: bytes) -> tuple[str, int] | None:
@@ -124,8 +136,10 @@ def load_timeline(directory: Path, symbols: list[str] | None, from_ns: int | Non
     venue_of: dict[int, str] = {}
     last: dict[tuple[str, str], int] = {}
     events: list[Event] = []
+    published: list[int] = []
     answers: dict[str, list[Answer]] = {venue: [] for venue in VENUES}
     asked: dict[tuple[str, tuple[str, str]], int] = {}
+    stopped = False
     for record in records:
         played = (from_ns is None or record.time_ns >= from_ns) and (to_ns is None or record.time_ns <= to_ns)
         if record.kind is Kind.OPENED and record.meta.get("venue") in VENUES:
@@ -137,17 +151,25 @@ def load_timeline(directory: Path, symbols: list[str] | None, from_ns: int | Non
                 key = (venue, request_key(answer.path, answer.query))
                 asked[key] = asked.get(key, 0) + 1  # counted from --from: the replayed service asks from there
                 events.append(Asked(record.time_ns, venue, key[1], asked[key]))
+                published.append(0)
         elif record.kind is Kind.CLOSED and record.connection in venue_of and played \
                 and record.meta.get("reason") in VENUE_ENDED:
             events.append(Drop(record.time_ns, venue_of[record.connection]))
+            published.append(0)
         elif record.kind in (Kind.FRAMES, Kind.FRAME) and record.connection in venue_of and played:
             batch = _batch(record, venue_of[record.connection], set(chosen), last)
             if batch.frames:
                 events.append(batch)
+                published.append(0)
+        elif record.kind is Kind.SUMMARY and played and published and not stopped \
+                and record.meta.get("symbol") in chosen:
+            published[-1] += 1
+        elif record.kind is Kind.STOPPING:
+            stopped = True  # what the service published from here on was its stop's, not the venues' doing
     if not any(isinstance(event, Batch) for event in events):
         raise TimelineError(f"{directory}: no frames of {', '.join(chosen)} recorded"
                             + (" between --from and --to" if from_ns is not None or to_ns is not None else ""))
-    return Timeline(chosen, events, answers)
+    return Timeline(chosen, events, answers, published)
 
 
 def _answer(record: Record) -> Answer:

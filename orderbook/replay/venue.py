@@ -3,6 +3,9 @@ WebSocket subscriptions taken as the venue takes them (Binance: streams in the U
 ``bts:subscribe``) and answered, a symbol's recorded frames sent to the connections subscribed to it, and REST
 requests answered with the recorded answer for that moment of the replay (:func:`~orderbook.replay.timeline.answer_at`)
 and counted.
+
+In lockstep (:meth:`ReplayedVenue.lockstep`), a snapshot request is held until the player reaches the moment it
+was answered live, and a batch is followed by a ping whose pong says the service has read it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import gevent
+
 from orderbook.replay.timeline import BITSTAMP_DIFF, Answer, answer_at, request_key
-from orderbook.simulator.wire import Request, Response, WebSocket, WireServer, encode_text_frame
+from orderbook.simulator.wire import Request, Response, WebSocket, WireServer, encode_ping_frame, encode_text_frame
+
+
+RELEASE_POLL = 0.001
+"""How often a held request looks whether the player has released it."""
 
 
 def _binance_symbol(stream: str) -> str:
@@ -25,7 +34,12 @@ class ReplayedVenue:
         self._position = position
         self._subscribed: dict[WebSocket, set[str]] = {}
         self.asked: dict[tuple[str, str], int] = {}
-        """Requests answered, by :func:`~orderbook.replay.timeline.request_key`."""
+        """Requests asked (answered, or held in lockstep), by :func:`~orderbook.replay.timeline.request_key`."""
+        self._held_asks: dict[tuple[str, str], int] = {}
+        """In lockstep, per request, how many of its asks are held until released (as many as were recorded)."""
+        self._released: dict[tuple[str, str], int] = {}
+        self._pinged: dict[WebSocket, int] = {}
+        self._ponged: dict[WebSocket, int] = {}
         self.server = WireServer(port=port, http=self._http, ws=self._ws, name=f"replay-{name}")
 
     def subscribers(self, symbol: str) -> list[WebSocket]:
@@ -40,6 +54,30 @@ class ReplayedVenue:
         for ws in list(self._subscribed):
             ws.close(1001, "the recorded connection ended here")
 
+    def lockstep(self, recorded_asks: dict[tuple[str, str], int]) -> None:
+        """Hold the first ``recorded_asks[request]`` asks of each request until :meth:`release` lets them be
+        answered (later asks, and requests never recorded, are answered at once)."""
+        self._held_asks = dict(recorded_asks)
+
+    def release(self, request: tuple[str, str], count: int) -> None:
+        """Answer the held asks of ``request`` up to the ``count``-th, with the answer of the replay's position."""
+        self._released[request] = max(self._released.get(request, 0), count)
+
+    def ping(self, symbols: set[str]) -> list[tuple[WebSocket, int]]:
+        """A ping after the frames queued to the connections subscribed to ``symbols``: each connection, and how
+        many pongs it will have sent once it has read them (:meth:`has_read`)."""
+        frame = encode_ping_frame(b"lockstep")
+        sent = []
+        for ws in {ws for symbol in symbols for ws in self.subscribers(symbol)}:
+            ws.send_frame(frame)
+            self._pinged[ws] = self._pinged.get(ws, 0) + 1
+            sent.append((ws, self._pinged[ws]))
+        return sent
+
+    def has_read(self, ws: WebSocket, pongs: int) -> bool:
+        """Whether ``ws`` has answered ``pongs`` pings (or is gone: nothing more will be read on it)."""
+        return ws.closed or self._ponged.get(ws, 0) >= pongs
+
     def send(self, symbol: str, payload: bytes) -> None:
         frame = encode_text_frame(payload)
         for ws in self.subscribers(symbol):
@@ -47,7 +85,9 @@ class ReplayedVenue:
 
     def _http(self, request: Request) -> Response:
         key = request_key(request.path, request.query)
-        self.asked[key] = self.asked.get(key, 0) + 1
+        self.asked[key] = ask = self.asked.get(key, 0) + 1
+        while ask <= self._held_asks.get(key, 0) and self._released.get(key, 0) < ask:
+            gevent.sleep(RELEASE_POLL)
         answer = answer_at(self._answers, request.path, request.query, self._position())
         if answer is None:
             return Response(404, f"no answer to {request.path} recorded".encode())
@@ -55,6 +95,7 @@ class ReplayedVenue:
 
     def _ws(self, ws: WebSocket) -> None:
         symbols = self._subscribed.setdefault(ws, set())
+        ws.on_control_frame = lambda kind: self._on_control_frame(ws, kind)
         if self.name == "binance":
             path = ws.path.rstrip("/")
             names = ws.query.get("streams", "") if path.startswith("/stream") else path.removeprefix("/ws")
@@ -64,6 +105,12 @@ class ReplayedVenue:
                 self._on_message(ws, symbols, text)
         finally:
             self._subscribed.pop(ws, None)
+            self._pinged.pop(ws, None)
+            self._ponged.pop(ws, None)
+
+    def _on_control_frame(self, ws: WebSocket, kind: str) -> None:
+        if kind == "pong":
+            self._ponged[ws] = self._ponged.get(ws, 0) + 1
 
     def _on_message(self, ws: WebSocket, symbols: set[str], text: str) -> None:
         try:

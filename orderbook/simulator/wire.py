@@ -103,6 +103,12 @@ def encode_text_frame(payload: bytes) -> bytes:
     return _frame(_OP_TEXT, payload)
 
 
+def encode_ping_frame(payload: bytes) -> bytes:
+    """A ping to send in order with the data frames (:meth:`WebSocket.send_frame`), not ahead of them as
+    :meth:`WebSocket.send_ping` sends it: its pong says the client has read every frame before it."""
+    return _frame(_OP_PING, payload[:125])
+
+
 def _close_frame(code: int, reason: str) -> bytes:
     return _frame(_OP_CLOSE, struct.pack("!H", code) + reason.encode()[:123])
 

@@ -1,17 +1,19 @@
-"""``bin/replay`` against a real recording: a simulator session of three symbols with faults (a Binance gap, a
-dropped Bitstamp connection) recorded by ``bin/run-server --record --record-summaries``; replayed (at max speed,
-and at the recorded pace sped up) into a fresh ``bin/run-server --record``: its books end as the recorded server's
-last summaries (the last both venues served), and it received exactly the recorded diffs of every venue and
-symbol, each once, in order.
+"""``bin/replay`` against a real recording: a simulator session of three symbols with faults (Binance gaps, a
+stale snapshot, a dropped Bitstamp connection) recorded by ``bin/run-server --record --record-summaries``; replayed
+(at max speed, and at the recorded pace sped up) into a fresh ``bin/run-server --record``: its books end as the
+recorded server's last summaries (the last both venues served), and it received exactly the recorded diffs of
+every venue and symbol, each once, in order. With ``--lockstep`` at max speed, it publishes the recorded summaries,
+every one, in order.
 
-Its sequence of summaries is not compared: a summary is published at the end of each batch a reader applies,
-merged with the other venue's book as it is then, and the replayed service makes its own batches and interleaves the
-two connections' by its own scheduling, which no pacing of the replay can impose (docs/recording.md)."""
+Without ``--lockstep`` its sequence of summaries is not compared: a summary is published at the end of each batch a
+reader applies, merged with the other venue's book as it is then, and the replayed service makes its own batches and
+interleaves the two connections' by its own scheduling (docs/recording.md)."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -51,6 +53,24 @@ def _diffs(directory: Path) -> dict[tuple[str, str], list[bytes]]:
     return diffs
 
 
+def _published(directory: Path) -> list[tuple[str, bytes]]:
+    """Every summary the server published, of which symbol, in order, until it began to stop (what it publishes
+    then is its stop's: its venues leaving, in an order of its own)."""
+    published: list[tuple[str, bytes]] = []
+    for record in read_directory(directory, lambda line: None):
+        if record.kind is Kind.STOPPING:
+            break
+        if record.kind is Kind.SUMMARY:
+            published.append((str(record.meta["symbol"]), record.body))
+    return published
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("replay") / "recording"
@@ -62,10 +82,14 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
         time.sleep(1.5)
         simulator.control.gap()
         time.sleep(1.5)
+        simulator.control.stale_snapshot()  # the rebuild after the next gap is answered a snapshot too old first
+        simulator.control.gap()
+        time.sleep(1.5)
         simulator.control.drop("bitstamp")
         time.sleep(2.0)
         assert server.terminate() == 0
-        assert "rebuilding the book: gap" in server.log()
+        log = server.log()
+        assert "rebuilding the book: gap" in log and "is older than the stream" in log
     finally:
         server.terminate()
         simulator.stop()
@@ -104,3 +128,39 @@ def test_a_replayed_recording_rebuilds_the_recorded_servers_books(
             replay.wait()
     assert _last_books(replayed) == expected
     assert _diffs(replayed) == _diffs(recording)
+
+
+def test_a_lockstep_replay_publishes_the_recorded_summaries(
+        starts_processes: None, recording: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """``--lockstep``: the replayed server applies the two venues' batches in the recorded order, and its books come
+    in step where they did live, so it publishes the recorded summaries, every one, in the recorded order."""
+    metrics = f"127.0.0.1:{_free_port()}"
+    replay = subprocess.Popen([str(REPLAY), str(recording), "--max-speed", "--lockstep", f"http://{metrics}/metrics"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "ORDERBOOK_REPLAY_LINGER": "60"})
+    try:
+        assert replay.stdout is not None and replay.stderr is not None
+        urls = json.loads(replay.stdout.readline())
+        replayed = tmp_path / "replayed"
+        # Its pace is the service's, not the recorded one: the lag bound would take the books out (docs/recording.md).
+        server = server_factory(urls, "--symbol", SYMBOLS, "--audit-interval", "0", "--metrics-addr", metrics,
+                                "--max-lag", "3600", "--record", str(replayed), "--record-summaries")
+        said = []
+        for line in replay.stderr:
+            said.append(line)
+            if "played out" in line or "error" in line:
+                break
+        assert said[-1].startswith("replay: played out:") and "in lockstep" in said[-1], "".join(said)
+        assert server.terminate() == 0
+        replay.terminate()
+        _, stderr = replay.communicate(timeout=10)
+        assert replay.returncode == 0, stderr
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.wait()
+    recorded = _published(recording)
+    assert len(recorded) > 100
+    published = _published(replayed)
+    first_difference = next((index for index, (a, b) in enumerate(zip(published, recorded)) if a != b), None)
+    assert (first_difference, len(published)) == (None, len(recorded))

@@ -64,11 +64,12 @@ class FakeStream:
                 return frame
 
     def recv_waiting(self) -> str | bytes | None:
-        while self.waiting():
-            frame = self._next()
-            if frame is not _PING:
-                return frame
-        return None
+        """The next frame if one waits; None when none does, or when a ping comes first (answered: it ends the
+        reader's batch, as the transport's does)."""
+        if not self.waiting():
+            return None
+        frame = self._next()
+        return None if frame is _PING else frame
 
     def _next(self) -> Any:
         if self.closed:

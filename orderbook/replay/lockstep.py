@@ -1,0 +1,114 @@
+"""``bin/replay --lockstep METRICS_URL``: each recorded event played once the service has done with the one before,
+so that a service reading two venues on two connections applies their batches in the recorded order and
+publishes the recorded sequence of summaries.
+
+A batch is followed by a ping on the connections it went to; the service's reader answers a ping once it has applied
+the frames before it, ends its batch there whatever follows, and publishes what they changed before any other
+greenlet of it runs (:meth:`orderbook.websocket_frames.FrameReader.message_waiting`), so the next event waits for
+the pongs. A snapshot answer is held until the replay reaches the moment it was answered live
+(:meth:`~orderbook.replay.venue.ReplayedVenue.release`), and the next event waits until the service has published
+as many summaries as the recorded one had by then (``orderbook_summaries_published_total`` on its ``/metrics``):
+the book comes in step on it, and is published, where it did live. The service must follow the replayed symbols and
+no others (its count is of every symbol it follows).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from gevent import socket
+from gevent.event import Event
+
+from orderbook.replay.venue import ReplayedVenue
+
+PUBLISHED = b"orderbook_summaries_published_total "
+WAIT = 10.0
+"""How long one step waits for the service before the lockstep is given up (said once on stderr)."""
+PONG_POLL = 0.0002
+METRICS_POLL = 0.002
+READ_LIMIT = 1 << 24
+
+
+class Lockstep:
+    def __init__(self, metrics_url: str, stopping: Event, say: Callable[[str], None]) -> None:
+        parts = urlsplit(metrics_url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._request = (f"GET {parts.path or '/metrics'} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n").encode()
+        self._stopping = stopping
+        self._say = say
+        self._base = 0
+        self._expected = 0
+        """Summaries the recorded service had published since the replay began, up to the current event."""
+        self.lost: str | None = None
+        """Why the lockstep was given up (the service published what the recording did not, or did not answer)."""
+
+    def begin(self) -> None:
+        self._base = self._published_now() or 0
+
+    def expect(self, published: int) -> None:
+        """The recorded service published ``published`` summaries after the event just played."""
+        self._expected += published
+
+    def read(self, venue: ReplayedVenue, symbols: set[str], published: int) -> bool:
+        """Wait until the connections of ``symbols`` have read the batch just sent; False when stopped first."""
+        self.expect(published)
+        if self.lost is not None:
+            return not self._stopping.is_set()
+        pings = venue.ping(symbols)
+        give_up = time.monotonic() + WAIT
+        while not all(venue.has_read(ws, pongs) for ws, pongs in pings):
+            if time.monotonic() >= give_up:
+                self._lose(f"no pong from {venue.name} within {WAIT:g} s")
+                break
+            if self._stopping.wait(PONG_POLL):
+                return False
+        return True
+
+    def published(self, published: int) -> bool:
+        """Wait until the service has published as many summaries as the recorded one had after the event just
+        played; False when stopped first."""
+        self.expect(published)
+        give_up = time.monotonic() + WAIT
+        while self.lost is None:
+            count = self._published_now()
+            if count is not None and count - self._base > self._expected:
+                self._lose(f"the service published {count - self._base} summaries where the recording has "
+                           f"{self._expected} by then")
+            elif count is not None and count - self._base == self._expected:
+                break
+            elif time.monotonic() >= give_up:
+                self._lose(f"the service published {None if count is None else count - self._base} summaries in "
+                           f"{WAIT:g} s where the recording has {self._expected} by then")
+            elif self._stopping.wait(METRICS_POLL):
+                return False
+        return not self._stopping.is_set()
+
+    def outcome(self) -> str:
+        if self.lost is not None:
+            return f"lockstep lost: {self.lost}"
+        return f"in lockstep: the service published the {self._expected} summaries recorded"
+
+    def _lose(self, why: str) -> None:
+        self.lost = why
+        self._say(f"lockstep lost, playing on without it: {why}")
+
+    def _published_now(self) -> int | None:
+        """The service's ``orderbook_summaries_published_total``; None when it cannot be read."""
+        try:
+            with socket.create_connection(self._address, timeout=WAIT) as connection:
+                connection.sendall(self._request)
+                chunks, size = [], 0
+                while size < READ_LIMIT and (chunk := connection.recv(1 << 16)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except OSError:
+            return None
+        for line in b"".join(chunks).splitlines():
+            if line.startswith(PUBLISHED):
+                try:
+                    return int(float(line[len(PUBLISHED):]))
+                except ValueError:
+                    return None
+        return None
