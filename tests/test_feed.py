@@ -198,7 +198,9 @@ def test_a_lost_connections_books_leave_before_any_other_greenlet_runs(binance_r
     first.cut()
     rig.wait(lambda: seen, "the first greenlet after the reader's")
     assert seen == [[False] * len(SYMBOLS)]
+    rig.wait(lambda: len(rig.fake.streams) == 2, "a new connection")
     assert first.closed
+    assert rig.sample("orderbook_exchange_connected") == 1  # the old one counted out once, the new one in
 
 
 def test_a_connection_behind_the_venue_takes_its_books_out_until_it_catches_up_without_a_rebuild(binance_rig):

@@ -176,24 +176,29 @@ class VenueConnection:
 
     def _close(self, session: Session, reason: str | None = None) -> None:
         """Close the connection and its symbols' streams (``reason``: see :meth:`SymbolStream.close`)."""
-        for symbol_stream in session.streams.values():
-            symbol_stream.close(reason)
+        self._close_streams(session, reason)
         self._metrics.set_connected(False)
         session.stream.close()
+
+    @staticmethod
+    def _close_streams(session: Session, reason: str | None = None) -> None:
+        """Close the session's symbol streams, their books leaving the merged book (again: nothing changes)."""
+        for symbol_stream in session.streams.values():
+            symbol_stream.close(reason)
 
     # -- the stream ------------------------------------------------------------------------------------------
 
     def _read_session(self, session: Session) -> None:
         """The session's reader: it reads until the session ends, and ends it itself when the connection breaks or
-        the venue asks us to move. A broken connection it closes first, its books leaving the merged book before any
-        other greenlet runs: the other venue's next batch would merge them again, though nothing more can be read
-        on it (the session's end closes it again, which changes nothing)."""
+        the venue asks us to move. A broken connection's symbol streams it closes first, their books leaving the merged
+        book before any other greenlet runs: the other venue's next batch would merge them again, though nothing
+        more can be read on it (the session's end closes the connection, and them again, which changes nothing)."""
         ending = session.ending
         try:
             self._read(session, until=ending.ended)
         except StreamError as error:
             end = self._broken(error)
-            self._close(session, end.reason)  # its books leave now, before any other greenlet merges them again
+            self._close_streams(session, end.reason)  # its books leave now, before another greenlet merges them
             ending.end(end)
         except Exception as error:  # noqa: BLE001 - a bug: ending.fail raises it again, for the supervisor
             ending.fail(error)
