@@ -16,7 +16,8 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,36 +97,51 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@contextmanager
+def _replaying(recording: Path, *flags: str) -> Iterator[tuple[dict[str, str], Callable[[], list[str]]]]:
+    """``bin/replay`` of ``recording``: its venues' URLs, and what it says on stderr until it has played out (or
+    failed); stopped at the end (SIGTERM), with exit code 0."""
+    replay = subprocess.Popen([str(REPLAY), str(recording), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "ORDERBOOK_REPLAY_LINGER": "60"})
+    try:
+        assert replay.stdout is not None and replay.stderr is not None
+        stderr = replay.stderr
+
+        def said() -> list[str]:
+            lines: list[str] = []
+            for line in stderr:
+                lines.append(line)
+                if "played out" in line or "error" in line:
+                    break
+            return lines
+
+        yield json.loads(replay.stdout.readline()), said
+        replay.terminate()
+        _, rest = replay.communicate(timeout=10)
+        assert replay.returncode == 0, rest
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.wait()
+
+
 @pytest.mark.parametrize("pace", [["--max-speed"], ["--speed", "3"]], ids=["max-speed", "speed-3"])
 def test_a_replayed_recording_rebuilds_the_recorded_servers_books(
         starts_processes: None, recording: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path,
         reader_factory: Callable[..., BookReader], pace: list[str]) -> None:
     expected = _last_books(recording)
     assert set(expected) == set(SYMBOLS.split(","))
-    replay = subprocess.Popen([str(REPLAY), str(recording), *pace], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "ORDERBOOK_REPLAY_LINGER": "60"})
-    try:
-        assert replay.stdout is not None
-        urls = json.loads(replay.stdout.readline())
-        replayed = tmp_path / "replayed"
+    replayed = tmp_path / "replayed"
+    with _replaying(recording, *pace) as (urls, said):
         server = server_factory(urls, "--symbol", SYMBOLS, "--audit-interval", "0", "--record", str(replayed),
                                 "--record-summaries")
-        assert replay.stderr is not None
-        said = next((line for line in replay.stderr if "played out" in line or "error" in line), "")
-        assert said.startswith("replay: played out:"), said
+        assert said()[-1].startswith("replay: played out:")
         server.wait_serving()
         for symbol, summary in expected.items():
             book = Book.from_summary(orderbook_pb2.Summary.FromString(summary))
             reader_factory(server.target, symbol, 10).wait_for(book.__eq__, timeout=20,
                                                                what=f"of {symbol} equal to the recorded server's last")
         assert server.terminate() == 0
-        replay.terminate()
-        _, stderr = replay.communicate(timeout=10)
-        assert replay.returncode == 0, stderr
-    finally:
-        if replay.poll() is None:
-            replay.kill()
-            replay.wait()
     assert _last_books(replayed) == expected
     assert _diffs(replayed) == _diffs(recording)
 
@@ -135,30 +151,14 @@ def test_a_lockstep_replay_publishes_the_recorded_summaries(
     """``--lockstep``: the replayed server applies the two venues' batches in the recorded order, and its books come
     in step where they did live, so it publishes the recorded summaries, every one, in the recorded order."""
     metrics = f"127.0.0.1:{_free_port()}"
-    replay = subprocess.Popen([str(REPLAY), str(recording), "--max-speed", "--lockstep", f"http://{metrics}/metrics"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "ORDERBOOK_REPLAY_LINGER": "60"})
-    try:
-        assert replay.stdout is not None and replay.stderr is not None
-        urls = json.loads(replay.stdout.readline())
-        replayed = tmp_path / "replayed"
+    replayed = tmp_path / "replayed"
+    with _replaying(recording, "--max-speed", "--lockstep", f"http://{metrics}/metrics") as (urls, said):
         # Its pace is the service's, not the recorded one: the lag bound would take the books out (docs/recording.md).
         server = server_factory(urls, "--symbol", SYMBOLS, "--audit-interval", "0", "--metrics-addr", metrics,
                                 "--max-lag", "3600", "--record", str(replayed), "--record-summaries")
-        said = []
-        for line in replay.stderr:
-            said.append(line)
-            if "played out" in line or "error" in line:
-                break
-        assert said[-1].startswith("replay: played out:") and "in lockstep" in said[-1], "".join(said)
+        lines = said()
+        assert lines[-1].startswith("replay: played out:") and "in lockstep" in lines[-1], "".join(lines)
         assert server.terminate() == 0
-        replay.terminate()
-        _, stderr = replay.communicate(timeout=10)
-        assert replay.returncode == 0, stderr
-    finally:
-        if replay.poll() is None:
-            replay.kill()
-            replay.wait()
     recorded = _published(recording)
     assert len(recorded) > 100
     published = _published(replayed)
