@@ -51,7 +51,7 @@ class Lockstep:
         """The recorded service published ``published`` summaries after the event just played."""
         self._expected += published
 
-    def read(self, venue: ReplayedVenue, symbols: set[str], published: int) -> bool:
+    def wait_read(self, venue: ReplayedVenue, symbols: set[str], published: int) -> bool:
         """Wait until the connections of ``symbols`` have read the batch just sent; False when stopped first."""
         self.expect(published)
         if self.lost is not None:
@@ -66,7 +66,7 @@ class Lockstep:
                 return False
         return True
 
-    def published(self, published: int) -> bool:
+    def wait_published(self, published: int) -> bool:
         """Wait until the service has published as many summaries as the recorded one had after the event just
         played; False when stopped first."""
         self.expect(published)

@@ -98,7 +98,9 @@ class Player:
     """Plays a timeline's events on the venues at their recorded moments, scaled by ``speed`` (None: no pacing):
     a batch sent to its symbols' subscribers, a drop played on the venue (then the service's new subscriptions
     awaited), a snapshot answered not passed until the service asked for it (at most :data:`ASK_WAIT` s).
-    ``position_ns`` is the recorded moment reached; a wait for the service does not count as recorded time."""
+    ``position_ns`` is the recorded moment reached; a wait for the service does not count as recorded time. With a
+    :class:`~orderbook.replay.lockstep.Lockstep`, each event also waits for the service to be done with the one
+    before."""
 
     def __init__(self, timeline: Timeline, venues: dict[str, ReplayedVenue], speed: float | None,
                  stopping: Event, lockstep: Lockstep | None = None) -> None:
@@ -146,8 +148,8 @@ class Player:
             venue = self._venues[event.venue]
             if isinstance(event, Batch):
                 self._send(venue, event)
-                if lockstep is not None and not lockstep.read(venue, {symbol for symbol, _ in event.frames},
-                                                              published):
+                symbols = {symbol for symbol, _ in event.frames}
+                if lockstep is not None and not lockstep.wait_read(venue, symbols, published):
                     return False
                 continue
             if isinstance(event, Drop):
@@ -159,7 +161,7 @@ class Player:
                 waited = self._wait_asked(venue, event)
                 if waited and lockstep is not None:
                     venue.release(event.request, event.count)
-                    waited = lockstep.published(published)
+                    waited = lockstep.wait_published(published)
             if not waited:
                 return False
             anchor_ns, anchor = self.position_ns, time.monotonic()
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     lockstep = None if args.lockstep is None else Lockstep(args.lockstep, stopping, problem_line(PROG))
     if lockstep is not None:
         for venue in venues.values():
-            venue.lockstep(timeline.asks(venue.name))
+            venue.hold_asks(timeline.asks(venue.name))
     player = Player(timeline, venues, None if args.max_speed else args.speed, stopping, lockstep)
     try:
         for venue in venues.values():

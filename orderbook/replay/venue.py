@@ -4,8 +4,9 @@ WebSocket subscriptions taken as the venue takes them (Binance: streams in the U
 requests answered with the recorded answer for that moment of the replay (:func:`~orderbook.replay.timeline.answer_at`)
 and counted.
 
-In lockstep (:meth:`ReplayedVenue.lockstep`), a snapshot request is held until the player reaches the moment it
-was answered live, and a batch is followed by a ping whose pong says the service has read it.
+In lockstep, a snapshot request is held until the player reaches the moment it was answered live
+(:meth:`ReplayedVenue.hold_asks`), and a batch is followed by a ping whose pong says the service has read it
+(:meth:`ReplayedVenue.ping`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class ReplayedVenue:
         for ws in list(self._subscribed):
             ws.close(1001, "the recorded connection ended here")
 
-    def lockstep(self, recorded_asks: dict[tuple[str, str], int]) -> None:
+    def hold_asks(self, recorded_asks: dict[tuple[str, str], int]) -> None:
         """Hold the first ``recorded_asks[request]`` asks of each request until :meth:`release` lets them be
         answered (later asks, and requests never recorded, are answered at once)."""
         self._held_asks = dict(recorded_asks)
