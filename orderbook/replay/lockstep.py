@@ -9,7 +9,8 @@ the pongs. A snapshot answer is held until the replay reaches the moment it was 
 (:meth:`~orderbook.replay.venue.ReplayedVenue.release`), and the next event waits until the service has published
 as many summaries as the recorded one had by then (``orderbook_summaries_published_total`` on its ``/metrics``):
 the book comes in step on it, and is published, where it did live. The service must follow the replayed symbols and
-no others (its count is of every symbol it follows).
+no others (its count is of every symbol it follows), and publish every change of them (``--record-summaries``, or
+a client of each: a symbol nothing reads is held back).
 """
 
 from __future__ import annotations

@@ -73,8 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"replay frames received until TIME: {moment}")
     parser.add_argument("--symbol", type=_symbols, metavar="S,...", help="these symbols only (default: all recorded)")
     parser.add_argument("--lockstep", metavar="METRICS_URL",
-                        help="play each event once the service (its /metrics at METRICS_URL, following the replayed "
-                             "symbols) has done with the one before, so that it publishes the recorded summaries")
+                        help="play each event once the service (its /metrics at METRICS_URL; following the replayed "
+                             "symbols, all of them read, as with --record-summaries) has done with the one before, "
+                             "so that it publishes the recorded summaries")
     parser.add_argument("--binance-port", type=_port, default=0, metavar="N", help="default: a free port")
     parser.add_argument("--bitstamp-port", type=_port, default=0, metavar="N", help="default: a free port")
     args = parser.parse_args(argv)
