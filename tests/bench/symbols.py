@@ -15,9 +15,12 @@ this order:
   ``orderbook_snapshot_fetch_duration_seconds_count`` and ``orderbook_snapshot_errors_total`` are sampled, which
   give the snapshot pacing that decides the start-up time;
 - a steady window after all are in step and deepened: the book process's CPU (utime + stime from
-  /proc/<pid>/stat, as a fraction of one core), frame-to-client latency for one gRPC client of the default symbol
-  (``BookSummary``), measured as the latency scenario does (the simulator's probes: send time of a marker on the
-  default symbol's best bid -> the client's first summary showing it), and the book process's RSS at its end.
+  /proc/<pid>/stat, as a fraction of one core), the time its main thread (the hub) was ready to run but waited for
+  a core (/proc/<pid>/schedstat, as a fraction of the window: other processes on the machine, which lengthen
+  every wait in the hub alike, so a tail that moves with it is the host's), frame-to-client latency for one gRPC
+  client of the default symbol (``BookSummary``), measured as the latency scenario does (the simulator's probes:
+  send time of a marker on the default symbol's best bid -> the client's first summary showing it), and the book
+  process's RSS at its end.
 
 RSS per symbol is reported two ways: the total over N, and the RSS above a one-symbol server (the first step of
 :func:`symbols`) over the N - 1 symbols added, which is the cost a symbol adds and the figure the 2 MB target holds.
@@ -149,6 +152,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the process's main thread has waited, ready to run, for a core (the second field of
+    /proc/<pid>/schedstat, in nanoseconds)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def peak_rate(points: Sequence[tuple[float, float]], span: float = 1.0) -> float | None:
     """The highest rate of a counter sampled as (time, value): over each stretch from one sample to the first
     at least ``span`` seconds later; None with fewer than two samples that far apart."""
@@ -262,9 +271,11 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
             clients.wait_ready()
             time.sleep(settle)
             sim0, srv0 = stack.sim.control.stats(), server.metrics()
+            waited0 = run_queue_seconds(server.pid)
             sim_cpu0, cpu0, t0 = cpu_seconds(stack.sim.pid), cpu_seconds(server.pid), time.monotonic()
             time.sleep(window)
             cpu1, sim_cpu1, t1 = cpu_seconds(server.pid), cpu_seconds(stack.sim.pid), time.monotonic()
+            waited1 = run_queue_seconds(server.pid)
             memory = server.memory()
             sim1, srv1 = stack.sim.control.stats(), server.metrics()
             results = clients.finish()
@@ -282,7 +293,7 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
         "symbols": count, "first_symbols": symbols[:5], "levels": LEVELS,
         "rates_per_symbol": {"binance": BINANCE_RATE, "bitstamp": BITSTAMP_RATE},
         "startup_s": startup, "deepened_s": deepened, "pacing": _pacing(timeline, startup),
-        "window_s": elapsed, "cpu_cores": (cpu1 - cpu0) / elapsed,
+        "window_s": elapsed, "cpu_cores": (cpu1 - cpu0) / elapsed, "run_queue_share": (waited1 - waited0) / elapsed,
         "simulator_cpu_cores": (sim_cpu1 - sim_cpu0) / elapsed,
         "rss_mb": memory["VmRSS"], "rss_peak_mb": memory["VmHWM"],
         "latency": latency, "frames": frames,
@@ -330,6 +341,9 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
         Figure(prefix + "book process CPU", step["cpu_cores"], "cores",
                CPU_TARGET if count <= CPU_TARGET_SYMBOLS else None, "lower" if count <= CPU_TARGET_SYMBOLS else None,
                note="utime+stime from /proc over the steady window, all symbols in step, one client"),
+        Figure(prefix + "book process waiting for a core", step.get("run_queue_share"), "share",
+               note="its hub thread ready to run but not running (/proc schedstat), over the window: the host's "
+                    "load; a p99 that moves with it is the machine's, not the process's"),
         Figure(prefix + "simulator CPU", step["simulator_cpu_cores"], "cores",
                note="the simulator shares the machine's cores with the book process"),
         Figure(prefix + "RSS", step["rss_mb"], "MB"),
