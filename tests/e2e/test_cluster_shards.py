@@ -12,8 +12,7 @@ import pytest
 
 from orderbook.relay.timing import LEASE_TTL, SOURCE_TIMEOUT
 from orderbook.simulator.process import SimulatorProcess
-from tests.metrics_scrape import scrape
-from tests.support.cluster import Cluster, EdgeProcess, health
+from tests.support.cluster import Cluster, EdgeProcess, health, only_one_leading
 from tests.support.service import Book, BookReader, ServerProcess, symbol_states, wait_until_matches_truth
 from tests.support.waiting import wait_until
 
@@ -44,9 +43,7 @@ class Shards:
         return node
 
     def leader(self, shard: str) -> ServerProcess | None:
-        leading = [node for node in self.nodes[shard]
-                   if node.proc.poll() is None and scrape(node.metrics_port)("orderbook_relay_leader") == 1]
-        assert len(leading) <= 1, f"two book nodes of shard {shard} lead at once"
+        leading = only_one_leading(self.nodes[shard], f"two book nodes of shard {shard} lead at once")
         return leading[0] if leading else None
 
     def truth(self, symbol: str) -> Book:
