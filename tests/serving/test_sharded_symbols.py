@@ -11,6 +11,7 @@ from orderbook.proto import orderbook_pb2
 from orderbook.serving.shards import NO_SHARD, ShardedSymbols
 from orderbook.serving.symbols import SHUTTING_DOWN, DepthNotServed, ServedSymbols, Unavailable, UnknownSymbol
 from orderbook.symbol_state import SymbolState
+from tests.support.streams import read_all
 
 BOTH = ("binance", "bitstamp")
 
@@ -31,16 +32,6 @@ def shard(symbols: tuple[str, ...], depth: int = 10) -> ServedSymbols:
 
 def always() -> bool:
     return True
-
-
-def read_all(stream) -> tuple[list[bytes], BaseException | None]:
-    payloads: list[bytes] = []
-    try:
-        for payload in stream:
-            payloads.append(payload)
-    except Unavailable as error:
-        return payloads, error
-    return payloads, None
 
 
 @pytest.fixture

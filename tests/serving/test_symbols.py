@@ -18,6 +18,7 @@ from orderbook.proto import orderbook_pb2, orderbook_streams_pb2
 from orderbook.serving.symbols import (BOOK, SHUTTING_DOWN, STATE, DepthNotServed, ServedSymbols, Unavailable,
                                        UnknownSymbol, symbol_list)
 from orderbook.symbol_state import SymbolState
+from tests.support.streams import read_all
 
 TICK = parse_decimal("0.00001")
 
@@ -41,17 +42,6 @@ def amounts(payload: bytes | None) -> tuple[list[float], list[float], float]:
 
 def always() -> bool:
     return True
-
-
-def _read_all(stream) -> tuple[list[bytes], BaseException | None]:
-    """Every payload of ``stream``, and the :class:`Unavailable` it ended with (None for a normal end)."""
-    payloads = []
-    try:
-        for payload in stream:
-            payloads.append(payload)
-    except Unavailable as error:
-        return payloads, error
-    return payloads, None
 
 
 def test_an_empty_symbol_is_the_default_and_depth_0_the_full_depth() -> None:
@@ -274,7 +264,7 @@ def test_a_follower_whose_reader_left_stops_at_its_next_check() -> None:
 def test_close_ends_every_stream_at_every_depth_as_unavailable_and_later_publishes_are_ignored() -> None:
     served = ServedSymbols(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
-    readers = [gevent.spawn(_read_all, served.stream(symbol, depth, always))
+    readers = [gevent.spawn(read_all, served.stream(symbol, depth, always))
                for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1)]
     gevent.idle()  # until every greenlet waits
     served.close()
@@ -296,7 +286,7 @@ def test_a_stream_whose_client_left_ends_normally_at_the_close() -> None:
     served = ServedSymbols(["ETHBTC"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
     present = [True]
-    reader = gevent.spawn(_read_all, served.stream("ETHBTC", 0, lambda: present[0]))
+    reader = gevent.spawn(read_all, served.stream("ETHBTC", 0, lambda: present[0]))
     gevent.idle()
     present[0] = False
     served.close()
@@ -318,7 +308,7 @@ def test_books_with_no_symbol_yet_refuse_every_stream_as_unavailable() -> None:
 def test_suspend_ends_every_stream_with_unavailable_refuses_new_ones_and_resume_serves_again() -> None:
     served = ServedSymbols(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
-    readers = [gevent.spawn(_read_all, served.stream(symbol, depth, always))
+    readers = [gevent.spawn(read_all, served.stream(symbol, depth, always))
                for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1)]
     gevent.idle()
     served.suspend("the leader has not been heard for 5 s")
@@ -339,7 +329,7 @@ def test_a_stream_whose_client_left_ends_normally_even_while_suspended() -> None
     served = ServedSymbols(["ETHBTC"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
     present = [True]
-    reader = gevent.spawn(_read_all, served.stream("ETHBTC", 0, lambda: present[0]))
+    reader = gevent.spawn(read_all, served.stream("ETHBTC", 0, lambda: present[0]))
     gevent.idle()
     present[0] = False
     served.suspend("gone")
@@ -356,7 +346,7 @@ def test_reconfigure_adds_symbols_and_ends_only_the_streams_of_the_ones_that_wen
     assert not served.reconfigure(["ETHBTC", "BTCUSDT"], 3)  # the same catalogue: nothing happens
     served.publish("ETHBTC", top([1, 1, 1]))
     served.publish("BTCUSDT", top([1, 1, 1]))
-    kept, dropped = (gevent.spawn(_read_all, served.stream(symbol, 0, always)) for symbol in ("ETHBTC", "BTCUSDT"))
+    kept, dropped = (gevent.spawn(read_all, served.stream(symbol, 0, always)) for symbol in ("ETHBTC", "BTCUSDT"))
     gevent.idle()
     assert served.reconfigure(["XRPEUR", "ETHBTC"], 3)
     assert (served.symbols, served.default) == (("XRPEUR", "ETHBTC"), "XRPEUR")
@@ -373,7 +363,7 @@ def test_reconfigure_adds_symbols_and_ends_only_the_streams_of_the_ones_that_wen
 def test_a_new_depth_ends_every_stream_and_starts_every_book_afresh() -> None:
     served = ServedSymbols(["ETHBTC"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
-    reader = gevent.spawn(_read_all, served.stream("ETHBTC", 2, always))
+    reader = gevent.spawn(read_all, served.stream("ETHBTC", 2, always))
     gevent.idle()
     assert served.reconfigure(["ETHBTC"], 5)
     payloads, error = reader.get(timeout=1)
@@ -388,8 +378,8 @@ def test_a_new_default_symbol_ends_the_streams_that_asked_for_the_default_and_no
     for symbol in served.symbols:
         served.publish(symbol, top([1, 1, 1]))
     # BookSummary and Book without a symbol, at each depth; Book naming each symbol
-    default = [gevent.spawn(_read_all, served.stream("", depth, always)) for depth in (0, 2)]
-    named = [gevent.spawn(_read_all, served.stream(symbol, depth, always))
+    default = [gevent.spawn(read_all, served.stream("", depth, always)) for depth in (0, 2)]
+    named = [gevent.spawn(read_all, served.stream(symbol, depth, always))
              for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 2)]
     gevent.idle()
     assert served.reconfigure(["BTCUSDT", "ETHBTC"], 3)
@@ -414,7 +404,7 @@ def test_a_new_default_symbol_ends_the_streams_that_asked_for_the_default_and_no
 def test_a_default_symbol_that_goes_ends_its_default_streams_saying_the_default_changed() -> None:
     served = ServedSymbols(["ETHBTC", "BTCUSDT"], 3, recheck_interval=60)
     served.publish("ETHBTC", top([1, 1, 1]))
-    asked_default, named = (gevent.spawn(_read_all, served.stream(symbol, 0, always)) for symbol in ("", "ETHBTC"))
+    asked_default, named = (gevent.spawn(read_all, served.stream(symbol, 0, always)) for symbol in ("", "ETHBTC"))
     gevent.idle()
     assert served.reconfigure(["BTCUSDT"], 3)
     assert str(asked_default.get(timeout=1)[1]) == "the default symbol changed from ETHBTC to BTCUSDT"
@@ -428,7 +418,7 @@ def test_the_open_streams_gauge_follows_streams_of_retired_books_until_they_end(
     for symbol in served.symbols:
         served.publish(symbol, top([1, 1, 1]))
     present = [True]
-    readers = [gevent.spawn(_read_all, served.stream(symbol, depth, lambda: present[0]))
+    readers = [gevent.spawn(read_all, served.stream(symbol, depth, lambda: present[0]))
                for symbol in ("ETHBTC", "BTCUSDT") for depth in (0, 1, 1, 2)]
     gevent.idle()
     assert served.stats().open_streams == 8
