@@ -31,7 +31,7 @@ def cluster(tmp_path, simulator_factory, reader_factory) -> Iterator[Cluster]:
     """Two book nodes (the first started leads), two edges, each edge with a reader, all in step."""
     simulator = simulator_factory("--seed", "5", "--rate", "100", "--levels", "100")
     cluster = Cluster(tmp_path, simulator)
-    try:
+    with cluster.running():
         first = cluster.start_node()
         first.wait_serving()
         wait_until(cluster.leader, 10, "a leader")
@@ -41,13 +41,6 @@ def cluster(tmp_path, simulator_factory, reader_factory) -> Iterator[Cluster]:
         for edge in cluster.edges:
             wait_until(lambda edge=edge: health(edge.target) == "SERVING", 10, f"{edge.log_path.name} SERVING")
         yield cluster
-        for process in (*cluster.nodes, *cluster.edges):
-            assert "Traceback" not in process.log(), f"an unhandled exception in {process.log_path.name}"
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
 
 
 def readers_on_edges(cluster: Cluster, reader_factory: Callable[..., BookReader]) -> list[BookReader]:

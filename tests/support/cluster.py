@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -86,6 +88,20 @@ class Cluster:
         for process in (*self.edges, *self.nodes):
             process.terminate()
         self.redis.stop()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The cluster's life in a fixture: when it ends, no process of it logged a traceback; when it fails, every
+        log is printed; it is stopped either way."""
+        try:
+            yield
+            for process in (*self.nodes, *self.edges):
+                assert "Traceback" not in process.log(), f"an unhandled exception in {process.log_path.name}"
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            self.stop()
 
 
 def only_one_leading(nodes: list[ServerProcess], what: str) -> list[ServerProcess]:
