@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from orderbook.book import VenueBook, PriceLevel
-from orderbook.exchanges.messages import BookDiff, BookSnapshot
+from orderbook.book import BookLevels, PriceLevel
+from orderbook.exchanges.messages import PAUSE_EVERY, BookDiff, BookSnapshot, Pause
 from orderbook.prices import format_decimal
 
 
@@ -43,19 +43,23 @@ def touched_after(diffs: Iterable[BookDiff], snapshot_id: int) -> tuple[set[int]
 
 
 def compare(
-    book: VenueBook, snapshot: BookSnapshot, recent: Iterable[BookDiff], snapshot_depth: int | None
+    ours: BookLevels, snapshot: BookSnapshot, recent: Iterable[BookDiff], snapshot_depth: int | None,
+    pause: Pause | None = None,
 ) -> list[Divergence]:
-    """Every level, best first per side, where ``book`` and ``snapshot`` disagree and no newer diff explains it.
+    """Every level, best first per side, where ``ours`` (the live book's levels) and ``snapshot`` disagree and no
+    newer diff explains it.
 
     ``snapshot_depth``: the most levels a side of the audit snapshot can have (a side that full may go deeper
     at the venue, so nothing past its worst price is compared); None: the snapshot is the whole book.
+    ``pause``: called after every :data:`PAUSE_EVERY` prices compared (see :func:`parse_levels`).
     """
     touched_bids, touched_asks = touched_after(recent, snapshot.last_id)
-    bid_floor = _tighter(book.bid_floor, _edge(snapshot.bids, snapshot_depth), max)
-    ask_ceiling = _tighter(book.ask_ceiling, _edge(snapshot.asks, snapshot_depth), min)
-    bids = _side("bid", book.bids(), snapshot.bids, touched_bids, lambda price: bid_floor is None or price >= bid_floor)
-    asks = _side("ask", book.asks(), snapshot.asks, touched_asks,
-                 lambda price: ask_ceiling is None or price <= ask_ceiling)
+    bid_floor = _tighter(ours.bid_floor, _edge(snapshot.bids, snapshot_depth), max)
+    ask_ceiling = _tighter(ours.ask_ceiling, _edge(snapshot.asks, snapshot_depth), min)
+    bids = _side("bid", ours.bids, snapshot.bids, touched_bids, lambda price: bid_floor is None or price >= bid_floor,
+                 pause)
+    asks = _side("ask", ours.asks, snapshot.asks, touched_asks,
+                 lambda price: ask_ceiling is None or price <= ask_ceiling, pause)
     return sorted(bids, key=lambda d: -d.price) + sorted(asks, key=lambda d: d.price)
 
 
@@ -75,11 +79,18 @@ def _side(
     venue_levels: Iterable[PriceLevel],
     touched: set[int],
     inside: Callable[[int], bool],
+    pause: Pause | None,
 ) -> list[Divergence]:
     ours = dict(ours_levels)
     venue = {price: amount for price, amount in venue_levels if amount}
-    return [
-        Divergence(name, price, ours.get(price, 0), venue.get(price, 0))
-        for price in ours.keys() | venue.keys()
-        if ours.get(price, 0) != venue.get(price, 0) and price not in touched and inside(price)
-    ]
+    prices = list(ours.keys() | venue.keys())
+    found: list[Divergence] = []
+    for start in range(0, len(prices), PAUSE_EVERY):
+        if start and pause is not None:
+            pause()
+        found.extend(
+            Divergence(name, price, ours.get(price, 0), venue.get(price, 0))
+            for price in prices[start:start + PAUSE_EVERY]
+            if ours.get(price, 0) != venue.get(price, 0) and price not in touched and inside(price)
+        )
+    return found

@@ -9,12 +9,24 @@ one venue means the sync logic is wrong, and hiding it would hide the bug.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from sortedcontainers import SortedDict
 
 PriceLevel = tuple[int, int]
 """(price, amount), both scaled integers (see :mod:`orderbook.prices`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevels:
+    """A book's levels, best first, and its edges, at one moment: copied under the book's lock (~0.15 ms at
+    1,000 levels a side), so that what is then done with them, an audit's comparison, can let others run."""
+
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
+    bid_floor: int | None
+    ask_ceiling: int | None
 
 
 class VenueBook:
@@ -111,6 +123,10 @@ class VenueBook:
         """Every ask, lowest price first, taken lazily (as :meth:`iter_bids`)."""
         asks = self._asks
         return ((key, asks[key]) for key in asks)
+
+    def levels(self) -> BookLevels:
+        """A copy of every level and the edges, as they are now."""
+        return BookLevels(self.bids(), self.asks(), self.bid_floor, self.ask_ceiling)
 
     def bids(self) -> list[PriceLevel]:
         return self.top_bids(len(self._bids))

@@ -262,7 +262,7 @@ class SnapshotFetcher:
                 raise SymbolNotListed(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
             return self._failure(result)
         try:
-            snapshot = self.venue.parse_snapshot(result.content)
+            snapshot = self.venue.parse_snapshot(result.content, pause=gevent.sleep)
         except ErrorBody as error:
             self._metrics.snapshot_error("error_body")
             pause = RATE_LIMITED_PAUSE if error.rate_limited else None

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from orderbook.audit import compare
-from orderbook.book import VenueBook
+from orderbook.book import BookLevels, VenueBook
 from orderbook.exchanges.bitstamp import BitstampVenue
-from orderbook.exchanges.messages import BookDiff, BookSnapshot
+from orderbook.exchanges.messages import PAUSE_EVERY, BookDiff, BookSnapshot
 from tests.recordings import data_sets
 
 
-def book(bids, asks, bid_floor=None, ask_ceiling=None) -> VenueBook:
+def book(bids, asks, bid_floor=None, ask_ceiling=None) -> BookLevels:
     result = VenueBook()
     result.load(bids, asks, bid_floor, ask_ceiling)
-    return result
+    return result.levels()
 
 
 def test_equal_books_do_not_diverge():
@@ -55,3 +55,18 @@ def test_a_recorded_bitstamp_book_matches_its_own_snapshot_and_not_a_tampered_on
     tampered = BookSnapshot(snapshot.last_id, (*snapshot.bids[:3], (price, amount + 1), *snapshot.bids[4:]),
                             snapshot.asks)
     assert [(d.price, d.ours, d.venue) for d in compare(live, tampered, [], None)] == [(price, amount, amount + 1)]
+
+
+def test_a_deep_book_compared_with_pauses_finds_the_same_levels_and_pauses_between_slices():
+    """The feed compares a book's copy on the hub, letting the readers run every few hundred prices."""
+    bids = [(10_000 - i, 1 + i % 3) for i in range(1_000)]
+    asks = [(10_001 + i, 2 + i % 5) for i in range(1_000)]
+    live = book(bids, asks)
+    venue_bids = [(price, amount + 1) if price % 97 == 0 else (price, amount) for price, amount in bids]
+    snapshot = BookSnapshot(100, tuple(venue_bids), tuple(asks[:-1]))
+    pauses = []
+    found = compare(live, snapshot, [BookDiff(101, 101, 0.0, ((9_991, 5),), ())], None, lambda: pauses.append(1))
+    assert found == compare(live, snapshot, [BookDiff(101, 101, 0.0, ((9_991, 5),), ())], None)
+    assert [(d.side, d.price) for d in found] == [
+        *(("bid", price) for price, _ in bids if price % 97 == 0 and price != 9_991), ("ask", asks[-1][0])]
+    assert len(pauses) == 2 * ((1_000 - 1) // PAUSE_EVERY)

@@ -14,7 +14,7 @@ import pytest
 from orderbook.exchanges.base import ErrorBody, Venue
 from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
-from orderbook.exchanges.messages import BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
+from orderbook.exchanges.messages import PAUSE_EVERY, BadMessage, BookDiff, BookSnapshot, Notice, ReconnectRequest
 from orderbook.exchanges.binance import BinanceSync
 from orderbook.exchanges.bitstamp import BitstampSync
 from tests.recordings import control_events, params
@@ -493,3 +493,20 @@ def test_a_status_mismatch_is_a_symbol_not_traded():
                                          b'symbolStatus."}')
     assert binance().unknown_symbol(400, b'{"code":-1121,"msg":"Invalid symbol."}')
     assert not binance().unknown_symbol(400, b'{"code":-1100,"msg":"Illegal characters"}')
+
+
+@pytest.mark.parametrize("exchange", ["binance", "bitstamp"])
+def test_a_deep_snapshot_parsed_with_pauses_is_the_same_book_and_pauses_between_slices(exchange):
+    """The feed parses a snapshot on the hub, letting the readers run between slices of levels: the book is the
+    one a parse in one go gives, junk rows dropped alike."""
+    venue, id_field = (binance(), "lastUpdateId") if exchange == "binance" else (bitstamp(), "microtimestamp")
+    bids = [[f"{50_000 - i * 0.01:.2f}", f"{1 + i % 7 * 0.125:.3f}"] for i in range(1_000)]
+    asks = [[f"{50_000.01 + i * 0.01:.2f}", f"{1 + i % 5 * 0.25:.2f}"] for i in range(999)]
+    body = json.dumps({id_field: "1700000000000000", "bids": [*bids, ["0.00000000", "12.5"], None],
+                       "asks": asks}).encode()
+    pauses = []
+    paused = venue.parse_snapshot(body, pause=lambda: pauses.append(1))
+    assert paused == venue.parse_snapshot(body)
+    assert paused.bids == expected_levels(bids) and paused.asks == expected_levels(asks)
+    assert paused.ignored_rows == ("null_row", "zero_price")
+    assert len(pauses) == (1_001 - 1) // PAUSE_EVERY + (999 - 1) // PAUSE_EVERY  # between slices, not after the last

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
 
-from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, parse_id, parse_levels
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, Pause, parse_id, parse_levels
 from orderbook.exchanges.sync import BookSync
 
 
@@ -150,13 +150,14 @@ class Venue(ABC):
         kept."""
         return self.snapshot_depth
 
-    def parse_snapshot(self, body: bytes) -> BookSnapshot:
-        """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`."""
+    def parse_snapshot(self, body: bytes, pause: Pause | None = None) -> BookSnapshot:
+        """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`.
+        ``pause``: called now and then while a deep book is parsed (:func:`parse_levels`)."""
         snapshot = load_object(body, loses_data=True)
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
-        (bids, ignored_bids), (asks, ignored_asks) = (parse_levels(snapshot.get("bids")),
-                                                      parse_levels(snapshot.get("asks")))
+        (bids, ignored_bids), (asks, ignored_asks) = (parse_levels(snapshot.get("bids"), pause=pause),
+                                                      parse_levels(snapshot.get("asks"), pause=pause))
         return BookSnapshot(last_id, bids, asks, ignored_bids + ignored_asks)
 
     def check_error_body(self, body: dict[str, Any]) -> None:  # noqa: B027 - a hook: no check unless overridden
