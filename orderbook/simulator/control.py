@@ -14,7 +14,7 @@
     POST /burst                {"exchange": E, "events": N}: N events of E's default symbol queued at once (paused
                                only): a backlog on the socket; answers {"queued_at": monotonic time}
     POST /probe                {"every": N}: every Nth event of each venue is a latency probe (0: none)
-    GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time], ...]
+    GET  /probes?since=K       probes sent after key K: [[key, exchange, monotonic send time, queued time], ...]
     POST /faults/<name>        {"exchange": ..., params...}; see simulator.FAULT_NAMES
 
 Faults (``exchange`` defaults to the only venue a fault applies to; other parameters have the defaults shown).

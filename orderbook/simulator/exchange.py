@@ -11,7 +11,8 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import gevent
 
@@ -83,6 +84,17 @@ class Exchange:
         """The market that owns the venue's connections, REST faults and limits (the default symbol's)."""
         self.markets: dict[str, Exchange] = {}
         """On the venue: every market it serves by its name on the wire (Binance symbol, Bitstamp pair)."""
+        self.on_written: Callable[[float], None] | None = None
+        """While set, called with the write time of each frame this market sends (a probe's, :meth:`tracing`)."""
+
+    @contextmanager
+    def tracing(self, on_written: Callable[[float], None]) -> Iterator[None]:
+        """Frames sent inside the block call ``on_written`` with the moment each is handed to its socket."""
+        self.on_written = on_written
+        try:
+            yield
+        finally:
+            self.on_written = None
 
     def add_market(self, market: Exchange) -> None:
         """Serve another symbol on this venue: it shares this venue's connections and subscriptions (a stream or
@@ -172,7 +184,7 @@ class Exchange:
         """Hand one pre-encoded frame to each session (queued, never blocking)."""
         sent = 0
         for session in sessions:
-            session.ws.send_frame(frame)
+            session.ws.send_frame(frame, self.on_written)
             sent += 1
         self.counters["frames_sent"] += sent
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import gevent
 from gevent.event import Event
@@ -175,7 +176,8 @@ class ModelFeed(_Driver):
         key, lots = self.probes.new_marker()
         change = self.model.mark_best_bid(lots)
         self.probes.record(key, self.exchange.name, time.monotonic())
-        self.exchange.publish(change)
+        with self.exchange.tracing(partial(self.probes.written, key)):
+            self.exchange.publish(change)
 
 
 class ReplayFeed(_Driver):

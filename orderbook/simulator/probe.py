@@ -3,10 +3,13 @@ is kept, so a benchmark can time the whole path (simulator -> server -> gRPC cli
 
 A marker amount is ``MARKER_BASE + key`` lots with ``key`` counting up from 1 across both venues: far above any
 amount the model draws (at most ~50), so a client reading a summary knows a marker when it sees one
-(:func:`marker_key`) and which probe it was. The send time is ``time.monotonic()`` taken just before the probe's
-event is published (framed and queued to every subscriber; the socket write follows as soon as the feed
-yields), as the last event of its batch. CLOCK_MONOTONIC is system-wide on Linux, so a client process can
-subtract it from its own ``time.monotonic()`` at receipt. Probes are off unless ``every`` is set
+(:func:`marker_key`) and which probe it was. The probe's event is published (framed and queued to every
+subscriber) as the last event of its batch; its send time is ``time.monotonic()`` just before the first write that
+carries its frame to a socket, so that the simulator's own turn-taking between the two (a deep snapshot rendered
+for another symbol's REST request, the next tick of hundreds of markets) is not counted as the service's latency,
+as a real venue's REST servers do not hold up its streams. The time it was queued is kept beside it
+(:meth:`ProbeLog.sent`). CLOCK_MONOTONIC is system-wide on Linux, so a client process can subtract the send time
+from its own ``time.monotonic()`` at receipt. Probes are off unless ``every`` is set
 (``--probe-every`` or ``POST /probe``); replayed recordings never carry probes.
 """
 
@@ -43,7 +46,10 @@ class ProbeLog:
         self.every = 0
         self.set_every(every)
         self._next_key = 1
-        self._sent: deque[tuple[int, str, float]] = deque(maxlen=KEEP)
+        self._sent: deque[list] = deque(maxlen=KEEP)
+        """[key, exchange, queued at, written at (None until it is)]."""
+        self._by_key: dict[int, list] = {}
+        """The records not written yet, by key (the oldest dropped past :data:`KEEP`)."""
 
     def set_every(self, every: int) -> None:
         """Make every ``every``-th event of each venue a probe; 0 turns probes off."""
@@ -59,9 +65,24 @@ class ProbeLog:
         self._next_key = key + 1
         return key, MARKER_BASE_LOTS + key
 
-    def record(self, key: int, exchange: str, sent_at: float) -> None:
-        self._sent.append((key, exchange, sent_at))
+    def record(self, key: int, exchange: str, queued_at: float) -> None:
+        """A probe's event, queued to its subscribers at ``queued_at``."""
+        self._sent.append([key, exchange, queued_at, None])
+        waiting = self._by_key
+        waiting[key] = self._sent[-1]
+        if len(waiting) > KEEP:  # never written (no subscriber): forgotten with the oldest records
+            del waiting[next(iter(waiting))]
 
-    def sent(self, since: int = 0) -> list[tuple[int, str, float]]:
-        """Send records with a key above ``since`` (oldest first)."""
-        return [record for record in self._sent if record[0] > since]
+    def written(self, key: int, at: float) -> None:
+        """A frame carrying probe ``key`` was handed to a socket at ``at``: the first one is its send time."""
+        record = self._by_key.pop(key, None)
+        if record is not None:
+            record[3] = at
+
+    def sent(self, since: int = 0) -> list[tuple[int, str, float, float]]:
+        """(key, exchange, send time, queued time) of the probes with a key above ``since``, oldest first. The send
+        time is when its frame was first handed to a socket; the queued time when its event was queued (the
+        simulator's own turn-taking lies between the two); a probe not written yet (or sent on no connection)
+        has its queued time as its send time."""
+        return [(key, exchange, queued if written is None else written, queued)
+                for key, exchange, queued, written in self._sent if key > since]

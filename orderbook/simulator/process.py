@@ -85,9 +85,13 @@ class SimulatorControl:
         return self._call("POST", "/probe", {"every": every})
 
     def probes(self, since: int = 0) -> list[tuple[int, str, float]]:
-        """Probes sent after key ``since``: (key, exchange, time.monotonic() just before sending)."""
+        """Probes sent after key ``since``: (key, exchange, time.monotonic() when its frame went to the socket)."""
+        return [(key, exchange, sent_at) for key, exchange, sent_at, _ in self.probe_records(since)]
+
+    def probe_records(self, since: int = 0) -> list[tuple[int, str, float, float]]:
+        """As :meth:`probes`, with the time each probe's event was queued (:meth:`ProbeLog.sent`)."""
         answer = self._call("GET", "/probes", params={"since": since})
-        return [(key, exchange, sent_at) for key, exchange, sent_at in answer["probes"]]
+        return [(key, exchange, sent_at, queued_at) for key, exchange, sent_at, queued_at in answer["probes"]]
 
     # -- faults ------------------------------------------------------------------------------------------
 

@@ -277,7 +277,8 @@ class Simulator:
         return {"every": self.probes.every}
 
     def probes_sent(self, since: int = 0) -> dict[str, object]:
-        """Probes sent with a key above ``since``: ``[key, exchange, monotonic send time]`` each, oldest first."""
+        """Probes sent with a key above ``since``: ``[key, exchange, monotonic send time, monotonic queued time]``
+        each, oldest first (:meth:`ProbeLog.sent`)."""
         return {"every": self.probes.every, "probes": [list(record) for record in self.probes.sent(since)]}
 
     def truth(self, depth: int | None = None, symbol: object = None) -> dict[str, object]:

@@ -252,6 +252,11 @@ class WebSocket:
         self._ping_pending_since: float | None = None
         """When the oldest keep-alive ping no pong has answered yet was queued."""
         self._queued = 0
+        self._data_queued = 0
+        """Data frames queued since the connection opened (written or not)."""
+        self._data_written = 0
+        self._on_written: deque[tuple[int, Callable[[float], None]]] = deque()
+        """(the data frame's number, called with its write time): see :meth:`send_frame`."""
         self._wake = Event()
         self._finished = Event()
         self._inbox: Queue[str | None] = Queue()
@@ -275,9 +280,13 @@ class WebSocket:
     def send_text(self, data: str | bytes) -> None:
         self.send_frame(encode_text_frame(data.encode() if isinstance(data, str) else data))
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, on_written: Callable[[float], None] | None = None) -> None:
+        """Queue a data frame; ``on_written``, if given, is called once the frame has been written, with
+        ``time.monotonic()`` taken just before the write that carried it (never, if the connection ends first)."""
         if not self.silenced:
             self._enqueue(frame)
+            if on_written is not None and not self.closed:
+                self._on_written.append((self._data_queued, on_written))
 
     def send_ping(self, payload: bytes = b"") -> None:
         if not self.silenced:
@@ -337,6 +346,8 @@ class WebSocket:
             return
         (self._control if control else self._out).append(frame)
         self._queued += len(frame)
+        if not control:
+            self._data_queued += 1
         if self._queued > self._limits.max_queued_bytes:
             logger.info("%s: dropping slow client %s with %d bytes queued", self._limits.name, self, self._queued)
             self.abort()
@@ -357,11 +368,16 @@ class WebSocket:
                 batch = list(control)
                 control.clear()
                 size = sum(map(len, batch))
+                frames = 0
                 while data and out and size < WRITE_BATCH_BYTES:
                     batch.append(out.popleft())
                     size += len(batch[-1])
+                    frames += 1
                 self._queued -= size
+                handed_at = time.monotonic()  # before the write: a client on another core may read it at once
                 self._sock.sendall(batch[0] if len(batch) == 1 else b"".join(batch))
+                self._data_written += frames
+                self._report_written(handed_at)
             if self._dead or self._close_frame is None:
                 return
             self._sock.sendall(self._close_frame)
@@ -521,6 +537,11 @@ class WebSocket:
             if self._finished.wait(wake_at - now):
                 return
 
+    def _report_written(self, handed_at: float) -> None:
+        waiting = self._on_written
+        while waiting and waiting[0][0] <= self._data_written:
+            waiting.popleft()[1](handed_at)
+
     def _finish(self) -> None:
         if self._dead:
             return
@@ -528,6 +549,7 @@ class WebSocket:
         self.closed = True
         self._out.clear()
         self._control.clear()
+        self._on_written.clear()
         self._queued = 0
         self._inbox.put(None)
         self._wake.set()

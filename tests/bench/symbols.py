@@ -171,6 +171,21 @@ def peak_rate(points: Sequence[tuple[float, float]], span: float = 1.0) -> float
     return best
 
 
+def bucket_quantile_ms(before: Samples, after: Samples, name: str, quantile: float = 0.99) -> float | None:
+    """The upper bound, in ms, of the histogram bucket holding the ``quantile`` of what ``name`` observed between
+    two scrapes (None: nothing observed, or past the last finite bucket)."""
+    def cumulative(samples: Samples) -> dict[float, float]:
+        return {float(le): value for (le,), value in samples.by_label(f"{name}_bucket", "le").items()}
+
+    start, end = cumulative(before), cumulative(after)
+    counts = sorted((le, end[le] - start.get(le, 0.0)) for le in end)
+    total = counts[-1][1] if counts else 0.0
+    if not total:
+        return None
+    bound = next(le for le, count in counts if count >= quantile * total)
+    return None if bound == float("inf") else bound * 1000
+
+
 def _sim_counter(stats: dict[str, Any], venue: str, name: str) -> float:
     return float(stats[venue].get(name, 0))
 
@@ -281,9 +296,12 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
             results = clients.finish()
         finally:
             clients.kill()
-        sent_probes = stack.sim.control.probes()
+        records = stack.sim.control.probe_records()
     elapsed = t1 - t0
+    sent_probes = [(key, exchange, sent_at) for key, exchange, sent_at, _ in records]
     latency = probe_stats(sent_probes, results, 1, t0, t1 - IN_FLIGHT).summary()
+    simulator_waits = sorted((sent_at - queued_at) * 1000 for _, _, sent_at, queued_at in records
+                             if t0 <= sent_at < t1 - IN_FLIGHT)
     frames = {venue: {"sent_per_s": (_sim_market_total(sim1, venue, "frames_sent")
                                      - _sim_market_total(sim0, venue, "frames_sent")) / elapsed,
                       "received_per_s": (srv1.value("orderbook_frames_received_total", exchange=venue)
@@ -297,6 +315,9 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
         "simulator_cpu_cores": (sim_cpu1 - sim_cpu0) / elapsed,
         "rss_mb": memory["VmRSS"], "rss_peak_mb": memory["VmHWM"],
         "latency": latency, "frames": frames,
+        "frame_to_publish_p99_ms": bucket_quantile_ms(srv0, srv1, "orderbook_frame_to_publish_seconds"),
+        "publish_to_send_p99_ms": bucket_quantile_ms(srv0, srv1, "orderbook_publish_to_send_seconds"),
+        "simulator_wait_p99_ms": simulator_waits[int(0.99 * (len(simulator_waits) - 1))] if simulator_waits else None,
         "not_in_step_after": not_in_step(srv1, symbols)[:20],
         "reconnects": srv1.value("orderbook_exchange_reconnects_total")
         - srv0.value("orderbook_exchange_reconnects_total"),
@@ -356,6 +377,15 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
         Figure(prefix + "p50 frame->client", step["latency"]["p50_ms"], "ms"),
         Figure(prefix + "p99 frame->client", step["latency"]["p99_ms"], "ms", P99_TARGET_MS, "lower",
                note="one BookSummary client of the default symbol, every symbol live"),
+        Figure(prefix + "p99 frame->publish in the book process", step.get("frame_to_publish_p99_ms"), "ms",
+               note="the bucket (orderbook_frame_to_publish_seconds, over the window) holding its p99: frame read "
+                    "-> the summary showing it published"),
+        Figure(prefix + "p99 publish->send in the book process", step.get("publish_to_send_p99_ms"), "ms",
+               note="the bucket (orderbook_publish_to_send_seconds) holding its p99: published -> handed to the "
+                    "client's stream"),
+        Figure(prefix + "p99 simulator's own wait", step.get("simulator_wait_p99_ms"), "ms",
+               note="a probe queued -> its frame written by the simulator (busy with other markets and their "
+                    "snapshots): before the send time, so not in frame->client"),
     ]
     return figures
 

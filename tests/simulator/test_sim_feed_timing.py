@@ -6,6 +6,7 @@ reads it, so the test sees exactly which events each 2 ms slice sends, with no r
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from types import SimpleNamespace
 
@@ -52,6 +53,9 @@ class _Market:
 
     def flush(self, now: float) -> None:
         pass
+
+    def tracing(self, on_written) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def _run(monkeypatch, symbols: int, rate: float, seconds: float, probe_every: int = 0) -> list[tuple[float, str]]:

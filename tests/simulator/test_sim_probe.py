@@ -35,8 +35,11 @@ def test_probe_log_validates_and_returns_records_after_a_key():
         log.set_every(True)
     for key, exchange in ((1, "binance"), (2, "bitstamp"), (3, "binance")):
         log.record(key, exchange, float(key))
-    assert log.sent(1) == [(2, "bitstamp", 2.0), (3, "binance", 3.0)]
+    assert log.sent(1) == [(2, "bitstamp", 2.0, 2.0), (3, "binance", 3.0, 3.0)]  # not written: sent when queued
     assert log.sent() == log.sent(0) and len(log.sent()) == 3
+    log.written(2, 2.5)
+    log.written(2, 2.7)  # a frame to another connection, later: the first write is the send
+    assert log.sent(1) == [(2, "bitstamp", 2.5, 2.0), (3, "binance", 3.0, 3.0)]
 
 
 def test_marking_the_best_bid_changes_only_that_level_and_not_the_random_stream():
@@ -57,10 +60,13 @@ def test_probes_arrive_in_frames_and_their_send_times_are_on_the_control_api(mak
     ws.close()
     amount = next(a for _, a in frame["b"] if float(a) >= 1000)
     key = marker_key(parse_decimal(amount) / SCALE)
-    sent = {k: (exchange, at) for k, exchange, at in process.control.probes()}
+    records = process.control.probe_records()
+    sent = {k: (exchange, at) for k, exchange, at, _ in records}
     assert key in sent
     exchange, sent_at = sent[key]
     assert exchange == "binance" and 0 <= received_at - sent_at < 2.0
+    assert all(queued_at <= sent_at for _, _, sent_at, queued_at in records)  # written once queued, never before
+    assert any(queued_at < sent_at for _, _, sent_at, queued_at in records)  # the write time, not the queued one
     assert {exchange for exchange, _ in sent.values()} == {"binance", "bitstamp"}
     later = max(sent)
     assert all(k > later for k, _, _ in process.control.probes(since=later))
