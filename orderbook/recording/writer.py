@@ -155,9 +155,7 @@ class Recorder:
         venue's batch that changed no summary can be held while the other venue's batch is applied and published
         after it)."""
         holding = [(since, source) for source in self._sources if (since := source.held_since()) is not None]
-        if len(holding) > 1:
-            holding.sort(key=itemgetter(0))
-        for _, source in holding:
+        for _, source in sorted(holding, key=itemgetter(0)):
             source.hand_over()
 
     def add_source(self, source: FrameSource) -> None:

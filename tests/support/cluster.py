@@ -6,8 +6,9 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -89,19 +90,34 @@ class Cluster:
             process.terminate()
         self.redis.stop()
 
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """The cluster's life in a fixture: when it ends, no process of it logged a traceback; when it fails, every
-        log is printed; it is stopped either way."""
-        try:
-            yield
-            for process in (*self.nodes, *self.edges):
-                assert "Traceback" not in process.log(), f"an unhandled exception in {process.log_path.name}"
-        except BaseException:
-            print(self.logs())
-            raise
-        finally:
-            self.stop()
+    def running(self) -> AbstractContextManager[None]:
+        return lifetime(self)
+
+
+class Deployed(Protocol):
+    """Book nodes and edges, behind a Redis of some kind: a :class:`Cluster`, or a test's own."""
+
+    nodes: list[ServerProcess]
+    edges: list[EdgeProcess]
+
+    def logs(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+@contextmanager
+def lifetime(deployed: Deployed) -> Iterator[None]:
+    """A deployment's life in a fixture: when it ends, no process of it logged a traceback; when it fails, every
+    log is printed; it is stopped either way."""
+    try:
+        yield
+        for process in (*deployed.nodes, *deployed.edges):
+            assert "Traceback" not in process.log(), f"an unhandled exception in {process.log_path.name}"
+    except BaseException:
+        print(deployed.logs())
+        raise
+    finally:
+        deployed.stop()
 
 
 def only_one_leading(nodes: list[ServerProcess], what: str) -> list[ServerProcess]:
