@@ -617,10 +617,12 @@ def test_a_gap_or_a_bad_frame_inside_a_batch_rebuilds_its_book_never_published_b
                        binance_diff("BTCUSDT", 102, 102, bids=[("1.6", "1")]),  # applied: its top moved
                        binance_diff("BTCUSDT", 103, 103, bids=[("abc", "1")]),  # may have lost a change
                        binance_diff("ETHUSDT", 102, 102, bids=[("1.6", "1")]))
-    assert [symbol for symbol, _, _ in rig.published[since:]] == ["ETHBTC", "BTCUSDT", "ETHUSDT"]
-    assert rig.publishes("ETHBTC", since) == rig.publishes("BTCUSDT", since) == [EMPTY], \
+    # The batch's publishes, three in a row; the rebuilds publish after them, perhaps already (a busy machine).
+    batch = {symbol: top for symbol, _, top in rig.published[since:since + 3]}
+    assert [symbol for symbol, _, _ in rig.published[since:since + 3]] == ["ETHBTC", "BTCUSDT", "ETHUSDT"]
+    assert batch["ETHBTC"] == batch["BTCUSDT"] == EMPTY, \
         "out of the merged book at once, never shown with the changes before the break"
-    assert rig.publishes("ETHUSDT", since) == [merged([("1.6", "1"), ("1.5", "2"), ("1.0", "1")], [("2.0", "1")])]
+    assert batch["ETHUSDT"] == merged([("1.6", "1"), ("1.5", "2"), ("1.0", "1")], [("2.0", "1")])
     rig.wait(lambda: rig.in_step("ETHBTC"), "ETHBTC rebuilt")
     assert rig.publishes("ETHBTC", since) == [EMPTY, merged([("1.1", "4")], [("1.9", "1"), ("2.0", "1")])]
     assert rig.sample("orderbook_book_rebuilds_total", symbol="ETHBTC", reason="gap") == 1
