@@ -51,7 +51,8 @@ def compare(
 
     ``snapshot_depth``: the most levels a side of the audit snapshot can have (a side that full may go deeper
     at the venue, so nothing past its worst price is compared); None: the snapshot is the whole book.
-    ``pause``: called after every :data:`PAUSE_EVERY` prices compared (see :func:`parse_levels`).
+    ``pause``: called before each side, and after every :data:`PAUSE_EVERY` prices compared (see
+    :func:`parse_levels`).
     """
     touched_bids, touched_asks = touched_after(recent, snapshot.last_id)
     bid_floor = _tighter(ours.bid_floor, _edge(snapshot.bids, snapshot_depth), max)
@@ -81,6 +82,8 @@ def _side(
     inside: Callable[[int], bool],
     pause: Pause | None,
 ) -> list[Divergence]:
+    if pause is not None:
+        pause()
     ours = dict(ours_levels)
     venue = {price: amount for price, amount in venue_levels if amount}
     prices = list(ours.keys() | venue.keys())

@@ -28,6 +28,7 @@ from gevent.event import Event
 from orderbook.backoff import Backoff
 from orderbook.exchanges.base import ErrorBody, ExchangeError, Listing, Venue
 from orderbook.exchanges.messages import BadMessage, BookSnapshot
+from orderbook.hub_turn import pass_turn
 from orderbook.metrics import VenueMetrics
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class SnapshotFetcher:
                 raise SymbolNotListed(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
             return self._failure(result)
         try:
-            snapshot = self.venue.parse_snapshot(result.content, pause=gevent.sleep)
+            snapshot = self.venue.parse_snapshot(result.content, pause=pass_turn)
         except ErrorBody as error:
             self._metrics.snapshot_error("error_body")
             pause = RATE_LIMITED_PAUSE if error.rate_limited else None

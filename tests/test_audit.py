@@ -57,8 +57,9 @@ def test_a_recorded_bitstamp_book_matches_its_own_snapshot_and_not_a_tampered_on
     assert [(d.price, d.ours, d.venue) for d in compare(live, tampered, [], None)] == [(price, amount, amount + 1)]
 
 
-def test_a_deep_book_compared_with_pauses_finds_the_same_levels_and_pauses_between_slices():
-    """The feed compares a book's copy on the hub, letting the readers run every few hundred prices."""
+def test_a_deep_book_compared_with_pauses_finds_the_same_levels_and_pauses_before_each_side_and_between_slices():
+    """The feed compares a book's copy on the hub, letting the readers run before each side (the copy was taken
+    just before) and every few hundred prices."""
     bids = [(10_000 - i, 1 + i % 3) for i in range(1_000)]
     asks = [(10_001 + i, 2 + i % 5) for i in range(1_000)]
     live = book(bids, asks)
@@ -69,4 +70,4 @@ def test_a_deep_book_compared_with_pauses_finds_the_same_levels_and_pauses_betwe
     assert found == compare(live, snapshot, [BookDiff(101, 101, 0.0, ((9_991, 5),), ())], None)
     assert [(d.side, d.price) for d in found] == [
         *(("bid", price) for price, _ in bids if price % 97 == 0 and price != 9_991), ("ask", asks[-1][0])]
-    assert len(pauses) == 2 * ((1_000 - 1) // PAUSE_EVERY)
+    assert len(pauses) == 2 * (1 + (1_000 - 1) // PAUSE_EVERY)

@@ -152,8 +152,11 @@ class Venue(ABC):
 
     def parse_snapshot(self, body: bytes, pause: Pause | None = None) -> BookSnapshot:
         """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`.
-        ``pause``: called now and then while a deep book is parsed (:func:`parse_levels`)."""
+        ``pause``: called once the JSON is loaded (~0.6 ms for 1,000 levels a side), and now and then while a deep book
+        is parsed (:func:`parse_levels`)."""
         snapshot = load_object(body, loses_data=True)
+        if pause is not None:
+            pause()
         self.check_error_body(snapshot)
         last_id = parse_id(snapshot.get(self.snapshot_id_field), self.snapshot_id_field)
         (bids, ignored_bids), (asks, ignored_asks) = (parse_levels(snapshot.get("bids"), pause=pause),

@@ -28,6 +28,7 @@ from orderbook.exchanges.messages import BadMessage, BookDiff, Message, Reconnec
 from orderbook.feed.lag import FRESH_PROBE_INTERVAL, IDLE_CAUGHT_UP, ClockOffset, ConnectionLag
 from orderbook.feed.settings import FeedSettings, SessionEnd
 from orderbook.feed.symbol import Batch, SymbolFeed, SymbolStream
+from orderbook.hub_turn import pass_turn
 from orderbook.logs import LogThrottle
 from orderbook.metrics import VenueMetrics
 from orderbook.stream import Connector, ConnectFailed, FrameTooLarge, Stream, StreamError, StreamSilent
@@ -216,9 +217,10 @@ class VenueConnection:
 
         A socket with frames waiting never blocks, so the reader would keep the hub until it drained them all: with
         many symbols, hundreds of frames while a client's summary waits to be sent. It passes the hub a turn after
-        a reader's turn of work instead (``reader_turn``, which bounds a batch too), so the streams (and the other
-        venue) go in between. Not after every batch: each turn lets every stream send, and with hundreds of streams
-        the reader then fell behind the market (their summaries stale before they were sent)."""
+        a reader's turn of work instead (``reader_turn``, which bounds a batch too), so the streams and the other
+        venue go in between (:func:`~orderbook.hub_turn.pass_turn`: with ``gevent.sleep(0)`` the other venue's reader
+        waited for this one to drain its socket). Not after every batch: each turn lets every stream send, and with
+        hundreds of streams the reader then fell behind the market (their summaries stale before they were sent)."""
         stream, turn = session.stream, self._settings.reader_turn
         clock = time.perf_counter
         turn_taken = clock()
@@ -229,7 +231,7 @@ class VenueConnection:
                 fresh, probed = not stream.waiting(), now
             self.read_batch(session, until, fresh)
             if clock() - turn_taken >= turn:
-                gevent.sleep(0)
+                pass_turn()
                 turn_taken = clock()
 
     def read_batch(self, session: Session, until: Callable[[], bool], fresh: bool = False) -> None:

@@ -39,6 +39,7 @@ from orderbook.exchanges.messages import BookDiff, BookSnapshot
 from orderbook.exchanges.sync import BookSync, Outcome
 from orderbook.feed.lag import ConnectionLag
 from orderbook.feed.settings import FeedSettings
+from orderbook.hub_turn import pass_turn
 from orderbook.metrics import SymbolMetrics, VenueMetrics
 from orderbook.rest import AUDIT_SHARE, SNAPSHOT_SHARE, Priority, SnapshotFetcher, SymbolNotListed
 
@@ -245,7 +246,7 @@ class SymbolFeed:
         # compared in one go held every other task up for a millisecond or more (hundreds of books audited a
         # minute made the tail of a client's latency theirs).
         divergences = (None if levels is None
-                       else compare(levels, snapshot, applied, venue.snapshot_depth, gevent.sleep))
+                       else compare(levels, snapshot, applied, venue.snapshot_depth, pass_turn))
         if divergences is None:
             self.metrics.audit("skipped")
             return []
