@@ -80,7 +80,10 @@ class Rig:
     def stop(self) -> None:
         self.greenlets.kill()
 
-    def wait(self, probe, what: str, timeout: float = 5.0):
+    def wait(self, probe, what: str, timeout: float = 30.0):
+        """Until ``probe()`` holds: what the feed does in its own time (an audit, a rebuild). The bound is for a
+        machine that is slow right now (5 s was not enough for an audit's rebuild with the fast tier starved at
+        nice 19 beside the parallel tier); a wait that holds returns at once."""
         return wait_until(probe, timeout, what, interval=0.005, sleep=gevent.sleep)
 
     def in_step(self, symbol: str) -> bool:
