@@ -27,8 +27,7 @@ from gevent.event import Event
 
 from orderbook.backoff import Backoff
 from orderbook.exchanges.base import ErrorBody, ExchangeError, Listing, Venue
-from orderbook.exchanges.messages import BadMessage, BookSnapshot
-from orderbook.hub_turn import pass_turn
+from orderbook.exchanges.messages import BadMessage, BookSnapshot, Pause
 from orderbook.metrics import VenueMetrics
 
 log = logging.getLogger(__name__)
@@ -212,10 +211,16 @@ class SnapshotFetcher:
             gevent.sleep(delay)
 
     def fetch_once(self, symbol: str, share: float, priority: Priority = Priority.AUDIT, *, depth: int | None = None,
-                   on_turn: Callable[[], None] | None = None) -> BookSnapshot | None:
+                   on_turn: Callable[[], None] | None = None, pause: Pause = gevent.sleep) -> BookSnapshot | None:
         """One request, once the budget allows it at ``share``; None (counted and logged) if it failed.
-        ``on_turn``: called when its turn has come, just before the request goes out."""
-        result = self._snapshot(symbol, share, priority, depth, on_turn)
+        ``on_turn``: called when its turn has come, just before the request goes out.
+
+        ``pause``: how the parse of a deep body lets others run (:func:`~orderbook.exchanges.messages.parse_levels`).
+        By default ``gevent.sleep(0)``: the streams woken meanwhile run, and the frames that arrive are read after the
+        snapshot is loaded, in one batch, whenever they came (a lockstep replay publishes what was recorded only
+        so: tests/e2e/test_replay_e2e.py; :meth:`fetch` parses so too). An audit, which loads nothing, passes
+        :func:`~orderbook.hub_turn.pass_turn`: the readers go first."""
+        result = self._snapshot(symbol, share, priority, depth, on_turn, pause)
         if isinstance(result, BookSnapshot):
             return result
         log.warning("%s %s: snapshot request %s", self.name, symbol, result.what)
@@ -250,7 +255,7 @@ class SnapshotFetcher:
         return None
 
     def _snapshot(self, symbol: str, share: float, priority: Priority, depth: int | None = None,
-                  on_turn: Callable[[], None] | None = None) -> BookSnapshot | _Failed:
+                  on_turn: Callable[[], None] | None = None, pause: Pause = gevent.sleep) -> BookSnapshot | _Failed:
         """Wait for the budget, ask once, and say what came back. Raises SymbolNotListed."""
         venue = self.venue
         result = self._request(venue.snapshot_url(symbol, depth), venue.snapshot_weight(depth), share, priority,
@@ -263,13 +268,13 @@ class SnapshotFetcher:
                 raise SymbolNotListed(self.venue.title, symbol, f"HTTP {status}: {result.content!r:.{RAW_EXCERPT}}")
             return self._failure(result)
         try:
-            snapshot = self.venue.parse_snapshot(result.content, pause=pass_turn)
+            snapshot = self.venue.parse_snapshot(result.content, pause=pause)
         except ErrorBody as error:
             self._metrics.snapshot_error("error_body")
-            pause = RATE_LIMITED_PAUSE if error.rate_limited else None
-            if pause is not None:
-                self.budget.hold_off(pause)
-            return _Failed(f"answered with an error body ({error}{', rate limited' if pause else ''})", pause)
+            hold_off = RATE_LIMITED_PAUSE if error.rate_limited else None
+            if hold_off is not None:
+                self.budget.hold_off(hold_off)
+            return _Failed(f"answered with an error body ({error}{', rate limited' if hold_off else ''})", hold_off)
         except BadMessage as error:
             self._metrics.snapshot_error("bad_body")
             return _Failed(f"answered an unusable snapshot ({error}): {result.content!r:.{RAW_EXCERPT}}")

@@ -218,7 +218,7 @@ class SymbolFeed:
             return None
         venue = self.venue
         try:
-            snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE)
+            snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE, pause=pass_turn)
         except SymbolNotListed as error:
             self.unlist(str(error))
             return []
