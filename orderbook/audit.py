@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from orderbook.book import BookLevels, PriceLevel
-from orderbook.exchanges.messages import PAUSE_EVERY, BookDiff, BookSnapshot, Pause
+from orderbook.exchanges.messages import BookDiff, BookSnapshot, Pause, in_slices
 from orderbook.prices import format_decimal
 
 
@@ -51,8 +51,8 @@ def compare(
 
     ``snapshot_depth``: the most levels a side of the audit snapshot can have (a side that full may go deeper
     at the venue, so nothing past its worst price is compared); None: the snapshot is the whole book.
-    ``pause``: called before each side, and after every :data:`PAUSE_EVERY` prices compared (see
-    :func:`parse_levels`).
+    ``pause``: called before each side, and between slices of the prices compared (see
+    :func:`~orderbook.exchanges.messages.in_slices`).
     """
     touched_bids, touched_asks = touched_after(recent, snapshot.last_id)
     bid_floor = _tighter(ours.bid_floor, _edge(snapshot.bids, snapshot_depth), max)
@@ -86,14 +86,8 @@ def _side(
         pause()
     ours = dict(ours_levels)
     venue = {price: amount for price, amount in venue_levels if amount}
-    prices = list(ours.keys() | venue.keys())
-    found: list[Divergence] = []
-    for start in range(0, len(prices), PAUSE_EVERY):
-        if start and pause is not None:
-            pause()
-        found.extend(
-            Divergence(name, price, ours.get(price, 0), venue.get(price, 0))
-            for price in prices[start:start + PAUSE_EVERY]
-            if ours.get(price, 0) != venue.get(price, 0) and price not in touched and inside(price)
-        )
-    return found
+    return [
+        Divergence(name, price, ours.get(price, 0), venue.get(price, 0))
+        for chunk in in_slices(list(ours.keys() | venue.keys()), pause) for price in chunk
+        if ours.get(price, 0) != venue.get(price, 0) and price not in touched and inside(price)
+    ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from orderbook.book import PriceLevel
 from orderbook.prices import BadNumber, parse_decimal
@@ -59,8 +59,11 @@ class Notice:
 
 Message = BookDiff | ReconnectRequest | Notice
 
+T = TypeVar("T")
+
 Pause = Callable[[], None]
-"""Lets whatever else shares the thread run for a moment (the feed passes :func:`~orderbook.hub_turn.pass_turn`)."""
+"""Lets whatever else shares the thread run for a moment: the feed passes :func:`~orderbook.hub_turn.pass_turn` for
+an audit, ``gevent.sleep`` (0 s) for a snapshot it loads (:meth:`~orderbook.rest.SnapshotFetcher.fetch_once`)."""
 PAUSE_EVERY = 100
 """Levels parsed (or compared) between two pauses: ~0.2 ms of work, when none of their numbers were seen before (a
 1,000-level snapshot of both sides, new to the parser's cache: 3.6 ms of levels after 0.6 ms of JSON; with 200 a
@@ -120,13 +123,17 @@ def parse_levels(raw: Any, *, loses_data: bool = True, pause: Pause | None = Non
     return levels, tuple(ignored)
 
 
-def _parse_pausing(raw: list[Any], pause: Pause) -> tuple[PriceLevel, ...]:
-    parsed: list[PriceLevel] = []
-    for start in range(0, len(raw), PAUSE_EVERY):
-        if start:
+def in_slices(items: Sequence[T], pause: Pause | None) -> Iterator[Sequence[T]]:
+    """``items``, :data:`PAUSE_EVERY` at a time, with ``pause()`` between two slices (not after the last)."""
+    for start in range(0, len(items), PAUSE_EVERY):
+        if start and pause is not None:
             pause()
-        parsed.extend((parse_decimal(price), parse_decimal(amount)) for price, amount in raw[start:start + PAUSE_EVERY])
-    return tuple(parsed)
+        yield items[start:start + PAUSE_EVERY]
+
+
+def _parse_pausing(raw: list[Any], pause: Pause) -> tuple[PriceLevel, ...]:
+    return tuple((parse_decimal(price), parse_decimal(amount)) for chunk in in_slices(raw, pause)
+                 for price, amount in chunk)
 
 
 def parse_id(raw: Any, what: str) -> int:
