@@ -87,16 +87,15 @@ def deployment(starts_processes: None, tmp_path: Path, simulator_factory, reader
 
 def fail_over(deployment: Deployment, lose_writes: bool = False) -> tuple[float, float]:
     """``kill -9`` of the master; returns when it was sent and how long Sentinel took to name a new one. With
-    ``lose_writes``, the new master loses the lease and the epoch counter as soon as it is named, as a replica that
-    had not received the last writes would."""
+    ``lose_writes``, the replica has lost the lease and the epoch counter before it is promoted, as one that had not
+    received the last writes would have."""
     old = deployment.redis.master_port()
+    if lose_writes:  # before the kill: no book node can write to the replica's keys before they are lost
+        deployment.redis.lose_on_the_replica(KEYS.lease, KEYS.epoch)
     killed = deployment.redis.kill_master()
     wait_until(lambda: deployment.redis.master_port() not in (None, old), 30, "Sentinel to promote the replica",
                interval=0.02)
     failover = time.monotonic() - killed
-    if lose_writes:
-        with deployment.redis.master_client() as client:
-            client.delete(KEYS.lease, KEYS.epoch)
     print(f"Sentinel named a new master {failover:.2f} s after kill -9 of the old one")
     return killed, failover
 

@@ -72,6 +72,16 @@ class SentinelRedis:
         assert port is not None, "the sentinels name no master now"
         return redis.Redis(host=LOOPBACK, port=port, socket_timeout=5, socket_connect_timeout=5)
 
+    def lose_on_the_replica(self, *keys: str) -> None:
+        """Delete ``keys`` on the replica only (made writable for it), as a replica that had not received the writes
+        that made them would have lost them: the master goes on without writing them again while it leads (what
+        it sends then, such as a lease's renewal, does nothing to a key the replica lacks)."""
+        port = self.master_port()
+        replica = next(server for server in (self.master, self.replica) if server is not None and server.port != port)
+        with replica.client() as client:
+            client.config_set("replica-read-only", "no")
+            client.delete(*keys)
+
     def kill_master(self) -> float:
         """``kill -9`` of whichever server is the master now; returns the ``time.monotonic()`` it was sent."""
         port = self.master_port()
