@@ -30,7 +30,8 @@ import gevent
 
 from orderbook.book import PriceLevel
 from orderbook.prices import parse_decimal
-from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json, now_ms
+from orderbook.simulator.exchange import (Exchange, Session, format_levels, format_levels_pausing, levels_json,
+                                          now_ms)
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
 from orderbook.simulator.listing import (EXCHANGE_INFO_WEIGHT, SILENT_STATUSES, SYMBOL_STATUS_FILTERS,
                                           SYMBOL_STATUSES, ExchangeInfoError, exchange_info,
@@ -483,8 +484,8 @@ class BinanceExchange(Exchange):
         else:
             last_id = self.last_update_id
             bids, asks = self.truth.top_bids(limit), self.truth.top_asks(limit)
-        return (f'{{"lastUpdateId":{last_id},"bids":{levels_json(format_levels(bids))},'
-                f'"asks":{levels_json(format_levels(asks))}}}')
+        return (f'{{"lastUpdateId":{last_id},"bids":{levels_json(format_levels_pausing(bids))},'
+                f'"asks":{levels_json(format_levels_pausing(asks))}}}')
 
     def rest_error_body(self, status: str) -> dict[str, object] | str:
         if status == "403":

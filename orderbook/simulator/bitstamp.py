@@ -25,7 +25,7 @@ import gevent
 from orderbook.book import VenueBook, PriceLevel
 from orderbook.prices import format_decimal, parse_decimal
 from orderbook.simulator.config import MAX_REST_LAG
-from orderbook.simulator.exchange import Exchange, Session, format_levels, levels_json
+from orderbook.simulator.exchange import Exchange, Session, format_levels, format_levels_pausing, levels_json
 from orderbook.simulator.faults import JUNK_ROW, FaultError, bad_levels, huge_levels
 from orderbook.simulator.listing import BITSTAMP_TRADING, markets, trading_pairs_info
 from orderbook.simulator.market import TICK, BookChange
@@ -288,13 +288,15 @@ class BitstampExchange(Exchange):
             book, us = self._lagged, self._lagged_us
         else:
             book, us = self.truth, self.microtimestamp
+        captured = book.bids(), book.asks()  # copies: the book moves on while the body is written
+        bid_rows, ask_rows = map(format_levels_pausing, captured)
         # The real body has spaces after ',' and ':' (unlike the WebSocket frames).
-        bids = levels_json(format_levels(book.bids()), ", ")
+        bids = levels_json(bid_rows, ", ")
         if self.junk_rows_in_snapshots:
             self.counters["junk_snapshots_sent"] += 1
-            bids = _with_junk(levels_json([*format_levels(book.bids()), JUNK_ROW], ", "), ", ")
+            bids = _with_junk(levels_json([*bid_rows, JUNK_ROW], ", "), ", ")
         body = (f'{{"timestamp": "{us // 1_000_000}", "microtimestamp": "{us}", '
-                f'"bids": {bids}, "asks": {levels_json(format_levels(book.asks()), ", ")}}}')
+                f'"bids": {bids}, "asks": {levels_json(ask_rows, ", ")}}}')
         return Response(200, body.encode(), {"Content-Type": "application/json"})
 
     def rest_error_body(self, status: str) -> dict[str, object] | str:

@@ -3,9 +3,18 @@ depth of every symbol's books."""
 
 from __future__ import annotations
 
+import json
+
+import gevent
+import pytest
+
+from orderbook.prices import format_decimal
+from orderbook.simulator.binance import BinanceExchange
+from orderbook.simulator.bitstamp import BitstampExchange
 from orderbook.simulator.config import from_args, parser
 from orderbook.simulator.market import CENTRE_TICKS, ModelParams, VenueModel
 from orderbook.simulator.simulator import Simulator
+from orderbook.simulator.wire import Request
 
 
 def test_deep_books_keep_positive_prices_and_shallow_ones_keep_the_default_centre():
@@ -33,3 +42,41 @@ def test_levels_sets_the_depth_of_every_symbols_books_on_both_venues():
             for _ in range(200):
                 market.publish(market.model.step())
             assert 1000 <= market.truth.bid_depth <= 1010 and 1000 <= market.truth.ask_depth <= 1010
+
+
+@pytest.mark.parametrize("venue", ["binance", "bitstamp"])
+def test_a_deep_snapshot_body_lets_the_streams_run_while_written_and_is_the_book_when_asked(venue):
+    """Writing 1,000 levels a side takes over a millisecond: the hub turns while the body is written (the market
+    moves on meanwhile, as the streams do), and the body is still the book, and its id, of the moment it was asked."""
+    model = VenueModel(3, ModelParams.with_levels(1000))
+    if venue == "binance":
+        exchange: BinanceExchange | BitstampExchange = BinanceExchange("ETHBTC", seed=3)
+        request = Request("GET", "/api/v3/depth", {"symbol": "ETHBTC", "limit": "1000"}, {}, b"", ("127.0.0.1", 1))
+    else:
+        exchange = BitstampExchange("ethbtc")
+        request = Request("GET", "/api/v2/order_book/ethbtc/", {}, {}, b"", ("127.0.0.1", 1))
+    exchange.load(*model.levels())
+    exchange.model = model
+    moves = []
+
+    def market() -> None:
+        while True:
+            exchange.publish(model.step())
+            moves.append(1)
+            gevent.sleep(0)
+
+    mover = gevent.spawn(market)
+    try:
+        gevent.sleep(0)  # the mover's first step: the book moved after the moment the test took above
+        moves.clear()
+        asked = ([[format_decimal(p), format_decimal(a)] for p, a in exchange.truth.top_bids(1000)],
+                 [[format_decimal(p), format_decimal(a)] for p, a in exchange.truth.top_asks(1000)])
+        asked_id = exchange.last_update_id if isinstance(exchange, BinanceExchange) else exchange.microtimestamp
+        response = exchange.rest(request)
+    finally:
+        mover.kill()
+    assert response is not None and response.status == 200
+    body = json.loads(response.body)
+    assert len(moves) >= 10, "the hub turned while the body was written"
+    assert (body["bids"], body["asks"]) == asked
+    assert int(body["lastUpdateId"] if venue == "binance" else body["microtimestamp"]) == asked_id
