@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -172,6 +173,21 @@ class HttpClient(Protocol):
     """What the fetcher asks of HTTP: a GET with (connect, read) timeouts. A requests.Session, or a test's fake."""
 
     def get(self, url: str, *, timeout: tuple[float, float]) -> requests.Response: ...
+
+
+def venue_session(base_url: str) -> requests.Session:
+    """A session for a venue's REST requests under ``base_url`` that reads the environment once, where requests
+    reads it again for every request (~0.2 ms of the hub each time, twice a request, measured on this project's
+    machine: the largest part of a request's first hold): the proxies for that host (``HTTPS_PROXY`` and the like,
+    ``NO_PROXY`` honoured) and a CA bundle (``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``), as requests would
+    pick them. ``.netrc`` is not read: the venues' book and listing endpoints are public."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
 
 
 class SnapshotFetcher:

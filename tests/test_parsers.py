@@ -496,7 +496,7 @@ def test_a_status_mismatch_is_a_symbol_not_traded():
 
 
 @pytest.mark.parametrize("exchange", ["binance", "bitstamp"])
-def test_a_deep_snapshot_parsed_with_pauses_is_the_same_book_and_pauses_once_loaded_and_between_slices(exchange):
+def test_a_deep_snapshot_parsed_with_pauses_is_the_same_book_and_pauses_between_slices_of_json_and_levels(exchange):
     """The feed parses a snapshot on the hub, letting the readers run between slices of levels: the book is the
     one a parse in one go gives, junk rows dropped alike."""
     venue, id_field = (binance(), "lastUpdateId") if exchange == "binance" else (bitstamp(), "microtimestamp")
@@ -509,4 +509,6 @@ def test_a_deep_snapshot_parsed_with_pauses_is_the_same_book_and_pauses_once_loa
     assert paused == venue.parse_snapshot(body)
     assert paused.bids == expected_levels(bids) and paused.asks == expected_levels(asks)
     assert paused.ignored_rows == ("null_row", "zero_price")
-    assert len(pauses) == 1 + (1_001 - 1) // PAUSE_EVERY + (999 - 1) // PAUSE_EVERY  # JSON loaded, between slices
+    loading = (1_002 - 1) // PAUSE_EVERY + (999 - 1) // PAUSE_EVERY  # between slices of each array's JSON
+    parsing = 1 + (1_001 - 1) // PAUSE_EVERY + (999 - 1) // PAUSE_EVERY  # JSON loaded, between slices of levels
+    assert len(pauses) == loading + parsing

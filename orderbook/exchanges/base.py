@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
 
-from orderbook.exchanges.messages import BadMessage, BookSnapshot, Message, Notice, Pause, parse_id, parse_levels
+from orderbook.exchanges.json_slices import loads_pausing
+from orderbook.exchanges.messages import (PAUSE_EVERY, BadMessage, BookSnapshot, Message, Notice, Pause, parse_id,
+                                          parse_levels)
 from orderbook.exchanges.sync import BookSync
 
 
@@ -152,9 +154,9 @@ class Venue(ABC):
 
     def parse_snapshot(self, body: bytes, pause: Pause | None = None) -> BookSnapshot:
         """A REST snapshot body -> a typed snapshot; raises :class:`BadMessage` or :class:`ErrorBody`.
-        ``pause``: called once the JSON is loaded (~0.6 ms for 1,000 levels a side), and now and then while a deep book
+        ``pause``: called now and then while the JSON is loaded (:func:`load_json`), once it is, and while a deep book
         is parsed (:func:`parse_levels`)."""
-        snapshot = load_object(body, loses_data=True)
+        snapshot = load_object(body, loses_data=True, pause=pause)
         if pause is not None:
             pause()
         self.check_error_body(snapshot)
@@ -196,15 +198,19 @@ class Venue(ABC):
         return self.sync_class(watch_depth=watch_depth, snapshot_limit=self.first_snapshot_depth(watch_depth))
 
 
-def load_json(raw: str | bytes, *, loses_data: bool) -> Any:
+def load_json(raw: str | bytes, *, loses_data: bool, pause: Pause | None = None) -> Any:
+    """``raw`` decoded; ``pause``: called while the long arrays of a body's object are decoded
+    (:func:`~orderbook.exchanges.json_slices.loads_pausing`)."""
     try:
+        if pause is not None and type(raw) is bytes:
+            return loads_pausing(raw, pause, PAUSE_EVERY)
         return json.loads(raw)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise BadMessage("not_json", str(error), loses_data=loses_data) from None
 
 
-def load_object(raw: str | bytes, *, loses_data: bool) -> dict[str, Any]:
-    value = load_json(raw, loses_data=loses_data)
+def load_object(raw: str | bytes, *, loses_data: bool, pause: Pause | None = None) -> dict[str, Any]:
+    value = load_json(raw, loses_data=loses_data, pause=pause)
     if type(value) is not dict:
         raise BadMessage("unknown_shape", f"not an object: {raw!r:.80}", loses_data=loses_data)
     return value

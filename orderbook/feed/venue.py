@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import gevent
-import requests
 
 from orderbook.backoff import Backoff
 from orderbook.consolidated import ConsolidatedBook
@@ -20,7 +19,7 @@ from orderbook.feed.symbol import SymbolFeed
 from orderbook.metrics import VenueMetrics
 from orderbook.recording.tap import RecordingHttp, recording_connector
 from orderbook.recording.writer import Recorder
-from orderbook.rest import AUDIT_SHARE, HttpClient, SnapshotFetcher
+from orderbook.rest import AUDIT_SHARE, HttpClient, SnapshotFetcher, venue_session
 from orderbook.stream import Connector, websocket_connector
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class VenueFeed:
         self._connect = connect or websocket_connector(
             connect_timeout=settings.connect_timeout, read_timeout=settings.silence_timeout,
             max_frame_bytes=settings.max_frame_bytes)
-        http = http or requests.Session()
+        http = http or venue_session(venue.rest_base)
         if recorder is not None:
             self._connect = recording_connector(venue.name, self._connect, recorder)
             http = RecordingHttp(http, recorder, venue.name)
