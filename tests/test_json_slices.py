@@ -16,8 +16,8 @@ FAST = settings(max_examples=300, deadline=None)
 
 leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
 values = st.recursive(leaves, lambda children: st.lists(children, max_size=5)
-                      | st.dictionaries(st.text(max_size=5), children, max_size=5), max_leaves=40)
-bodies = st.dictionaries(st.text(max_size=6), values | st.lists(values, max_size=30), max_size=6)
+                      | st.dictionaries(st.text(max_size=5), children, max_size=5), max_leaves=12)
+bodies = st.dictionaries(st.text(max_size=6), values | st.lists(values, max_size=12), max_size=4)
 layouts = st.sampled_from([{}, {"indent": 2}, {"separators": (",", ":")}, {"indent": "\t"},
                            {"separators": (" , ", " : ")}, {"ensure_ascii": False}])
 
