@@ -231,7 +231,7 @@ class SnapshotFetcher:
         """One request, once the budget allows it at ``share``; None (counted and logged) if it failed.
         ``on_turn``: called when its turn has come, just before the request goes out.
 
-        ``pause``: how the parse of a deep body lets others run (:func:`~orderbook.exchanges.messages.parse_levels`).
+        ``pause``: how the load and the parse of a deep body let others run (:meth:`Venue.parse_snapshot`).
         By default ``gevent.sleep(0)``: the streams woken meanwhile run, and the frames that arrive are read after the
         snapshot is loaded, in one batch, whenever they came (a lockstep replay publishes what was recorded only
         so: tests/e2e/test_replay_e2e.py; :meth:`fetch` parses so too). An audit, which loads nothing, passes
