@@ -260,6 +260,16 @@ def test_cpu_seconds_reads_this_process():
     assert 0.1 < symbols.cpu_seconds(os.getpid()) - before < 5
 
 
+def test_threads_run_queue_seconds_sums_every_thread_of_the_process():
+    """Each thread's wait for a core is its own schedstat's; the process's is their sum, never less than its main
+    thread's."""
+    tasks = list(Path(f"/proc/{os.getpid()}/task").iterdir())  # this process's threads live through the test
+    main = symbols.run_queue_seconds(os.getpid())
+    summed = symbols.threads_run_queue_seconds(os.getpid())
+    each = sum(int((task / "schedstat").read_text().split()[1]) for task in tasks) / 1e9
+    assert main <= summed <= each  # read in that order: waits only grow
+
+
 def _bench_figures(out: Path) -> tuple[dict[str, dict], dict]:
     scenario = json.loads(out.read_text())["scenarios"]["symbols"]
     assert scenario["error"] is None, scenario["error"]
@@ -274,6 +284,7 @@ def _assert_step_is_sane(figures: dict[str, dict], step: dict, count: int) -> No
     assert figures[prefix + "book process CPU"]["value"] > 0
     assert figures[prefix + "book process CPU"]["target"] == (0.5 if count <= 100 else None)
     assert figures[prefix + "simulator CPU"]["value"] > 0
+    assert 0 <= figures[prefix + "client process waiting for a core"]["value"] < 1
     assert figures[prefix + "RSS"]["value"] > 20
     assert 0 < figures[prefix + "p50 frame->client"]["value"] <= figures[prefix + "p99 frame->client"]["value"]
     assert figures[prefix + "p99 frame->client"]["target"] == 5.0

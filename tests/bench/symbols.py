@@ -158,6 +158,18 @@ def run_queue_seconds(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
+def threads_run_queue_seconds(pid: int) -> float:
+    """How long the process's threads, those alive now, have waited for a core in all (each thread's
+    /proc/<pid>/task/<tid>/schedstat): the client's grpc.aio hands a message through several of its threads."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+    return waited / 1e9
+
+
 def peak_rate(points: Sequence[tuple[float, float]], span: float = 1.0) -> float | None:
     """The highest rate of a counter sampled as (time, value): over each stretch from one sample to the first
     at least ``span`` seconds later; None with fewer than two samples that far apart."""
@@ -286,11 +298,12 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
             clients.wait_ready()
             time.sleep(settle)
             sim0, srv0 = stack.sim.control.stats(), server.metrics()
-            waited0 = run_queue_seconds(server.pid)
+            client_pid = clients.procs[0].pid
+            waited0, client_waited0 = run_queue_seconds(server.pid), threads_run_queue_seconds(client_pid)
             sim_cpu0, cpu0, t0 = cpu_seconds(stack.sim.pid), cpu_seconds(server.pid), time.monotonic()
             time.sleep(window)
             cpu1, sim_cpu1, t1 = cpu_seconds(server.pid), cpu_seconds(stack.sim.pid), time.monotonic()
-            waited1 = run_queue_seconds(server.pid)
+            waited1, client_waited1 = run_queue_seconds(server.pid), threads_run_queue_seconds(client_pid)
             memory = server.memory()
             sim1, srv1 = stack.sim.control.stats(), server.metrics()
             results = clients.finish()
@@ -312,6 +325,7 @@ def run_step(options: Options, count: int, window: float, settle: float) -> dict
         "rates_per_symbol": {"binance": BINANCE_RATE, "bitstamp": BITSTAMP_RATE},
         "startup_s": startup, "deepened_s": deepened, "pacing": _pacing(timeline, startup),
         "window_s": elapsed, "cpu_cores": (cpu1 - cpu0) / elapsed, "run_queue_share": (waited1 - waited0) / elapsed,
+        "client_run_queue_share": (client_waited1 - client_waited0) / elapsed,
         "simulator_cpu_cores": (sim_cpu1 - sim_cpu0) / elapsed,
         "rss_mb": memory["VmRSS"], "rss_peak_mb": memory["VmHWM"],
         "latency": latency, "frames": frames,
@@ -365,6 +379,9 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
         Figure(prefix + "book process waiting for a core", step.get("run_queue_share"), "share",
                note="its hub thread ready to run but not running (/proc schedstat), over the window: the host's "
                     "load; a p99 that moves with it is the machine's, not the process's"),
+        Figure(prefix + "client process waiting for a core", step.get("client_run_queue_share"), "share",
+               note="the one client's threads ready to run but not running, summed (/proc schedstat), over the "
+                    "window: a summary the book process has written waits for them too"),
         Figure(prefix + "simulator CPU", step["simulator_cpu_cores"], "cores",
                note="the simulator shares the machine's cores with the book process"),
         Figure(prefix + "RSS", step["rss_mb"], "MB"),
