@@ -152,10 +152,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _waited_ns(schedstat: Path) -> int:
+    """How long a thread has waited, ready to run, for a core: the second field of a schedstat file, in ns."""
+    return int(schedstat.read_text().split()[1])
+
+
 def run_queue_seconds(pid: int) -> float:
-    """How long the process's main thread has waited, ready to run, for a core (the second field of
-    /proc/<pid>/schedstat, in nanoseconds)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    """How long the process's main thread has waited for a core (/proc/<pid>/schedstat)."""
+    return _waited_ns(Path(f"/proc/{pid}/schedstat")) / 1e9
 
 
 def threads_run_queue_seconds(pid: int) -> float:
@@ -164,7 +168,7 @@ def threads_run_queue_seconds(pid: int) -> float:
     waited = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            waited += int((task / "schedstat").read_text().split()[1])
+            waited += _waited_ns(task / "schedstat")
         except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
     return waited / 1e9
