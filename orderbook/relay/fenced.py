@@ -10,7 +10,9 @@ is when the streams run. The script is the same, called by its SHA (loaded again
 does not know it: a restarted Redis), and a connection that fails is dropped and made again at the next write,
 so failures surface as the same ``RedisError`` s the caller already handles. A connection that failed is given
 back to the pool and a new one taken at the next write, never reconnected in place: through Sentinel, only a
-connection taken from the pool asks the sentinels where the master is now.
+connection taken from the pool asks the sentinels where the master is now. The first write under a new lease token
+also takes its connection from the pool, which checks it: the one kept may have been closed by a Redis that went
+away while this node did not lead and wrote nothing, and a write on it would fail although Redis answers again.
 
 One write at a time: the publisher and the heartbeat share the connection, and each waits for the other's reply.
 """
@@ -48,6 +50,8 @@ class FencedPublish:
         self._token = ""
         self._head = b""
         self._connection: Any = None
+        self._connected_for = ""
+        """The lease token of the last write on :attr:`_connection`."""
         self._lock = Semaphore()
 
     def __call__(self, token: str, replace: bool, pairs: Sequence[bytes | str]) -> bool:
@@ -55,6 +59,9 @@ class FencedPublish:
         ``RedisError`` when Redis fails or does not answer within the client's timeout."""
         command = self.command(token, replace, pairs)
         with self._lock:
+            if token != self._connected_for:
+                self._give_back()  # checked by the pool at the next checkout: see the module's docstring
+                self._connected_for = token
             try:
                 return bool(self._call(command))
             except NoScriptError:  # a Redis that restarted: the SHA is the script's own, the same once loaded
@@ -83,6 +90,10 @@ class FencedPublish:
         except (LostConnection, NoAnswer):
             # Given back, and the next write takes one from the pool, which connects afresh: through Sentinel, to
             # the master named then (a connection that reconnects by itself goes back to the address it had).
-            self._connection = None
-            self._client.connection_pool.release(connection)
+            self._give_back()
             raise
+
+    def _give_back(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client.connection_pool.release(connection)

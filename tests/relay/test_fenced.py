@@ -61,3 +61,21 @@ def test_a_redis_that_goes_away_raises_and_the_next_write_connects_again(tmp_pat
         assert server.client().hget(KEYS.latest, "ETHBTC") == b"three"
     finally:
         server.stop()
+
+
+@pytest.mark.usefixtures("starts_processes")
+def test_the_first_write_of_a_new_lease_after_redis_came_back_meanwhile_succeeds(tmp_path) -> None:
+    """No write while Redis was away (the node had stepped down): the connection kept from the last lease was closed
+    by the Redis that went, and the next lease's first write must not fail on it."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        publish = FencedPublish(connect(server.url, 1.0, "fenced-test"), KEYS)
+        server.client().set(KEYS.lease, TOKEN)
+        assert publish(TOKEN, False, ["ETHBTC", b"one"]) is True
+        server.kill()
+        server.start()  # the same port, empty
+        server.client().set(KEYS.lease, "8 node-a")
+        assert publish("8 node-a", True, ["ETHBTC", b"two"]) is True
+        assert server.client().hget(KEYS.latest, "ETHBTC") == b"two"
+    finally:
+        server.stop()
