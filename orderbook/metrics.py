@@ -95,6 +95,7 @@ class VenueMetrics:
         self._connected = metrics.connected.labels(exchange)
         self._connects = metrics.connects.labels(exchange)
         self._snapshot_seconds = metrics.snapshot_seconds.labels(exchange)
+        self._snapshots_taken = metrics.snapshots_taken.labels(exchange)
         self._event_age = self.stats.event_age.observe
         self._connections = 0
         self._connected.set(0)
@@ -123,6 +124,9 @@ class VenueMetrics:
 
     def snapshot_error(self, status: str) -> None:
         self._m.snapshot_errors.labels(self.exchange, status).inc()
+
+    def snapshot_taken(self) -> None:
+        self._snapshots_taken.inc()
 
     def event_age(self, seconds: float) -> None:
         self._event_age(seconds)
@@ -219,6 +223,11 @@ class Metrics:
         self.snapshot_errors = Counter(
             "orderbook_snapshot_errors_total", "Failed snapshot requests, by HTTP status or 'network'",
             [*ex, "status"], registry=registry,
+        )
+        self.snapshots_taken = Counter(
+            "orderbook_snapshots_taken_total", "Snapshot answers the service is done with: loaded (or found older "
+            "than the stream), compared by an audit or a deepening, or refused (an error, an unusable body)", ex,
+            registry=registry,
         )
         self.ignored_rows = Counter(
             "orderbook_ignored_rows_total", "Rows a venue should not send (zero price, null), dropped from a snapshot "

@@ -202,7 +202,9 @@ class SnapshotFetcher:
         connect_timeout: float,
         read_timeout: float,
         backoff: Backoff,
+        on_taken: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_taken(url)``: told each time the service is done with a snapshot answer (:meth:`taken`)."""
         self.venue = venue
         self.name = venue.name
         self.budget = RestBudget(venue.rest_limit)
@@ -211,12 +213,25 @@ class SnapshotFetcher:
         self._http = http
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff = backoff
+        self._on_taken = on_taken
         self.listing_url = venue.listing_url
         """Where the venue's listing is read: its fallback once the first answered 404."""
 
+    def taken(self, symbol: str, depth: int | None = None) -> None:
+        """The service is done with the answer to its request for ``symbol``'s snapshot at ``depth`` (as asked of
+        :meth:`fetch` or :meth:`fetch_once`): loaded (or found older than the stream), compared by an audit or a
+        deepening, or given up. Whoever is handed a snapshot says so once it is done with it; an answer that is not
+        handed out (an error, an unusable body) is done with here. Counted, and recorded (``--record``: a
+        ``TAKEN`` record, where a lockstep replay passes the answer to the service it replays to: what the
+        recorded service read before it was done with the answer is read before the answer, as it was)."""
+        self._metrics.snapshot_taken()
+        if self._on_taken is not None:
+            self._on_taken(self.venue.snapshot_url(symbol, depth))
+
     def fetch(self, symbol: str, priority: Priority = Priority.START, depth: int | None = None) -> BookSnapshot:
         """Retry until a usable snapshot arrives; raises :class:`SymbolNotListed` when the venue does not list it.
-        ``depth``: levels a side (None: the venue's :attr:`~orderbook.exchanges.base.Venue.snapshot_depth`)."""
+        ``depth``: levels a side (None: the venue's :attr:`~orderbook.exchanges.base.Venue.snapshot_depth`). The
+        caller says when it is done with the snapshot (:meth:`taken`)."""
         retry = Backoff(self._backoff.base, self._backoff.cap)
         while True:
             result = self._snapshot(symbol, SNAPSHOT_SHARE, priority, depth)
@@ -229,7 +244,8 @@ class SnapshotFetcher:
     def fetch_once(self, symbol: str, share: float, priority: Priority = Priority.AUDIT, *, depth: int | None = None,
                    on_turn: Callable[[], None] | None = None, pause: Pause = gevent.sleep) -> BookSnapshot | None:
         """One request, once the budget allows it at ``share``; None (counted and logged) if it failed.
-        ``on_turn``: called when its turn has come, just before the request goes out.
+        ``on_turn``: called when its turn has come, just before the request goes out. The caller says when it is
+        done with the snapshot (:meth:`taken`).
 
         ``pause``: how the load and the parse of a deep body let others run (:meth:`Venue.parse_snapshot`).
         By default ``gevent.sleep(0)``: the streams woken meanwhile run, and the frames that arrive are read after the
@@ -272,12 +288,24 @@ class SnapshotFetcher:
 
     def _snapshot(self, symbol: str, share: float, priority: Priority, depth: int | None = None,
                   on_turn: Callable[[], None] | None = None, pause: Pause = gevent.sleep) -> BookSnapshot | _Failed:
-        """Wait for the budget, ask once, and say what came back. Raises SymbolNotListed."""
+        """Wait for the budget, ask once, and say what came back. Raises SymbolNotListed. An answer other than a
+        usable snapshot is done with here (:meth:`taken`)."""
         venue = self.venue
         result = self._request(venue.snapshot_url(symbol, depth), venue.snapshot_weight(depth), share, priority,
                                on_turn)
         if isinstance(result, _Failed):
-            return result
+            return result  # no answer
+        try:
+            snapshot = self._read_snapshot(symbol, result, pause)
+        except BaseException:
+            self.taken(symbol, depth)
+            raise
+        if isinstance(snapshot, _Failed):
+            self.taken(symbol, depth)
+        return snapshot
+
+    def _read_snapshot(self, symbol: str, result: requests.Response, pause: Pause) -> BookSnapshot | _Failed:
+        """The snapshot the answer ``result`` holds, or why it holds none. Raises SymbolNotListed."""
         status = result.status_code
         if status != 200:
             if self.venue.unknown_symbol(status, result.content):

@@ -263,6 +263,28 @@ def test_an_audit_of_a_book_behind_is_deferred_never_counted_as_drift(binance_ri
     assert rig.fake.snapshot_requests("ETHBTC") == 1, "no snapshot spent on a book that cannot be compared"
 
 
+def test_every_snapshot_answer_is_done_with_once_loaded_audited_or_refused(binance_rig):
+    """``orderbook_snapshots_taken_total`` (what a lockstep replay waits for) counts each answer once the service is
+    done with it: a first snapshot loaded, an audit's compared, one refused."""
+    rig = binance_rig()
+    bring_in_step(rig)
+    assert rig.sample("orderbook_snapshots_taken_total") == len(SYMBOLS) == _snapshot_requests(rig)
+    rig.feed.venue.rest_lag_bound = 0.01  # the audit's wait before it asks
+    (feed,) = [feed for feed in rig.feed.symbols if feed.symbol == "ETHBTC"]
+    rig.fake.set_snapshot("ETHBTC", binance_snapshot(101, [("1.5", "2"), ("1.0", "1")], [("2.0", "1")]))
+    assert feed.audit(feed.current) == []
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="match") == 1
+    assert rig.sample("orderbook_snapshots_taken_total") == len(SYMBOLS) + 1
+    rig.fake.set_snapshot("ETHBTC", b"busy", status=500)
+    assert feed.audit(feed.current) == []
+    assert rig.sample("orderbook_audits_total", symbol="ETHBTC", result="skipped") == 1
+    assert rig.sample("orderbook_snapshots_taken_total") == len(SYMBOLS) + 2 == _snapshot_requests(rig)
+
+
+def _snapshot_requests(rig: Rig) -> int:
+    return sum(rig.fake.snapshot_requests(symbol) for symbol in SYMBOLS)
+
+
 def test_audits_under_way_count_against_the_audit_share_before_they_spend_it(binance_rig):
     """An audit spends its weight only after its REST lag bound; meanwhile it records its book's diffs. Every book
     due at once (as hundreds are, an audit interval after a start) starts only as many audits as the share allows,
@@ -505,6 +527,8 @@ def test_a_shallow_book_that_differs_from_the_deeper_snapshot_is_rebuilt_and_dee
     follow(rig, market, market.event(bids=[("700", "2")]))
     book = rig.consolidated["ETHBTC"].book(rig.name)
     assert book is not None and (book.bids(), book.asks()) == market.vouched(book) and book.bid_floor is None
+    # Two loads and two deepenings, each answer done with once (what a lockstep replay waits for)
+    assert rig.sample("orderbook_snapshots_taken_total") == rig.fake.snapshot_requests("ETHBTC") == 4
 
 
 def test_a_first_snapshot_that_is_the_whole_book_is_not_deepened(deep_rig):

@@ -139,3 +139,40 @@ def test_the_summaries_published_after_each_event_until_the_service_began_to_sto
     assert timeline.asks("bitstamp") == {}
     # BTCUSDT alone: its one batch; its one summary came before it, before any event replayed
     assert load_timeline(directory, ["BTCUSDT"], None, None, lambda line: None).published == [0]
+
+
+def test_a_snapshot_answer_is_played_where_the_recorded_service_was_done_with_it(tmp_path: Path) -> None:
+    """Version 3 says when the service was done with each snapshot answer (``TAKEN``): what it read while it parsed
+    and loaded the answer (here Binance BTCUSDT's batch, and the ETHBTC diff it buffered) is played before the
+    answer, and what it published once done goes with the answer. An answer it was never done with (it stopped
+    first) comes last."""
+    url = DEPTH_URL.format("ETHBTC")
+    raw = bytearray()
+    encode_record(raw, Kind.START, T0, 0, {"version": 3, "symbols": ["ETHBTC", "BTCUSDT"]}, b"")
+    encode_record(raw, Kind.OPENED, T0 + 1 * MS, 1, {"venue": "binance", "url": "ws://venue/stream"}, b"")
+    encode_record(raw, Kind.HTTP, T0 + 10 * MS, 0, {"venue": "binance", "url": url, "status": 200, "sent_ns": T0},
+                  b'{"lastUpdateId": 1}')
+    encode_frames(raw, 1, [(T0 + 11 * MS, _binance("BTCUSDT", 7)), (T0 + 11 * MS, _binance("ETHBTC", 2))])
+    encode_record(raw, Kind.SUMMARY, T0 + 12 * MS, 0, {"symbol": "BTCUSDT"}, b"summary")
+    encode_record(raw, Kind.HTTP, T0 + 13 * MS, 0, {"venue": "binance", "url": DEPTH_URL.format("BTCUSDT"),
+                                                    "status": 200, "sent_ns": T0}, b'{"lastUpdateId": 5}')
+    encode_record(raw, Kind.SUMMARY, T0 + 14 * MS, 0, {"symbol": "ETHBTC"}, b"summary")
+    encode_record(raw, Kind.TAKEN, T0 + 15 * MS, 0, {"venue": "binance", "url": url}, b"")
+    encode_record(raw, Kind.TAKEN, T0 + 16 * MS, 0, {"venue": "binance", "url": url}, b"")  # none waiting: not played
+    encode_frames(raw, 1, [(T0 + 20 * MS, _binance("ETHBTC", 3))])
+    directory = tmp_path / "r"
+    directory.mkdir()
+    (directory / f"{T0:020d}{FILE_SUFFIX}").write_bytes(file_header() + encode_block(zstandard.ZstdCompressor(),
+                                                                                     raw, 1))
+    timeline = load_timeline(directory, None, None, None, lambda line: None)
+    assert _events(directory) == [
+        ("batch", "binance", [("BTCUSDT", ("BTCUSDT", 7)), ("ETHBTC", ("ETHBTC", 2))]),
+        ("asked", "binance", "limit=100&symbol=ETHBTC", 1),
+        ("batch", "binance", [("ETHBTC", ("ETHBTC", 3))]),
+        ("asked", "binance", "limit=100&symbol=BTCUSDT", 1),  # never done with
+    ]
+    assert timeline.published == [2, 0, 0, 0]
+    asked = [event for event in timeline.events if isinstance(event, Asked)]
+    assert [(event.time_ns, event.taken) for event in asked] == [(T0 + 15 * MS, True), (T0 + 13 * MS, False)]
+    assert timeline.asks("binance") == {("/api/v3/depth", "limit=100&symbol=ETHBTC"): 1,
+                                        ("/api/v3/depth", "limit=100&symbol=BTCUSDT"): 1}

@@ -216,13 +216,23 @@ class SymbolFeed:
         venue (a book seconds behind differs from any fresh snapshot without having drifted)."""
         if stream.behind:
             return None
-        venue = self.venue
         try:
             snapshot = self.fetcher.fetch_once(self.symbol, AUDIT_SHARE, pause=pass_turn)
         except SymbolNotListed as error:
             self.unlist(str(error))
             return []
-        if snapshot is None or not sync.in_step:
+        if snapshot is None:
+            self.metrics.audit("skipped")
+            return []
+        try:
+            return self._compare_with(stream, sync, snapshot)
+        finally:
+            self.fetcher.taken(self.symbol)
+
+    def _compare_with(self, stream: SymbolStream, sync: BookSync, snapshot: BookSnapshot) -> list[Divergence] | None:
+        """:meth:`_compare`'s step once the venue's ``snapshot`` has come."""
+        venue = self.venue
+        if not sync.in_step:
             self.metrics.audit("skipped")
             return []
         # The stream can lag the REST book: wait until it has passed the snapshot's moment, or for the bound.
@@ -302,11 +312,14 @@ class SymbolFeed:
         if snapshot is None:
             self.metrics.deepening("skipped")
             return False
-        deadline = time.monotonic() + self.settings.stream_lag_bound
-        while (stream.holds(sync) and sync.last_id is not None and sync.last_id < snapshot.last_id
-               and time.monotonic() < deadline):
-            gevent.sleep(0.05)
-        return self.deepen_on(stream, sync, snapshot)
+        try:
+            deadline = time.monotonic() + self.settings.stream_lag_bound
+            while (stream.holds(sync) and sync.last_id is not None and sync.last_id < snapshot.last_id
+                   and time.monotonic() < deadline):
+                gevent.sleep(0.05)
+            return self.deepen_on(stream, sync, snapshot)
+        finally:
+            self.fetcher.taken(self.symbol, venue.snapshot_depth)
 
     def deepen_on(self, stream: SymbolStream, sync: BookSync, snapshot: BookSnapshot) -> bool:
         """:meth:`deepen`'s step once the deeper ``snapshot`` has come and the stream has passed it (or waited its
@@ -684,10 +697,11 @@ class SymbolStream:
                 if self._loads(sync):
                     self.refused(str(error))
                 return
-            if not self._loads(sync):
-                return
-            if self.take_snapshot(snapshot):
-                return
+            try:
+                if not self._loads(sync) or self.take_snapshot(snapshot):
+                    return
+            finally:
+                feed.fetcher.taken(self.symbol, feed.first_depth)
             delay = too_old.next()
             log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
                      feed.name, snapshot.last_id, delay)

@@ -69,12 +69,15 @@ class VenueFeed:
             connect_timeout=settings.connect_timeout, read_timeout=settings.silence_timeout,
             max_frame_bytes=settings.max_frame_bytes)
         http = http or venue_session(venue.rest_base)
+        on_taken = None
         if recorder is not None:
             self._connect = recording_connector(venue.name, self._connect, recorder)
-            http = RecordingHttp(http, recorder, venue.name)
+            http = recording_http = RecordingHttp(http, recorder, venue.name)
+            on_taken = recording_http.taken
         self.fetcher = SnapshotFetcher(
             venue, metrics, http=http, connect_timeout=settings.connect_timeout,
             read_timeout=settings.snapshot_timeout, backoff=Backoff(settings.backoff_base, settings.backoff_cap),
+            on_taken=on_taken,
         )
         self.symbols = [
             SymbolFeed(venue, symbol, book, fetcher=self.fetcher, metrics=metrics.symbol(symbol), venue_metrics=metrics,

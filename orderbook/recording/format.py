@@ -1,4 +1,4 @@
-"""The recording format, version 1 (docs/recording.md): files of independently compressed, checksummed blocks of
+"""The recording format (docs/recording.md): files of independently compressed, checksummed blocks of
 length-prefixed records, so that a file cut anywhere (kill -9, a full disk) reads back to its last complete block.
 
 A file: :data:`FILE_MAGIC` and the format version (``<H``). Then blocks, each :data:`BLOCK_MAGIC`, a header
@@ -20,8 +20,9 @@ from typing import Any
 
 import zstandard
 
-VERSION = 2
-"""2 added :attr:`Kind.STOPPING`; a version 1 file reads as it is (it has none)."""
+VERSION = 3
+"""2 added :attr:`Kind.STOPPING`, 3 :attr:`Kind.TAKEN`; a file of an earlier version reads as it is (it has
+none)."""
 FILE_MAGIC = b"OBREC\x00"
 FILE_HEADER = struct.Struct("<H")
 FILE_HEADER_BYTES = len(FILE_MAGIC) + FILE_HEADER.size
@@ -60,6 +61,10 @@ class Kind(IntEnum):
     STOPPING = 9
     """The service began to stop (version 2): what follows is its stop's (its books leaving, its connections
     closed), not the venues'."""
+    TAKEN = 10
+    """The service is done with a snapshot answer (version 3; ``meta``: venue, url, as of the answer's
+    :attr:`HTTP` record): loaded (or found older than the stream), compared by an audit or a deepening, or refused.
+    What was recorded between the two is what the service read while it parsed and used the answer."""
 
 
 class FormatError(ValueError):

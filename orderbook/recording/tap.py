@@ -131,3 +131,8 @@ class RecordingHttp:
                                                              "status": response.status_code, "sent_ns": sent},
                               response.content)
         return response
+
+    def taken(self, url: str) -> None:
+        """The service is done with the snapshot answer it was given for ``url``
+        (:meth:`~orderbook.rest.SnapshotFetcher.taken`)."""
+        self._recorder.record(Kind.TAKEN, time.time_ns(), 0, {"venue": self._venue, "url": url})

@@ -6,11 +6,13 @@ A batch is followed by a ping on the connections it went to; the service's reade
 the frames before it, ends its batch there whatever follows, and publishes what they changed before any other
 greenlet of it runs (:meth:`orderbook.websocket_frames.FrameReader.message_waiting`), so the next event waits for
 the pongs. A snapshot answer is held until the replay reaches the moment it was answered live
-(:meth:`~orderbook.replay.venue.ReplayedVenue.release`), and the next event waits until the service has published
-as many summaries as the recorded one had by then (``orderbook_summaries_published_total`` on its ``/metrics``):
-the book comes in step on it, and is published, where it did live. The service must follow the replayed symbols and
-no others (its count is of every symbol it follows), and publish every change of them (``--record-summaries``, or
-a client of each: a symbol nothing reads is held back).
+(:meth:`~orderbook.replay.venue.ReplayedVenue.release`): where the recording says so, the moment the recorded
+service was done with it (:class:`~orderbook.replay.timeline.Asked`), and then the next event waits until the
+service is done with every snapshot answer the venue has given it (``orderbook_snapshots_taken_total`` on its
+``/metrics``); and until it has published as many summaries as the recorded one had by then
+(``orderbook_summaries_published_total``): the book comes in step on it, and is published, where it did live.
+The service must follow the replayed symbols and no others (its counts are of every symbol it follows), and
+publish every change of them (``--record-summaries``, or a client of each: a symbol nothing reads is held back).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from gevent.event import Event
 
 from orderbook.replay.venue import ReplayedVenue
 
-PUBLISHED = b"orderbook_summaries_published_total "
+PUBLISHED = b"orderbook_summaries_published_total"
+TAKEN = b"orderbook_snapshots_taken_total"
 WAIT = 10.0
 """How long one step waits for the service before the lockstep is given up (said once on stderr)."""
 PONG_POLL = 0.0002
@@ -39,14 +42,15 @@ class Lockstep:
         self._request = (f"GET {parts.path or '/metrics'} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n").encode()
         self._stopping = stopping
         self._say = say
-        self._base = 0
+        self._base: dict[bytes, int] = {}
+        """The service's counts (by series) when the replay began, of those counted from then."""
         self._expected = 0
         """Summaries the recorded service had published since the replay began, up to the current event."""
         self.lost: str | None = None
         """Why the lockstep was given up (the service published what the recording did not, or did not answer)."""
 
     def begin(self) -> None:
-        self._base = self._published_now() or 0
+        self._base = {PUBLISHED: self._counts_now().get(PUBLISHED, 0)}
 
     def expect(self, published: int) -> None:
         """The recorded service published ``published`` summaries after the event just played."""
@@ -67,21 +71,31 @@ class Lockstep:
                 return False
         return True
 
+    def wait_taken(self, venue: ReplayedVenue) -> bool:
+        """Wait until the service is done with every snapshot answer ``venue`` has given it (counted from its
+        start: it asks nothing of anyone else); False when stopped first."""
+        return self._wait_count(b'%s{exchange="%s"}' % (TAKEN, venue.name.encode()), lambda: venue.snapshots_answered,
+                                f"{venue.name} snapshot answers done with", "the replay gave it")
+
     def wait_published(self, published: int) -> bool:
         """Wait until the service has published as many summaries as the recorded one had after the event just
         played; False when stopped first."""
         self.expect(published)
+        return self._wait_count(PUBLISHED, lambda: self._expected, "summaries published", "the recording has")
+
+    def _wait_count(self, series: bytes, expected_now: Callable[[], int], what: str, whose: str) -> bool:
+        """Wait until the service's ``series`` has grown by ``expected_now()`` (``whose`` count, for the log) since
+        the replay began."""
         give_up = time.monotonic() + WAIT
         while self.lost is None:
-            count = self._published_now()
-            if count is not None and count - self._base > self._expected:
-                self._lose(f"the service published {count - self._base} summaries where the recording has "
-                           f"{self._expected} by then")
-            elif count is not None and count - self._base == self._expected:
+            count, expected = self._counts_now().get(series), expected_now()
+            grown = None if count is None else count - self._base.get(series, 0)
+            if grown is not None and grown > expected:
+                self._lose(f"the service has {grown} {what} where {whose} {expected} by then")
+            elif grown == expected:
                 break
             elif time.monotonic() >= give_up:
-                self._lose(f"the service published {None if count is None else count - self._base} summaries in "
-                           f"{WAIT:g} s where the recording has {self._expected} by then")
+                self._lose(f"the service has {grown} {what} after {WAIT:g} s where {whose} {expected} by then")
             elif self._stopping.wait(METRICS_POLL):
                 return False
         return not self._stopping.is_set()
@@ -95,8 +109,9 @@ class Lockstep:
         self.lost = why
         self._say(f"lockstep lost, playing on without it: {why}")
 
-    def _published_now(self) -> int | None:
-        """The service's ``orderbook_summaries_published_total``; None when it cannot be read."""
+    def _counts_now(self) -> dict[bytes, int]:
+        """The service's counts read off its ``/metrics``, by series (name and labels as written there); empty when
+        they cannot be read."""
         try:
             with socket.create_connection(self._address, timeout=WAIT) as connection:
                 connection.sendall(self._request)
@@ -105,11 +120,13 @@ class Lockstep:
                     chunks.append(chunk)
                     size += len(chunk)
         except OSError:
-            return None
+            return {}
+        counts = {}
         for line in b"".join(chunks).splitlines():
-            if line.startswith(PUBLISHED):
+            series, _, value = line.rpartition(b" ")
+            if series.startswith((PUBLISHED, TAKEN)):
                 try:
-                    return int(float(line[len(PUBLISHED):]))
+                    counts[series] = int(float(value))
                 except ValueError:
-                    return None
-        return None
+                    continue
+        return counts

@@ -159,10 +159,13 @@ class Player:
                 if lockstep is not None:
                     lockstep.expect(published)
             else:
-                waited = self._wait_asked(venue, event)
-                if waited and lockstep is not None:
+                asked = self._wait_asked(venue, event)
+                waited = asked is not None
+                if asked is not None and lockstep is not None:
                     venue.release(event.request, event.count)
-                    waited = lockstep.wait_published(published)
+                    if asked and event.taken:
+                        waited = self._wait_answered(venue, event) and lockstep.wait_taken(venue)
+                    waited = waited and lockstep.wait_published(published)
             if not waited:
                 return False
             anchor_ns, anchor = self.position_ns, time.monotonic()
@@ -177,15 +180,26 @@ class Player:
         self.frames_sent += len(batch.frames)
         gevent.sleep(0)  # the writers run: a batch goes out as one write, as it came in
 
-    def _wait_asked(self, venue: ReplayedVenue, asked: Asked) -> bool:
+    def _wait_asked(self, venue: ReplayedVenue, asked: Asked) -> bool | None:
+        """Wait until the service has asked for the recorded answer ``asked``: True when it has, False when it
+        did not within :data:`ASK_WAIT` (now, or in an earlier wait for the same ask), None when stopped first."""
         key = (asked.venue, asked.request)
         give_up = time.monotonic() + ASK_WAIT
-        while venue.asked.get(asked.request, 0) + self._not_asked.get(key, 0) < asked.count:
+        while venue.asked.get(asked.request, 0) < asked.count:
+            if venue.asked.get(asked.request, 0) + self._not_asked.get(key, 0) >= asked.count:
+                return False
             if time.monotonic() >= give_up:
                 self._not_asked[key] = asked.count - venue.asked.get(asked.request, 0)
                 self.waits += 1
-                return True
+                return False
             if self._stopping.wait(0.002):
+                return None
+        return True
+
+    def _wait_answered(self, venue: ReplayedVenue, asked: Asked) -> bool:
+        """Wait until the released answer ``asked`` has gone to the service; False when stopped first."""
+        while venue.answered.get(asked.request, 0) < asked.count:
+            if self._stopping.wait(0.001):
                 return False
         return True
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,6 +21,8 @@ from orderbook.recording.format import FormatError, Kind, Record, unpack_frames
 from orderbook.recording.reader import read_directory
 
 VENUES = ("binance", "bitstamp")
+TAKEN_SINCE = 3
+"""The recording format version that says when the service was done with each snapshot answer."""
 BITSTAMP_DIFF = "diff_order_book_"
 
 
@@ -50,13 +52,18 @@ class Drop:
 @dataclass(frozen=True, slots=True)
 class Asked:
     """A snapshot answered: the replay goes past this moment once the service has asked for it as often as the
-    recorded service had by then (``count``), or after a while."""
+    recorded service had by then (``count``), or after a while. At the moment the recorded service was done with
+    the answer where the recording says it (:attr:`taken`), else at the moment it was received."""
 
     time_ns: int
     venue: str
     request: tuple[str, str]
     """:func:`request_key` of the request."""
     count: int
+    taken: bool = False
+    """Whether the recorded service said when it was done with the answer (a ``TAKEN`` record, format version 3):
+    the event is then at that moment, after what it read meanwhile, and a lockstep replay waits until the service it
+    replays to is done with it too (``orderbook_snapshots_taken_total``)."""
 
 
 Event = Batch | Drop | Asked
@@ -124,6 +131,52 @@ def load_timeline(directory: Path, symbols: list[str] | None, from_ns: int | Non
     """Raises :class:`TimelineError`, :class:`~orderbook.recording.format.FormatError`."""
     records = read_directory(directory, on_problem, packed=True)
     first = next(records, None)
+    chosen = _chosen(directory, first, symbols)
+    assert first is not None
+    venue_of: dict[int, str] = {}
+    last: dict[tuple[str, str], int] = {}
+    events: list[Event] = []
+    published: list[int] = []
+    answers: dict[str, list[Answer]] = {venue: [] for venue in VENUES}
+    asks = _Asks(int(first.meta.get("version", 1)) >= TAKEN_SINCE)
+    stopped = False
+    for record in records:
+        played = (from_ns is None or record.time_ns >= from_ns) and (to_ns is None or record.time_ns <= to_ns)
+        event: Event | None = None
+        if record.kind is Kind.OPENED and record.meta.get("venue") in VENUES:
+            venue_of[record.connection] = str(record.meta["venue"])
+        elif record.kind is Kind.HTTP and record.meta.get("venue") in VENUES and record.meta.get("status"):
+            venue, answer = str(record.meta["venue"]), _answer(record)
+            answers[venue].append(answer)
+            if played and answer.path.startswith(SNAPSHOT_PATHS) and _symbol_of(venue, answer) in chosen:
+                event = asks.received(record, venue, answer)
+        elif record.kind is Kind.TAKEN:
+            event = asks.taken(record)
+        elif record.kind is Kind.CLOSED and record.connection in venue_of and played \
+                and record.meta.get("reason") in VENUE_ENDED:
+            event = Drop(record.time_ns, venue_of[record.connection])
+        elif record.kind in (Kind.FRAMES, Kind.FRAME) and record.connection in venue_of and played:
+            batch = _batch(record, venue_of[record.connection], set(chosen), last)
+            event = batch if batch.frames else None
+        elif record.kind is Kind.SUMMARY and played and published and not stopped \
+                and record.meta.get("symbol") in chosen:
+            published[-1] += 1
+        elif record.kind is Kind.STOPPING:
+            stopped = True  # what the service published from here on was its stop's, not the venues' doing
+        if event is not None:
+            events.append(event)
+            published.append(0)
+    for event in asks.never_taken():  # the recorded service stopped first
+        events.append(event)
+        published.append(0)
+    if not any(isinstance(event, Batch) for event in events):
+        raise TimelineError(f"{directory}: no frames of {', '.join(chosen)} recorded"
+                            + (" between --from and --to" if from_ns is not None or to_ns is not None else ""))
+    return Timeline(chosen, events, answers, published)
+
+
+def _chosen(directory: Path, first: Record | None, symbols: list[str] | None) -> list[str]:
+    """The symbols replayed: ``symbols``, or all recorded; ``first`` the recording's first record."""
     if first is None:
         raise TimelineError(f"{directory}: no record can be read")
     if first.kind is not Kind.START:
@@ -132,44 +185,38 @@ def load_timeline(directory: Path, symbols: list[str] | None, from_ns: int | Non
     for symbol in symbols or []:
         if symbol not in recorded:
             raise TimelineError(f"--symbol {symbol}: not recorded (the recording follows {', '.join(recorded)})")
-    chosen = symbols or recorded
-    venue_of: dict[int, str] = {}
-    last: dict[tuple[str, str], int] = {}
-    events: list[Event] = []
-    published: list[int] = []
-    answers: dict[str, list[Answer]] = {venue: [] for venue in VENUES}
-    asked: dict[tuple[str, tuple[str, str]], int] = {}
-    stopped = False
-    for record in records:
-        played = (from_ns is None or record.time_ns >= from_ns) and (to_ns is None or record.time_ns <= to_ns)
-        if record.kind is Kind.OPENED and record.meta.get("venue") in VENUES:
-            venue_of[record.connection] = str(record.meta["venue"])
-        elif record.kind is Kind.HTTP and record.meta.get("venue") in VENUES and record.meta.get("status"):
-            venue, answer = str(record.meta["venue"]), _answer(record)
-            answers[venue].append(answer)
-            if played and answer.path.startswith(SNAPSHOT_PATHS) and _symbol_of(venue, answer) in chosen:
-                key = (venue, request_key(answer.path, answer.query))
-                asked[key] = asked.get(key, 0) + 1  # counted from --from: the replayed service asks from there
-                events.append(Asked(record.time_ns, venue, key[1], asked[key]))
-                published.append(0)
-        elif record.kind is Kind.CLOSED and record.connection in venue_of and played \
-                and record.meta.get("reason") in VENUE_ENDED:
-            events.append(Drop(record.time_ns, venue_of[record.connection]))
-            published.append(0)
-        elif record.kind in (Kind.FRAMES, Kind.FRAME) and record.connection in venue_of and played:
-            batch = _batch(record, venue_of[record.connection], set(chosen), last)
-            if batch.frames:
-                events.append(batch)
-                published.append(0)
-        elif record.kind is Kind.SUMMARY and played and published and not stopped \
-                and record.meta.get("symbol") in chosen:
-            published[-1] += 1
-        elif record.kind is Kind.STOPPING:
-            stopped = True  # what the service published from here on was its stop's, not the venues' doing
-    if not any(isinstance(event, Batch) for event in events):
-        raise TimelineError(f"{directory}: no frames of {', '.join(chosen)} recorded"
-                            + (" between --from and --to" if from_ns is not None or to_ns is not None else ""))
-    return Timeline(chosen, events, answers, published)
+    return symbols or recorded
+
+
+class _Asks:
+    """The snapshot answers replayed, as :class:`Asked` events: each at the moment it was received, or in a
+    recording that says so (``says_taken``), at the moment the recorded service was done with it."""
+
+    def __init__(self, says_taken: bool) -> None:
+        self._says_taken = says_taken
+        self._counts: dict[tuple[str, tuple[str, str]], int] = {}
+        self._taking: dict[tuple[str, str], list[Asked]] = {}
+        """Per venue and URL, the answers received and not done with yet, in the order received."""
+
+    def received(self, record: Record, venue: str, answer: Answer) -> Asked | None:
+        """The event of the answer ``record`` of ``venue``'s, or None when it comes with its ``TAKEN`` record."""
+        key = (venue, request_key(answer.path, answer.query))
+        self._counts[key] = count = self._counts.get(key, 0) + 1  # from --from: the replayed service asks from there
+        event = Asked(record.time_ns, venue, key[1], count)
+        if not self._says_taken:
+            return event
+        self._taking.setdefault((venue, str(record.meta.get("url"))), []).append(event)
+        return None
+
+    def taken(self, record: Record) -> Asked | None:
+        """The event of the answer the ``TAKEN`` record says the service was done with (None: not replayed)."""
+        waiting = self._taking.get((str(record.meta.get("venue")), str(record.meta.get("url"))))
+        return replace(waiting.pop(0), time_ns=record.time_ns, taken=True) if waiting else None
+
+    def never_taken(self) -> list[Asked]:
+        """The answers received that the recorded service was never done with, in the order received."""
+        return sorted((event for waiting in self._taking.values() for event in waiting),
+                      key=lambda event: event.time_ns)
 
 
 def _answer(record: Record) -> Answer:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import gevent
 
-from orderbook.replay.timeline import BITSTAMP_DIFF, Answer, answer_at, request_key
+from orderbook.replay.timeline import BITSTAMP_DIFF, SNAPSHOT_PATHS, Answer, answer_at, request_key
 from orderbook.simulator.wire import Request, Response, WebSocket, WireServer, encode_ping_frame, encode_text_frame
 
 
@@ -39,6 +39,10 @@ class ReplayedVenue:
         self._held_asks: dict[tuple[str, str], int] = {}
         """In lockstep, per request, how many of its asks are held until released (as many as were recorded)."""
         self._released: dict[tuple[str, str], int] = {}
+        self.answered: dict[tuple[str, str], int] = {}
+        """Requests answered, by :func:`~orderbook.replay.timeline.request_key` (as :attr:`asked`)."""
+        self.snapshots_answered = 0
+        """Snapshot requests answered (each counted before its answer goes out)."""
         self._pinged: dict[WebSocket, int] = {}
         self._ponged: dict[WebSocket, int] = {}
         self.server = WireServer(port=port, http=self._http, ws=self._ws, name=f"replay-{name}")
@@ -90,6 +94,9 @@ class ReplayedVenue:
         while ask <= self._held_asks.get(key, 0) and self._released.get(key, 0) < ask:
             gevent.sleep(RELEASE_POLL)
         answer = answer_at(self._answers, request.path, request.query, self._position())
+        self.answered[key] = self.answered.get(key, 0) + 1
+        if request.path.startswith(SNAPSHOT_PATHS):
+            self.snapshots_answered += 1  # the service says when it is done with each: orderbook.rest.SnapshotFetcher
         if answer is None:
             return Response(404, f"no answer to {request.path} recorded".encode())
         return Response(answer.status, answer.body, {"Content-Type": "application/json"})

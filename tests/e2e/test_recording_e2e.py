@@ -45,6 +45,15 @@ def test_a_recording_killed_with_9_reads_back_to_its_last_block(
     assert len(problems) <= 1, problems  # at most the last block, cut short
     assert kinds["START"] == 1 and kinds["OPENED"] == 2 and kinds["HTTP"] >= 4
     assert kinds["SUMMARY"] > 0
+    # The moment the service was done with a snapshot answer (a lockstep replay's cue) follows the answer; the kill
+    # may have come while one was in use
+    in_use: list[str] = []
+    for record in read_directory(recording, problems.append):
+        if record.kind is Kind.HTTP and ("/depth?" in record.meta["url"] or "/order_book/" in record.meta["url"]):
+            in_use.append(record.meta["url"])
+        elif record.kind is Kind.TAKEN:
+            in_use.remove(record.meta["url"])
+    assert kinds["TAKEN"] >= 2 and len(in_use) <= 1, in_use
     # At most about a second of frames lost (50 a second a venue): what was counted before the kill is recorded.
     binance = [record for record in read_directory(recording, problems.append)
                if record.kind is Kind.FRAME and record.connection in _connections(recording, "binance")]
