@@ -3,6 +3,9 @@ when the lease is not the writer's, and the same errors when Redis fails."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import redis
 from redis.exceptions import RedisError
@@ -45,37 +48,38 @@ def test_it_writes_only_under_its_own_lease_and_loads_the_script_when_redis_has_
     assert redis_client.hget(KEYS.latest, "ETHBTC") == b"two"
 
 
-@pytest.mark.usefixtures("starts_processes")
-def test_a_redis_that_goes_away_raises_and_the_next_write_connects_again(tmp_path) -> None:
+@pytest.fixture
+def written_once(starts_processes: None, tmp_path: Path) -> Iterator[tuple[RedisServer, FencedPublish]]:
+    """A Redis of the test's own, and a fenced publish that has written once there under ``TOKEN``'s lease."""
     server = RedisServer(tmp_path / "redis").start()
     try:
         publish = FencedPublish(connect(server.url, 1.0, "fenced-test"), KEYS)
         server.client().set(KEYS.lease, TOKEN)
         assert publish(TOKEN, False, ["ETHBTC", b"one"]) is True
-        server.stop()
-        with pytest.raises(RedisError):
-            publish(TOKEN, False, ["ETHBTC", b"two"])
-        server.start()
-        server.client().set(KEYS.lease, TOKEN)
-        assert publish(TOKEN, False, ["ETHBTC", b"three"]) is True  # and the script loaded again
-        assert server.client().hget(KEYS.latest, "ETHBTC") == b"three"
+        yield server, publish
     finally:
         server.stop()
 
 
-@pytest.mark.usefixtures("starts_processes")
-def test_the_first_write_of_a_new_lease_after_redis_came_back_meanwhile_succeeds(tmp_path) -> None:
+def test_a_redis_that_goes_away_raises_and_the_next_write_connects_again(
+        written_once: tuple[RedisServer, FencedPublish]) -> None:
+    server, publish = written_once
+    server.stop()
+    with pytest.raises(RedisError):
+        publish(TOKEN, False, ["ETHBTC", b"two"])
+    server.start()
+    server.client().set(KEYS.lease, TOKEN)
+    assert publish(TOKEN, False, ["ETHBTC", b"three"]) is True  # and the script loaded again
+    assert server.client().hget(KEYS.latest, "ETHBTC") == b"three"
+
+
+def test_the_first_write_of_a_new_lease_after_redis_came_back_meanwhile_succeeds(
+        written_once: tuple[RedisServer, FencedPublish]) -> None:
     """No write while Redis was away (the node had stepped down): the connection kept from the last lease was closed
     by the Redis that went, and the next lease's first write must not fail on it."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        publish = FencedPublish(connect(server.url, 1.0, "fenced-test"), KEYS)
-        server.client().set(KEYS.lease, TOKEN)
-        assert publish(TOKEN, False, ["ETHBTC", b"one"]) is True
-        server.kill()
-        server.start()  # the same port, empty
-        server.client().set(KEYS.lease, "8 node-a")
-        assert publish("8 node-a", True, ["ETHBTC", b"two"]) is True
-        assert server.client().hget(KEYS.latest, "ETHBTC") == b"two"
-    finally:
-        server.stop()
+    server, publish = written_once
+    server.kill()
+    server.start()  # the same port, empty
+    server.client().set(KEYS.lease, "8 node-a")
+    assert publish("8 node-a", True, ["ETHBTC", b"two"]) is True
+    assert server.client().hget(KEYS.latest, "ETHBTC") == b"two"
