@@ -67,3 +67,14 @@ def test_it_pauses_between_slices_of_each_array_and_nowhere_else(every):
     calls = []
     assert loads_pausing(json.dumps(body).encode(), lambda: calls.append(1), every) == body
     assert len(calls) == (250 - 1) // every
+
+
+@pytest.mark.parametrize("level", [["0.05", "1"], ["a],[b", "1"], ["x] ]", "],"], [["1", ["2"]], "]]"], [[], []],
+                                   ["1", {"a": "],["}]])
+@pytest.mark.parametrize("layout", [{}, {"separators": (",", ":")}, {"indent": 1}])
+def test_levels_whose_strings_or_elements_look_like_a_cut_load_as_json_loads_does(level, layout):
+    """The levels after the first slice go by slices cut between two arrays: a ``],[`` inside a string or inside a
+    level is never taken for one (what json.loads makes of the body, whatever the cuts)."""
+    body = {"lastUpdateId": 1, "bids": [level, ["0.04", "2"]] * 40, "asks": [["0.06", "3"]] * 30}
+    raw = json.dumps(body, **layout).encode()
+    assert outcome(paused, raw) == outcome(json.loads, raw) == ("value", repr(body))
