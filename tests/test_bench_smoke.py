@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -260,14 +261,29 @@ def test_cpu_seconds_reads_this_process():
     assert 0.1 < symbols.cpu_seconds(os.getpid()) - before < 5
 
 
-def test_threads_run_queue_seconds_sums_every_thread_of_the_process():
+def test_threads_run_queue_seconds_sums_every_thread_of_the_process(monkeypatch):
     """Each thread's wait for a core is its own schedstat's; the process's is their sum, never less than its main
-    thread's."""
-    tasks = list(Path(f"/proc/{os.getpid()}/task").iterdir())  # this process's threads live through the test
-    main = symbols.run_queue_seconds(os.getpid())
-    summed = symbols.threads_run_queue_seconds(os.getpid())
-    each = sum(int((task / "schedstat").read_text().split()[1]) for task in tasks) / 1e9
-    assert main <= summed <= each  # read in that order: waits only grow
+    thread's. (Other threads of this process may end meanwhile: only the test's own are sure to live through it.)"""
+    pid, stop = os.getpid(), threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        main = symbols.run_queue_seconds(pid)
+        assert main <= symbols.threads_run_queue_seconds(pid)  # read in that order: waits only grow
+        read: list[str] = []
+
+        def one_ns(schedstat: Path) -> int:
+            read.append(schedstat.parent.name)
+            return 1
+
+        monkeypatch.setattr(symbols, "_waited_ns", one_ns)
+        assert symbols.threads_run_queue_seconds(pid) == len(read) / 1e9
+        assert {str(pid), *(str(thread.native_id) for thread in threads)} <= set(read)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def _bench_figures(out: Path) -> tuple[dict[str, dict], dict]:
