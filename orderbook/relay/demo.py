@@ -180,17 +180,21 @@ def children_of(parent: int) -> list[int]:
     it is registered): such a one is found this way, as a child of the demo, whatever started it."""
     children = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ")".
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
+        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None \
+                and len(fields) > 1 and int(fields[1]) == parent:
             children.append(int(entry.name))
     return children
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, from the state on (field 3; the parent's pid
+    next); None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # gone meanwhile
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ")".
+    return stat[stat.rfind(")") + 2:].split()
 
 
 def end_child(pid: int, timeout: float = 10.0) -> None:

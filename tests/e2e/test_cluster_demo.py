@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orderbook.relay.demo import children_of, end_child
+from orderbook.relay.demo import children_of, end_child, stat_fields
 from tests.support.debian import find_or_install
 from tests.support.processes import stop_process, with_ignored_signals
 from tests.support.service import REPO_ROOT
@@ -149,11 +149,8 @@ def _mentioning(text: str) -> list[int]:
 def _start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot), or None if there is no such process: with the pid,
     it names one process, never a later one given the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2:].split()[19])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _descendants(parent: int) -> dict[int, int]:
