@@ -1,10 +1,12 @@
-"""pass_turn: the sockets that are ready go first, every time, and the caller is never left out."""
+"""pass_turn: the sockets that are ready go first, every time, then what they woke, and the caller is never left
+out."""
 
 from __future__ import annotations
 
 import gevent
 import gevent.socket
 from gevent import Timeout
+from gevent.event import Event
 
 from orderbook.hub_turn import pass_turn
 
@@ -31,6 +33,39 @@ def _reader_ran_before_the_caller(pause, woken: int) -> bool:
 def test_a_reader_whose_bytes_arrived_runs_before_the_caller_goes_on():
     for woken in (0, 5, 100):
         assert all(_reader_ran_before_the_caller(pass_turn, woken) for _ in range(20)), woken
+
+
+def _stream_sent_before_the_caller() -> bool:
+    """A reader waits on its socket and a stream on the reader; the reader's bytes arrive; the caller passes a turn:
+    had the stream the reader woke sent when the caller went on?"""
+    ours, theirs = gevent.socket.socketpair()
+    published = Event()
+    sent: list[bool] = []
+
+    def reader() -> None:
+        ours.recv(16)
+        published.set()
+
+    def stream() -> None:
+        published.wait()
+        sent.append(True)
+
+    greenlets = [gevent.spawn(reader), gevent.spawn(stream)]
+    try:
+        gevent.sleep(0.01)  # both wait now
+        theirs.sendall(b"frame")
+        pass_turn()
+        return bool(sent)
+    finally:
+        gevent.joinall(greenlets, timeout=1)
+        ours.close()
+        theirs.close()
+
+
+def test_a_stream_that_a_reader_woke_runs_before_the_caller_goes_on():
+    """A reader's frame arrives while the caller (an audit) works; the reader publishes, which wakes a stream: the
+    stream has sent before the caller's next slice, not after it."""
+    assert all(_stream_sent_before_the_caller() for _ in range(20))
 
 
 def test_sleep_zero_is_not_a_turn_for_the_sockets():
