@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import gevent
 
 from orderbook.book import VenueBook, PriceLevel
+from orderbook.hub_turn import pass_turn
 from orderbook.prices import format_decimal
 from orderbook.simulator.faults import REST_STATUSES, FaultError, RestFaults, check_kind, rest_fault_response
 from orderbook.simulator.market import LOT, BookChange, VenueModel
@@ -44,11 +45,14 @@ def format_levels_pausing(levels: Sequence[PriceLevel]) -> list[tuple[str, str]]
     """:func:`format_levels` for a REST body, :data:`FORMAT_SLICE` levels at a time with a turn of the hub between
     two slices: a deep body (1,000 levels a side: ~1.4 ms) would otherwise stop every stream of the simulator while
     it is written, and send their frames in a burst after it, which a venue's REST does not do to its streams.
+    A full turn (:func:`~orderbook.hub_turn.pass_turn`), not ``gevent.sleep(0)``: the markets' events come from a
+    timer (:class:`~orderbook.simulator.feed.ModelFeed`), which only a turn of the hub lets fire, so with
+    ``sleep(0)`` no event was made while a body was written and they were all made, and sent, after it.
     ``levels`` is a copy, captured with the snapshot's id before the first pause: the book moves on meanwhile."""
     formatted: list[tuple[str, str]] = []
     for start in range(0, len(levels), FORMAT_SLICE):
         if start:
-            gevent.sleep(0)
+            pass_turn()
         formatted += format_levels(levels[start:start + FORMAT_SLICE])
     return formatted
 

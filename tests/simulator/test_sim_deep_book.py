@@ -47,7 +47,9 @@ def test_levels_sets_the_depth_of_every_symbols_books_on_both_venues():
 @pytest.mark.parametrize("venue", ["binance", "bitstamp"])
 def test_a_deep_snapshot_body_lets_the_streams_run_while_written_and_is_the_book_when_asked(venue):
     """Writing 1,000 levels a side takes over a millisecond: the hub turns while the body is written (the market
-    moves on meanwhile, as the streams do), and the body is still the book, and its id, of the moment it was asked."""
+    moves on meanwhile, as the streams do), and the body is still the book, and its id, of the moment it was asked.
+    The market here waits on a timer between its steps, as the simulator's feed does (ModelFeed): only a full turn
+    of the hub lets a timer fire (with ``gevent.sleep(0)`` between the slices it made no step at all)."""
     model = VenueModel(3, ModelParams.with_levels(1000))
     if venue == "binance":
         exchange: BinanceExchange | BitstampExchange = BinanceExchange("ETHBTC", seed=3)
@@ -63,11 +65,11 @@ def test_a_deep_snapshot_body_lets_the_streams_run_while_written_and_is_the_book
         while True:
             exchange.publish(model.step())
             moves.append(1)
-            gevent.sleep(0)
+            gevent.sleep(0.00001)
 
     mover = gevent.spawn(market)
     try:
-        gevent.sleep(0)  # the mover's first step: the book moved after the moment the test took above
+        gevent.sleep(0.001)  # the mover's first steps: the book moved after the moment the test took above
         moves.clear()
         asked = ([[format_decimal(p), format_decimal(a)] for p, a in exchange.truth.top_bids(1000)],
                  [[format_decimal(p), format_decimal(a)] for p, a in exchange.truth.top_asks(1000)])
