@@ -11,39 +11,17 @@ from gevent.event import Event
 from orderbook.hub_turn import pass_turn
 
 
-def _reader_ran_before_the_caller(pause, woken: int) -> bool:
-    """A reader waits on its socket; its bytes arrive; ``woken`` other greenlets are ready; the caller pauses once:
-    had the reader run when the caller went on?"""
-    ours, theirs = gevent.socket.socketpair()
-    received: list[bytes] = []
-    reader = gevent.spawn(lambda: received.append(ours.recv(16)))
-    try:
-        gevent.sleep(0.01)  # the reader is waiting on its socket now
-        for _ in range(woken):
-            gevent.spawn(lambda: None)
-        theirs.sendall(b"frame")
-        pause()
-        return bool(received)
-    finally:
-        reader.join(timeout=1)
-        ours.close()
-        theirs.close()
-
-
-def test_a_reader_whose_bytes_arrived_runs_before_the_caller_goes_on():
-    for woken in (0, 5, 100):
-        assert all(_reader_ran_before_the_caller(pass_turn, woken) for _ in range(20)), woken
-
-
-def _stream_sent_before_the_caller() -> bool:
-    """A reader waits on its socket and a stream on the reader; the reader's bytes arrive; the caller passes a turn:
-    had the stream the reader woke sent when the caller went on?"""
+def _after_one_pause(pause, woken: int = 0) -> tuple[bool, bool]:
+    """A reader waits on its socket, and a stream on what the reader publishes; the reader's bytes arrive; ``woken``
+    other greenlets are ready; the caller pauses once: had the reader run, and had the stream it woke sent, when the
+    caller went on?"""
     ours, theirs = gevent.socket.socketpair()
     published = Event()
+    received: list[bytes] = []
     sent: list[bool] = []
 
     def reader() -> None:
-        ours.recv(16)
+        received.append(ours.recv(16))
         published.set()
 
     def stream() -> None:
@@ -53,19 +31,30 @@ def _stream_sent_before_the_caller() -> bool:
     greenlets = [gevent.spawn(reader), gevent.spawn(stream)]
     try:
         gevent.sleep(0.01)  # both wait now
+        for _ in range(woken):
+            gevent.spawn(lambda: None)
         theirs.sendall(b"frame")
-        pass_turn()
-        return bool(sent)
+        pause()
+        return bool(received), bool(sent)
     finally:
         gevent.joinall(greenlets, timeout=1)
         ours.close()
         theirs.close()
 
 
+def _reader_ran_before_the_caller(pause, woken: int) -> bool:
+    return _after_one_pause(pause, woken)[0]
+
+
+def test_a_reader_whose_bytes_arrived_runs_before_the_caller_goes_on():
+    for woken in (0, 5, 100):
+        assert all(_reader_ran_before_the_caller(pass_turn, woken) for _ in range(20)), woken
+
+
 def test_a_stream_that_a_reader_woke_runs_before_the_caller_goes_on():
     """A reader's frame arrives while the caller (an audit) works; the reader publishes, which wakes a stream: the
     stream has sent before the caller's next slice, not after it."""
-    assert all(_stream_sent_before_the_caller() for _ in range(20))
+    assert all(_after_one_pause(pass_turn)[1] for _ in range(20))
 
 
 def test_sleep_zero_is_not_a_turn_for_the_sockets():
