@@ -253,6 +253,18 @@ def test_peak_rate_is_the_fastest_stretch_of_at_least_a_second():
     assert symbols.peak_rate([(0.0, 0), (0.5, 5)]) is None
 
 
+def test_the_many_symbols_p99_is_a_ratio_to_the_one_symbol_p99_of_the_same_run():
+    def step(count: int, p99: float | None) -> dict:
+        return {"symbols": count, "latency": {"p99_ms": p99}}
+
+    alone = step(1, 2.0)
+    within, past = symbols.p99_ratio_figure(step(500, 3.9), alone), symbols.p99_ratio_figure(step(500, 4.2), alone)
+    assert (within.value, within.passed) == (pytest.approx(1.95), True)
+    assert (past.value, past.passed) == (pytest.approx(2.1), False)
+    assert symbols.p99_ratio(step(500, None), alone) is None
+    assert symbols.p99_ratio(step(500, 3.0), step(1, None)) is None
+
+
 def test_cpu_seconds_reads_this_process():
     before = symbols.cpu_seconds(os.getpid())
     deadline = time.process_time() + 0.2
