@@ -22,13 +22,14 @@ from orderbook.exchanges.binance import BinanceVenue
 from orderbook.exchanges.bitstamp import BitstampVenue
 from orderbook.exchanges.messages import BookSnapshot
 from orderbook.feed import FeedSettings, VenueFeed
+from orderbook.feed import connection as connection_module
 from orderbook.feed.connection import VenueConnection
 from orderbook.merge import Level, MergedTop
 from orderbook.metrics import Metrics
 from orderbook.prices import parse_decimal
 from orderbook.rest import AUDIT_SHARE, Priority, RequestQueue, RestBudget, SnapshotFetcher
 from orderbook.stream import StreamClosed
-from tests.support.fake_venue import FakeVenue, binance_diff, binance_snapshot
+from tests.support.fake_venue import FakeStream, FakeVenue, binance_diff, binance_snapshot
 from tests.support.waiting import wait_until
 
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
@@ -743,6 +744,44 @@ def test_any_split_into_batches_publishes_the_unbatched_books_each_changed_symbo
             assert batched.batch_of(frames[start:end]) == [(symbol, books_after[end - 1][symbol]) for symbol in changed]
     finally:
         greenlets.kill()
+
+
+class SteppingClock:
+    """``time`` for the connection module alone: each ``perf_counter()`` is ``step`` seconds after the one before."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.now, self.step = start - step, step
+
+    def perf_counter(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.mark.parametrize("turn_ends, applied", [(100.0015, 4), (99.0, 5), (None, 5)])
+def test_a_batch_ends_with_the_readers_turn_or_begins_one_when_its_first_frame_came_after(monkeypatch, turn_ends,
+                                                                                          applied):
+    """Frames 0.5 ms apart on the connection's clock, all waiting, a 2-ms turn: a batch begun inside the reader's
+    turn (first frame at 100.0, turn up at 100.0015) applies the frames received before the turn is up and returns
+    the turn's end; one whose first frame came after it (the reader waited: the hub was the others'), or that has
+    no turn from its caller, begins a turn of its own. A batch that always began a turn of its own held the hub for
+    up to two turns, begun late in one."""
+    greenlets = gevent.pool.Group()
+    lane = Lane(greenlets)
+    stream = FakeStream("binance")
+    session = lane.connection.new_session(stream)
+    for symbol_stream in session.streams.values():
+        symbol_stream.install_snapshot(BookSnapshot(100, (level("5", "1"),), (level("15", "1"),)))
+    stream.push(*(binance_diff("ETHBTC", i, i, bids=[("5", str(i))]) for i in range(101, 111)))
+    monkeypatch.setattr(connection_module, "time", SteppingClock(100.0, 0.0005))
+    assert SETTINGS.reader_turn == 0.002
+    ends = lane.connection.read_batch(session, lambda: False, turn_ends=turn_ends)
+    assert session.streams["ETHBTC"].sync.last_id == 100 + applied
+    assert ends == pytest.approx(100.0015 if turn_ends == 100.0015 else 100.002)
+    assert lane.published[-1] == ("ETHBTC", lane.consolidated["ETHBTC"].merged_top()), "published at its end"
+    greenlets.kill()
 
 
 def test_requests_wait_their_turn_most_urgent_first():
