@@ -222,18 +222,17 @@ class VenueConnection:
         hub (:func:`~orderbook.hub_turn.pass_turn`): the streams it wakes are what must go in between, and letting
         every ready socket in too every 2 ms cost burst ingest 6-9% end to end (bin/bench --compare, burst), for
         the other venue's reader, which is in anyway whenever this one's socket is drained."""
-        stream, turn = session.stream, self._settings.reader_turn
+        stream = session.stream
         clock = time.perf_counter
-        started = clock()
-        turn_ends, probed = started + turn, started - FRESH_PROBE_INTERVAL
+        turn_ends: float | None = None  # the first batch begins a turn, as does each after a pass of the hub
+        probed = clock() - FRESH_PROBE_INTERVAL
         while not until():
             fresh, now = False, clock()
             if now - probed >= FRESH_PROBE_INTERVAL:  # now and then: does the next frame come fresh?
                 fresh, probed = not stream.waiting(), now
             turn_ends = self.read_batch(session, until, fresh, turn_ends)
             if clock() >= turn_ends:
-                gevent.sleep(0)
-                turn_ends = clock() + turn
+                gevent.sleep(0)  # the turn is up: the next batch's first frame comes after it, and begins one
 
     def read_batch(self, session: Session, until: Callable[[], bool], fresh: bool = False,
                    turn_ends: float | None = None) -> float:
