@@ -134,16 +134,18 @@ def test_started_with_signals_ignored_ctrl_c_still_stops_it_and_everything() -> 
         stop_process(demo)
 
 
+def _command_line(pid: int) -> str | None:
+    """Process ``pid``'s command line, its arguments joined by spaces; None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None  # gone meanwhile
+
+
 def _mentioning(text: str) -> list[int]:
     """The processes whose command line mentions ``text``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                pids.append(int(entry.name))
-        except OSError:
-            pass  # gone meanwhile
-    return pids
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and text in (_command_line(int(entry.name)) or "")]
 
 
 def _start_time(pid: int) -> int | None:
@@ -160,11 +162,7 @@ def _left_behind(started: dict[int, int]) -> list[str]:
     for pid, since in started.items():
         fields = stat_fields(pid)
         if fields is not None and int(fields[19]) == since and fields[0] != "Z":
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                command = "?"
-            found.append(f"{pid} {fields[0]} ppid {fields[1]}: {command}")
+            found.append(f"{pid} {fields[0]} ppid {fields[1]}: {_command_line(pid)}")
     return found
 
 
