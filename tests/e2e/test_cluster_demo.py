@@ -152,7 +152,12 @@ def _start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot), or None if there is no such process: with the pid,
     it names one process, never a later one given the same pid."""
     fields = stat_fields(pid)
-    return None if fields is None else int(fields[19])
+    return None if fields is None else _start_time_in(fields)
+
+
+def _start_time_in(fields: list[str]) -> int:
+    """The start time among a process's ``stat_fields`` (field 22 of ``/proc/<pid>/stat``)."""
+    return int(fields[19])
 
 
 def _left_behind(started: dict[int, int]) -> list[str]:
@@ -161,7 +166,7 @@ def _left_behind(started: dict[int, int]) -> list[str]:
     found = []
     for pid, since in started.items():
         fields = stat_fields(pid)
-        if fields is not None and int(fields[19]) == since and fields[0] != "Z":
+        if fields is not None and _start_time_in(fields) == since and fields[0] != "Z":
             found.append(f"{pid} {fields[0]} ppid {fields[1]}: {_command_line(pid)}")
     return found
 
