@@ -107,6 +107,7 @@ class BinanceExchange(Exchange):
     name = "binance"
     rest_statuses = ("429", "418", "500", "403", "hang")
     """No ``200_error``: Binance's errors always come with a 4xx/5xx status."""
+    beat = 0.1
 
     def __init__(
         self,
@@ -214,7 +215,7 @@ class BinanceExchange(Exchange):
                     event["b"] = [*event["b"], list(JUNK_ROW)]
                     event_text = json.dumps(event, separators=(",", ":"))
             if event_text is None:
-                event_text = self._event_text(now_ms(), first, last, bids_text, asks_text)
+                event_text = self._event_text(self.venue.beat_ms or now_ms(), first, last, bids_text, asks_text)
             self._send_event(self._fast, subscribers, event_text)
 
     def _event_text(self, e_ms: int, first: int, last: int, bids: list[tuple[str, str]],

@@ -88,6 +88,9 @@ class Exchange:
     name = ""
     rest_statuses: tuple[str, ...] = REST_STATUSES
     """The scripted REST answers this venue is known to give (the ``rest`` fault refuses others)."""
+    beat: float | None = None
+    """Seconds between the sends the venue makes for every symbol at once, their frames stamped alike (Binance's
+    ``@depth@100ms`` streams: docs/protocols.md, "When frames come"); None: each symbol sends on its own."""
 
     def __init__(self, *, snapshot_delay: float = 0.0) -> None:
         self.truth = VenueBook()
@@ -105,6 +108,9 @@ class Exchange:
         self.junk_pending = 0
         self.venue: Exchange = self
         """The market that owns the venue's connections, REST faults and limits (the default symbol's)."""
+        self.beat_ms: int | None = None
+        """Set on the venue while the feed publishes one beat of a venue with a beat (:attr:`beat`): the event time
+        every frame of the beat carries; None: each frame is stamped when it is made."""
         self.markets: dict[str, Exchange] = {}
         """On the venue: every market it serves by its name on the wire (Binance symbol, Bitstamp pair)."""
         self.on_written: Callable[[float], None] | None = None

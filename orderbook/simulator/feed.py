@@ -15,7 +15,7 @@ from functools import partial
 import gevent
 from gevent.event import Event
 
-from orderbook.simulator.exchange import Exchange
+from orderbook.simulator.exchange import Exchange, now_ms
 from orderbook.simulator.market import VenueModel
 from orderbook.simulator.probe import ProbeLog
 from orderbook.simulator.replay import Recording
@@ -83,18 +83,28 @@ class ModelFeed(_Driver):
 
     ``exchange`` and ``model`` are the default symbol's market (the one probes mark); ``others`` the venue's other
     symbols'. One greenlet for all of them, not one each: a hundred symbols cost one wake per slice, not a hundred.
-    The other symbols take turns, evenly spread over each 1 / ``rate`` seconds, as independent markets' events
-    are: not all in the same slice, which would put every probe behind a burst of one event per symbol (at 100
-    symbols and 10 events/s, 100 frames at once every 100 ms). Within a slice the other symbols' events go first,
-    so that a probe stays the last event of its batch.
+    The default symbol's event comes last of its slice, so that a probe stays the last event of its batch: nothing
+    queued after it delays its write.
+
+    When the others' events go out is the venue's (docs/protocols.md, "When frames come"). ``beat`` None (Bitstamp,
+    whose pairs send when their orders change, each on its own): they take turns, evenly spread over each 1 /
+    ``rate`` seconds. ``beat`` set (Binance, whose ``@depth@100ms`` streams all send on one common 100-ms beat): a
+    slice is a beat, kept to a grid; every symbol's events due in it go out together at its start, the others in
+    their turns and the default symbol last (the last place of the burst, the longest a symbol waits behind the
+    others), all with the beat's event time (:attr:`Exchange.beat_ms`). With no other symbol the events stay spread
+    over 2-ms slices: alone, a rate above the venue's 10 frames a second is a load, not the venue, and bunching it
+    into beats would measure the bunching.
     """
 
     def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause,
-                 probes: ProbeLog | None = None, others: Sequence[tuple[Exchange, VenueModel]] = ()) -> None:
+                 probes: ProbeLog | None = None, others: Sequence[tuple[Exchange, VenueModel]] = (),
+                 beat: float | None = None) -> None:
         self.exchange = exchange
         self.model = model
         self.others = list(others)
         self.rate = rate
+        self.beat = beat if self.others else None
+        """Seconds between the venue's common sends (None: each symbol's events spread over time)."""
         self.probes = probes or ProbeLog()
         self._pause = pause
         self._since_probe = 0
@@ -108,8 +118,13 @@ class ModelFeed(_Driver):
         turns = 0.0  # the other symbols' events so far, in turn: rate * len(others) a second
         last = time.monotonic()
         carry = 0.0
+        beat_at = last  # with a beat: when the next is due, on a grid of beats, not a beat after the last wake
         while True:
-            gevent.sleep(SLICE_SECONDS)
+            if self.beat is None:
+                gevent.sleep(SLICE_SECONDS)
+            else:
+                beat_at = max(beat_at + self.beat, time.monotonic())
+                gevent.sleep(max(0.0, beat_at - time.monotonic()))
             now = time.monotonic()
             if self._pause.paused:
                 last, carry = now, 0.0
@@ -120,9 +135,11 @@ class ModelFeed(_Driver):
             due = carry + self.rate * (now - last)
             count = int(due)
             carry = due - count
-            burst = max(1, int(self.rate * MAX_BURST_SECONDS))
+            burst = max(1, int(self.rate * max(MAX_BURST_SECONDS, self.beat or 0.0)))
             if count > burst:
                 count, carry = burst, 0.0
+            if self.beat is not None:
+                exchange.beat_ms = now_ms()  # every frame of the beat, the others' and the default's, alike
             if others:
                 first = int(turns)
                 turns += self.rate * (now - last) * len(others)
@@ -140,6 +157,7 @@ class ModelFeed(_Driver):
                 self._publish_probe()
             for each in exchanges:
                 each.flush(now)
+            exchange.beat_ms = None
 
     def burst(self, events: int) -> float:
         """``events`` events queued at once, the last a probe: a client that shows its marker has them all (as far as

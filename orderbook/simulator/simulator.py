@@ -160,7 +160,7 @@ class Simulator:
                 continue
             params = market_params(symbol, levels)
             others.append((market, self._model(market, f"{seed}:{exchange.name}:{symbol}", params)))
-        return ModelFeed(exchange, model, rate, self.pause_switch, self.probes, others)
+        return ModelFeed(exchange, model, rate, self.pause_switch, self.probes, others, exchange.beat)
 
     @staticmethod
     def _model(exchange: Exchange, seed: str, params: ModelParams) -> VenueModel:

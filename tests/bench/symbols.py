@@ -3,9 +3,10 @@
 Each step starts the simulator with N symbols (:func:`symbol_names`: ETHBTC, the default symbol, first), Binance at
 10 frames/s per symbol (the ``@depth@100ms`` stream sends at most one frame per 100 ms) and Bitstamp at 3, books of
 1,000 levels a side (the simulator's ``--levels``: as deep as the server keeps Binance books by default), and
-``bin/run-server --symbol A,B,...`` against it, at its default settings otherwise. The simulator spreads the
-symbols' events over each period, as independent markets' are (not one burst of N frames every 100 ms). Then, in
-this order:
+``bin/run-server --symbol A,B,...`` against it, at its default settings otherwise. The simulator sends Binance's
+symbols together on the venue's 100-ms beat, one burst of N frames every 100 ms with the default symbol last (its
+place in the burst is the longest wait a symbol has: docs/protocols.md, "When frames come"), and spreads Bitstamp's
+pairs over each period, each on its own. Then, in this order:
 
 - start-up: from the launch of the server until every symbol is in step on both venues (the simulator lists every
   symbol on both), polling ``orderbook_exchange_in_step`` on /metrics, and on until every Binance book, in step on
@@ -401,7 +402,8 @@ def step_figures(step: dict[str, Any], baseline_rss: float | None) -> list[Figur
     figures += [
         Figure(prefix + "p50 frame->client", step["latency"]["p50_ms"], "ms"),
         Figure(prefix + "p99 frame->client", step["latency"]["p99_ms"], "ms", P99_TARGET_MS, "lower",
-               note="one BookSummary client of the default symbol, every symbol live"),
+               note="one BookSummary client of the default symbol, every symbol live; on Binance it comes last of "
+                    "each 100-ms beat's burst"),
         Figure(prefix + "p99 frame->publish in the book process", step.get("frame_to_publish_p99_ms"), "ms",
                note="the bucket (orderbook_frame_to_publish_seconds, over the window) holding its p99: frame read "
                     "-> the summary showing it published"),

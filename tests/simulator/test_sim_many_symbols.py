@@ -16,6 +16,7 @@ from orderbook.book import VenueBook
 from orderbook.simulator.config import ConfigError, SimulatorConfig, from_args, parser
 from orderbook.simulator.process import SimulatorError, SimulatorProcess
 from orderbook.simulator.simulator import Simulator
+from tests.support.beats import same_time_share
 
 SYMBOLS = ("ETHBTC", "BTCUSDT", "ETHUSDT")
 EVENTS_EACH = 20
@@ -290,3 +291,27 @@ def test_a_hundred_symbols_at_ten_events_a_second_each_reach_one_combined_client
         for event in events:
             assert event["U"] == last + 1 and event["s"] == symbol
             last = event["u"]
+
+
+def test_binance_s_symbols_send_together_on_its_100ms_beat_stamped_alike_the_default_last(make_sim):
+    """As the recordings show it (docs/protocols.md, "When frames come"; tests/test_recorded_timing.py measures them
+    the same way): whenever two symbols' frames are within 50 ms, they carry the same event time; at 10 events a
+    second each symbol sends once a beat, and the default symbol (the one probes mark) comes last of each."""
+    symbols = [f"S{i:03d}USDT" for i in range(20)]
+    process = make_sim("--paused", "--symbol", ",".join(symbols), "--rate", "10")
+    streams = "/".join(f"{symbol.lower()}@depth@100ms" for symbol in symbols)
+    ws = connect(f"{process.urls['binance_ws']}/stream?streams={streams}")
+    run_until_events(process.control, 10, timeout=60)
+    sent = sum(market["events"] for market in process.control.stats()["binance"]["markets"].values())
+    events = [message["data"] for message in read_count(ws, sent)]
+    ws.close()
+    near, share = same_time_share({symbol: [event["E"] for event in events if event["s"] == symbol]
+                                   for symbol in symbols})
+    assert near >= 100 and share == 1.0, (near, share)
+    beats: dict[int, list[str]] = {}
+    for event in events:
+        beats.setdefault(event["E"], []).append(event["s"])
+    assert len(beats) >= 10
+    for names in beats.values():
+        assert len(names) == len(set(names)), names  # once a beat each
+        assert names[-1] == symbols[0] or symbols[0] not in names, names
