@@ -91,9 +91,12 @@ class ModelFeed(_Driver):
     ``rate`` seconds. ``beat`` set (Binance, whose ``@depth@100ms`` streams all send on one common 100-ms beat): a
     slice is a beat, kept to a grid; every symbol's events due in it go out together at its start, the others in
     their turns and the default symbol last (the last place of the burst, the longest a symbol waits behind the
-    others), all with the beat's event time (:attr:`Exchange.beat_ms`). With no other symbol the events stay spread
-    over 2-ms slices: alone, a rate above the venue's 10 frames a second is a load, not the venue, and bunching it
-    into beats would measure the bunching.
+    others), all with the beat's event time (:attr:`Exchange.beat_ms`). That is while the rate is at most one event a
+    beat (10 a second: Binance's realistic rate). Faster, and with no other symbol, the events stay spread over 2-ms
+    slices: the venue would merge a symbol's events of a beat into one frame where the simulator sends a frame an
+    event, so such a rate is a load, not the venue, and bunching it into beats would measure the bunching (held a
+    beat at a time, the overload benchmark's push, 1,600 events a second a symbol, cost the book process two
+    reconnects in the one run tried, where spread it has none).
     """
 
     def __init__(self, exchange: Exchange, model: VenueModel, rate: float, pause: Pause,
@@ -103,13 +106,19 @@ class ModelFeed(_Driver):
         self.model = model
         self.others = list(others)
         self.rate = rate
-        self.beat = beat if self.others else None
-        """Seconds between the venue's common sends (None: each symbol's events spread over time)."""
+        self.venue_beat = beat if self.others else None
+        """Seconds between the venue's common sends, when there are several symbols (None: each on its own)."""
         self.probes = probes or ProbeLog()
         self._pause = pause
         self._since_probe = 0
         self._bursts = 0
         """Bursts being queued: the paused market's periodic flush waits for them (Binance's 1000 ms frame)."""
+
+    @property
+    def beat(self) -> float | None:
+        """The beat the events go out on now: the venue's, at most one event a beat (the rate can change)."""
+        beat = self.venue_beat
+        return beat if beat is not None and self.rate * beat <= 1.0 + 1e-9 else None
 
     def _run(self) -> None:
         exchange, model = self.exchange, self.model
@@ -120,10 +129,11 @@ class ModelFeed(_Driver):
         carry = 0.0
         beat_at = last  # with a beat: when the next is due, on a grid of beats, not a beat after the last wake
         while True:
-            if self.beat is None:
+            beat = self.beat
+            if beat is None:
                 gevent.sleep(SLICE_SECONDS)
             else:
-                beat_at = max(beat_at + self.beat, time.monotonic())
+                beat_at = max(beat_at + beat, time.monotonic())
                 gevent.sleep(max(0.0, beat_at - time.monotonic()))
             now = time.monotonic()
             if self._pause.paused:
@@ -135,10 +145,10 @@ class ModelFeed(_Driver):
             due = carry + self.rate * (now - last)
             count = int(due)
             carry = due - count
-            burst = max(1, int(self.rate * max(MAX_BURST_SECONDS, self.beat or 0.0)))
+            burst = max(1, int(self.rate * max(MAX_BURST_SECONDS, beat or 0.0)))
             if count > burst:
                 count, carry = burst, 0.0
-            if self.beat is not None:
+            if beat is not None:
                 exchange.beat_ms = now_ms()  # every frame of the beat, the others' and the default's, alike
             if others:
                 first = int(turns)

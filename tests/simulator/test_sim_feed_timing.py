@@ -150,3 +150,26 @@ def test_one_symbol_keeps_its_rate_spread_over_time_whatever_the_venue(monkeypat
     sent = _run(monkeypatch, symbols=1, rate=50.0, seconds=1.0, beat=beat)
     assert {each.name for each in sent} == {"DEFAULT"} and 49 <= len(sent) <= 50
     assert len(_by_slice(sent)) == len(sent)
+
+
+def test_above_one_event_a_beat_the_symbols_stay_spread_as_a_load(monkeypatch):
+    """50 events a second each, over 10 symbols: more than a beat carries (the venue would merge them into one
+    frame), so spread over 2-ms slices as with no beat."""
+    sent = _run(monkeypatch, symbols=10, rate=50.0, seconds=1.0, beat=0.1)
+    per_symbol = Counter(each.name for each in sent)
+    assert len(per_symbol) == 10 and all(49 <= count <= 50 for count in per_symbol.values()), per_symbol
+    assert max(Counter(each.at for each in sent).values()) <= 3
+    assert {each.stamp for each in sent} == {None}
+
+
+def _beat_at(rate: float, others: int = 1) -> float | None:
+    market = _Market("M", _Clock(1.0), [])
+    feed = ModelFeed(market, market, 10.0, Pause(), others=[(market, market)] * others,  # type: ignore[arg-type,list-item]
+                     beat=0.1)
+    feed.rate = rate  # as the control API's set_rate does
+    return feed.beat
+
+
+def test_the_beat_follows_the_rate_as_it_is_changed():
+    assert [_beat_at(rate) for rate in (10.0, 200.0, 3.0)] == [0.1, None, 0.1]
+    assert _beat_at(10.0, others=0) is None  # alone
