@@ -108,6 +108,7 @@ class BinanceExchange(Exchange):
     rest_statuses = ("429", "418", "500", "403", "hang")
     """No ``200_error``: Binance's errors always come with a 4xx/5xx status."""
     beat = 0.1
+    """Every ``@depth@100ms`` stream of a connection sends on this one beat (the recordings: docs/protocols.md)."""
 
     def __init__(
         self,
