@@ -126,6 +126,28 @@ def test_on_a_beat_every_symbol_sends_once_a_beat_together_stamped_alike_the_def
         assert len({each.stamp for each in events}) == 1 and events[0].stamp is not None
 
 
+def test_a_beat_that_comes_late_does_not_bring_the_next_close_behind_it(monkeypatch):
+    """A busy hub wakes the feed 70 ms late once: the beat after it comes 60 ms after that one, not 30 ms (frames
+    of two beats 30 ms apart would be as good as one burst), and the grid resumes."""
+    clock = _Clock(2.0)
+    late = iter([0.0, 0.07])  # the second beat's wake is 70 ms late
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds + next(late, 0.0))
+
+    monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(feed_module, "gevent", SimpleNamespace(sleep=sleep))
+    sent: list[Sent] = []
+    default = _Market("DEFAULT", clock, sent)
+    other = _Market("S0", clock, sent, default)
+    feed = ModelFeed(default, default, 10.0, Pause(), others=[(other, other)], beat=0.1)  # type: ignore[arg-type,list-item]
+    with pytest.raises(_Stop):
+        feed._run()
+    beats = sorted(_by_slice(sent))
+    gaps = [round(b - a, 3) for a, b in zip(beats, beats[1:])]
+    assert gaps[:3] == [0.17, 0.06, 0.1], gaps
+
+
 def test_on_a_beat_a_slower_rate_sends_each_symbol_at_most_once_a_beat_and_keeps_the_rate(monkeypatch):
     sent = _run(monkeypatch, symbols=50, rate=3.0, seconds=4.0, beat=0.1)
     per_symbol = Counter(each.name for each in sent)
