@@ -14,9 +14,14 @@ class Backoff:
         self.attempt = 0
         self._rng = rng or random.Random()
 
+    @property
+    def ceiling(self) -> float:
+        """The most the next delay can be: the base doubled for each attempt so far, up to the cap."""
+        return min(self.cap, self.base * 2 ** min(self.attempt, 32))
+
     def next(self) -> float:
-        """The delay before the next attempt: uniform in [base/2, min(cap, base * 2**attempt)]."""
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 32))
+        """The delay before the next attempt: uniform in [base/2, :attr:`ceiling`]."""
+        ceiling = self.ceiling
         self.attempt += 1
         return self._rng.uniform(min(self.base / 2, ceiling), ceiling)
 

@@ -26,6 +26,15 @@ def test_ceiling_grows_by_doubling_up_to_the_cap():
     assert backoff.attempt == 9
 
 
+def test_the_ceiling_says_the_most_the_next_delay_can_be():
+    backoff = Backoff(base=0.25, cap=4.0, rng=Extreme(high=True))
+    ceilings = []
+    for _ in range(7):
+        ceilings.append(backoff.ceiling)
+        assert backoff.next() == ceilings[-1]
+    assert ceilings == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
 def test_floor_is_half_the_base():
     backoff = Backoff(base=0.5, cap=30.0, rng=Extreme(high=False))
     assert [backoff.next() for _ in range(5)] == [0.25] * 5

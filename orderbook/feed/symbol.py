@@ -702,9 +702,10 @@ class SymbolStream:
                     return
             finally:
                 feed.fetcher.taken(self.symbol, feed.first_depth)
+            ceiling = too_old.ceiling
             delay = too_old.next()
-            log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s",
-                     feed.name, snapshot.last_id, delay)
+            log.info("%s: snapshot %s is older than the stream; fetching again in %.2f s (drawn up to %.2f s)",
+                     feed.name, snapshot.last_id, delay, ceiling)
             gevent.sleep(delay)  # and then the venue's REST budget, in fetch()
             priority = Priority.REBUILD
 

@@ -274,7 +274,7 @@ class RestWatch:
         self._interval = interval
         self._stop = threading.Event()
         self.arrivals: list[float] = []
-        self._count = self._read()
+        self._count = self._start = self._read()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -290,6 +290,10 @@ class RestWatch:
         now = time.monotonic()
         self.arrivals.extend([now] * (count - self._count))
         self._count = count
+
+    def requests(self) -> int:
+        """The requests since the watch began, counted now (also after :meth:`stop`)."""
+        return self._read() - self._start
 
     def stop(self) -> list[float]:
         """Stop polling (after one last look) and return the arrival times seen."""
