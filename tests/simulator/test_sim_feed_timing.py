@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -26,14 +27,18 @@ class _Stop(Exception):
 
 
 class _Clock:
-    def __init__(self, seconds: float) -> None:
+    """``late``: how late each sleep wakes, in turn (a busy hub), then none."""
+
+    def __init__(self, seconds: float, late: Sequence[float] = ()) -> None:
         self.now = 1000.0
         self.end = self.now + seconds
+        self._late = iter(late)
 
     def monotonic(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        seconds += next(self._late, 0.0)
         if self.now + seconds > self.end + 1e-9:
             raise _Stop
         self.now += seconds
@@ -71,8 +76,8 @@ class _Market:
 
 
 def _run(monkeypatch, symbols: int, rate: float, seconds: float, probe_every: int = 0,
-         beat: float | None = None) -> list[Sent]:
-    clock = _Clock(seconds)
+         beat: float | None = None, late: Sequence[float] = ()) -> list[Sent]:
+    clock = _Clock(seconds, late)
     monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=clock.monotonic))
     monkeypatch.setattr(feed_module, "gevent", SimpleNamespace(sleep=clock.sleep))
     sent: list[Sent] = []
@@ -129,20 +134,7 @@ def test_on_a_beat_every_symbol_sends_once_a_beat_together_stamped_alike_the_def
 def test_a_beat_that_comes_late_does_not_bring_the_next_close_behind_it(monkeypatch):
     """A busy hub wakes the feed 70 ms late once: the beat after it comes 60 ms after that one, not 30 ms (frames
     of two beats 30 ms apart would be as good as one burst), and the grid resumes."""
-    clock = _Clock(2.0)
-    late = iter([0.0, 0.07])  # the second beat's wake is 70 ms late
-
-    def sleep(seconds: float) -> None:
-        clock.sleep(seconds + next(late, 0.0))
-
-    monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=clock.monotonic))
-    monkeypatch.setattr(feed_module, "gevent", SimpleNamespace(sleep=sleep))
-    sent: list[Sent] = []
-    default = _Market("DEFAULT", clock, sent)
-    other = _Market("S0", clock, sent, default)
-    feed = ModelFeed(default, default, 10.0, Pause(), others=[(other, other)], beat=0.1)  # type: ignore[arg-type,list-item]
-    with pytest.raises(_Stop):
-        feed._run()
+    sent = _run(monkeypatch, symbols=2, rate=10.0, seconds=2.0, beat=0.1, late=(0.0, 0.07))  # the 2nd beat late
     beats = sorted(_by_slice(sent))
     gaps = [round(b - a, 3) for a, b in zip(beats, beats[1:])]
     assert gaps[:3] == [0.17, 0.06, 0.1], gaps
